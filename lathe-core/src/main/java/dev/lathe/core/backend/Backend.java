@@ -1,0 +1,98 @@
+package dev.lathe.core.backend;
+
+import dev.lathe.core.checkpoint.DType;
+import dev.lathe.core.checkpoint.WeightTensor;
+
+import java.util.List;
+
+/**
+ * The operations a model is written against. One implementation per device (CPU, CUDA). Every op
+ * writes its output tensor completely and reads nothing of it before; shapes are checked and a
+ * mismatch is an {@link IllegalArgumentException} naming the op and both shapes. Ops may run
+ * asynchronously; {@link #download} waits for everything queued before it.
+ *
+ * <p>Math is float32 whatever the storage format; activations are F32 unless an op says otherwise.
+ */
+public interface Backend extends AutoCloseable {
+    String name();
+
+    // ---- memory -------------------------------------------------------------------------------
+
+    /** A new, uninitialised {@code [rows, cols]} tensor. */
+    Tensor allocate(DType dtype, int rows, int cols);
+
+    /** A new F32 tensor holding {@code data} ({@code rows * cols} values). */
+    Tensor upload(float[] data, int rows, int cols);
+
+    /** A new I32 tensor holding {@code data} ({@code rows * cols} values). */
+    Tensor upload(int[] data, int rows, int cols);
+
+    /** Copies an F32 tensor to the host, after all queued work. */
+    float[] download(Tensor t);
+
+    /** Makes a checkpoint tensor resident (CPU: wraps the mapped bytes, no copy). 1-D becomes [1, n]. */
+    Weight load(WeightTensor t);
+
+    /**
+     * One weight made of {@code parts} stacked along rows (fused QKV, fused gate/up); all parts have
+     * the same dtype and column count.
+     */
+    Weight loadFused(String name, List<WeightTensor> parts);
+
+    /**
+     * A weight of seeded random values, generated where it will live: normal(0, std), or the constant
+     * {@code mean} plus normal(0, std) (norm scales). The same (seed, shape, dtype) gives the same values
+     * on every backend.
+     */
+    Weight random(String name, DType dtype, int rows, int cols, long seed, float mean, float std);
+
+    KvCache allocateKvCache(int numLayers, int numBlocks, int blockSize, int numKvHeads, int headDim, DType dtype);
+
+    // ---- ops --------------------------------------------------------------------------------
+
+    /** {@code out[i, :] = table[ids[i], :]}. ids {@code [1, n]} I32, table {@code [vocab, h]}, out {@code [n, h]}. */
+    void embedding(Weight table, Tensor ids, Tensor out);
+
+    /**
+     * RMSNorm over rows of length {@code weight.cols()}: {@code out = x / sqrt(mean(x^2) + eps) * weight}.
+     * {@code x} and {@code out} have the same shape and their row length is a multiple of
+     * {@code weight.cols()} (so [n, heads * headDim] with a [1, headDim] weight norms each head).
+     * {@code out} may be {@code x}.
+     */
+    void rmsNorm(Tensor x, Weight weight, float eps, Tensor out);
+
+    /** {@code residual += x; out = rmsNorm(residual)}; all {@code [n, h]}. */
+    void addRmsNorm(Tensor residual, Tensor x, Weight weight, float eps, Tensor out);
+
+    /** {@code out = x @ w^T (+ bias)}: x {@code [n, in]}, w {@code [out, in]}, bias {@code [1, out]} or null. */
+    void linear(Tensor x, Weight w, Weight bias, Tensor out);
+
+    /** Copies column ranges of {@code src} into {@code outs} in order; their widths sum to src's. */
+    void splitColumns(Tensor src, Tensor... outs);
+
+    /**
+     * Rotary embedding in place, HF "rotate half" convention: in every head of width {@code 2 * half},
+     * element {@code j} pairs with {@code j + half}. {@code x} is {@code [n, heads * 2 * half]}; cos and
+     * sin are {@code [n, half]} F32 (the angle of token i, frequency j).
+     */
+    void rope(Tensor x, Tensor cos, Tensor sin);
+
+    /** Writes this step's K and V ({@code [n, kvHeads * headDim]}) into the cache at {@code slotMapping}. */
+    void writeKv(KvCache cache, int layer, Tensor k, Tensor v, Tensor slotMapping);
+
+    /**
+     * Causal paged attention with grouped query heads: {@code q} {@code [n, heads * headDim]} against the
+     * cached K/V of {@code layer} (already holding this step's tokens), scaled by {@code scale} before
+     * softmax; {@code out} has q's shape. See {@link AttentionMetadata} for positions and masking.
+     */
+    void attention(Tensor q, KvCache cache, int layer, AttentionMetadata meta, float scale, Tensor out);
+
+    /** {@code out[i, j] = silu(x[i, j]) * x[i, j + I]}: x {@code [n, 2I]}, out {@code [n, I]}. */
+    void siluMul(Tensor x, Tensor out);
+
+    /** {@code out[i, :] = x[rows[i], :]}: rows {@code [1, m]} I32, out {@code [m, cols]}. */
+    void gatherRows(Tensor x, Tensor rows, Tensor out);
+
+    @Override
+    void close();
+}
