@@ -1,0 +1,169 @@
+package dev.lathe.core.generate;
+
+import dev.lathe.core.backend.AttentionMetadata;
+import dev.lathe.core.backend.Backend;
+import dev.lathe.core.backend.KvCache;
+import dev.lathe.core.backend.Tensor;
+import dev.lathe.core.checkpoint.DType;
+import dev.lathe.core.config.ModelConfig;
+import dev.lathe.core.model.LlamaModel;
+import dev.lathe.core.model.Rope;
+import dev.lathe.core.model.StepInput;
+
+import java.util.List;
+
+/**
+ * Runs forward steps of a model over a paged KV cache: builds the step's packed inputs and attention
+ * metadata from the sequences, grows their block lists, runs the model and returns logits on the host.
+ */
+public final class ModelRunner implements AutoCloseable {
+    private final LlamaModel model;
+    private final Backend backend;
+    private final ModelConfig config;
+    private final Rope rope;
+    private final KvCache cache;
+    private final BlockAllocator blocks;
+    private final int blockSize;
+    private final int maxModelLen;
+
+    /** Logits of one step: row {@code r} is {@code data[r * vocab .. (r + 1) * vocab)}. */
+    public record StepLogits(float[] data, int vocab, int[] firstRowOfSeq) {
+        public float[] row(int r) {
+            float[] out = new float[vocab];
+            System.arraycopy(data, r * vocab, out, 0, vocab);
+            return out;
+        }
+    }
+
+    public ModelRunner(LlamaModel model, CacheConfig cacheConfig) {
+        this.model = model;
+        this.backend = model.backend();
+        this.config = model.config();
+        this.rope = new Rope(config);
+        this.blockSize = cacheConfig.blockSize();
+        this.maxModelLen = cacheConfig.maxModelLen();
+        this.cache = backend.allocateKvCache(config.numLayers(), cacheConfig.numBlocks(), blockSize,
+                config.numKvHeads(), config.headDim(), cacheConfig.dtype());
+        this.blocks = new BlockAllocator(cacheConfig.numBlocks());
+    }
+
+    public int maxModelLen() { return maxModelLen; }
+
+    public int freeBlocks() { return blocks.numFree(); }
+
+    public ModelConfig config() { return config; }
+
+    /**
+     * Computes, for each sequence {@code s}, its next {@code counts[s]} uncomputed tokens. Returns logits
+     * for every computed token when {@code allLogits}, else for the last computed token of each sequence.
+     */
+    public StepLogits step(List<Sequence> seqs, int[] counts, boolean allLogits) {
+        int numSeqs = seqs.size();
+        int numTokens = 0;
+        int maxBlocksPerSeq = 0;
+        int maxContext = 0;
+        for (int s = 0; s < numSeqs; s++) {
+            Sequence seq = seqs.get(s);
+            int end = seq.numComputed() + counts[s];
+            if (counts[s] <= 0 || end > seq.numTokens()) {
+                throw new IllegalArgumentException("sequence " + seq.id() + ": cannot compute " + counts[s]
+                        + " tokens (" + seq.numComputed() + " of " + seq.numTokens() + " computed)");
+            }
+            if (end > maxModelLen) {
+                throw new ContextLengthException(end, maxModelLen);
+            }
+            ensureBlocks(seq, end);
+            numTokens += counts[s];
+            maxBlocksPerSeq = Math.max(maxBlocksPerSeq, seq.numBlocks());
+            maxContext = Math.max(maxContext, end);
+        }
+
+        int half = rope.half();
+        int[] ids = new int[numTokens];
+        int[] positions = new int[numTokens];
+        int[] slots = new int[numTokens];
+        int[] queryStarts = new int[numSeqs + 1];
+        int[] contextLens = new int[numSeqs];
+        int[] blockTable = new int[numSeqs * maxBlocksPerSeq];
+        float[] cos = new float[numTokens * half];
+        float[] sin = new float[numTokens * half];
+        int numLogitRows = allLogits ? numTokens : numSeqs;
+        int[] logitRows = new int[numLogitRows];
+        int[] firstRowOfSeq = new int[numSeqs];
+        int t = 0;
+        for (int s = 0; s < numSeqs; s++) {
+            Sequence seq = seqs.get(s);
+            int start = seq.numComputed();
+            queryStarts[s] = t;
+            contextLens[s] = start + counts[s];
+            for (int b = 0; b < maxBlocksPerSeq; b++) {
+                blockTable[s * maxBlocksPerSeq + b] = b < seq.numBlocks() ? seq.block(b) : -1;
+            }
+            for (int i = 0; i < counts[s]; i++) {
+                int pos = start + i;
+                ids[t + i] = seq.token(pos);
+                positions[t + i] = pos;
+                slots[t + i] = seq.block(pos / blockSize) * blockSize + pos % blockSize;
+            }
+            rope.fill(positions, t, counts[s], rope.invFreq(contextLens[s]), cos, sin, t);
+            if (allLogits) {
+                firstRowOfSeq[s] = t;
+                for (int i = 0; i < counts[s]; i++) logitRows[t + i] = t + i;
+            } else {
+                firstRowOfSeq[s] = s;
+                logitRows[s] = t + counts[s] - 1;
+            }
+            t += counts[s];
+        }
+        queryStarts[numSeqs] = t;
+
+        var meta = new AttentionMetadata(numSeqs, numTokens, maxContext,
+                backend.upload(queryStarts, 1, numSeqs + 1), backend.upload(contextLens, 1, numSeqs),
+                backend.upload(blockTable, numSeqs, maxBlocksPerSeq), backend.upload(slots, 1, numTokens),
+                queryStarts, contextLens, config.slidingWindow());
+        float[] out;
+        try (var in = new StepInput(backend.upload(ids, 1, numTokens), backend.upload(cos, numTokens, half),
+                backend.upload(sin, numTokens, half), meta, backend.upload(logitRows, 1, numLogitRows));
+             Tensor logits = model.forward(in, cache)) {
+            out = backend.download(logits);
+        }
+        for (int s = 0; s < numSeqs; s++) seqs.get(s).advanceComputed(counts[s]);
+        return new StepLogits(out, config.vocabSize(), firstRowOfSeq);
+    }
+
+    /** Returns the sequence's blocks to the pool; it must be recomputed to run again. */
+    public void free(Sequence seq) {
+        blocks.release(seq.takeBlocks());
+    }
+
+    private void ensureBlocks(Sequence seq, int tokens) {
+        int needed = (tokens + blockSize - 1) / blockSize;
+        if (needed - seq.numBlocks() > blocks.numFree()) {
+            throw new IllegalStateException("KV cache full: sequence " + seq.id() + " needs "
+                    + (needed - seq.numBlocks()) + " more blocks of " + blockSize + " tokens, " + blocks.numFree()
+                    + " free; raise --kv-blocks or lower --max-model-len");
+        }
+        while (seq.numBlocks() < needed) seq.addBlock(blocks.allocate());
+    }
+
+    @Override
+    public void close() {
+        cache.close();
+    }
+
+    /** Sizes of the KV cache: {@code numBlocks} blocks of {@code blockSize} tokens in {@code dtype}. */
+    public record CacheConfig(int blockSize, int numBlocks, int maxModelLen, DType dtype) {
+        public CacheConfig {
+            if (blockSize <= 0 || numBlocks <= 0 || maxModelLen <= 0) {
+                throw new IllegalArgumentException("cache sizes must be positive: blockSize=" + blockSize
+                        + " numBlocks=" + numBlocks + " maxModelLen=" + maxModelLen);
+            }
+        }
+
+        /** Enough blocks for {@code maxSeqs} sequences of {@code maxModelLen} tokens. */
+        public static CacheConfig forSequences(int maxModelLen, int maxSeqs, int blockSize, DType dtype) {
+            int perSeq = (maxModelLen + blockSize - 1) / blockSize;
+            return new CacheConfig(blockSize, perSeq * maxSeqs, maxModelLen, dtype);
+        }
+    }
+}

@@ -1,0 +1,69 @@
+package dev.lathe.core.generate;
+
+import java.util.Arrays;
+
+/**
+ * A sequence's tokens and where its KV lives. Two counters, no phase: {@code numComputed} tokens are in
+ * the cache, {@code numTokens()} exist (prompt + output); a step computes some of the difference.
+ */
+public final class Sequence {
+    private final long id;
+    private final int numPromptTokens;
+    private int[] tokens;
+    private int numTokens;
+    private int numComputed;
+    private int[] blocks = new int[4];
+    private int numBlocks;
+
+    public Sequence(long id, int[] prompt) {
+        if (prompt.length == 0) throw new IllegalArgumentException("a sequence needs at least one prompt token");
+        this.id = id;
+        this.numPromptTokens = prompt.length;
+        this.tokens = Arrays.copyOf(prompt, Math.max(16, prompt.length * 2));
+        this.numTokens = prompt.length;
+    }
+
+    public long id() { return id; }
+
+    public int numPromptTokens() { return numPromptTokens; }
+
+    public int numTokens() { return numTokens; }
+
+    public int numComputed() { return numComputed; }
+
+    public int numOutputTokens() { return numTokens - numPromptTokens; }
+
+    public int token(int i) { return tokens[i]; }
+
+    public int lastToken() { return tokens[numTokens - 1]; }
+
+    public int[] tokens() { return Arrays.copyOf(tokens, numTokens); }
+
+    public int[] outputTokens() { return Arrays.copyOfRange(tokens, numPromptTokens, numTokens); }
+
+    public void append(int token) {
+        if (numTokens == tokens.length) tokens = Arrays.copyOf(tokens, tokens.length * 2);
+        tokens[numTokens++] = token;
+    }
+
+    void advanceComputed(int n) {
+        if (numComputed + n > numTokens) throw new IllegalStateException("computed beyond the tokens of sequence " + id);
+        numComputed += n;
+    }
+
+    int numBlocks() { return numBlocks; }
+
+    int block(int i) { return blocks[i]; }
+
+    void addBlock(int block) {
+        if (numBlocks == blocks.length) blocks = Arrays.copyOf(blocks, blocks.length * 2);
+        blocks[numBlocks++] = block;
+    }
+
+    int[] takeBlocks() {
+        int[] out = Arrays.copyOf(blocks, numBlocks);
+        numBlocks = 0;
+        numComputed = 0;
+        return out;
+    }
+}

@@ -1,0 +1,119 @@
+package dev.lathe.core.model;
+
+import dev.lathe.core.backend.Backend;
+import dev.lathe.core.backend.KvCache;
+import dev.lathe.core.backend.Tensor;
+import dev.lathe.core.backend.Weight;
+import dev.lathe.core.checkpoint.DType;
+import dev.lathe.core.config.ModelConfig;
+
+import java.util.List;
+
+/**
+ * The Llama family (Llama 2/3/3.1/3.2, Mistral, Qwen2, Qwen3), written once against the {@link Backend}
+ * ops. Differences between members are config flags: QKV bias (Qwen2), q/k RMSNorm (Qwen3), sliding
+ * window (Mistral), tied embeddings, RoPE scaling.
+ *
+ * <p>Per layer, token-major ({@code n} = tokens of the step):
+ * <pre>
+ *   h = norm(residual)                    [n, hidden]
+ *   q, k, v = split(h @ Wqkv^T + b)       [n, qSize], [n, kvSize], [n, kvSize]
+ *   q, k = qkNorm(q, k)                   (Qwen3: per head)
+ *   q, k = rope(q, k)
+ *   cache[layer] <- k, v                  (at the slot mapping)
+ *   a = attention(q, cache[layer])        [n, qSize]
+ *   residual += a @ Wo^T;  h = norm(residual)
+ *   residual += down(silu(gate(h)) * up(h))
+ * </pre>
+ */
+public final class LlamaModel implements AutoCloseable {
+    private final ModelConfig config;
+    private final Backend backend;
+    private final Weight embedding;   // [vocab, hidden]
+    private final List<LayerWeights> layers;
+    private final Weight finalNorm;   // [1, hidden]
+    private final Weight lmHead;      // [vocab, hidden]; the embedding itself when tied
+    private final float eps;
+    private final float attentionScale;
+
+    LlamaModel(ModelConfig config, Backend backend, Weight embedding, List<LayerWeights> layers,
+               Weight finalNorm, Weight lmHead) {
+        this.config = config;
+        this.backend = backend;
+        this.embedding = embedding;
+        this.layers = List.copyOf(layers);
+        this.finalNorm = finalNorm;
+        this.lmHead = lmHead;
+        this.eps = (float) config.rmsNormEps();
+        this.attentionScale = (float) (1.0 / Math.sqrt(config.headDim()));
+    }
+
+    public ModelConfig config() { return config; }
+
+    public Backend backend() { return backend; }
+
+    /** The dtype the weights are held in (that of the embedding table). */
+    public DType weightDtype() { return embedding.dtype(); }
+
+    /**
+     * Runs one step over the packed new tokens of all scheduled sequences, writing their K/V into
+     * {@code cache}, and returns logits {@code [numLogitRows, vocab]} for the rows {@code in.logitRows()} names.
+     */
+    public Tensor forward(StepInput in, KvCache cache) {
+        int n = in.numTokens();
+        int hidden = config.hiddenSize();
+        var attn = in.attention();
+        try (Tensor residual = backend.allocate(DType.F32, n, hidden);
+             Tensor h = backend.allocate(DType.F32, n, hidden);
+             Tensor qkv = backend.allocate(DType.F32, n, config.qkvSize());
+             Tensor q = backend.allocate(DType.F32, n, config.qSize());
+             Tensor k = backend.allocate(DType.F32, n, config.kvSize());
+             Tensor v = backend.allocate(DType.F32, n, config.kvSize());
+             Tensor attnOut = backend.allocate(DType.F32, n, config.qSize());
+             Tensor proj = backend.allocate(DType.F32, n, hidden);
+             Tensor gateUp = backend.allocate(DType.F32, n, 2 * config.intermediateSize());
+             Tensor act = backend.allocate(DType.F32, n, config.intermediateSize())) {
+
+            backend.embedding(embedding, in.tokenIds(), residual);
+            backend.rmsNorm(residual, layers.getFirst().inputNorm(), eps, h);
+            for (int l = 0; l < layers.size(); l++) {
+                LayerWeights w = layers.get(l);
+                backend.linear(h, w.qkv(), w.qkvBias(), qkv);
+                backend.splitColumns(qkv, q, k, v);
+                if (w.qNorm() != null) {
+                    backend.rmsNorm(q, w.qNorm(), eps, q);
+                    backend.rmsNorm(k, w.kNorm(), eps, k);
+                }
+                backend.rope(q, in.cos(), in.sin());
+                backend.rope(k, in.cos(), in.sin());
+                backend.writeKv(cache, l, k, v, attn.slotMapping());
+                backend.attention(q, cache, l, attn, attentionScale, attnOut);
+                backend.linear(attnOut, w.o(), null, proj);
+                backend.addRmsNorm(residual, proj, w.postAttentionNorm(), eps, h);
+                backend.linear(h, w.gateUp(), null, gateUp);
+                backend.siluMul(gateUp, act);
+                backend.linear(act, w.down(), null, proj);
+                Weight nextNorm = l + 1 < layers.size() ? layers.get(l + 1).inputNorm() : finalNorm;
+                backend.addRmsNorm(residual, proj, nextNorm, eps, h);
+            }
+            int m = in.logitRows().cols();
+            Tensor logits = backend.allocate(DType.F32, m, config.vocabSize());
+            try (Tensor last = backend.allocate(DType.F32, m, hidden)) {
+                backend.gatherRows(h, in.logitRows(), last);
+                backend.linear(last, lmHead, null, logits);
+            } catch (RuntimeException e) {
+                logits.close();
+                throw e;
+            }
+            return logits;
+        }
+    }
+
+    @Override
+    public void close() {
+        layers.forEach(LayerWeights::close);
+        embedding.close();
+        finalNorm.close();
+        if (lmHead != embedding) lmHead.close();
+    }
+}

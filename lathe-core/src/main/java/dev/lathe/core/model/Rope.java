@@ -1,0 +1,101 @@
+package dev.lathe.core.model;
+
+import dev.lathe.core.config.ModelConfig;
+import dev.lathe.core.config.RopeScaling;
+
+/**
+ * Rotary position embedding tables for a model, computed on the host the way Hugging Face
+ * transformers computes them in float32: inverse frequencies per scaling type, then
+ * {@code angle = (float) position * invFreq} rounded to float, then cos/sin of that angle.
+ *
+ * <p>DYNAMIC (NTK) scaling depends on the sequence length: a sequence whose length so far
+ * ({@code seqLen}, the position of its last token + 1) exceeds max_position_embeddings gets a larger
+ * base for the tokens of this step; cached keys keep the rotation they were written with, exactly as
+ * transformers does with a KV cache.
+ */
+public final class Rope {
+    private final int headDim;
+    private final int half;
+    private final double theta;
+    private final RopeScaling scaling;
+    private final int maxPositions;
+    private final float[] baseInvFreq; // [half], for every sequence length that needs no dynamic scaling
+
+    public Rope(ModelConfig config) {
+        this.headDim = config.headDim();
+        this.half = headDim / 2;
+        this.theta = config.ropeTheta();
+        this.scaling = config.ropeScaling() == null ? RopeScaling.NONE : config.ropeScaling();
+        this.maxPositions = config.maxPositionEmbeddings();
+        this.baseInvFreq = computeInvFreq(theta);
+        applyStaticScaling(baseInvFreq);
+    }
+
+    public int half() { return half; }
+
+    /** Inverse frequencies used for a sequence whose length (last position + 1) is {@code seqLen}. */
+    public float[] invFreq(int seqLen) {
+        if (scaling.type() == RopeScaling.Type.DYNAMIC && seqLen > maxPositions) {
+            double factor = scaling.factor();
+            double base = theta * Math.pow(factor * seqLen / maxPositions - (factor - 1), headDim / (double) (headDim - 2));
+            return computeInvFreq(base);
+        }
+        return baseInvFreq;
+    }
+
+    /**
+     * Writes cos and sin of {@code count} tokens at {@code positions[from..from+count)} into rows
+     * {@code rowOffset..} of {@code cos}/{@code sin} ({@code [rows, half]} row-major).
+     */
+    public void fill(int[] positions, int from, int count, float[] invFreq, float[] cos, float[] sin, int rowOffset) {
+        for (int t = 0; t < count; t++) {
+            float pos = positions[from + t];
+            int base = (rowOffset + t) * half;
+            for (int j = 0; j < half; j++) {
+                float angle = pos * invFreq[j];
+                cos[base + j] = (float) Math.cos(angle);
+                sin[base + j] = (float) Math.sin(angle);
+            }
+        }
+    }
+
+    // 1 / theta^(2j / dim), with the exponent formed in float32 as transformers does.
+    private float[] computeInvFreq(double base) {
+        float[] inv = new float[half];
+        for (int j = 0; j < half; j++) {
+            float exponent = (float) (2 * j) / (float) headDim;
+            float p = (float) Math.pow(base, exponent);
+            inv[j] = 1.0f / p;
+        }
+        return inv;
+    }
+
+    private void applyStaticScaling(float[] inv) {
+        switch (scaling.type()) {
+            case LINEAR -> {
+                for (int j = 0; j < inv.length; j++) inv[j] = (float) (inv[j] / scaling.factor());
+            }
+            case LLAMA3 -> {
+                // Frequencies whose wavelength is short (high frequency) stay; long ones are divided by
+                // factor; the band between is interpolated smoothly.
+                double factor = scaling.factor();
+                double oldCtx = scaling.originalMaxPositionEmbeddings();
+                double lowFreqWavelen = oldCtx / scaling.lowFreqFactor();
+                double highFreqWavelen = oldCtx / scaling.highFreqFactor();
+                for (int j = 0; j < inv.length; j++) {
+                    float f = inv[j];
+                    double wavelen = 2 * Math.PI / f;
+                    float scaled = wavelen > lowFreqWavelen ? (float) (f / factor) : f;
+                    boolean medium = !(wavelen < highFreqWavelen) && !(wavelen > lowFreqWavelen);
+                    if (medium) {
+                        double smooth = (oldCtx / wavelen - scaling.lowFreqFactor())
+                                / (scaling.highFreqFactor() - scaling.lowFreqFactor());
+                        scaled = (float) ((1 - smooth) * scaled / factor + smooth * scaled);
+                    }
+                    inv[j] = scaled;
+                }
+            }
+            case NONE, DYNAMIC -> { }
+        }
+    }
+}
