@@ -197,7 +197,7 @@ public final class CpuBackend implements Backend {
         pool.forRange(groups, Math.max(1, PARALLEL_ELEMENTS / d), (g0, g1) -> {
             for (int g = g0; g < g1; g++) {
                 int off = g * d;
-                float ss = PagedAttention.dot(x, off, x, off, d);
+                float ss = VectorMath.dot(x, off, x, off, d);
                 float inv = (float) (1.0 / Math.sqrt(ss / d + eps));
                 for (int j = 0; j < d; j++) out[off + j] = (x[off + j] * inv) * w[j];
             }

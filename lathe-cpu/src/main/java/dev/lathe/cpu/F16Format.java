@@ -58,33 +58,6 @@ final class F16Format implements WeightFormat {
     }
 
     @Override
-    public void dot4(MemorySegment w, long wOff, float[] x, int x0, int x1, int x2, int x3, int n, float[] out) {
-        int l = F.length();
-        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
-        int i = 0;
-        for (; i + l <= n; i += l) {
-            FloatVector wv = load(w, wOff + 2L * i);
-            a0 = wv.fma(FloatVector.fromArray(F, x, x0 + i), a0);
-            a1 = wv.fma(FloatVector.fromArray(F, x, x1 + i), a1);
-            a2 = wv.fma(FloatVector.fromArray(F, x, x2 + i), a2);
-            a3 = wv.fma(FloatVector.fromArray(F, x, x3 + i), a3);
-        }
-        float s0 = a0.reduceLanes(VectorOperators.ADD), s1 = a1.reduceLanes(VectorOperators.ADD);
-        float s2 = a2.reduceLanes(VectorOperators.ADD), s3 = a3.reduceLanes(VectorOperators.ADD);
-        for (; i < n; i++) {
-            float wi = Float.float16ToFloat(w.get(SHORT, wOff + 2L * i));
-            s0 += wi * x[x0 + i];
-            s1 += wi * x[x1 + i];
-            s2 += wi * x[x2 + i];
-            s3 += wi * x[x3 + i];
-        }
-        out[0] = s0;
-        out[1] = s1;
-        out[2] = s2;
-        out[3] = s3;
-    }
-
-    @Override
     public void toFloats(MemorySegment w, long wOff, float[] dst, int dstOff, int n) {
         int l = F.length();
         int i = 0;

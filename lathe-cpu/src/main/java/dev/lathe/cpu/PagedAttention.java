@@ -1,9 +1,5 @@
 package dev.lathe.cpu;
 
-import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.VectorOperators;
-import jdk.incubator.vector.VectorSpecies;
-
 /**
  * Causal paged attention with grouped query heads, one (query row, head) pair per work item. Two
  * passes in float32: scores {@code q . k * scale} over the visible keys, then softmax with the maximum
@@ -14,7 +10,6 @@ import jdk.incubator.vector.VectorSpecies;
  * {@code h / (numHeads / numKvHeads)}.
  */
 final class PagedAttention {
-    private static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
     private static final long PARALLEL_WORK = 1 << 14;
 
     /** Where each packed query row sits: its sequence, its position, its first visible key. */
@@ -51,7 +46,7 @@ final class PagedAttention {
         float max = Float.NEGATIVE_INFINITY;
         for (int t = first; t <= last; t++) {
             int slot = plan.blockTables()[tableOff + t / blockSize] * blockSize + t % blockSize;
-            float s = dot(q, qOff, keys, (slot * kvHeads + kvHead) * headDim, headDim) * scale;
+            float s = VectorMath.dot(q, qOff, keys, (slot * kvHeads + kvHead) * headDim, headDim) * scale;
             scores[t - first] = s;
             max = Math.max(max, s);
         }
@@ -64,32 +59,9 @@ final class PagedAttention {
         java.util.Arrays.fill(acc, 0f);
         for (int t = first; t <= last; t++) {
             int slot = plan.blockTables()[tableOff + t / blockSize] * blockSize + t % blockSize;
-            axpy(scores[t - first], values, (slot * kvHeads + kvHead) * headDim, acc, headDim);
+            VectorMath.axpy(scores[t - first], values, (slot * kvHeads + kvHead) * headDim, acc, headDim);
         }
         float inv = 1f / sum;
         for (int d = 0; d < headDim; d++) out[qOff + d] = acc[d] * inv;
-    }
-
-    static float dot(float[] a, int aOff, float[] b, int bOff, int n) {
-        int l = F.length();
-        FloatVector s = FloatVector.zero(F);
-        int i = 0;
-        for (; i + l <= n; i += l) {
-            s = FloatVector.fromArray(F, a, aOff + i).fma(FloatVector.fromArray(F, b, bOff + i), s);
-        }
-        float r = s.reduceLanes(VectorOperators.ADD);
-        for (; i < n; i++) r += a[aOff + i] * b[bOff + i];
-        return r;
-    }
-
-    /** {@code acc += a * x[xOff..xOff + n)}. */
-    private static void axpy(float a, float[] x, int xOff, float[] acc, int n) {
-        int l = F.length();
-        FloatVector av = FloatVector.broadcast(F, a);
-        int i = 0;
-        for (; i + l <= n; i += l) {
-            FloatVector.fromArray(F, x, xOff + i).fma(av, FloatVector.fromArray(F, acc, i)).intoArray(acc, i);
-        }
-        for (; i < n; i++) acc[i] += a * x[xOff + i];
     }
 }
