@@ -30,7 +30,7 @@ public final class SafetensorsWriter {
     private static final ValueLayout.OfFloat F32_LE = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     private static final ValueLayout.OfShort I16_LE = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
-    private static final long CHUNK = 1L << 30;
+    private static final long CHUNK = 1L << 26;
 
     private record Pending(String name, DType dtype, long[] shape, MemorySegment bytes) {}
 
@@ -110,9 +110,13 @@ public final class SafetensorsWriter {
                 StandardOpenOption.TRUNCATE_EXISTING)) {
             writeFully(ch, head);
             for (MemorySegment seg : data) {
-                // a ByteBuffer holds at most 2 GiB; large tensors (a 70B embedding) go in chunks
+                // a ByteBuffer holds at most 2 GiB, so large tensors (a 70B embedding) go in chunks; heap
+                // segments over int[], float[]... have no ByteBuffer view and are copied chunk by chunk
                 for (long pos = 0; pos < seg.byteSize(); pos += CHUNK) {
-                    writeFully(ch, seg.asSlice(pos, Math.min(CHUNK, seg.byteSize() - pos)).asByteBuffer());
+                    MemorySegment part = seg.asSlice(pos, Math.min(CHUNK, seg.byteSize() - pos));
+                    ByteBuffer buf = part.isNative() || part.heapBase().orElse(null) instanceof byte[]
+                            ? part.asByteBuffer() : ByteBuffer.wrap(part.toArray(ValueLayout.JAVA_BYTE));
+                    writeFully(ch, buf);
                 }
             }
         } catch (IOException e) {
