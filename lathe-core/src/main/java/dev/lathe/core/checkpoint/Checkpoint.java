@@ -14,7 +14,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.LinkedHashMap;
-import java.util.LinkedHashSet;
+import java.util.TreeSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
@@ -95,7 +95,7 @@ public final class Checkpoint implements WeightSource {
         Path index = dir.resolve(INDEX);
         if (Files.isRegularFile(index)) {
             List<Path> files = new ArrayList<>();
-            for (String shard : new LinkedHashSet<>(readWeightMap(index).values())) {
+            for (String shard : new TreeSet<>(readWeightMap(index).values())) {
                 Path f = dir.resolve(shard);
                 if (!Files.isRegularFile(f)) {
                     throw new CheckpointException(index + ": names shard '" + shard + "', which is not in " + dir
