@@ -90,7 +90,7 @@ public final class Checkpoint implements WeightSource {
         }
     }
 
-    /** The weight files in the order they are searched. */
+    /** The weight files in the order they are searched (index shards sorted by file name). */
     private static List<Path> weightFiles(Path dir) {
         Path index = dir.resolve(INDEX);
         if (Files.isRegularFile(index)) {
