@@ -32,6 +32,7 @@ import java.util.Map;
 public final class ChatTemplate {
 
     private final String source;
+    private final String compiled;   // source with Jinja2's whitespace rules applied for Jinjava
     private final String bosToken;
     private final String eosToken;
     private final Jinjava jinjava;
@@ -42,8 +43,10 @@ public final class ChatTemplate {
 
     public ChatTemplate(String source, String bosToken, String eosToken) {
         // Jinja2 (keep_trailing_newline=False, as HF leaves it) drops one newline at the end.
-        this.source = source.endsWith("\r\n") ? source.substring(0, source.length() - 2)
+        this.source = source;
+        String trimmed = source.endsWith("\r\n") ? source.substring(0, source.length() - 2)
                 : source.endsWith("\n") ? source.substring(0, source.length() - 1) : source;
+        this.compiled = JinjaWhitespace.normalize(trimmed);
         this.bosToken = bosToken;
         this.eosToken = eosToken;
         this.jinjava = newEnvironment();
@@ -82,7 +85,7 @@ public final class ChatTemplate {
         RAISED.remove();
         RenderResult result;
         try {
-            result = jinjava.renderForResult(source, context);
+            result = jinjava.renderForResult(compiled, context);
         } catch (ChatTemplateException e) {
             throw e;
         } catch (RuntimeException e) {
