@@ -173,8 +173,7 @@ public final class ChatTemplate {
         @Override
         public Object filter(Object var, JinjavaInterpreter interpreter, Object[] args, Map<String, Object> kwargs) {
             Object indent = kwargs.getOrDefault("indent", args.length > 0 ? args[0] : null);
-            return PythonJson.dumps(var, indent == null ? null : ((Number) (indent instanceof Number n ? n
-                    : Integer.valueOf(indent.toString()))).intValue());
+            return PythonJson.dumps(var, indent == null ? null : Integer.valueOf(indent.toString()));
         }
     }
 }
