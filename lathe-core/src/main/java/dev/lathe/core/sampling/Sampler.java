@@ -326,7 +326,7 @@ public final class Sampler {
     private static final class Scratch {
         private float[] work = new float[0], sort = new float[0], heap = new float[0];
 
-        float[] work(int n) { return work.length >= n ? work : (work = new float[n]); }
+        float[] work(int n) { return work.length == n ? work : (work = new float[n]); } // exact: loops use its length
         float[] sort(int n) { return sort.length >= n ? sort : (sort = new float[n]); }
         float[] heap(int n) { return heap.length >= n ? heap : (heap = new float[n]); }
     }
