@@ -1,0 +1,333 @@
+package dev.lathe.core.sampling;
+
+import dev.lathe.core.backend.SeededRandom;
+
+import java.security.SecureRandom;
+import java.util.Arrays;
+import java.util.Collection;
+import java.util.TreeSet;
+import java.util.concurrent.atomic.AtomicLong;
+
+/**
+ * Picks the next token of one request from its logits. One instance per sequence: it holds the
+ * sequence's history for penalties ({@link #accept}) and its random stream. Not thread-safe; a sampler
+ * is used by one thread at a time (the engine thread), which may change between calls.
+ *
+ * <p>Order of operations, vLLM's: logit bias; min_tokens (EOS and stop token ids set to -inf while
+ * fewer than {@code minTokens} tokens were generated); repetition, then frequency and presence
+ * penalties; then either argmax (temperature 0, lowest id on ties) or: divide by the temperature,
+ * top-k, top-p, min-p, and draw from what is left.
+ *
+ * <p>Every filter keeps the tokens whose probability is at least some floor, so ties at a boundary
+ * are all kept or all dropped (as in Hugging Face's and vLLM's top-k): top-k keeps logits {@code >=}
+ * the k-th largest; top-p keeps the most likely tokens until the mass before the next one reaches
+ * {@code topP} (at least one token, plus any token tied with the last kept); min-p keeps tokens with
+ * probability {@code >= minP} times the largest. The draw walks the kept tokens in ascending id order,
+ * so the result depends only on the kept weights, not on how they were found.
+ *
+ * <p>Determinism: the uniform number for the {@code i}-th output token (0-based) is
+ * {@link SeededRandom#bits SeededRandom.bits(seed, i)} scaled to [0, 1). It depends only on the seed
+ * and the position, so a seeded request gives the same tokens on every run, JVM and machine, calling
+ * {@link #sample} twice before {@link #accept} gives the same token, and a GPU kernel can reproduce the
+ * stream. Without a seed, one is drawn from {@link SecureRandom} mixed with the clock; {@link #seed()}
+ * reports it so a run can be replayed.
+ *
+ * <p>Cost per token, vocabulary V: a few linear passes over V (no boxing, no allocation after the
+ * first call on a thread); top-k adds O(V log k) in the worst case, typically O(V); top-p sorts only
+ * the tokens within a factor 2^12 of the most likely one unless those hold less than {@code topP} of
+ * the mass. Penalties visit only the distinct tokens of the prompt and output.
+ */
+public final class Sampler {
+    private static final long SEED_BASE = new SecureRandom().nextLong();
+    private static final AtomicLong UNSEEDED = new AtomicLong();
+    // Top-p looks at the tokens with weight >= each floor in turn (weights are relative to the most
+    // likely token, which has weight 1) until the tokens above a floor hold at least topP of the mass.
+    private static final float[] NUCLEUS_FLOORS = {0x1p-12f, 0x1p-30f, 0f};
+    private static final ThreadLocal<Scratch> SCRATCH = ThreadLocal.withInitial(Scratch::new);
+
+    private final SamplingParams params;
+    private final int vocabSize;
+    private final long seed;
+    private final int[] promptTokens;       // distinct prompt ids, ascending; empty unless repetition penalty is on
+    private final int[] maskedBeforeMin;    // EOS ids (unless ignoreEos) and stop token ids, distinct
+    private final int[] biasIds;            // logit bias as parallel arrays, ascending id
+    private final float[] biasValues;
+    private final TokenCounts generated = new TokenCounts();
+    private int numGenerated;
+
+    /**
+     * @param vocabSize   length of every logits row passed in
+     * @param promptIds   the prompt, for the repetition penalty
+     * @param eosTokenIds the model's end-of-sequence ids, masked until {@code minTokens} are generated
+     * @throws IllegalArgumentException if any token id given (prompt, EOS, stop token ids, logit bias
+     *                                  keys) is outside {@code [0, vocabSize)}
+     */
+    public Sampler(SamplingParams params, int vocabSize, int[] promptIds, Collection<Integer> eosTokenIds) {
+        if (vocabSize < 1) throw new IllegalArgumentException("vocabSize must be >= 1, got " + vocabSize);
+        this.params = params;
+        this.vocabSize = vocabSize;
+        this.seed = params.seed() != null ? params.seed()
+                : SEED_BASE ^ SeededRandom.bits(System.nanoTime(), UNSEEDED.incrementAndGet());
+        for (int i = 0; i < promptIds.length; i++) checkId("promptIds[" + i + "]", promptIds[i]);
+        this.promptTokens = params.repetitionPenalty() != 1
+                ? Arrays.stream(promptIds).sorted().distinct().toArray() : new int[0];
+        var masked = new TreeSet<Integer>();
+        if (!params.ignoreEos()) {
+            for (int id : eosTokenIds) masked.add(checkId("eos token id", id));
+        }
+        for (int i = 0; i < params.stopTokenIds().size(); i++) {
+            masked.add(checkId("stopTokenIds[" + i + "]", params.stopTokenIds().get(i)));
+        }
+        this.maskedBeforeMin = masked.stream().mapToInt(Integer::intValue).toArray();
+        this.biasIds = new int[params.logitBias().size()];
+        this.biasValues = new float[biasIds.length];
+        int j = 0;
+        for (var e : params.logitBias().entrySet()) {
+            biasIds[j] = checkId("logitBias key", e.getKey());
+            biasValues[j++] = e.getValue();
+        }
+    }
+
+    public SamplingParams params() { return params; }
+
+    /** The seed of this sequence's random stream: the request's, or the one drawn for it. */
+    public long seed() { return seed; }
+
+    /** Output tokens accepted so far. */
+    public int numGenerated() { return numGenerated; }
+
+    /** Records the token chosen for this step, so that penalties and min_tokens see it. */
+    public void accept(int token) {
+        checkId("accepted token", token);
+        generated.add(token);
+        numGenerated++;
+    }
+
+    /** Samples the next token; {@code logits} ({@code [vocabSize]}) is left unchanged. */
+    public int sample(float[] logits) {
+        checkLength(logits);
+        float[] v = SCRATCH.get().work(vocabSize);
+        System.arraycopy(logits, 0, v, 0, vocabSize);
+        return sampleInPlace(v);
+    }
+
+    /**
+     * As {@link #sample}, without the copy: {@code logits} is overwritten with scratch values (for
+     * callers that own the row and do not need it afterwards).
+     */
+    public int sampleInPlace(float[] logits) {
+        checkLength(logits);
+        processLogits(logits);
+        if (params.isGreedy()) return argmax(logits);
+        double total = toKeptWeights(logits);
+        double u = (SeededRandom.bits(seed, numGenerated) >>> 11) * 0x1.0p-53; // [0, 1)
+        return draw(logits, total, u);
+    }
+
+    /**
+     * The distribution {@link #sample} draws from at this step: {@code [vocabSize]} probabilities that
+     * sum to 1, zero for every filtered token (one-hot at the argmax when greedy). A new array; the
+     * input is left unchanged.
+     */
+    public float[] probabilities(float[] logits) {
+        checkLength(logits);
+        float[] v = logits.clone();
+        processLogits(v);
+        if (params.isGreedy()) {
+            int best = argmax(v);
+            Arrays.fill(v, 0f);
+            v[best] = 1f;
+            return v;
+        }
+        double total = toKeptWeights(v);
+        for (int i = 0; i < v.length; i++) v[i] = (float) (v[i] / total);
+        return v;
+    }
+
+    /**
+     * Applies, in place, what comes before temperature: logit bias, the min_tokens mask, repetition
+     * penalty, then frequency and presence penalties. (The logits a processed-logprobs report uses.)
+     */
+    public void processLogits(float[] logits) {
+        checkLength(logits);
+        for (int j = 0; j < biasIds.length; j++) logits[biasIds[j]] += biasValues[j];
+        if (numGenerated < params.minTokens()) {
+            for (int id : maskedBeforeMin) logits[id] = Float.NEGATIVE_INFINITY;
+        }
+        if (params.repetitionPenalty() != 1) {
+            float p = (float) params.repetitionPenalty();
+            for (int t : promptTokens) logits[t] = repetitionPenalty(logits[t], p);
+            for (int i = 0; i < generated.size(); i++) {
+                int t = generated.token(i);
+                if (Arrays.binarySearch(promptTokens, t) < 0) logits[t] = repetitionPenalty(logits[t], p);
+            }
+        }
+        double freq = params.frequencyPenalty(), presence = params.presencePenalty();
+        if (freq != 0 || presence != 0) {
+            for (int i = 0; i < generated.size(); i++) {
+                int t = generated.token(i);
+                logits[t] = (float) (logits[t] - freq * generated.count(t) - presence);
+            }
+        }
+    }
+
+    private static float repetitionPenalty(float logit, float penalty) {
+        return logit > 0 ? logit / penalty : logit * penalty;
+    }
+
+    /** Index of the largest logit, the lowest such index on ties. */
+    static int argmax(float[] v) {
+        int best = 0;
+        float max = v[0];
+        for (int i = 0; i < v.length; i++) {
+            float x = v[i];
+            if (x != x) throw nan(i);
+            if (x > max) {
+                max = x;
+                best = i;
+            }
+        }
+        return best;
+    }
+
+    /**
+     * Turns processed logits into unnormalised probabilities of the tokens that survive temperature,
+     * top-k, top-p and min-p, in place ({@code w[i] = exp((logit[i] - max) / T)}, so the most likely
+     * token has weight exactly 1; 0 for dropped tokens). Returns the sum of the weights.
+     */
+    private double toKeptWeights(float[] v) {
+        float max = v[argmax(v)];
+        if (max == Float.NEGATIVE_INFINITY) {
+            throw new IllegalStateException("every logit is -infinity after logit bias, min_tokens and penalties;"
+                    + " no token can be sampled (check logitBias, minTokens and the model's output)");
+        }
+        if (max == Float.POSITIVE_INFINITY) {
+            throw new IllegalStateException("logits contain +infinity; the model's output overflowed");
+        }
+        int k = params.topK();
+        float kth = k > 0 && k < vocabSize ? kthLargest(v, k) : Float.NEGATIVE_INFINITY;
+        double invT = 1.0 / params.temperature();
+        double total = 0;
+        for (int i = 0; i < v.length; i++) {
+            float x = v[i];
+            float w = 0f;
+            if (x >= kth) {
+                double d = (double) x - max;
+                w = d == 0 ? 1f : (float) Math.exp(d * invT);
+            }
+            v[i] = w;
+            total += w;
+        }
+        // Each filter is a floor on the weight; the most likely token (weight 1) always passes.
+        float floor = 0f;
+        if (params.minP() > 0) floor = (float) params.minP(); // p / pMax == w / 1
+        if (params.topP() < 1) floor = Math.max(floor, nucleusFloor(v, total, params.topP()));
+        if (floor > 0) {
+            total = 0;
+            for (int i = 0; i < v.length; i++) {
+                if (v[i] < floor) v[i] = 0f;
+                else total += v[i];
+            }
+        }
+        return total;
+    }
+
+    /** The k-th largest value of {@code v} ({@code 1 <= k < v.length}), by a size-k min-heap. */
+    private static float kthLargest(float[] v, int k) {
+        float[] heap = SCRATCH.get().heap(k);
+        System.arraycopy(v, 0, heap, 0, k);
+        for (int i = k / 2 - 1; i >= 0; i--) siftDown(heap, k, i);
+        for (int i = k; i < v.length; i++) {
+            if (v[i] > heap[0]) {
+                heap[0] = v[i];
+                siftDown(heap, k, 0);
+            }
+        }
+        return heap[0];
+    }
+
+    private static void siftDown(float[] h, int n, int i) {
+        float x = h[i];
+        while (true) {
+            int c = 2 * i + 1;
+            if (c >= n) break;
+            if (c + 1 < n && h[c + 1] < h[c]) c++;
+            if (h[c] >= x) break;
+            h[i] = h[c];
+            i = c;
+        }
+        h[i] = x;
+    }
+
+    /**
+     * Smallest weight the nucleus keeps: walking weights from the largest down, a token is kept while
+     * the mass before it is below {@code topP * total}. The nucleus is a top set, so once the tokens
+     * above some floor hold at least that mass, only they need sorting.
+     */
+    private static float nucleusFloor(float[] w, double total, double topP) {
+        double target = topP * total;
+        float[] buf = SCRATCH.get().sort(w.length);
+        int n = 0;
+        for (float cut : NUCLEUS_FLOORS) {
+            n = 0;
+            double mass = 0;
+            for (float x : w) {
+                if (x > 0 && x >= cut) {
+                    buf[n++] = x;
+                    mass += x;
+                }
+            }
+            if (mass >= target) break;
+        }
+        Arrays.sort(buf, 0, n);
+        double before = 0;
+        float floor = buf[n - 1];
+        for (int j = n - 1; j >= 0 && before < target; j--) {
+            floor = buf[j];
+            before += buf[j];
+        }
+        return floor;
+    }
+
+    /** Inverse CDF over the kept weights in ascending id order; {@code u} in [0, 1). */
+    private static int draw(float[] w, double total, double u) {
+        double target = u * total, cum = 0;
+        int last = -1;
+        for (int i = 0; i < w.length; i++) {
+            float x = w[i];
+            if (x > 0) {
+                cum += x;
+                last = i;
+                if (target < cum) return i;
+            }
+        }
+        return last; // rounding: the sum in this order fell just short of total
+    }
+
+    private void checkLength(float[] logits) {
+        if (logits.length != vocabSize) {
+            throw new IllegalArgumentException("logits has " + logits.length + " entries, the sampler expects the"
+                    + " vocabulary size " + vocabSize);
+        }
+    }
+
+    private int checkId(String what, Integer id) {
+        if (id == null || id < 0 || id >= vocabSize) {
+            throw new IllegalArgumentException(what + " = " + id + " is outside the vocabulary [0, " + vocabSize + ")");
+        }
+        return id;
+    }
+
+    private static IllegalStateException nan(int i) {
+        return new IllegalStateException("logits[" + i + "] is NaN; the model's output is invalid");
+    }
+
+    /** Per-thread buffers, grown on demand, so steady-state sampling allocates nothing. */
+    private static final class Scratch {
+        private float[] work = new float[0], sort = new float[0], heap = new float[0];
+
+        float[] work(int n) { return work.length == n ? work : (work = new float[n]); } // exact: loops use its length
+        float[] sort(int n) { return sort.length >= n ? sort : (sort = new float[n]); }
+        float[] heap(int n) { return heap.length >= n ? heap : (heap = new float[n]); }
+    }
+}
