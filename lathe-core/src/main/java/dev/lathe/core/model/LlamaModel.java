@@ -88,11 +88,11 @@ public final class LlamaModel implements AutoCloseable {
                 backend.rope(k, in.cos(), in.sin());
                 backend.writeKv(cache, l, k, v, attn.slotMapping());
                 backend.attention(q, cache, l, attn, attentionScale, attnOut);
-                backend.linear(attnOut, w.o(), null, proj);
+                backend.linear(attnOut, w.o(), w.oBias(), proj);
                 backend.addRmsNorm(residual, proj, w.postAttentionNorm(), eps, h);
-                backend.linear(h, w.gateUp(), null, gateUp);
+                backend.linear(h, w.gateUp(), w.gateUpBias(), gateUp);
                 backend.siluMul(gateUp, act);
-                backend.linear(act, w.down(), null, proj);
+                backend.linear(act, w.down(), w.downBias(), proj);
                 Weight nextNorm = l + 1 < layers.size() ? layers.get(l + 1).inputNorm() : finalNorm;
                 backend.addRmsNorm(residual, proj, nextNorm, eps, h);
             }

@@ -50,12 +50,22 @@ public final class ModelLoader {
                     kNorm = counter.add(owned, b.load(src.get(p + "self_attn.k_norm.weight").expectShape(c.headDim())));
                 }
                 Weight o = counter.add(owned, b.load(src.get(p + "self_attn.o_proj.weight").expectShape(h, c.qSize())));
+                Weight oBias = c.outputBias()
+                        ? counter.add(owned, b.load(src.get(p + "self_attn.o_proj.bias").expectShape(h))) : null;
                 Weight postNorm = counter.add(owned, b.load(src.get(p + "post_attention_layernorm.weight").expectShape(h)));
                 WeightTensor wg = src.get(p + "mlp.gate_proj.weight").expectShape(c.intermediateSize(), h);
                 WeightTensor wu = src.get(p + "mlp.up_proj.weight").expectShape(c.intermediateSize(), h);
                 Weight gateUp = counter.add(owned, b.loadFused(p + "mlp.gate_up_proj.weight", List.of(wg, wu)));
                 Weight down = counter.add(owned, b.load(src.get(p + "mlp.down_proj.weight").expectShape(h, c.intermediateSize())));
-                layers.add(new LayerWeights(inNorm, qkv, qkvBias, qNorm, kNorm, o, postNorm, gateUp, down));
+                Weight gateUpBias = null, downBias = null;
+                if (c.mlpBias()) {
+                    WeightTensor bg = src.get(p + "mlp.gate_proj.bias").expectShape(c.intermediateSize());
+                    WeightTensor bu = src.get(p + "mlp.up_proj.bias").expectShape(c.intermediateSize());
+                    gateUpBias = counter.add(owned, b.load(concat1d(p + "mlp.gate_up_proj.bias", bg, bu)));
+                    downBias = counter.add(owned, b.load(src.get(p + "mlp.down_proj.bias").expectShape(h)));
+                }
+                layers.add(new LayerWeights(inNorm, qkv, qkvBias, qNorm, kNorm, o, oBias, postNorm, gateUp, gateUpBias,
+                        down, downBias));
             }
             Weight norm = counter.add(owned, b.load(src.get("model.norm.weight").expectShape(h)));
             Weight head = c.tieWordEmbeddings() ? embed
@@ -97,9 +107,12 @@ public final class ModelLoader {
                     c.qkNorm() ? gen.make(p + "self_attn.q_norm.weight", 1, c.headDim(), 1, 0) : null,
                     c.qkNorm() ? gen.make(p + "self_attn.k_norm.weight", 1, c.headDim(), 1, 0) : null,
                     gen.make(p + "self_attn.o_proj.weight", h, c.qSize(), 0, std),
+                    c.outputBias() ? gen.make(p + "self_attn.o_proj.bias", 1, h, 0, std) : null,
                     gen.make(p + "post_attention_layernorm.weight", 1, h, 1, 0),
                     gen.make(p + "mlp.gate_up_proj.weight", 2 * c.intermediateSize(), h, 0, std),
-                    gen.make(p + "mlp.down_proj.weight", h, c.intermediateSize(), 0, std)));
+                    c.mlpBias() ? gen.make(p + "mlp.gate_up_proj.bias", 1, 2 * c.intermediateSize(), 0, std) : null,
+                    gen.make(p + "mlp.down_proj.weight", h, c.intermediateSize(), 0, std),
+                    c.mlpBias() ? gen.make(p + "mlp.down_proj.bias", 1, h, 0, std) : null));
         }
         Weight norm = gen.make("model.norm.weight", 1, h, 1, 0);
         Weight head = c.tieWordEmbeddings() ? embed : gen.make("lm_head.weight", c.vocabSize(), h, 0, std);
