@@ -1,0 +1,21 @@
+package dev.lathe.core.engine;
+
+/**
+ * A snapshot of the engine for metrics and health, read from any thread.
+ *
+ * @param waiting           requests queued, not yet scheduled
+ * @param running           requests with KV blocks this step
+ * @param kvBlocksTotal     blocks in the pool
+ * @param kvBlocksUsed      blocks referenced by running requests
+ * @param prefixQueries     prompt tokens looked up in the prefix cache, since start
+ * @param prefixHits        of those, tokens found
+ * @param preemptions       requests preempted (recomputed later), since start
+ * @param generatedTokens   tokens sampled, since start
+ * @param steps             model steps run, since start
+ */
+public record EngineStats(int waiting, int running, int kvBlocksTotal, int kvBlocksUsed, long prefixQueries,
+                          long prefixHits, long preemptions, long generatedTokens, long steps) {
+    public double kvUsage() { return kvBlocksTotal == 0 ? 0 : kvBlocksUsed / (double) kvBlocksTotal; }
+
+    public double prefixHitRate() { return prefixQueries == 0 ? 0 : prefixHits / (double) prefixQueries; }
+}
