@@ -25,7 +25,8 @@ import java.util.concurrent.atomic.AtomicLong;
  * probability {@code >= minP} times the largest. The draw walks the kept tokens in ascending id order,
  * so the result depends only on the kept weights, not on how they were found.
  *
- * <p>Determinism: the uniform number for the {@code i}-th output token (0-based) is
+ * <p>Determinism: weights come from float arithmetic only ({@link FastExp}, not {@link Math#exp}),
+ * which Java specifies bit for bit; the uniform number for the {@code i}-th output token (0-based) is
  * {@link SeededRandom#bits SeededRandom.bits(seed, i)} scaled to [0, 1). It depends only on the seed
  * and the position, so a seeded request gives the same tokens on every run, JVM and machine, calling
  * {@link #sample} twice before {@link #accept} gives the same token, and a GPU kernel can reproduce the
@@ -33,16 +34,17 @@ import java.util.concurrent.atomic.AtomicLong;
  * reports it so a run can be replayed.
  *
  * <p>Cost per token, vocabulary V: a few linear passes over V (no boxing, no allocation after the
- * first call on a thread); top-k adds O(V log k) in the worst case, typically O(V); top-p sorts only
- * the tokens within a factor 2^12 of the most likely one unless those hold less than {@code topP} of
- * the mass. Penalties visit only the distinct tokens of the prompt and output.
+ * first call on a thread); exponentials only for tokens that pass top-k, in {@link FastExp}; top-k
+ * adds O(V log k) in the worst case, typically O(V); top-p finds its floor by a quickselect on mass,
+ * expected O(V), usually over the few tokens within a factor 2^12 of the most likely one. Penalties
+ * visit only the distinct tokens of the prompt and output.
  */
 public final class Sampler {
     private static final long SEED_BASE = new SecureRandom().nextLong();
     private static final AtomicLong UNSEEDED = new AtomicLong();
     // Top-p looks at the tokens with weight >= each floor in turn (weights are relative to the most
     // likely token, which has weight 1) until the tokens above a floor hold at least topP of the mass.
-    private static final float[] NUCLEUS_FLOORS = {0x1p-12f, 0x1p-30f, 0f};
+    private static final float[] NUCLEUS_FLOORS = {0x1p-12f, 0x1p-40f, 0f};
     private static final ThreadLocal<Scratch> SCRATCH = ThreadLocal.withInitial(Scratch::new);
 
     private final SamplingParams params;
@@ -205,31 +207,43 @@ public final class Sampler {
             throw new IllegalStateException("logits contain +infinity; the model's output overflowed");
         }
         int k = params.topK();
-        float kth = k > 0 && k < vocabSize ? kthLargest(v, k) : Float.NEGATIVE_INFINITY;
-        double invT = 1.0 / params.temperature();
-        double total = 0;
-        for (int i = 0; i < v.length; i++) {
-            float x = v[i];
-            float w = 0f;
-            if (x >= kth) {
-                double d = (double) x - max;
-                w = d == 0 ? 1f : (float) Math.exp(d * invT);
+        float invT = (float) (1.0 / params.temperature());
+        if (Float.isInfinite(invT)) { // a temperature so small that only the maximum survives
+            for (int i = 0; i < v.length; i++) v[i] = v[i] == max ? 1f : 0f;
+        } else if (k > 0 && k < vocabSize) {
+            float kth = kthLargest(v, k); // few tokens pass: exp only for them
+            for (int i = 0; i < v.length; i++) {
+                float x = v[i];
+                v[i] = x >= kth ? FastExp.expNonPositive((x - max) * invT) : 0f;
             }
-            v[i] = w;
-            total += w;
+        } else {
+            FastExp.expShifted(v, max, invT, v, SCRATCH.get().exponents(v.length));
         }
+        double total = sum(v, 0, v.length);
         // Each filter is a floor on the weight; the most likely token (weight 1) always passes.
-        float floor = 0f;
-        if (params.minP() > 0) floor = (float) params.minP(); // p / pMax == w / 1
-        if (params.topP() < 1) floor = Math.max(floor, nucleusFloor(v, total, params.topP()));
+        float minP = (float) params.minP(); // p / pMax == w / 1
+        float floor = params.topP() < 1 ? Math.max(minP, nucleusFloor(v, total, params.topP(), minP)) : minP;
         if (floor > 0) {
-            total = 0;
             for (int i = 0; i < v.length; i++) {
                 if (v[i] < floor) v[i] = 0f;
-                else total += v[i];
             }
+            total = sum(v, 0, v.length);
         }
         return total;
+    }
+
+    /** Sum in double, four accumulators so the adds do not wait on each other; a fixed order. */
+    private static double sum(float[] v, int from, int to) {
+        double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        int i = from;
+        for (; i + 3 < to; i += 4) {
+            s0 += v[i];
+            s1 += v[i + 1];
+            s2 += v[i + 2];
+            s3 += v[i + 3];
+        }
+        for (; i < to; i++) s0 += v[i];
+        return (s0 + s1) + (s2 + s3);
     }
 
     /** The k-th largest value of {@code v} ({@code 1 <= k < v.length}), by a size-k min-heap. */
@@ -262,31 +276,61 @@ public final class Sampler {
     /**
      * Smallest weight the nucleus keeps: walking weights from the largest down, a token is kept while
      * the mass before it is below {@code topP * total}. The nucleus is a top set, so once the tokens
-     * above some floor hold at least that mass, only they need sorting.
+     * above some floor hold at least that mass, only they need looking at; and if the tokens at or
+     * above {@code minP} hold less, the nucleus contains them all and min-p alone decides.
      */
-    private static float nucleusFloor(float[] w, double total, double topP) {
+    private static float nucleusFloor(float[] w, double total, double topP, float minP) {
         double target = topP * total;
         float[] buf = SCRATCH.get().sort(w.length);
-        int n = 0;
         for (float cut : NUCLEUS_FLOORS) {
-            n = 0;
-            double mass = 0;
+            float c = Math.max(cut, minP);
+            int n = 0;
             for (float x : w) {
-                if (x > 0 && x >= cut) {
-                    buf[n++] = x;
-                    mass += x;
+                if (x > 0 && x >= c) buf[n++] = x;
+            }
+            if (sum(buf, 0, n) >= target) return weightedSelect(buf, n, target);
+            if (minP > 0 && c == minP) return minP;
+        }
+        return 0f; // rounding left the whole vocabulary short of the target: keep everything
+    }
+
+    /**
+     * The floor of the nucleus among {@code buf[0..n)} (which holds at least {@code target}), by
+     * quickselect on mass: partition around a pivot into larger, equal and smaller weights and recurse
+     * into the part where the running mass crosses the target. Expected O(n), no full sort.
+     */
+    private static float weightedSelect(float[] buf, int n, double target) {
+        int lo = 0, hi = n;
+        double before = 0; // mass of the weights above buf[lo..hi), all kept; always < target
+        float floor = 0f;
+        while (lo < hi) {
+            float pivot = buf[lo + (hi - lo) / 2];
+            // [lo, gt) > pivot, [gt, i) == pivot, [lt, hi) < pivot
+            int gt = lo, i = lo, lt = hi;
+            while (i < lt) {
+                float x = buf[i];
+                if (x > pivot) {
+                    buf[i++] = buf[gt];
+                    buf[gt++] = x;
+                } else if (x < pivot) {
+                    buf[i] = buf[--lt];
+                    buf[lt] = x;
+                } else {
+                    i++;
                 }
             }
-            if (mass >= target) break;
+            double above = sum(buf, lo, gt), equal = sum(buf, gt, lt);
+            if (before + above >= target) {
+                hi = gt;
+            } else if (before + above + equal >= target) {
+                return pivot; // the first of the equal weights is kept, the first smaller one is not
+            } else {
+                before += above + equal;
+                floor = pivot;
+                lo = lt;
+            }
         }
-        Arrays.sort(buf, 0, n);
-        double before = 0;
-        float floor = buf[n - 1];
-        for (int j = n - 1; j >= 0 && before < target; j--) {
-            floor = buf[j];
-            before += buf[j];
-        }
-        return floor;
+        return floor; // rounding: every weight was needed
     }
 
     /** Inverse CDF over the kept weights in ascending id order; {@code u} in [0, 1). */
@@ -325,9 +369,11 @@ public final class Sampler {
     /** Per-thread buffers, grown on demand, so steady-state sampling allocates nothing. */
     private static final class Scratch {
         private float[] work = new float[0], sort = new float[0], heap = new float[0];
+        private int[] exponents = new int[0];
 
         float[] work(int n) { return work.length == n ? work : (work = new float[n]); } // exact: loops use its length
         float[] sort(int n) { return sort.length >= n ? sort : (sort = new float[n]); }
         float[] heap(int n) { return heap.length >= n ? heap : (heap = new float[n]); }
+        int[] exponents(int n) { return exponents.length >= n ? exponents : (exponents = new int[n]); }
     }
 }
