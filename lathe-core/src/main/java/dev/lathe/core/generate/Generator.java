@@ -61,7 +61,7 @@ public final class Generator {
             while (reason == null) {
                 var logits = runner.step(List.of(seq), new int[]{count}, false);
                 if (tPrefill == 0) tPrefill = System.nanoTime();
-                int token = sampler.sample(logits.row(0));
+                int token = sampler.sampleInPlace(logits.row(0));
                 sampler.accept(token);
                 seq.append(token);
                 String delta = detok != null ? detok.add(token) : (seq.numOutputTokens() > 1 ? " " : "") + token;
