@@ -72,6 +72,9 @@ public final class Generator {
                     visible += stop.finish(FinishReason.LENGTH).visibleDelta();
                     reason = FinishReason.LENGTH;
                 }
+                if (reason != null && detok != null && stop.matchedStopString() == null) {
+                    visible += detok.flush(); // bytes of an unfinished character, shown as U+FFFD like HF's decode
+                }
                 if (!visible.isEmpty()) {
                     text.append(visible);
                     onText.accept(visible);

@@ -1,0 +1,117 @@
+package dev.lathe.cli;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import picocli.CommandLine;
+
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+/** The {@code lathe} command end to end, in-process, on real checkpoints and bad input. */
+class CliTest {
+    record Run(int exit, String out, String err) {}
+
+    static Run lathe(String... args) {
+        var out = new StringWriter();
+        var err = new StringWriter();
+        var cli = new CommandLine(new Main());
+        cli.setOut(new PrintWriter(out));
+        cli.setErr(new PrintWriter(err));
+        cli.setExecutionExceptionHandler((ex, cmd, parsed) -> {
+            cmd.getErr().println("lathe: error: " + ex.getMessage());
+            return 1;
+        });
+        int exit = cli.execute(args);
+        return new Run(exit, out.toString(), err.toString());
+    }
+
+    static Path repo() {
+        for (Path p = Path.of("").toAbsolutePath(); p != null; p = p.getParent()) {
+            if (Files.isDirectory(p.resolve("fixtures").resolve("golden"))) return p;
+        }
+        throw new IllegalStateException("repository root not found");
+    }
+
+    @Test
+    void greedyGenerateOnAFixturePrintsTheTransformersContinuation() throws IOException {
+        Path dir = repo().resolve("fixtures/golden/llama3-bf16");
+        JsonNode ref = new ObjectMapper().readTree(dir.resolve("reference.json").toFile());
+        JsonNode c = ref.get("cases").get(1);
+        Run r = lathe("generate", "--backend", "cpu", "--model", dir.toString(), "--prompt", c.get("prompt").asText(),
+                "--temperature", "0", "--ignore-eos", "--max-tokens", String.valueOf(c.get("greedy_ids").size()));
+        assertThat(r.exit()).as(r.err()).isZero();
+        assertThat(r.out()).isEqualTo(c.get("greedy_text").asText() + System.lineSeparator());
+    }
+
+    @Test
+    void streamingPrintsTheSameTextAsNonStreaming() throws IOException {
+        Path dir = repo().resolve("fixtures/golden/qwen2-bias");
+        JsonNode c = new ObjectMapper().readTree(dir.resolve("reference.json").toFile()).get("cases").get(0);
+        String[] base = {"generate", "--backend", "cpu", "--model", dir.toString(), "--prompt", c.get("prompt").asText(),
+                "--temperature", "0", "--ignore-eos", "--max-tokens", "32"};
+        Run plain = lathe(base);
+        String[] streamed = java.util.Arrays.copyOf(base, base.length + 1);
+        streamed[base.length] = "--stream";
+        Run stream = lathe(streamed);
+        assertThat(stream.exit()).isZero();
+        assertThat(stream.out()).isEqualTo(plain.out()).isEqualTo(c.get("greedy_text").asText() + System.lineSeparator());
+    }
+
+    @Test
+    void inspectReportsLlama3_8bParameterCount() {
+        Run r = lathe("inspect", "synthetic:llama-3-8b");
+        assertThat(r.exit()).as(r.err()).isZero();
+        assertThat(r.out()).contains("LlamaForCausalLM").contains("8.03 B").contains("8,030,261,248");
+    }
+
+    @Test
+    void inspectReadsACheckpointsDtypes() {
+        Run r = lathe("inspect", repo().resolve("fixtures/golden/llama32-tied").toString());
+        assertThat(r.exit()).as(r.err()).isZero();
+        assertThat(r.out()).contains("F16").contains("tied embeddings");
+    }
+
+    @Test
+    void missingModelDirectoryIsAClearError() {
+        Run r = lathe("generate", "--backend", "cpu", "--model", "/nonexistent/model", "--prompt", "hi");
+        assertThat(r.exit()).isEqualTo(1);
+        assertThat(r.err()).contains("/nonexistent/model").contains("not found");
+    }
+
+    @Test
+    void unknownArchitectureListsTheSupportedOnes(@TempDir Path dir) throws IOException {
+        Files.writeString(dir.resolve("config.json"), """
+                {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": 100, "n_embd": 8}
+                """);
+        Run r = lathe("inspect", dir.toString());
+        assertThat(r.exit()).isEqualTo(1);
+        assertThat(r.err()).contains("GPT2LMHeadModel").contains("LlamaForCausalLM").contains("Qwen3ForCausalLM");
+    }
+
+    @Test
+    void promptLongerThanTheContextIsRefused() {
+        Path dir = repo().resolve("fixtures/golden/llama3-bf16");
+        Run r = lathe("generate", "--backend", "cpu", "--model", dir.toString(), "--max-model-len", "8",
+                "--prompt", "this prompt is certainly longer than eight tokens of a tiny vocabulary");
+        assertThat(r.exit()).isEqualTo(1);
+        assertThat(r.err()).contains("tokens").contains("context holds 8");
+    }
+
+    @Test
+    void sameSeedSameOutput() {
+        Path dir = repo().resolve("fixtures/golden/llama2-f32");
+        String[] args = {"generate", "--backend", "cpu", "--model", dir.toString(), "--prompt", "The",
+                "--temperature", "1.0", "--seed", "42", "--max-tokens", "16", "--ignore-eos"};
+        Run a = lathe(args);
+        Run b = lathe(args);
+        assertThat(a.exit()).as(a.err()).isZero();
+        assertThat(a.out()).isEqualTo(b.out()).isNotBlank();
+    }
+}
