@@ -114,4 +114,32 @@ class CliTest {
         assertThat(a.exit()).as(a.err()).isZero();
         assertThat(a.out()).isEqualTo(b.out()).isNotBlank();
     }
+
+    @Test
+    void chatAnswersEachTurnThroughTheTemplate() {
+        Path dir = repo().resolve("fixtures/golden/llama3-bf16");
+        String[] gen = {"generate", "--backend", "cpu", "--model", dir.toString(), "--chat", "--prompt", "Hello there",
+                "--temperature", "0", "--max-tokens", "8", "--ignore-eos"};
+        Run single = lathe(gen);
+        assertThat(single.exit()).as(single.err()).isZero();
+        var stdin = System.in;
+        try {
+            System.setIn(new java.io.ByteArrayInputStream("Hello there\nAnd again\n/exit\n".getBytes(java.nio.charset.StandardCharsets.UTF_8)));
+            Run chat = lathe("chat", "--backend", "cpu", "--model", dir.toString(), "--temperature", "0", "--max-tokens", "8",
+                    "--ignore-eos");
+            assertThat(chat.exit()).as(chat.err()).isZero();
+            // the first turn is the same conversation as generate --chat; a second answer follows
+            assertThat(chat.out()).startsWith(single.out());
+            assertThat(chat.out().substring(single.out().length())).isNotBlank();
+        } finally {
+            System.setIn(stdin);
+        }
+    }
+
+    @Test
+    void chatWithoutATemplateSaysSo() {
+        Run r = lathe("chat", "--backend", "cpu", "--model", "synthetic:tiny");
+        assertThat(r.exit()).isEqualTo(1);
+        assertThat(r.err()).contains("no tokenizer");
+    }
 }
