@@ -23,6 +23,12 @@ public interface RequestStream extends AutoCloseable {
     /** True once every delta, the final ones included, has been taken. */
     boolean isDone();
 
+    /**
+     * Why the engine ended this request early (its samples then end with ABORT), or null. Meaningful once
+     * the stream has ended.
+     */
+    default Throwable error() { return null; }
+
     /** Stops the request wherever it is; idempotent. */
     void abort();
 

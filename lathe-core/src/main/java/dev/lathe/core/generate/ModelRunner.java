@@ -22,7 +22,7 @@ public final class ModelRunner implements AutoCloseable {
     private final ModelConfig config;
     private final Rope rope;
     private final KvCache cache;
-    private final BlockAllocator blocks;
+    private final BlockAllocator blocks; // null when a KV cache manager hands out the block ids
     private final int blockSize;
     private final int maxModelLen;
 
@@ -35,7 +35,20 @@ public final class ModelRunner implements AutoCloseable {
         }
     }
 
+    /** A runner that allocates blocks itself, from a free stack, as sequences grow. */
     public ModelRunner(LlamaModel model, CacheConfig cacheConfig) {
+        this(model, cacheConfig, true);
+    }
+
+    /**
+     * A runner whose sequences arrive with their blocks already assigned by a KV cache manager (the
+     * engine): {@link #step} then only checks that each sequence has blocks for its tokens.
+     */
+    public static ModelRunner withExternalBlocks(LlamaModel model, CacheConfig cacheConfig) {
+        return new ModelRunner(model, cacheConfig, false);
+    }
+
+    private ModelRunner(LlamaModel model, CacheConfig cacheConfig, boolean ownBlocks) {
         this.model = model;
         this.backend = model.backend();
         this.config = model.config();
@@ -44,12 +57,15 @@ public final class ModelRunner implements AutoCloseable {
         this.maxModelLen = cacheConfig.maxModelLen();
         this.cache = backend.allocateKvCache(config.numLayers(), cacheConfig.numBlocks(), blockSize,
                 config.numKvHeads(), config.headDim(), cacheConfig.dtype());
-        this.blocks = new BlockAllocator(cacheConfig.numBlocks());
+        this.blocks = ownBlocks ? new BlockAllocator(cacheConfig.numBlocks()) : null;
     }
 
     public int maxModelLen() { return maxModelLen; }
 
-    public int freeBlocks() { return blocks.numFree(); }
+    /** Free blocks of this runner's own allocator (0 when blocks come from outside). */
+    public int freeBlocks() { return blocks == null ? 0 : blocks.numFree(); }
+
+    public int blockSize() { return blockSize; }
 
     public ModelConfig config() { return config; }
 
@@ -133,11 +149,19 @@ public final class ModelRunner implements AutoCloseable {
 
     /** Returns the sequence's blocks to the pool; it must be recomputed to run again. */
     public void free(Sequence seq) {
-        blocks.release(seq.takeBlocks());
+        int[] taken = seq.takeBlocks();
+        if (blocks != null) blocks.release(taken);
     }
 
     private void ensureBlocks(Sequence seq, int tokens) {
         int needed = (tokens + blockSize - 1) / blockSize;
+        if (blocks == null) {
+            if (seq.numBlocks() < needed) {
+                throw new IllegalStateException("sequence " + seq.id() + " has " + seq.numBlocks() + " KV blocks for "
+                        + tokens + " tokens, needs " + needed + "; the KV cache manager must assign blocks before the step");
+            }
+            return;
+        }
         if (needed - seq.numBlocks() > blocks.numFree()) {
             throw new IllegalStateException("KV cache full: sequence " + seq.id() + " needs "
                     + (needed - seq.numBlocks()) + " more blocks of " + blockSize + " tokens, " + blocks.numFree()

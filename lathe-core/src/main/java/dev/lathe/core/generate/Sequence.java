@@ -46,16 +46,28 @@ public final class Sequence {
         tokens[numTokens++] = token;
     }
 
+    /**
+     * Marks the first {@code n} tokens as already in the cache (a prefix-cache hit or blocks shared with
+     * another sample): their KV must be in this sequence's blocks.
+     */
+    public void setComputed(int n) {
+        if (n < 0 || n > numTokens) {
+            throw new IllegalArgumentException("sequence " + id + ": cannot mark " + n + " of " + numTokens + " tokens computed");
+        }
+        numComputed = n;
+    }
+
     void advanceComputed(int n) {
         if (numComputed + n > numTokens) throw new IllegalStateException("computed beyond the tokens of sequence " + id);
         numComputed += n;
     }
 
-    int numBlocks() { return numBlocks; }
+    public int numBlocks() { return numBlocks; }
 
-    int block(int i) { return blocks[i]; }
+    public int block(int i) { return blocks[i]; }
 
-    void addBlock(int block) {
+    /** Appends a KV block id (blocks hold tokens {@code [i * blockSize, (i + 1) * blockSize)} in order). */
+    public void addBlock(int block) {
         if (numBlocks == blocks.length) blocks = Arrays.copyOf(blocks, blocks.length * 2);
         blocks[numBlocks++] = block;
     }

@@ -1,0 +1,82 @@
+package dev.lathe.core.engine;
+
+import dev.lathe.core.checkpoint.DType;
+import dev.lathe.core.config.ModelConfig;
+
+/**
+ * How an {@link LlmEngine} runs: step limits, KV-cache size and the waiting-queue bound.
+ *
+ * @param maxNumSeqs            sequences computed together (each sample of a request counts)
+ * @param maxNumBatchedTokens   tokens computed per step, prefill chunks and decodes together
+ * @param blockSize             tokens per KV block
+ * @param numBlocks             KV blocks in the cache (see {@link #blocksForMemory})
+ * @param maxModelLen           longest prompt + output in tokens
+ * @param maxWaiting            requests accepted but not yet running; beyond it submit is refused
+ * @param enablePrefixCaching   reuse the KV of full prompt blocks seen before
+ * @param kvCacheDtype          element type of the KV cache
+ */
+public record EngineConfig(int maxNumSeqs, int maxNumBatchedTokens, int blockSize, int numBlocks, int maxModelLen,
+                           int maxWaiting, boolean enablePrefixCaching, DType kvCacheDtype) {
+    public EngineConfig {
+        positive("maxNumSeqs", maxNumSeqs);
+        positive("maxNumBatchedTokens", maxNumBatchedTokens);
+        positive("blockSize", blockSize);
+        positive("numBlocks", numBlocks);
+        positive("maxModelLen", maxModelLen);
+        positive("maxWaiting", maxWaiting);
+        if (kvCacheDtype == null) throw new IllegalArgumentException("kvCacheDtype missing");
+        long blocksPerSeq = (maxModelLen + (long) blockSize - 1) / blockSize;
+        if (blocksPerSeq > numBlocks) {
+            throw new IllegalArgumentException("numBlocks = " + numBlocks + " blocks of " + blockSize
+                    + " tokens cannot hold one sequence of maxModelLen = " + maxModelLen + " tokens (needs "
+                    + blocksPerSeq + "); raise numBlocks or lower maxModelLen");
+        }
+    }
+
+    /**
+     * A starting point: 256 sequences, 8192 tokens per step (at least {@code maxModelLen}), blocks of 16,
+     * enough blocks for {@code maxNumSeqs} full sequences capped at 4096 blocks.
+     */
+    public static EngineConfig defaults(int maxModelLen) {
+        int blocks = Math.max((maxModelLen + 15) / 16, Math.min(4096, 256 * ((maxModelLen + 15) / 16)));
+        return new EngineConfig(256, Math.max(8192, Math.min(maxModelLen, 65536)), 16, blocks, maxModelLen,
+                4096, true, DType.F32);
+    }
+
+    /** Blocks that fit in {@code bytes} of KV memory for {@code config} (keys and values, every layer). */
+    public static int blocksForMemory(ModelConfig config, long bytes, int blockSize, DType dtype) {
+        long perBlock = 2L * config.numLayers() * blockSize * config.numKvHeads() * config.headDim() * dtype.byteSize();
+        return (int) Math.min(Integer.MAX_VALUE, bytes / perBlock);
+    }
+
+    public SchedulerConfig schedulerConfig() { return new SchedulerConfig(maxNumSeqs, maxNumBatchedTokens); }
+
+    public EngineConfig withNumBlocks(int n) {
+        return new EngineConfig(maxNumSeqs, maxNumBatchedTokens, blockSize, n, maxModelLen, maxWaiting,
+                enablePrefixCaching, kvCacheDtype);
+    }
+
+    public EngineConfig withMaxNumSeqs(int n) {
+        return new EngineConfig(n, maxNumBatchedTokens, blockSize, numBlocks, maxModelLen, maxWaiting,
+                enablePrefixCaching, kvCacheDtype);
+    }
+
+    public EngineConfig withMaxNumBatchedTokens(int n) {
+        return new EngineConfig(maxNumSeqs, n, blockSize, numBlocks, maxModelLen, maxWaiting, enablePrefixCaching,
+                kvCacheDtype);
+    }
+
+    public EngineConfig withMaxWaiting(int n) {
+        return new EngineConfig(maxNumSeqs, maxNumBatchedTokens, blockSize, numBlocks, maxModelLen, n,
+                enablePrefixCaching, kvCacheDtype);
+    }
+
+    public EngineConfig withPrefixCaching(boolean on) {
+        return new EngineConfig(maxNumSeqs, maxNumBatchedTokens, blockSize, numBlocks, maxModelLen, maxWaiting, on,
+                kvCacheDtype);
+    }
+
+    private static void positive(String name, int v) {
+        if (v < 1) throw new IllegalArgumentException(name + " must be >= 1, got " + v);
+    }
+}

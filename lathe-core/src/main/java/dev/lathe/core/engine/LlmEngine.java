@@ -1,0 +1,411 @@
+package dev.lathe.core.engine;
+
+import dev.lathe.core.config.ModelConfig;
+import dev.lathe.core.generate.LoadedModel;
+import dev.lathe.core.generate.ModelRunner;
+import dev.lathe.core.generate.Sequence;
+import dev.lathe.core.model.LlamaModel;
+import dev.lathe.core.sampling.FinishReason;
+import dev.lathe.core.sampling.Logprobs;
+import dev.lathe.core.sampling.Sampler;
+import dev.lathe.core.sampling.SamplingParams;
+import dev.lathe.core.sampling.StopChecker;
+import dev.lathe.core.tokenizer.IncrementalDetokenizer;
+import dev.lathe.core.tokenizer.Tokenizer;
+
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
+
+/**
+ * The engine: one thread owns the {@link Scheduler}, the {@link ModelRunner} and every request's
+ * samplers; other threads talk to it through a queue of messages (add, abort, shutdown).
+ *
+ * <p>A step: take messages; {@link Scheduler#schedule}; apply the output to the runner's persistent
+ * batch (sequences keyed by id: new ones in full, running ones by their new blocks); run the model;
+ * {@link Scheduler#update}; then {@link #processOutputs}: sample each sequence whose tokens are all
+ * computed, check stops, detokenise and push one delta per sample into its request's stream.
+ */
+public final class LlmEngine implements Engine {
+    private sealed interface Message permits Add, Abort {}
+
+    private record Add(RequestState request) implements Message {}
+
+    private record Abort(String requestId) implements Message {}
+
+    /** One sample of a request, engine-thread state. */
+    private static final class SampleState {
+        final RequestState request;
+        final int index;
+        final long seqId;
+        final Sampler sampler;
+        final StopChecker stop;
+        final IncrementalDetokenizer detok;
+        int numOutput;
+        boolean started; // in the scheduler (the first sample from submit, the others once forked)
+        boolean finished;
+
+        SampleState(RequestState request, int index, long seqId, Sampler sampler, StopChecker stop,
+                    IncrementalDetokenizer detok) {
+            this.request = request;
+            this.index = index;
+            this.seqId = seqId;
+            this.sampler = sampler;
+            this.stop = stop;
+            this.detok = detok;
+        }
+    }
+
+    private static final class RequestState {
+        final EngineRequest request;
+        final QueueRequestStream stream;
+        final int maxTokens;
+        final SampleState[] samples;
+        int numCached = -1; // prompt tokens found in the prefix cache; -1 until first scheduled
+        int numFinished;
+
+        RequestState(EngineRequest request, QueueRequestStream stream, int maxTokens, int n) {
+            this.request = request;
+            this.stream = stream;
+            this.maxTokens = maxTokens;
+            this.samples = new SampleState[n];
+        }
+    }
+
+    private final String modelName;
+    private final ModelConfig modelConfig;
+    private final Tokenizer tokenizer;
+    private final List<Integer> eosTokenIds;
+    private final EngineConfig config;
+    private final ModelRunner runner;
+    private final Scheduler scheduler;
+    private final KvCacheManager kv;
+    private final LinkedBlockingQueue<Message> inbox = new LinkedBlockingQueue<>();
+    private final Map<String, RequestState> active = new ConcurrentHashMap<>();
+    private final AtomicInteger queued = new AtomicInteger(); // accepted, not yet running
+    private final AtomicLong nextSeqId = new AtomicLong();
+    private final Thread thread;
+    private volatile boolean accepting = true;
+    private volatile boolean stopped;
+    private volatile EngineStats stats;
+
+    // engine thread only
+    private final Map<Long, SampleState> bySeq = new HashMap<>();
+    private final Map<Long, Sequence> batch = new HashMap<>(); // the runner's persistent batch
+    private long generatedTokens, steps;
+
+    /**
+     * Starts an engine over a model. The engine owns the KV cache it allocates; the model stays the
+     * caller's to close, after the engine.
+     */
+    public LlmEngine(String modelName, LlamaModel model, Tokenizer tokenizer, List<Integer> eosTokenIds,
+                     EngineConfig config) {
+        this.modelName = modelName;
+        this.modelConfig = model.config();
+        this.tokenizer = tokenizer;
+        this.eosTokenIds = List.copyOf(eosTokenIds);
+        this.config = config;
+        this.runner = ModelRunner.withExternalBlocks(model, new ModelRunner.CacheConfig(config.blockSize(),
+                config.numBlocks(), config.maxModelLen(), config.kvCacheDtype()));
+        this.kv = new KvCacheManager(new BlockPool(config.numBlocks(), config.blockSize()), config.enablePrefixCaching());
+        this.scheduler = new Scheduler(config.schedulerConfig(), kv);
+        this.stats = new EngineStats(0, 0, config.numBlocks(), 0, 0, 0, 0, 0, 0);
+        this.thread = Thread.ofPlatform().name("lathe-engine").daemon().unstarted(this::loop);
+        thread.start();
+    }
+
+    /** An engine over a loaded model, with its tokenizer and end-of-sequence ids. */
+    public static LlmEngine of(LoadedModel model, EngineConfig config) {
+        return new LlmEngine(model.name(), model.model(), model.tokenizer().orElse(null), model.eosTokenIds(), config);
+    }
+
+    @Override
+    public String modelName() { return modelName; }
+
+    @Override
+    public ModelConfig modelConfig() { return modelConfig; }
+
+    @Override
+    public int maxModelLen() { return config.maxModelLen(); }
+
+    @Override
+    public Optional<Tokenizer> tokenizer() { return Optional.ofNullable(tokenizer); }
+
+    public EngineConfig config() { return config; }
+
+    @Override
+    public EngineStats stats() { return stats; }
+
+    @Override
+    public RequestStream submit(EngineRequest request) {
+        if (!accepting) throw new IllegalStateException("the engine is shutting down; request " + request.id() + " refused");
+        RequestState state = validate(request);
+        if (active.putIfAbsent(request.id(), state) != null) {
+            throw new IllegalArgumentException("request id " + request.id() + " is already in flight; ids must be unique");
+        }
+        int q = queued.incrementAndGet();
+        if (q > config.maxWaiting()) {
+            queued.decrementAndGet();
+            active.remove(request.id());
+            throw new EngineOverloadedException(q - 1, config.maxWaiting(), 1);
+        }
+        inbox.add(new Add(state));
+        return state.stream;
+    }
+
+    /** Checks the request and builds its per-sample state (samplers validate token ids). */
+    private RequestState validate(EngineRequest r) {
+        int[] prompt = r.promptIds();
+        SamplingParams p = r.params();
+        int vocab = modelConfig.vocabSize();
+        for (int i = 0; i < prompt.length; i++) {
+            if (prompt[i] < 0 || prompt[i] >= vocab) {
+                throw new IllegalArgumentException("request " + r.id() + ": prompt token " + i + " is " + prompt[i]
+                        + ", outside the vocabulary [0, " + vocab + ")");
+            }
+        }
+        int limit = config.maxModelLen();
+        if (prompt.length >= limit) {
+            throw new IllegalArgumentException("request " + r.id() + ": the prompt has " + prompt.length
+                    + " tokens; the context holds " + limit + " including at least one output token; shorten the prompt");
+        }
+        int maxTokens = p.maxTokens() == null ? limit - prompt.length : p.maxTokens();
+        if (prompt.length + maxTokens > limit) {
+            throw new IllegalArgumentException("request " + r.id() + ": prompt (" + prompt.length + " tokens) + maxTokens ("
+                    + maxTokens + ") = " + (prompt.length + maxTokens) + " exceeds the context of " + limit
+                    + " tokens; lower maxTokens or shorten the prompt");
+        }
+        if (p.n() > config.maxNumSeqs()) {
+            throw new IllegalArgumentException("request " + r.id() + ": n = " + p.n() + " exceeds maxNumSeqs = "
+                    + config.maxNumSeqs());
+        }
+        if (p.logprobs() != null && p.logprobs() > vocab) {
+            throw new IllegalArgumentException("request " + r.id() + ": logprobs = " + p.logprobs()
+                    + " exceeds the vocabulary of " + vocab);
+        }
+        var state = new RequestState(r, new QueueRequestStream(r.id(), this::abort), maxTokens, p.n());
+        long firstSeq = nextSeqId.getAndAdd(p.n());
+        for (int i = 0; i < p.n(); i++) {
+            // sample i of a seeded request draws from seed + i, so samples differ yet replay exactly
+            SamplingParams sp = i == 0 || p.seed() == null ? p : p.toBuilder().seed(p.seed() + i).build();
+            var sampler = new Sampler(sp, vocab, prompt, eosTokenIds);
+            var detok = tokenizer == null ? null : new IncrementalDetokenizer(tokenizer, prompt, p.skipSpecialTokens());
+            state.samples[i] = new SampleState(state, i, firstSeq + i, sampler, new StopChecker(p, eosTokenIds), detok);
+        }
+        return state;
+    }
+
+    private void abort(String requestId) {
+        inbox.add(new Abort(requestId));
+    }
+
+    @Override
+    public void shutdown(long graceMillis) {
+        accepting = false;
+        long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(Math.max(0, graceMillis));
+        while (!active.isEmpty() && System.nanoTime() < deadline && thread.isAlive()) {
+            try {
+                Thread.sleep(5);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                break;
+            }
+        }
+        for (String id : List.copyOf(active.keySet())) abort(id);
+        stopped = true;
+        inbox.add(new Abort("")); // wakes the thread
+        try {
+            thread.join(TimeUnit.SECONDS.toMillis(30));
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        if (!thread.isAlive()) runner.close();
+    }
+
+    private void loop() {
+        try {
+            while (true) {
+                if (!takeMessages()) break;
+                if (!scheduler.hasUnfinished()) continue;
+                step();
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        } catch (Throwable t) {
+            // a bug in the engine itself: end every request with the error rather than leave streams hanging
+            for (RequestState r : List.copyOf(active.values())) abortRequest(r, t);
+        }
+    }
+
+    /** Applies queued messages, waiting for one when idle. False once shut down with nothing left. */
+    private boolean takeMessages() throws InterruptedException {
+        Message m = scheduler.hasUnfinished() ? inbox.poll() : inbox.poll(100, TimeUnit.MILLISECONDS);
+        while (m != null) {
+            switch (m) {
+                case Add a -> {
+                    SampleState lead = a.request().samples[0];
+                    lead.started = true;
+                    bySeq.put(lead.seqId, lead);
+                    var r = a.request().request;
+                    scheduler.add(lead.seqId, r.promptIds(), r.cacheSalt(), r.params().n(), a.request().maxTokens);
+                }
+                case Abort ab -> {
+                    RequestState r = active.get(ab.requestId());
+                    if (r != null) abortRequest(r, null);
+                }
+            }
+            m = inbox.poll();
+        }
+        publishStats();
+        return !(stopped && active.isEmpty() && !scheduler.hasUnfinished());
+    }
+
+    private void step() {
+        SchedulerOutput out = scheduler.schedule();
+        if (out.isEmpty()) {
+            throw new IllegalStateException("the scheduler found nothing to run with " + scheduler.numWaiting()
+                    + " waiting and " + scheduler.numRunning() + " running; " + kv.numFreeBlocks() + " of "
+                    + kv.numBlocks() + " KV blocks free");
+        }
+        var seqs = new ArrayList<Sequence>(out.numSequences());
+        int[] counts = new int[out.numSequences()];
+        var rowOf = new HashMap<Long, Integer>();
+        for (long id : out.preempted()) batch.remove(id);
+        for (var ns : out.newSequences()) {
+            var seq = new Sequence(ns.seqId(), ns.tokens());
+            for (int b : ns.blocks()) seq.addBlock(b);
+            seq.setComputed(ns.numComputed());
+            batch.put(ns.seqId(), seq);
+            SampleState st = bySeq.get(ns.seqId());
+            if (st.index == 0 && st.request.numCached < 0) {
+                st.request.numCached = ns.numComputed();
+                queued.decrementAndGet();
+            }
+            rowOf.put(ns.seqId(), seqs.size());
+            counts[seqs.size()] = ns.numScheduled();
+            seqs.add(seq);
+        }
+        for (var rs : out.running()) {
+            Sequence seq = batch.get(rs.seqId());
+            for (int b : rs.newBlocks()) seq.addBlock(b);
+            rowOf.put(rs.seqId(), seqs.size());
+            counts[seqs.size()] = rs.numScheduled();
+            seqs.add(seq);
+        }
+        ModelRunner.StepLogits logits;
+        try {
+            logits = runner.step(seqs, counts, false);
+        } catch (RuntimeException e) {
+            // the step failed as a whole: end the requests in it, keep serving the others
+            for (Sequence s : seqs) {
+                SampleState st = bySeq.get(s.id());
+                if (st != null && !st.finished) abortRequest(st.request, e);
+            }
+            return;
+        }
+        steps++;
+        processOutputs(scheduler.update(out), logits, rowOf);
+    }
+
+    /** Samples, stop checks and deltas for the sequences whose tokens are all computed. */
+    private void processOutputs(List<Long> ready, ModelRunner.StepLogits logits, Map<Long, Integer> rowOf) {
+        for (long seqId : ready) {
+            SampleState st = bySeq.get(seqId);
+            RequestState r = st.request;
+            try {
+                float[] row = logits.row(rowOf.get(seqId));
+                if (st.index == 0 && st.numOutput == 0 && scheduler.pendingForks(seqId) > 0) {
+                    // the prompt is computed once: every sample draws its first token from these logits
+                    for (int i = 1; i < r.samples.length; i++) {
+                        SampleState child = r.samples[i];
+                        if (child.started || child.finished) continue;
+                        int token = child.sampler.sample(row);
+                        child.started = true;
+                        bySeq.put(child.seqId, child);
+                        scheduler.fork(seqId, child.seqId, token);
+                        emit(child, token, row);
+                    }
+                }
+                int token = r.request.params().logprobs() != null ? st.sampler.sample(row) : st.sampler.sampleInPlace(row);
+                scheduler.appendToken(seqId, token);
+                Sequence seq = batch.get(seqId);
+                seq.append(token);
+                emit(st, token, row);
+            } catch (RuntimeException e) {
+                abortRequest(r, e);
+            }
+        }
+    }
+
+    /** Accepts a sampled token (already appended to the scheduler's copy) and pushes its delta. */
+    private void emit(SampleState st, int token, float[] rawLogits) {
+        RequestState r = st.request;
+        SamplingParams p = r.request.params();
+        st.sampler.accept(token);
+        st.numOutput++;
+        generatedTokens++;
+        String delta = st.detok != null ? st.detok.add(token) : "";
+        var res = st.stop.onToken(token, delta, st.numOutput);
+        String visible = res.visibleDelta();
+        FinishReason reason = res.finishReason();
+        if (reason == null && st.numOutput >= r.maxTokens) {
+            visible += st.stop.finish(FinishReason.LENGTH).visibleDelta();
+            reason = FinishReason.LENGTH;
+        }
+        if (reason != null && st.detok != null && st.stop.matchedStopString() == null) visible += st.detok.flush();
+        List<Logprobs.TokenLogprobs> lp = p.logprobs() == null ? null : List.of(Logprobs.of(rawLogits, token, p.logprobs()));
+        Object stopReason = st.stop.matchedStopString() != null ? st.stop.matchedStopString() : st.stop.matchedStopTokenId();
+        r.stream.push(new RequestOutput(r.request.id(), st.index, new int[]{token}, visible, lp, reason,
+                reason == FinishReason.STOP ? stopReason : null, r.request.promptIds().length, st.numOutput,
+                Math.max(0, r.numCached)));
+        if (reason != null) finishSample(st);
+    }
+
+    private void finishSample(SampleState st) {
+        st.finished = true;
+        if (st.started) {
+            scheduler.finish(st.seqId);
+            batch.remove(st.seqId);
+            bySeq.remove(st.seqId);
+        }
+        RequestState r = st.request;
+        if (++r.numFinished == r.samples.length) {
+            active.remove(r.request.id());
+            r.stream.end(null);
+        }
+    }
+
+    /** Ends every unfinished sample of a request with ABORT, freeing its blocks at once. */
+    private void abortRequest(RequestState r, Throwable cause) {
+        if (r.numCached < 0 && r.numFinished == 0) queued.decrementAndGet(); // never reached the running set
+        r.numCached = Math.max(0, r.numCached);
+        for (SampleState st : r.samples) {
+            if (st.finished) continue;
+            st.finished = true;
+            if (st.started) {
+                scheduler.finish(st.seqId);
+                batch.remove(st.seqId);
+                bySeq.remove(st.seqId);
+            }
+            String tail = st.stop.finish(FinishReason.ABORT).visibleDelta();
+            r.stream.push(new RequestOutput(r.request.id(), st.index, new int[0], tail, null, FinishReason.ABORT,
+                    null, r.request.promptIds().length, st.numOutput, r.numCached));
+        }
+        r.numFinished = r.samples.length;
+        active.remove(r.request.id());
+        r.stream.end(cause);
+    }
+
+    private void publishStats() {
+        stats = new EngineStats(queued.get(), scheduler.numRunning(),
+                kv.numBlocks(), kv.numUsedBlocks(), kv.prefixQueries(), kv.prefixHits(), scheduler.preemptions(),
+                generatedTokens, steps);
+    }
+}
