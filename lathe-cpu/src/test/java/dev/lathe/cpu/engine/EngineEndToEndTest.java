@@ -1,0 +1,231 @@
+package dev.lathe.cpu.engine;
+
+import dev.lathe.core.checkpoint.DType;
+import dev.lathe.core.config.ModelConfig;
+import dev.lathe.core.config.RopeScaling;
+import dev.lathe.core.engine.EngineConfig;
+import dev.lathe.core.engine.EngineOverloadedException;
+import dev.lathe.core.engine.EngineRequest;
+import dev.lathe.core.engine.LLM;
+import dev.lathe.core.engine.LlmEngine;
+import dev.lathe.core.engine.RequestOutput;
+import dev.lathe.core.engine.RequestStream;
+import dev.lathe.core.generate.Generator;
+import dev.lathe.core.generate.ModelRunner;
+import dev.lathe.core.model.LlamaModel;
+import dev.lathe.core.model.LoadProgress;
+import dev.lathe.core.model.ModelLoader;
+import dev.lathe.core.sampling.FinishReason;
+import dev.lathe.core.sampling.SamplingParams;
+import dev.lathe.cpu.CpuBackend;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+import java.util.concurrent.TimeUnit;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+/**
+ * The engine on the CPU backend gives each request exactly the tokens it gets alone (one sequence through
+ * the plain generator), however requests are batched, chunked, served from the prefix cache or preempted.
+ */
+class EngineEndToEndTest {
+    static final int VOCAB = 97, MAX_LEN = 128, BLOCK = 4;
+    static final List<Integer> EOS = List.of(2);
+    static CpuBackend backend;
+    static LlamaModel model;
+    static List<int[]> prompts;
+    static List<SamplingParams> params;
+    static List<int[]> alone;
+
+    @BeforeAll
+    static void load() {
+        backend = new CpuBackend(2);
+        var config = new ModelConfig("LlamaForCausalLM", "llama", VOCAB, 48, 80, 2, 4, 2, 16, 512, 1e-6, 10000,
+                RopeScaling.NONE, false, false, false, false, 0, 1, EOS, "bfloat16");
+        model = ModelLoader.synthetic(config, backend, DType.BF16, 11, LoadProgress.NONE);
+        // 64 requests: 8 groups share a 13-token prefix (3 full blocks and a partial one), lengths 1..60
+        var r = new Random(5);
+        prompts = new ArrayList<>();
+        params = new ArrayList<>();
+        int[][] prefixes = new int[8][];
+        for (int g = 0; g < 8; g++) prefixes[g] = tokens(r, 13);
+        for (int i = 0; i < 64; i++) {
+            int[] p = i % 2 == 0 ? concat(prefixes[i % 8], tokens(r, r.nextInt(40))) : tokens(r, 1 + r.nextInt(60));
+            prompts.add(p);
+            params.add(SamplingParams.builder().temperature(0).maxTokens(1 + r.nextInt(24)).ignoreEos(i % 3 != 0).build());
+        }
+        alone = new ArrayList<>();
+        try (var runner = new ModelRunner(model, ModelRunner.CacheConfig.forSequences(MAX_LEN, 1, BLOCK, DType.F32))) {
+            var gen = new Generator(runner, null, EOS);
+            for (int i = 0; i < 64; i++) alone.add(gen.generate(prompts.get(i), params.get(i), s -> { }).outputIds());
+        }
+    }
+
+    @AfterAll
+    static void close() {
+        model.close();
+        backend.close();
+    }
+
+    static int[] tokens(Random r, int n) {
+        int[] t = new int[n];
+        for (int i = 0; i < n; i++) t[i] = 3 + r.nextInt(VOCAB - 3);
+        return t;
+    }
+
+    static int[] concat(int[] a, int[] b) {
+        int[] c = java.util.Arrays.copyOf(a, a.length + b.length);
+        System.arraycopy(b, 0, c, a.length, b.length);
+        return c;
+    }
+
+    static EngineConfig config(int numBlocks, boolean prefixCaching) {
+        return new EngineConfig(16, 48, BLOCK, numBlocks, MAX_LEN, 1000, prefixCaching, DType.F32);
+    }
+
+    LlmEngine engine(EngineConfig c) {
+        return new LlmEngine("tiny", model, null, EOS, c);
+    }
+
+    /** Submits all 64 at once and returns each request's tokens (sample 0). */
+    static List<int[]> runAll(LlmEngine e) {
+        var out = new ArrayList<int[]>();
+        var streams = new ArrayList<RequestStream>();
+        for (int i = 0; i < 64; i++) streams.add(e.submit(new EngineRequest("r" + i, prompts.get(i), params.get(i), null)));
+        for (var s : streams) out.add(collect(s));
+        return out;
+    }
+
+    static int[] collect(RequestStream s) {
+        var ids = new ArrayList<Integer>();
+        try {
+            RequestOutput o;
+            while ((o = s.poll(60, TimeUnit.SECONDS)) != null) {
+                for (int t : o.tokenIds()) ids.add(t);
+            }
+        } catch (InterruptedException ex) {
+            throw new AssertionError(ex);
+        }
+        assertThat(s.isDone()).as("stream of %s ended", s.requestId()).isTrue();
+        return ids.stream().mapToInt(Integer::intValue).toArray();
+    }
+
+    void assertSameAsAlone(List<int[]> got) {
+        for (int i = 0; i < 64; i++) {
+            assertThat(got.get(i)).as("request %d (prompt %d tokens)", i, prompts.get(i).length).isEqualTo(alone.get(i));
+        }
+    }
+
+    static void awaitIdle(LlmEngine e) throws InterruptedException {
+        for (int i = 0; i < 200 && (e.stats().running() > 0 || e.stats().kvBlocksUsed() > 0); i++) Thread.sleep(10);
+    }
+
+    @Test
+    void concurrentGreedyRequestsMatchEachAloneWithPrefixCaching() throws Exception {
+        try (var e = engine(config(512, true))) {
+            assertSameAsAlone(runAll(e));
+            awaitIdle(e);
+            assertThat(e.stats().prefixHits()).as("shared prefixes are served from the cache").isGreaterThan(0);
+            assertThat(e.stats().kvBlocksUsed()).as("every block released").isZero();
+        }
+    }
+
+    @Test
+    void concurrentGreedyRequestsMatchEachAloneWithoutPrefixCaching() throws Exception {
+        try (var e = engine(config(512, false))) {
+            assertSameAsAlone(runAll(e));
+            awaitIdle(e);
+            assertThat(e.stats().prefixHits()).isZero();
+            assertThat(e.stats().kvBlocksUsed()).isZero();
+        }
+    }
+
+    @Test
+    void preemptionUnderATinyCacheKeepsEveryRequestsTokens() throws Exception {
+        try (var e = engine(config(MAX_LEN / BLOCK + 2, true))) {
+            assertSameAsAlone(runAll(e));
+            awaitIdle(e);
+            assertThat(e.stats().preemptions()).as("the tiny pool forces preemption").isGreaterThan(0);
+            assertThat(e.stats().kvBlocksUsed()).isZero();
+        }
+    }
+
+    @Test
+    void greedySamplesOfOneRequestAllEqualTheSingleAnswer() {
+        // a prompt of full blocks and a partial one: the samples share the full ones, each recomputes the tail
+        int i = 0;
+        while (prompts.get(i).length % BLOCK == 0 || prompts.get(i).length < BLOCK || alone.get(i).length < 3) i++;
+        try (var e = engine(config(512, true))) {
+            var p = params.get(i).toBuilder().n(3).build();
+            var r = new LLM(e).generateIds(List.of(prompts.get(i)), p).getFirst();
+            assertThat(r.outputs()).hasSize(3);
+            for (var c : r.outputs()) assertThat(c.tokenIds()).isEqualTo(alone.get(i));
+        }
+    }
+
+    @Test
+    void seededSampleZeroOfManyEqualsTheSeededRequestAlone() {
+        var p = SamplingParams.builder().temperature(0.9).seed(42L).maxTokens(12).ignoreEos(true).build();
+        int[] prompt = prompts.get(9);
+        int[] single;
+        try (var runner = new ModelRunner(model, ModelRunner.CacheConfig.forSequences(MAX_LEN, 1, BLOCK, DType.F32))) {
+            single = new Generator(runner, null, EOS).generate(prompt, p, s -> { }).outputIds();
+        }
+        try (var e = engine(config(512, false))) {
+            var r = new LLM(e).generateIds(List.of(prompt), p.toBuilder().n(4).logprobs(2).build()).getFirst();
+            assertThat(r.outputs().getFirst().tokenIds()).isEqualTo(single);
+            for (var c : r.outputs()) {
+                assertThat(c.tokenIds()).hasSize(12);
+                assertThat(c.logprobs()).hasSize(12);
+                assertThat(c.finishReason()).isEqualTo(FinishReason.LENGTH);
+            }
+            assertThat(r.outputs().stream().map(c -> java.util.Arrays.toString(c.tokenIds())).distinct().count())
+                    .as("samples draw from different streams").isGreaterThan(1);
+        }
+    }
+
+    @Test
+    void abortMidDecodeEndsTheStreamAndFreesItsBlocks() throws Exception {
+        try (var e = engine(config(512, false))) {
+            var s = e.submit(new EngineRequest("long", new int[]{5, 6, 7},
+                    SamplingParams.builder().temperature(0).maxTokens(60).ignoreEos(true).build(), null));
+            RequestOutput first = s.poll(30, TimeUnit.SECONDS);
+            assertThat(first).isNotNull();
+            s.abort();
+            RequestOutput o, last = first;
+            while ((o = s.poll(30, TimeUnit.SECONDS)) != null) last = o;
+            assertThat(last.finishReason()).isEqualTo(FinishReason.ABORT);
+            assertThat(last.numOutputTokens()).isLessThan(60);
+            awaitIdle(e);
+            assertThat(e.stats().kvBlocksUsed()).isZero();
+        }
+    }
+
+    @Test
+    void promptPlusMaxTokensBeyondTheContextIsRefused() {
+        try (var e = engine(config(512, false))) {
+            var p = SamplingParams.builder().maxTokens(100).build();
+            assertThatThrownBy(() -> e.submit(new EngineRequest("big", new int[40], p, null)))
+                    .isInstanceOf(IllegalArgumentException.class)
+                    .hasMessageContaining("140").hasMessageContaining("context of 128");
+        }
+    }
+
+    @Test
+    void aFullWaitingQueueRefusesNewRequests() {
+        var c = new EngineConfig(1, 48, BLOCK, 512, MAX_LEN, 1, false, DType.F32);
+        try (var e = engine(c)) {
+            var p = SamplingParams.builder().temperature(0).maxTokens(100).ignoreEos(true).build();
+            e.submit(new EngineRequest("a", new int[]{5, 6, 7}, p, null));
+            assertThatThrownBy(() -> {
+                for (int i = 0; i < 3; i++) e.submit(new EngineRequest("b" + i, new int[]{8, 9}, p, null));
+            }).isInstanceOf(EngineOverloadedException.class).hasMessageContaining("limit 1");
+        }
+    }
+}
