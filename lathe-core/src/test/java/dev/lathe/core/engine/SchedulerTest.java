@@ -1,0 +1,218 @@
+package dev.lathe.core.engine;
+
+import org.junit.jupiter.api.Test;
+
+import java.util.Arrays;
+
+import static dev.lathe.core.engine.SchedulerDriver.prompt;
+import static org.assertj.core.api.Assertions.assertThat;
+
+/** The scheduler on fabricated runner outputs: no model, only token counts and blocks. */
+class SchedulerTest {
+    static int scheduled(SchedulerOutput out, long seq) {
+        for (var n : out.newSequences()) if (n.seqId() == seq) return n.numScheduled();
+        for (var r : out.running()) if (r.seqId() == seq) return r.numScheduled();
+        return 0;
+    }
+
+    @Test
+    void aLongPromptIsChunkedAndSharesStepsWithDecodes() {
+        var d = new SchedulerDriver(64, 4, false, 8, 8);
+        d.add(1, prompt(0, 3), 10);
+        assertThat(scheduled(d.step(), 1)).isEqualTo(3);
+        d.add(2, prompt(100, 20), 2);
+        var out = d.step();
+        assertThat(scheduled(out, 1)).as("the decode goes first").isEqualTo(1);
+        assertThat(scheduled(out, 2)).as("the prompt takes the rest of the budget").isEqualTo(7);
+        assertThat(out.totalTokens()).isEqualTo(8);
+        out = d.step();
+        assertThat(scheduled(out, 1)).isEqualTo(1);
+        assertThat(scheduled(out, 2)).isEqualTo(7);
+        out = d.step();
+        assertThat(scheduled(out, 2)).as("the last chunk").isEqualTo(6);
+        assertThat(d.scheduler.numComputed(2)).isEqualTo(20);
+        assertThat(d.scheduler.numTokens(2)).as("its first token sampled once the prompt is done").isEqualTo(21);
+    }
+
+    @Test
+    void sequenceCapKeepsTheRestWaitingInArrivalOrder() {
+        var d = new SchedulerDriver(64, 4, false, 2, 100);
+        for (long i = 1; i <= 4; i++) d.add(i, prompt((int) i * 10, 5), 3);
+        var out = d.step();
+        assertThat(out.newSequences()).extracting(SchedulerOutput.NewSequence::seqId).containsExactly(1L, 2L);
+        assertThat(d.scheduler.numWaiting()).isEqualTo(2);
+        d.step();
+        out = d.step(); // 1 and 2 finish their third token here
+        assertThat(d.finished).containsExactly(1L, 2L);
+        out = d.step();
+        assertThat(out.newSequences()).extracting(SchedulerOutput.NewSequence::seqId).containsExactly(3L, 4L);
+    }
+
+    @Test
+    void aRepeatedPrefixSkipsItsFullBlocks() {
+        var d = new SchedulerDriver(64, 4, true, 8, 100);
+        d.add(1, prompt(0, 10), 1);
+        var first = d.step();
+        int[] blocksOfFirst = first.newSequences().getFirst().blocks();
+        assertThat(d.finished).containsExactly(1L);
+        int[] p2 = prompt(0, 10);
+        p2[9] = 77; // same two full blocks, different tail
+        d.add(2, p2, 1);
+        var ns = d.step().newSequences().getFirst();
+        assertThat(ns.numComputed()).isEqualTo(8);
+        assertThat(ns.numScheduled()).isEqualTo(2);
+        assertThat(Arrays.copyOf(ns.blocks(), 2)).containsExactly(blocksOfFirst[0], blocksOfFirst[1]);
+        assertThat(d.kv.prefixHits()).isEqualTo(8);
+    }
+
+    @Test
+    void aFullyCachedPromptStillComputesItsLastToken() {
+        var d = new SchedulerDriver(64, 4, true, 8, 100);
+        d.add(1, prompt(0, 8), 1);
+        d.step();
+        d.add(2, prompt(0, 8), 1);
+        var ns = d.step().newSequences().getFirst();
+        assertThat(ns.numComputed()).as("one full block reused, the last one recomputed for its logits").isEqualTo(4);
+        assertThat(ns.numScheduled()).isEqualTo(4);
+    }
+
+    @Test
+    void prefixCacheIsSeparatedBySalt() {
+        var d = new SchedulerDriver(64, 4, true, 8, 100);
+        d.scheduler.add(1, prompt(0, 10), "tenant-a", 1, 1);
+        d.targets.put(1L, 1);
+        d.outputs.put(1L, 0);
+        d.step();
+        d.scheduler.add(2, prompt(0, 10), "tenant-b", 1, 1);
+        d.targets.put(2L, 1);
+        d.outputs.put(2L, 0);
+        assertThat(d.step().newSequences().getFirst().numComputed()).isZero();
+    }
+
+    @Test
+    void evictionDropsTheLeastRecentlyFreedCachedBlocksFirst() {
+        var d = new SchedulerDriver(6, 4, true, 8, 100);
+        d.add(1, prompt(0, 9), 1);   // 3 blocks: 2 full and cached, 1 for the tail and the output
+        d.step();
+        d.add(2, prompt(50, 9), 1);  // 3 more blocks, all free ones; nothing of 1's is evicted
+        d.step();
+        assertThat(d.pool.numCached()).isEqualTo(4);
+        d.add(3, prompt(100, 5), 1);  // needs 2 blocks: takes 1's freed tail, then 1's last cached block
+        d.step();
+        // one of 1's evicted, 3's own first block cached
+        assertThat(d.pool.numCached()).isEqualTo(4);
+        d.add(4, prompt(0, 9), 1);
+        var ns = d.step().newSequences().getFirst();
+        assertThat(ns.numComputed()).as("1's first block survived; its second was evicted").isEqualTo(4);
+    }
+
+    @Test
+    void whenBlocksRunOutTheYoungestIsPreemptedAndResumesWithItsOutput() {
+        var d = new SchedulerDriver(4, 4, false, 8, 100);
+        d.add(1, prompt(0, 4), 6);
+        d.add(2, prompt(10, 4), 6);
+        d.step(); // each holds 1 full block, 4 tokens computed, 1 sampled
+        d.step(); // each needs a 2nd block for its 5th token: 4 in use
+        d.step();
+        d.step();
+        d.step();
+        assertThat(d.pool.numFree()).isZero();
+        var out = d.step(); // 1's 9th token needs a 3rd block: 2 is preempted
+        assertThat(out.preempted()).containsExactly(2L);
+        assertThat(scheduled(out, 1)).isEqualTo(1);
+        assertThat(d.scheduler.isRunning(2)).isFalse();
+        assertThat(d.scheduler.numComputed(2)).isZero();
+        int tokensOf2 = d.scheduler.numTokens(2);
+        d.runToEnd(50);
+        var resumed = d.history.stream().flatMap(o -> o.newSequences().stream()).filter(n -> n.seqId() == 2).toList();
+        assertThat(resumed).hasSize(2);
+        assertThat(resumed.get(1).tokens()).as("recomputed with the output it had").hasSize(tokensOf2);
+        assertThat(d.outputs.get(2L)).isEqualTo(6);
+        assertThat(d.pool.numUsed()).isZero();
+    }
+
+    @Test
+    void aSequenceThatCannotGrowPreemptsItselfWhenItIsTheYoungest() {
+        var d = new SchedulerDriver(3, 4, false, 8, 100);
+        d.add(1, prompt(0, 8), 4);  // 2 blocks, then a 3rd for its 9th token
+        d.add(2, prompt(10, 3), 4); // 1 block
+        d.step();
+        var out = d.step();
+        assertThat(out.preempted()).containsExactly(2L);
+        d.runToEnd(50);
+        assertThat(d.outputs.get(1L)).isEqualTo(4);
+        assertThat(d.outputs.get(2L)).isEqualTo(4);
+    }
+
+    @Test
+    void abortMidPrefillFreesEveryBlockAtOnce() {
+        var d = new SchedulerDriver(64, 4, true, 8, 8);
+        d.add(1, prompt(0, 40), 3);
+        d.step();
+        assertThat(d.scheduler.numComputed(1)).isEqualTo(8);
+        assertThat(d.pool.numUsed()).isEqualTo(2);
+        d.abort(1);
+        assertThat(d.pool.numUsed()).isZero();
+        assertThat(d.scheduler.hasUnfinished()).isFalse();
+        assertThat(d.step().isEmpty()).isTrue();
+    }
+
+    @Test
+    void abortMidDecodeFreesEveryBlockAndTheOthersGoOn() {
+        var d = new SchedulerDriver(64, 4, false, 8, 100);
+        d.add(1, prompt(0, 6), 10);
+        d.add(2, prompt(20, 6), 3);
+        d.step();
+        d.step();
+        d.abort(1);
+        assertThat(d.kv.hasBlocks(1)).isFalse();
+        d.runToEnd(10);
+        assertThat(d.outputs.get(2L)).isEqualTo(3);
+        assertThat(d.pool.numUsed()).isZero();
+    }
+
+    @Test
+    void abortWhileWaitingNeverSchedules() {
+        var d = new SchedulerDriver(64, 4, false, 1, 100);
+        d.add(1, prompt(0, 6), 3);
+        d.add(2, prompt(20, 6), 3);
+        d.step();
+        d.abort(2);
+        d.runToEnd(10);
+        assertThat(d.history).allSatisfy(o -> assertThat(scheduled(o, 2)).isZero());
+    }
+
+    @Test
+    void samplesShareTheFullPromptBlocksAndRecomputeThePartialOne() {
+        var d = new SchedulerDriver(64, 4, false, 3, 100);
+        d.add(1, prompt(0, 10), 4, new long[]{2, 3}); // 2 full blocks + 2 tokens
+        d.add(9, prompt(50, 3), 2);
+        var first = d.step();
+        assertThat(first.newSequences()).extracting(SchedulerOutput.NewSequence::seqId)
+                .as("the request holds 3 slots of 3").containsExactly(1L);
+        int[] lead = d.kv.blocks(1);
+        var second = d.step();
+        var children = second.newSequences().stream().filter(n -> n.seqId() == 2 || n.seqId() == 3).toList();
+        assertThat(children).hasSize(2);
+        for (var c : children) {
+            assertThat(c.numComputed()).isEqualTo(8);
+            assertThat(c.numScheduled()).as("the 2 tail prompt tokens and the first sampled one").isEqualTo(3);
+            assertThat(Arrays.copyOf(c.blocks(), 2)).containsExactly(lead[0], lead[1]);
+            assertThat(c.blocks()[2]).isNotEqualTo(lead[2]);
+        }
+        assertThat(d.pool.refCount(lead[0])).isEqualTo(3);
+        assertThat(d.pool.refCount(lead[2])).isEqualTo(1);
+        d.runToEnd(20);
+        assertThat(d.outputs).containsEntry(1L, 4).containsEntry(2L, 4).containsEntry(3L, 4).containsEntry(9L, 2);
+        assertThat(d.pool.numUsed()).isZero();
+    }
+
+    @Test
+    void theBudgetIsNeverExceeded() {
+        var d = new SchedulerDriver(256, 4, true, 16, 13);
+        for (long i = 0; i < 20; i++) d.add(i, prompt((int) i * 3, 5 + (int) i * 2), 5);
+        d.runToEnd(500);
+        assertThat(d.history).allSatisfy(o -> assertThat(o.totalTokens()).isBetween(1, 13));
+        assertThat(d.history).allSatisfy(o -> assertThat(o.numSequences()).isLessThanOrEqualTo(16));
+    }
+}
