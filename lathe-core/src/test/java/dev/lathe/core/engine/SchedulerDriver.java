@@ -19,6 +19,8 @@ final class SchedulerDriver {
     final Map<Long, long[]> siblings = new HashMap<>();
     final List<SchedulerOutput> history = new ArrayList<>();
     final List<Long> finished = new ArrayList<>();
+    final java.util.Set<Long> live = new java.util.LinkedHashSet<>(); // in the scheduler
+    java.util.function.Consumer<SchedulerOutput> afterSchedule = o -> { };
 
     SchedulerDriver(int numBlocks, int blockSize, boolean prefixCaching, int maxNumSeqs, int maxTokensPerStep) {
         pool = new BlockPool(numBlocks, blockSize);
@@ -36,6 +38,7 @@ final class SchedulerDriver {
         targets.put(id, outputLen);
         outputs.put(id, 0);
         siblings.put(id, siblingIds);
+        live.add(id);
         for (long s : siblingIds) {
             targets.put(s, outputLen);
             outputs.put(s, 0);
@@ -45,10 +48,12 @@ final class SchedulerDriver {
     SchedulerOutput step() {
         var out = scheduler.schedule();
         history.add(out);
+        afterSchedule.accept(out);
         for (long seq : scheduler.update(out)) {
             if (outputs.get(seq) == 0 && scheduler.pendingForks(seq) > 0) {
                 for (long s : siblings.get(seq)) {
                     scheduler.fork(seq, s, 1000);
+                    live.add(s);
                     produced(s);
                 }
             }
@@ -63,12 +68,14 @@ final class SchedulerDriver {
         if (n >= targets.get(seq)) {
             scheduler.finish(seq);
             finished.add(seq);
+            live.remove(seq);
         }
     }
 
     void abort(long seq) {
         scheduler.finish(seq);
         finished.add(seq);
+        live.remove(seq);
     }
 
     void runToEnd(int maxSteps) {
