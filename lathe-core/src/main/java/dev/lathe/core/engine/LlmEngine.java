@@ -318,6 +318,7 @@ public final class LlmEngine implements Engine {
     private void processOutputs(List<Long> ready, ModelRunner.StepLogits logits, Map<Long, Integer> rowOf) {
         for (long seqId : ready) {
             SampleState st = bySeq.get(seqId);
+            if (st == null || st.finished) continue; // a sibling's failure ended its request earlier in this loop
             RequestState r = st.request;
             try {
                 float[] row = logits.row(rowOf.get(seqId));
