@@ -208,6 +208,37 @@ class EngineEndToEndTest {
     }
 
     @Test
+    void shutdownAbortsWhatIsInFlightAndRefusesNewRequests() throws Exception {
+        var e = engine(config(512, false));
+        var s = e.submit(new EngineRequest("x", new int[]{5, 6, 7},
+                SamplingParams.builder().temperature(0).maxTokens(120).ignoreEos(true).build(), null));
+        e.shutdown(0);
+        RequestOutput o, last = null;
+        while ((o = s.poll(30, TimeUnit.SECONDS)) != null) last = o;
+        assertThat(s.isDone()).isTrue();
+        assertThat(last).isNotNull();
+        assertThat(last.finishReason()).isIn(FinishReason.ABORT, FinishReason.LENGTH);
+        assertThatThrownBy(() -> e.submit(new EngineRequest("y", new int[]{5}, SamplingParams.greedy(), null)))
+                .isInstanceOf(IllegalStateException.class).hasMessageContaining("shutting down");
+    }
+
+    @Test
+    void stopTokenIdsEndASampleAndAreReported() {
+        int i = 0;
+        while (alone.get(i).length < 4) i++;
+        int stopAt = alone.get(i)[2];
+        var p = params.get(i).toBuilder().stopTokenIds(List.of(stopAt)).build();
+        try (var e = engine(config(512, true))) {
+            var c = new LLM(e).generateIds(List.of(prompts.get(i)), p).getFirst().outputs().getFirst();
+            int firstStop = 0;
+            while (alone.get(i)[firstStop] != stopAt) firstStop++;
+            assertThat(c.tokenIds()).containsExactly(java.util.Arrays.copyOf(alone.get(i), firstStop + 1));
+            assertThat(c.finishReason()).isEqualTo(FinishReason.STOP);
+            assertThat(c.stopReason()).isEqualTo(stopAt);
+        }
+    }
+
+    @Test
     void promptPlusMaxTokensBeyondTheContextIsRefused() {
         try (var e = engine(config(512, false))) {
             var p = SamplingParams.builder().maxTokens(100).build();
