@@ -94,6 +94,8 @@ public final class LlmEngine implements Engine {
     private final Thread thread;
     private volatile boolean accepting = true;
     private volatile boolean stopped;
+    private volatile Throwable fatal; // why the engine thread died, if it did
+    private final java.util.concurrent.atomic.AtomicBoolean closed = new java.util.concurrent.atomic.AtomicBoolean();
     private volatile EngineStats stats;
 
     // engine thread only
@@ -145,6 +147,10 @@ public final class LlmEngine implements Engine {
 
     @Override
     public RequestStream submit(EngineRequest request) {
+        if (fatal != null) {
+            throw new IllegalStateException("the engine stopped after an internal error (" + fatal + "); request "
+                    + request.id() + " refused; restart the engine", fatal);
+        }
         if (!accepting) throw new IllegalStateException("the engine is shutting down; request " + request.id() + " refused");
         RequestState state = validate(request);
         if (active.putIfAbsent(request.id(), state) != null) {
@@ -209,6 +215,7 @@ public final class LlmEngine implements Engine {
     @Override
     public void shutdown(long graceMillis) {
         accepting = false;
+        if (closed.getAndSet(true)) return;
         long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(Math.max(0, graceMillis));
         while (!active.isEmpty() && System.nanoTime() < deadline && thread.isAlive()) {
             try {
@@ -240,7 +247,15 @@ public final class LlmEngine implements Engine {
             Thread.currentThread().interrupt();
         } catch (Throwable t) {
             // a bug in the engine itself: end every request with the error rather than leave streams hanging
-            for (RequestState r : List.copyOf(active.values())) abortRequest(r, t);
+            fatal = t;
+            accepting = false;
+            for (RequestState r : List.copyOf(active.values())) {
+                try {
+                    abortRequest(r, t);
+                } catch (RuntimeException again) {
+                    r.stream.end(t); // scheduling state is broken: at least end the stream
+                }
+            }
         }
     }
 
