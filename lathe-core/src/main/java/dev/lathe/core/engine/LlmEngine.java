@@ -1,16 +1,14 @@
 package dev.lathe.core.engine;
 
 import dev.lathe.core.config.ModelConfig;
+import dev.lathe.core.engine.RequestState.SampleState;
 import dev.lathe.core.generate.LoadedModel;
 import dev.lathe.core.generate.ModelRunner;
 import dev.lathe.core.generate.Sequence;
 import dev.lathe.core.model.LlamaModel;
 import dev.lathe.core.sampling.FinishReason;
 import dev.lathe.core.sampling.Logprobs;
-import dev.lathe.core.sampling.Sampler;
 import dev.lathe.core.sampling.SamplingParams;
-import dev.lathe.core.sampling.StopChecker;
-import dev.lathe.core.tokenizer.IncrementalDetokenizer;
 import dev.lathe.core.tokenizer.Tokenizer;
 
 import java.util.ArrayList;
@@ -21,12 +19,13 @@ import java.util.Optional;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * The engine: one thread owns the {@link Scheduler}, the {@link ModelRunner} and every request's
- * samplers; other threads talk to it through a queue of messages (add, abort, shutdown).
+ * samplers; other threads talk to it through a queue of messages (add, abort).
  *
  * <p>A step: take messages; {@link Scheduler#schedule}; apply the output to the runner's persistent
  * batch (sequences keyed by id: new ones in full, running ones by their new blocks); run the model;
@@ -39,45 +38,6 @@ public final class LlmEngine implements Engine {
     private record Add(RequestState request) implements Message {}
 
     private record Abort(String requestId) implements Message {}
-
-    /** One sample of a request, engine-thread state. */
-    private static final class SampleState {
-        final RequestState request;
-        final int index;
-        final long seqId;
-        final Sampler sampler;
-        final StopChecker stop;
-        final IncrementalDetokenizer detok;
-        int numOutput;
-        boolean started; // in the scheduler (the first sample from submit, the others once forked)
-        boolean finished;
-
-        SampleState(RequestState request, int index, long seqId, Sampler sampler, StopChecker stop,
-                    IncrementalDetokenizer detok) {
-            this.request = request;
-            this.index = index;
-            this.seqId = seqId;
-            this.sampler = sampler;
-            this.stop = stop;
-            this.detok = detok;
-        }
-    }
-
-    private static final class RequestState {
-        final EngineRequest request;
-        final QueueRequestStream stream;
-        final int maxTokens;
-        final SampleState[] samples;
-        int numCached = -1; // prompt tokens found in the prefix cache; -1 until first scheduled
-        int numFinished;
-
-        RequestState(EngineRequest request, QueueRequestStream stream, int maxTokens, int n) {
-            this.request = request;
-            this.stream = stream;
-            this.maxTokens = maxTokens;
-            this.samples = new SampleState[n];
-        }
-    }
 
     private final String modelName;
     private final ModelConfig modelConfig;
@@ -95,7 +55,7 @@ public final class LlmEngine implements Engine {
     private volatile boolean accepting = true;
     private volatile boolean stopped;
     private volatile Throwable fatal; // why the engine thread died, if it did
-    private final java.util.concurrent.atomic.AtomicBoolean closed = new java.util.concurrent.atomic.AtomicBoolean();
+    private final AtomicBoolean closed = new AtomicBoolean();
     private volatile EngineStats stats;
 
     // engine thread only
@@ -152,7 +112,8 @@ public final class LlmEngine implements Engine {
                     + request.id() + " refused; restart the engine", fatal);
         }
         if (!accepting) throw new IllegalStateException("the engine is shutting down; request " + request.id() + " refused");
-        RequestState state = validate(request);
+        RequestState state = RequestState.create(request, modelConfig, config, tokenizer, eosTokenIds,
+                nextSeqId.getAndAdd(request.params().n()), this::abort);
         if (active.putIfAbsent(request.id(), state) != null) {
             throw new IllegalArgumentException("request id " + request.id() + " is already in flight; ids must be unique");
         }
@@ -164,48 +125,6 @@ public final class LlmEngine implements Engine {
         }
         inbox.add(new Add(state));
         return state.stream;
-    }
-
-    /** Checks the request and builds its per-sample state (samplers validate token ids). */
-    private RequestState validate(EngineRequest r) {
-        int[] prompt = r.promptIds();
-        SamplingParams p = r.params();
-        int vocab = modelConfig.vocabSize();
-        for (int i = 0; i < prompt.length; i++) {
-            if (prompt[i] < 0 || prompt[i] >= vocab) {
-                throw new IllegalArgumentException("request " + r.id() + ": prompt token " + i + " is " + prompt[i]
-                        + ", outside the vocabulary [0, " + vocab + ")");
-            }
-        }
-        int limit = config.maxModelLen();
-        if (prompt.length >= limit) {
-            throw new IllegalArgumentException("request " + r.id() + ": the prompt has " + prompt.length
-                    + " tokens; the context holds " + limit + " including at least one output token; shorten the prompt");
-        }
-        int maxTokens = p.maxTokens() == null ? limit - prompt.length : p.maxTokens();
-        if (prompt.length + maxTokens > limit) {
-            throw new IllegalArgumentException("request " + r.id() + ": prompt (" + prompt.length + " tokens) + maxTokens ("
-                    + maxTokens + ") = " + (prompt.length + maxTokens) + " exceeds the context of " + limit
-                    + " tokens; lower maxTokens or shorten the prompt");
-        }
-        if (p.n() > config.maxNumSeqs()) {
-            throw new IllegalArgumentException("request " + r.id() + ": n = " + p.n() + " exceeds maxNumSeqs = "
-                    + config.maxNumSeqs());
-        }
-        if (p.logprobs() != null && p.logprobs() > vocab) {
-            throw new IllegalArgumentException("request " + r.id() + ": logprobs = " + p.logprobs()
-                    + " exceeds the vocabulary of " + vocab);
-        }
-        var state = new RequestState(r, new QueueRequestStream(r.id(), this::abort), maxTokens, p.n());
-        long firstSeq = nextSeqId.getAndAdd(p.n());
-        for (int i = 0; i < p.n(); i++) {
-            // sample i of a seeded request draws from seed + i, so samples differ yet replay exactly
-            SamplingParams sp = i == 0 || p.seed() == null ? p : p.toBuilder().seed(p.seed() + i).build();
-            var sampler = new Sampler(sp, vocab, prompt, eosTokenIds);
-            var detok = tokenizer == null ? null : new IncrementalDetokenizer(tokenizer, prompt, p.skipSpecialTokens());
-            state.samples[i] = new SampleState(state, i, firstSeq + i, sampler, new StopChecker(p, eosTokenIds), detok);
-        }
-        return state;
     }
 
     private void abort(String requestId) {
