@@ -74,7 +74,8 @@ public final class KvCacheManager {
 
     /**
      * The longest run of cached full blocks at the start of {@code tokens[0, numTokens)}, leaving at least
-     * one token uncached. Takes no references; pass the result to {@link #allocate} in the same step.
+     * one token uncached. Takes no references; pass the result to {@link #allocate} in the same step,
+     * and {@link #recordLookup} once it is used.
      */
     public CachedPrefix findCachedPrefix(int[] tokens, int numTokens, String salt) {
         if (!prefixCaching) return CachedPrefix.NONE;
@@ -91,9 +92,14 @@ public final class KvCacheManager {
             hashes[n++] = h;
             parent = h;
         }
-        prefixQueries += numTokens;
-        prefixHits += (long) n * blockSize;
         return new CachedPrefix(Arrays.copyOf(blocks, n), Arrays.copyOf(hashes, n), n * blockSize);
+    }
+
+    /** Counts a lookup whose result was used: {@code queried} tokens looked up, {@code hit} of them cached. */
+    public void recordLookup(int queried, int hit) {
+        if (!prefixCaching) return;
+        prefixQueries += queried;
+        prefixHits += hit;
     }
 
     /**

@@ -119,6 +119,7 @@ public final class Scheduler {
             int n = Math.min(s.numTokens - prefix.numTokens(), budget);
             if (kv.allocate(s.id, prefix, prefix.numTokens(), n, s.salt) == null) break;
             waiting.pollFirst();
+            kv.recordLookup(s.numTokens, prefix.numTokens());
             s.numComputed = prefix.numTokens();
             running.add(s);
             slots += s.slots();

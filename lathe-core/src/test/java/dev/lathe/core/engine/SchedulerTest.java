@@ -66,6 +66,19 @@ class SchedulerTest {
     }
 
     @Test
+    void aRequestWaitingForBlocksIsCountedInPrefixStatsOnceAdmitted() {
+        var d = new SchedulerDriver(4, 4, true, 8, 100);
+        d.add(1, prompt(0, 13), 3);   // holds all 4 blocks
+        d.add(2, prompt(100, 5), 1);  // needs 2: waits
+        d.step();
+        d.step();
+        assertThat(d.scheduler.numWaiting()).isEqualTo(1);
+        assertThat(d.kv.prefixQueries()).isEqualTo(13);
+        d.runToEnd(10);
+        assertThat(d.kv.prefixQueries()).isEqualTo(18);
+    }
+
+    @Test
     void aFullyCachedPromptStillComputesItsLastToken() {
         var d = new SchedulerDriver(64, 4, true, 8, 100);
         d.add(1, prompt(0, 8), 1);
