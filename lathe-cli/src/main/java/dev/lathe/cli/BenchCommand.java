@@ -35,7 +35,7 @@ import java.util.concurrent.Callable;
 import java.util.concurrent.TimeUnit;
 
 /** {@code lathe bench}: engine benchmarks. */
-@Command(name = "bench", description = "Benchmark the engine.", subcommands = BenchCommand.Throughput.class)
+@Command(name = "bench", description = "Benchmark the engine.", subcommands = {BenchCommand.Throughput.class, BenchCommand.Latency.class})
 final class BenchCommand {
     /**
      * Offline throughput, the trtllm-bench method: {@code --num-requests} prompts of {@code --input-len}
@@ -43,7 +43,51 @@ final class BenchCommand {
      * submitted at once; the clock runs from the first submit to the last token.
      */
     @Command(name = "throughput", description = "Requests of fixed input and output length, all at once; tokens per second.")
-    static final class Throughput implements Callable<Integer> {
+    static final class Throughput extends Base {
+        @Override
+        String name() { return "throughput"; }
+
+        @Override
+        Result measure(LlmEngine engine, int[][] prompts, SamplingParams params) throws InterruptedException {
+            return run(engine, prompts, params);
+        }
+    }
+
+    /**
+     * Latency, one request at a time: {@code --warmup} untimed requests, then {@code --num-requests} timed
+     * ones, each submitted when the previous one has ended.
+     */
+    @Command(name = "latency", description = "Requests one at a time; time to first token, time per output token, end to end.")
+    static final class Latency extends Base {
+        @Option(names = "--warmup", defaultValue = "2", description = "untimed requests first (default: ${DEFAULT-VALUE})")
+        int warmup;
+
+        @Override
+        String name() { return "latency"; }
+
+        @Override
+        Result measure(LlmEngine engine, int[][] prompts, SamplingParams params) throws InterruptedException {
+            for (int i = 0; i < warmup; i++) {
+                // reversed, so that no timed prompt finds its prefix cached by the warm-up
+                int[] p = prompts[i % prompts.length].clone();
+                for (int a = 0, b = p.length - 1; a < b; a++, b--) {
+                    int t = p[a];
+                    p[a] = p[b];
+                    p[b] = t;
+                }
+                run(engine, new int[][]{p}, params);
+            }
+            Result total = null;
+            for (int[] p : prompts) {
+                Result r = run(engine, new int[][]{p}, params);
+                total = total == null ? r : total.plus(r);
+            }
+            return total;
+        }
+    }
+
+    /** What both benchmarks share: the model, the random prompts, the engine settings and the report. */
+    abstract static class Base implements Callable<Integer> {
         @Mixin ModelOptions modelOptions;
 
         @Option(names = "--input-len", defaultValue = "128", description = "prompt tokens per request (default: ${DEFAULT-VALUE})")
@@ -97,13 +141,17 @@ final class BenchCommand {
                         .seed(temperature == 0 ? null : seed).build();
                 Result r;
                 try (var engine = LlmEngine.of(m, config)) {
-                    r = run(engine, prompts, params);
+                    r = measure(engine, prompts, params);
                 }
                 print(out, m, backend, config, r);
                 if (json != null) writeJson(m, backend, config, r);
             }
             return 0;
         }
+
+        abstract String name();
+
+        abstract Result measure(LlmEngine engine, int[][] prompts, SamplingParams params) throws InterruptedException;
 
         private EngineConfig engineConfig(LoadedModel m) {
             int len = modelOptions.maxModelLen > 0 ? modelOptions.maxModelLen : inputLen + outputLen;
@@ -128,8 +176,24 @@ final class BenchCommand {
             return p;
         }
 
+        /** Timings of a set of requests; {@code latencyMs} is submit to last token, per request. */
         record Result(double seconds, long outputTokens, long inputTokens, int requests, double[] ttftMs, double[] tpotMs,
-                      int peakRunning, int peakBlocks, int totalBlocks, long preemptions, long prefixHits) {}
+                      double[] latencyMs, int peakRunning, int peakBlocks, int totalBlocks, long preemptions,
+                      long prefixHits) {
+            /** Two runs one after the other: times add, per-request samples join, peaks and counters take the latest. */
+            Result plus(Result o) {
+                return new Result(seconds + o.seconds, outputTokens + o.outputTokens, inputTokens + o.inputTokens,
+                        requests + o.requests, join(ttftMs, o.ttftMs), join(tpotMs, o.tpotMs), join(latencyMs, o.latencyMs),
+                        Math.max(peakRunning, o.peakRunning), Math.max(peakBlocks, o.peakBlocks), o.totalBlocks,
+                        o.preemptions, o.prefixHits);
+            }
+
+            private static double[] join(double[] a, double[] b) {
+                double[] c = Arrays.copyOf(a, a.length + b.length);
+                System.arraycopy(b, 0, c, a.length, b.length);
+                return c;
+            }
+        }
 
         /** Submits everything, then follows each stream on its own virtual thread while sampling the engine's stats. */
         static Result run(LlmEngine engine, int[][] prompts, SamplingParams params) throws InterruptedException {
@@ -165,7 +229,7 @@ final class BenchCommand {
                 }
             }
             long end = 0, out = 0, in = 0;
-            double[] ttft = new double[n], tpot = new double[n];
+            double[] ttft = new double[n], tpot = new double[n], latency = new double[n];
             for (int i = 0; i < n; i++) {
                 if (streams[i].error() != null) {
                     throw new IllegalStateException("request " + i + " failed: " + streams[i].error().getMessage(), streams[i].error());
@@ -174,15 +238,16 @@ final class BenchCommand {
                 out += tokens[i];
                 in += prompts[i].length;
                 ttft[i] = (first[i] - t0) / 1e6;
+                latency[i] = (last[i] - t0) / 1e6;
                 tpot[i] = tokens[i] > 1 ? (last[i] - first[i]) / 1e6 / (tokens[i] - 1) : 0;
             }
             var s = engine.stats();
-            return new Result((end - t0) / 1e9, out, in, n, ttft, tpot, peakRunning, peakBlocks, s.kvBlocksTotal(),
+            return new Result((end - t0) / 1e9, out, in, n, ttft, tpot, latency, peakRunning, peakBlocks, s.kvBlocksTotal(),
                     s.preemptions(), s.prefixHits());
         }
 
         private void print(PrintWriter out, LoadedModel m, Backend backend, EngineConfig c, Result r) {
-            out.printf(Locale.ROOT, "model %s on %s: %d requests of %d input + %d output tokens%n", m.name(), backend.name(),
+            out.printf(Locale.ROOT, "%s, model %s on %s: %d requests of %d input + %d output tokens%n", name(), m.name(), backend.name(),
                     r.requests(), inputLen, outputLen);
             out.printf(Locale.ROOT, "  duration        %.2f s%n", r.seconds());
             out.printf(Locale.ROOT, "  output          %.1f tok/s%n", r.outputTokens() / r.seconds());
@@ -190,6 +255,7 @@ final class BenchCommand {
             out.printf(Locale.ROOT, "  requests        %.2f req/s%n", r.requests() / r.seconds());
             out.printf(Locale.ROOT, "  TTFT ms         p50 %.1f  p90 %.1f  p99 %.1f%n", pct(r.ttftMs(), 50), pct(r.ttftMs(), 90), pct(r.ttftMs(), 99));
             out.printf(Locale.ROOT, "  TPOT ms         p50 %.2f  p90 %.2f  p99 %.2f%n", pct(r.tpotMs(), 50), pct(r.tpotMs(), 90), pct(r.tpotMs(), 99));
+            out.printf(Locale.ROOT, "  latency ms      p50 %.1f  p90 %.1f  p99 %.1f%n", pct(r.latencyMs(), 50), pct(r.latencyMs(), 90), pct(r.latencyMs(), 99));
             out.printf(Locale.ROOT, "  peak running    %d (max-num-seqs %d)%n", r.peakRunning(), c.maxNumSeqs());
             out.printf(Locale.ROOT, "  KV blocks used  %d of %d (block size %d), %d preemptions%n", r.peakBlocks(),
                     r.totalBlocks(), c.blockSize(), r.preemptions());
@@ -198,7 +264,7 @@ final class BenchCommand {
 
         private void writeJson(LoadedModel m, Backend backend, EngineConfig c, Result r) throws IOException {
             var rec = new LinkedHashMap<String, Object>();
-            rec.put("benchmark", "throughput");
+            rec.put("benchmark", name());
             rec.put("model", m.name());
             rec.put("dtype", modelOptions.ref() instanceof ModelRef.Synthetic ? modelOptions.syntheticDtype.name()
                     : String.valueOf(m.config().dtype()));
@@ -225,6 +291,7 @@ final class BenchCommand {
             res.put("output_tokens", r.outputTokens());
             res.put("ttft_ms", percentiles(r.ttftMs()));
             res.put("tpot_ms", percentiles(r.tpotMs()));
+            res.put("latency_ms", percentiles(r.latencyMs()));
             res.put("peak_concurrency", r.peakRunning());
             res.put("kv_blocks_used_peak", r.peakBlocks());
             res.put("kv_blocks_total", r.totalBlocks());
