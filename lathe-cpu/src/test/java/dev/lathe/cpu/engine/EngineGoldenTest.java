@@ -85,4 +85,24 @@ class EngineGoldenTest {
             }
         }
     }
+
+    @org.junit.jupiter.api.Test
+    void aStopStringCutsTheTextBeforeItAndIsReported() throws IOException {
+        Path dir = fixtures().filter(d -> d.getFileName().toString().equals("llama3-bf16")).findFirst().orElseThrow();
+        JsonNode c = new ObjectMapper().readTree(dir.resolve("reference.json").toFile()).get("cases").get(1);
+        String full = c.get("greedy_text").asText();
+        // the first run of three ASCII letters after the start of the text
+        int at = 1;
+        while (!(full.substring(at, at + 3).chars().allMatch(ch -> ch < 128 && Character.isLetter(ch)))) at++;
+        String stop = full.substring(at, at + 3);
+        var params = SamplingParams.builder().temperature(0).ignoreEos(true).maxTokens(32).stop(stop).build();
+        try (var m = LoadedModel.open(new ModelRef.Directory(dir), backend, DType.BF16, 0, LoadProgress.NONE);
+             var engine = LlmEngine.of(m, new EngineConfig(8, 16, 4, 256, 128, 64, true, DType.F32))) {
+            var out = new LLM(engine).generate(List.of(c.get("prompt").asText()), params).getFirst().outputs().getFirst();
+            assertThat(out.text()).isEqualTo(full.substring(0, full.indexOf(stop)));
+            assertThat(out.finishReason()).isEqualTo(FinishReason.STOP);
+            assertThat(out.stopReason()).isEqualTo(stop);
+            assertThat(out.tokenIds().length).isLessThan(32);
+        }
+    }
 }
