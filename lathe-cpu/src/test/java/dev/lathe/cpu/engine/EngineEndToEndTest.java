@@ -157,6 +157,30 @@ class EngineEndToEndTest {
     }
 
     @Test
+    void samplesSharingPromptBlocksSurvivePreemption() throws Exception {
+        try (var e = engine(config(MAX_LEN / BLOCK + 2, true))) {
+            var streams = new ArrayList<RequestStream>();
+            for (int i = 0; i < 16; i++) {
+                var p = params.get(i).toBuilder().n(2).build();
+                streams.add(e.submit(new EngineRequest("n" + i, prompts.get(i), p, null)));
+            }
+            for (int i = 0; i < 16; i++) {
+                var ids = new ArrayList<List<Integer>>(List.of(new ArrayList<>(), new ArrayList<>()));
+                RequestOutput o;
+                while ((o = streams.get(i).poll(60, TimeUnit.SECONDS)) != null) {
+                    for (int t : o.tokenIds()) ids.get(o.index()).add(t);
+                }
+                for (var sample : ids) {
+                    assertThat(sample.stream().mapToInt(Integer::intValue).toArray()).as("request %d", i).isEqualTo(alone.get(i));
+                }
+            }
+            awaitIdle(e);
+            assertThat(e.stats().preemptions()).isGreaterThan(0);
+            assertThat(e.stats().kvBlocksUsed()).isZero();
+        }
+    }
+
+    @Test
     void greedySamplesOfOneRequestAllEqualTheSingleAnswer() {
         // a prompt of full blocks and a partial one: the samples share the full ones, each recomputes the tail
         int i = 0;
