@@ -5,7 +5,7 @@
 #                               present) and lathe-cuda, makes a portable Java runtime, and puts runtime, jars,
 #                               test classes and this script into .device/ at the root of the main checkout.
 #   bash .device/run.sh device  on the GPU machine, from the repository root: unpacks the runtime, prints the
-#                               doctor report, runs every @Tag("gpu") test; logs and JUnit XML go to $OUT
+#                               doctor report, runs every @Tag("gpu") test, then first op timings; logs and JUnit XML go to $OUT
 #                               (or ./gpu-out). Extra JVM flags: LATHE_TEST_JVM_FLAGS (e.g. -Dlathe.test.seed=42).
 set -euo pipefail
 mode=${1:-pack}
@@ -70,6 +70,8 @@ device() {
       --class-path "$cp" --scan-class-path "$dev/test-classes" --include-tag gpu \
       --details=tree --disable-banner --disable-ansi-colors --reports-dir "$out/reports" 2>&1 | tee "$out/gpu-tests.log"
   local rc=${PIPESTATUS[0]}
+  # shellcheck disable=SC2086
+  "$java" $flags -cp "$cp" dev.lathe.cuda.OpTimings 2>&1 | tee "$out/op-timings.txt"
   set -e
   echo "gpu tests exit code: $rc (logs and JUnit XML in $out)"
   return "$rc"

@@ -75,6 +75,10 @@ public final class CudaBackend implements Backend {
 
     public DeviceInfo device() { return context.info(); }
 
+    CudaContext context() { return context; }
+
+    Stream stream() { return stream; }
+
     /** Waits for all queued work. */
     public void synchronize() { stream.synchronize(); }
 
