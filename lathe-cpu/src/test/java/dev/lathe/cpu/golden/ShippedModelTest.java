@@ -1,5 +1,7 @@
 package dev.lathe.cpu.golden;
 
+import dev.lathe.core.generate.GoldenReference;
+
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.lathe.core.checkpoint.Checkpoint;
@@ -37,7 +39,7 @@ class ShippedModelTest {
 
     @BeforeAll
     static void load() {
-        dir = GoldenFixture.root().getParent().getParent().resolve("models").resolve("kjv-tiny");
+        dir = GoldenReference.root().getParent().getParent().resolve("models").resolve("kjv-tiny");
         backend = new CpuBackend(2);
         ckpt = Checkpoint.open(dir);
         model = ModelLoader.load(ckpt.config(), ckpt, backend, LoadProgress.NONE);
@@ -52,7 +54,7 @@ class ShippedModelTest {
 
     @Test
     void logitsAndGreedyMatchTransformers() throws IOException {
-        GoldenFixture f = GoldenFixture.load(dir);
+        GoldenReference f = GoldenReference.load(dir);
         assertThat(f.cases()).hasSize(3);
         try (var runner = new ModelRunner(model, ModelRunner.CacheConfig.forSequences(128, 1, 16, DType.F32))) {
             for (var c : f.cases()) {
