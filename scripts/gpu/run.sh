@@ -45,6 +45,18 @@ pack() {
     local jre_tool=${LATHE_DEVICE_JRE_TOOL:-/work/shared/tools/device-jre.sh}
     "$jre_tool" "$dest"
   fi
+  # the CLI for `lathe bench` on the GPU (synthetic models need no tokenizer: DJL stays behind)
+  (cd "$src" && mvn -B -q -o -DskipTests package -pl lathe-cli -am)
+  # one lib folder for tests and CLI; the tokenizer and chat templates (DJL, jinjava and what they pull in)
+  # are not used by the GPU runs and would push the pack past its budget
+  cp "$src/lathe-cli/target/lathe-cli.jar" "$dest/lib/"
+  for j in "$src"/lathe-cli/target/lib/*.jar; do
+    [ -f "$dest/lib/$(basename "$j")" ] || cp "$j" "$dest/lib/"
+  done
+  (cd "$dest/lib" && rm -f tokenizers-* api-0* jna-* jinjava-* guava-* re2j-* big-math-* javassist-* snakeyaml-* \
+      jackson-dataformat-yaml-* commons-* algebra-* java-ipv6-* immutable* hubspot-style-* derive4j-* checker-qual-* \
+      error_prone* j2objc* failureaccess-* listenablefuture-* jsr305-* annotations-* encode-* gson-* jackson-datatype-jdk8-*)
+  git -C "$src" rev-parse HEAD > "$dest/commit.txt" 2>/dev/null || echo unknown > "$dest/commit.txt"
   cp "$src/scripts/gpu/run.sh" "$dest/run.sh"
   echo "packed into $dest: $(du -sh "$dest" | cut -f1) ($(ls "$dest/lib" | wc -l) jars)"
   du -sh "$dest"/* | sed 's/^/  /'
@@ -73,8 +85,27 @@ device() {
   # shellcheck disable=SC2086
   "$java" $flags -cp "$cp" dev.lathe.cuda.OpTimings 2>&1 | tee "$out/op-timings.txt"
   set -e
+  if [ "${LATHE_SKIP_BENCH:-0}" != 1 ]; then bench "$java" "$flags" "$out"; fi
   echo "gpu tests exit code: $rc (logs and JUnit XML in $out)"
   return "$rc"
+}
+
+# Latency benchmarks of issue 4 with the transformers peer measured in the same call.
+bench() {
+  local java=$1 flags=$2 out=$3 card
+  card=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1 || echo unknown)
+  export LATHE_COMMIT=$(cat .device/commit.txt 2>/dev/null || echo unknown)
+  if [ -f tools/peers/hf_latency.py ] && [ "${LATHE_SKIP_PEER:-0}" != 1 ]; then
+    (cd tools/peers && timeout 300 python3 hf_latency.py --preset llama-3-8b --input-len 128 --output-len 128 \
+        --ttft-input-len 2048 --modes eager,compile --json "$out/peer.json") 2>&1 | tail -20 | tee "$out/peer.log" || true
+  fi
+  local -a lathe
+  # shellcheck disable=SC2206
+  lathe=("$java" $flags -cp ".device/lib/*" dev.lathe.cli.Main)
+  "${lathe[@]}" bench latency --backend cuda --model synthetic:llama-3-8b --batch 1 --input-len 128 --output-len 128 \
+      --warmup 1 --iterations 3 --card "$card" --peer-json "$out/peer.json" --json "$out/latency-128-128.json" 2>&1 | tee "$out/bench.log"
+  "${lathe[@]}" bench latency --backend cuda --model synthetic:llama-3-8b --batch 1 --input-len 2048 --output-len 1 \
+      --warmup 2 --iterations 5 --card "$card" --peer-json "$out/peer.json" --json "$out/latency-2048-1.json" 2>&1 | tee -a "$out/bench.log"
 }
 
 case "$mode" in
