@@ -34,333 +34,269 @@ import java.util.Random;
 import java.util.concurrent.Callable;
 import java.util.concurrent.TimeUnit;
 
-/** {@code lathe bench}: engine benchmarks. */
-@Command(name = "bench", description = "Benchmark the engine.", subcommands = {BenchCommand.Throughput.class, BenchCommand.Latency.class})
-final class BenchCommand {
-    /**
-     * Offline throughput, the trtllm-bench method: {@code --num-requests} prompts of {@code --input-len}
-     * random tokens (seeded), each asking for exactly {@code --output-len} tokens (EOS ignored), all
-     * submitted at once; the clock runs from the first submit to the last token.
-     */
-    @Command(name = "throughput", description = "Requests of fixed input and output length, all at once; tokens per second.")
-    static final class Throughput extends Base {
-        @Override
-        String name() { return "throughput"; }
+/**
+ * {@code lathe bench throughput}: offline throughput over the engine, the trtllm-bench method:
+ * {@code --num-requests} prompts of {@code --input-len} random tokens (seeded), each asking for exactly
+ * {@code --output-len} tokens (EOS ignored), all submitted at once; the clock runs from the first submit
+ * to the last token.
+ */
+@Command(name = "throughput", description = "Requests of fixed input and output length, all at once, through the engine; tokens per second.")
+final class BenchCommand implements Callable<Integer> {
+    @Mixin ModelOptions modelOptions;
 
-        @Override
-        Result measure(LlmEngine engine, int[][] prompts, SamplingParams params) throws InterruptedException {
-            return run(engine, prompts, params);
+    @Option(names = "--input-len", defaultValue = "128", description = "prompt tokens per request (default: ${DEFAULT-VALUE})")
+    int inputLen;
+
+    @Option(names = "--output-len", defaultValue = "128", description = "output tokens per request (default: ${DEFAULT-VALUE})")
+    int outputLen;
+
+    @Option(names = "--num-requests", defaultValue = "100", description = "requests (default: ${DEFAULT-VALUE})")
+    int numRequests;
+
+    @Option(names = "--seed", defaultValue = "0", description = "seed of the random prompts")
+    long seed;
+
+    @Option(names = "--temperature", defaultValue = "0", description = "sampling temperature (0 = greedy)")
+    double temperature;
+
+    @Option(names = "--max-num-seqs", defaultValue = "256", description = "sequences per step (default: ${DEFAULT-VALUE})")
+    int maxNumSeqs;
+
+    @Option(names = "--max-num-batched-tokens", defaultValue = "8192",
+            description = "tokens per step, prefill and decode (default: ${DEFAULT-VALUE})")
+    int maxNumBatchedTokens;
+
+    @Option(names = "--kv-blocks", defaultValue = "0",
+            description = "KV-cache blocks; 0 = enough for max-num-seqs sequences of input + output tokens")
+    int kvBlocks;
+
+    @Option(names = "--kv-dtype", description = "KV-cache dtype (default: F32 on the CPU backend, BF16 on GPUs)")
+    DType kvDtype;
+
+    @Option(names = "--no-prefix-caching", description = "turn prefix reuse off")
+    boolean noPrefixCaching;
+
+    @Option(names = "--json", paramLabel = "FILE", description = "write the result record to FILE")
+    Path json;
+
+    @Spec CommandSpec spec;
+
+    @Override
+    public Integer call() throws Exception {
+        if (inputLen < 1 || outputLen < 1 || numRequests < 1) {
+            throw new IllegalArgumentException("--input-len, --output-len and --num-requests must be >= 1, got "
+                    + inputLen + ", " + outputLen + ", " + numRequests);
         }
+        PrintWriter out = spec.commandLine().getOut();
+        try (Backend backend = modelOptions.openBackend(); LoadedModel m = modelOptions.load(backend)) {
+            EngineConfig config = engineConfig(m);
+            int[][] prompts = prompts(m.config().vocabSize());
+            var params = SamplingParams.builder().temperature(temperature).maxTokens(outputLen).ignoreEos(true)
+                    .seed(temperature == 0 ? null : seed).build();
+            Result r;
+            try (var engine = LlmEngine.of(m, config)) {
+                r = run(engine, prompts, params);
+            }
+            print(out, m, backend, config, r);
+            if (json != null) writeJson(m, backend, config, r);
+        }
+        return 0;
     }
 
-    /**
-     * Latency, one request at a time: {@code --warmup} untimed requests, then {@code --num-requests} timed
-     * ones, each submitted when the previous one has ended.
-     */
-    @Command(name = "latency", description = "Requests one at a time; time to first token, time per output token, end to end.")
-    static final class Latency extends Base {
-        @Option(names = "--warmup", defaultValue = "2", description = "untimed requests first (default: ${DEFAULT-VALUE})")
-        int warmup;
-
-        @Override
-        String name() { return "latency"; }
-
-        @Override
-        Result measure(LlmEngine engine, int[][] prompts, SamplingParams params) throws InterruptedException {
-            for (int i = 0; i < warmup; i++) {
-                // reversed, so that no timed prompt finds its prefix cached by the warm-up
-                int[] p = prompts[i % prompts.length].clone();
-                for (int a = 0, b = p.length - 1; a < b; a++, b--) {
-                    int t = p[a];
-                    p[a] = p[b];
-                    p[b] = t;
-                }
-                run(engine, new int[][]{p}, params);
-            }
-            Result total = null;
-            for (int[] p : prompts) {
-                Result r = run(engine, new int[][]{p}, params);
-                total = total == null ? r : total.plus(r);
-            }
-            return total;
+    private EngineConfig engineConfig(LoadedModel m) {
+        int len = modelOptions.maxModelLen > 0 ? modelOptions.maxModelLen : inputLen + outputLen;
+        if (len < inputLen + outputLen) {
+            throw new IllegalArgumentException("--max-model-len " + len + " is shorter than --input-len + --output-len = "
+                    + (inputLen + outputLen));
         }
+        if (len > m.config().maxPositionEmbeddings()) {
+            throw new IllegalArgumentException("input + output = " + len + " tokens exceeds the model's context of "
+                    + m.config().maxPositionEmbeddings());
+        }
+        int bs = modelOptions.blockSize;
+        int perSeq = (len + bs - 1) / bs;
+        int blocks = kvBlocks > 0 ? kvBlocks : perSeq * Math.min(maxNumSeqs, numRequests);
+        return new EngineConfig(maxNumSeqs, maxNumBatchedTokens, bs, blocks, len, numRequests, !noPrefixCaching,
+                kvDtype != null ? kvDtype : ModelOptions.cacheDtype(m));
     }
 
-    /** What both benchmarks share: the model, the random prompts, the engine settings and the report. */
-    abstract static class Base implements Callable<Integer> {
-        @Mixin ModelOptions modelOptions;
+    private int[][] prompts(int vocab) {
+        var rnd = new Random(seed);
+        int[][] p = new int[numRequests][inputLen];
+        for (int[] row : p) for (int i = 0; i < inputLen; i++) row[i] = rnd.nextInt(vocab);
+        return p;
+    }
 
-        @Option(names = "--input-len", defaultValue = "128", description = "prompt tokens per request (default: ${DEFAULT-VALUE})")
-        int inputLen;
+    /** Timings of a set of requests; {@code latencyMs} is submit to last token, per request. */
+    record Result(double seconds, long outputTokens, long inputTokens, int requests, double[] ttftMs, double[] tpotMs,
+                  double[] latencyMs, int peakRunning, int peakBlocks, int totalBlocks, long preemptions,
+                  long prefixHits) {}
 
-        @Option(names = "--output-len", defaultValue = "128", description = "output tokens per request (default: ${DEFAULT-VALUE})")
-        int outputLen;
-
-        @Option(names = "--num-requests", defaultValue = "100", description = "requests (default: ${DEFAULT-VALUE})")
-        int numRequests;
-
-        @Option(names = "--seed", defaultValue = "0", description = "seed of the random prompts")
-        long seed;
-
-        @Option(names = "--temperature", defaultValue = "0", description = "sampling temperature (0 = greedy)")
-        double temperature;
-
-        @Option(names = "--max-num-seqs", defaultValue = "256", description = "sequences per step (default: ${DEFAULT-VALUE})")
-        int maxNumSeqs;
-
-        @Option(names = "--max-num-batched-tokens", defaultValue = "8192",
-                description = "tokens per step, prefill and decode (default: ${DEFAULT-VALUE})")
-        int maxNumBatchedTokens;
-
-        @Option(names = "--kv-blocks", defaultValue = "0",
-                description = "KV-cache blocks; 0 = enough for max-num-seqs sequences of input + output tokens")
-        int kvBlocks;
-
-        @Option(names = "--kv-dtype", defaultValue = "F32", description = "KV-cache dtype (default: ${DEFAULT-VALUE})")
-        DType kvDtype;
-
-        @Option(names = "--no-prefix-caching", description = "turn prefix reuse off")
-        boolean noPrefixCaching;
-
-        @Option(names = "--json", paramLabel = "FILE", description = "write the result record to FILE")
-        Path json;
-
-        @Spec CommandSpec spec;
-
-        @Override
-        public Integer call() throws Exception {
-            if (inputLen < 1 || outputLen < 1 || numRequests < 1) {
-                throw new IllegalArgumentException("--input-len, --output-len and --num-requests must be >= 1, got "
-                        + inputLen + ", " + outputLen + ", " + numRequests);
-            }
-            PrintWriter out = spec.commandLine().getOut();
-            try (Backend backend = modelOptions.openBackend(); LoadedModel m = modelOptions.load(backend)) {
-                EngineConfig config = engineConfig(m);
-                int[][] prompts = prompts(m.config().vocabSize());
-                var params = SamplingParams.builder().temperature(temperature).maxTokens(outputLen).ignoreEos(true)
-                        .seed(temperature == 0 ? null : seed).build();
-                Result r;
-                try (var engine = LlmEngine.of(m, config)) {
-                    r = measure(engine, prompts, params);
-                }
-                print(out, m, backend, config, r);
-                if (json != null) writeJson(m, backend, config, r);
-            }
-            return 0;
-        }
-
-        abstract String name();
-
-        abstract Result measure(LlmEngine engine, int[][] prompts, SamplingParams params) throws InterruptedException;
-
-        private EngineConfig engineConfig(LoadedModel m) {
-            int len = modelOptions.maxModelLen > 0 ? modelOptions.maxModelLen : inputLen + outputLen;
-            if (len < inputLen + outputLen) {
-                throw new IllegalArgumentException("--max-model-len " + len + " is shorter than --input-len + --output-len = "
-                        + (inputLen + outputLen));
-            }
-            if (len > m.config().maxPositionEmbeddings()) {
-                throw new IllegalArgumentException("input + output = " + len + " tokens exceeds the model's context of "
-                        + m.config().maxPositionEmbeddings());
-            }
-            int bs = modelOptions.blockSize;
-            int perSeq = (len + bs - 1) / bs;
-            int blocks = kvBlocks > 0 ? kvBlocks : perSeq * Math.min(maxNumSeqs, numRequests);
-            return new EngineConfig(maxNumSeqs, maxNumBatchedTokens, bs, blocks, len, numRequests, !noPrefixCaching, kvDtype);
-        }
-
-        private int[][] prompts(int vocab) {
-            var rnd = new Random(seed);
-            int[][] p = new int[numRequests][inputLen];
-            for (int[] row : p) for (int i = 0; i < inputLen; i++) row[i] = rnd.nextInt(vocab);
-            return p;
-        }
-
-        /** Timings of a set of requests; {@code latencyMs} is submit to last token, per request. */
-        record Result(double seconds, long outputTokens, long inputTokens, int requests, double[] ttftMs, double[] tpotMs,
-                      double[] latencyMs, int peakRunning, int peakBlocks, int totalBlocks, long preemptions,
-                      long prefixHits) {
-            /** Two runs one after the other: times add, per-request samples join, peaks and counters take the latest. */
-            Result plus(Result o) {
-                return new Result(seconds + o.seconds, outputTokens + o.outputTokens, inputTokens + o.inputTokens,
-                        requests + o.requests, join(ttftMs, o.ttftMs), join(tpotMs, o.tpotMs), join(latencyMs, o.latencyMs),
-                        Math.max(peakRunning, o.peakRunning), Math.max(peakBlocks, o.peakBlocks), o.totalBlocks,
-                        o.preemptions, o.prefixHits);
-            }
-
-            private static double[] join(double[] a, double[] b) {
-                double[] c = Arrays.copyOf(a, a.length + b.length);
-                System.arraycopy(b, 0, c, a.length, b.length);
-                return c;
-            }
-        }
-
-        /** Submits everything, then follows each stream on its own virtual thread while sampling the engine's stats. */
-        static Result run(LlmEngine engine, int[][] prompts, SamplingParams params) throws InterruptedException {
-            int n = prompts.length;
-            long[] first = new long[n], last = new long[n];
-            int[] tokens = new int[n];
-            var streams = new RequestStream[n];
-            long t0 = System.nanoTime();
-            for (int i = 0; i < n; i++) streams[i] = engine.submit(new EngineRequest("bench-" + i, prompts[i], params, null));
-            var threads = new ArrayList<Thread>(n);
-            for (int i = 0; i < n; i++) {
-                int k = i;
-                threads.add(Thread.ofVirtual().start(() -> {
-                    try {
-                        RequestOutput o;
-                        while ((o = streams[k].next()) != null) {
-                            long now = System.nanoTime();
-                            if (tokens[k] == 0 && o.tokenIds().length > 0) first[k] = now;
-                            tokens[k] += o.tokenIds().length;
-                            last[k] = now;
-                        }
-                    } catch (InterruptedException e) {
-                        Thread.currentThread().interrupt();
+    /** Submits everything, then follows each stream on its own virtual thread while sampling the engine's stats. */
+    static Result run(LlmEngine engine, int[][] prompts, SamplingParams params) throws InterruptedException {
+        int n = prompts.length;
+        long[] first = new long[n], last = new long[n];
+        int[] tokens = new int[n];
+        var streams = new RequestStream[n];
+        long t0 = System.nanoTime();
+        for (int i = 0; i < n; i++) streams[i] = engine.submit(new EngineRequest("bench-" + i, prompts[i], params, null));
+        var threads = new ArrayList<Thread>(n);
+        for (int i = 0; i < n; i++) {
+            int k = i;
+            threads.add(Thread.ofVirtual().start(() -> {
+                try {
+                    RequestOutput o;
+                    while ((o = streams[k].next()) != null) {
+                        long now = System.nanoTime();
+                        if (tokens[k] == 0 && o.tokenIds().length > 0) first[k] = now;
+                        tokens[k] += o.tokenIds().length;
+                        last[k] = now;
                     }
-                }));
-            }
-            int peakRunning = 0, peakBlocks = 0;
-            for (Thread t : threads) {
-                while (!t.join(java.time.Duration.ofMillis(2))) {
-                    var s = engine.stats();
-                    peakRunning = Math.max(peakRunning, s.running());
-                    peakBlocks = Math.max(peakBlocks, s.kvBlocksUsed());
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
                 }
+            }));
+        }
+        int peakRunning = 0, peakBlocks = 0;
+        for (Thread t : threads) {
+            while (!t.join(java.time.Duration.ofMillis(2))) {
+                var s = engine.stats();
+                peakRunning = Math.max(peakRunning, s.running());
+                peakBlocks = Math.max(peakBlocks, s.kvBlocksUsed());
             }
-            long end = 0, out = 0, in = 0;
-            double[] ttft = new double[n], tpot = new double[n], latency = new double[n];
-            for (int i = 0; i < n; i++) {
-                if (streams[i].error() != null) {
-                    throw new IllegalStateException("request " + i + " failed: " + streams[i].error().getMessage(), streams[i].error());
-                }
-                end = Math.max(end, last[i]);
-                out += tokens[i];
-                in += prompts[i].length;
-                ttft[i] = (first[i] - t0) / 1e6;
-                latency[i] = (last[i] - t0) / 1e6;
-                tpot[i] = tokens[i] > 1 ? (last[i] - first[i]) / 1e6 / (tokens[i] - 1) : 0;
+        }
+        long end = 0, out = 0, in = 0;
+        double[] ttft = new double[n], tpot = new double[n], latency = new double[n];
+        for (int i = 0; i < n; i++) {
+            if (streams[i].error() != null) {
+                throw new IllegalStateException("request " + i + " failed: " + streams[i].error().getMessage(), streams[i].error());
             }
-            var s = engine.stats();
-            return new Result((end - t0) / 1e9, out, in, n, ttft, tpot, latency, peakRunning, peakBlocks, s.kvBlocksTotal(),
-                    s.preemptions(), s.prefixHits());
+            end = Math.max(end, last[i]);
+            out += tokens[i];
+            in += prompts[i].length;
+            ttft[i] = (first[i] - t0) / 1e6;
+            latency[i] = (last[i] - t0) / 1e6;
+            tpot[i] = tokens[i] > 1 ? (last[i] - first[i]) / 1e6 / (tokens[i] - 1) : 0;
         }
+        var s = engine.stats();
+        return new Result((end - t0) / 1e9, out, in, n, ttft, tpot, latency, peakRunning, peakBlocks, s.kvBlocksTotal(),
+                s.preemptions(), s.prefixHits());
+    }
 
-        private void print(PrintWriter out, LoadedModel m, Backend backend, EngineConfig c, Result r) {
-            out.printf(Locale.ROOT, "%s, model %s on %s: %d requests of %d input + %d output tokens%n", name(), m.name(), backend.name(),
-                    r.requests(), inputLen, outputLen);
-            out.printf(Locale.ROOT, "  duration        %.2f s%n", r.seconds());
-            out.printf(Locale.ROOT, "  output          %.1f tok/s%n", r.outputTokens() / r.seconds());
-            out.printf(Locale.ROOT, "  total           %.1f tok/s%n", (r.outputTokens() + r.inputTokens()) / r.seconds());
-            out.printf(Locale.ROOT, "  requests        %.2f req/s%n", r.requests() / r.seconds());
-            out.printf(Locale.ROOT, "  TTFT ms         p50 %.1f  p90 %.1f  p99 %.1f%n", pct(r.ttftMs(), 50), pct(r.ttftMs(), 90), pct(r.ttftMs(), 99));
-            out.printf(Locale.ROOT, "  TPOT ms         p50 %.2f  p90 %.2f  p99 %.2f%n", pct(r.tpotMs(), 50), pct(r.tpotMs(), 90), pct(r.tpotMs(), 99));
-            out.printf(Locale.ROOT, "  latency ms      p50 %.1f  p90 %.1f  p99 %.1f%n", pct(r.latencyMs(), 50), pct(r.latencyMs(), 90), pct(r.latencyMs(), 99));
-            out.printf(Locale.ROOT, "  peak running    %d (max-num-seqs %d)%n", r.peakRunning(), c.maxNumSeqs());
-            out.printf(Locale.ROOT, "  KV blocks used  %d of %d (block size %d), %d preemptions%n", r.peakBlocks(),
-                    r.totalBlocks(), c.blockSize(), r.preemptions());
-            out.flush();
-        }
+    private void print(PrintWriter out, LoadedModel m, Backend backend, EngineConfig c, Result r) {
+        out.printf(Locale.ROOT, "%s, model %s on %s: %d requests of %d input + %d output tokens%n", "throughput", m.name(), backend.name(),
+                r.requests(), inputLen, outputLen);
+        out.printf(Locale.ROOT, "  duration        %.2f s%n", r.seconds());
+        out.printf(Locale.ROOT, "  output          %.1f tok/s%n", r.outputTokens() / r.seconds());
+        out.printf(Locale.ROOT, "  total           %.1f tok/s%n", (r.outputTokens() + r.inputTokens()) / r.seconds());
+        out.printf(Locale.ROOT, "  requests        %.2f req/s%n", r.requests() / r.seconds());
+        out.printf(Locale.ROOT, "  TTFT ms         p50 %.1f  p90 %.1f  p99 %.1f%n", pct(r.ttftMs(), 50), pct(r.ttftMs(), 90), pct(r.ttftMs(), 99));
+        out.printf(Locale.ROOT, "  TPOT ms         p50 %.2f  p90 %.2f  p99 %.2f%n", pct(r.tpotMs(), 50), pct(r.tpotMs(), 90), pct(r.tpotMs(), 99));
+        out.printf(Locale.ROOT, "  latency ms      p50 %.1f  p90 %.1f  p99 %.1f%n", pct(r.latencyMs(), 50), pct(r.latencyMs(), 90), pct(r.latencyMs(), 99));
+        out.printf(Locale.ROOT, "  peak running    %d (max-num-seqs %d)%n", r.peakRunning(), c.maxNumSeqs());
+        out.printf(Locale.ROOT, "  KV blocks used  %d of %d (block size %d), %d preemptions%n", r.peakBlocks(),
+                r.totalBlocks(), c.blockSize(), r.preemptions());
+        out.flush();
+    }
 
-        private void writeJson(LoadedModel m, Backend backend, EngineConfig c, Result r) throws IOException {
-            var rec = new LinkedHashMap<String, Object>();
-            rec.put("benchmark", name());
-            rec.put("model", m.name());
-            rec.put("dtype", modelOptions.ref() instanceof ModelRef.Synthetic ? modelOptions.syntheticDtype.name()
-                    : String.valueOf(m.config().dtype()));
-            rec.put("backend", backend.name());
-            rec.put("input_len", inputLen);
-            rec.put("output_len", outputLen);
-            rec.put("num_requests", numRequests);
-            rec.put("seed", seed);
-            rec.put("temperature", temperature);
-            var engine = new LinkedHashMap<String, Object>();
-            engine.put("max_num_seqs", c.maxNumSeqs());
-            engine.put("max_num_batched_tokens", c.maxNumBatchedTokens());
-            engine.put("block_size", c.blockSize());
-            engine.put("kv_blocks", c.numBlocks());
-            engine.put("kv_dtype", c.kvCacheDtype().name());
-            engine.put("max_model_len", c.maxModelLen());
-            engine.put("prefix_caching", c.enablePrefixCaching());
-            rec.put("engine", engine);
-            var res = new LinkedHashMap<String, Object>();
-            res.put("duration_s", r.seconds());
-            res.put("output_tok_per_s", r.outputTokens() / r.seconds());
-            res.put("total_tok_per_s", (r.outputTokens() + r.inputTokens()) / r.seconds());
-            res.put("requests_per_s", r.requests() / r.seconds());
-            res.put("output_tokens", r.outputTokens());
-            res.put("ttft_ms", percentiles(r.ttftMs()));
-            res.put("tpot_ms", percentiles(r.tpotMs()));
-            res.put("latency_ms", percentiles(r.latencyMs()));
-            res.put("peak_concurrency", r.peakRunning());
-            res.put("kv_blocks_used_peak", r.peakBlocks());
-            res.put("kv_blocks_total", r.totalBlocks());
-            res.put("preemptions", r.preemptions());
-            rec.put("results", res);
-            rec.put("git_commit", gitCommit());
-            rec.put("date", Instant.now().toString());
-            rec.put("hardware", hardware());
-            new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValue(json.toFile(), rec);
-        }
+    private void writeJson(LoadedModel m, Backend backend, EngineConfig c, Result r) throws IOException {
+        var rec = new LinkedHashMap<String, Object>();
+        rec.put("benchmark", "throughput");
+        rec.put("model", m.name());
+        rec.put("dtype", modelOptions.ref() instanceof ModelRef.Synthetic ? modelOptions.syntheticDtype.name()
+                : String.valueOf(m.config().dtype()));
+        rec.put("backend", backend.name());
+        rec.put("input_len", inputLen);
+        rec.put("output_len", outputLen);
+        rec.put("num_requests", numRequests);
+        rec.put("seed", seed);
+        rec.put("temperature", temperature);
+        var engine = new LinkedHashMap<String, Object>();
+        engine.put("max_num_seqs", c.maxNumSeqs());
+        engine.put("max_num_batched_tokens", c.maxNumBatchedTokens());
+        engine.put("block_size", c.blockSize());
+        engine.put("kv_blocks", c.numBlocks());
+        engine.put("kv_dtype", c.kvCacheDtype().name());
+        engine.put("max_model_len", c.maxModelLen());
+        engine.put("prefix_caching", c.enablePrefixCaching());
+        rec.put("engine", engine);
+        var res = new LinkedHashMap<String, Object>();
+        res.put("duration_s", r.seconds());
+        res.put("output_tok_per_s", r.outputTokens() / r.seconds());
+        res.put("total_tok_per_s", (r.outputTokens() + r.inputTokens()) / r.seconds());
+        res.put("requests_per_s", r.requests() / r.seconds());
+        res.put("output_tokens", r.outputTokens());
+        res.put("ttft_ms", percentiles(r.ttftMs()));
+        res.put("tpot_ms", percentiles(r.tpotMs()));
+        res.put("latency_ms", percentiles(r.latencyMs()));
+        res.put("peak_concurrency", r.peakRunning());
+        res.put("kv_blocks_used_peak", r.peakBlocks());
+        res.put("kv_blocks_total", r.totalBlocks());
+        res.put("preemptions", r.preemptions());
+        rec.put("results", res);
+        rec.put("git_commit", gitCommit());
+        rec.put("date", Instant.now().toString());
+        rec.put("hardware", hardware());
+        new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValue(json.toFile(), rec);
+    }
 
-        static Map<String, Double> percentiles(double[] v) {
-            var p = new LinkedHashMap<String, Double>();
-            p.put("p50", pct(v, 50));
-            p.put("p90", pct(v, 90));
-            p.put("p99", pct(v, 99));
-            p.put("mean", Arrays.stream(v).average().orElse(0));
-            return p;
-        }
+    static Map<String, Double> percentiles(double[] v) {
+        var p = new LinkedHashMap<String, Double>();
+        p.put("p50", pct(v, 50));
+        p.put("p90", pct(v, 90));
+        p.put("p99", pct(v, 99));
+        p.put("mean", Arrays.stream(v).average().orElse(0));
+        return p;
+    }
 
-        /** The nearest-rank percentile. */
-        static double pct(double[] v, double p) {
-            if (v.length == 0) return 0;
-            double[] s = v.clone();
-            Arrays.sort(s);
-            int rank = (int) Math.ceil(p / 100 * s.length);
-            return s[Math.max(0, Math.min(s.length - 1, rank - 1))];
-        }
+    /** The nearest-rank percentile. */
+    static double pct(double[] v, double p) {
+        if (v.length == 0) return 0;
+        double[] s = v.clone();
+        Arrays.sort(s);
+        int rank = (int) Math.ceil(p / 100 * s.length);
+        return s[Math.max(0, Math.min(s.length - 1, rank - 1))];
+    }
 
-        static Map<String, Object> hardware() {
-            var h = new LinkedHashMap<String, Object>();
-            h.put("cpu", cpuModel());
-            h.put("cores", Runtime.getRuntime().availableProcessors());
-            h.put("os", System.getProperty("os.name") + " " + System.getProperty("os.arch"));
-            h.put("java", Runtime.version().toString());
-            String gpu = command("nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader");
-            if (gpu != null && !gpu.isBlank()) h.put("gpu", List.of(gpu.strip().split("\n")));
-            return h;
-        }
+    static Map<String, Object> hardware() {
+        var h = new LinkedHashMap<String, Object>();
+        h.put("cpu", cpuModel());
+        h.put("cores", Runtime.getRuntime().availableProcessors());
+        h.put("os", System.getProperty("os.name") + " " + System.getProperty("os.arch"));
+        h.put("java", Runtime.version().toString());
+        String gpu = command("nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader");
+        if (gpu != null && !gpu.isBlank()) h.put("gpu", List.of(gpu.strip().split("\n")));
+        return h;
+    }
 
-        private static String cpuModel() {
-            try {
-                for (String line : Files.readAllLines(Path.of("/proc/cpuinfo"))) {
-                    if (line.startsWith("model name")) return line.substring(line.indexOf(':') + 1).strip();
-                }
-            } catch (IOException | RuntimeException e) {
-                // not Linux: fall through
+    private static String cpuModel() {
+        try {
+            for (String line : Files.readAllLines(Path.of("/proc/cpuinfo"))) {
+                if (line.startsWith("model name")) return line.substring(line.indexOf(':') + 1).strip();
             }
-            return System.getProperty("os.arch");
+        } catch (IOException | RuntimeException e) {
+            // not Linux: fall through
         }
+        return System.getProperty("os.arch");
+    }
 
-        private static String gitCommit() {
-            String c = command("git", "rev-parse", "HEAD");
-            return c == null ? null : c.strip();
-        }
+    private static String gitCommit() {
+        String c = command("git", "rev-parse", "HEAD");
+        return c == null ? null : c.strip();
+    }
 
-        /** Standard output of a short command, or null if it cannot run or fails. */
-        private static String command(String... cmd) {
-            try {
-                Process p = new ProcessBuilder(cmd).redirectErrorStream(false).start();
-                byte[] bytes = p.getInputStream().readAllBytes();
-                if (!p.waitFor(5, TimeUnit.SECONDS) || p.exitValue() != 0) return null;
-                return new String(bytes, StandardCharsets.UTF_8);
-            } catch (IOException | RuntimeException e) {
-                return null;
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                return null;
-            }
+    /** Standard output of a short command, or null if it cannot run or fails. */
+    private static String command(String... cmd) {
+        try {
+            Process p = new ProcessBuilder(cmd).redirectErrorStream(false).start();
+            byte[] bytes = p.getInputStream().readAllBytes();
+            if (!p.waitFor(5, TimeUnit.SECONDS) || p.exitValue() != 0) return null;
+            return new String(bytes, StandardCharsets.UTF_8);
+        } catch (IOException | RuntimeException e) {
+            return null;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return null;
         }
     }
 }
