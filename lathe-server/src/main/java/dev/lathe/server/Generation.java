@@ -25,7 +25,7 @@ final class Generation {
     }
 
     private final ServedModel model;
-    private final ServerMetrics metrics;
+    private final LatheServer server;
     private final RequestStream stream;
     private final long start;
     private final List<Sample> samples = new ArrayList<>();
@@ -33,9 +33,9 @@ final class Generation {
     private int promptTokens;
     private int cachedTokens;
 
-    Generation(ServedModel model, ServerMetrics metrics, RequestStream stream, long startNanos, int n, int promptTokens) {
+    Generation(ServedModel model, LatheServer server, RequestStream stream, long startNanos, int n, int promptTokens) {
         this.model = model;
-        this.metrics = metrics;
+        this.server = server;
         this.stream = stream;
         this.start = startNanos;
         this.promptTokens = promptTokens;
@@ -47,6 +47,7 @@ final class Generation {
      * If {@code onDelta} throws (the client went away), the request is aborted and the exception rethrown.
      */
     void run(Consumer<RequestOutput> onDelta) {
+        server.track(stream);
         try {
             RequestOutput out;
             while ((out = stream.next()) != null) {
@@ -61,8 +62,9 @@ final class Generation {
             stream.abort();
             throw e;
         } finally {
+            server.untrack(stream);
             long end = System.nanoTime();
-            metrics.recordGeneration(model.name(), firstTokenAt == 0 ? 0 : firstTokenAt - start, end - start,
+            server.metrics().recordGeneration(model.name(), firstTokenAt == 0 ? 0 : firstTokenAt - start, end - start,
                     completionTokens() / Math.max(1, samples.size()), promptTokens);
         }
     }

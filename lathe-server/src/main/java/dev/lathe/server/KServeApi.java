@@ -160,7 +160,7 @@ final class KServeApi {
         String reqId = "infer-" + (id == null ? "" : id + "-") + UUID.randomUUID();
         long start = System.nanoTime();
         RequestStream rs = model.submit(new EngineRequest(reqId, prompt, params, null));
-        var gen = new Generation(model, server.metrics(), rs, start, params.n(), prompt.length);
+        var gen = new Generation(model, server, rs, start, params.n(), prompt.length);
         gen.run(d -> { });
         return gen.samples().get(0).text.toString();
     }
@@ -195,7 +195,7 @@ final class KServeApi {
         String reqId = "generate-" + UUID.randomUUID();
         long start = System.nanoTime();
         RequestStream rs = model.submit(new EngineRequest(reqId, prompt, params, null));
-        var gen = new Generation(model, server.metrics(), rs, start, params.n(), prompt.length);
+        var gen = new Generation(model, server, rs, start, params.n(), prompt.length);
         try (var sse = new SseStream(res)) {
             try {
                 gen.run(d -> {

@@ -3,6 +3,7 @@ package dev.lathe.server;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.lathe.core.engine.Engine;
+import dev.lathe.core.engine.RequestStream;
 import io.helidon.http.HeaderNames;
 import io.helidon.webserver.WebServer;
 import io.helidon.webserver.http.Handler;
@@ -22,6 +23,8 @@ import java.util.Collection;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /**
@@ -50,6 +53,8 @@ public final class LatheServer implements AutoCloseable {
     private final boolean closeEngines;
     private final ServerMetrics metrics = new ServerMetrics();
     private final AtomicInteger inFlight = new AtomicInteger();
+    /** Engine requests whose outputs a handler is taking now: aborted when the grace period ends. */
+    private final Set<RequestStream> active = ConcurrentHashMap.newKeySet();
     private volatile boolean draining;
     private WebServer web;
 
@@ -123,6 +128,10 @@ public final class LatheServer implements AutoCloseable {
 
     boolean draining() { return draining; }
 
+    void track(RequestStream s) { active.add(s); }
+
+    void untrack(RequestStream s) { active.remove(s); }
+
     /**
      * Graceful stop: refuse new requests (503), let running ones finish within the grace period, then
      * abort what is left, stop the engines and close the port.
@@ -132,15 +141,16 @@ public final class LatheServer implements AutoCloseable {
         draining = true;
         long deadline = System.currentTimeMillis() + graceMillis;
         waitIdle(deadline);
+        for (RequestStream s : active) s.abort();
+        waitIdle(System.currentTimeMillis() + 2000);
         if (closeEngines) {
             for (ServedModel m : models.values()) {
                 try {
-                    m.engine().shutdown(Math.max(0, deadline - System.currentTimeMillis()));
+                    m.engine().shutdown(0);
                 } catch (RuntimeException e) {
                     LOG.warn("engine of {} failed to shut down cleanly: {}", m.name(), e.toString());
                 }
             }
-            waitIdle(System.currentTimeMillis() + 2000);
         }
         web.stop();
         web = null;

@@ -88,7 +88,7 @@ final class OpenAiApi {
         long created = System.currentTimeMillis() / 1000;
         long start = System.nanoTime();
         RequestStream rs = model.submit(new EngineRequest(id, prompt, params, Json.string(body, "user", null)));
-        var gen = new Generation(model, server.metrics(), rs, start, params.n(), prompt.length);
+        var gen = new Generation(model, server, rs, start, params.n(), prompt.length);
         if (!stream) {
             gen.run(d -> { });
             ObjectNode out = Json.object();
@@ -250,7 +250,7 @@ final class OpenAiApi {
                 long start = System.nanoTime();
                 RequestStream rs = model.submit(new EngineRequest(prompts.size() == 1 ? id : id + "-" + p, prompt,
                         params, Json.string(body, "user", null)));
-                var gen = new Generation(model, server.metrics(), rs, start, n, prompt.length);
+                var gen = new Generation(model, server, rs, start, n, prompt.length);
                 gens.add(gen);
                 if (stream && sse == null) sse = new SseStream(res);
                 final SseStream out = sse;
