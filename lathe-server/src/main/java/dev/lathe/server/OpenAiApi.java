@@ -120,6 +120,8 @@ final class OpenAiApi {
         try (var sse = new SseStream(res)) {
             boolean[] started = new boolean[params.n()];
             gen.run(d -> {
+                // a delta whose text is held back (half a character, a possible stop string) says nothing yet
+                if (started[d.index()] && isEmpty(d) && !(logprobs && d.logprobs() != null)) return;
                 ObjectNode chunk = chunkHeader(id, "chat.completion.chunk", created, model.name());
                 ObjectNode c = chunk.putArray("choices").addObject();
                 c.put("index", d.index());
@@ -256,7 +258,7 @@ final class OpenAiApi {
                 final SseStream out = sse;
                 final int base = p * n;
                 gen.run(d -> {
-                    if (out == null) return;
+                    if (out == null || (isEmpty(d) && !(logprobs != null && d.logprobs() != null))) return;
                     ObjectNode chunk = chunkHeader(id, "text_completion", created, model.name());
                     ObjectNode c = chunk.putArray("choices").addObject();
                     c.put("index", base + d.index());
@@ -372,6 +374,10 @@ final class OpenAiApi {
     }
 
     // ---------------------------------------------------------------- shared
+
+    private static boolean isEmpty(RequestOutput d) {
+        return (d.text() == null || d.text().isEmpty()) && !d.finished();
+    }
 
     private static boolean includeUsage(ObjectNode body, boolean stream) {
         ObjectNode so = Json.objectField(body, "stream_options");
