@@ -25,7 +25,7 @@ import java.util.concurrent.CountDownLatch;
  * models, each addressed by name. SIGTERM or Ctrl-C stops it gracefully.
  */
 @Command(name = "serve", description = {
-        "Serve models over HTTP: the OpenAI API (/v1), KServe v2 / Triton (/v2), /metrics and /health.",
+        "Serve models: the OpenAI API (/v1), KServe v2 / Triton (/v2 and gRPC), /metrics and /health.",
         "MODEL is DIR, synthetic:<preset> or NAME=DIR (clients address it by NAME; default: the directory's name)."})
 final class ServeCommand implements Callable<Integer> {
     @Mixin ModelOptions modelOptions;
@@ -38,6 +38,9 @@ final class ServeCommand implements Callable<Integer> {
 
     @Option(names = "--port", defaultValue = "8000", description = "port (default: ${DEFAULT-VALUE})")
     int port;
+
+    @Option(names = "--grpc-port", defaultValue = "8001", description = "KServe v2 gRPC port; -1 = no gRPC (default: ${DEFAULT-VALUE})")
+    int grpcPort;
 
     @Option(names = "--api-key", description = "require 'Authorization: Bearer KEY' (default: $LATHE_API_KEY, else none)")
     String apiKey;
@@ -73,7 +76,7 @@ final class ServeCommand implements Callable<Integer> {
         Map<String, LoadedModel> loaded = new LinkedHashMap<>();
         LatheServer server;
         try {
-            var builder = LatheServer.builder().host(host).port(port).apiKey(key).maxBodyBytes(maxBodyBytes)
+            var builder = LatheServer.builder().host(host).port(port).grpcPort(grpcPort).apiKey(key).maxBodyBytes(maxBodyBytes)
                     .gracePeriodMillis(graceSeconds * 1000);
             for (ModelSpec s : specs) {
                 ModelRef ref = ModelRef.parse(s.ref());
@@ -94,7 +97,8 @@ final class ServeCommand implements Callable<Integer> {
             backend.close();
             throw e;
         }
-        spec.commandLine().getErr().println("lathe: serving " + loaded.keySet() + " on http://" + host + ":" + server.port());
+        spec.commandLine().getErr().println("lathe: serving " + loaded.keySet() + " on http://" + host + ":" + server.port()
+                + (server.grpcPort() >= 0 ? " and gRPC " + host + ":" + server.grpcPort() : ""));
         var stopped = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             server.stop();

@@ -86,10 +86,34 @@ final class KServeApi {
         return req.path().pathParameters().get("model");
     }
 
+    /** A parsed infer request: the prompts (one per element of {@code text_input}) and how to sample. */
+    record InferCall(List<String> texts, int rank, SamplingParams params, boolean stream, String id) {}
+
     /** {@code POST /v2/models/{m}/infer}: each element of {@code text_input} is one prompt. */
     void infer(ServerRequest req, ServerResponse res) {
         ServedModel model = server.model(modelName(req));
-        ObjectNode body = server.readJson(req);
+        InferCall call = parseInfer(server.readJson(req), model);
+        if (call.stream()) {
+            throw ApiException.badRequest("'stream' is not available on /infer; use /generate_stream or gRPC ModelStreamInfer.", "stream");
+        }
+        List<String> outputs = new ArrayList<>();
+        for (String text : call.texts()) outputs.add(generateText(model, text, call.params(), call.id()));
+        ObjectNode o = Json.object();
+        o.put("model_name", model.name());
+        o.put("model_version", VERSION);
+        if (call.id() != null) o.put("id", call.id());
+        ObjectNode out = o.putArray("outputs").addObject();
+        out.put("name", "text_output");
+        out.put("datatype", "BYTES");
+        ArrayNode shape = out.putArray("shape").add(outputs.size());
+        if (call.rank() > 1) shape.add(1);
+        ArrayNode data = out.putArray("data");
+        outputs.forEach(data::add);
+        LatheServer.sendJson(res, 200, o);
+    }
+
+    /** Reads a v2 infer body ({@code inputs} tensors with {@code data}, {@code parameters}); the gRPC front end builds the same shape. */
+    static InferCall parseInfer(ObjectNode body, ServedModel model) {
         ArrayNode inputs = Json.arrayField(body, "inputs");
         if (inputs == null || inputs.isEmpty()) {
             throw ApiException.badRequest("'inputs' is required: an array of tensors with at least 'text_input'.", "inputs");
@@ -118,12 +142,10 @@ final class KServeApi {
                 ArrayNode stops = settings.putArray("stop_words");
                 flat.forEach(stops::add);
             } else {
-                if (flat.size() != 1 && !flat.isEmpty()) {
-                    // one value for the whole batch, as the TensorRT-LLM backend takes for a batch of one
-                    for (JsonNode e : flat) {
-                        if (!e.equals(flat.get(0))) throw ApiException.badRequest("input tensor '" + name
-                                + "' must hold one value for the whole request, got " + flat.size() + " different ones.", name);
-                    }
+                for (JsonNode e : flat) {
+                    // one value for the whole batch, as the TensorRT-LLM backend takes it
+                    if (!e.equals(flat.get(0))) throw ApiException.badRequest("input tensor '" + name
+                            + "' must hold one value for the whole request, got " + flat.size() + " different ones.", name);
                 }
                 if (!flat.isEmpty()) settings.set(name, flat.get(0));
             }
@@ -133,28 +155,11 @@ final class KServeApi {
         }
         ObjectNode parameters = Json.objectField(body, "parameters");
         if (parameters != null) parameters.fields().forEachRemaining(e -> settings.putIfAbsent(e.getKey(), e.getValue()));
-        if (Boolean.TRUE.equals(Json.bool(settings, "stream", false))) {
-            throw ApiException.badRequest("'stream' is not available on /infer; use /generate_stream or gRPC ModelStreamInfer.", "stream");
-        }
-        SamplingParams params = params(settings, model);
-        List<String> outputs = new ArrayList<>();
-        String id = Json.string(body, "id", null);
-        for (String text : texts) outputs.add(generateText(model, text, params, id));
-        ObjectNode o = Json.object();
-        o.put("model_name", model.name());
-        o.put("model_version", VERSION);
-        if (id != null) o.put("id", id);
-        ObjectNode out = o.putArray("outputs").addObject();
-        out.put("name", "text_output");
-        out.put("datatype", "BYTES");
-        ArrayNode shape = out.putArray("shape").add(outputs.size());
-        if (rank > 1) shape.add(1);
-        ArrayNode data = out.putArray("data");
-        outputs.forEach(data::add);
-        LatheServer.sendJson(res, 200, o);
+        boolean stream = Boolean.TRUE.equals(Json.bool(settings, "stream", false));
+        return new InferCall(texts, rank, params(settings, model), stream, Json.string(body, "id", null));
     }
 
-    private String generateText(ServedModel model, String text, SamplingParams params, String id) {
+    String generateText(ServedModel model, String text, SamplingParams params, String id) {
         int[] prompt = model.encodeText(text);
         model.checkContext(prompt.length, params.maxTokens(), "text_input");
         String reqId = "infer-" + (id == null ? "" : id + "-") + UUID.randomUUID();
@@ -231,7 +236,7 @@ final class KServeApi {
     }
 
     /** TensorRT-LLM backend names, mapped onto the OpenAI names that {@link OpenAiApi#samplingParams} checks. */
-    private static SamplingParams params(ObjectNode s, ServedModel model) {
+    static SamplingParams params(ObjectNode s, ServedModel model) {
         ObjectNode o = Json.object();
         copy(s, o, "max_tokens", "max_tokens");
         if (!Json.present(o, "max_tokens")) o.put("max_tokens", 16);

@@ -4,6 +4,14 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.lathe.core.engine.Engine;
 import dev.lathe.core.engine.RequestStream;
+import io.grpc.Metadata;
+import io.grpc.Server;
+import io.grpc.ServerCall;
+import io.grpc.ServerCallHandler;
+import io.grpc.ServerInterceptor;
+import io.grpc.ServerInterceptors;
+import io.grpc.Status;
+import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
 import io.helidon.http.HeaderNames;
 import io.helidon.webserver.WebServer;
 import io.helidon.webserver.http.Handler;
@@ -16,6 +24,7 @@ import org.slf4j.LoggerFactory;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.io.InputStream;
+import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
 import java.security.MessageDigest;
 import java.util.ArrayList;
@@ -25,6 +34,8 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.Executors;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /**
@@ -39,6 +50,7 @@ import java.util.concurrent.atomic.AtomicInteger;
 public final class LatheServer implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(LatheServer.class);
     private static final Logger ACCESS = LoggerFactory.getLogger("dev.lathe.server.access");
+    private static final Metadata.Key<String> AUTHORIZATION = Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER);
 
     /** Which error body a route answers with. */
     enum Protocol { OPENAI, KSERVE, PLAIN }
@@ -56,13 +68,16 @@ public final class LatheServer implements AutoCloseable {
     /** Engine requests whose outputs a handler is taking now: aborted when the grace period ends. */
     private final Set<RequestStream> active = ConcurrentHashMap.newKeySet();
     private volatile boolean draining;
+    private final int requestedGrpcPort;
     private WebServer web;
+    private Server grpc;
 
     private LatheServer(Builder b) {
         this.models = new LinkedHashMap<>(b.models);
         this.defaultModel = b.models.keySet().iterator().next();
         this.host = b.host;
         this.requestedPort = b.port;
+        this.requestedGrpcPort = b.grpcPort;
         this.apiKey = b.apiKey;
         this.maxBodyBytes = b.maxBodyBytes;
         this.graceMillis = b.graceMillis;
@@ -104,6 +119,7 @@ public final class LatheServer implements AutoCloseable {
             throw ApiException.notFound("No route for " + req.prologue().method().text() + " " + req.path().path()
                     + "; the API lives under /v1 (OpenAI) and /v2 (KServe v2).");
         }));
+        if (requestedGrpcPort >= 0) startGrpc(kserve);
         web = WebServer.builder().host(host).port(requestedPort).shutdownHook(false).routing(r).build().start();
         LOG.info("serving {} on http://{}:{}", models.keySet(), host, web.port());
         return this;
@@ -111,6 +127,37 @@ public final class LatheServer implements AutoCloseable {
 
     /** The bound port (useful with port 0). */
     public int port() { return web.port(); }
+
+    /** The bound gRPC port, or -1 when gRPC is off. */
+    public int grpcPort() { return grpc == null ? -1 : grpc.getPort(); }
+
+    private void startGrpc(KServeApi kserve) {
+        var auth = new ServerInterceptor() {
+            @Override
+            public <Q, R> ServerCall.Listener<Q> interceptCall(ServerCall<Q, R> call, Metadata headers,
+                                                              ServerCallHandler<Q, R> next) {
+                String method = call.getMethodDescriptor().getBareMethodName();
+                boolean open = "ServerLive".equals(method) || "ServerReady".equals(method);
+                if (apiKey != null && !open && !authorized(headers.get(AUTHORIZATION))) {
+                    call.close(Status.UNAUTHENTICATED.withDescription("Incorrect or missing API key; send it as"
+                            + " 'authorization: Bearer <key>' metadata."), new Metadata());
+                    return new ServerCall.Listener<>() { };
+                }
+                return next.startCall(call, headers);
+            }
+        };
+        try {
+            grpc = NettyServerBuilder.forAddress(new InetSocketAddress(host, requestedGrpcPort))
+                    .executor(Executors.newVirtualThreadPerTaskExecutor())
+                    .maxInboundMessageSize((int) Math.min(Integer.MAX_VALUE, maxBodyBytes))
+                    .addService(ServerInterceptors.intercept(new GrpcInferenceService(this, kserve), auth))
+                    .build().start();
+        } catch (IOException e) {
+            throw new IllegalStateException("cannot bind gRPC to " + host + ":" + requestedGrpcPort + ": " + e.getMessage()
+                    + "; pick another --grpc-port", e);
+        }
+        LOG.info("gRPC inference.GRPCInferenceService on {}:{}", host, grpc.getPort());
+    }
 
     public Collection<ServedModel> models() { return models.values(); }
 
@@ -152,6 +199,16 @@ public final class LatheServer implements AutoCloseable {
                 }
             }
         }
+        if (grpc != null) {
+            grpc.shutdown();
+            try {
+                if (!grpc.awaitTermination(2, TimeUnit.SECONDS)) grpc.shutdownNow();
+            } catch (InterruptedException e) {
+                grpc.shutdownNow();
+                Thread.currentThread().interrupt();
+            }
+            grpc = null;
+        }
         web.stop();
         web = null;
         LOG.info("server stopped");
@@ -189,7 +246,7 @@ public final class LatheServer implements AutoCloseable {
             } catch (ApiException e) {
                 error = e.getMessage();
                 sendError(res, protocol, e);
-            } catch (Exception e) {
+            } catch (Exception | LinkageError | StackOverflowError e) {
                 error = e.toString();
                 LOG.error("{} {} failed", req.prologue().method().text(), req.path().path(), e);
                 sendError(res, protocol, ApiException.internal("The server failed on this request: " + e
@@ -209,7 +266,11 @@ public final class LatheServer implements AutoCloseable {
     }
 
     private boolean authorized(ServerRequest req) {
-        String header = req.headers().value(HeaderNames.AUTHORIZATION).orElse("");
+        return authorized(req.headers().value(HeaderNames.AUTHORIZATION).orElse(null));
+    }
+
+    private boolean authorized(String header) {
+        if (header == null) return false;
         String given = header.regionMatches(true, 0, "Bearer ", 0, 7) ? header.substring(7).strip() : "";
         return MessageDigest.isEqual(given.getBytes(StandardCharsets.UTF_8), apiKey.getBytes(StandardCharsets.UTF_8));
     }
@@ -270,6 +331,7 @@ public final class LatheServer implements AutoCloseable {
         private final Map<String, ServedModel> models = new LinkedHashMap<>();
         private String host = "127.0.0.1";
         private int port = 8000;
+        private int grpcPort = -1;
         private String apiKey;
         private long maxBodyBytes = 32L << 20;
         private long graceMillis = 30_000;
@@ -289,6 +351,9 @@ public final class LatheServer implements AutoCloseable {
         /** 0 picks a free port. */
         public Builder port(int v) { port = v; return this; }
 
+        /** The KServe v2 gRPC port; 0 picks a free one, -1 (the default) serves no gRPC. */
+        public Builder grpcPort(int v) { grpcPort = v; return this; }
+
         /** Null = no authentication. */
         public Builder apiKey(String v) { apiKey = v == null || v.isEmpty() ? null : v; return this; }
 
@@ -301,6 +366,7 @@ public final class LatheServer implements AutoCloseable {
 
         public LatheServer build() {
             if (models.isEmpty()) throw new IllegalArgumentException("a server needs at least one model");
+            if (grpcPort < -1 || grpcPort > 65535) throw new IllegalArgumentException("gRPC port must be in -1..65535, got " + grpcPort);
             if (port < 0 || port > 65535) throw new IllegalArgumentException("port must be in 0..65535, got " + port);
             if (maxBodyBytes < 1024) throw new IllegalArgumentException("max body size must be at least 1024 bytes, got " + maxBodyBytes);
             if (graceMillis < 0) throw new IllegalArgumentException("grace period must be >= 0 ms, got " + graceMillis);
