@@ -3,7 +3,7 @@
 #
 #   tools/train-tiny/prepare_data.sh [OUT_DIR]      (default: .train-data in the repository root)
 #
-# Needs apt-get (Debian/Ubuntu, any architecture for the text, amd64 for the bundled `bible` reader),
+# Needs apt-get (Debian or a derivative; the `bible` reader is fetched for the machine's architecture),
 # dpkg and python3. Nothing is installed system-wide: the packages are unpacked under OUT_DIR/pkg.
 # bible-kjv-text holds the text in the compressed format of the Bible Retrieval System; bible-kjv's
 # `bible` program decompresses it. `bible -f` (pretty-printing off) prints one verse a line, prefixed

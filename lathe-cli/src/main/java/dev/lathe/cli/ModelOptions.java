@@ -64,6 +64,11 @@ final class ModelOptions {
         if (len > context) {
             throw new IllegalArgumentException("--max-model-len " + len + " exceeds the model's context of " + context + " tokens");
         }
-        return new ModelRunner(m.model(), ModelRunner.CacheConfig.forSequences(len, maxSeqs, blockSize, DType.F32));
+        return new ModelRunner(m.model(), ModelRunner.CacheConfig.forSequences(len, maxSeqs, blockSize, cacheDtype(m)));
+    }
+
+    /** F32 on the CPU reference (exact against float32 references), BF16 on GPUs. */
+    static DType cacheDtype(LoadedModel m) {
+        return m.model().backend().name().equals("cpu") ? DType.F32 : DType.BF16;
     }
 }

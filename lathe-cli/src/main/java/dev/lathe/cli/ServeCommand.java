@@ -88,7 +88,8 @@ final class ServeCommand implements Callable<Integer> {
                     throw new IllegalArgumentException("two models are both named '" + name + "'; name them with NAME=DIR");
                 }
                 loaded.put(name, m);
-                var settings = new EngineFactory.Settings(maxModelLen(m), modelOptions.blockSize, maxWaiting);
+                var settings = new EngineFactory.Settings(maxModelLen(m), modelOptions.blockSize, maxWaiting,
+                        ModelOptions.cacheDtype(m));
                 builder.model(name, EngineFactory.DEFAULT.create(name, m, settings));
             }
             server = builder.build().start();

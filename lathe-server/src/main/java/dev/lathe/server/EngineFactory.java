@@ -16,12 +16,13 @@ public interface EngineFactory {
      * @param maxModelLen longest prompt + output, in tokens
      * @param blockSize   KV-cache block size in tokens
      * @param maxWaiting  requests that may wait before the engine answers 429
+     * @param kvCacheDtype element type of the KV cache
      */
-    record Settings(int maxModelLen, int blockSize, int maxWaiting) {
+    record Settings(int maxModelLen, int blockSize, int maxWaiting, DType kvCacheDtype) {
         public Settings {
-            if (maxModelLen < 2 || blockSize < 1 || maxWaiting < 0) {
+            if (maxModelLen < 2 || blockSize < 1 || maxWaiting < 0 || kvCacheDtype == null) {
                 throw new IllegalArgumentException("engine settings out of range: maxModelLen=" + maxModelLen
-                        + " blockSize=" + blockSize + " maxWaiting=" + maxWaiting);
+                        + " blockSize=" + blockSize + " maxWaiting=" + maxWaiting + " kvCacheDtype=" + kvCacheDtype);
             }
         }
     }
@@ -34,7 +35,7 @@ public interface EngineFactory {
      * (e.g. Engines.create(model, config)) and nothing else in the server changes.
      */
     EngineFactory DEFAULT = (name, model, s) -> {
-        var cache = ModelRunner.CacheConfig.forSequences(s.maxModelLen(), 1, s.blockSize(), DType.F32);
+        var cache = ModelRunner.CacheConfig.forSequences(s.maxModelLen(), 1, s.blockSize(), s.kvCacheDtype());
         return new SerialEngine(name, model.config(), new ModelRunner(model.model(), cache),
                 model.tokenizer().orElse(null), model.eosTokenIds(), cache.numBlocks(), s.maxWaiting());
     };

@@ -1,5 +1,7 @@
 package dev.lathe.cpu.golden;
 
+import dev.lathe.core.generate.GoldenReference;
+
 import dev.lathe.core.checkpoint.Checkpoint;
 import dev.lathe.core.model.LoadProgress;
 import dev.lathe.core.model.ModelLoader;
@@ -17,7 +19,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 /** A checkpoint whose tensors disagree with its config is refused, naming the tensor and both shapes. */
 class CheckpointMismatchTest {
     static Path copyFixture(String variant, Path to) throws IOException {
-        Path from = GoldenFixture.root().resolve(variant);
+        Path from = GoldenReference.root().resolve(variant);
         try (Stream<Path> files = Files.list(from)) {
             for (Path f : files.toList()) Files.copy(f, to.resolve(f.getFileName()));
         }

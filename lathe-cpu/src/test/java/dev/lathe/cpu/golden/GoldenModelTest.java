@@ -1,9 +1,12 @@
 package dev.lathe.cpu.golden;
 
+import dev.lathe.core.generate.GoldenReference;
+
 import dev.lathe.core.backend.Backend;
 import dev.lathe.core.backend.BackendProvider;
 import dev.lathe.core.checkpoint.Checkpoint;
 import dev.lathe.core.checkpoint.DType;
+import dev.lathe.core.generate.GreedyDecoder;
 import dev.lathe.core.generate.ModelRunner;
 import dev.lathe.core.generate.Sequence;
 import dev.lathe.core.model.LlamaModel;
@@ -17,7 +20,6 @@ import org.junit.jupiter.params.provider.MethodSource;
 
 import java.io.IOException;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.List;
 import java.util.ServiceLoader;
 
@@ -51,15 +53,15 @@ class GoldenModelTest {
         backend.close();
     }
 
-    static List<GoldenFixture> fixtures() throws IOException {
-        List<GoldenFixture> all = GoldenFixture.all();
+    static List<GoldenReference> fixtures() throws IOException {
+        List<GoldenReference> all = GoldenReference.all();
         assertThat(all).as("golden fixtures under fixtures/golden").hasSizeGreaterThanOrEqualTo(10);
         return all;
     }
 
     @ParameterizedTest(name = "{0}")
     @MethodSource("fixtures")
-    void tokenizerMatchesTransformers(GoldenFixture f) {
+    void tokenizerMatchesTransformers(GoldenReference f) {
         try (Tokenizer tok = Tokenizer.load(f.dir())) {
             for (var c : f.cases()) {
                 assertThat(tok.encode(c.prompt(), true)).as("ids of case %d", c.index()).containsExactly(c.inputIds());
@@ -69,7 +71,7 @@ class GoldenModelTest {
 
     @ParameterizedTest(name = "{0}")
     @MethodSource("fixtures")
-    void promptLogitsMatchTransformers(GoldenFixture f) {
+    void promptLogitsMatchTransformers(GoldenReference f) {
         try (Checkpoint ckpt = Checkpoint.open(f.dir());
              LlamaModel model = ModelLoader.load(ckpt.config(), ckpt, backend, LoadProgress.NONE);
              ModelRunner runner = new ModelRunner(model, ModelRunner.CacheConfig.forSequences(256, 4, 16, DType.F32))) {
@@ -95,7 +97,7 @@ class GoldenModelTest {
 
     @ParameterizedTest(name = "{0}")
     @MethodSource("fixtures")
-    void greedyContinuationMatchesTransformers(GoldenFixture f) {
+    void greedyContinuationMatchesTransformers(GoldenReference f) {
         try (Checkpoint ckpt = Checkpoint.open(f.dir());
              LlamaModel model = ModelLoader.load(ckpt.config(), ckpt, backend, LoadProgress.NONE);
              ModelRunner runner = new ModelRunner(model, ModelRunner.CacheConfig.forSequences(256, 4, 16, DType.F32))) {
@@ -113,25 +115,7 @@ class GoldenModelTest {
         }
     }
 
-    /** Greedy decoding of every sequence for {@code steps} tokens: prefill all, then one token each step. */
     static List<int[]> greedy(ModelRunner runner, List<Sequence> seqs, int steps) {
-        int[] counts = seqs.stream().mapToInt(Sequence::numTokens).toArray();
-        for (int step = 0; step < steps; step++) {
-            var logits = runner.step(seqs, counts, false);
-            for (int s = 0; s < seqs.size(); s++) seqs.get(s).append(argmax(logits.row(s)));
-            Arrays.fill(counts, 1);
-        }
-        List<int[]> out = new ArrayList<>();
-        for (Sequence s : seqs) {
-            out.add(s.outputTokens());
-            runner.free(s);
-        }
-        return out;
-    }
-
-    static int argmax(float[] row) {
-        int best = 0;
-        for (int i = 1; i < row.length; i++) if (row[i] > row[best]) best = i;
-        return best;
+        return GreedyDecoder.decode(runner, seqs, steps);
     }
 }

@@ -1,4 +1,4 @@
-package dev.lathe.cpu.golden;
+package dev.lathe.core.generate;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -14,17 +14,19 @@ import java.util.List;
 import java.util.stream.Stream;
 
 /**
- * One reference checkpoint under {@code fixtures/golden/<variant>/} (made by tools/reference/make_fixtures.py
- * with Hugging Face transformers): its cases, each with the prompt's ids, transformers' float32 logits for
- * every prompt position and its 32-token greedy continuation.
+ * Reference outputs of a checkpoint made by Hugging Face transformers (tools/reference/make_fixtures.py for
+ * {@code fixtures/golden/<variant>/}, tools/train-tiny for the shipped model): {@code reference.json} with
+ * cases (prompt, input ids, greedy continuation) and {@code reference.safetensors} with float32 logits of
+ * every prompt position ({@code logits.<case>}, {@code [promptLen, vocab]}).
  */
-record GoldenFixture(String variant, Path dir, List<Case> cases) {
+public record GoldenReference(String variant, Path dir, List<Case> cases) {
 
-    record Case(int index, String prompt, int[] inputIds, int[] greedyIds, String greedyText, float[] logits, int vocab) {
-        float logit(int position, int token) { return logits[position * vocab + token]; }
+    public record Case(int index, String prompt, int[] inputIds, int[] greedyIds, String greedyText, float[] logits, int vocab) {
+        public float logit(int position, int token) { return logits[position * vocab + token]; }
     }
 
-    static Path root() {
+    /** {@code fixtures/golden} in the nearest directory above the working directory that has one. */
+    public static Path root() {
         for (Path p = Path.of("").toAbsolutePath(); p != null; p = p.getParent()) {
             Path candidate = p.resolve("fixtures").resolve("golden");
             if (Files.isDirectory(candidate)) return candidate;
@@ -32,8 +34,8 @@ record GoldenFixture(String variant, Path dir, List<Case> cases) {
         throw new IllegalStateException("fixtures/golden not found above " + Path.of("").toAbsolutePath());
     }
 
-    static List<GoldenFixture> all() throws IOException {
-        List<GoldenFixture> out = new ArrayList<>();
+    public static List<GoldenReference> all() throws IOException {
+        List<GoldenReference> out = new ArrayList<>();
         try (Stream<Path> dirs = Files.list(root())) {
             for (Path d : dirs.sorted().toList()) {
                 if (Files.exists(d.resolve("reference.json"))) out.add(load(d));
@@ -42,7 +44,7 @@ record GoldenFixture(String variant, Path dir, List<Case> cases) {
         return out;
     }
 
-    static GoldenFixture load(Path dir) throws IOException {
+    public static GoldenReference load(Path dir) throws IOException {
         JsonNode ref = new ObjectMapper().readTree(dir.resolve("reference.json").toFile());
         List<Case> cases = new ArrayList<>();
         try (Safetensors st = Safetensors.open(dir.resolve("reference.safetensors"))) {
@@ -55,7 +57,7 @@ record GoldenFixture(String variant, Path dir, List<Case> cases) {
                 i++;
             }
         }
-        return new GoldenFixture(dir.getFileName().toString(), dir, cases);
+        return new GoldenReference(dir.getFileName().toString(), dir, cases);
     }
 
     private static int[] ints(JsonNode arr) {

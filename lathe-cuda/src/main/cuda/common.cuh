@@ -1,0 +1,70 @@
+// Helpers shared by every Lathe kernel.
+//
+// Conventions: each kernel is extern "C" and takes exactly one parameter struct by value; the Java side
+// (dev.lathe.cuda.Kernels) mirrors every struct field by field, in the same order, with C alignment.
+// Fields are 8-byte pointers / long longs first, then 4-byte ints and floats. Activations are float32;
+// weights and KV caches are stored as F32, F16 or BF16 and widened to float32 for the math.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <math.h>
+#include <stdint.h>
+
+namespace lathe {
+
+// Storage formats, numbered as CudaBackend's dtypeCode() numbers them.
+enum : int { DT_F32 = 0, DT_F16 = 1, DT_BF16 = 2 };
+
+__device__ __forceinline__ float load_f(const void* base, int dtype, long long i) {
+    switch (dtype) {
+        case DT_BF16: return __bfloat162float(static_cast<const __nv_bfloat16*>(base)[i]);
+        case DT_F16: return __half2float(static_cast<const __half*>(base)[i]);
+        default: return static_cast<const float*>(base)[i];
+    }
+}
+
+// Rounds to nearest even, as the CPU backend does.
+__device__ __forceinline__ void store_f(void* base, int dtype, long long i, float v) {
+    switch (dtype) {
+        case DT_BF16: static_cast<__nv_bfloat16*>(base)[i] = __float2bfloat16_rn(v); break;
+        case DT_F16: static_cast<__half*>(base)[i] = __float2half_rn(v); break;
+        default: static_cast<float*>(base)[i] = v;
+    }
+}
+
+__device__ __forceinline__ float nan_f() { return __int_as_float(0x7fc00000); }
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// Sum over the whole block, returned to every thread. blockDim.x must be a multiple of 32.
+__device__ __forceinline__ float block_sum(float v) {
+    __shared__ float partial[32];
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    v = warp_sum(v);
+    if (lane == 0) partial[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        float t = lane < warps ? partial[lane] : 0.f;
+        t = warp_sum(t);
+        if (lane == 0) partial[0] = t;
+    }
+    __syncthreads();
+    float total = partial[0];
+    __syncthreads();  // partial may be reused by a later call
+    return total;
+}
+
+// Grid-stride loop index helpers for element-wise kernels.
+__device__ __forceinline__ long long global_index() {
+    return (long long)blockIdx.x * blockDim.x + threadIdx.x;
+}
+__device__ __forceinline__ long long global_stride() {
+    return (long long)gridDim.x * blockDim.x;
+}
+
+}  // namespace lathe

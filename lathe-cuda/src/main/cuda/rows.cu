@@ -1,0 +1,64 @@
+// Row movement: embedding lookup, row gather, column split.
+#include "common.cuh"
+using namespace lathe;
+
+struct EmbeddingParams {
+    const int* ids;     // [n]
+    const void* table;  // [vocab, hidden] in `dtype`
+    float* out;         // [n, hidden]
+    int n;
+    int hidden;
+    int vocab;
+    int dtype;
+};
+
+// One block per token. An id outside [0, vocab) yields a row of NaN (the host cannot check ids that
+// live on the device without a synchronisation).
+extern "C" __global__ void embedding(const EmbeddingParams p) {
+    int row = blockIdx.x;
+    int id = p.ids[row];
+    bool ok = id >= 0 && id < p.vocab;
+    float* out = p.out + (long long)row * p.hidden;
+    for (int j = threadIdx.x; j < p.hidden; j += blockDim.x) {
+        out[j] = ok ? load_f(p.table, p.dtype, (long long)id * p.hidden + j) : nan_f();
+    }
+}
+
+struct GatherRowsParams {
+    const float* x;   // [x_rows, cols]
+    const int* rows;  // [m]
+    float* out;       // [m, cols]
+    int m;
+    int cols;
+    int x_rows;
+};
+
+// One block per output row; an index outside x yields a row of NaN.
+extern "C" __global__ void gather_rows(const GatherRowsParams p) {
+    int i = blockIdx.x;
+    int r = p.rows[i];
+    bool ok = r >= 0 && r < p.x_rows;
+    float* out = p.out + (long long)i * p.cols;
+    for (int j = threadIdx.x; j < p.cols; j += blockDim.x) {
+        out[j] = ok ? p.x[(long long)r * p.cols + j] : nan_f();
+    }
+}
+
+struct SplitColumnsParams {
+    const float* src;  // [rows, src_cols]
+    float* dst;        // [rows, dst_cols]
+    long long rows;
+    int src_cols;
+    int col_offset;    // first column of src that lands in dst
+    int dst_cols;
+};
+
+// dst[r, j] = src[r, col_offset + j]; one launch per output.
+extern "C" __global__ void split_columns(const SplitColumnsParams p) {
+    long long total = p.rows * p.dst_cols;
+    for (long long i = global_index(); i < total; i += global_stride()) {
+        long long r = i / p.dst_cols;
+        int j = (int)(i - r * p.dst_cols);
+        p.dst[i] = p.src[r * p.src_cols + p.col_offset + j];
+    }
+}

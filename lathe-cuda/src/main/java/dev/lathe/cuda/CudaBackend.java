@@ -1,0 +1,576 @@
+package dev.lathe.cuda;
+
+import dev.lathe.core.backend.AttentionMetadata;
+import dev.lathe.core.backend.Backend;
+import dev.lathe.core.backend.KvCache;
+import dev.lathe.core.backend.Tensor;
+import dev.lathe.core.backend.Weight;
+import dev.lathe.core.checkpoint.DType;
+import dev.lathe.core.checkpoint.WeightTensor;
+import dev.lathe.cuda.driver.CudaContext;
+import dev.lathe.cuda.driver.DeviceBuffer;
+import dev.lathe.cuda.driver.DeviceInfo;
+import dev.lathe.cuda.driver.Event;
+import dev.lathe.cuda.driver.PinnedBuffer;
+import dev.lathe.cuda.driver.Stream;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.List;
+
+/**
+ * The NVIDIA GPU backend. All work is queued in order on one stream; {@link #download} waits for it.
+ * Uploads go through a pinned staging buffer and wait for their copy, so the caller's array may change
+ * right after. Weights stay in their stored format (F32, F16, BF16); activations are F32.
+ *
+ * <p>Not thread-safe: one thread drives a backend at a time (any thread; the context follows it).
+ */
+public final class CudaBackend implements Backend {
+    private static final long STAGING_CHUNK = 16L << 20;
+    private static final int NORM_THREADS_MAX = 512;
+    static final int MAX_HEAD_DIM = 256;
+
+    private final CudaContext context;
+    private final Stream stream;
+    private final Kernels kernels;
+    private final Gemm gemm;
+    private final PinnedBuffer[] staging = new PinnedBuffer[2];
+    private final Event[] stagingFree = new Event[2];
+    private final boolean[] stagingBusy = new boolean[2];
+    private DeviceBuffer scratch;
+    private boolean closed;
+
+    /** A backend on GPU {@code ordinal}. */
+    public CudaBackend(int ordinal) {
+        this.context = CudaContext.open(ordinal);
+        Stream s = null;
+        Kernels k = null;
+        Gemm g = null;
+        try {
+            s = context.createStream();
+            k = new Kernels(context);
+            g = new Gemm(context);
+            for (int i = 0; i < 2; i++) {
+                staging[i] = context.allocatePinned(STAGING_CHUNK);
+                stagingFree[i] = context.createEvent();
+            }
+        } catch (RuntimeException | Error e) {
+            for (int i = 0; i < 2; i++) {
+                if (staging[i] != null) staging[i].close();
+                if (stagingFree[i] != null) stagingFree[i].close();
+            }
+            if (g != null) g.close();
+            if (k != null) k.close();
+            if (s != null) s.close();
+            context.close();
+            throw e;
+        }
+        this.stream = s;
+        this.kernels = k;
+        this.gemm = g;
+    }
+
+    @Override
+    public String name() { return "cuda"; }
+
+    public DeviceInfo device() { return context.info(); }
+
+    CudaContext context() { return context; }
+
+    Stream stream() { return stream; }
+
+    /** Waits for all queued work. */
+    public void synchronize() { stream.synchronize(); }
+
+    // ---- memory -------------------------------------------------------------------------------
+
+    @Override
+    public Tensor allocate(DType dtype, int rows, int cols) {
+        if (rows < 0 || cols < 0) throw new IllegalArgumentException("allocate: shape [" + rows + ", " + cols + "] is negative");
+        if (dtype != DType.F32 && dtype != DType.I32 && dtype != DType.F16 && dtype != DType.BF16) {
+            throw new IllegalArgumentException("allocate: cuda tensors are F32, I32, F16 or BF16, not " + dtype);
+        }
+        return new CudaTensor(context.allocate((long) rows * cols * dtype.byteSize()), dtype, rows, cols);
+    }
+
+    @Override
+    public Tensor upload(float[] data, int rows, int cols) {
+        checkCount("upload", data.length, rows, cols);
+        CudaTensor t = (CudaTensor) allocate(DType.F32, rows, cols);
+        copyIn(MemorySegment.ofArray(data), t.buffer(), 0);
+        return t;
+    }
+
+    @Override
+    public Tensor upload(int[] data, int rows, int cols) {
+        checkCount("upload", data.length, rows, cols);
+        CudaTensor t = (CudaTensor) allocate(DType.I32, rows, cols);
+        copyIn(MemorySegment.ofArray(data), t.buffer(), 0);
+        return t;
+    }
+
+    private static void checkCount(String op, int length, int rows, int cols) {
+        if ((long) rows * cols != length || rows < 0 || cols < 0) {
+            throw new IllegalArgumentException(op + ": " + length + " values do not fill [" + rows + ", " + cols + "]");
+        }
+    }
+
+    @Override
+    public float[] download(Tensor t) {
+        CudaTensor c = cuda(t, "download", "t");
+        if (c.dtype() != DType.F32) throw new IllegalArgumentException("download: tensor is " + c.dtype() + ", not F32");
+        float[] out = new float[Math.toIntExact(c.size())];
+        copyOut(c, MemorySegment.ofArray(out));
+        return out;
+    }
+
+    /** Copies an I32 tensor to the host, after all queued work. */
+    public int[] downloadInts(Tensor t) {
+        CudaTensor c = cuda(t, "downloadInts", "t");
+        if (c.dtype() != DType.I32) throw new IllegalArgumentException("downloadInts: tensor is " + c.dtype() + ", not I32");
+        int[] out = new int[Math.toIntExact(c.size())];
+        copyOut(c, MemorySegment.ofArray(out));
+        return out;
+    }
+
+    /**
+     * Host bytes to the device through the two pinned staging buffers: while chunk i copies, chunk i+1 is
+     * packed into the other buffer. Returns once every byte has arrived.
+     */
+    private void copyIn(MemorySegment src, DeviceBuffer dst, long dstOffset) {
+        long total = src.byteSize();
+        int which = 0;
+        for (long done = 0; done < total; done += STAGING_CHUNK, which ^= 1) {
+            long n = Math.min(STAGING_CHUNK, total - done);
+            if (stagingBusy[which]) stagingFree[which].synchronize();
+            MemorySegment buf = staging[which].segment();
+            MemorySegment.copy(src, done, buf, 0, n);
+            stream.copyToDevice(dst, dstOffset + done, buf, n);
+            stagingFree[which].record(stream);
+            stagingBusy[which] = true;
+        }
+        stream.synchronize();
+        stagingBusy[0] = stagingBusy[1] = false;
+    }
+
+    private void copyOut(CudaTensor src, MemorySegment dst) {
+        long total = src.bytes();
+        MemorySegment buf = staging[0].segment();
+        for (long done = 0; done < total; done += STAGING_CHUNK) {
+            long n = Math.min(STAGING_CHUNK, total - done);
+            stream.copyToHost(buf, src.buffer(), done, n);
+            stream.synchronize();
+            MemorySegment.copy(buf, 0, dst, done, n);
+        }
+        if (total == 0) stream.synchronize();
+    }
+
+    @Override
+    public Weight load(WeightTensor t) {
+        int[] shape = matrixShape(t);
+        checkWeightType(t.dtype(), t.name());
+        checkBytes(t, shape[0], shape[1]);
+        DeviceBuffer buf = context.allocate(t.data().byteSize());
+        try {
+            copyIn(t.data(), buf, 0);
+        } catch (RuntimeException | Error e) {
+            buf.close();
+            throw e;
+        }
+        return new CudaWeight(t.name(), buf, t.dtype(), shape[0], shape[1]);
+    }
+
+    @Override
+    public Weight loadFused(String name, List<WeightTensor> parts) {
+        if (parts.isEmpty()) throw new IllegalArgumentException("loadFused '" + name + "': no parts");
+        WeightTensor first = parts.getFirst();
+        checkWeightType(first.dtype(), first.name());
+        int cols = matrixShape(first)[1];
+        long rows = 0;
+        for (WeightTensor t : parts) {
+            int[] shape = matrixShape(t);
+            if (t.dtype() != first.dtype() || shape[1] != cols) {
+                throw new IllegalArgumentException("loadFused '" + name + "': part '" + t.name() + "' is " + t.dtype()
+                        + " " + t.shapeString() + " but '" + first.name() + "' is " + first.dtype() + " "
+                        + first.shapeString() + "; fused parts need one dtype and one column count");
+            }
+            checkBytes(t, shape[0], shape[1]);
+            rows += shape[0];
+        }
+        if (rows > Integer.MAX_VALUE) throw new IllegalArgumentException("loadFused '" + name + "': " + rows + " rows is too many");
+        DeviceBuffer buf = context.allocate(rows * cols * first.dtype().byteSize());
+        try {
+            long offset = 0;
+            for (WeightTensor t : parts) {
+                copyIn(t.data(), buf, offset);
+                offset += t.data().byteSize();
+            }
+        } catch (RuntimeException | Error e) {
+            buf.close();
+            throw e;
+        }
+        return new CudaWeight(name, buf, first.dtype(), (int) rows, cols);
+    }
+
+    /** Generated on the GPU by a port of {@link dev.lathe.core.backend.SeededRandom}: value i is mean + std * normal(seed, i). */
+    @Override
+    public Weight random(String name, DType dtype, int rows, int cols, long seed, float mean, float std) {
+        checkWeightType(dtype, name);
+        if (rows <= 0 || cols <= 0) {
+            throw new IllegalArgumentException("random '" + name + "': shape [" + rows + ", " + cols + "] must be positive");
+        }
+        long count = (long) rows * cols;
+        DeviceBuffer buf = context.allocate(count * dtype.byteSize());
+        kernels.randomNormal.launch(stream, Kernels.elementBlocks(count), 1, 256,
+                buf.address(), seed, count, mean, std, dtypeCode(dtype));
+        return new CudaWeight(name, buf, dtype, rows, cols);
+    }
+
+    @Override
+    public KvCache allocateKvCache(int numLayers, int numBlocks, int blockSize, int numKvHeads, int headDim, DType dtype) {
+        if (dtype != DType.F32 && dtype != DType.BF16 && dtype != DType.F16) {
+            throw new IllegalArgumentException("cuda backend: KV cache dtype " + dtype + " is not supported (use F32, F16 or BF16)");
+        }
+        if (numLayers <= 0 || numBlocks <= 0 || blockSize <= 0 || numKvHeads <= 0 || headDim <= 0) {
+            throw new IllegalArgumentException("cuda backend: KV cache sizes must be positive: layers=" + numLayers
+                    + " blocks=" + numBlocks + " blockSize=" + blockSize + " kvHeads=" + numKvHeads + " headDim=" + headDim);
+        }
+        long bytes = 2L * numLayers * CudaKvCache.bytesPerLayerTensor(numBlocks, blockSize, numKvHeads, headDim, dtype);
+        return new CudaKvCache(context.allocate(bytes), numLayers, numBlocks, blockSize, numKvHeads, headDim, dtype);
+    }
+
+    private static void checkWeightType(DType t, String name) {
+        if (t != DType.F32 && t != DType.F16 && t != DType.BF16) {
+            throw new IllegalArgumentException("cuda backend: weight '" + name + "' is " + t + "; supported formats are F32, F16 and BF16");
+        }
+    }
+
+    private static int[] matrixShape(WeightTensor t) {
+        long[] s = t.shape();
+        long rows, cols;
+        if (s.length == 1) {
+            rows = 1;
+            cols = s[0];
+        } else if (s.length == 2) {
+            rows = s[0];
+            cols = s[1];
+        } else {
+            throw new IllegalArgumentException("cuda backend: tensor '" + t.name() + "' has shape " + t.shapeString()
+                    + "; weights must be 1-D or 2-D");
+        }
+        if (rows <= 0 || cols <= 0 || rows > Integer.MAX_VALUE || cols > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("cuda backend: tensor '" + t.name() + "' has unusable shape " + t.shapeString());
+        }
+        return new int[]{(int) rows, (int) cols};
+    }
+
+    private static void checkBytes(WeightTensor t, int rows, int cols) {
+        long expected = (long) rows * cols * t.dtype().byteSize();
+        if (t.data().byteSize() != expected) {
+            throw new IllegalArgumentException("cuda backend: tensor '" + t.name() + "' " + t.dtype() + " " + t.shapeString()
+                    + " needs " + expected + " bytes but holds " + t.data().byteSize());
+        }
+    }
+
+    /** Kernel code of a storage format; matches DT_* in common.cuh. */
+    static int dtypeCode(DType t) {
+        return switch (t) {
+            case F32 -> 0;
+            case F16 -> 1;
+            case BF16 -> 2;
+            default -> throw new IllegalArgumentException("no kernel storage format for " + t);
+        };
+    }
+
+    // ---- ops --------------------------------------------------------------------------------
+
+    /** Token ids outside the table give rows of NaN (ids live on the device and are not checked here). */
+    @Override
+    public void embedding(Weight table, Tensor ids, Tensor out) {
+        CudaWeight w = cuda(table);
+        CudaTensor it = ints(ids, "embedding", "ids"), ot = floats(out, "embedding", "out");
+        if (it.rows() != 1 || ot.rows() != it.cols() || ot.cols() != w.cols()) {
+            throw shapes("embedding", "ids " + it.shape() + ", table '" + w.name() + "' " + w.shape() + ", out " + ot.shape(),
+                    "ids must be [1, n] and out [n, table.cols]");
+        }
+        if (ot.size() == 0) return;
+        kernels.embedding.launch(stream, ot.rows(), 1, 256,
+                it.address(), w.address(), ot.address(), ot.rows(), ot.cols(), w.rows(), dtypeCode(w.dtype()));
+    }
+
+    @Override
+    public void rmsNorm(Tensor x, Weight weight, float eps, Tensor out) {
+        CudaTensor xt = floats(x, "rmsNorm", "x"), ot = floats(out, "rmsNorm", "out");
+        CudaWeight w = cuda(weight);
+        checkNormShapes("rmsNorm", xt, ot, w);
+        norm(0L, xt, w, eps, ot);
+    }
+
+    @Override
+    public void addRmsNorm(Tensor residual, Tensor x, Weight weight, float eps, Tensor out) {
+        CudaTensor rt = floats(residual, "addRmsNorm", "residual"), xt = floats(x, "addRmsNorm", "x");
+        CudaTensor ot = floats(out, "addRmsNorm", "out");
+        CudaWeight w = cuda(weight);
+        if (!sameShape(rt, xt)) {
+            throw shapes("addRmsNorm", "residual " + rt.shape() + ", x " + xt.shape(), "residual and x must have one shape");
+        }
+        checkNormShapes("addRmsNorm", rt, ot, w);
+        norm(rt.address(), xt, w, eps, ot);
+    }
+
+    private void norm(long residual, CudaTensor x, CudaWeight w, float eps, CudaTensor out) {
+        long groups = x.size() / w.cols();
+        if (groups == 0) return;
+        int threads = Math.min(NORM_THREADS_MAX, Math.max(32, (w.cols() + 31) / 32 * 32));
+        kernels.rmsNorm.launch(stream, Math.toIntExact(groups), 1, threads,
+                residual, x.address(), w.address(), out.address(), (int) groups, w.cols(), dtypeCode(w.dtype()), eps);
+    }
+
+    private static void checkNormShapes(String op, CudaTensor x, CudaTensor out, CudaWeight w) {
+        if (!sameShape(x, out) || w.rows() != 1 || x.cols() % w.cols() != 0) {
+            throw shapes(op, "x " + x.shape() + ", weight '" + w.name() + "' " + w.shape() + ", out " + out.shape(),
+                    "out must match x and x.cols be a multiple of the [1, d] weight's d");
+        }
+    }
+
+    /** BF16/F16 weights: x is rounded to the weight type first (see {@link Gemm}). */
+    @Override
+    public void linear(Tensor x, Weight w, Weight bias, Tensor out) {
+        CudaTensor xt = floats(x, "linear", "x"), ot = floats(out, "linear", "out");
+        CudaWeight wt = cuda(w);
+        CudaWeight bt = null;
+        if (bias != null) {
+            bt = cuda(bias);
+            if (bt.rows() != 1 || bt.cols() != wt.rows()) {
+                throw shapes("linear", "w '" + wt.name() + "' " + wt.shape() + ", bias '" + bt.name() + "' " + bt.shape(),
+                        "bias must be [1, w.rows]");
+            }
+        }
+        if (xt.cols() != wt.cols() || ot.rows() != xt.rows() || ot.cols() != wt.rows()) {
+            throw shapes("linear", "x " + xt.shape() + ", w '" + wt.name() + "' " + wt.shape() + ", out " + ot.shape(),
+                    "need x [n, in], w [out, in], out [n, out]");
+        }
+        int n = xt.rows();
+        if (n == 0) return;
+        long xPtr = xt.address();
+        if (wt.dtype() != DType.F32) {
+            long count = xt.size();
+            long converted = scratch(count * wt.dtype().byteSize());
+            kernels.convertFromF32.launch(stream, Kernels.elementBlocks(count), 1, 256,
+                    xPtr, converted, count, dtypeCode(wt.dtype()));
+            xPtr = converted;
+        }
+        gemm.run(stream, wt.dtype(), wt.address(), xPtr, ot.address(), n, wt.cols(), wt.rows());
+        if (bt != null) {
+            kernels.biasAdd.launch(stream, Kernels.elementBlocks(ot.size()), 1, 256,
+                    ot.address(), bt.address(), (long) ot.rows(), ot.cols(), dtypeCode(bt.dtype()));
+        }
+    }
+
+    /** A device workspace of at least {@code bytes}; stream order keeps successive users apart. */
+    private long scratch(long bytes) {
+        if (scratch == null || scratch.bytes() < bytes) {
+            if (scratch != null) scratch.close();
+            scratch = context.allocate(Math.max(bytes, 1L << 20));
+        }
+        return scratch.address();
+    }
+
+    @Override
+    public void splitColumns(Tensor src, Tensor... outs) {
+        CudaTensor st = floats(src, "splitColumns", "src");
+        long width = 0;
+        boolean rowsMatch = true;
+        StringBuilder shapes = new StringBuilder();
+        for (int k = 0; k < outs.length; k++) {
+            CudaTensor o = floats(outs[k], "splitColumns", "outs[" + k + "]");
+            width += o.cols();
+            shapes.append(' ').append(o.shape());
+            rowsMatch &= o.rows() == st.rows();
+        }
+        if (!rowsMatch || width != st.cols()) {
+            throw shapes("splitColumns", "src " + st.shape() + ", outs" + shapes, "outs need src's rows and widths summing to src.cols");
+        }
+        int col = 0;
+        for (Tensor t : outs) {
+            CudaTensor o = (CudaTensor) t;
+            if (o.size() > 0) {
+                kernels.splitColumns.launch(stream, Kernels.elementBlocks(o.size()), 1, 256,
+                        st.address(), o.address(), (long) st.rows(), st.cols(), col, o.cols());
+            }
+            col += o.cols();
+        }
+    }
+
+    @Override
+    public void rope(Tensor x, Tensor cos, Tensor sin) {
+        CudaTensor xt = floats(x, "rope", "x"), ct = floats(cos, "rope", "cos"), st = floats(sin, "rope", "sin");
+        int half = ct.cols();
+        if (!sameShape(ct, st) || ct.rows() != xt.rows() || half == 0 || xt.cols() % (2 * half) != 0) {
+            throw shapes("rope", "x " + xt.shape() + ", cos " + ct.shape() + ", sin " + st.shape(),
+                    "cos and sin must be [n, half] and x [n, heads * 2 * half]");
+        }
+        int heads = xt.cols() / (2 * half);
+        long total = (long) xt.rows() * heads * half;
+        if (total == 0) return;
+        kernels.rope.launch(stream, Kernels.elementBlocks(total), 1, 256,
+                xt.address(), ct.address(), st.address(), (long) xt.rows(), heads, half);
+    }
+
+    /** Slots outside the cache (e.g. -1 padding) are skipped. */
+    @Override
+    public void writeKv(KvCache cache, int layer, Tensor k, Tensor v, Tensor slotMapping) {
+        CudaKvCache c = cuda(cache);
+        CudaTensor kt = floats(k, "writeKv", "k"), vt = floats(v, "writeKv", "v"), mt = ints(slotMapping, "writeKv", "slotMapping");
+        int width = c.numKvHeads() * c.headDim();
+        if (!sameShape(kt, vt) || kt.cols() != width || mt.rows() != 1 || mt.cols() != kt.rows()) {
+            throw shapes("writeKv", "k " + kt.shape() + ", v " + vt.shape() + ", slotMapping " + mt.shape()
+                    + ", cache kvHeads*headDim=" + width, "need k and v [n, kvHeads * headDim] and slotMapping [1, n]");
+        }
+        long total = kt.size();
+        if (total == 0) return;
+        kernels.writeKv.launch(stream, Kernels.elementBlocks(total), 1, 256,
+                kt.address(), vt.address(), c.keys(layer), c.values(layer), mt.address(), c.slots(),
+                kt.rows(), width, dtypeCode(c.dtype()));
+    }
+
+    @Override
+    public void attention(Tensor q, KvCache cache, int layer, AttentionMetadata meta, float scale, Tensor out) {
+        CudaKvCache c = cuda(cache);
+        CudaTensor qt = floats(q, "attention", "q"), ot = floats(out, "attention", "out");
+        int headDim = c.headDim();
+        if (!sameShape(qt, ot) || qt.cols() % headDim != 0 || (qt.cols() / headDim) % c.numKvHeads() != 0
+                || qt.rows() != meta.numTokens()) {
+            throw shapes("attention", "q " + qt.shape() + ", out " + ot.shape() + ", cache kvHeads=" + c.numKvHeads()
+                    + " headDim=" + headDim + ", meta numTokens=" + meta.numTokens(),
+                    "need q = out = [numTokens, heads * headDim] with heads a multiple of kvHeads");
+        }
+        if (headDim > MAX_HEAD_DIM) {
+            throw new IllegalArgumentException("attention: headDim " + headDim + " is above the kernel's limit of " + MAX_HEAD_DIM);
+        }
+        CudaTensor starts = ints(meta.queryStarts(), "attention", "queryStarts");
+        CudaTensor lens = ints(meta.contextLens(), "attention", "contextLens");
+        CudaTensor tables = ints(meta.blockTables(), "attention", "blockTables");
+        int numSeqs = meta.numSeqs();
+        if (starts.size() != numSeqs + 1L || lens.size() != numSeqs || tables.rows() != numSeqs) {
+            throw shapes("attention", "queryStarts " + starts.shape() + ", contextLens " + lens.shape() + ", blockTables "
+                    + tables.shape() + " for numSeqs=" + numSeqs, "need [1, numSeqs + 1], [1, numSeqs], [numSeqs, maxBlocks]");
+        }
+        checkPlan(meta, c, tables.cols());
+        if (qt.rows() == 0) return;
+        int heads = qt.cols() / headDim;
+        kernels.attention.launch(stream, qt.rows(), heads, 128,
+                qt.address(), c.keys(layer), c.values(layer), ot.address(), starts.address(), lens.address(),
+                tables.address(), numSeqs, heads, c.numKvHeads(), headDim, c.blockSize(), tables.cols(),
+                meta.slidingWindow(), dtypeCode(c.dtype()), scale);
+    }
+
+    /** The host copies of the metadata must describe a valid packing (block ids are not checked). */
+    private static void checkPlan(AttentionMetadata meta, CudaKvCache c, int maxBlocks) {
+        int[] starts = meta.hostQueryStarts(), lens = meta.hostContextLens();
+        int numSeqs = meta.numSeqs();
+        if (starts.length != numSeqs + 1 || lens.length != numSeqs || starts[0] != 0 || starts[numSeqs] != meta.numTokens()) {
+            throw new IllegalArgumentException("attention: host queryStarts must run from 0 to numTokens=" + meta.numTokens()
+                    + " over numSeqs + 1 = " + (numSeqs + 1) + " entries");
+        }
+        for (int s = 0; s < numSeqs; s++) {
+            int qLen = starts[s + 1] - starts[s], ctx = lens[s];
+            if (qLen < 0 || ctx < qLen || ctx > (long) maxBlocks * c.blockSize()) {
+                throw new IllegalArgumentException("attention: sequence " + s + " has " + qLen + " query rows and context "
+                        + ctx + "; need 0 <= rows <= context <= maxBlocksPerSeq (" + maxBlocks + ") x blockSize (" + c.blockSize() + ")");
+            }
+        }
+    }
+
+    @Override
+    public void siluMul(Tensor x, Tensor out) {
+        CudaTensor xt = floats(x, "siluMul", "x"), ot = floats(out, "siluMul", "out");
+        int inner = ot.cols();
+        if (xt.rows() != ot.rows() || xt.cols() != 2 * inner) {
+            throw shapes("siluMul", "x " + xt.shape() + ", out " + ot.shape(), "need x [n, 2I] and out [n, I]");
+        }
+        if (ot.size() == 0) return;
+        kernels.siluMul.launch(stream, Kernels.elementBlocks(ot.size()), 1, 256,
+                xt.address(), ot.address(), (long) ot.rows(), inner);
+    }
+
+    /** Indices outside x give rows of NaN. */
+    @Override
+    public void gatherRows(Tensor x, Tensor rows, Tensor out) {
+        CudaTensor xt = floats(x, "gatherRows", "x"), it = ints(rows, "gatherRows", "rows"), ot = floats(out, "gatherRows", "out");
+        if (it.rows() != 1 || ot.rows() != it.cols() || ot.cols() != xt.cols()) {
+            throw shapes("gatherRows", "x " + xt.shape() + ", rows " + it.shape() + ", out " + ot.shape(),
+                    "need rows [1, m] and out [m, x.cols]");
+        }
+        if (ot.size() == 0) return;
+        kernels.gatherRows.launch(stream, ot.rows(), 1, 256,
+                xt.address(), it.address(), ot.address(), ot.rows(), ot.cols(), xt.rows());
+    }
+
+    @Override
+    public void close() {
+        if (closed) return;
+        closed = true;
+        try {
+            stream.synchronize();
+        } finally {
+            if (scratch != null) scratch.close();
+            for (int i = 0; i < 2; i++) {
+                staging[i].close();
+                stagingFree[i].close();
+            }
+            gemm.close();
+            kernels.close();
+            stream.close();
+            context.close();
+        }
+    }
+
+    // ---- helpers ----------------------------------------------------------------------------
+
+    /** Runs the probe kernel: {@code out[i] = 2i + 1} for {@code n} values, and returns them. */
+    float[] probe(int n) {
+        try (CudaTensor t = (CudaTensor) allocate(DType.F32, 1, n)) {
+            kernels.probe.launch(stream, Kernels.elementBlocks(n), 1, 256, t.address(), n);
+            return download(t);
+        }
+    }
+
+    private static CudaTensor cuda(Tensor t, String op, String role) {
+        if (t instanceof CudaTensor c) return c;
+        throw new IllegalArgumentException(op + ": " + role + " is " + (t == null ? "null" : t.getClass().getName())
+                + ", not a tensor of the cuda backend");
+    }
+
+    private static CudaTensor floats(Tensor t, String op, String role) {
+        CudaTensor c = cuda(t, op, role);
+        if (c.dtype() != DType.F32) throw new IllegalArgumentException(op + ": " + role + " is " + c.dtype() + ", expected F32");
+        return c;
+    }
+
+    private static CudaTensor ints(Tensor t, String op, String role) {
+        CudaTensor c = cuda(t, op, role);
+        if (c.dtype() != DType.I32) throw new IllegalArgumentException(op + ": " + role + " is " + c.dtype() + ", expected I32");
+        return c;
+    }
+
+    private static CudaWeight cuda(Weight w) {
+        if (w instanceof CudaWeight c) return c;
+        throw new IllegalArgumentException("weight " + (w == null ? "null" : "'" + w.name() + "' of " + w.getClass().getName())
+                + " does not belong to the cuda backend");
+    }
+
+    private static CudaKvCache cuda(KvCache k) {
+        if (k instanceof CudaKvCache c) return c;
+        throw new IllegalArgumentException("KV cache " + k + " does not belong to the cuda backend");
+    }
+
+    private static boolean sameShape(Tensor a, Tensor b) { return a.rows() == b.rows() && a.cols() == b.cols(); }
+
+    private static IllegalArgumentException shapes(String op, String got, String rule) {
+        return new IllegalArgumentException(op + ": shape mismatch: " + got + " (" + rule + ")");
+    }
+
+    @Override
+    public String toString() { return "CudaBackend(GPU " + context.ordinal() + ")"; }
+}

@@ -1,0 +1,79 @@
+package dev.lathe.cuda;
+
+import dev.lathe.cuda.driver.CudaContext;
+import dev.lathe.cuda.driver.CudaModule;
+import dev.lathe.cuda.driver.Kernel;
+import dev.lathe.cuda.driver.KernelParams;
+
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+
+import static dev.lathe.cuda.driver.KernelParams.f32;
+import static dev.lathe.cuda.driver.KernelParams.i32;
+import static dev.lathe.cuda.driver.KernelParams.i64;
+import static dev.lathe.cuda.driver.KernelParams.ptr;
+import static dev.lathe.cuda.driver.KernelParams.struct;
+
+/**
+ * Every kernel of src/main/cuda, loaded into one context. Each {@link KernelParams} mirrors its C
+ * struct field for field; keep the two in the same order.
+ */
+final class Kernels implements AutoCloseable {
+    final Kernel embedding, gatherRows, splitColumns, rmsNorm, rope, writeKv, attention, siluMul, randomNormal,
+            convertFromF32, biasAdd, probe;
+    private final List<CudaModule> modules = new ArrayList<>();
+
+    Kernels(CudaContext context) {
+        Map<String, CudaModule> byName = new HashMap<>();
+        try {
+            for (String m : KernelImages.MODULES) {
+                CudaModule module = context.loadModule(m, KernelImages.load(m));
+                modules.add(module);
+                byName.put(m, module);
+            }
+            CudaModule rows = byName.get("rows"), convert = byName.get("convert");
+            embedding = rows.kernel("embedding", struct("embedding",
+                    ptr("ids"), ptr("table"), ptr("out"), i32("n"), i32("hidden"), i32("vocab"), i32("dtype")));
+            gatherRows = rows.kernel("gather_rows", struct("gather_rows",
+                    ptr("x"), ptr("rows"), ptr("out"), i32("m"), i32("cols"), i32("x_rows")));
+            splitColumns = rows.kernel("split_columns", struct("split_columns",
+                    ptr("src"), ptr("dst"), i64("rows"), i32("src_cols"), i32("col_offset"), i32("dst_cols")));
+            rmsNorm = byName.get("norm").kernel("rms_norm", struct("rms_norm",
+                    ptr("residual"), ptr("x"), ptr("weight"), ptr("out"), i32("groups"), i32("d"), i32("dtype"), f32("eps")));
+            rope = byName.get("rope").kernel("rope", struct("rope",
+                    ptr("x"), ptr("cos"), ptr("sin"), i64("n"), i32("heads"), i32("half")));
+            writeKv = byName.get("kv_cache").kernel("write_kv", struct("write_kv",
+                    ptr("k"), ptr("v"), ptr("k_cache"), ptr("v_cache"), ptr("slots"), i64("num_slots"),
+                    i32("n"), i32("width"), i32("dtype")));
+            attention = byName.get("attention").kernel("paged_attention", struct("paged_attention",
+                    ptr("q"), ptr("k_cache"), ptr("v_cache"), ptr("out"), ptr("query_starts"), ptr("context_lens"),
+                    ptr("block_tables"), i32("num_seqs"), i32("num_heads"), i32("num_kv_heads"), i32("head_dim"),
+                    i32("block_size"), i32("max_blocks_per_seq"), i32("sliding_window"), i32("dtype"), f32("scale")));
+            siluMul = byName.get("activation").kernel("silu_mul", struct("silu_mul",
+                    ptr("x"), ptr("out"), i64("n"), i32("inner")));
+            randomNormal = byName.get("random").kernel("random_normal", struct("random_normal",
+                    ptr("out"), i64("seed"), i64("count"), f32("mean"), f32("std"), i32("dtype")));
+            convertFromF32 = convert.kernel("convert_from_f32", struct("convert_from_f32",
+                    ptr("in"), ptr("out"), i64("count"), i32("dtype")));
+            biasAdd = convert.kernel("bias_add", struct("bias_add",
+                    ptr("out"), ptr("bias"), i64("rows"), i32("cols"), i32("dtype")));
+            probe = convert.kernel("probe", struct("probe", ptr("out"), i32("n")));
+        } catch (RuntimeException | Error e) {
+            close();
+            throw e;
+        }
+    }
+
+    /** Blocks for a grid-stride element-wise kernel over {@code total} elements of 256 threads each. */
+    static int elementBlocks(long total) {
+        return (int) Math.max(1, Math.min((total + 255) / 256, 1 << 16));
+    }
+
+    @Override
+    public void close() {
+        for (CudaModule m : modules) m.close();
+        modules.clear();
+    }
+}

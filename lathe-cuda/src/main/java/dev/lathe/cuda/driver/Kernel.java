@@ -1,0 +1,42 @@
+package dev.lathe.cuda.driver;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+
+import static java.lang.foreign.ValueLayout.ADDRESS;
+
+/** One {@code __global__} function taking one parameter struct by value. */
+public final class Kernel {
+    private final CudaContext context;
+    private final String name;
+    private final MemorySegment function;
+    private final KernelParams params;
+
+    Kernel(CudaContext context, String name, MemorySegment function, KernelParams params) {
+        this.context = context;
+        this.name = name;
+        this.function = function;
+        this.params = params;
+    }
+
+    public String name() { return name; }
+
+    public KernelParams params() { return params; }
+
+    /**
+     * Queues the kernel on {@code stream} over a {@code gridX x gridY} grid of {@code blockX}-thread blocks.
+     * {@code args} are the struct's fields in order (see {@link KernelParams#write}).
+     */
+    public void launch(Stream stream, int gridX, int gridY, int blockX, Object... args) {
+        if (gridX <= 0 || gridY <= 0 || blockX <= 0 || blockX > 1024) {
+            throw new IllegalArgumentException(name + ": bad launch shape grid [" + gridX + ", " + gridY + "] block " + blockX);
+        }
+        context.makeCurrent();
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment struct = params.write(arena, args);
+            MemorySegment argv = arena.allocate(ADDRESS);
+            argv.set(ADDRESS, 0, struct);
+            context.driver().launchKernel(function, gridX, gridY, 1, blockX, 1, 1, 0, stream.handle(), argv);
+        }
+    }
+}

@@ -1,0 +1,128 @@
+package dev.lathe.cuda;
+
+import dev.lathe.core.backend.Backend;
+import dev.lathe.core.checkpoint.Checkpoint;
+import dev.lathe.core.checkpoint.DType;
+import dev.lathe.core.config.SyntheticPresets;
+import dev.lathe.core.generate.GoldenReference;
+import dev.lathe.core.generate.GreedyDecoder;
+import dev.lathe.core.generate.ModelRunner;
+import dev.lathe.core.generate.Sequence;
+import dev.lathe.core.model.LlamaModel;
+import dev.lathe.core.model.LoadProgress;
+import dev.lathe.core.model.ModelLoader;
+import dev.lathe.cpu.CpuBackend;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.MethodSource;
+
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Locale;
+import java.util.Random;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+/**
+ * Whole models on the GPU against Hugging Face transformers' float32 references (the golden fixtures and
+ * the shipped model) and against the CPU backend (synthetic Llama-3-8B).
+ *
+ * <p>Tolerances, fixed before measuring: with F32 weights the GPU does F32 GEMMs (no TF32), so logits
+ * agree to 1e-3. With BF16/F16 weights the GPU rounds activations to the weight type before each GEMM
+ * (cuBLASLt wants one input type); that is one extra rounding of relative 2^-9 (BF16) per projection,
+ * which through two layers moves logits of magnitude up to ~8 by a few hundredths: 0.06 + 1% of the value.
+ * The greedy continuation must agree on at least the first 16 tokens (the issue's bar), and the test
+ * reports how many of the 32 agree.
+ */
+@Tag("gpu")
+class CudaModelTest {
+    static CudaBackend gpu;
+
+    @BeforeAll
+    static void start() {
+        gpu = new CudaBackend(0);
+    }
+
+    @AfterAll
+    static void stop() {
+        gpu.close();
+    }
+
+    static List<GoldenReference> references() throws IOException {
+        List<GoldenReference> all = new ArrayList<>(GoldenReference.all());
+        Path shipped = GoldenReference.root().getParent().getParent().resolve("models").resolve("kjv-tiny");
+        all.add(GoldenReference.load(shipped));
+        return all;
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("references")
+    void matchesTransformers(GoldenReference f) {
+        try (Checkpoint ckpt = Checkpoint.open(f.dir());
+             LlamaModel model = ModelLoader.load(ckpt.config(), ckpt, gpu, LoadProgress.NONE);
+             ModelRunner runner = new ModelRunner(model, ModelRunner.CacheConfig.forSequences(256, 4, 16, DType.F32))) {
+            boolean f32 = model.weightDtype() == DType.F32;
+            float abs = f32 ? 1e-3f : 0.06f, rel = f32 ? 1e-3f : 0.01f;
+            for (var c : f.cases()) {
+                var seq = new Sequence(c.index(), c.inputIds());
+                var logits = runner.step(List.of(seq), new int[]{c.inputIds().length}, true);
+                runner.free(seq);
+                float worst = 0;
+                for (int i = 0; i < c.logits().length; i++) {
+                    float ref = c.logits()[i], got = logits.data()[i];
+                    worst = Math.max(worst, Math.abs(got - ref));
+                    assertThat(Math.abs(got - ref)).as("%s case %d logit %d: %s vs %s", f.variant(), c.index(), i, got, ref)
+                            .isLessThanOrEqualTo(abs + rel * Math.abs(ref));
+                }
+                int[] greedy = GreedyDecoder.decode(runner, List.of(new Sequence(50 + c.index(), c.inputIds())),
+                        c.greedyIds().length).getFirst();
+                int agree = 0;
+                while (agree < greedy.length && greedy[agree] == c.greedyIds()[agree]) agree++;
+                System.out.printf(Locale.ROOT, "%-20s case %d (%s): max |logit error| %.2e, greedy agrees on %d/%d%n",
+                        f.variant(), c.index(), model.weightDtype(), worst, agree, greedy.length);
+                assertThat(agree).as("%s case %d greedy tokens in agreement", f.variant(), c.index())
+                        .isGreaterThanOrEqualTo(16);
+            }
+        }
+    }
+
+    @Test
+    void llama3_8bAgreesWithTheCpuBackend() {
+        var config = SyntheticPresets.get("llama-3-8b");
+        int[] prompt = new Random(11).ints(9, 0, config.vocabSize()).toArray();
+        float[] onGpu = lastLogits(gpu, prompt);
+        float[] onCpu;
+        try (Backend cpu = new CpuBackend(0)) {
+            onCpu = lastLogits(cpu, prompt);
+        }
+        double dot = 0, ng = 0, nc = 0, maxAbs = 0, maxErr = 0;
+        for (int i = 0; i < onGpu.length; i++) {
+            dot += (double) onGpu[i] * onCpu[i];
+            ng += (double) onGpu[i] * onGpu[i];
+            nc += (double) onCpu[i] * onCpu[i];
+            maxAbs = Math.max(maxAbs, Math.abs(onCpu[i]));
+            maxErr = Math.max(maxErr, Math.abs(onGpu[i] - onCpu[i]));
+        }
+        double cosine = dot / Math.sqrt(ng * nc);
+        System.out.printf(Locale.ROOT, "llama-3-8b GPU vs CPU: cosine %.6f, max |error| %.3e of max |logit| %.3e%n",
+                cosine, maxErr, maxAbs);
+        assertThat(cosine).isGreaterThan(0.999);
+        assertThat(maxErr).isLessThan(0.05 * maxAbs);
+    }
+
+    private static float[] lastLogits(Backend b, int[] prompt) {
+        var config = SyntheticPresets.get("llama-3-8b");
+        try (LlamaModel model = ModelLoader.synthetic(config, b, DType.BF16, 3, LoadProgress.NONE);
+             ModelRunner runner = new ModelRunner(model, ModelRunner.CacheConfig.forSequences(64, 1, 16,
+                     b.name().equals("cpu") ? DType.F32 : DType.BF16))) {
+            var seq = new Sequence(0, Arrays.copyOf(prompt, prompt.length));
+            return runner.step(List.of(seq), new int[]{prompt.length}, false).row(0);
+        }
+    }
+}

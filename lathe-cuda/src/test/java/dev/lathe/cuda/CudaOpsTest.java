@@ -1,0 +1,367 @@
+package dev.lathe.cuda;
+
+import dev.lathe.core.backend.AttentionMetadata;
+import dev.lathe.core.backend.KvCache;
+import dev.lathe.core.backend.SeededRandom;
+import dev.lathe.core.backend.Tensor;
+import dev.lathe.core.backend.Weight;
+import dev.lathe.core.checkpoint.DType;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestInfo;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
+
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Random;
+
+import static dev.lathe.cuda.Host.assertClose;
+import static dev.lathe.cuda.Host.nans;
+import static dev.lathe.cuda.Host.normal;
+import static dev.lathe.cuda.Host.round;
+import static dev.lathe.cuda.Host.weight;
+import static org.assertj.core.api.Assertions.assertThat;
+
+/**
+ * Every op of the CUDA backend against a plain Java oracle, on random inputs of odd sizes, outputs
+ * poisoned with NaN beforehand. Each test logs its seed; rerun one with -Dlathe.test.seed=N.
+ */
+@Tag("gpu")
+class CudaOpsTest {
+    private static CudaBackend gpu;
+    private Random random;
+    private long seed;
+
+    @BeforeAll
+    static void open() {
+        gpu = new CudaBackend(0);
+        System.out.println("GPU: " + gpu.device());
+    }
+
+    @AfterAll
+    static void close() {
+        if (gpu != null) gpu.close();
+    }
+
+    @BeforeEach
+    void seed(TestInfo info) {
+        seed = Long.getLong("lathe.test.seed", System.nanoTime());
+        random = new Random(seed);
+        System.out.println(info.getDisplayName() + ": seed " + seed);
+    }
+
+    private Tensor poisoned(int rows, int cols) { return gpu.upload(nans(rows * cols), rows, cols); }
+
+    @Test
+    void doctorRunsTheProbeKernelAndAGemm() {
+        var text = new ByteArrayOutputStream();
+        boolean ok = Doctor.report(new PrintStream(text, true));
+        System.out.print(text);
+        assertThat(ok).as(text.toString()).isTrue();
+        assertThat(text.toString()).contains("compute capability", "test kernel: ran, results correct");
+    }
+
+    @ParameterizedTest
+    @EnumSource(value = DType.class, names = {"F32", "F16", "BF16"})
+    void embeddingCopiesTableRowsOfIds(DType dtype) {
+        int vocab = 301, hidden = 133, n = 17;
+        float[] table = normal(random, vocab * hidden, 1f);
+        int[] ids = new int[n];
+        for (int i = 0; i < n; i++) ids[i] = random.nextInt(vocab);
+        ids[0] = vocab - 1;
+        try (Weight w = gpu.load(weight("embed", dtype, table, vocab, hidden)); Tensor it = gpu.upload(ids, 1, n);
+             Tensor out = poisoned(n, hidden)) {
+            gpu.embedding(w, it, out);
+            float[] want = new float[n * hidden];
+            for (int i = 0; i < n; i++) {
+                for (int j = 0; j < hidden; j++) want[i * hidden + j] = round(dtype, table[ids[i] * hidden + j]);
+            }
+            assertThat(gpu.download(out)).as("seed " + seed).containsExactly(want);
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(value = DType.class, names = {"F32", "BF16"})
+    void randomWeightsMatchSeededRandom(DType dtype) {
+        int rows = 37, cols = 4099;
+        long s = random.nextLong();
+        float mean = 1f, std = 0.02f;
+        try (Weight w = gpu.random("r", dtype, rows, cols, s, mean, std); Tensor ids = gpu.upload(iota(rows), 1, rows);
+             Tensor out = poisoned(rows, cols)) {
+            gpu.embedding(w, ids, out);  // reads the table back row by row
+            float[] got = gpu.download(out);
+            int exact = 0;
+            float[] want = new float[got.length];
+            for (int i = 0; i < got.length; i++) {
+                want[i] = round(dtype, mean + std * SeededRandom.normal(s, i));
+                if (got[i] == want[i]) exact++;
+            }
+            // double-precision log/cos may differ in the last bit between the JDK and CUDA: rare ties only
+            assertThat(exact).as("bit-exact values of " + got.length + ", seed " + s).isGreaterThan(got.length - got.length / 1000);
+            assertClose("random " + dtype + " seed " + s, got, want, 1e-6);
+        }
+    }
+
+    @Test
+    void rmsNormNormalisesEachGroup() {
+        int n = 5, heads = 3, d = 97;
+        float[] x = normal(random, n * heads * d, 2f), w = normal(random, d, 1f);
+        try (Weight wt = gpu.load(weight("norm", DType.BF16, w, d)); Tensor xt = gpu.upload(x, n, heads * d);
+             Tensor out = poisoned(n, heads * d)) {
+            gpu.rmsNorm(xt, wt, 1e-5f, out);
+            assertClose("rmsNorm seed " + seed, gpu.download(out), rmsNorm(x, round(DType.BF16, w), 1e-5f), 1e-6);
+            gpu.rmsNorm(xt, wt, 1e-5f, xt);  // in place
+            assertClose("rmsNorm in place seed " + seed, gpu.download(xt), rmsNorm(x, round(DType.BF16, w), 1e-5f), 1e-6);
+        }
+    }
+
+    @Test
+    void addRmsNormUpdatesTheResidualAndNormsIt() {
+        int n = 7, h = 4101;
+        float[] r = normal(random, n * h, 1f), x = normal(random, n * h, 1f), w = normal(random, h, 1f);
+        try (Weight wt = gpu.load(weight("norm", DType.F32, w, h)); Tensor rt = gpu.upload(r, n, h);
+             Tensor xt = gpu.upload(x, n, h); Tensor out = poisoned(n, h)) {
+            gpu.addRmsNorm(rt, xt, wt, 1e-6f, out);
+            float[] sum = new float[n * h];
+            for (int i = 0; i < sum.length; i++) sum[i] = r[i] + x[i];
+            assertThat(gpu.download(rt)).as("residual, seed " + seed).containsExactly(sum);
+            assertClose("addRmsNorm seed " + seed, gpu.download(out), rmsNorm(sum, w, 1e-6f), 1e-6);
+        }
+    }
+
+    private static float[] rmsNorm(float[] x, float[] w, float eps) {
+        int d = w.length;
+        float[] out = new float[x.length];
+        for (int g = 0; g < x.length / d; g++) {
+            double ss = 0;
+            for (int j = 0; j < d; j++) ss += (double) x[g * d + j] * x[g * d + j];
+            double inv = 1.0 / Math.sqrt(ss / d + eps);
+            for (int j = 0; j < d; j++) out[g * d + j] = (float) (x[g * d + j] * inv * w[j]);
+        }
+        return out;
+    }
+
+    @ParameterizedTest
+    @EnumSource(value = DType.class, names = {"F32", "F16", "BF16"})
+    void linearMultipliesByTheTransposedWeightAndAddsBias(DType dtype) {
+        for (int[] shape : new int[][]{{1, 256, 384}, {7, 129, 67}, {33, 512, 1000}}) {
+            int n = shape[0], in = shape[1], outF = shape[2];
+            float[] x = normal(random, n * in, 1f), w = normal(random, outF * in, 0.05f), b = normal(random, outF, 1f);
+            try (Weight wt = gpu.load(weight("w", dtype, w, outF, in)); Weight bt = gpu.load(weight("b", dtype, b, outF));
+                 Tensor xt = gpu.upload(x, n, in); Tensor out = poisoned(n, outF); Tensor outBias = poisoned(n, outF)) {
+                gpu.linear(xt, wt, null, out);
+                gpu.linear(xt, wt, bt, outBias);
+                float[] wq = round(dtype, w), bq = round(dtype, b);
+                // the GEMM sees x rounded to the weight's format (documented on Gemm); float32 accumulation
+                float[] xq = round(dtype, x);
+                String what = dtype + " " + Arrays.toString(shape) + " seed " + seed;
+                assertClose("linear " + what, gpu.download(out), matmul(xq, wq, null, n, in, outF), 1e-5);
+                assertClose("linear+bias " + what, gpu.download(outBias), matmul(xq, wq, bq, n, in, outF), 1e-5);
+                // against exact float32 activations: within the format's rounding
+                double tol = dtype == DType.F32 ? 1e-5 : dtype == DType.F16 ? 2e-3 : 1e-2;
+                assertClose("linear vs f32 x " + what, gpu.download(out), matmul(x, wq, null, n, in, outF), tol);
+            }
+        }
+    }
+
+    private static float[] matmul(float[] x, float[] w, float[] b, int n, int in, int outF) {
+        float[] out = new float[n * outF];
+        for (int r = 0; r < n; r++) {
+            for (int o = 0; o < outF; o++) {
+                double s = b == null ? 0 : b[o];
+                for (int k = 0; k < in; k++) s += (double) x[r * in + k] * w[o * in + k];
+                out[r * outF + o] = (float) s;
+            }
+        }
+        return out;
+    }
+
+    @Test
+    void splitColumnsCopiesEachRange() {
+        int n = 9, a = 13, b = 64, c = 7;
+        float[] src = normal(random, n * (a + b + c), 1f);
+        try (Tensor st = gpu.upload(src, n, a + b + c); Tensor ta = poisoned(n, a); Tensor tb = poisoned(n, b);
+             Tensor tc = poisoned(n, c)) {
+            gpu.splitColumns(st, ta, tb, tc);
+            int off = 0;
+            for (int[] part : new int[][]{{a}, {b}, {c}}) {
+                int w = part[0];
+                float[] want = new float[n * w];
+                for (int r = 0; r < n; r++) System.arraycopy(src, r * (a + b + c) + off, want, r * w, w);
+                Tensor t = w == a ? ta : w == b ? tb : tc;
+                assertThat(gpu.download(t)).as("width " + w + " seed " + seed).containsExactly(want);
+                off += w;
+            }
+        }
+    }
+
+    @Test
+    void ropeRotatesHalvesOfEachHead() {
+        int n = 11, heads = 5, half = 40;
+        float[] x = normal(random, n * heads * 2 * half, 1f);
+        float[] cos = new float[n * half], sin = new float[n * half];
+        for (int i = 0; i < cos.length; i++) {
+            double angle = random.nextDouble() * 20 - 10;
+            cos[i] = (float) Math.cos(angle);
+            sin[i] = (float) Math.sin(angle);
+        }
+        try (Tensor xt = gpu.upload(x, n, heads * 2 * half); Tensor ct = gpu.upload(cos, n, half); Tensor st = gpu.upload(sin, n, half)) {
+            gpu.rope(xt, ct, st);
+            float[] want = x.clone();
+            for (int r = 0; r < n; r++) {
+                for (int h = 0; h < heads; h++) {
+                    int base = (r * heads + h) * 2 * half;
+                    for (int j = 0; j < half; j++) {
+                        float c = cos[r * half + j], s = sin[r * half + j], x1 = x[base + j], x2 = x[base + j + half];
+                        want[base + j] = x1 * c - x2 * s;
+                        want[base + j + half] = x2 * c + x1 * s;
+                    }
+                }
+            }
+            assertClose("rope seed " + seed, gpu.download(xt), want, 1e-6);
+        }
+    }
+
+    @Test
+    void siluMulGatesTheUpHalf() {
+        int n = 6, inner = 1001;
+        float[] x = normal(random, n * 2 * inner, 3f);
+        try (Tensor xt = gpu.upload(x, n, 2 * inner); Tensor out = poisoned(n, inner)) {
+            gpu.siluMul(xt, out);
+            float[] want = new float[n * inner];
+            for (int r = 0; r < n; r++) {
+                for (int j = 0; j < inner; j++) {
+                    double a = x[r * 2 * inner + j];
+                    want[r * inner + j] = (float) (a / (1 + Math.exp(-a)) * x[r * 2 * inner + inner + j]);
+                }
+            }
+            assertClose("siluMul seed " + seed, gpu.download(out), want, 1e-6);
+        }
+    }
+
+    @Test
+    void gatherRowsPicksRowsInOrder() {
+        int rows = 23, cols = 77, m = 9;
+        float[] x = normal(random, rows * cols, 1f);
+        int[] idx = new int[m];
+        for (int i = 0; i < m; i++) idx[i] = random.nextInt(rows);
+        try (Tensor xt = gpu.upload(x, rows, cols); Tensor it = gpu.upload(idx, 1, m); Tensor out = poisoned(m, cols)) {
+            gpu.gatherRows(xt, it, out);
+            float[] want = new float[m * cols];
+            for (int i = 0; i < m; i++) System.arraycopy(x, idx[i] * cols, want, i * cols, cols);
+            assertThat(gpu.download(out)).as("seed " + seed).containsExactly(want);
+        }
+    }
+
+    // ---- KV cache and attention -------------------------------------------------------------
+
+    /** One sequence of a batch: its context length and how many of its last tokens are queries. */
+    private record Seq(int context, int queries) {}
+
+    @ParameterizedTest
+    @EnumSource(value = DType.class, names = {"F32", "BF16"})
+    void pagedAttentionMatchesDenseCausalSoftmaxWithGqa(DType cacheType) {
+        runAttention(cacheType, 6, 2, 80, 16, 0,
+                List.of(new Seq(37, 37), new Seq(50, 1), new Seq(10, 0), new Seq(20, 5), new Seq(129, 1)));
+    }
+
+    @Test
+    void pagedAttentionHonoursTheSlidingWindow() {
+        runAttention(DType.F32, 4, 4, 64, 8, 7, List.of(new Seq(30, 30), new Seq(45, 1)));
+    }
+
+    @Test
+    void pagedAttentionHandlesLargeHeadsAndOneKvHead() {
+        runAttention(DType.BF16, 8, 1, 256, 32, 0, List.of(new Seq(300, 3), new Seq(2, 2)));
+    }
+
+    private void runAttention(DType cacheType, int heads, int kvHeads, int headDim, int blockSize, int window, List<Seq> seqs) {
+        int numSeqs = seqs.size(), layers = 2, layer = 1;
+        int maxBlocks = 0, totalBlocks = 0;
+        for (Seq s : seqs) {
+            int b = (s.context + blockSize - 1) / blockSize;
+            maxBlocks = Math.max(maxBlocks, b);
+            totalBlocks += b;
+        }
+        int numBlocks = totalBlocks + 3;
+        // shuffled block ids, so logical order differs from physical order
+        List<Integer> free = new ArrayList<>();
+        for (int i = 0; i < numBlocks; i++) free.add(i);
+        java.util.Collections.shuffle(free, random);
+        int[] tables = new int[numSeqs * maxBlocks];
+        Arrays.fill(tables, -1);
+        int width = kvHeads * headDim, next = 0, numTokens = 0, ctxTokens = 0;
+        for (int s = 0; s < numSeqs; s++) {
+            for (int b = 0; b < (seqs.get(s).context + blockSize - 1) / blockSize; b++) tables[s * maxBlocks + b] = free.get(next++);
+            numTokens += seqs.get(s).queries;
+            ctxTokens += seqs.get(s).context;
+        }
+        // every context token's K and V, written in one writeKv call
+        float[] k = normal(random, ctxTokens * width, 1f), v = normal(random, ctxTokens * width, 1f);
+        int[] slots = new int[ctxTokens];
+        int[] starts = new int[numSeqs + 1], lens = new int[numSeqs];
+        for (int s = 0, t0 = 0; s < numSeqs; s++) {
+            Seq q = seqs.get(s);
+            for (int t = 0; t < q.context; t++) slots[t0 + t] = tables[s * maxBlocks + t / blockSize] * blockSize + t % blockSize;
+            t0 += q.context;
+            starts[s + 1] = starts[s] + q.queries;
+            lens[s] = q.context;
+        }
+        float[] q = normal(random, numTokens * heads * headDim, 1f);
+        float scale = (float) (1 / Math.sqrt(headDim));
+        try (KvCache cache = gpu.allocateKvCache(layers, numBlocks, blockSize, kvHeads, headDim, cacheType);
+             Tensor kt = gpu.upload(k, ctxTokens, width); Tensor vt = gpu.upload(v, ctxTokens, width);
+             Tensor slotT = gpu.upload(slots, 1, ctxTokens); Tensor qt = gpu.upload(q, numTokens, heads * headDim);
+             Tensor out = poisoned(numTokens, heads * headDim);
+             AttentionMetadata meta = new AttentionMetadata(numSeqs, numTokens, Arrays.stream(lens).max().orElse(0),
+                     gpu.upload(starts, 1, numSeqs + 1), gpu.upload(lens, 1, numSeqs), gpu.upload(tables, numSeqs, maxBlocks),
+                     gpu.upload(new int[numTokens], 1, numTokens), starts, lens, window)) {
+            gpu.writeKv(cache, layer, kt, vt, slotT);
+            gpu.attention(qt, cache, layer, meta, scale, out);
+            float[] kq = round(cacheType, k), vq = round(cacheType, v);
+            float[] want = new float[q.length];
+            for (int s = 0, t0 = 0; s < numSeqs; s++) {
+                Seq sq = seqs.get(s);
+                for (int i = 0; i < sq.queries; i++) {
+                    int row = starts[s] + i, pos = sq.context - sq.queries + i;
+                    int first = window > 0 ? Math.max(0, pos - window + 1) : 0;
+                    for (int h = 0; h < heads; h++) {
+                        int kvh = h / (heads / kvHeads);
+                        double[] score = new double[pos - first + 1];
+                        double max = Double.NEGATIVE_INFINITY;
+                        for (int t = first; t <= pos; t++) {
+                            double dot = 0;
+                            for (int d = 0; d < headDim; d++) {
+                                dot += (double) q[(row * heads + h) * headDim + d] * kq[(t0 + t) * width + kvh * headDim + d];
+                            }
+                            score[t - first] = dot * scale;
+                            max = Math.max(max, score[t - first]);
+                        }
+                        double sum = 0;
+                        for (int t = 0; t < score.length; t++) sum += score[t] = Math.exp(score[t] - max);
+                        for (int d = 0; d < headDim; d++) {
+                            double acc = 0;
+                            for (int t = first; t <= pos; t++) acc += score[t - first] * vq[(t0 + t) * width + kvh * headDim + d];
+                            want[(row * heads + h) * headDim + d] = (float) (acc / sum);
+                        }
+                    }
+                }
+                t0 += sq.context;
+            }
+            assertClose("attention " + cacheType + " window " + window + " seed " + seed, gpu.download(out), want, 1e-5);
+        }
+    }
+
+    private static int[] iota(int n) {
+        int[] a = new int[n];
+        for (int i = 0; i < n; i++) a[i] = i;
+        return a;
+    }
+}

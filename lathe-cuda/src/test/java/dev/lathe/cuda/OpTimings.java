@@ -1,0 +1,95 @@
+package dev.lathe.cuda;
+
+import dev.lathe.core.backend.AttentionMetadata;
+import dev.lathe.core.backend.KvCache;
+import dev.lathe.core.backend.Tensor;
+import dev.lathe.core.backend.Weight;
+import dev.lathe.core.checkpoint.DType;
+import dev.lathe.cuda.driver.Event;
+
+import java.util.Arrays;
+import java.util.Locale;
+
+/**
+ * First timings of single ops at Llama-3-8B shapes, batch 1: device time per op between two events
+ * around {@code ITERS} back-to-back launches (so launch gaps count), after a warm-up. Inputs are seeded
+ * random values, never zeros. Not a benchmark of the engine; a baseline for the kernel work to come.
+ */
+public final class OpTimings {
+    private static final int WARMUP = 10, ITERS = 100;
+
+    public static void main(String[] args) {
+        try (CudaBackend gpu = new CudaBackend(0)) {
+            System.out.println("GPU: " + gpu.device());
+            System.out.printf(Locale.ROOT, "%-40s %10s %10s%n", "op", "us/op", "GB/s");
+            linear(gpu, "linear bf16 qkv 4096->6144, n=1", 1, 4096, 6144);
+            linear(gpu, "linear bf16 o 4096->4096, n=1", 1, 4096, 4096);
+            linear(gpu, "linear bf16 gate/up 4096->28672, n=1", 1, 4096, 28672);
+            linear(gpu, "linear bf16 down 14336->4096, n=1", 1, 14336, 4096);
+            linear(gpu, "linear bf16 lm head 4096->128256, n=1", 1, 4096, 128256);
+            norm(gpu);
+            attention(gpu, 2048, 1);
+            attention(gpu, 2048, 2048);
+        }
+    }
+
+    private interface Op { void run(); }
+
+    private static double micros(CudaBackend gpu, Op op) {
+        for (int i = 0; i < WARMUP; i++) op.run();
+        try (Event start = gpu.context().createEvent(); Event end = gpu.context().createEvent()) {
+            double[] runs = new double[5];
+            for (int r = 0; r < runs.length; r++) {
+                start.record(gpu.stream());
+                for (int i = 0; i < ITERS; i++) op.run();
+                end.record(gpu.stream());
+                end.synchronize();
+                runs[r] = start.millisTo(end) * 1000.0 / ITERS;
+            }
+            Arrays.sort(runs);
+            return runs[runs.length / 2];
+        }
+    }
+
+    private static void report(String name, double us, double bytes) {
+        System.out.printf(Locale.ROOT, "%-40s %10.1f %10.0f%n", name, us, bytes / (us * 1e-6) / 1e9);
+    }
+
+    private static void linear(CudaBackend gpu, String name, int n, int in, int out) {
+        try (Weight w = gpu.random("w", DType.BF16, out, in, 7, 0f, 0.02f); Tensor x = gpu.upload(Host.normal(new java.util.Random(1), n * in, 1f), n, in);
+             Tensor y = gpu.allocate(DType.F32, n, out)) {
+            double us = micros(gpu, () -> gpu.linear(x, w, null, y));
+            report(name, us, 2.0 * in * out + 4.0 * n * (in + out));
+        }
+    }
+
+    private static void norm(CudaBackend gpu) {
+        int h = 4096;
+        try (Weight w = gpu.random("n", DType.BF16, 1, h, 3, 1f, 0.02f); Tensor r = gpu.upload(Host.normal(new java.util.Random(2), h, 1f), 1, h);
+             Tensor x = gpu.upload(Host.normal(new java.util.Random(3), h, 1f), 1, h); Tensor o = gpu.allocate(DType.F32, 1, h)) {
+            report("addRmsNorm 4096, n=1", micros(gpu, () -> gpu.addRmsNorm(r, x, w, 1e-5f, o)), 4.0 * h * 4);
+        }
+    }
+
+    /** One sequence of {@code ctx} tokens, the last {@code queries} of them queries; 32 heads, 8 KV heads, 128 dims, BF16 cache. */
+    private static void attention(CudaBackend gpu, int ctx, int queries) {
+        int heads = 32, kvHeads = 8, dim = 128, bs = 16, blocks = ctx / bs;
+        int[] table = new int[blocks], slots = new int[ctx];
+        for (int i = 0; i < blocks; i++) table[i] = i;
+        for (int i = 0; i < ctx; i++) slots[i] = i;
+        java.util.Random rnd = new java.util.Random(4);
+        try (KvCache cache = gpu.allocateKvCache(1, blocks, bs, kvHeads, dim, DType.BF16);
+             Tensor k = gpu.upload(Host.normal(rnd, ctx * kvHeads * dim, 1f), ctx, kvHeads * dim);
+             Tensor v = gpu.upload(Host.normal(rnd, ctx * kvHeads * dim, 1f), ctx, kvHeads * dim);
+             Tensor s = gpu.upload(slots, 1, ctx);
+             Tensor q = gpu.upload(Host.normal(rnd, queries * heads * dim, 1f), queries, heads * dim);
+             Tensor o = gpu.allocate(DType.F32, queries, heads * dim);
+             AttentionMetadata meta = new AttentionMetadata(1, queries, ctx, gpu.upload(new int[]{0, queries}, 1, 2),
+                     gpu.upload(new int[]{ctx}, 1, 1), gpu.upload(table, 1, blocks), gpu.upload(new int[queries], 1, queries),
+                     new int[]{0, queries}, new int[]{ctx}, 0)) {
+            gpu.writeKv(cache, 0, k, v, s);
+            double us = micros(gpu, () -> gpu.attention(q, cache, 0, meta, 0.088f, o));
+            report("attention ctx " + ctx + ", " + queries + " queries (bf16 kv)", us, 2.0 * 2 * ctx * kvHeads * dim);
+        }
+    }
+}

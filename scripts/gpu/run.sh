@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# GPU tests of the CUDA backend, packed here and run on a GPU machine that has no Java.
+#
+#   scripts/gpu/run.sh [pack]   on a build machine (JDK 25, Maven, nvcc): builds lathe-core, lathe-cpu (if
+#                               present) and lathe-cuda, makes a portable Java runtime, and puts runtime, jars,
+#                               test classes and this script into .device/ at the root of the main checkout.
+#   bash .device/run.sh device  on the GPU machine, from the repository root: unpacks the runtime, prints the
+#                               doctor report, runs every @Tag("gpu") test, then first op timings; logs and JUnit XML go to $OUT
+#                               (or ./gpu-out). Extra JVM flags: LATHE_TEST_JVM_FLAGS (e.g. -Dlathe.test.seed=42).
+set -euo pipefail
+mode=${1:-pack}
+console_version=1.14.1   # JUnit Platform of JUnit Jupiter 5.14.1
+
+pack() {
+  local src dest
+  src=$(git rev-parse --show-toplevel)
+  # .device lives in the main checkout (the tree that travels to the GPU machine), also when run from a worktree
+  dest=${LATHE_DEVICE_DIR:-$(cd "$(git rev-parse --git-common-dir)/.." && pwd)/.device}
+  export JAVA_HOME=${JAVA_HOME_25:-/usr/lib/jvm/temurin-25-jdk-amd64}
+  local modules=lathe-core,lathe-cuda
+  [ -d "$src/lathe-cpu" ] && modules=lathe-core,lathe-cpu,lathe-cuda
+  echo "building $modules in $src"
+  # the console launcher brings JUnit itself; the tokenizer (18 MB of natives), jqwik and byte-buddy are
+  # not used by the GPU tests and would push the pack over its 64 MiB budget
+  local exclude=${LATHE_PACK_EXCLUDE_GROUPS:-org.junit.jupiter,org.junit.platform,org.opentest4j,org.apiguardian,ai.djl,ai.djl.huggingface,net.jqwik,net.bytebuddy}
+  mkdir -p "$dest"
+  rm -rf "$dest/lib" "$dest/test-classes"
+  mkdir -p "$dest/lib" "$dest/test-classes"
+  # one reactor run, so copy-dependencies sees the freshly packaged module jars
+  (cd "$src" && mvn -B -q -o -DskipTests package dependency:copy-dependencies -pl "$modules" -am -DincludeScope=test \
+      -DexcludeGroupIds="$exclude" -DoutputDirectory="$dest/lib")
+  if ! grep -q '^built=true' "$src/lathe-cuda/target/classes/dev/lathe/cuda/kernels/kernels.properties"; then
+    echo "the CUDA kernels were not built (no nvcc?): nothing to test on a GPU" >&2
+    exit 1
+  fi
+  cp "$src"/lathe-cuda/target/lathe-cuda-*.jar "$dest/lib/"
+  [ -d "$src/lathe-cpu" ] && cp "$src"/lathe-cpu/target/lathe-cpu-*.jar "$dest/lib/"
+  cp -r "$src/lathe-cuda/target/test-classes/." "$dest/test-classes/"
+  local console=$HOME/.m2/repository/org/junit/platform/junit-platform-console-standalone/$console_version/junit-platform-console-standalone-$console_version.jar
+  if [ ! -f "$console" ]; then
+    mvn -B -q dependency:get -Dartifact=org.junit.platform:junit-platform-console-standalone:$console_version
+  fi
+  cp "$console" "$dest/lib/"
+  if [ ! -f "$dest/jre.tar.xz" ] || [ "${LATHE_REBUILD_JRE:-0}" = 1 ]; then
+    local jre_tool=${LATHE_DEVICE_JRE_TOOL:-/work/shared/tools/device-jre.sh}
+    "$jre_tool" "$dest"
+  fi
+  # the CLI for `lathe bench` on the GPU (synthetic models need no tokenizer: DJL stays behind)
+  (cd "$src" && mvn -B -q -o -DskipTests package -pl lathe-cli -am)
+  # one lib folder for tests and CLI; the tokenizer and chat templates (DJL, jinjava and what they pull in)
+  # are not used by the GPU runs and would push the pack past its budget
+  cp "$src/lathe-cli/target/lathe-cli.jar" "$dest/lib/"
+  for j in "$src"/lathe-cli/target/lib/*.jar; do
+    [ -f "$dest/lib/$(basename "$j")" ] || cp "$j" "$dest/lib/"
+  done
+  (cd "$dest/lib" && rm -f tokenizers-* api-0* jna-* jinjava-* guava-* re2j-* big-math-* javassist-* snakeyaml-* \
+      jackson-dataformat-yaml-* commons-* algebra-* java-ipv6-* immutable* hubspot-style-* derive4j-* checker-qual-* \
+      error_prone* j2objc* failureaccess-* listenablefuture-* jsr305-* annotations-* encode-* gson-* jackson-datatype-jdk8-*)
+  git -C "$src" rev-parse HEAD > "$dest/commit.txt" 2>/dev/null || echo unknown > "$dest/commit.txt"
+  cp "$src/scripts/gpu/run.sh" "$dest/run.sh"
+  echo "packed into $dest: $(du -sh "$dest" | cut -f1) ($(ls "$dest/lib" | wc -l) jars)"
+  du -sh "$dest"/* | sed 's/^/  /'
+}
+
+device() {
+  local dev=.device out=${OUT:-$PWD/gpu-out}
+  [ -f "$dev/jre.tar.xz" ] || { echo "no $dev/jre.tar.xz: run scripts/gpu/run.sh pack on the build machine first" >&2; exit 1; }
+  mkdir -p "$out" /tmp/lathe-jre
+  tar -C /tmp/lathe-jre -xJf "$dev/jre.tar.xz"
+  local java=/tmp/lathe-jre/jre/bin/java cp=""
+  for j in "$dev"/lib/*.jar; do
+    case "$j" in *junit-platform-console-standalone*) ;; *) cp="$cp:$j" ;; esac
+  done
+  cp="$dev/test-classes${cp}"
+  local flags="--enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector -Xss4m ${LATHE_TEST_JVM_FLAGS:-}"
+  { nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used --format=csv || true; } 2>&1 | tee "$out/nvidia-smi.txt"
+  set +e
+  # shellcheck disable=SC2086
+  "$java" $flags -cp "$cp" dev.lathe.cuda.Doctor 2>&1 | tee "$out/doctor.txt"
+  # shellcheck disable=SC2086
+  "$java" $flags -jar "$dev"/lib/junit-platform-console-standalone-*.jar execute \
+      --class-path "$cp" --scan-class-path "$dev/test-classes" --include-tag gpu \
+      --details=tree --disable-banner --disable-ansi-colors --reports-dir "$out/reports" 2>&1 | tee "$out/gpu-tests.log"
+  local rc=${PIPESTATUS[0]}
+  # shellcheck disable=SC2086
+  "$java" $flags -cp "$cp" dev.lathe.cuda.OpTimings 2>&1 | tee "$out/op-timings.txt"
+  set -e
+  if [ "${LATHE_SKIP_BENCH:-0}" != 1 ]; then bench "$java" "$flags" "$out"; fi
+  echo "gpu tests exit code: $rc (logs and JUnit XML in $out)"
+  return "$rc"
+}
+
+# Latency benchmarks of issue 4 with the transformers peer measured in the same call.
+bench() {
+  local java=$1 flags=$2 out=$3 card
+  card=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1 || echo unknown)
+  export LATHE_COMMIT=$(cat .device/commit.txt 2>/dev/null || echo unknown)
+  if [ -f tools/peers/hf_latency.py ] && [ "${LATHE_SKIP_PEER:-0}" != 1 ]; then
+    (cd tools/peers && timeout 300 python3 hf_latency.py --preset llama-3-8b --input-len 128 --output-len 128 \
+        --ttft-input-len 2048 --modes eager,compile --json "$out/peer.json") 2>&1 | tail -20 | tee "$out/peer.log" || true
+  fi
+  local -a lathe
+  # shellcheck disable=SC2206
+  lathe=("$java" $flags -cp ".device/lib/*" dev.lathe.cli.Main)
+  "${lathe[@]}" bench latency --backend cuda --model synthetic:llama-3-8b --batch 1 --input-len 128 --output-len 128 \
+      --warmup 1 --iterations 3 --card "$card" --peer-json "$out/peer.json" --json "$out/latency-128-128.json" 2>&1 | tee "$out/bench.log"
+  "${lathe[@]}" bench latency --backend cuda --model synthetic:llama-3-8b --batch 1 --input-len 2048 --output-len 1 \
+      --warmup 2 --iterations 5 --card "$card" --peer-json "$out/peer.json" --json "$out/latency-2048-1.json" 2>&1 | tee -a "$out/bench.log"
+}
+
+case "$mode" in
+  pack) pack ;;
+  device) device ;;
+  *) echo "usage: $0 [pack|device]" >&2; exit 2 ;;
+esac
