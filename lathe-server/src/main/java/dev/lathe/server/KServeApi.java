@@ -82,8 +82,14 @@ final class KServeApi {
         t.putArray("shape").add(-1).add(1);
     }
 
-    private static String modelName(ServerRequest req) {
-        return req.path().pathParameters().get("model");
+    /** The model named in the path; a version other than "1" is a 404, as the model has no other. */
+    private String modelName(ServerRequest req) {
+        var params = req.path().pathParameters();
+        String name = params.get("model");
+        if (params.contains("version") && !params.get("version").equals(VERSION)) {
+            throw ApiException.notFound("model '" + name + "' has no version '" + params.get("version") + "'; the only one is " + VERSION + ".");
+        }
+        return name;
     }
 
     /** A parsed infer request: the prompts (one per element of {@code text_input}) and how to sample. */

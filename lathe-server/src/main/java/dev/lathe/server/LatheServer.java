@@ -112,6 +112,13 @@ public final class LatheServer implements AutoCloseable {
         r.post("/v2/models/{model}/infer", wrap("v2_infer", Protocol.KSERVE, true, kserve::infer));
         r.post("/v2/models/{model}/generate", wrap("v2_generate", Protocol.KSERVE, true, kserve::generate));
         r.post("/v2/models/{model}/generate_stream", wrap("v2_generate_stream", Protocol.KSERVE, true, kserve::generateStream));
+        // the same routes with an explicit model version (this server has version "1" of each model)
+        r.get("/v2/models/{model}/versions/{version}", wrap("v2_model_metadata", Protocol.KSERVE, true, kserve::modelMetadata));
+        r.get("/v2/models/{model}/versions/{version}/ready", wrap("v2_model_ready", Protocol.KSERVE, true, kserve::modelReady));
+        r.post("/v2/models/{model}/versions/{version}/infer", wrap("v2_infer", Protocol.KSERVE, true, kserve::infer));
+        r.post("/v2/models/{model}/versions/{version}/generate", wrap("v2_generate", Protocol.KSERVE, true, kserve::generate));
+        r.post("/v2/models/{model}/versions/{version}/generate_stream",
+                wrap("v2_generate_stream", Protocol.KSERVE, true, kserve::generateStream));
         r.any("/v2/*", wrap("not_found", Protocol.KSERVE, false, (req, res) -> {
             throw ApiException.notFound("No route for " + req.prologue().method().text() + " " + req.path().path() + ".");
         }));
@@ -277,21 +284,21 @@ public final class LatheServer implements AutoCloseable {
 
     private static void sendError(ServerResponse res, Protocol protocol, ApiException e) {
         if (res.isSent()) return; // a stream already started: nothing more can be said in HTTP
-        JsonNode body;
-        if (protocol == Protocol.KSERVE) {
-            body = Json.object().put("error", e.getMessage());
-        } else {
-            ObjectNode err = Json.object();
-            err.put("message", e.getMessage());
-            err.put("type", e.type());
-            if (e.param() == null) err.putNull("param"); else err.put("param", e.param());
-            if (e.code() == null) err.putNull("code"); else err.put("code", e.code());
-            ObjectNode o = Json.object();
-            o.set("error", err);
-            body = o;
-        }
+        JsonNode body = protocol == Protocol.KSERVE ? Json.object().put("error", e.getMessage()) : openAiError(e);
         if (e.retryAfterSeconds() > 0) res.header(HeaderNames.RETRY_AFTER, Integer.toString(e.retryAfterSeconds()));
         sendJson(res, e.status(), body);
+    }
+
+    /** OpenAI's error body: {@code {"error": {"message", "type", "param", "code"}}}. */
+    static ObjectNode openAiError(ApiException e) {
+        ObjectNode err = Json.object();
+        err.put("message", e.getMessage());
+        err.put("type", e.type());
+        if (e.param() == null) err.putNull("param"); else err.put("param", e.param());
+        if (e.code() == null) err.putNull("code"); else err.put("code", e.code());
+        ObjectNode o = Json.object();
+        o.set("error", err);
+        return o;
     }
 
     static void sendJson(ServerResponse res, int status, JsonNode body) {

@@ -87,7 +87,7 @@ final class OpenAiApi {
         String id = "chatcmpl-" + UUID.randomUUID().toString().replace("-", "");
         long created = System.currentTimeMillis() / 1000;
         long start = System.nanoTime();
-        RequestStream rs = model.submit(new EngineRequest(id, prompt, params, Json.string(body, "user", null)));
+        RequestStream rs = model.submit(new EngineRequest(id, prompt, params, cacheSalt(body)));
         var gen = new Generation(model, server, rs, start, params.n(), prompt.length);
         if (!stream) {
             gen.run(d -> { });
@@ -119,36 +119,40 @@ final class OpenAiApi {
         }
         try (var sse = new SseStream(res)) {
             boolean[] started = new boolean[params.n()];
-            gen.run(d -> {
-                // a delta whose text is held back (half a character, a possible stop string) says nothing yet
-                if (started[d.index()] && isEmpty(d) && !(logprobs && d.logprobs() != null)) return;
-                ObjectNode chunk = chunkHeader(id, "chat.completion.chunk", created, model.name());
-                ObjectNode c = chunk.putArray("choices").addObject();
-                c.put("index", d.index());
-                ObjectNode delta = c.putObject("delta");
-                if (!started[d.index()]) {
-                    delta.put("role", "assistant");
-                    started[d.index()] = true;
+            try {
+                gen.run(d -> {
+                    // a delta whose text is held back (half a character, a possible stop string) says nothing yet
+                    if (started[d.index()] && isEmpty(d) && !(logprobs && d.logprobs() != null)) return;
+                    ObjectNode chunk = chunkHeader(id, "chat.completion.chunk", created, model.name());
+                    ObjectNode c = chunk.putArray("choices").addObject();
+                    c.put("index", d.index());
+                    ObjectNode delta = c.putObject("delta");
+                    if (!started[d.index()]) {
+                        delta.put("role", "assistant");
+                        started[d.index()] = true;
+                    }
+                    if (d.text() != null && (!d.text().isEmpty() || !d.finished())) delta.put("content", d.text());
+                    if (logprobs && d.logprobs() != null) {
+                        c.putObject("logprobs").set("content", chatLogprobs(model, d.logprobs()));
+                    } else {
+                        c.putNull("logprobs");
+                    }
+                    putFinish(c, d.finishReason());
+                    if (includeUsage) chunk.putNull("usage");
+                    sse.send(chunk);
+                });
+                if (includeUsage) {
+                    ObjectNode last = chunkHeader(id, "chat.completion.chunk", created, model.name());
+                    last.putArray("choices");
+                    last.set("usage", usage(gen.promptTokens(), gen.completionTokens(), gen.cachedTokens()));
+                    sse.send(last);
                 }
-                if (d.text() != null && (!d.text().isEmpty() || !d.finished())) delta.put("content", d.text());
-                if (logprobs && d.logprobs() != null) {
-                    c.putObject("logprobs").set("content", chatLogprobs(model, d.logprobs()));
-                } else {
-                    c.putNull("logprobs");
-                }
-                putFinish(c, d.finishReason());
-                if (includeUsage) chunk.putNull("usage");
-                sse.send(chunk);
-            });
-            if (includeUsage) {
-                ObjectNode last = chunkHeader(id, "chat.completion.chunk", created, model.name());
-                last.putArray("choices");
-                last.set("usage", usage(gen.promptTokens(), gen.completionTokens(), gen.cachedTokens()));
-                sse.send(last);
+            } catch (SseStream.ClientGoneException e) {
+                throw e;
+            } catch (RuntimeException e) {
+                sse.send(streamError(e)); // the status line is long gone: say it in the stream, as vLLM does
             }
             sse.sendRaw("[DONE]");
-        } catch (ApiException e) {
-            throw e;
         } catch (SseStream.ClientGoneException e) {
             server.log().info("client went away during {}; request aborted", id);
         }
@@ -251,7 +255,7 @@ final class OpenAiApi {
                 int[] prompt = prompts.get(p);
                 long start = System.nanoTime();
                 RequestStream rs = model.submit(new EngineRequest(prompts.size() == 1 ? id : id + "-" + p, prompt,
-                        params, Json.string(body, "user", null)));
+                        params, cacheSalt(body)));
                 var gen = new Generation(model, server, rs, start, n, prompt.length);
                 gens.add(gen);
                 if (stream && sse == null) sse = new SseStream(res);
@@ -311,6 +315,14 @@ final class OpenAiApi {
             LatheServer.sendJson(res, 200, out);
         } catch (SseStream.ClientGoneException e) {
             server.log().info("client went away during {}; request aborted", id);
+        } catch (RuntimeException e) {
+            if (sse == null) throw e;
+            try {
+                sse.send(streamError(e)); // the status line is long gone: say it in the stream, as vLLM does
+                sse.sendRaw("[DONE]");
+            } catch (SseStream.ClientGoneException gone) {
+                server.log().info("client went away during {}; request aborted", id);
+            }
         } finally {
             if (sse != null) sse.close();
         }
@@ -374,6 +386,23 @@ final class OpenAiApi {
     }
 
     // ---------------------------------------------------------------- shared
+
+    /**
+     * vLLM's {@code cache_salt}: requests share prefix-cache entries only with requests of the same salt.
+     * ({@code user} is accepted and checked, but only identifies the caller, as at OpenAI.)
+     */
+    private static String cacheSalt(ObjectNode body) {
+        Json.string(body, "user", null);
+        return Json.string(body, "cache_salt", null);
+    }
+
+    /** An error inside a stream, in OpenAI's error shape. */
+    private ObjectNode streamError(RuntimeException e) {
+        ApiException api = e instanceof ApiException a ? a : ApiException.internal("The request failed in the engine: "
+                + e.getMessage() + ". Other requests are unaffected.");
+        if (!(e instanceof ApiException)) server.log().error("a streamed request failed", e);
+        return LatheServer.openAiError(api);
+    }
 
     private static boolean isEmpty(RequestOutput d) {
         return (d.text() == null || d.text().isEmpty()) && !d.finished();

@@ -36,6 +36,25 @@ class FaultTest {
     }
 
     @Test
+    void aRequestThatFailsInsideTheEngineFailsAlone() {
+        var engine = new StubEngine(false, 1);
+        engine.failOnFirstToken = 7;
+        try (var server = LatheServer.builder().model("stub", engine).port(0).build().start()) {
+            var http = new Http(server.port());
+            var bad = http.post("/v1/completions", "{\"model\": \"stub\", \"prompt\": [7, 1], \"max_tokens\": 3}");
+            assertThat(bad.statusCode()).isEqualTo(500);
+            assertThat(Http.json(bad).get("error").get("message").asText()).contains("NaN logits");
+            assertThat(Http.json(bad).get("error").get("type").asText()).isEqualTo("server_error");
+            var streamed = http.post("/v1/completions", "{\"model\": \"stub\", \"prompt\": [7], \"max_tokens\": 3, \"stream\": true}");
+            assertThat(streamed.statusCode()).isEqualTo(200);
+            assertThat(streamed.body()).contains("NaN logits").endsWith("data: [DONE]\n\n");
+            var good = http.post("/v1/completions", "{\"model\": \"stub\", \"prompt\": [1, 7], \"max_tokens\": 3}");
+            assertThat(good.statusCode()).isEqualTo(200);
+            assertThat(Http.json(good).get("choices").get(0).get("text").asText()).isEqualTo("xxx");
+        }
+    }
+
+    @Test
     void aFullQueueIsA429WithRetryAfter() {
         try (var server = LatheServer.builder().model("stub", new StubEngine(true, 1)).port(0).build().start()) {
             var http = new Http(server.port());
@@ -86,7 +105,7 @@ class FaultTest {
 
     @Test
     void stoppingAbortsWhatIsStillRunningWhenTheGracePeriodEnds() throws Exception {
-        var engine = new StubEngine(false, 2);
+        var engine = new StubEngine(false, 200); // 50 tokens take 10 s, longer than the grace period
         var server = LatheServer.builder().model("stub", engine).port(0).gracePeriodMillis(3000).build().start();
         var http = new Http(server.port());
         var result = new java.util.concurrent.CompletableFuture<Integer>();
@@ -101,8 +120,8 @@ class FaultTest {
         while (engine.submitted.get() == 0) Thread.sleep(5);
         long t0 = System.nanoTime();
         server.stop();
-        // the stub never ends on its own: when the grace period is over the server aborts it, and the
-        // client still gets its answer (what was generated so far)
+        // when the grace period is over the server aborts the request, and the client still gets its
+        // answer (what was generated so far)
         assertThat(result.get(10, TimeUnit.SECONDS)).isEqualTo(200);
         assertThat(engine.aborted.getCount()).isZero();
         double seconds = (System.nanoTime() - t0) / 1e9;

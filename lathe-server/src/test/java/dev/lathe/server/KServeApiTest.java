@@ -89,6 +89,16 @@ class KServeApiTest {
     }
 
     @Test
+    void versionedRoutesServeVersionOne() {
+        var r = http.post("/v2/models/tiny/versions/1/generate", "{\"text_input\": \"Hi\", \"max_tokens\": 3, \"temperature\": 0, \"ignore_eos\": true}");
+        assertThat(r.statusCode()).as(r.body()).isEqualTo(200);
+        assertThat(Http.json(r).get("text_output").asText()).isEqualTo(greedy("Hi", 3));
+        r = http.get("/v2/models/tiny/versions/7");
+        assertThat(r.statusCode()).isEqualTo(404);
+        assertThat(Http.json(r).get("error").asText()).contains("version");
+    }
+
+    @Test
     void beamSearchIsRefused() {
         var r = http.post("/v2/models/tiny/generate", "{\"text_input\": \"x\", \"beam_width\": 4}");
         assertThat(r.statusCode()).isEqualTo(400);

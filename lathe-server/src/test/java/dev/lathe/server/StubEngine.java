@@ -23,6 +23,8 @@ final class StubEngine implements Engine {
     final CountDownLatch aborted = new CountDownLatch(1);
     final AtomicInteger submitted = new AtomicInteger();
     private final boolean overloaded;
+    /** When set, the stream of a request whose prompt starts with this token fails inside the engine. */
+    volatile Integer failOnFirstToken;
     private final long tokenMillis;
 
     StubEngine(boolean overloaded, long tokenMillis) {
@@ -58,7 +60,16 @@ final class StubEngine implements Engine {
                             request.promptIds().length, n, 0);
                 }
                 Thread.sleep(tokenMillis);
+                if (failOnFirstToken != null && request.promptIds()[0] == failOnFirstToken) {
+                    done = true;
+                    throw new IllegalStateException("request " + request.id() + " failed in the engine: NaN logits");
+                }
                 n++;
+                if (request.params().maxTokens() != null && n >= request.params().maxTokens()) {
+                    done = true;
+                    return new RequestOutput(request.id(), 0, new int[]{5}, "x", null, FinishReason.LENGTH, null,
+                            request.promptIds().length, n, 0);
+                }
                 return new RequestOutput(request.id(), 0, new int[]{5}, "x", null, null, null, request.promptIds().length, n, 0);
             }
 
