@@ -1,11 +1,13 @@
 package dev.lathe.cli;
 
+import ch.qos.logback.classic.Level;
 import dev.lathe.core.backend.Backend;
 import dev.lathe.core.generate.LoadedModel;
 import dev.lathe.core.generate.ModelRef;
 import dev.lathe.core.model.LoadProgress;
 import dev.lathe.server.EngineFactory;
 import dev.lathe.server.LatheServer;
+import org.slf4j.LoggerFactory;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
@@ -28,6 +30,8 @@ import java.util.concurrent.CountDownLatch;
         "Serve models: the OpenAI API (/v1), KServe v2 / Triton (/v2 and gRPC), /metrics and /health.",
         "MODEL is DIR, synthetic:<preset> or NAME=DIR (clients address it by NAME; default: the directory's name)."})
 final class ServeCommand implements Callable<Integer> {
+    private static final String ACCESS_LOGGER = "dev.lathe.server.access";
+
     @Mixin ModelOptions modelOptions;
 
     @Parameters(paramLabel = "MODEL", arity = "0..*", description = "models to serve (default: --model, or the model in models/)")
@@ -54,6 +58,10 @@ final class ServeCommand implements Callable<Integer> {
     @Option(names = "--max-waiting", defaultValue = "256", description = "queued requests per model before answering 429 (default: ${DEFAULT-VALUE})")
     int maxWaiting;
 
+    @Option(names = "--access-log", negatable = true, defaultValue = "true", fallbackValue = "true",
+            description = "log one key=value line per request to stderr (default: on)")
+    boolean accessLog;
+
     @Spec CommandSpec spec;
 
     /** {@code NAME=DIR} or a plain model reference; the name defaults to what {@link LoadedModel#name()} says. */
@@ -71,6 +79,9 @@ final class ServeCommand implements Callable<Integer> {
         if (models.isEmpty()) specs.add(new ModelSpec(null, modelOptions.model));
         for (String m : models) specs.add(ModelSpec.parse(m));
         String key = apiKey != null ? apiKey : System.getenv("LATHE_API_KEY");
+        if (accessLog && LoggerFactory.getLogger(ACCESS_LOGGER) instanceof ch.qos.logback.classic.Logger l) {
+            l.setLevel(Level.INFO); // the CLI logs warnings only unless LATHE_LOG says otherwise
+        }
 
         Backend backend = modelOptions.openBackend();
         Map<String, LoadedModel> loaded = new LinkedHashMap<>();

@@ -427,7 +427,7 @@ final class OpenAiApi {
 
     private static void putFinish(ObjectNode choice, FinishReason reason) {
         if (reason == null) choice.putNull("finish_reason");
-        // an aborted request (server shutdown) reports "length" would be wrong; OpenAI has no "abort", say "stop"
+        // OpenAI has no "abort"; a request cut short by shutdown reads as stopped, which clients understand
         else choice.put("finish_reason", reason == FinishReason.LENGTH ? "length" : "stop");
     }
 
