@@ -153,6 +153,23 @@ class OpenAiApiTest {
     }
 
     @Test
+    void concurrentRequestsAllGetTheirOwnAnswer() throws Exception {
+        String[] prompts = {"one", "two words", "three little words", "four", "five and more", "six"};
+        try (var pool = java.util.concurrent.Executors.newVirtualThreadPerTaskExecutor()) {
+            List<java.util.concurrent.Future<String>> answers = new ArrayList<>();
+            for (String p : prompts) {
+                answers.add(pool.submit(() -> Http.json(http.post("/v1/completions", "{\"model\": \"tiny\", \"prompt\": \""
+                        + p + "\", \"max_tokens\": 6, \"temperature\": 0, \"ignore_eos\": true}"))
+                        .get("choices").get(0).get("text").asText()));
+            }
+            for (int i = 0; i < prompts.length; i++) {
+                assertThat(answers.get(i).get()).isEqualTo(TestModels.reference(tok.encode(prompts[i], true),
+                        SamplingParams.builder().temperature(0).maxTokens(6).ignoreEos(true).build()));
+            }
+        }
+    }
+
+    @Test
     void modelsAreListed() {
         JsonNode r = Http.json(http.get("/v1/models"));
         assertThat(r.get("object").asText()).isEqualTo("list");
