@@ -67,6 +67,7 @@ final class OpenAiApi {
         ObjectNode body = server.readJson(req);
         ServedModel model = server.model(Json.string(body, "model", null));
         List<ChatMessage> messages = messages(body);
+        rejectUnsupported(body);
         boolean logprobs = Boolean.TRUE.equals(Json.bool(body, "logprobs", false));
         Integer topLogprobs = Json.integer(body, "top_logprobs", null);
         if (topLogprobs != null && !logprobs) {
@@ -155,6 +156,19 @@ final class OpenAiApi {
             sse.sendRaw("[DONE]");
         } catch (SseStream.ClientGoneException e) {
             server.log().info("client went away during {}; request aborted", id);
+        }
+    }
+
+    /** Features this server does not have yet: a clear 400 rather than an answer that ignores them. */
+    private static void rejectUnsupported(ObjectNode body) {
+        ArrayNode tools = Json.arrayField(body, "tools");
+        if (tools != null && !tools.isEmpty()) {
+            throw ApiException.badRequest("'tools' (function calling) is not supported by this server yet; leave it out.", "tools");
+        }
+        ObjectNode format = Json.objectField(body, "response_format");
+        if (format != null && !"text".equals(Json.string(format, "type", "text"))) {
+            throw ApiException.badRequest("'response_format' of type '" + Json.string(format, "type", null)
+                    + "' is not supported by this server yet; only 'text' is.", "response_format");
         }
     }
 

@@ -132,6 +132,17 @@ class BadInputTest {
     }
 
     @Test
+    void featuresNotYetServedAreRefusedNotIgnored() {
+        JsonNode e = openAiError(http.post("/v1/chat/completions", """
+                {"model": "tiny", "messages": [{"role": "user", "content": "Hi"}],
+                 "tools": [{"type": "function", "function": {"name": "f"}}]}"""), 400);
+        assertThat(e.get("param").asText()).isEqualTo("tools");
+        e = openAiError(http.post("/v1/chat/completions", """
+                {"model": "tiny", "messages": [{"role": "user", "content": "Hi"}], "response_format": {"type": "json_object"}}"""), 400);
+        assertThat(e.get("param").asText()).isEqualTo("response_format");
+    }
+
+    @Test
     void tokenIdsOutsideTheVocabularyAreA400() {
         JsonNode e = openAiError(http.post("/v1/completions", """
                 {"model": "tiny", "prompt": [1, 999999]}"""), 400);
