@@ -7,7 +7,7 @@ import picocli.CommandLine.Command;
 @Command(name = "lathe", mixinStandardHelpOptions = true, versionProvider = Main.Version.class,
         description = "Lathe: an LLM inference engine. With no --model, commands use the small model shipped in models/.",
         subcommands = {GenerateCommand.class, ChatCommand.class, InspectCommand.class, EvalCommand.class, DoctorCommand.class, BenchGroup.class,
-                CommandLine.HelpCommand.class})
+                ServeCommand.class, CommandLine.HelpCommand.class})
 public final class Main {
     public static void main(String[] args) {
         System.exit(run(args));

@@ -1,0 +1,45 @@
+package dev.lathe.server;
+
+import dev.lathe.core.checkpoint.DType;
+import dev.lathe.core.engine.Engine;
+import dev.lathe.core.engine.EngineConfig;
+import dev.lathe.core.engine.LlmEngine;
+import dev.lathe.core.generate.LoadedModel;
+
+/**
+ * Builds the engine that serves one loaded model. {@link #DEFAULT} is what {@code lathe serve} uses.
+ */
+@FunctionalInterface
+public interface EngineFactory {
+    /**
+     * How to size an engine.
+     *
+     * @param maxModelLen longest prompt + output, in tokens
+     * @param blockSize   KV-cache block size in tokens
+     * @param maxWaiting  requests that may wait before the engine answers 429
+     * @param kvCacheDtype element type of the KV cache
+     */
+    record Settings(int maxModelLen, int blockSize, int maxWaiting, DType kvCacheDtype) {
+        public Settings {
+            if (maxModelLen < 2 || blockSize < 1 || maxWaiting < 0 || kvCacheDtype == null) {
+                throw new IllegalArgumentException("engine settings out of range: maxModelLen=" + maxModelLen
+                        + " blockSize=" + blockSize + " maxWaiting=" + maxWaiting + " kvCacheDtype=" + kvCacheDtype);
+            }
+        }
+    }
+
+    Engine create(String name, LoadedModel model, Settings settings);
+
+    /**
+     * The in-flight batching engine ({@link LlmEngine}): the default sequence and token budgets, prefix
+     * caching on, the KV pool scaled to the block size (at least one full-length sequence).
+     */
+    EngineFactory DEFAULT = (name, model, s) -> {
+        var d = EngineConfig.defaults(s.maxModelLen());
+        int blocksPerSeq = (s.maxModelLen() + s.blockSize() - 1) / s.blockSize();
+        int numBlocks = Math.max(blocksPerSeq, (int) ((long) d.numBlocks() * d.blockSize() / s.blockSize()));
+        var config = new EngineConfig(d.maxNumSeqs(), d.maxNumBatchedTokens(), s.blockSize(), numBlocks,
+                s.maxModelLen(), Math.max(1, s.maxWaiting()), true, s.kvCacheDtype());
+        return new LlmEngine(name, model.model(), model.tokenizer().orElse(null), model.eosTokenIds(), config);
+    };
+}

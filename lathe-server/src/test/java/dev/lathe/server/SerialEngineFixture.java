@@ -1,0 +1,10 @@
+package dev.lathe.server;
+
+/** The test model's engine, for tests outside this package. */
+public final class SerialEngineFixture {
+    private SerialEngineFixture() {}
+
+    public static SerialEngine engine(String name, int maxWaiting) {
+        return TestModels.engine(name, maxWaiting);
+    }
+}
