@@ -70,7 +70,7 @@ class FaultTest {
     }
 
     @Test
-    void theSerialEngineRefusesPastItsQueueLimit() throws Exception {
+    void theEngineRefusesPastItsQueueLimit() throws Exception {
         try (var engine = TestModels.engine("tiny", 1);
              var server = LatheServer.builder().model("tiny", engine).port(0).closeEngines(false).build().start()) {
             var params = dev.lathe.core.sampling.SamplingParams.builder().maxTokens(200).ignoreEos(true).build();

@@ -6,7 +6,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 class MetricsTest {
     @Test
-    void metricsCountRequestsByStatusAndRecordLatencies() {
+    void metricsCountRequestsByStatusAndRecordLatencies() throws InterruptedException {
         try (var server = LatheServer.builder().model("tiny", TestModels.engine("tiny", 4)).port(0).build().start()) {
             var http = new Http(server.port());
             for (int i = 0; i < 2; i++) {
@@ -14,7 +14,14 @@ class MetricsTest {
                         + " \"ignore_eos\": true}").statusCode()).isEqualTo(200);
             }
             assertThat(http.post("/v1/completions", "{\"model\": \"tiny\"}").statusCode()).isEqualTo(400);
+            // engine gauges and counters are a snapshot published after each engine step, which may come a
+            // moment after the client has its last token: wait for the step that finished both requests
             String m = http.get("/metrics").body();
+            for (long end = System.nanoTime() + 5_000_000_000L; !m.contains("lathe_requests_running{model=\"tiny\"} 0.0")
+                    && System.nanoTime() < end; ) {
+                Thread.onSpinWait();
+                m = http.get("/metrics").body();
+            }
             assertThat(m).contains("lathe_http_requests_total{endpoint=\"completions\",status=\"200\"} 2.0");
             assertThat(m).contains("lathe_http_requests_total{endpoint=\"completions\",status=\"400\"} 1.0");
             assertThat(m).contains("lathe_time_to_first_token_seconds_count{model=\"tiny\"} 2");

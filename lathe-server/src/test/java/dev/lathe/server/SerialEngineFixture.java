@@ -4,7 +4,7 @@ package dev.lathe.server;
 public final class SerialEngineFixture {
     private SerialEngineFixture() {}
 
-    public static SerialEngine engine(String name, int maxWaiting) {
+    public static dev.lathe.core.engine.Engine engine(String name, int maxWaiting) {
         return TestModels.engine(name, maxWaiting);
     }
 }

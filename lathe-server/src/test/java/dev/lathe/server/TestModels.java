@@ -1,6 +1,7 @@
 package dev.lathe.server;
 
 import dev.lathe.core.checkpoint.DType;
+import dev.lathe.core.engine.Engine;
 import dev.lathe.core.generate.Generator;
 import dev.lathe.core.generate.LoadedModel;
 import dev.lathe.core.generate.ModelRef;
@@ -27,12 +28,9 @@ final class TestModels {
         return model;
     }
 
-    /** A fresh engine over the shared weights with its own KV cache. */
-    static SerialEngine engine(String name, int maxWaiting) {
-        LoadedModel m = model();
-        var cache = ModelRunner.CacheConfig.forSequences(MAX_MODEL_LEN, 1, 16, DType.F32);
-        return new SerialEngine(name, m.config(), new ModelRunner(m.model(), cache), m.tokenizer().orElseThrow(),
-                m.eosTokenIds(), cache.numBlocks(), maxWaiting);
+    /** A fresh batching engine (what {@code lathe serve} runs) over the shared weights with its own KV cache. */
+    static Engine engine(String name, int maxWaiting) {
+        return EngineFactory.DEFAULT.create(name, model(), new EngineFactory.Settings(MAX_MODEL_LEN, 16, maxWaiting, DType.F32));
     }
 
     /** What the one-sequence generator gives for these ids: the reference the server must match. */
