@@ -108,8 +108,36 @@ bench() {
       --warmup 2 --iterations 5 --card "$card" --peer-json "$out/peer.json" --json "$out/latency-2048-1.json" 2>&1 | tee -a "$out/bench.log"
 }
 
+# Offline throughput of issue 5 (trtllm-bench method) with the transformers batch-64 peer of the same call.
+throughput() {
+  local dev=.device out=${OUT:-$PWD/gpu-out}
+  mkdir -p "$out" /tmp/lathe-jre
+  tar -C /tmp/lathe-jre -xJf "$dev/jre.tar.xz"
+  local java=/tmp/lathe-jre/jre/bin/java
+  export LATHE_COMMIT=$(cat .device/commit.txt 2>/dev/null || echo unknown)
+  local -a lathe
+  lathe=("$java" --enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector -Xss4m -cp ".device/lib/*" dev.lathe.cli.Main)
+  local n=${LATHE_THROUGHPUT_REQUESTS:-3000}
+  set +e
+  timeout 330 "${lathe[@]}" bench throughput --backend cuda --model synthetic:llama-3-8b --input-len 128 --output-len 128 \
+      --num-requests "$n" --json "$out/throughput-128-128.json" 2>&1 | tail -30 | tee "$out/throughput.log"
+  if [ -f tools/peers/hf_latency.py ] && [ "${LATHE_SKIP_PEER:-0}" != 1 ]; then
+    (cd tools/peers && timeout 220 python3 hf_latency.py --preset llama-3-8b --skip-latency --throughput-batch 64 \
+        --throughput-input-len 128 --throughput-output-len 128 --throughput-modes compile --json "$out/peer-throughput.json") \
+        2>&1 | tail -15 | tee "$out/peer-throughput.log"
+  fi
+  python3 - "$out/throughput-128-128.json" "$out/peer-throughput.json" <<'PY'
+import json, os, sys
+rec, peer = sys.argv[1], sys.argv[2]
+if os.path.exists(rec) and os.path.exists(peer):
+    d = json.load(open(rec)); d["peer_same_run"] = json.load(open(peer)); json.dump(d, open(rec, "w"), indent=2)
+PY
+  set -e
+}
+
 case "$mode" in
+  throughput) throughput ;;
   pack) pack ;;
   device) device ;;
-  *) echo "usage: $0 [pack|device]" >&2; exit 2 ;;
+  *) echo "usage: $0 [pack|device|throughput]" >&2; exit 2 ;;
 esac
