@@ -24,6 +24,13 @@ Modes:
                  cache inside the graph, so CUDA graphs overwrite it ("accessing tensor output of
                  CUDAGraphs that has been overwritten"). Kept to show that, not in the default modes.
 
+Offline throughput (--throughput-modes, the peer of `lathe bench throughput`): one batch of
+--throughput-batch random prompts of --throughput-input-len tokens, each generating exactly
+--throughput-output-len tokens in one generate call; after the first (compiling) call and
+--throughput-warmup more, --throughput-reps calls are timed and output_tok_s = batch * output_len /
+median time (prefill included). Results go under "throughput" in the JSON; --skip-latency (or
+--modes none) measures throughput only.
+
 Compilation time (the extra time of the first call over a warm one) is reported as compile_s and
 excluded from every timing. If a mode fails, its error is recorded and the next mode runs.
 
@@ -31,6 +38,8 @@ Usage:
   python3 hf_latency.py --preset llama-3-8b --input-len 128 --output-len 128 \\
       --ttft-input-len 2048 --modes eager,compile --json out.json
   python3 hf_latency.py --preset tiny --json tiny.json     # quick smoke run
+  python3 hf_latency.py --preset llama-3-8b --skip-latency --throughput-batch 64 \\
+      --throughput-input-len 128 --throughput-output-len 128 --throughput-modes compile --json tp.json
 """
 
 from __future__ import annotations
@@ -154,8 +163,8 @@ class Timer:
         return self.start.elapsed_time(self.end), result
 
 
-def measure_mode(model, mode: str, args, prompts: dict[int, torch.Tensor], fullgraph: bool = True) -> dict:
-    extra: dict = {}
+def mode_setup(model, mode: str, fullgraph: bool):
+    """The generate() keyword arguments of a mode, and the model's forward to restore afterwards (or None)."""
     original_forward = None
     if mode == "eager":
         extra = dict(disable_compile=True)
@@ -172,8 +181,11 @@ def measure_mode(model, mode: str, args, prompts: dict[int, torch.Tensor], fullg
         model.forward = torch.compile(model.forward, mode="reduce-overhead", fullgraph=fullgraph)
     else:
         raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+    return extra, original_forward
 
-    timer = Timer()
+
+def timed_generate(model, mode: str, extra: dict, timer: "Timer"):
+    """A function (ids, new_tokens) -> ms that times one greedy generate call and checks its length."""
 
     def generate(ids: torch.Tensor, new_tokens: int) -> float:
         def call():
@@ -193,6 +205,14 @@ def measure_mode(model, mode: str, args, prompts: dict[int, torch.Tensor], fullg
                 f"and {new_tokens} new tokens; expected exactly {new_tokens} new tokens"
             )
         return ms
+
+    return generate
+
+
+def measure_mode(model, mode: str, args, prompts: dict[int, torch.Tensor], fullgraph: bool = True) -> dict:
+    extra, original_forward = mode_setup(model, mode, fullgraph)
+    timer = Timer()
+    generate = timed_generate(model, mode, extra, timer)
 
     res: dict = {"fullgraph": fullgraph} if mode != "eager" else {}
     if mode != "eager":
@@ -248,6 +268,49 @@ def measure_mode(model, mode: str, args, prompts: dict[int, torch.Tensor], fullg
     return res
 
 
+def measure_throughput(model, mode: str, args, prompt: torch.Tensor, fullgraph: bool = True) -> dict:
+    """Offline throughput: whole generate calls over a batch of prompts, each producing output_len tokens.
+
+    prompt is [batch, input_len]. The first call compiles (where the mode compiles); then
+    --throughput-warmup untimed calls; then --throughput-reps timed calls, whose median is e2e_s and
+    output_tok_s = batch * output_len / e2e_s (prefill included, as in an offline batch run).
+    """
+    batch, n_in = prompt.shape
+    n_out = args.throughput_output_len
+    res: dict = {"batch": batch, "input_len": n_in, "output_len": n_out}
+    if mode != "eager":
+        res["fullgraph"] = fullgraph
+    original_forward = None
+    t_mode = time.perf_counter()
+    try:
+        extra, original_forward = mode_setup(model, mode, fullgraph)
+        if mode != "eager":
+            torch._dynamo.reset()  # no graphs left over from an earlier mode or batch size
+        generate = timed_generate(model, f"throughput {mode}", extra, Timer())
+
+        first = generate(prompt, n_out)
+        log(f"throughput {mode}: first {batch}x({n_in}+{n_out}) call {first / 1e3:.2f} s")
+        for _ in range(args.throughput_warmup):
+            generate(prompt, n_out)
+        runs = [generate(prompt, n_out) for _ in range(args.throughput_reps)]
+        e2e_ms = statistics.median(runs)
+        res["e2e_s"] = round(e2e_ms / 1e3, 4)
+        res["output_tok_s"] = round(batch * n_out / (e2e_ms / 1e3), 2)
+        res["e2e_s_all"] = [round(x / 1e3, 4) for x in runs]
+        if mode != "eager":
+            res["compile_s"] = round(max(0.0, (first - e2e_ms) / 1e3), 2)
+        log(f"throughput {mode}: {res['output_tok_s']} output tok/s, e2e {res['e2e_s']} s")
+    except Exception as e:  # record and go on with the next mode
+        res["error"] = f"{type(e).__name__}: {e}"[:2000]
+        log(f"throughput {mode}: FAILED: {res['error'].splitlines()[0][:300]}")
+        traceback.print_exc()
+    finally:
+        if original_forward is not None:
+            del model.forward  # back to the class's forward
+        res["mode_wall_s"] = round(time.perf_counter() - t_mode, 1)
+    return res
+
+
 def _is_graph_break(error: str) -> bool:
     """Whether a mode failed because dynamo could not trace one graph (worth a fullgraph=False retry)."""
     return error.startswith("Unsupported") or "graph break" in error.lower()
@@ -259,20 +322,38 @@ def main(argv=None) -> int:
     ap.add_argument("--input-len", type=int, default=128)
     ap.add_argument("--output-len", type=int, default=128)
     ap.add_argument("--ttft-input-len", type=int, default=2048, help="0 skips the long-prompt TTFT")
-    ap.add_argument("--modes", default="eager,compile", help=f"comma-separated, of {', '.join(MODES)}")
+    ap.add_argument("--modes", default="eager,compile",
+                    help=f"latency modes, comma-separated, of {', '.join(MODES)}; 'none' skips latency")
+    ap.add_argument("--skip-latency", action="store_true", help="measure throughput only (same as --modes none)")
     ap.add_argument("--warmup", type=int, default=1, help="warm-up rounds after the first call of each shape")
     ap.add_argument("--reps", type=int, default=3, help="timed full generate calls per mode (median)")
     ap.add_argument("--ttft-reps", type=int, default=5, help="timed prompt-only calls per shape (median)")
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--throughput-modes", default="",
+                    help=f"offline-throughput modes, comma-separated, of {', '.join(MODES)}; empty or 'none' skips")
+    ap.add_argument("--throughput-batch", type=int, default=64)
+    ap.add_argument("--throughput-input-len", type=int, default=128)
+    ap.add_argument("--throughput-output-len", type=int, default=128)
+    ap.add_argument("--throughput-warmup", type=int, default=1, help="untimed calls after the first (compiling) one")
+    ap.add_argument("--throughput-reps", type=int, default=2, help="timed batch generate calls per mode (median)")
     ap.add_argument("--json", help="write the results here (rewritten after every mode)")
     args = ap.parse_args(argv)
 
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    for m in modes:
-        if m not in MODES:
-            ap.error(f"unknown mode {m!r}; expected one of {', '.join(MODES)}")
-    if args.output_len < 2:
+    def parse_modes(text: str, flag: str) -> list[str]:
+        names = [m.strip() for m in text.split(",") if m.strip() and m.strip() != "none"]
+        for m in names:
+            if m not in MODES:
+                ap.error(f"{flag}: unknown mode {m!r}; expected one of {', '.join(MODES)} or none")
+        return names
+
+    modes = [] if args.skip_latency else parse_modes(args.modes, "--modes")
+    throughput_modes = parse_modes(args.throughput_modes, "--throughput-modes")
+    if not modes and not throughput_modes:
+        ap.error("nothing to measure: give latency --modes or --throughput-modes")
+    if modes and args.output_len < 2:
         ap.error("--output-len must be at least 2 to measure decoding")
+    if throughput_modes and min(args.throughput_batch, args.throughput_input_len, args.throughput_output_len) < 1:
+        ap.error("--throughput-batch, --throughput-input-len and --throughput-output-len must be at least 1")
     if not torch.cuda.is_available():
         print("hf_latency.py: no CUDA device visible to torch; this benchmark needs a GPU", file=sys.stderr)
         return 2
@@ -294,7 +375,9 @@ def main(argv=None) -> int:
         "output_len": args.output_len,
         "ttft_input_len": args.ttft_input_len,
         "attn_implementation": "sdpa",
+        "latency_modes": modes,
         "results": {},
+        "throughput": {},
     }
 
     def write():
@@ -317,7 +400,7 @@ def main(argv=None) -> int:
     prompts = {
         n: torch.randint(1, config.vocab_size, (1, n), device="cuda", generator=gen)
         for n in {args.input_len, args.ttft_input_len} if n
-    }
+    } if modes else {}
     write()
     for mode in modes:
         log(f"mode {mode} ...")
@@ -331,6 +414,24 @@ def main(argv=None) -> int:
             retry["error_fullgraph"] = r["error"]
             r = retry
         record["results"][mode] = r
+        write()
+
+    if throughput_modes:
+        # One batch of random prompts (ids >= 1: no pad id, so no attention-mask padding), all of one length.
+        tgen = torch.Generator(device="cuda").manual_seed(args.seed + 2)
+        batch_prompt = torch.randint(
+            1, config.vocab_size, (args.throughput_batch, args.throughput_input_len), device="cuda", generator=tgen)
+    for mode in throughput_modes:
+        log(f"throughput mode {mode} ...")
+        r = measure_throughput(model, mode, args, batch_prompt)
+        if mode != "eager" and _is_graph_break(r.get("error", "")):
+            log(f"throughput mode {mode}: retrying with fullgraph=False")
+            record["throughput"][mode] = r
+            write()
+            retry = measure_throughput(model, mode, args, batch_prompt, fullgraph=False)
+            retry["error_fullgraph"] = r["error"]
+            r = retry
+        record["throughput"][mode] = r
         write()
     record["total_s"] = round(time.perf_counter() - t0, 1)
     write()
@@ -347,8 +448,16 @@ def main(argv=None) -> int:
               f"ttft@{args.input_len} {r.get(f'ttft_ms_{args.input_len}', float('nan')):8.2f} ms  "
               f"ttft@{args.ttft_input_len} {r.get(long_key, float('nan')):8.2f} ms  "
               f"compile {r.get('compile_s', 0.0):.1f} s")
+    for mode, r in record["throughput"].items():
+        head = f"  throughput {mode:12s} batch {r['batch']} ({r['input_len']}+{r['output_len']})"
+        if "error" in r:
+            print(f"{head} FAILED: {r['error'].splitlines()[0][:200]}")
+            continue
+        print(f"{head} {r['output_tok_s']:10.2f} output tok/s  e2e {r['e2e_s']:.3f} s  "
+              f"compile {r.get('compile_s', 0.0):.1f} s")
     print(f"  total {record['total_s']} s")
-    return 0 if all("error" not in r for r in record["results"].values()) else 1
+    everything = list(record["results"].values()) + list(record["throughput"].values())
+    return 0 if all("error" not in r for r in everything) else 1
 
 
 if __name__ == "__main__":
