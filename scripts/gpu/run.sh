@@ -55,7 +55,9 @@ pack() {
   done
   (cd "$dest/lib" && rm -f tokenizers-* api-0* jna-* jinjava-* guava-* re2j-* big-math-* javassist-* snakeyaml-* \
       jackson-dataformat-yaml-* commons-* algebra-* java-ipv6-* immutable* hubspot-style-* derive4j-* checker-qual-* \
-      error_prone* j2objc* failureaccess-* listenablefuture-* jsr305-* annotations-* encode-* gson-* jackson-datatype-jdk8-*)
+      error_prone* j2objc* failureaccess-* listenablefuture-* jsr305-* annotations-* encode-* gson-* jackson-datatype-jdk8-* \
+      grpc-* proto-* protobuf-* prometheus-* micrometer-* helidon-* HdrHistogram-* LatencyUtils-* perfmark-* animal-sniffer-*)
+  # (the server's HTTP, gRPC and metrics stack is left out too: the GPU runs are `lathe bench latency|throughput`)
   git -C "$src" rev-parse HEAD > "$dest/commit.txt" 2>/dev/null || echo unknown > "$dest/commit.txt"
   cp "$src/scripts/gpu/run.sh" "$dest/run.sh"
   echo "packed into $dest: $(du -sh "$dest" | cut -f1) ($(ls "$dest/lib" | wc -l) jars)"
