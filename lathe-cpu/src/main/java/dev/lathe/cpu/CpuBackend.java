@@ -51,8 +51,7 @@ public final class CpuBackend implements Backend {
 
     @Override
     public Weight load(WeightTensor t) {
-        int[] shape = matrixShape(t);
-        checkBytes(t, shape[0], shape[1]);
+        int[] shape = t.matrixShape();
         return new CpuWeight(t.name(), WeightFormats.of(t.dtype(), t.name()), shape[0], shape[1],
                 List.of(new CpuWeight.Part(t.data(), 0, shape[0])), null);
     }
@@ -62,17 +61,16 @@ public final class CpuBackend implements Backend {
         if (parts.isEmpty()) throw new IllegalArgumentException("loadFused '" + name + "': no parts");
         WeightTensor first = parts.getFirst();
         WeightFormat format = WeightFormats.of(first.dtype(), first.name());
-        int cols = matrixShape(first)[1];
+        int cols = first.matrixShape()[1];
         List<CpuWeight.Part> stacked = new ArrayList<>();
         long rows = 0;
         for (WeightTensor t : parts) {
-            int[] shape = matrixShape(t);
+            int[] shape = t.matrixShape();
             if (t.dtype() != first.dtype() || shape[1] != cols) {
                 throw new IllegalArgumentException("loadFused '" + name + "': part '" + t.name() + "' is " + t.dtype()
                         + " " + t.shapeString() + " but '" + first.name() + "' is " + first.dtype() + " "
                         + first.shapeString() + "; fused parts need one dtype and one column count");
             }
-            checkBytes(t, shape[0], shape[1]);
             stacked.add(new CpuWeight.Part(t.data(), (int) rows, shape[0]));
             rows += shape[0];
         }
@@ -107,32 +105,7 @@ public final class CpuBackend implements Backend {
         return new CpuKvCache(numLayers, numBlocks, blockSize, numKvHeads, headDim, dtype);
     }
 
-    private static int[] matrixShape(WeightTensor t) {
-        long[] s = t.shape();
-        long rows, cols;
-        if (s.length == 1) {
-            rows = 1;
-            cols = s[0];
-        } else if (s.length == 2) {
-            rows = s[0];
-            cols = s[1];
-        } else {
-            throw new IllegalArgumentException("cpu backend: tensor '" + t.name() + "' has shape " + t.shapeString()
-                    + "; weights must be 1-D or 2-D");
-        }
-        if (rows <= 0 || cols <= 0 || rows > Integer.MAX_VALUE || cols > Integer.MAX_VALUE) {
-            throw new IllegalArgumentException("cpu backend: tensor '" + t.name() + "' has unusable shape " + t.shapeString());
-        }
-        return new int[]{(int) rows, (int) cols};
-    }
 
-    private static void checkBytes(WeightTensor t, int rows, int cols) {
-        long expected = (long) rows * cols * t.dtype().byteSize();
-        if (t.data().byteSize() != expected) {
-            throw new IllegalArgumentException("cpu backend: tensor '" + t.name() + "' " + t.dtype() + " " + t.shapeString()
-                    + " needs " + expected + " bytes but holds " + t.data().byteSize());
-        }
-    }
 
     // ---- ops --------------------------------------------------------------------------------
 

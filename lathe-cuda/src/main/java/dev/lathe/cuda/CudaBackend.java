@@ -167,9 +167,8 @@ public final class CudaBackend implements Backend {
 
     @Override
     public Weight load(WeightTensor t) {
-        int[] shape = matrixShape(t);
+        int[] shape = t.matrixShape();
         checkWeightType(t.dtype(), t.name());
-        checkBytes(t, shape[0], shape[1]);
         DeviceBuffer buf = context.allocate(t.data().byteSize());
         try {
             copyIn(t.data(), buf, 0);
@@ -185,16 +184,15 @@ public final class CudaBackend implements Backend {
         if (parts.isEmpty()) throw new IllegalArgumentException("loadFused '" + name + "': no parts");
         WeightTensor first = parts.getFirst();
         checkWeightType(first.dtype(), first.name());
-        int cols = matrixShape(first)[1];
+        int cols = first.matrixShape()[1];
         long rows = 0;
         for (WeightTensor t : parts) {
-            int[] shape = matrixShape(t);
+            int[] shape = t.matrixShape();
             if (t.dtype() != first.dtype() || shape[1] != cols) {
                 throw new IllegalArgumentException("loadFused '" + name + "': part '" + t.name() + "' is " + t.dtype()
                         + " " + t.shapeString() + " but '" + first.name() + "' is " + first.dtype() + " "
                         + first.shapeString() + "; fused parts need one dtype and one column count");
             }
-            checkBytes(t, shape[0], shape[1]);
             rows += shape[0];
         }
         if (rows > Integer.MAX_VALUE) throw new IllegalArgumentException("loadFused '" + name + "': " + rows + " rows is too many");
@@ -245,32 +243,7 @@ public final class CudaBackend implements Backend {
         }
     }
 
-    private static int[] matrixShape(WeightTensor t) {
-        long[] s = t.shape();
-        long rows, cols;
-        if (s.length == 1) {
-            rows = 1;
-            cols = s[0];
-        } else if (s.length == 2) {
-            rows = s[0];
-            cols = s[1];
-        } else {
-            throw new IllegalArgumentException("cuda backend: tensor '" + t.name() + "' has shape " + t.shapeString()
-                    + "; weights must be 1-D or 2-D");
-        }
-        if (rows <= 0 || cols <= 0 || rows > Integer.MAX_VALUE || cols > Integer.MAX_VALUE) {
-            throw new IllegalArgumentException("cuda backend: tensor '" + t.name() + "' has unusable shape " + t.shapeString());
-        }
-        return new int[]{(int) rows, (int) cols};
-    }
 
-    private static void checkBytes(WeightTensor t, int rows, int cols) {
-        long expected = (long) rows * cols * t.dtype().byteSize();
-        if (t.data().byteSize() != expected) {
-            throw new IllegalArgumentException("cuda backend: tensor '" + t.name() + "' " + t.dtype() + " " + t.shapeString()
-                    + " needs " + expected + " bytes but holds " + t.data().byteSize());
-        }
-    }
 
     /** Kernel code of a storage format; matches DT_* in common.cuh. */
     static int dtypeCode(DType t) {

@@ -25,4 +25,30 @@ public record WeightTensor(String name, DType dtype, long[] shape, MemorySegment
         }
         return this;
     }
+
+    /**
+     * This tensor as a {@code {rows, cols}} matrix (a 1-D tensor is one row) after checking that its bytes
+     * hold exactly that many elements of its dtype; an error names the tensor otherwise.
+     */
+    public int[] matrixShape() {
+        long rows, cols;
+        if (shape.length == 1) {
+            rows = 1;
+            cols = shape[0];
+        } else if (shape.length == 2) {
+            rows = shape[0];
+            cols = shape[1];
+        } else {
+            throw new IllegalArgumentException("tensor '" + name + "' has shape " + shapeString() + "; weights must be 1-D or 2-D");
+        }
+        if (rows <= 0 || cols <= 0 || rows > Integer.MAX_VALUE || cols > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("tensor '" + name + "' has unusable shape " + shapeString());
+        }
+        long expected = rows * cols * dtype.byteSize();
+        if (data.byteSize() != expected) {
+            throw new IllegalArgumentException("tensor '" + name + "' " + dtype + " " + shapeString() + " needs "
+                    + expected + " bytes but holds " + data.byteSize());
+        }
+        return new int[]{(int) rows, (int) cols};
+    }
 }
