@@ -142,4 +142,32 @@ class CliTest {
         assertThat(r.exit()).isEqualTo(1);
         assertThat(r.err()).contains("no tokenizer");
     }
+
+    @Test
+    void benchThroughputWritesARecordThatCountsEveryToken(@TempDir Path dir) throws IOException {
+        Path json = dir.resolve("t.json");
+        Run r = lathe("bench", "throughput", "--backend", "cpu", "--model", "synthetic:tiny", "--input-len", "16",
+                "--output-len", "8", "--num-requests", "12", "--max-num-seqs", "4", "--json", json.toString());
+        assertThat(r.exit()).as(r.err()).isZero();
+        JsonNode rec = new ObjectMapper().readTree(json.toFile());
+        assertThat(rec.get("num_requests").asInt()).isEqualTo(12);
+        assertThat(rec.get("results").get("output_tokens").asLong()).isEqualTo(12 * 8);
+        assertThat(rec.get("results").get("peak_concurrency").asInt()).isBetween(1, 4);
+        assertThat(rec.get("results").get("output_tok_per_s").asDouble()).isPositive();
+    }
+
+    @Test
+    void benchLatencyWritesARecord(@TempDir Path dir) throws IOException {
+        Path json = dir.resolve("l.json");
+        Run r = lathe("bench", "latency", "--backend", "cpu", "--model", "synthetic:tiny", "--input-len", "8",
+                "--output-len", "5", "--warmup", "0", "--iterations", "2", "--json", json.toString());
+        assertThat(r.exit()).as(r.err()).isZero();
+        JsonNode rec = new ObjectMapper().readTree(json.toFile());
+        assertThat(rec.get("backend").asText()).isEqualTo("cpu");
+        JsonNode res = rec.get("results");
+        assertThat(res.get("ttft_ms_p50").asDouble()).isPositive();
+        // 2 iterations x 4 decode steps, each one token for batch 1
+        assertThat(res.get("decode_tok_s").asDouble()).isCloseTo(1000.0 / res.get("tpot_ms_mean").asDouble(),
+                org.assertj.core.api.Assertions.within(1e-6));
+    }
 }
