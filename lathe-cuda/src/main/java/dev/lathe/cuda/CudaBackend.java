@@ -38,11 +38,13 @@ public final class CudaBackend implements Backend {
     private final Event[] stagingFree = new Event[2];
     private final boolean[] stagingBusy = new boolean[2];
     private DeviceBuffer scratch;
+    private final BufferPool pool;
     private boolean closed;
 
     /** A backend on GPU {@code ordinal}. */
     public CudaBackend(int ordinal) {
         this.context = CudaContext.open(ordinal);
+        this.pool = new BufferPool(context);
         Stream s = null;
         Kernels k = null;
         Gemm g = null;
@@ -90,7 +92,7 @@ public final class CudaBackend implements Backend {
         if (dtype != DType.F32 && dtype != DType.I32 && dtype != DType.F16 && dtype != DType.BF16) {
             throw new IllegalArgumentException("allocate: cuda tensors are F32, I32, F16 or BF16, not " + dtype);
         }
-        return new CudaTensor(context.allocate((long) rows * cols * dtype.byteSize()), dtype, rows, cols);
+        return new CudaTensor(pool.obtain((long) rows * cols * dtype.byteSize()), dtype, rows, cols, pool::recycle);
     }
 
     @Override
@@ -488,6 +490,7 @@ public final class CudaBackend implements Backend {
             stream.synchronize();
         } finally {
             if (scratch != null) scratch.close();
+            pool.release();
             for (int i = 0; i < 2; i++) {
                 staging[i].close();
                 stagingFree[i].close();

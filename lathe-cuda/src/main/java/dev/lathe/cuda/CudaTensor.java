@@ -4,21 +4,33 @@ import dev.lathe.core.backend.Tensor;
 import dev.lathe.core.checkpoint.DType;
 import dev.lathe.cuda.driver.DeviceBuffer;
 
-/** A row-major {@code [rows, cols]} tensor in device memory. */
+import java.util.function.Consumer;
+
+/** A row-major {@code [rows, cols]} tensor in device memory; closing it hands the memory to its owner. */
 final class CudaTensor implements Tensor {
     private final DeviceBuffer buffer;
     private final DType dtype;
     private final int rows;
     private final int cols;
+    private final Consumer<DeviceBuffer> onClose;
+    private boolean closed;
 
     CudaTensor(DeviceBuffer buffer, DType dtype, int rows, int cols) {
+        this(buffer, dtype, rows, cols, DeviceBuffer::close);
+    }
+
+    CudaTensor(DeviceBuffer buffer, DType dtype, int rows, int cols, Consumer<DeviceBuffer> onClose) {
         this.buffer = buffer;
         this.dtype = dtype;
         this.rows = rows;
         this.cols = cols;
+        this.onClose = onClose;
     }
 
-    long address() { return buffer.address(); }
+    long address() {
+        if (closed) throw new IllegalStateException("tensor " + this + " was closed");
+        return buffer.address();
+    }
 
     DeviceBuffer buffer() { return buffer; }
 
@@ -36,7 +48,11 @@ final class CudaTensor implements Tensor {
     public int cols() { return cols; }
 
     @Override
-    public void close() { buffer.close(); }
+    public void close() {
+        if (closed) return;
+        closed = true;
+        onClose.accept(buffer);
+    }
 
     @Override
     public String toString() { return "CudaTensor(" + dtype + " " + shape() + ")"; }
