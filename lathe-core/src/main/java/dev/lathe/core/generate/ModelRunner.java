@@ -121,7 +121,7 @@ public final class ModelRunner implements AutoCloseable {
                 positions[t + i] = pos;
                 slots[t + i] = seq.block(pos / blockSize) * blockSize + pos % blockSize;
             }
-            rope.fill(positions, t, counts[s], rope.invFreq(contextLens[s]), cos, sin, t);
+            fillRope(positions, t, counts[s], seq.numPromptTokens(), cos, sin);
             if (allLogits) {
                 firstRowOfSeq[s] = t;
                 for (int i = 0; i < counts[s]; i++) logitRows[t + i] = t + i;
@@ -145,6 +145,27 @@ public final class ModelRunner implements AutoCloseable {
         }
         for (int s = 0; s < numSeqs; s++) seqs.get(s).advanceComputed(counts[s]);
         return new StepLogits(out, config.vocabSize(), firstRowOfSeq);
+    }
+
+    /**
+     * Rotary tables for {@code count} tokens from row {@code from}. A token at position {@code p} is rotated
+     * for the sequence length {@code max(p + 1, promptLen)}: transformers computes a prompt in one pass (its
+     * length sets dynamic NTK scaling for every prompt token) and then one token at a time. Taking the
+     * length per token, not per step, makes a chunked prefill rotate exactly as the one-pass prompt did;
+     * for every other scaling type the length does not matter.
+     */
+    private void fillRope(int[] positions, int from, int count, int promptLen, float[] cos, float[] sin) {
+        if (!rope.dependsOnLength()) {
+            rope.fill(positions, from, count, rope.invFreq(0), cos, sin, from);
+            return;
+        }
+        for (int i = 0; i < count; ) {
+            int len = Math.max(positions[from + i] + 1, promptLen);
+            int run = 1;
+            while (i + run < count && Math.max(positions[from + i + run] + 1, promptLen) == len) run++;
+            rope.fill(positions, from + i, run, rope.invFreq(len), cos, sin, from + i);
+            i += run;
+        }
     }
 
     /** Returns the sequence's blocks to the pool; it must be recomputed to run again. */

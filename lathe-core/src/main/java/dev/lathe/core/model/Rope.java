@@ -8,10 +8,9 @@ import dev.lathe.core.config.RopeScaling;
  * transformers computes them in float32: inverse frequencies per scaling type, then
  * {@code angle = (float) position * invFreq} rounded to float, then cos/sin of that angle.
  *
- * <p>DYNAMIC (NTK) scaling depends on the sequence length: a sequence whose length so far
- * ({@code seqLen}, the position of its last token + 1) exceeds max_position_embeddings gets a larger
- * base for the tokens of this step; cached keys keep the rotation they were written with, exactly as
- * transformers does with a KV cache.
+ * <p>DYNAMIC (NTK) scaling depends on the sequence length: a sequence longer than max_position_embeddings
+ * gets a larger base; cached keys keep the rotation they were written with, exactly as transformers does
+ * with a KV cache. Which length applies to which token is the caller's choice (see ModelRunner).
  */
 public final class Rope {
     private final int headDim;
@@ -32,6 +31,9 @@ public final class Rope {
     }
 
     public int half() { return half; }
+
+    /** True when the frequencies depend on the sequence length (dynamic NTK scaling). */
+    public boolean dependsOnLength() { return scaling.type() == RopeScaling.Type.DYNAMIC; }
 
     /** Inverse frequencies used for a sequence whose length (last position + 1) is {@code seqLen}. */
     public float[] invFreq(int seqLen) {

@@ -1,7 +1,6 @@
 package dev.lathe.cpu.engine;
 
 import dev.lathe.core.checkpoint.DType;
-import dev.lathe.core.config.RopeScaling;
 import dev.lathe.core.engine.EngineConfig;
 import dev.lathe.core.engine.LLM;
 import dev.lathe.core.engine.LlmEngine;
@@ -50,11 +49,8 @@ class EngineGoldenTest {
         var prompts = f.cases().stream().map(GoldenReference.Case::prompt).toList();
         var params = SamplingParams.builder().temperature(0).ignoreEos(true).maxTokens(32).build();
         try (var m = open(f)) {
-            // Dynamic NTK rope rotates a step's tokens by the sequence length at that step (as transformers
-            // does), so a prompt past max_position_embeddings gives other keys when split: such models are
-            // prefilled whole here. Every other model is prefilled in chunks of at most 16 tokens.
-            boolean dynamic = m.config().ropeScaling().type() == RopeScaling.Type.DYNAMIC;
-            try (var engine = LlmEngine.of(m, new EngineConfig(8, dynamic ? 256 : 16, 4, 256, 128, 64, true, DType.F32))) {
+            // every model, dynamic NTK rope included, is prefilled in chunks of at most 16 tokens
+            try (var engine = LlmEngine.of(m, new EngineConfig(8, 16, 4, 256, 128, 64, true, DType.F32))) {
                 var results = new LLM(engine).generate(prompts, params);
                 for (var c : f.cases()) {
                     var r = results.get(c.index());
