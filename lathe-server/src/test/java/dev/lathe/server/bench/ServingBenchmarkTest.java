@@ -2,7 +2,7 @@ package dev.lathe.server.bench;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.lathe.server.LatheServer;
-import dev.lathe.server.SerialEngineFixture;
+import dev.lathe.server.EngineFixture;
 import org.junit.jupiter.api.Test;
 
 import java.util.List;
@@ -12,7 +12,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 class ServingBenchmarkTest {
     @Test
     void aConcurrencySweepAgainstOurServerCountsEveryTokenAndOrdersPercentiles() throws Exception {
-        try (var server = LatheServer.builder().model("tiny", SerialEngineFixture.engine("tiny", 64)).apiKey("k")
+        try (var server = LatheServer.builder().model("tiny", EngineFixture.engine("tiny", 64)).apiKey("k")
                 .port(0).build().start()) {
             var base = new ServingBenchmark.Config("http://127.0.0.1:" + server.port(), "tiny", "k", 6, 12, 5,
                     Double.POSITIVE_INFINITY, 1, 42, 200, new ServingBenchmark.Slo(null, null, 60_000.0));
@@ -40,7 +40,7 @@ class ServingBenchmarkTest {
 
     @Test
     void requestsThatFailAreCountedWithTheirError() throws Exception {
-        try (var server = LatheServer.builder().model("tiny", SerialEngineFixture.engine("tiny", 64)).port(0).build().start()) {
+        try (var server = LatheServer.builder().model("tiny", EngineFixture.engine("tiny", 64)).port(0).build().start()) {
             var c = new ServingBenchmark.Config("http://127.0.0.1:" + server.port(), "absent", null, 2, 4, 2,
                     10.0, 0, 1, 100, ServingBenchmark.Slo.NONE);
             var r = new ServingBenchmark().run(c);
