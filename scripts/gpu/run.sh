@@ -42,7 +42,13 @@ pack() {
   fi
   cp "$console" "$dest/lib/"
   if [ ! -f "$dest/jre.tar.xz" ] || [ "${LATHE_REBUILD_JRE:-0}" = 1 ]; then
-    local jre_tool=${LATHE_DEVICE_JRE_TOOL:-/work/shared/tools/device-jre.sh}
+    # the team's shared tool beside the checkout (shared/tools/device-jre.sh) makes DIR/jre.tar.xz, a
+    # jlinked Java 25 runtime; LATHE_DEVICE_JRE_TOOL names another script with the same contract
+    local jre_tool=${LATHE_DEVICE_JRE_TOOL:-$src/../shared/tools/device-jre.sh}
+    if [ ! -x "$jre_tool" ]; then
+      echo "no runtime builder at $jre_tool: set LATHE_DEVICE_JRE_TOOL to a script that writes DIR/jre.tar.xz" >&2
+      exit 1
+    fi
     "$jre_tool" "$dest"
   fi
   # the CLI for `lathe bench` on the GPU (synthetic models need no tokenizer: DJL stays behind)
