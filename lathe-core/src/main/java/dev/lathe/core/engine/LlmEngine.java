@@ -256,7 +256,7 @@ public final class LlmEngine implements Engine {
             RequestState r = st.request;
             try {
                 float[] row = logits.row(rowOf.get(seqId));
-                if (st.index == 0 && st.numOutput == 0 && scheduler.pendingForks(seqId) > 0) {
+                if (st.index == 0 && st.output.numOutput() == 0 && scheduler.pendingForks(seqId) > 0) {
                     // the prompt is computed once: every sample draws its first token from these logits
                     for (int i = 1; i < r.samples.length; i++) {
                         SampleState child = r.samples[i];
@@ -284,22 +284,13 @@ public final class LlmEngine implements Engine {
         RequestState r = st.request;
         SamplingParams p = r.request.params();
         st.sampler.accept(token);
-        st.numOutput++;
         generatedTokens++;
-        String delta = st.detok != null ? st.detok.add(token) : "";
-        var res = st.stop.onToken(token, delta, st.numOutput);
-        String visible = res.visibleDelta();
-        FinishReason reason = res.finishReason();
-        if (reason == null && st.numOutput >= r.maxTokens) {
-            visible += st.stop.finish(FinishReason.LENGTH).visibleDelta();
-            reason = FinishReason.LENGTH;
-        }
-        if (reason != null && st.detok != null && st.stop.matchedStopString() == null) visible += st.detok.flush();
+        var step = st.output.accept(token);
+        FinishReason reason = step.finishReason();
         List<Logprobs.TokenLogprobs> lp = p.logprobs() == null ? null : List.of(Logprobs.of(rawLogits, token, p.logprobs()));
-        Object stopReason = st.stop.matchedStopString() != null ? st.stop.matchedStopString() : st.stop.matchedStopTokenId();
-        r.stream.push(new RequestOutput(r.request.id(), st.index, new int[]{token}, visible, lp, reason,
-                reason == FinishReason.STOP ? stopReason : null, r.request.promptIds().length, st.numOutput,
-                Math.max(0, r.numCached)));
+        r.stream.push(new RequestOutput(r.request.id(), st.index, new int[]{token}, step.text(), lp, reason,
+                reason == FinishReason.STOP ? st.output.stopReason() : null, r.request.promptIds().length,
+                st.output.numOutput(), Math.max(0, r.numCached)));
         if (reason != null) finishSample(st);
     }
 
@@ -329,9 +320,9 @@ public final class LlmEngine implements Engine {
                 batch.remove(st.seqId);
                 bySeq.remove(st.seqId);
             }
-            String tail = st.stop.finish(FinishReason.ABORT).visibleDelta();
+            String tail = st.output.abort().text();
             r.stream.push(new RequestOutput(r.request.id(), st.index, new int[0], tail, null, FinishReason.ABORT,
-                    null, r.request.promptIds().length, st.numOutput, r.numCached));
+                    null, r.request.promptIds().length, st.output.numOutput(), r.numCached));
         }
         r.numFinished = r.samples.length;
         active.remove(r.request.id());

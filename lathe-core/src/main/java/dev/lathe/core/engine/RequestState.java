@@ -3,7 +3,7 @@ package dev.lathe.core.engine;
 import dev.lathe.core.config.ModelConfig;
 import dev.lathe.core.sampling.Sampler;
 import dev.lathe.core.sampling.SamplingParams;
-import dev.lathe.core.sampling.StopChecker;
+import dev.lathe.core.generate.OutputProcessor;
 import dev.lathe.core.tokenizer.IncrementalDetokenizer;
 import dev.lathe.core.tokenizer.Tokenizer;
 
@@ -15,26 +15,22 @@ import java.util.function.Consumer;
  * on the submitting thread, then owned by the engine thread (handed over through the engine's queue).
  */
 final class RequestState {
-    /** One sample: its scheduler sequence id, sampler, stop checker and detokeniser. */
+    /** One sample: its scheduler sequence id, sampler and output processing (text, stops, length). */
     static final class SampleState {
         final RequestState request;
         final int index;
         final long seqId;
         final Sampler sampler;
-        final StopChecker stop;
-        final IncrementalDetokenizer detok; // null without a tokenizer
-        int numOutput;
+        final OutputProcessor output;
         boolean started;  // in the scheduler: the first sample from the start, the others once forked
         boolean finished;
 
-        SampleState(RequestState request, int index, long seqId, Sampler sampler, StopChecker stop,
-                    IncrementalDetokenizer detok) {
+        SampleState(RequestState request, int index, long seqId, Sampler sampler, OutputProcessor output) {
             this.request = request;
             this.index = index;
             this.seqId = seqId;
             this.sampler = sampler;
-            this.stop = stop;
-            this.detok = detok;
+            this.output = output;
         }
     }
 
@@ -95,7 +91,8 @@ final class RequestState {
             SamplingParams sp = i == 0 || p.seed() == null ? p : p.toBuilder().seed(p.seed() + i).build();
             var sampler = new Sampler(sp, vocab, prompt, eosTokenIds);
             var detok = tokenizer == null ? null : new IncrementalDetokenizer(tokenizer, prompt, p.skipSpecialTokens());
-            state.samples[i] = new SampleState(state, i, firstSeqId + i, sampler, new StopChecker(p, eosTokenIds), detok);
+            state.samples[i] = new SampleState(state, i, firstSeqId + i, sampler,
+                    new OutputProcessor(p, eosTokenIds, OutputProcessor.TokenText.of(detok), maxTokens));
         }
         return state;
     }

@@ -3,7 +3,6 @@ package dev.lathe.core.generate;
 import dev.lathe.core.sampling.FinishReason;
 import dev.lathe.core.sampling.Sampler;
 import dev.lathe.core.sampling.SamplingParams;
-import dev.lathe.core.sampling.StopChecker;
 import dev.lathe.core.tokenizer.IncrementalDetokenizer;
 import dev.lathe.core.tokenizer.Tokenizer;
 
@@ -50,9 +49,19 @@ public final class Generator {
         }
         var seq = new Sequence(nextId++, promptIds);
         var sampler = new Sampler(params, runner.config().vocabSize(), promptIds, eosTokenIds);
-        var stop = new StopChecker(params, eosTokenIds);
-        IncrementalDetokenizer detok = tokenizer == null ? null
-                : new IncrementalDetokenizer(tokenizer, promptIds, params.skipSpecialTokens());
+        // synthetic models have no tokenizer: their text is the token ids
+        OutputProcessor.TokenText tokenText = tokenizer != null
+                ? OutputProcessor.TokenText.of(new IncrementalDetokenizer(tokenizer, promptIds, params.skipSpecialTokens()))
+                : new OutputProcessor.TokenText() {
+                    private boolean first = true;
+                    @Override public String add(int token) {
+                        String s = (first ? "" : " ") + token;
+                        first = false;
+                        return s;
+                    }
+                    @Override public String flush() { return ""; }
+                };
+        var output = new OutputProcessor(params, eosTokenIds, tokenText, maxTokens);
         var text = new StringBuilder();
         FinishReason reason = null;
         long t0 = System.nanoTime(), tPrefill = 0;
@@ -64,17 +73,9 @@ public final class Generator {
                 int token = sampler.sampleInPlace(logits.row(0));
                 sampler.accept(token);
                 seq.append(token);
-                String delta = detok != null ? detok.add(token) : (seq.numOutputTokens() > 1 ? " " : "") + token;
-                var r = stop.onToken(token, delta, seq.numOutputTokens());
-                String visible = r.visibleDelta();
-                reason = r.finishReason();
-                if (reason == null && seq.numOutputTokens() >= maxTokens) {
-                    visible += stop.finish(FinishReason.LENGTH).visibleDelta();
-                    reason = FinishReason.LENGTH;
-                }
-                if (reason != null && detok != null && stop.matchedStopString() == null) {
-                    visible += detok.flush(); // bytes of an unfinished character, shown as U+FFFD like HF's decode
-                }
+                var step = output.accept(token);
+                String visible = step.text();
+                reason = step.finishReason();
                 if (!visible.isEmpty()) {
                     text.append(visible);
                     onText.accept(visible);

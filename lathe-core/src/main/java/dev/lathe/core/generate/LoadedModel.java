@@ -5,6 +5,7 @@ import dev.lathe.core.checkpoint.Checkpoint;
 import dev.lathe.core.checkpoint.DType;
 import dev.lathe.core.config.GenerationConfig;
 import dev.lathe.core.config.ModelConfig;
+import dev.lathe.core.config.ModelConfigs;
 import dev.lathe.core.config.SyntheticPresets;
 import dev.lathe.core.model.LlamaModel;
 import dev.lathe.core.model.LoadProgress;
@@ -41,11 +42,7 @@ public final class LoadedModel implements AutoCloseable {
     public static ModelConfig config(ModelRef ref) {
         return switch (ref) {
             case ModelRef.Synthetic s -> SyntheticPresets.get(s.preset());
-            case ModelRef.Directory d -> {
-                try (Checkpoint c = Checkpoint.open(d.path())) {
-                    yield c.config();
-                }
-            }
+            case ModelRef.Directory d -> ModelConfigs.load(d.path());
         };
     }
 

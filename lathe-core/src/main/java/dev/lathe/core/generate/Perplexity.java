@@ -1,5 +1,7 @@
 package dev.lathe.core.generate;
 
+import dev.lathe.core.sampling.Logprobs;
+
 import java.util.Arrays;
 import java.util.List;
 
@@ -53,12 +55,8 @@ public final class Perplexity {
         return new Result(Math.exp(mean), mean, scored, windows);
     }
 
-    /** log softmax(row)[target], computed in double with the max subtracted. */
+    /** log softmax(row)[target], in double. */
     static double logProb(float[] data, int offset, int vocab, int target) {
-        double max = Double.NEGATIVE_INFINITY;
-        for (int v = 0; v < vocab; v++) max = Math.max(max, data[offset + v]);
-        double sum = 0;
-        for (int v = 0; v < vocab; v++) sum += Math.exp(data[offset + v] - max);
-        return data[offset + target] - max - Math.log(sum);
+        return data[offset + target] - Logprobs.logSumExp(data, offset, vocab);
     }
 }

@@ -16,15 +16,20 @@ public final class Logprobs {
 
     /** {@code log(sum(exp(logits)))}, computed stably; -infinity if every logit is. */
     public static double logSumExp(float[] logits) {
+        return logSumExp(logits, 0, logits.length);
+    }
+
+    /** {@link #logSumExp(float[])} of {@code data[offset .. offset + length)}: one row of a packed batch. */
+    public static double logSumExp(float[] data, int offset, int length) {
         float max = Float.NEGATIVE_INFINITY;
-        for (int i = 0; i < logits.length; i++) {
-            float x = logits[i];
-            if (x != x) throw new IllegalStateException("logits[" + i + "] is NaN; the model's output is invalid");
+        for (int i = offset; i < offset + length; i++) {
+            float x = data[i];
+            if (x != x) throw new IllegalStateException("logits[" + (i - offset) + "] is NaN; the model's output is invalid");
             if (x > max) max = x;
         }
         if (max == Float.NEGATIVE_INFINITY || max == Float.POSITIVE_INFINITY) return max;
         double sum = 0;
-        for (float x : logits) sum += Math.exp((double) x - max);
+        for (int i = offset; i < offset + length; i++) sum += Math.exp((double) data[i] - max);
         return max + Math.log(sum);
     }
 

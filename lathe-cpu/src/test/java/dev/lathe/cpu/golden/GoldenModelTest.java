@@ -102,20 +102,17 @@ class GoldenModelTest {
              LlamaModel model = ModelLoader.load(ckpt.config(), ckpt, backend, LoadProgress.NONE);
              ModelRunner runner = new ModelRunner(model, ModelRunner.CacheConfig.forSequences(256, 4, 16, DType.F32))) {
             for (var c : f.cases()) {
-                int[] got = greedy(runner, List.of(new Sequence(c.index(), c.inputIds())), c.greedyIds().length).getFirst();
+                int[] got = GreedyDecoder.decode(runner, List.of(new Sequence(c.index(), c.inputIds())), c.greedyIds().length).getFirst();
                 assertThat(got).as("%s case %d", f.variant(), c.index()).containsExactly(c.greedyIds());
             }
             // all cases at once: different lengths share each step and the paged cache
             List<Sequence> batch = new ArrayList<>();
             for (var c : f.cases()) batch.add(new Sequence(100 + c.index(), c.inputIds()));
-            List<int[]> outs = greedy(runner, batch, f.cases().getFirst().greedyIds().length);
+            List<int[]> outs = GreedyDecoder.decode(runner, batch, f.cases().getFirst().greedyIds().length);
             for (var c : f.cases()) {
                 assertThat(outs.get(c.index())).as("%s case %d in a batch", f.variant(), c.index()).containsExactly(c.greedyIds());
             }
         }
     }
 
-    static List<int[]> greedy(ModelRunner runner, List<Sequence> seqs, int steps) {
-        return GreedyDecoder.decode(runner, seqs, steps);
-    }
 }

@@ -6,6 +6,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.lathe.core.checkpoint.Checkpoint;
 import dev.lathe.core.checkpoint.DType;
+import dev.lathe.core.generate.GreedyDecoder;
 import dev.lathe.core.generate.ModelRunner;
 import dev.lathe.core.generate.Perplexity;
 import dev.lathe.core.generate.Sequence;
@@ -66,7 +67,7 @@ class ShippedModelTest {
                             .isCloseTo(ref, within(GoldenModelTest.ABS_TOL + GoldenModelTest.REL_TOL * Math.abs(ref)));
                 }
                 runner.free(seq);
-                int[] greedy = GoldenModelTest.greedy(runner, List.of(new Sequence(10 + c.index(), c.inputIds())),
+                int[] greedy = GreedyDecoder.decode(runner, List.of(new Sequence(10 + c.index(), c.inputIds())),
                         c.greedyIds().length).getFirst();
                 assertThat(greedy).as(c.prompt()).containsExactly(c.greedyIds());
             }
