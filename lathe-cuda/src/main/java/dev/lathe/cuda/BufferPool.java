@@ -62,6 +62,4 @@ final class BufferPool {
         free.clear();
         pooledBytes = 0;
     }
-
-    synchronized long pooledBytes() { return pooledBytes; }
 }

@@ -126,14 +126,6 @@ public final class CudaBackend implements Backend {
         return out;
     }
 
-    /** Copies an I32 tensor to the host, after all queued work. */
-    public int[] downloadInts(Tensor t) {
-        CudaTensor c = cuda(t, "downloadInts", "t");
-        if (c.dtype() != DType.I32) throw new IllegalArgumentException("downloadInts: tensor is " + c.dtype() + ", not I32");
-        int[] out = new int[Math.toIntExact(c.size())];
-        copyOut(c, MemorySegment.ofArray(out));
-        return out;
-    }
 
     /**
      * Host bytes to the device through the two pinned staging buffers: while chunk i copies, chunk i+1 is

@@ -6,7 +6,6 @@ import dev.lathe.core.sampling.SamplingParams;
 import dev.lathe.core.tokenizer.IncrementalDetokenizer;
 import dev.lathe.core.tokenizer.Tokenizer;
 
-import java.util.ArrayList;
 import java.util.List;
 import java.util.function.Consumer;
 
@@ -87,12 +86,5 @@ public final class Generator {
         }
         long t1 = System.nanoTime();
         return new Result(promptIds, seq.outputTokens(), text.toString(), reason, tPrefill - t0, t1 - tPrefill);
-    }
-
-    /** All sequences of a list, for callers that want them at once. */
-    public List<Result> generateAll(List<int[]> prompts, SamplingParams params) {
-        List<Result> out = new ArrayList<>();
-        for (int[] p : prompts) out.add(generate(p, params, s -> { }));
-        return out;
     }
 }
