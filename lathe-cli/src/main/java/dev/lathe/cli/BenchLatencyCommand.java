@@ -4,7 +4,6 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.lathe.core.backend.Backend;
-import dev.lathe.core.generate.GreedyDecoder;
 import dev.lathe.core.generate.LoadedModel;
 import dev.lathe.core.generate.ModelRunner;
 import dev.lathe.core.generate.Sequence;
@@ -80,15 +79,16 @@ final class BenchLatencyCommand implements Callable<Integer> {
         double ttft;
         try {
             long t0 = System.nanoTime();
-            var logits = runner.step(seqs, counts, false);
+            boolean[] greedy = new boolean[batch]; // no row needed in full: argmax where the logits are
+            var logits = runner.step(seqs, counts, greedy);
             ttft = (System.nanoTime() - t0) / 1e6;
-            for (int s = 0; s < batch; s++) seqs.get(s).append(GreedyDecoder.argmax(logits.row(s)));
+            for (int s = 0; s < batch; s++) seqs.get(s).append(logits.argmax(s));
             Arrays.fill(counts, 1);
             for (int i = 0; i < steps.length; i++) {
                 long blocked0 = backend.downloadNanos();
                 long s0 = System.nanoTime();
-                logits = runner.step(seqs, counts, false);
-                for (int s = 0; s < batch; s++) seqs.get(s).append(GreedyDecoder.argmax(logits.row(s)));
+                logits = runner.step(seqs, counts, greedy);
+                for (int s = 0; s < batch; s++) seqs.get(s).append(logits.argmax(s));
                 long wall = System.nanoTime() - s0;
                 steps[i] = wall / 1e6;
                 host[i] = (wall - (backend.downloadNanos() - blocked0)) / 1e6;

@@ -61,5 +61,16 @@ final class TimedBackend implements Backend {
     }
     @Override public void siluMul(Tensor x, Tensor out) { inner.siluMul(x, out); }
     @Override public void gatherRows(Tensor x, Tensor rows, Tensor out) { inner.gatherRows(x, rows, out); }
+
+    /** Waits for queued work too, so its time counts as blocked, as {@link #download}'s does. */
+    @Override
+    public int[] argmaxRows(Tensor x) {
+        long t0 = System.nanoTime();
+        try {
+            return inner.argmaxRows(x);
+        } finally {
+            downloadNanos += System.nanoTime() - t0;
+        }
+    }
     @Override public void close() { inner.close(); }
 }

@@ -92,6 +92,41 @@ class ModelRunnerTest {
     }
 
     @Test
+    void aSelectiveStepReturnsEveryArgmaxAndOnlyTheRowsAskedFor() {
+        int[] a = randomTokens(5, 9), b = randomTokens(6, 3), c = randomTokens(7, 14);
+        ModelRunner.StepLogits full, some;
+        try (var r = runner(16)) {
+            full = r.step(List.of(new Sequence(0, a), new Sequence(1, b), new Sequence(2, c)), new int[]{9, 3, 14}, false);
+        }
+        try (var r = runner(16)) {
+            some = r.step(List.of(new Sequence(0, a), new Sequence(1, b), new Sequence(2, c)), new int[]{9, 3, 14},
+                    new boolean[]{false, true, false});
+        }
+        for (int i = 0; i < 3; i++) {
+            float[] row = full.row(i);
+            int best = 0;
+            for (int v = 1; v < row.length; v++) if (row[v] > row[best]) best = v;
+            assertThat(some.argmax(i)).as("argmax of row %d", i).isEqualTo(best);
+        }
+        assertThat(some.hasRow(1)).isTrue();
+        assertThat(some.row(1)).containsExactly(full.row(1));
+        assertThat(some.data()).hasSize(97); // one row came back, not three
+        assertThat(some.hasRow(0)).isFalse();
+        assertThatThrownBy(() -> some.row(2)).hasMessageContaining("row 2 was not kept");
+    }
+
+    @Test
+    void argmaxRowsTakesTheLowestColumnOnTiesAndFlagsNaN() {
+        float nan = Float.NaN, inf = Float.NEGATIVE_INFINITY;
+        float[] x = {1, 5, 5, 2,   inf, inf, inf, inf,   3, nan, 9, 1,   -2, -1, -7, -1};
+        try (var t = backend.upload(x, 4, 4)) {
+            assertThat(backend.argmaxRows(t)).containsExactly(1, 0, -1, 1);
+        }
+        var steps = new ModelRunner.StepLogits(new float[0], 4, new int[]{0}, new int[]{-1}, new int[]{-1});
+        assertThatThrownBy(() -> steps.argmax(0)).hasMessageContaining("NaN");
+    }
+
+    @Test
     void contextBeyondTheLimitIsRefused() {
         try (var r = runner(16)) {
             var seq = new Sequence(0, randomTokens(5, 65));

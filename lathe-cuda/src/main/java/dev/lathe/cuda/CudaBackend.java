@@ -29,6 +29,10 @@ public final class CudaBackend implements Backend {
     private static final long STAGING_CHUNK = 16L << 20;
     private static final int NORM_THREADS_MAX = 512;
     static final int MAX_HEAD_DIM = 256;
+    /** Rows up to which {@link #linear} runs the gemv kernel (GEMV_MAX_ROWS in gemv.cu). */
+    static final int GEMV_MAX_ROWS = 8;
+    private static final int GEMV_WARPS = 8;
+    private static final int ARGMAX_THREADS = 1024;
 
     private final CudaContext context;
     private final Stream stream;
@@ -300,7 +304,10 @@ public final class CudaBackend implements Backend {
         }
     }
 
-    /** BF16/F16 weights: x is rounded to the weight type first (see {@link Gemm}). */
+    /**
+     * Up to {@link #GEMV_MAX_ROWS} rows (decode): the gemv kernel, float32 activations, bias fused.
+     * More rows: cuBLASLt, and for BF16/F16 weights x is rounded to the weight type first (see {@link Gemm}).
+     */
     @Override
     public void linear(Tensor x, Weight w, Weight bias, Tensor out) {
         CudaTensor xt = floats(x, "linear", "x"), ot = floats(out, "linear", "out");
@@ -319,6 +326,12 @@ public final class CudaBackend implements Backend {
         }
         int n = xt.rows();
         if (n == 0) return;
+        if (n <= GEMV_MAX_ROWS) {
+            kernels.gemv.launch(stream, (wt.rows() + GEMV_WARPS - 1) / GEMV_WARPS, 1, GEMV_WARPS * 32,
+                    xt.address(), wt.address(), bt == null ? 0L : bt.address(), ot.address(), n, wt.cols(), wt.rows(),
+                    dtypeCode(wt.dtype()), bt == null ? 0 : dtypeCode(bt.dtype()));
+            return;
+        }
         long xPtr = xt.address();
         if (wt.dtype() != DType.F32) {
             long count = xt.size();
@@ -472,6 +485,21 @@ public final class CudaBackend implements Backend {
         if (ot.size() == 0) return;
         kernels.gatherRows.launch(stream, ot.rows(), 1, 256,
                 xt.address(), it.address(), ot.address(), ot.rows(), ot.cols(), xt.rows());
+    }
+
+    /** On the GPU: only {@code rows} ints cross to the host. */
+    @Override
+    public int[] argmaxRows(Tensor x) {
+        CudaTensor xt = floats(x, "argmaxRows", "x");
+        int rows = xt.rows();
+        if (rows == 0) return new int[0];
+        if (xt.cols() == 0) throw shapes("argmaxRows", "x " + xt.shape(), "rows need at least one column");
+        try (CudaTensor out = (CudaTensor) allocate(DType.I32, 1, rows)) {
+            kernels.argmaxRows.launch(stream, rows, 1, ARGMAX_THREADS, xt.address(), out.address(), rows, xt.cols());
+            int[] ids = new int[rows];
+            copyOut(out, MemorySegment.ofArray(ids));
+            return ids;
+        }
     }
 
     @Override

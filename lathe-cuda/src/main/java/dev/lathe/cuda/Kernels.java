@@ -22,7 +22,7 @@ import static dev.lathe.cuda.driver.KernelParams.struct;
  */
 final class Kernels implements AutoCloseable {
     final Kernel embedding, gatherRows, splitColumns, rmsNorm, rope, writeKv, attention, siluMul, randomNormal,
-            convertFromF32, biasAdd, probe;
+            convertFromF32, biasAdd, probe, gemv, argmaxRows;
     private final List<CudaModule> modules = new ArrayList<>();
 
     Kernels(CudaContext context) {
@@ -60,6 +60,11 @@ final class Kernels implements AutoCloseable {
             biasAdd = convert.kernel("bias_add", struct("bias_add",
                     ptr("out"), ptr("bias"), i64("rows"), i32("cols"), i32("dtype")));
             probe = convert.kernel("probe", struct("probe", ptr("out"), i32("n")));
+            gemv = byName.get("gemv").kernel("gemv", struct("gemv",
+                    ptr("x"), ptr("w"), ptr("bias"), ptr("out"), i32("n"), i32("in"), i32("out_f"), i32("dtype"),
+                    i32("bias_dtype")));
+            argmaxRows = byName.get("select").kernel("argmax_rows", struct("argmax_rows",
+                    ptr("logits"), ptr("out"), i32("rows"), i32("vocab")));
         } catch (RuntimeException | Error e) {
             close();
             throw e;

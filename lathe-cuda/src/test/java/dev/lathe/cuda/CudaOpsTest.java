@@ -148,10 +148,16 @@ class CudaOpsTest {
         return out;
     }
 
+    /**
+     * Shapes for both paths: up to {@link CudaBackend#GEMV_MAX_ROWS} rows run the gemv kernel (its 16-byte
+     * loop, unrolled and not, and its scalar tail when {@code in} is not a multiple of a 16-byte piece);
+     * more rows run cuBLASLt.
+     */
     @ParameterizedTest
     @EnumSource(value = DType.class, names = {"F32", "F16", "BF16"})
     void linearMultipliesByTheTransposedWeightAndAddsBias(DType dtype) {
-        for (int[] shape : new int[][]{{1, 256, 384}, {7, 129, 67}, {33, 512, 1000}}) {
+        int[][] shapes = {{1, 256, 384}, {7, 129, 67}, {8, 4096, 100}, {3, 1001, 50}, {2, 4100, 33}, {33, 512, 1000}};
+        for (int[] shape : shapes) {
             int n = shape[0], in = shape[1], outF = shape[2];
             float[] x = normal(random, n * in, 1f), w = normal(random, outF * in, 0.05f), b = normal(random, outF, 1f);
             try (Weight wt = gpu.load(weight("w", dtype, w, outF, in)); Weight bt = gpu.load(weight("b", dtype, b, outF));
@@ -159,15 +165,45 @@ class CudaOpsTest {
                 gpu.linear(xt, wt, null, out);
                 gpu.linear(xt, wt, bt, outBias);
                 float[] wq = round(dtype, w), bq = round(dtype, b);
-                // the GEMM sees x rounded to the weight's format (documented on Gemm); float32 accumulation
-                float[] xq = round(dtype, x);
                 String what = dtype + " " + Arrays.toString(shape) + " seed " + seed;
+                if (n <= CudaBackend.GEMV_MAX_ROWS) {
+                    // gemv: float32 activations as given, float32 accumulation
+                    assertClose("gemv " + what, gpu.download(out), matmul(x, wq, null, n, in, outF), 1e-5);
+                    assertClose("gemv+bias " + what, gpu.download(outBias), matmul(x, wq, bq, n, in, outF), 1e-5);
+                    continue;
+                }
+                // cuBLASLt sees x rounded to the weight's format (documented on Gemm); float32 accumulation
+                float[] xq = round(dtype, x);
                 assertClose("linear " + what, gpu.download(out), matmul(xq, wq, null, n, in, outF), 1e-5);
                 assertClose("linear+bias " + what, gpu.download(outBias), matmul(xq, wq, bq, n, in, outF), 1e-5);
                 // against exact float32 activations: within the format's rounding
                 double tol = dtype == DType.F32 ? 1e-5 : dtype == DType.F16 ? 2e-3 : 1e-2;
                 assertClose("linear vs f32 x " + what, gpu.download(out), matmul(x, wq, null, n, in, outF), tol);
             }
+        }
+    }
+
+    @Test
+    void argmaxRowsFindsTheLowestLargestColumnAndFlagsNaN() {
+        int rows = 6, cols = 128_256;
+        float[] x = normal(random, rows * cols, 3f);
+        x[2 * cols + 77_000] = 50f;                    // a clear winner late in the row
+        x[3 * cols + 5] = 60f;                         // a tie: the lower column wins
+        x[3 * cols + 90_001] = 60f;
+        Arrays.fill(x, 4 * cols, 5 * cols, Float.NEGATIVE_INFINITY);  // all -inf: column 0
+        x[5 * cols + 1234] = Float.NaN;                // NaN: -1
+        int[] want = new int[rows];
+        for (int r = 0; r < rows; r++) {
+            int best = 0;
+            for (int c = 1; c < cols; c++) if (x[r * cols + c] > x[r * cols + best]) best = c;
+            want[r] = best;
+        }
+        want[5] = -1;
+        try (Tensor t = gpu.upload(x, rows, cols)) {
+            assertThat(gpu.argmaxRows(t)).as("argmax rows, seed %d", seed).containsExactly(want);
+        }
+        try (Tensor t = gpu.upload(new float[]{1f, 7f, 7f}, 1, 3)) {
+            assertThat(gpu.argmaxRows(t)).containsExactly(1);
         }
     }
 

@@ -93,6 +93,35 @@ public interface Backend extends AutoCloseable {
     /** {@code out[i, :] = x[rows[i], :]}: rows {@code [1, m]} I32, out {@code [m, cols]}. */
     void gatherRows(Tensor x, Tensor rows, Tensor out);
 
+    /**
+     * For each row of an F32 {@code [rows, cols]} tensor, the column of its largest value (the lowest on
+     * ties; 0 for a row of -inf), or -1 when the row holds a NaN; after all queued work. Greedy decoding
+     * needs only this, so a backend with its memory elsewhere (a GPU) can return {@code rows} ints
+     * instead of the whole tensor.
+     */
+    default int[] argmaxRows(Tensor x) {
+        float[] v = download(x);
+        int rows = x.rows(), cols = x.cols();
+        int[] out = new int[rows];
+        for (int r = 0; r < rows; r++) {
+            int best = 0;
+            float max = Float.NEGATIVE_INFINITY;
+            for (int c = 0, base = r * cols; c < cols; c++) {
+                float f = v[base + c];
+                if (f != f) {
+                    best = -1;
+                    break;
+                }
+                if (f > max) {
+                    max = f;
+                    best = c;
+                }
+            }
+            out[r] = best;
+        }
+        return out;
+    }
+
     @Override
     void close();
 }

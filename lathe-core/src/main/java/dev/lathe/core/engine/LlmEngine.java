@@ -233,9 +233,18 @@ public final class LlmEngine implements Engine {
             counts[seqs.size()] = rs.numScheduled();
             seqs.add(seq);
         }
+        // a sequence gets its logits row in full only if it samples this step and needs more than the argmax
+        boolean[] fullRows = new boolean[seqs.size()];
+        for (int i = 0; i < fullRows.length; i++) {
+            Sequence seq = seqs.get(i);
+            if (seq.numComputed() + counts[i] < seq.numTokens()) continue; // mid-prompt: nothing sampled
+            SampleState st = bySeq.get(seq.id());
+            fullRows[i] = st == null || !st.sampler.isPlainArgmax() || st.request.request.params().logprobs() != null
+                    || (st.index == 0 && st.output.numOutput() == 0 && scheduler.pendingForks(seq.id()) > 0);
+        }
         ModelRunner.StepLogits logits;
         try {
-            logits = runner.step(seqs, counts, false);
+            logits = runner.step(seqs, counts, fullRows);
         } catch (RuntimeException e) {
             // the step failed as a whole: end the requests in it, keep serving the others
             for (Sequence s : seqs) {
@@ -255,7 +264,15 @@ public final class LlmEngine implements Engine {
             if (st == null || st.finished) continue; // a sibling's failure ended its request earlier in this loop
             RequestState r = st.request;
             try {
-                float[] row = logits.row(rowOf.get(seqId));
+                int rowIndex = rowOf.get(seqId);
+                if (!logits.hasRow(rowIndex)) {
+                    int token = logits.argmax(rowIndex);
+                    scheduler.appendToken(seqId, token);
+                    batch.get(seqId).append(token);
+                    emit(st, token, null);
+                    continue;
+                }
+                float[] row = logits.row(rowIndex);
                 if (st.index == 0 && st.output.numOutput() == 0 && scheduler.pendingForks(seqId) > 0) {
                     // the prompt is computed once: every sample draws its first token from these logits
                     for (int i = 1; i < r.samples.length; i++) {

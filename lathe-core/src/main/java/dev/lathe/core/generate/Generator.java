@@ -67,9 +67,10 @@ public final class Generator {
         try {
             int count = promptIds.length;
             while (reason == null) {
-                var logits = runner.step(List.of(seq), new int[]{count}, false);
+                boolean argmax = sampler.isPlainArgmax();
+                var logits = runner.step(List.of(seq), new int[]{count}, new boolean[]{!argmax});
                 if (tPrefill == 0) tPrefill = System.nanoTime();
-                int token = sampler.sampleInPlace(logits.row(0));
+                int token = argmax ? logits.argmax(0) : sampler.sampleInPlace(logits.row(0));
                 sampler.accept(token);
                 seq.append(token);
                 var step = output.accept(token);

@@ -4,7 +4,10 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 
-/** Plain argmax decoding of several sequences in lockstep, without stops: the reference comparisons' loop. */
+/**
+ * Plain argmax decoding of several sequences in lockstep, without stops: the reference comparisons' loop.
+ * The argmax is taken where the logits are ({@link dev.lathe.core.backend.Backend#argmaxRows}).
+ */
 public final class GreedyDecoder {
     private GreedyDecoder() {}
 
@@ -13,8 +16,8 @@ public final class GreedyDecoder {
         int[] counts = seqs.stream().mapToInt(s -> s.numTokens() - s.numComputed()).toArray();
         try {
             for (int step = 0; step < steps; step++) {
-                var logits = runner.step(seqs, counts, false);
-                for (int s = 0; s < seqs.size(); s++) seqs.get(s).append(argmax(logits.row(s)));
+                var logits = runner.step(seqs, counts, new boolean[seqs.size()]);
+                for (int s = 0; s < seqs.size(); s++) seqs.get(s).append(logits.argmax(s));
                 Arrays.fill(counts, 1);
             }
         } finally {
@@ -23,12 +26,5 @@ public final class GreedyDecoder {
         List<int[]> out = new ArrayList<>();
         for (Sequence s : seqs) out.add(s.outputTokens());
         return out;
-    }
-
-    /** Index of the largest value; the lowest index on ties. */
-    public static int argmax(float[] row) {
-        int best = 0;
-        for (int i = 1; i < row.length; i++) if (row[i] > row[best]) best = i;
-        return best;
     }
 }

@@ -26,12 +26,36 @@ public final class ModelRunner implements AutoCloseable {
     private final int blockSize;
     private final int maxModelLen;
 
-    /** Logits of one step: row {@code r} is {@code data[r * vocab .. (r + 1) * vocab)}. */
-    public record StepLogits(float[] data, int vocab, int[] firstRowOfSeq) {
+    /**
+     * Logits of one step. {@code data} holds the rows the caller asked for in full, packed in row order:
+     * {@code held[r]} is row {@code r}'s place in {@code data} (or -1), and {@code held} is null when every
+     * row is there, at place {@code r}. {@code argmax[r]}, when computed, is row {@code r}'s largest column
+     * (see {@link dev.lathe.core.backend.Backend#argmaxRows}).
+     */
+    public record StepLogits(float[] data, int vocab, int[] firstRowOfSeq, int[] held, int[] argmax) {
+        public StepLogits(float[] data, int vocab, int[] firstRowOfSeq) {
+            this(data, vocab, firstRowOfSeq, null, null);
+        }
+
+        public boolean hasRow(int r) { return held == null || held[r] >= 0; }
+
+        /** A copy of row {@code r}; it must be one the step kept in full. */
         public float[] row(int r) {
+            if (!hasRow(r)) throw new IllegalStateException("logits row " + r + " was not kept in full for this step");
+            int at = held == null ? r : held[r];
             float[] out = new float[vocab];
-            System.arraycopy(data, r * vocab, out, 0, vocab);
+            System.arraycopy(data, at * vocab, out, 0, vocab);
             return out;
+        }
+
+        /** The largest column of row {@code r} (lowest on ties). */
+        public int argmax(int r) {
+            if (argmax == null) throw new IllegalStateException("this step did not compute argmax rows");
+            int a = argmax[r];
+            if (a < 0) {
+                throw new IllegalStateException("logits row " + r + " holds a NaN: the model produced non-finite values");
+            }
+            return a;
         }
     }
 
@@ -74,6 +98,22 @@ public final class ModelRunner implements AutoCloseable {
      * for every computed token when {@code allLogits}, else for the last computed token of each sequence.
      */
     public StepLogits step(List<Sequence> seqs, int[] counts, boolean allLogits) {
+        return run(seqs, counts, allLogits, null);
+    }
+
+    /**
+     * As {@link #step(List, int[], boolean) step(seqs, counts, false)}, but every row (one per sequence)
+     * gets its argmax computed where the logits are, and only the rows with {@code fullRows[s]} come back
+     * whole: greedy sequences need one int, not a vocabulary of floats.
+     */
+    public StepLogits step(List<Sequence> seqs, int[] counts, boolean[] fullRows) {
+        if (fullRows.length != seqs.size()) {
+            throw new IllegalArgumentException(fullRows.length + " fullRows flags for " + seqs.size() + " sequences");
+        }
+        return run(seqs, counts, false, fullRows);
+    }
+
+    private StepLogits run(List<Sequence> seqs, int[] counts, boolean allLogits, boolean[] fullRows) {
         int numSeqs = seqs.size();
         int numTokens = 0;
         int maxBlocksPerSeq = 0;
@@ -137,14 +177,38 @@ public final class ModelRunner implements AutoCloseable {
                 backend.upload(queryStarts, 1, numSeqs + 1), backend.upload(contextLens, 1, numSeqs),
                 backend.upload(blockTable, numSeqs, maxBlocksPerSeq), backend.upload(slots, 1, numTokens),
                 queryStarts, contextLens, config.slidingWindow());
-        float[] out;
+        StepLogits result;
         try (var in = new StepInput(backend.upload(ids, 1, numTokens), backend.upload(cos, numTokens, half),
                 backend.upload(sin, numTokens, half), meta, backend.upload(logitRows, 1, numLogitRows));
              Tensor logits = model.forward(in, cache)) {
-            out = backend.download(logits);
+            result = fullRows == null
+                    ? new StepLogits(backend.download(logits), config.vocabSize(), firstRowOfSeq)
+                    : select(logits, fullRows, firstRowOfSeq);
         }
         for (int s = 0; s < numSeqs; s++) seqs.get(s).advanceComputed(counts[s]);
-        return new StepLogits(out, config.vocabSize(), firstRowOfSeq);
+        return result;
+    }
+
+    private StepLogits select(Tensor logits, boolean[] fullRows, int[] firstRowOfSeq) {
+        int vocab = config.vocabSize();
+        int[] argmax = backend.argmaxRows(logits);
+        int[] held = new int[fullRows.length];
+        int kept = 0;
+        for (int r = 0; r < fullRows.length; r++) held[r] = fullRows[r] ? kept++ : -1;
+        float[] data;
+        if (kept == fullRows.length) {
+            data = backend.download(logits);
+        } else if (kept == 0) {
+            data = new float[0];
+        } else {
+            int[] rows = new int[kept];
+            for (int r = 0; r < fullRows.length; r++) if (held[r] >= 0) rows[held[r]] = r;
+            try (Tensor idx = backend.upload(rows, 1, kept); Tensor part = backend.allocate(DType.F32, kept, vocab)) {
+                backend.gatherRows(logits, idx, part);
+                data = backend.download(part);
+            }
+        }
+        return new StepLogits(data, vocab, firstRowOfSeq, held, argmax);
     }
 
     /**

@@ -98,6 +98,18 @@ public final class Sampler {
     /** Output tokens accepted so far. */
     public int numGenerated() { return numGenerated; }
 
+    /**
+     * True when this step's token is the plain argmax of the raw logits: greedy, with no logit bias, no
+     * penalty and no min_tokens mask in force. The caller may then take the argmax where the logits are
+     * (see {@code Backend.argmaxRows}) instead of calling {@link #sample}; the token is the same, and a
+     * NaN in the row is an error either way.
+     */
+    public boolean isPlainArgmax() {
+        return params.isGreedy() && biasIds.length == 0
+                && (numGenerated >= params.minTokens() || maskedBeforeMin.length == 0)
+                && params.repetitionPenalty() == 1 && params.frequencyPenalty() == 0 && params.presencePenalty() == 0;
+    }
+
     /** Records the token chosen for this step, so that penalties and min_tokens see it. */
     public void accept(int token) {
         checkId("accepted token", token);

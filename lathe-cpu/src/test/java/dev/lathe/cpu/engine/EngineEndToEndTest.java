@@ -146,6 +146,29 @@ class EngineEndToEndTest {
         }
     }
 
+    /**
+     * Plain greedy rows take only the argmax from the step; rows that report logprobs or carry a
+     * penalty of no effect take the full row through the sampler. Mixed in one batch, both give the
+     * tokens each request gives alone.
+     */
+    @Test
+    void greedyRowsByArgmaxAndByFullLogitsMixInOneBatch() throws Exception {
+        try (var e = engine(config(512, true))) {
+            var streams = new ArrayList<RequestStream>();
+            for (int i = 0; i < 64; i++) {
+                var p = switch (i % 3) {
+                    case 0 -> params.get(i);
+                    case 1 -> params.get(i).toBuilder().logprobs(1).build();
+                    default -> params.get(i).toBuilder().presencePenalty(0.0).logitBias(java.util.Map.of(3, 0f)).build();
+                };
+                streams.add(e.submit(new EngineRequest("m" + i, prompts.get(i), p, null)));
+            }
+            var got = new ArrayList<int[]>();
+            for (var s : streams) got.add(collect(s));
+            assertSameAsAlone(got);
+        }
+    }
+
     @Test
     void preemptionUnderATinyCacheKeepsEveryRequestsTokens() throws Exception {
         try (var e = engine(config(MAX_LEN / BLOCK + 2, true))) {

@@ -1,0 +1,142 @@
+// Skinny matrix products for decode: out[n, out_f] = x[n, in] @ w[out_f, in]^T (+ bias) for n <= GEMV_MAX_ROWS.
+//
+// At a handful of rows the product is bound by reading the weights once, so there is nothing to gain
+// from tensor cores, and the activations can stay float32 (no rounding to the weight type, unlike the
+// cuBLASLt path that larger batches take). One warp owns one output feature: its lanes stream the
+// weight row in 16-byte pieces (8 BF16/F16 values or 4 float32), several pieces in flight per lane,
+// multiply them with the n activation rows (read through L1, where every warp of the block reuses
+// them), and reduce across the warp at the end. Weights are loaded with the streaming hint so they do
+// not push the activations out of L1.
+#include "common.cuh"
+using namespace lathe;
+
+#define GEMV_MAX_ROWS 8
+#define GEMV_WARPS 8
+#define GEMV_UNROLL 4
+
+struct GemvParams {
+    const float* x;     // [n, in]
+    const void* w;      // [out_f, in] in `dtype`
+    const void* bias;   // [out_f] in `bias_dtype`, or null
+    float* out;         // [n, out_f]
+    int n;
+    int in;
+    int out_f;
+    int dtype;
+    int bias_dtype;
+};
+
+template <typename T> struct Piece;  // what one 16-byte load of weights holds
+template <> struct Piece<__nv_bfloat16> {
+    static constexpr int N = 8;
+    __device__ static void widen(const int4& raw, float* f) {
+        const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            float2 v = __bfloat1622float2(h[i]);
+            f[2 * i] = v.x;
+            f[2 * i + 1] = v.y;
+        }
+    }
+};
+template <> struct Piece<__half> {
+    static constexpr int N = 8;
+    __device__ static void widen(const int4& raw, float* f) {
+        const __half2* h = reinterpret_cast<const __half2*>(&raw);
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            float2 v = __half22float2(h[i]);
+            f[2 * i] = v.x;
+            f[2 * i + 1] = v.y;
+        }
+    }
+};
+template <> struct Piece<float> {
+    static constexpr int N = 4;
+    __device__ static void widen(const int4& raw, float* f) {
+        f[0] = __int_as_float(raw.x);
+        f[1] = __int_as_float(raw.y);
+        f[2] = __int_as_float(raw.z);
+        f[3] = __int_as_float(raw.w);
+    }
+};
+
+template <typename T>
+__device__ __forceinline__ void accumulate(const float* x, int n, int in, int k, const float* wf, float* acc) {
+    constexpr int N = Piece<T>::N;
+#pragma unroll
+    for (int j = 0; j < GEMV_MAX_ROWS; j++) {
+        if (j < n) {
+            const float4* xv = reinterpret_cast<const float4*>(x + (long long)j * in + k);
+            float s = acc[j];
+#pragma unroll
+            for (int q = 0; q < N / 4; q++) {
+                float4 a = xv[q];
+                s = fmaf(wf[4 * q], a.x, s);
+                s = fmaf(wf[4 * q + 1], a.y, s);
+                s = fmaf(wf[4 * q + 2], a.z, s);
+                s = fmaf(wf[4 * q + 3], a.w, s);
+            }
+            acc[j] = s;
+        }
+    }
+}
+
+template <typename T>
+__device__ void gemv_row(const GemvParams& p, int row, int lane) {
+    constexpr int N = Piece<T>::N;
+    const T* wrow = static_cast<const T*>(p.w) + (long long)row * p.in;
+    float acc[GEMV_MAX_ROWS];
+#pragma unroll
+    for (int j = 0; j < GEMV_MAX_ROWS; j++) acc[j] = 0.f;
+
+    // 16-byte pieces need the row to start on a 16-byte boundary and activations on one too (in % N == 0
+    // keeps both, given 256-byte aligned allocations); otherwise everything goes through the scalar tail
+    int vec_end = (p.in % N == 0) ? p.in : 0;
+    const int step = 32 * N;
+    int k = lane * N;
+    for (; k + (GEMV_UNROLL - 1) * step < vec_end; k += GEMV_UNROLL * step) {
+        int4 raw[GEMV_UNROLL];
+#pragma unroll
+        for (int u = 0; u < GEMV_UNROLL; u++) raw[u] = __ldcs(reinterpret_cast<const int4*>(wrow + k + u * step));
+#pragma unroll
+        for (int u = 0; u < GEMV_UNROLL; u++) {
+            float wf[N];
+            Piece<T>::widen(raw[u], wf);
+            accumulate<T>(p.x, p.n, p.in, k + u * step, wf, acc);
+        }
+    }
+    for (; k < vec_end; k += step) {
+        int4 raw = __ldcs(reinterpret_cast<const int4*>(wrow + k));
+        float wf[N];
+        Piece<T>::widen(raw, wf);
+        accumulate<T>(p.x, p.n, p.in, k, wf, acc);
+    }
+    for (int kk = vec_end + lane; kk < p.in; kk += 32) {
+        float wv = load_f(p.w, p.dtype, (long long)row * p.in + kk);
+#pragma unroll
+        for (int j = 0; j < GEMV_MAX_ROWS; j++) {
+            if (j < p.n) acc[j] = fmaf(wv, p.x[(long long)j * p.in + kk], acc[j]);
+        }
+    }
+    float b = p.bias != nullptr ? load_f(p.bias, p.bias_dtype, row) : 0.f;
+#pragma unroll
+    for (int j = 0; j < GEMV_MAX_ROWS; j++) {
+        if (j < p.n) {
+            float s = warp_sum(acc[j]);
+            if (lane == 0) p.out[(long long)j * p.out_f + row] = s + b;
+        }
+    }
+}
+
+// Grid: ceil(out_f / GEMV_WARPS) blocks of GEMV_WARPS warps; n must be 1..GEMV_MAX_ROWS.
+extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv(const GemvParams p) {
+    int lane = threadIdx.x & 31;
+    int row = blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
+    if (row >= p.out_f) return;
+    switch (p.dtype) {
+        case DT_BF16: gemv_row<__nv_bfloat16>(p, row, lane); break;
+        case DT_F16: gemv_row<__half>(p, row, lane); break;
+        default: gemv_row<float>(p, row, lane);
+    }
+}
