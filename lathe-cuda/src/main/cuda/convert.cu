@@ -16,6 +16,36 @@ extern "C" __global__ void convert_from_f32(const ConvertParams p) {
     }
 }
 
+// Splits float32 activations into two 16-bit parts, x ~ hi + lo: out[i] = round(x[i]) and
+// out[count + i] = round(x[i] - round(x[i])). One GEMM over the 2n rows then carries about 16 bits of
+// each activation's mantissa instead of 8 (BF16) at the cost of reading the weights once.
+extern "C" __global__ void split_from_f32(const ConvertParams p) {
+    for (long long i = global_index(); i < p.count; i += global_stride()) {
+        float x = p.in[i];
+        store_f(p.out, p.dtype, i, x);
+        float hi = load_f(p.out, p.dtype, i);
+        store_f(p.out, p.dtype, p.count + i, x - hi);
+    }
+}
+
+struct SumHalvesParams {
+    const float* in;   // [2 * rows, cols]: the products of the hi rows, then of the lo rows
+    float* out;        // [rows, cols]
+    const void* bias;  // [cols] in `bias_dtype`, or null
+    long long rows;
+    int cols;
+    int bias_dtype;
+};
+
+extern "C" __global__ void sum_halves(const SumHalvesParams p) {
+    long long total = p.rows * p.cols;
+    for (long long i = global_index(); i < total; i += global_stride()) {
+        float v = p.in[i] + p.in[total + i];
+        if (p.bias != nullptr) v += load_f(p.bias, p.bias_dtype, i % p.cols);
+        p.out[i] = v;
+    }
+}
+
 struct BiasAddParams {
     float* out;        // [rows, cols]
     const void* bias;  // [cols] in `dtype`

@@ -32,6 +32,8 @@ public final class CudaBackend implements Backend {
     /** Rows up to which {@link #linear} runs the gemv kernel (GEMV_MAX_ROWS in gemv.cu). */
     static final int GEMV_MAX_ROWS = 8;
     private static final int GEMV_WARPS = 8;
+    /** Rows up to which BF16/F16 {@link #linear} splits activations into two 16-bit parts. */
+    static final int SPLIT_MAX_ROWS = 64;
     private static final int ARGMAX_THREADS = 1024;
 
     private final CudaContext context;
@@ -305,8 +307,15 @@ public final class CudaBackend implements Backend {
     }
 
     /**
-     * Up to {@link #GEMV_MAX_ROWS} rows (decode): the gemv kernel, float32 activations, bias fused.
-     * More rows: cuBLASLt, and for BF16/F16 weights x is rounded to the weight type first (see {@link Gemm}).
+     * Three paths, by row count n, so that activations keep float32 precision wherever that costs no time:
+     * <ul>
+     *   <li>n up to {@link #GEMV_MAX_ROWS} (decode): the gemv kernel, float32 activations, bias fused;</li>
+     *   <li>BF16/F16 weights and n up to {@link #SPLIT_MAX_ROWS}: each activation is split into a 16-bit
+     *       high and low part and one cuBLASLt GEMM runs over the 2n rows; the product is still bound by
+     *       reading the weights once, and the result carries ~16 mantissa bits of x instead of 8;</li>
+     *   <li>otherwise (long prefills, where the GEMM is compute-bound): x rounded to the weight type, one
+     *       GEMM (see {@link Gemm}), as BF16 inference stacks do.</li>
+     * </ul>
      */
     @Override
     public void linear(Tensor x, Weight w, Weight bias, Tensor out) {
@@ -333,6 +342,19 @@ public final class CudaBackend implements Backend {
             return;
         }
         long xPtr = xt.address();
+        if (wt.dtype() != DType.F32 && n <= SPLIT_MAX_ROWS) {
+            long count = xt.size();
+            long split = scratch(2 * count * wt.dtype().byteSize());
+            kernels.splitFromF32.launch(stream, Kernels.elementBlocks(count), 1, 256,
+                    xPtr, split, count, dtypeCode(wt.dtype()));
+            try (CudaTensor both = (CudaTensor) allocate(DType.F32, 2 * n, wt.rows())) {
+                gemm.run(stream, wt.dtype(), wt.address(), split, both.address(), 2 * n, wt.cols(), wt.rows());
+                kernels.sumHalves.launch(stream, Kernels.elementBlocks(ot.size()), 1, 256,
+                        both.address(), ot.address(), bt == null ? 0L : bt.address(), (long) n, wt.rows(),
+                        bt == null ? 0 : dtypeCode(bt.dtype()));
+            }
+            return;
+        }
         if (wt.dtype() != DType.F32) {
             long count = xt.size();
             long converted = scratch(count * wt.dtype().byteSize());

@@ -22,7 +22,7 @@ import static dev.lathe.cuda.driver.KernelParams.struct;
  */
 final class Kernels implements AutoCloseable {
     final Kernel embedding, gatherRows, splitColumns, rmsNorm, rope, writeKv, attention, siluMul, randomNormal,
-            convertFromF32, biasAdd, probe, gemv, argmaxRows;
+            convertFromF32, biasAdd, probe, gemv, argmaxRows, splitFromF32, sumHalves;
     private final List<CudaModule> modules = new ArrayList<>();
 
     Kernels(CudaContext context) {
@@ -57,6 +57,10 @@ final class Kernels implements AutoCloseable {
                     ptr("out"), i64("seed"), i64("count"), f32("mean"), f32("std"), i32("dtype")));
             convertFromF32 = convert.kernel("convert_from_f32", struct("convert_from_f32",
                     ptr("in"), ptr("out"), i64("count"), i32("dtype")));
+            splitFromF32 = convert.kernel("split_from_f32", struct("split_from_f32",
+                    ptr("in"), ptr("out"), i64("count"), i32("dtype")));
+            sumHalves = convert.kernel("sum_halves", struct("sum_halves",
+                    ptr("in"), ptr("out"), ptr("bias"), i64("rows"), i32("cols"), i32("bias_dtype")));
             biasAdd = convert.kernel("bias_add", struct("bias_add",
                     ptr("out"), ptr("bias"), i64("rows"), i32("cols"), i32("dtype")));
             probe = convert.kernel("probe", struct("probe", ptr("out"), i32("n")));

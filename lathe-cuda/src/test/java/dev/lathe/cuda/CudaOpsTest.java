@@ -151,12 +151,14 @@ class CudaOpsTest {
     /**
      * Shapes for both paths: up to {@link CudaBackend#GEMV_MAX_ROWS} rows run the gemv kernel (its 16-byte
      * loop, unrolled and not, and its scalar tail when {@code in} is not a multiple of a 16-byte piece);
-     * more rows run cuBLASLt.
+     * up to {@link CudaBackend#SPLIT_MAX_ROWS} rows of 16-bit weights run cuBLASLt over split activations;
+     * more rows run cuBLASLt over activations rounded to the weight format.
      */
     @ParameterizedTest
     @EnumSource(value = DType.class, names = {"F32", "F16", "BF16"})
     void linearMultipliesByTheTransposedWeightAndAddsBias(DType dtype) {
-        int[][] shapes = {{1, 256, 384}, {7, 129, 67}, {8, 4096, 100}, {3, 1001, 50}, {2, 4100, 33}, {33, 512, 1000}};
+        int[][] shapes = {{1, 256, 384}, {7, 129, 67}, {8, 4096, 100}, {3, 1001, 50}, {2, 4100, 33}, {33, 512, 1000},
+                {64, 257, 40}, {65, 300, 70}};
         for (int[] shape : shapes) {
             int n = shape[0], in = shape[1], outF = shape[2];
             float[] x = normal(random, n * in, 1f), w = normal(random, outF * in, 0.05f), b = normal(random, outF, 1f);
@@ -170,6 +172,13 @@ class CudaOpsTest {
                     // gemv: float32 activations as given, float32 accumulation
                     assertClose("gemv " + what, gpu.download(out), matmul(x, wq, null, n, in, outF), 1e-5);
                     assertClose("gemv+bias " + what, gpu.download(outBias), matmul(x, wq, bq, n, in, outF), 1e-5);
+                    continue;
+                }
+                if (dtype != DType.F32 && n <= CudaBackend.SPLIT_MAX_ROWS) {
+                    // x = hi + lo in two 16-bit parts: each activation keeps ~16 mantissa bits (relative error
+                    // about 2^-17), so against exact x the relative L2 error stays near 1e-5
+                    assertClose("split " + what, gpu.download(out), matmul(x, wq, null, n, in, outF), 2e-5);
+                    assertClose("split+bias " + what, gpu.download(outBias), matmul(x, wq, bq, n, in, outF), 2e-5);
                     continue;
                 }
                 // cuBLASLt sees x rounded to the weight's format (documented on Gemm); float32 accumulation
