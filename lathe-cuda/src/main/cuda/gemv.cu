@@ -7,12 +7,14 @@
 // multiply them with the n activation rows (read through L1, where every warp of the block reuses
 // them), and reduce across the warp at the end. Weights are loaded with the streaming hint so they do
 // not push the activations out of L1.
+//
+// One kernel per row bound (1, 2, 4, 8): the accumulators and the pieces in flight are sized at compile
+// time, so the single-row kernel keeps few registers, more warps per SM and more bytes in flight, which
+// is what a memory-bound kernel needs.
 #include "common.cuh"
 using namespace lathe;
 
-#define GEMV_MAX_ROWS 8
 #define GEMV_WARPS 8
-#define GEMV_UNROLL 4
 
 struct GemvParams {
     const float* x;     // [n, in]
@@ -61,11 +63,12 @@ template <> struct Piece<float> {
     }
 };
 
-template <typename T>
+// acc[j] += sum_i wf[i] * x[j, k + i] for the n (<= MAXN) activation rows.
+template <typename T, int MAXN>
 __device__ __forceinline__ void accumulate(const float* x, int n, int in, int k, const float* wf, float* acc) {
     constexpr int N = Piece<T>::N;
 #pragma unroll
-    for (int j = 0; j < GEMV_MAX_ROWS; j++) {
+    for (int j = 0; j < MAXN; j++) {
         if (j < n) {
             const float4* xv = reinterpret_cast<const float4*>(x + (long long)j * in + k);
             float s = acc[j];
@@ -82,61 +85,100 @@ __device__ __forceinline__ void accumulate(const float* x, int n, int in, int k,
     }
 }
 
-template <typename T>
-__device__ void gemv_row(const GemvParams& p, int row, int lane) {
+// One warp computes output features row0 .. row0 + R - 1 (those below out_f) for every activation row.
+// Per trip each lane has UNROLL 16-byte pieces of each of its R weight rows in flight.
+template <typename T, int MAXN, int UNROLL, int R>
+__device__ __forceinline__ void gemv_rows(const GemvParams& p, int row0, int lane) {
     constexpr int N = Piece<T>::N;
-    const T* wrow = static_cast<const T*>(p.w) + (long long)row * p.in;
-    float acc[GEMV_MAX_ROWS];
+    const T* w = static_cast<const T*>(p.w);
+    int rows = min(R, p.out_f - row0);
+    const T* wrow[R];
 #pragma unroll
-    for (int j = 0; j < GEMV_MAX_ROWS; j++) acc[j] = 0.f;
+    for (int r = 0; r < R; r++) wrow[r] = w + (long long)(row0 + min(r, rows - 1)) * p.in;
+    float acc[R][MAXN];
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int j = 0; j < MAXN; j++) acc[r][j] = 0.f;
 
     // 16-byte pieces need the row to start on a 16-byte boundary and activations on one too (in % N == 0
     // keeps both, given 256-byte aligned allocations); otherwise everything goes through the scalar tail
     int vec_end = (p.in % N == 0) ? p.in : 0;
     const int step = 32 * N;
     int k = lane * N;
-    for (; k + (GEMV_UNROLL - 1) * step < vec_end; k += GEMV_UNROLL * step) {
-        int4 raw[GEMV_UNROLL];
+    for (; k + (UNROLL - 1) * step < vec_end; k += UNROLL * step) {
+        int4 raw[R][UNROLL];
 #pragma unroll
-        for (int u = 0; u < GEMV_UNROLL; u++) raw[u] = __ldcs(reinterpret_cast<const int4*>(wrow + k + u * step));
+        for (int r = 0; r < R; r++)
 #pragma unroll
-        for (int u = 0; u < GEMV_UNROLL; u++) {
-            float wf[N];
-            Piece<T>::widen(raw[u], wf);
-            accumulate<T>(p.x, p.n, p.in, k + u * step, wf, acc);
+            for (int u = 0; u < UNROLL; u++) raw[r][u] = __ldcs(reinterpret_cast<const int4*>(wrow[r] + k + u * step));
+#pragma unroll
+        for (int u = 0; u < UNROLL; u++) {
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                float wf[N];
+                Piece<T>::widen(raw[r][u], wf);
+                accumulate<T, MAXN>(p.x, p.n, p.in, k + u * step, wf, acc[r]);
+            }
         }
     }
     for (; k < vec_end; k += step) {
-        int4 raw = __ldcs(reinterpret_cast<const int4*>(wrow + k));
-        float wf[N];
-        Piece<T>::widen(raw, wf);
-        accumulate<T>(p.x, p.n, p.in, k, wf, acc);
-    }
-    for (int kk = vec_end + lane; kk < p.in; kk += 32) {
-        float wv = load_f(p.w, p.dtype, (long long)row * p.in + kk);
 #pragma unroll
-        for (int j = 0; j < GEMV_MAX_ROWS; j++) {
-            if (j < p.n) acc[j] = fmaf(wv, p.x[(long long)j * p.in + kk], acc[j]);
+        for (int r = 0; r < R; r++) {
+            int4 raw = __ldcs(reinterpret_cast<const int4*>(wrow[r] + k));
+            float wf[N];
+            Piece<T>::widen(raw, wf);
+            accumulate<T, MAXN>(p.x, p.n, p.in, k, wf, acc[r]);
         }
     }
-    float b = p.bias != nullptr ? load_f(p.bias, p.bias_dtype, row) : 0.f;
+    for (int kk = vec_end + lane; kk < p.in; kk += 32) {
 #pragma unroll
-    for (int j = 0; j < GEMV_MAX_ROWS; j++) {
-        if (j < p.n) {
-            float s = warp_sum(acc[j]);
-            if (lane == 0) p.out[(long long)j * p.out_f + row] = s + b;
+        for (int r = 0; r < R; r++) {
+            float wv = load_f(p.w, p.dtype, (long long)(row0 + min(r, rows - 1)) * p.in + kk);
+#pragma unroll
+            for (int j = 0; j < MAXN; j++) {
+                if (j < p.n) acc[r][j] = fmaf(wv, p.x[(long long)j * p.in + kk], acc[r][j]);
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        if (r < rows) {
+            int row = row0 + r;
+            float b = p.bias != nullptr ? load_f(p.bias, p.bias_dtype, row) : 0.f;
+#pragma unroll
+            for (int j = 0; j < MAXN; j++) {
+                if (j < p.n) {
+                    float s = warp_sum(acc[r][j]);
+                    if (lane == 0) p.out[(long long)j * p.out_f + row] = s + b;
+                }
+            }
         }
     }
 }
 
-// Grid: ceil(out_f / GEMV_WARPS) blocks of GEMV_WARPS warps; n must be 1..GEMV_MAX_ROWS.
-extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv(const GemvParams p) {
+// Warp g of the grid takes rows g*R .. g*R + R - 1, then (when the grid is smaller than the work) the
+// same rows one grid further on.
+template <int MAXN, int UNROLL, int R>
+__device__ __forceinline__ void gemv_any(const GemvParams& p) {
     int lane = threadIdx.x & 31;
-    int row = blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
-    if (row >= p.out_f) return;
-    switch (p.dtype) {
-        case DT_BF16: gemv_row<__nv_bfloat16>(p, row, lane); break;
-        case DT_F16: gemv_row<__half>(p, row, lane); break;
-        default: gemv_row<float>(p, row, lane);
+    int stride = gridDim.x * GEMV_WARPS * R;
+    for (int row0 = (blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5)) * R; row0 < p.out_f; row0 += stride) {
+        switch (p.dtype) {
+            case DT_BF16: gemv_rows<__nv_bfloat16, MAXN, UNROLL, R>(p, row0, lane); break;
+            case DT_F16: gemv_rows<__half, MAXN, UNROLL, R>(p, row0, lane); break;
+            default: gemv_rows<float, MAXN, UNROLL, R>(p, row0, lane);
+        }
     }
 }
+
+// Blocks of GEMV_WARPS warps; gemvK takes n = 1..K activation rows and each warp GEMV_ROWS_K weight rows.
+extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, 3) gemv1(const GemvParams p) { gemv_any<1, 8, 1>(p); }
+extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, 3) gemv2(const GemvParams p) { gemv_any<2, 8, 1>(p); }
+extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv4(const GemvParams p) { gemv_any<4, 4, 1>(p); }
+extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv8(const GemvParams p) { gemv_any<8, 4, 1>(p); }
+
+// Candidates for the single-row case, timed against gemv1 on the GPU (OpTimings): fewer pieces in flight
+// but more warps; two weight rows per warp (the activations are loaded once for both).
+extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, 4) gemv1_u4(const GemvParams p) { gemv_any<1, 4, 1>(p); }
+extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, 3) gemv1_r2(const GemvParams p) { gemv_any<1, 4, 2>(p); }

@@ -11,6 +11,7 @@ import dev.lathe.cuda.driver.CudaContext;
 import dev.lathe.cuda.driver.DeviceBuffer;
 import dev.lathe.cuda.driver.DeviceInfo;
 import dev.lathe.cuda.driver.Event;
+import dev.lathe.cuda.driver.Kernel;
 import dev.lathe.cuda.driver.PinnedBuffer;
 import dev.lathe.cuda.driver.Stream;
 
@@ -336,9 +337,8 @@ public final class CudaBackend implements Backend {
         int n = xt.rows();
         if (n == 0) return;
         if (n <= GEMV_MAX_ROWS) {
-            kernels.gemv.launch(stream, (wt.rows() + GEMV_WARPS - 1) / GEMV_WARPS, 1, GEMV_WARPS * 32,
-                    xt.address(), wt.address(), bt == null ? 0L : bt.address(), ot.address(), n, wt.cols(), wt.rows(),
-                    dtypeCode(wt.dtype()), bt == null ? 0 : dtypeCode(bt.dtype()));
+            Kernel k = n == 1 ? kernels.gemv1 : n == 2 ? kernels.gemv2 : n <= 4 ? kernels.gemv4 : kernels.gemv8;
+            gemv(k, 1, Integer.MAX_VALUE, xt, wt, bt, ot);
             return;
         }
         long xPtr = xt.address();
@@ -368,6 +368,16 @@ public final class CudaBackend implements Backend {
                     ot.address(), bt.address(), (long) ot.rows(), ot.cols(), dtypeCode(bt.dtype()));
         }
     }
+
+    /** Launches a gemv kernel whose warps take {@code rowsPerWarp} weight rows, over at most {@code maxBlocks} blocks. */
+    void gemv(Kernel k, int rowsPerWarp, int maxBlocks, CudaTensor x, CudaWeight w, CudaWeight bias, CudaTensor out) {
+        int perBlock = GEMV_WARPS * rowsPerWarp;
+        int blocks = Math.min(maxBlocks, (w.rows() + perBlock - 1) / perBlock);
+        k.launch(stream, blocks, 1, GEMV_WARPS * 32, x.address(), w.address(), bias == null ? 0L : bias.address(),
+                out.address(), x.rows(), w.cols(), w.rows(), dtypeCode(w.dtype()), bias == null ? 0 : dtypeCode(bias.dtype()));
+    }
+
+    Kernels kernels() { return kernels; }
 
     /** A device workspace of at least {@code bytes}; stream order keeps successive users apart. */
     private long scratch(long bytes) {

@@ -22,7 +22,7 @@ import static dev.lathe.cuda.driver.KernelParams.struct;
  */
 final class Kernels implements AutoCloseable {
     final Kernel embedding, gatherRows, splitColumns, rmsNorm, rope, writeKv, attention, siluMul, randomNormal,
-            convertFromF32, biasAdd, probe, gemv, argmaxRows, splitFromF32, sumHalves;
+            convertFromF32, biasAdd, probe, gemv1, gemv2, gemv4, gemv8, gemv1U4, gemv1R2, argmaxRows, splitFromF32, sumHalves;
     private final List<CudaModule> modules = new ArrayList<>();
 
     Kernels(CudaContext context) {
@@ -64,15 +64,24 @@ final class Kernels implements AutoCloseable {
             biasAdd = convert.kernel("bias_add", struct("bias_add",
                     ptr("out"), ptr("bias"), i64("rows"), i32("cols"), i32("dtype")));
             probe = convert.kernel("probe", struct("probe", ptr("out"), i32("n")));
-            gemv = byName.get("gemv").kernel("gemv", struct("gemv",
-                    ptr("x"), ptr("w"), ptr("bias"), ptr("out"), i32("n"), i32("in"), i32("out_f"), i32("dtype"),
-                    i32("bias_dtype")));
+            CudaModule gemv = byName.get("gemv");
+            gemv1 = gemv.kernel("gemv1", gemvParams("gemv1"));
+            gemv2 = gemv.kernel("gemv2", gemvParams("gemv2"));
+            gemv4 = gemv.kernel("gemv4", gemvParams("gemv4"));
+            gemv8 = gemv.kernel("gemv8", gemvParams("gemv8"));
+            gemv1U4 = gemv.kernel("gemv1_u4", gemvParams("gemv1_u4"));
+            gemv1R2 = gemv.kernel("gemv1_r2", gemvParams("gemv1_r2"));
             argmaxRows = byName.get("select").kernel("argmax_rows", struct("argmax_rows",
                     ptr("logits"), ptr("out"), i32("rows"), i32("vocab")));
         } catch (RuntimeException | Error e) {
             close();
             throw e;
         }
+    }
+
+    private static KernelParams gemvParams(String name) {
+        return struct(name, ptr("x"), ptr("w"), ptr("bias"), ptr("out"), i32("n"), i32("in"), i32("out_f"),
+                i32("dtype"), i32("bias_dtype"));
     }
 
     /** Blocks for a grid-stride element-wise kernel over {@code total} elements of 256 threads each. */
