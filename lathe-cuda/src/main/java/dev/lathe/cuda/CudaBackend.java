@@ -33,6 +33,8 @@ public final class CudaBackend implements Backend {
     static final int MAX_HEAD_DIM = 256;
     /** Query rows per block of the flash kernel (FA_BM in flash_attention.cu). */
     static final int FLASH_TILE_ROWS = 64;
+    /** Threads per block of the flash kernel: FA_WARPS = 4 warps, 16 query rows each. */
+    private static final int FLASH_THREADS = 128;
     /**
      * A step takes the flash (tensor-core) attention kernel only when some sequence has at least this many
      * query rows. That kernel works on tiles of {@link #FLASH_TILE_ROWS} rows of one sequence; a decode step
@@ -467,7 +469,7 @@ public final class CudaBackend implements Backend {
             plan(meta);
             if (planLongestRun >= FLASH_MIN_QUERY_ROWS && planItems <= MAX_GRID_Y) {
                 long work = uploadPlan(meta);
-                flash.launch(stream, heads, planItems, 128,
+                flash.launch(stream, heads, planItems, FLASH_THREADS,
                         qt.address(), c.keys(layer), c.values(layer), ot.address(), work, starts.address(),
                         lens.address(), tables.address(), heads, c.numKvHeads(), c.blockSize(), tables.cols(),
                         meta.slidingWindow(), scale);
