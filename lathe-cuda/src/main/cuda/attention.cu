@@ -4,7 +4,8 @@
 // first+w, first+w+ATTN_WARPS, ... and keeps an online softmax (running max m, running sum l, weighted
 // value sum acc); the warps' partial states are merged at the end. Lane i holds dimensions
 // i, i+32, ... of q and acc, so head_dim may be any value up to ATTN_MAX_HEAD_DIM.
-// Flash-style tiling for prefill and a split-context decode kernel come later.
+// Prefill with a 16-bit cache runs on tensor cores in flash_attention.cu instead (CudaBackend picks);
+// this kernel serves decode steps, F32 caches and other head sizes. A split-context decode kernel comes later.
 #include "common.cuh"
 using namespace lathe;
 

@@ -17,6 +17,7 @@ import dev.lathe.cuda.driver.Stream;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.util.Arrays;
 import java.util.List;
 
 /**
@@ -36,6 +37,19 @@ public final class CudaBackend implements Backend {
     /** Rows up to which BF16/F16 {@link #linear} splits activations into two 16-bit parts. */
     static final int SPLIT_MAX_ROWS = 64;
     private static final int ARGMAX_THREADS = 1024;
+    /** Query rows per block of the flash kernel (FA_BM in flash_attention.cu). */
+    static final int FLASH_TILE_ROWS = 64;
+    /** Threads per block of the flash kernel: FA_WARPS = 4 warps, 16 query rows each. */
+    private static final int FLASH_THREADS = 128;
+    /**
+     * A step takes the flash (tensor-core) attention kernel only when some sequence has at least this many
+     * query rows. That kernel works on tiles of {@link #FLASH_TILE_ROWS} rows of one sequence; a decode step
+     * has one row per sequence, so each tile would hold one row and leave 63 idle, and the row-per-block
+     * kernel does the same work with less setup. One full tile is where the tensor cores start to pay.
+     */
+    static final int FLASH_MIN_QUERY_ROWS = FLASH_TILE_ROWS;
+    /** The flash kernel's grid is (heads, work items); a grid's y extent is at most this. */
+    private static final int MAX_GRID_Y = 65535;
 
     private final CudaContext context;
     private final Stream stream;
@@ -46,6 +60,14 @@ public final class CudaBackend implements Backend {
     private final boolean[] stagingBusy = new boolean[2];
     private DeviceBuffer scratch;
     private final BufferPool pool;
+    /**
+     * The flash kernel's work list for the last metadata seen (by identity: one metadata object serves every
+     * layer of a step), so it is built and uploaded once per step, not once per layer.
+     */
+    private AttentionMetadata planFor;
+    private int planLongestRun, planItems;
+    private boolean planUploaded;
+    private DeviceBuffer planWork;
     private boolean closed;
 
     /** A backend on GPU {@code ordinal}. */
@@ -139,6 +161,17 @@ public final class CudaBackend implements Backend {
      * packed into the other buffer. Returns once every byte has arrived.
      */
     private void copyIn(MemorySegment src, DeviceBuffer dst, long dstOffset) {
+        queueCopyIn(src, dst, dstOffset);
+        stream.synchronize();
+        stagingBusy[0] = stagingBusy[1] = false;
+    }
+
+    /**
+     * Queues the copy of {@code src} through the staging buffers and returns without waiting for the device:
+     * the bytes are packed into pinned memory first, so the caller may change {@code src} at once, and work
+     * queued later on the stream sees them.
+     */
+    private void queueCopyIn(MemorySegment src, DeviceBuffer dst, long dstOffset) {
         long total = src.byteSize();
         int which = 0;
         for (long done = 0; done < total; done += STAGING_CHUNK, which ^= 1) {
@@ -150,8 +183,6 @@ public final class CudaBackend implements Backend {
             stagingFree[which].record(stream);
             stagingBusy[which] = true;
         }
-        stream.synchronize();
-        stagingBusy[0] = stagingBusy[1] = false;
     }
 
     private void copyOut(CudaTensor src, MemorySegment dst) {
@@ -446,6 +477,12 @@ public final class CudaBackend implements Backend {
                 kt.rows(), width, dtypeCode(c.dtype()));
     }
 
+    /**
+     * Two kernels: the flash kernel (flash_attention.cu: tensor cores, 64 query rows of one sequence per
+     * block) when the cache is BF16 or F16, headDim is 64 or 128 and the step's longest query run is at
+     * least {@link #FLASH_MIN_QUERY_ROWS} rows; the row-per-block kernel (attention.cu) otherwise. The flash
+     * kernel rounds q and the softmax weights to the cache type; the other computes in F32 throughout.
+     */
     @Override
     public void attention(Tensor q, KvCache cache, int layer, AttentionMetadata meta, float scale, Tensor out) {
         CudaKvCache c = cuda(cache);
@@ -471,10 +508,92 @@ public final class CudaBackend implements Backend {
         checkPlan(meta, c, tables.cols());
         if (qt.rows() == 0) return;
         int heads = qt.cols() / headDim;
+        Kernel flash = flashKernel(c.dtype(), headDim);
+        if (flash != null) {
+            plan(meta);
+            if (planLongestRun >= FLASH_MIN_QUERY_ROWS && planItems <= MAX_GRID_Y) {
+                long work = uploadPlan(meta);
+                flash.launch(stream, heads, planItems, FLASH_THREADS,
+                        qt.address(), c.keys(layer), c.values(layer), ot.address(), work, starts.address(),
+                        lens.address(), tables.address(), heads, c.numKvHeads(), c.blockSize(), tables.cols(),
+                        meta.slidingWindow(), scale);
+                return;
+            }
+        }
         kernels.attention.launch(stream, qt.rows(), heads, 128,
                 qt.address(), c.keys(layer), c.values(layer), ot.address(), starts.address(), lens.address(),
                 tables.address(), numSeqs, heads, c.numKvHeads(), headDim, c.blockSize(), tables.cols(),
                 meta.slidingWindow(), dtypeCode(c.dtype()), scale);
+    }
+
+    /** The flash kernel for a cache type and head size, or null where it has none. */
+    private Kernel flashKernel(DType dtype, int headDim) {
+        return switch (dtype) {
+            case BF16 -> headDim == 64 ? kernels.flashBf16D64 : headDim == 128 ? kernels.flashBf16D128 : null;
+            case F16 -> headDim == 64 ? kernels.flashF16D64 : headDim == 128 ? kernels.flashF16D128 : null;
+            default -> null;
+        };
+    }
+
+    /** Counts {@code meta}'s work items and longest query run, unless they are those of the last metadata. */
+    private void plan(AttentionMetadata meta) {
+        if (meta == planFor) return;
+        int[] starts = meta.hostQueryStarts();
+        int longest = 0;
+        long items = 0;
+        for (int s = 0; s < meta.numSeqs(); s++) {
+            int qLen = starts[s + 1] - starts[s];
+            longest = Math.max(longest, qLen);
+            items += (qLen + FLASH_TILE_ROWS - 1) / FLASH_TILE_ROWS;
+        }
+        planFor = meta;
+        planLongestRun = longest;
+        planItems = (int) Math.min(items, Integer.MAX_VALUE);
+        planUploaded = false;
+    }
+
+    /**
+     * The device address of {@link #plan}'s work list, uploaded on first use: pairs (sequence, first query row
+     * within it), one per tile of up to {@link #FLASH_TILE_ROWS} rows, those with the most keys first so the
+     * longest blocks start early and the short ones fill in behind them. The upload is queued, not waited
+     * for; the buffer is reused for later metadata, which is safe because every reader is queued earlier on
+     * the same stream.
+     */
+    private long uploadPlan(AttentionMetadata meta) {
+        if (planUploaded) return planWork.address();
+        int[] starts = meta.hostQueryStarts(), lens = meta.hostContextLens();
+        int window = meta.slidingWindow();
+        long[] order = new long[planItems];  // (keys the tile reads, descending) << 32 | item
+        int[] seqOf = new int[planItems], firstOf = new int[planItems];
+        int n = 0;
+        for (int s = 0; s < meta.numSeqs(); s++) {
+            int qLen = starts[s + 1] - starts[s];
+            for (int first = 0; first < qLen; first += FLASH_TILE_ROWS) {
+                int rows = Math.min(FLASH_TILE_ROWS, qLen - first);
+                int pos0 = lens[s] - qLen + first;
+                int keyLo = window > 0 ? Math.max(0, pos0 - window + 1) : 0;
+                long keys = pos0 + rows - keyLo;
+                seqOf[n] = s;
+                firstOf[n] = first;
+                order[n] = ((Integer.MAX_VALUE - keys) << 32) | n;
+                n++;
+            }
+        }
+        Arrays.sort(order);
+        int[] work = new int[2 * planItems];
+        for (int i = 0; i < planItems; i++) {
+            int item = (int) order[i];
+            work[2 * i] = seqOf[item];
+            work[2 * i + 1] = firstOf[item];
+        }
+        long bytes = 4L * work.length;
+        if (planWork == null || planWork.bytes() < bytes) {
+            if (planWork != null) pool.recycle(planWork);
+            planWork = pool.obtain(bytes);
+        }
+        queueCopyIn(MemorySegment.ofArray(work), planWork, 0);
+        planUploaded = true;
+        return planWork.address();
     }
 
     /** The host copies of the metadata must describe a valid packing (block ids are not checked). */
@@ -542,6 +661,7 @@ public final class CudaBackend implements Backend {
             stream.synchronize();
         } finally {
             if (scratch != null) scratch.close();
+            if (planWork != null) planWork.close();
             pool.release();
             for (int i = 0; i < 2; i++) {
                 staging[i].close();

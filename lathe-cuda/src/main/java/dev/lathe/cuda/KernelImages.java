@@ -14,7 +14,8 @@ public final class KernelImages {
     public static final String DIRECTORY = "/dev/lathe/cuda/kernels/";
     /** The op families, one module (fatbin) each. */
     public static final List<String> MODULES =
-            List.of("rows", "norm", "rope", "kv_cache", "attention", "activation", "random", "convert", "gemv", "select");
+            List.of("rows", "norm", "rope", "kv_cache", "attention", "flash_attention", "activation", "random",
+                    "convert", "gemv", "select");
 
     private KernelImages() {}
 

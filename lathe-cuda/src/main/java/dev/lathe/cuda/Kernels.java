@@ -23,6 +23,8 @@ import static dev.lathe.cuda.driver.KernelParams.struct;
 final class Kernels implements AutoCloseable {
     final Kernel embedding, gatherRows, splitColumns, rmsNorm, rope, writeKv, attention, siluMul, randomNormal,
             convertFromF32, biasAdd, probe, gemv1, gemv2, gemv4, gemv8, gemv1U4, gemv1R2, argmaxRows, splitFromF32, sumHalves;
+    /** Tensor-core prefill attention, one kernel per cache type and head size: BF16/F16 x 64/128. */
+    final Kernel flashBf16D64, flashBf16D128, flashF16D64, flashF16D128;
     private final List<CudaModule> modules = new ArrayList<>();
 
     Kernels(CudaContext context) {
@@ -51,6 +53,11 @@ final class Kernels implements AutoCloseable {
                     ptr("q"), ptr("k_cache"), ptr("v_cache"), ptr("out"), ptr("query_starts"), ptr("context_lens"),
                     ptr("block_tables"), i32("num_seqs"), i32("num_heads"), i32("num_kv_heads"), i32("head_dim"),
                     i32("block_size"), i32("max_blocks_per_seq"), i32("sliding_window"), i32("dtype"), f32("scale")));
+            CudaModule flash = byName.get("flash_attention");
+            flashBf16D64 = flash.kernel("flash_attention_bf16_d64", flashParams("flash_attention_bf16_d64"));
+            flashBf16D128 = flash.kernel("flash_attention_bf16_d128", flashParams("flash_attention_bf16_d128"));
+            flashF16D64 = flash.kernel("flash_attention_f16_d64", flashParams("flash_attention_f16_d64"));
+            flashF16D128 = flash.kernel("flash_attention_f16_d128", flashParams("flash_attention_f16_d128"));
             siluMul = byName.get("activation").kernel("silu_mul", struct("silu_mul",
                     ptr("x"), ptr("out"), i64("n"), i32("inner")));
             randomNormal = byName.get("random").kernel("random_normal", struct("random_normal",
@@ -82,6 +89,13 @@ final class Kernels implements AutoCloseable {
     private static KernelParams gemvParams(String name) {
         return struct(name, ptr("x"), ptr("w"), ptr("bias"), ptr("out"), i32("n"), i32("in"), i32("out_f"),
                 i32("dtype"), i32("bias_dtype"));
+    }
+
+    /** FlashAttentionParams of flash_attention.cu. */
+    private static KernelParams flashParams(String kernel) {
+        return struct(kernel, ptr("q"), ptr("k_cache"), ptr("v_cache"), ptr("out"), ptr("work"), ptr("query_starts"),
+                ptr("context_lens"), ptr("block_tables"), i32("num_heads"), i32("num_kv_heads"), i32("block_size"),
+                i32("max_blocks_per_seq"), i32("sliding_window"), f32("scale"));
     }
 
     /** Blocks for a grid-stride element-wise kernel over {@code total} elements of 256 threads each. */

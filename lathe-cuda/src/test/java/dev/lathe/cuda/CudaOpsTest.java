@@ -28,6 +28,7 @@ import static dev.lathe.cuda.Host.normal;
 import static dev.lathe.cuda.Host.round;
 import static dev.lathe.cuda.Host.weight;
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.fail;
 
 /**
  * Every op of the CUDA backend against a plain Java oracle, on random inputs of odd sizes, outputs
@@ -327,6 +328,42 @@ class CudaOpsTest {
         runAttention(DType.BF16, 8, 1, 256, 32, 0, List.of(new Seq(300, 3), new Seq(2, 2)));
     }
 
+    /** A 16-bit cache and a flash head size, but no query run of a full tile: the F32 kernel, held to 1e-5. */
+    @Test
+    void shortQueryRunsKeepTheRowKernelOnSixteenBitCaches() {
+        runAttention(DType.BF16, 32, 8, 128, 16, 0, List.of(new Seq(300, 63), new Seq(50, 1), new Seq(129, 1)));
+    }
+
+    // The flash kernel (flash_attention.cu): 16-bit caches, headDim 64 or 128, some run of >= 64 query rows.
+
+    @ParameterizedTest
+    @EnumSource(value = DType.class, names = {"BF16", "F16"})
+    void flashAttentionMatchesDenseSoftmaxOnLlamaShapes(DType cacheType) {
+        // a whole prompt, and a 700-row chunk continuing a prefill whose first 300 tokens are cached
+        runAttention(cacheType, 32, 8, 128, 16, 0, List.of(new Seq(300, 300), new Seq(1000, 700)));
+    }
+
+    @ParameterizedTest
+    @EnumSource(value = DType.class, names = {"BF16", "F16"})
+    void flashAttentionServesDecodeRowsBesideAPrefill(DType cacheType) {
+        runAttention(cacheType, 32, 8, 128, 16, 0,
+                List.of(new Seq(50, 1), new Seq(70, 70), new Seq(10, 0), new Seq(129, 1), new Seq(1, 1), new Seq(33, 1)));
+    }
+
+    @ParameterizedTest
+    @EnumSource(value = DType.class, names = {"BF16", "F16"})
+    void flashAttentionHonoursTheSlidingWindowAtHeadDim64(DType cacheType) {
+        // windows longer and shorter than a 64-key tile; 200 and 90 rows are not multiples of 64
+        runAttention(cacheType, 8, 2, 64, 8, 100, List.of(new Seq(400, 200), new Seq(90, 90), new Seq(30, 1)));
+        runAttention(cacheType, 8, 2, 64, 8, 20, List.of(new Seq(400, 200), new Seq(90, 90), new Seq(30, 1)));
+    }
+
+    @Test
+    void flashAttentionHandlesPartialTilesWithoutGrouping() {
+        // 131 = 2 x 64 + 3 and 65 = 64 + 1 rows; one KV head per query head; 32-slot blocks
+        runAttention(DType.BF16, 4, 4, 128, 32, 0, List.of(new Seq(150, 131), new Seq(64, 64), new Seq(200, 65)));
+    }
+
     private void runAttention(DType cacheType, int heads, int kvHeads, int headDim, int blockSize, int window, List<Seq> seqs) {
         int numSeqs = seqs.size(), layers = 2, layer = 1;
         int maxBlocks = 0, totalBlocks = 0;
@@ -370,37 +407,125 @@ class CudaOpsTest {
                      gpu.upload(new int[numTokens], 1, numTokens), starts, lens, window)) {
             gpu.writeKv(cache, layer, kt, vt, slotT);
             gpu.attention(qt, cache, layer, meta, scale, out);
-            float[] kq = round(cacheType, k), vq = round(cacheType, v);
+            int longest = 0;
+            for (Seq sq : seqs) longest = Math.max(longest, sq.queries);
+            // CudaBackend's dispatch rule, restated: the flash kernel for 16-bit caches of head size 64 or 128
+            // when some sequence has a full tile of query rows
+            boolean flash = (cacheType == DType.BF16 || cacheType == DType.F16) && (headDim == 64 || headDim == 128)
+                    && longest >= CudaBackend.FLASH_MIN_QUERY_ROWS;
+            // The flash kernel rounds q to the cache type by design, as the cache rounds K and V: the reference
+            // takes the same rounded q (and the cache-rounded K, V) and is otherwise exact.
+            float[] qq = flash ? round(cacheType, q) : q, kq = round(cacheType, k), vq = round(cacheType, v);
             float[] want = new float[q.length];
+            double[] tol = new double[q.length];
             for (int s = 0, t0 = 0; s < numSeqs; s++) {
                 Seq sq = seqs.get(s);
                 for (int i = 0; i < sq.queries; i++) {
                     int row = starts[s] + i, pos = sq.context - sq.queries + i;
                     int first = window > 0 ? Math.max(0, pos - window + 1) : 0;
+                    int n = pos - first + 1;
                     for (int h = 0; h < heads; h++) {
                         int kvh = h / (heads / kvHeads);
-                        double[] score = new double[pos - first + 1];
-                        double max = Double.NEGATIVE_INFINITY;
+                        double[] score = new double[n];
+                        double max = Double.NEGATIVE_INFINITY, sigma = 0;
                         for (int t = first; t <= pos; t++) {
-                            double dot = 0;
+                            double dot = 0, abs = 0;
                             for (int d = 0; d < headDim; d++) {
-                                dot += (double) q[(row * heads + h) * headDim + d] * kq[(t0 + t) * width + kvh * headDim + d];
+                                double term = (double) qq[(row * heads + h) * headDim + d] * kq[(t0 + t) * width + kvh * headDim + d];
+                                dot += term;
+                                abs += Math.abs(term);
                             }
                             score[t - first] = dot * scale;
+                            sigma = Math.max(sigma, abs * scale);
                             max = Math.max(max, score[t - first]);
                         }
                         double sum = 0;
-                        for (int t = 0; t < score.length; t++) sum += score[t] = Math.exp(score[t] - max);
+                        for (int t = 0; t < n; t++) sum += score[t] = Math.exp(score[t] - max);
                         for (int d = 0; d < headDim; d++) {
-                            double acc = 0;
-                            for (int t = first; t <= pos; t++) acc += score[t - first] * vq[(t0 + t) * width + kvh * headDim + d];
-                            want[(row * heads + h) * headDim + d] = (float) (acc / sum);
+                            double acc = 0, absAcc = 0, absV = 0;
+                            for (int t = first; t <= pos; t++) {
+                                double vv = vq[(t0 + t) * width + kvh * headDim + d];
+                                acc += score[t - first] * vv;
+                                absAcc += score[t - first] * Math.abs(vv);
+                                absV += Math.abs(vv);
+                            }
+                            int at = (row * heads + h) * headDim + d;
+                            want[at] = (float) (acc / sum);
+                            if (flash) tol[at] = flashTolerance(cacheType, headDim, n, sigma, absAcc / sum, absV / sum);
                         }
                     }
                 }
                 t0 += sq.context;
             }
-            assertClose("attention " + cacheType + " window " + window + " seed " + seed, gpu.download(out), want, 1e-5);
+            String what = "attention " + cacheType + " headDim " + headDim + " window " + window + (flash ? " (flash)" : "")
+                    + " seed " + seed;
+            float[] got = gpu.download(out);
+            if (!flash) {
+                assertClose(what, got, want, 1e-5);
+                return;
+            }
+            assertWithin(what, got, want, tol);
+            // every layer of a step reuses the metadata, and with it the work list uploaded for the first
+            try (Tensor again = poisoned(numTokens, heads * headDim)) {
+                gpu.attention(qt, cache, layer, meta, scale, again);
+                assertThat(gpu.download(again)).as(what + ": second call with the same metadata").containsExactly(got);
+            }
+        }
+    }
+
+    /*
+     * How far the flash kernel may be from the reference, for one output element o_d of one (row, head).
+     * Derived from the kernel's arithmetic, before any GPU result was seen; not to be widened to fit one.
+     *
+     * The reference is exact given the inputs the kernel sees: q rounded to the cache type (q^), K and V as
+     * cached. With weights w_j = e_j / Z, e_j = exp(s_j - max), Z = sum_j e_j, and s_j = scale * q^.k_j:
+     *
+     * 1. The softmax weights are rounded to the cache type before P V (round to nearest, unit roundoff
+     *    u = 2^-8 for BF16, 2^-11 for F16): each p_j gains a relative error of at most u, so o_d moves by at
+     *    most u * sum_j w_j |v_jd| = u * A_d. F16 has subnormals below 2^-14, where the error is absolute,
+     *    at most half the spacing 2^-25 (measured on the kernel's running-max scale, which only shrinks
+     *    afterwards): up to 2^-25 * sum_j |v_jd| / Z more. (BF16 has F32's exponent range: nothing.)
+     * 2. The scores in F32: q^_d k_jd is exact in F32 (two 8- or 11-bit significands); summing headDim of
+     *    them on the tensor cores (truncation allowed: unit 2^-23 per add) errs by at most
+     *    headDim * 2^-23 * scale * sum_d |q^_d k_jd| <= headDim * 2^-23 * sigma, sigma the largest such sum
+     *    over the row's keys; scaling by log2(e), subtracting the running max and exp2f (2 ulp) add a few
+     *    units of 2^-23 relative on top: delta = (headDim + 8) * 2^-23 * sigma + 2^-20 bounds the error of
+     *    every exponent. Weights e^(s + eps) / sum e^(s + eps) with |eps| <= delta stay within a factor
+     *    e^(2 delta) of w_j, so o_d moves by at most (e^(2 delta) - 1) * A_d.
+     * 3. Sums in F32: O accumulates n products (mma, F32) and is rescaled once per 64-key tile, the row sum
+     *    l likewise; each is off by at most (n + n/32 + 8) * 2^-23 relative to its sum of magnitudes, which
+     *    for O is A_d * l and for l is l: together at most 2 * (n + n/32 + 8) * 2^-23 * A_d, and the final
+     *    division 2^-24 |o_d| <= 2^-24 A_d.
+     *
+     * tol = A_d * (u + e^(2 delta) - 1 + 2^-22 * (n + n/32 + 9)) + [F16] 2^-25 * sum_j |v_jd| / Z + 1e-6,
+     * the last term for anything smaller that was missed (BF16/F32 underflow of far-below-max weights).
+     */
+    private static double flashTolerance(DType cacheType, int headDim, int keys, double sigma, double weightedAbsV,
+                                         double absVOverZ) {
+        double u = cacheType == DType.BF16 ? 0x1p-8 : 0x1p-11;
+        double delta = (headDim + 8) * 0x1p-23 * sigma + 0x1p-20;
+        double f32Sums = 0x1p-22 * (keys + keys / 32.0 + 9);
+        double subnormal = cacheType == DType.F16 ? 0x1p-25 * absVOverZ : 0;
+        return weightedAbsV * (u + Math.expm1(2 * delta) + f32Sums) + subnormal + 1e-6;
+    }
+
+    /** No NaN, and |got - want| <= tol elementwise. */
+    private static void assertWithin(String what, float[] got, float[] want, double[] tol) {
+        assertThat(got).as(what + ": length").hasSize(want.length);
+        int worst = -1;
+        double worstRatio = 0;
+        for (int i = 0; i < got.length; i++) {
+            if (Float.isNaN(got[i])) fail(what + ": element " + i + " is NaN where " + want[i] + " was expected");
+            double ratio = Math.abs(got[i] - (double) want[i]) / tol[i];
+            if (ratio > worstRatio) {
+                worstRatio = ratio;
+                worst = i;
+            }
+        }
+        System.out.printf("%s: largest error is %.3f of its bound%n", what, worstRatio);
+        if (worstRatio > 1) {
+            fail(String.format("%s: element %d: got %s, want %s, tolerance %.3g (%.2f x)", what,
+                    worst, got[worst], want[worst], tol[worst], worstRatio));
         }
     }
 

@@ -1,0 +1,334 @@
+// Prefill attention on tensor cores, flash style: paged KV cache in BF16 or F16, causal, grouped query heads,
+// optional sliding window. Same semantics as paged_attention (attention.cu); CudaBackend picks this kernel
+// when a step has a long query run and the cache is 16-bit, and the old kernel otherwise.
+//
+// Work: one block of FA_WARPS warps per (work item, head). A work item, listed by the host, is up to FA_BM
+// consecutive query rows of one sequence (its rows first..first+FA_BM-1, fewer at the end of the sequence).
+// Warp w owns rows 16w..16w+15 of the tile. The block walks the keys its rows need, FA_BN at a time:
+// from the window start of its first row (0 without a window) to the position of its last row, so
+// tiles above the causal diagonal are never visited.
+//
+// Per key tile: K and V rows are gathered from the paged cache into shared memory with cp.async (16-byte
+// pieces, zero-filled past the last needed key), then each warp computes S = Q K^T (mma m16n8k16, Q
+// rounded to the cache type once, held in registers), keeps an online softmax in F32 (running max m and
+// per-thread partial sums l), rounds P to the cache type and accumulates O += P V (mma, F32 accumulators).
+// V of tile j loads while S of tile j is computed, K of tile j+1 while P V of tile j is.
+//
+// Shared memory rows hold head_dim 16-bit values as 16-byte chunks; chunk c of key row r is stored at
+// chunk c ^ (r & 7), so the eight rows one ldmatrix phase reads hit eight different bank groups.
+//
+// mma.m16n8k16 fragments (g = lane / 4, t = lane % 4; PTX ISA "Matrix Fragments for mma.m16n8k16"):
+//   A 16x16 row-major, 4 regs: a0 (row g, cols 2t,2t+1), a1 (row g+8, same cols), a2 (row g, cols 2t+8,+9),
+//     a3 (row g+8, cols 2t+8,+9); the lower column in the low half of each register.
+//   B 16x8, 2 regs: b0 (k rows 2t,2t+1, col g), b1 (k rows 2t+8,+9, col g).
+//   C/D 16x8 F32, 4 regs: c0,c1 (row g, cols 2t,2t+1), c2,c3 (row g+8, cols 2t,2t+1).
+// For S = Q K^T, B[k=d][n=key] = K[key][d]: a K row (key-major, d contiguous) gives b0/b1 through plain
+// ldmatrix. For O += P V, B[k=key][n=d] = V[key][d] needs ldmatrix.trans. The S accumulators of two
+// adjacent 8-key blocks are exactly the A fragment of P for those 16 keys.
+#include "common.cuh"
+using namespace lathe;
+
+#define FA_WARPS 4
+#define FA_BM (FA_WARPS * 16)  // query rows per block
+#define FA_BN 64               // keys per tile
+
+struct FlashAttentionParams {
+    const float* q;             // [num_tokens, num_heads * head_dim]
+    const void* k_cache;        // this layer: [blocks, block_size, num_kv_heads, head_dim], BF16 or F16
+    const void* v_cache;        // same layout
+    float* out;                 // [num_tokens, num_heads * head_dim]
+    const int* work;            // [num_items, 2]: (sequence, first query row of the item within the sequence)
+    const int* query_starts;    // [num_seqs + 1]
+    const int* context_lens;    // [num_seqs]
+    const int* block_tables;    // [num_seqs, max_blocks_per_seq]
+    int num_heads;
+    int num_kv_heads;
+    int block_size;
+    int max_blocks_per_seq;
+    int sliding_window;         // > 0: attend to the last sliding_window positions only
+    float scale;
+};
+
+namespace {
+
+template <typename T> struct Mma;
+
+template <> struct Mma<__nv_bfloat16> {
+    static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
+        __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // .x = lo in the low half
+        return *reinterpret_cast<uint32_t*>(&v);
+    }
+    static __device__ __forceinline__ void run(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+                     "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    }
+};
+
+template <> struct Mma<__half> {
+    static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
+        __half2 v = __floats2half2_rn(lo, hi);
+        return *reinterpret_cast<uint32_t*>(&v);
+    }
+    static __device__ __forceinline__ void run(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+                     "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    }
+};
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// 16 bytes global -> shared, bypassing L1; src_bytes = 0 writes 16 zero bytes and reads nothing.
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, int src_bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N> __device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], uint32_t addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
+}
+
+// Byte offset of chunk `chunk` (8 values) of key row `key` in a swizzled tile of D-value rows.
+template <int D> __device__ __forceinline__ uint32_t tile_offset(int key, int chunk) {
+    return static_cast<uint32_t>((key * D + ((chunk ^ (key & 7)) << 3)) * 2);
+}
+
+// Queues the copy of keys k0..k0+FA_BN-1 (rows past `last` are zero-filled) into `tile`.
+template <int D>
+__device__ __forceinline__ void load_tile(uint32_t tile, const uint16_t* cache, const int* table, int k0, int last,
+                                          int block_size, int num_kv_heads, int kv_head) {
+    constexpr int CHUNKS = D / 8;
+#pragma unroll
+    for (int i = 0; i < FA_BN * CHUNKS / (FA_WARPS * 32); i++) {
+        int idx = threadIdx.x + i * FA_WARPS * 32;
+        int key = idx / CHUNKS, chunk = idx % CHUNKS;
+        int t = k0 + key;
+        const uint16_t* src = cache;
+        int bytes = 0;
+        if (t <= last) {
+            long long slot = (long long)table[t / block_size] * block_size + t % block_size;
+            src = cache + (slot * num_kv_heads + kv_head) * D + chunk * 8;
+            bytes = 16;
+        }
+        cp_async16(tile + tile_offset<D>(key, chunk), src, bytes);
+    }
+}
+
+template <typename T, int D>
+__device__ __forceinline__ void flash_attention(const FlashAttentionParams& p) {
+    constexpr int KC = D / 16;      // 16-wide k steps of Q K^T
+    constexpr int NB = FA_BN / 8;   // 8-key blocks of S per tile
+    constexpr int DB = D / 8;       // 8-wide d blocks of O
+    __shared__ __align__(128) uint16_t k_tile[FA_BN * D];
+    __shared__ __align__(128) uint16_t v_tile[FA_BN * D];
+
+    const int head = blockIdx.x, item = blockIdx.y;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int g = lane >> 2, t4 = lane & 3;
+
+    const int seq = p.work[2 * item], first = p.work[2 * item + 1];
+    const int q_start = p.query_starts[seq];
+    const int q_len = p.query_starts[seq + 1] - q_start;
+    const int rows = min(FA_BM, q_len - first);            // valid rows of this tile, >= 1
+    const int pos0 = p.context_lens[seq] - q_len + first;  // position of tile row 0
+    const int window = p.sliding_window;
+    const int key_lo = window > 0 ? max(0, pos0 - window + 1) : 0;
+    const int key_hi = pos0 + rows - 1;
+    const int kv_head = head / (p.num_heads / p.num_kv_heads);
+    const int* table = p.block_tables + (long long)seq * p.max_blocks_per_seq;
+    const uint16_t* kc = static_cast<const uint16_t*>(p.k_cache);
+    const uint16_t* vc = static_cast<const uint16_t*>(p.v_cache);
+    const uint32_t k_base = smem_addr(k_tile), v_base = smem_addr(v_tile);
+
+    // this thread's two rows (tile rows r_a and r_a + 8) and what this warp needs
+    const int r_a = warp * 16 + g, r_b = r_a + 8;
+    const int pos_a = pos0 + r_a, pos_b = pos0 + r_b;
+    const bool warp_live = warp * 16 < rows;
+    const int warp_first_pos = pos0 + warp * 16;
+    const int warp_last_pos = pos0 + min(warp * 16 + 15, rows - 1);
+
+    // Q fragments, rounded to T once; rows past the tile's end are zero (never stored)
+    uint32_t qf[KC][4];
+    {
+        const long long stride = (long long)p.num_heads * D;
+        const float* qa = p.q + (long long)(q_start + first + r_a) * stride + (long long)head * D;
+        const float* qb = qa + 8 * stride;
+        const bool va = r_a < rows, vb = r_b < rows;
+#pragma unroll
+        for (int k = 0; k < KC; k++) {
+            int d = k * 16 + 2 * t4;
+            float2 x0 = va ? *reinterpret_cast<const float2*>(qa + d) : make_float2(0.f, 0.f);
+            float2 x1 = vb ? *reinterpret_cast<const float2*>(qb + d) : make_float2(0.f, 0.f);
+            float2 x2 = va ? *reinterpret_cast<const float2*>(qa + d + 8) : make_float2(0.f, 0.f);
+            float2 x3 = vb ? *reinterpret_cast<const float2*>(qb + d + 8) : make_float2(0.f, 0.f);
+            qf[k][0] = Mma<T>::pack(x0.x, x0.y);
+            qf[k][1] = Mma<T>::pack(x1.x, x1.y);
+            qf[k][2] = Mma<T>::pack(x2.x, x2.y);
+            qf[k][3] = Mma<T>::pack(x3.x, x3.y);
+        }
+    }
+
+    float o[DB][4];
+#pragma unroll
+    for (int i = 0; i < DB; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+    float m_a = -INFINITY, m_b = -INFINITY;  // running max of the scaled scores (log2 units)
+    float l_a = 0.f, l_b = 0.f;              // this thread's part of the row sums
+    const float c = p.scale * 1.4426950408889634f;  // exp(x) = exp2(x * log2(e))
+
+    // ldmatrix lane roles: lane supplies row (lane & 7) of 8x8 matrix (lane >> 3)
+    const int mi = lane >> 3, mr = lane & 7;
+
+    const int tiles = (key_hi - key_lo) / FA_BN + 1;
+    load_tile<D>(k_base, kc, table, key_lo, key_hi, p.block_size, p.num_kv_heads, kv_head);
+    cp_async_commit();
+    for (int it = 0; it < tiles; it++) {
+        const int k0 = key_lo + it * FA_BN;
+        __syncthreads();  // every warp is done with v_tile (P V of the previous tile)
+        load_tile<D>(v_base, vc, table, k0, key_hi, p.block_size, p.num_kv_heads, kv_head);
+        cp_async_commit();
+        cp_async_wait<1>();  // this tile's K has landed (this thread's part) ...
+        __syncthreads();     // ... and everybody's
+
+        // does this warp have a key of this tile inside some row's range?
+        const bool live = warp_live && k0 <= warp_last_pos && (window <= 0 || k0 + FA_BN - 1 > warp_first_pos - window);
+        uint32_t pf[FA_BN / 16][4];  // P as A fragments, 16 keys each
+        if (live) {
+            float s[NB][4];
+#pragma unroll
+            for (int n = 0; n < NB; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+#pragma unroll
+            for (int k = 0; k < KC; k++) {
+#pragma unroll
+                for (int n2 = 0; n2 < NB / 2; n2++) {
+                    // matrices: keys 16n2+{0..7, 0..7, 8..15, 8..15} x d chunks {2k, 2k+1, 2k, 2k+1}
+                    uint32_t b[4];
+                    ldmatrix_x4(b, k_base + tile_offset<D>(n2 * 16 + (mi >> 1) * 8 + mr, 2 * k + (mi & 1)));
+                    Mma<T>::run(s[2 * n2], qf[k], b[0], b[1]);
+                    Mma<T>::run(s[2 * n2 + 1], qf[k], b[2], b[3]);
+                }
+            }
+
+            // scale; mask keys after the row's position or before its window (only where this tile can hold some)
+            const bool mask = k0 + FA_BN - 1 > warp_first_pos || (window > 0 && k0 <= warp_last_pos - window);
+            float mx_a = -INFINITY, mx_b = -INFINITY;
+#pragma unroll
+            for (int n = 0; n < NB; n++) {
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    int key = k0 + n * 8 + 2 * t4 + e;
+                    float sa = s[n][e] * c, sb = s[n][2 + e] * c;
+                    if (mask) {
+                        if (key > pos_a || (window > 0 && key <= pos_a - window)) sa = -INFINITY;
+                        if (key > pos_b || (window > 0 && key <= pos_b - window)) sb = -INFINITY;
+                    }
+                    s[n][e] = sa;
+                    s[n][2 + e] = sb;
+                    mx_a = fmaxf(mx_a, sa);
+                    mx_b = fmaxf(mx_b, sb);
+                }
+            }
+            // the four threads of a quad share rows g and g+8
+#pragma unroll
+            for (int off = 1; off < 4; off <<= 1) {
+                mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, off));
+                mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, off));
+            }
+            const float new_a = fmaxf(m_a, mx_a), new_b = fmaxf(m_b, mx_b);
+            // a row with no key yet keeps m = -inf: subtract 0 instead, so exp2 gives 0, not NaN
+            const float use_a = new_a == -INFINITY ? 0.f : new_a, use_b = new_b == -INFINITY ? 0.f : new_b;
+            const float corr_a = exp2f(m_a - use_a), corr_b = exp2f(m_b - use_b);
+            m_a = new_a;
+            m_b = new_b;
+            float sum_a = 0.f, sum_b = 0.f;
+#pragma unroll
+            for (int n = 0; n < NB; n++) {
+                float p0 = exp2f(s[n][0] - use_a), p1 = exp2f(s[n][1] - use_a);
+                float p2 = exp2f(s[n][2] - use_b), p3 = exp2f(s[n][3] - use_b);
+                sum_a += p0 + p1;
+                sum_b += p2 + p3;
+                // n even: a0 (row g) / a1 (row g+8) of key chunk n/2; n odd: a2 / a3
+                pf[n >> 1][(n & 1) * 2] = Mma<T>::pack(p0, p1);
+                pf[n >> 1][(n & 1) * 2 + 1] = Mma<T>::pack(p2, p3);
+            }
+            l_a = l_a * corr_a + sum_a;
+            l_b = l_b * corr_b + sum_b;
+#pragma unroll
+            for (int i = 0; i < DB; i++) {
+                o[i][0] *= corr_a;
+                o[i][1] *= corr_a;
+                o[i][2] *= corr_b;
+                o[i][3] *= corr_b;
+            }
+        }
+
+        cp_async_wait<0>();  // this tile's V has landed
+        __syncthreads();     // and every warp is done reading k_tile
+        if (it + 1 < tiles) {
+            load_tile<D>(k_base, kc, table, k0 + FA_BN, key_hi, p.block_size, p.num_kv_heads, kv_head);
+            cp_async_commit();
+        }
+
+        if (live) {
+#pragma unroll
+            for (int k = 0; k < FA_BN / 16; k++) {
+#pragma unroll
+                for (int d2 = 0; d2 < DB / 2; d2++) {
+                    // matrices: keys 16k+{0..7, 8..15, 0..7, 8..15} x d chunks {2d2, 2d2, 2d2+1, 2d2+1}, transposed
+                    uint32_t b[4];
+                    ldmatrix_x4_trans(b, v_base + tile_offset<D>(k * 16 + (mi & 1) * 8 + mr, 2 * d2 + (mi >> 1)));
+                    Mma<T>::run(o[2 * d2], pf[k], b[0], b[1]);
+                    Mma<T>::run(o[2 * d2 + 1], pf[k], b[2], b[3]);
+                }
+            }
+        }
+    }
+
+    // O / l; every valid row has seen at least its own key, so l > 0 there
+#pragma unroll
+    for (int off = 1; off < 4; off <<= 1) {
+        l_a += __shfl_xor_sync(0xffffffffu, l_a, off);
+        l_b += __shfl_xor_sync(0xffffffffu, l_b, off);
+    }
+    const long long stride = (long long)p.num_heads * D;
+    float* oa = p.out + (long long)(q_start + first + r_a) * stride + (long long)head * D + 2 * t4;
+    float* ob = oa + 8 * stride;
+    if (r_a < rows) {
+        const float inv = 1.f / l_a;
+#pragma unroll
+        for (int i = 0; i < DB; i++) *reinterpret_cast<float2*>(oa + i * 8) = make_float2(o[i][0] * inv, o[i][1] * inv);
+    }
+    if (r_b < rows) {
+        const float inv = 1.f / l_b;
+#pragma unroll
+        for (int i = 0; i < DB; i++) *reinterpret_cast<float2*>(ob + i * 8) = make_float2(o[i][2] * inv, o[i][3] * inv);
+    }
+}
+
+}  // namespace
+
+// grid (num_heads, num_items), FA_WARPS * 32 threads; one kernel per cache type and head_dim
+extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) flash_attention_bf16_d64(const FlashAttentionParams p) {
+    flash_attention<__nv_bfloat16, 64>(p);
+}
+extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) flash_attention_bf16_d128(const FlashAttentionParams p) {
+    flash_attention<__nv_bfloat16, 128>(p);
+}
+extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) flash_attention_f16_d64(const FlashAttentionParams p) {
+    flash_attention<__half, 64>(p);
+}
+extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) flash_attention_f16_d128(const FlashAttentionParams p) {
+    flash_attention<__half, 128>(p);
+}
