@@ -280,7 +280,13 @@ final class BenchCommand implements Callable<Integer> {
         return System.getProperty("os.arch");
     }
 
+    /**
+     * LATHE_COMMIT when set (the GPU script sets it from the pack: the tree copied to a GPU machine need not
+     * carry a matching .git), else the checkout's HEAD.
+     */
     private static String gitCommit() {
+        String env = System.getenv("LATHE_COMMIT");
+        if (env != null && !env.isBlank() && !env.equals("unknown")) return env.strip();
         String c = command("git", "rev-parse", "HEAD");
         return c == null ? null : c.strip();
     }
