@@ -5,7 +5,8 @@
 // value sum acc); the warps' partial states are merged at the end. Lane i holds dimensions
 // i, i+32, ... of q and acc, so head_dim may be any value up to ATTN_MAX_HEAD_DIM.
 // Prefill with a 16-bit cache runs on tensor cores in flash_attention.cu instead (CudaBackend picks);
-// this kernel serves decode steps, F32 caches and other head sizes. A split-context decode kernel comes later.
+// split_attention.cu serves the other steps for head sizes that are multiples of 32; this kernel takes the
+// remaining head sizes.
 #include "common.cuh"
 using namespace lathe;
 

@@ -50,6 +50,8 @@ public final class CudaBackend implements Backend {
     static final int FLASH_MIN_QUERY_ROWS = FLASH_TILE_ROWS;
     /** The flash kernel's grid is (heads, work items); a grid's y extent is at most this. */
     private static final int MAX_GRID_Y = 65535;
+    /** split_attention.cu: threads per block, the blocks per SM its context split aims at, its limits. */
+    private static final int SPLIT_THREADS = 128, SPLIT_BLOCKS_PER_SM = 4, MAX_SPLITS = 64, SPLIT_MIN_CHUNK = 64;
 
     private final CudaContext context;
     private final Stream stream;
@@ -478,10 +480,11 @@ public final class CudaBackend implements Backend {
     }
 
     /**
-     * Two kernels: the flash kernel (flash_attention.cu: tensor cores, 64 query rows of one sequence per
+     * Three kernels: the flash kernel (flash_attention.cu: tensor cores, 64 query rows of one sequence per
      * block) when the cache is BF16 or F16, headDim is 64 or 128 and the step's longest query run is at
-     * least {@link #FLASH_MIN_QUERY_ROWS} rows; the row-per-block kernel (attention.cu) otherwise. The flash
-     * kernel rounds q and the softmax weights to the cache type; the other computes in F32 throughout.
+     * least {@link #FLASH_MIN_QUERY_ROWS} rows; otherwise the split-context kernel (split_attention.cu) for
+     * head sizes that are multiples of 32, and the row-per-block kernel (attention.cu) for the rest. The
+     * flash kernel rounds q and the softmax weights to the cache type; the others compute in F32 throughout.
      */
     @Override
     public void attention(Tensor q, KvCache cache, int layer, AttentionMetadata meta, float scale, Tensor out) {
@@ -520,10 +523,51 @@ public final class CudaBackend implements Backend {
                 return;
             }
         }
+        if (headDim % 32 == 0) {
+            splitAttention(qt, c, layer, meta, scale, ot, starts, lens, tables, heads);
+            return;
+        }
         kernels.attention.launch(stream, qt.rows(), heads, 128,
                 qt.address(), c.keys(layer), c.values(layer), ot.address(), starts.address(), lens.address(),
                 tables.address(), numSeqs, heads, c.numKvHeads(), headDim, c.blockSize(), tables.cols(),
                 meta.slidingWindow(), dtypeCode(c.dtype()), scale);
+    }
+
+    /**
+     * split_attention.cu: a lane per key, blocks over (row, KV head, context piece). Few rows (a decode step
+     * of a few sequences) leave most of the GPU idle with one block per (row, KV head), so the context is cut
+     * into pieces of a multiple of 32 keys until there are about {@link #SPLIT_BLOCKS_PER_SM} blocks per SM,
+     * and attention_combine merges the pieces' partial softmax states.
+     */
+    private void splitAttention(CudaTensor qt, CudaKvCache c, int layer, AttentionMetadata meta, float scale, CudaTensor ot,
+                                CudaTensor starts, CudaTensor lens, CudaTensor tables, int heads) {
+        int headDim = c.headDim(), rows = qt.rows(), window = meta.slidingWindow();
+        int span = 1;  // the most keys any row attends to
+        for (int ctx : meta.hostContextLens()) span = Math.max(span, window > 0 ? Math.min(window, ctx) : ctx);
+        long blocks = (long) rows * c.numKvHeads();
+        long target = (long) SPLIT_BLOCKS_PER_SM * context.info().multiprocessors();
+        int splits = blocks >= target ? 1 : (int) Math.min(MAX_SPLITS, (target + blocks - 1) / blocks);
+        splits = Math.max(1, Math.min(splits, (span + SPLIT_MIN_CHUNK - 1) / SPLIT_MIN_CHUNK));
+        int chunk = ((span + splits - 1) / splits + 31) / 32 * 32;
+        splits = (span + chunk - 1) / chunk;
+        Kernel k = kernels.splitAttention[headDim / 32 - 1];
+        if (splits == 1) {
+            k.launch3(stream, rows, c.numKvHeads(), 1, SPLIT_THREADS,
+                    qt.address(), c.keys(layer), c.values(layer), ot.address(), 0L, 0L, starts.address(), lens.address(),
+                    tables.address(), meta.numSeqs(), heads, c.numKvHeads(), headDim, c.blockSize(), tables.cols(),
+                    window, dtypeCode(c.dtype()), 1, chunk, scale);
+            return;
+        }
+        int parts = Math.toIntExact((long) rows * heads * splits);
+        try (CudaTensor acc = (CudaTensor) allocate(DType.F32, parts, headDim);
+             CudaTensor ml = (CudaTensor) allocate(DType.F32, parts, 2)) {
+            k.launch3(stream, rows, c.numKvHeads(), splits, SPLIT_THREADS,
+                    qt.address(), c.keys(layer), c.values(layer), ot.address(), acc.address(), ml.address(),
+                    starts.address(), lens.address(), tables.address(), meta.numSeqs(), heads, c.numKvHeads(), headDim,
+                    c.blockSize(), tables.cols(), window, dtypeCode(c.dtype()), splits, chunk, scale);
+            kernels.attentionCombine.launch(stream, rows, heads, 1, Math.min(headDim, 128),
+                    acc.address(), ml.address(), ot.address(), heads, headDim, splits);
+        }
     }
 
     /** The flash kernel for a cache type and head size, or null where it has none. */

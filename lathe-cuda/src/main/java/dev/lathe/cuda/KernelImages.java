@@ -15,7 +15,7 @@ public final class KernelImages {
     /** The op families, one module (fatbin) each. */
     public static final List<String> MODULES =
             List.of("rows", "norm", "rope", "kv_cache", "attention", "flash_attention", "activation", "random",
-                    "convert", "gemv", "select");
+                    "convert", "gemv", "select", "split_attention");
 
     private KernelImages() {}
 

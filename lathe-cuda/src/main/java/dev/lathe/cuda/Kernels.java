@@ -25,6 +25,9 @@ final class Kernels implements AutoCloseable {
             convertFromF32, biasAdd, probe, gemv1, gemv2, gemv4, gemv8, gemv1U4, gemv1R2, argmaxRows, splitFromF32, sumHalves;
     /** Tensor-core prefill attention, one kernel per cache type and head size: BF16/F16 x 64/128. */
     final Kernel flashBf16D64, flashBf16D128, flashF16D64, flashF16D128;
+    /** split_attention_K for head_dim = 32 K, K = 1..8 (index K - 1), and the merge of their pieces. */
+    final Kernel[] splitAttention = new Kernel[8];
+    final Kernel attentionCombine;
     private final List<CudaModule> modules = new ArrayList<>();
 
     Kernels(CudaContext context) {
@@ -71,6 +74,16 @@ final class Kernels implements AutoCloseable {
             biasAdd = convert.kernel("bias_add", struct("bias_add",
                     ptr("out"), ptr("bias"), i64("rows"), i32("cols"), i32("dtype")));
             probe = convert.kernel("probe", struct("probe", ptr("out"), i32("n")));
+            CudaModule split = byName.get("split_attention");
+            for (int k = 1; k <= 8; k++) {
+                splitAttention[k - 1] = split.kernel("split_attention_" + k, struct("split_attention_" + k,
+                        ptr("q"), ptr("k_cache"), ptr("v_cache"), ptr("out"), ptr("part_acc"), ptr("part_ml"),
+                        ptr("query_starts"), ptr("context_lens"), ptr("block_tables"), i32("num_seqs"), i32("num_heads"),
+                        i32("num_kv_heads"), i32("head_dim"), i32("block_size"), i32("max_blocks_per_seq"),
+                        i32("sliding_window"), i32("dtype"), i32("splits"), i32("chunk"), f32("scale")));
+            }
+            attentionCombine = split.kernel("attention_combine", struct("attention_combine",
+                    ptr("part_acc"), ptr("part_ml"), ptr("out"), i32("heads"), i32("head_dim"), i32("splits")));
             CudaModule gemv = byName.get("gemv");
             gemv1 = gemv.kernel("gemv1", gemvParams("gemv1"));
             gemv2 = gemv.kernel("gemv2", gemvParams("gemv2"));

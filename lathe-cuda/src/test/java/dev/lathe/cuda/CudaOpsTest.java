@@ -14,6 +14,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestInfo;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
+import org.junit.jupiter.params.provider.ValueSource;
 
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
@@ -328,10 +329,38 @@ class CudaOpsTest {
         runAttention(DType.BF16, 8, 1, 256, 32, 0, List.of(new Seq(300, 3), new Seq(2, 2)));
     }
 
-    /** A 16-bit cache and a flash head size, but no query run of a full tile: the F32 kernel, held to 1e-5. */
+    /** A 16-bit cache and a flash head size, but no query run of a full tile: an F32 kernel, held to 1e-5. */
     @Test
-    void shortQueryRunsKeepTheRowKernelOnSixteenBitCaches() {
+    void shortQueryRunsStayInFloat32OnSixteenBitCaches() {
         runAttention(DType.BF16, 32, 8, 128, 16, 0, List.of(new Seq(300, 63), new Seq(50, 1), new Seq(129, 1)));
+    }
+
+    // The split-context kernel (split_attention.cu): head sizes that are multiples of 32, no full query tile.
+    // A lone long decode row is cut into many pieces that attention_combine merges; many rows run unsplit.
+
+    @ParameterizedTest
+    @EnumSource(value = DType.class, names = {"F32", "F16", "BF16"})
+    void splitAttentionMergesThePiecesOfALongContext(DType cacheType) {
+        runAttention(cacheType, 32, 8, 128, 16, 0, List.of(new Seq(2048, 1)));
+        runAttention(cacheType, 32, 8, 128, 16, 0, List.of(new Seq(1000, 1), new Seq(37, 1), new Seq(513, 2), new Seq(5, 0)));
+    }
+
+    @Test
+    void splitAttentionHonoursTheWindowInEveryPiece() {
+        runAttention(DType.BF16, 8, 2, 64, 16, 100, List.of(new Seq(700, 1), new Seq(60, 3), new Seq(250, 1)));
+    }
+
+    @Test
+    void splitAttentionRunsUnsplitForManyRows() {
+        List<Seq> seqs = new ArrayList<>();
+        for (int i = 0; i < 80; i++) seqs.add(new Seq(1 + (i * 37) % 300, 1));
+        runAttention(DType.BF16, 32, 8, 128, 16, 0, seqs);
+    }
+
+    @ParameterizedTest
+    @ValueSource(ints = {32, 96, 160, 224})
+    void splitAttentionServesEveryHeadSizeOfItsKind(int headDim) {
+        runAttention(DType.F16, 6, 3, headDim, 8, 0, List.of(new Seq(333, 1), new Seq(20, 20), new Seq(64, 1)));
     }
 
     // The flash kernel (flash_attention.cu): 16-bit caches, headDim 64 or 128, some run of >= 64 query rows.

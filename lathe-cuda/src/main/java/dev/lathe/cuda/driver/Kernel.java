@@ -28,15 +28,21 @@ public final class Kernel {
      * {@code args} are the struct's fields in order (see {@link KernelParams#write}).
      */
     public void launch(Stream stream, int gridX, int gridY, int blockX, Object... args) {
-        if (gridX <= 0 || gridY <= 0 || blockX <= 0 || blockX > 1024) {
-            throw new IllegalArgumentException(name + ": bad launch shape grid [" + gridX + ", " + gridY + "] block " + blockX);
+        launch3(stream, gridX, gridY, 1, blockX, args);
+    }
+
+    /** As {@link #launch}, over a {@code gridX x gridY x gridZ} grid. */
+    public void launch3(Stream stream, int gridX, int gridY, int gridZ, int blockX, Object... args) {
+        if (gridX <= 0 || gridY <= 0 || gridZ <= 0 || blockX <= 0 || blockX > 1024 || gridY > 65535 || gridZ > 65535) {
+            throw new IllegalArgumentException(name + ": bad launch shape grid [" + gridX + ", " + gridY + ", " + gridZ
+                    + "] block " + blockX);
         }
         context.makeCurrent();
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment struct = params.write(arena, args);
             MemorySegment argv = arena.allocate(ADDRESS);
             argv.set(ADDRESS, 0, struct);
-            context.driver().launchKernel(function, gridX, gridY, 1, blockX, 1, 1, 0, stream.handle(), argv);
+            context.driver().launchKernel(function, gridX, gridY, gridZ, blockX, 1, 1, 0, stream.handle(), argv);
         }
     }
 }

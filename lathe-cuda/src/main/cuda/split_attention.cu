@@ -1,0 +1,234 @@
+// Paged attention for decode steps (and short prefills): a lane per key, the context split across blocks.
+//
+// Grid (query row, KV head, context piece), 4 warps a block. The query heads that share the KV head (GQA)
+// are spread over the warps, so a block reads each key and value row of its piece from L2 once for all of
+// them. A warp walks its piece 32 keys at a time: lane i computes the score of key t0 + i over the whole
+// head (16-byte loads of its key row, q broadcast from shared memory), the warp takes one max and one sum
+// per 32 keys for the online softmax, then the 32 value rows are added in order, lane i holding dims
+// [i * DPL, (i + 1) * DPL) of the head. Scores and sums are float32.
+//
+// With one piece (enough rows x KV heads to fill the GPU) the block writes the output; with several, each
+// writes its (max, sum, unnormalised acc) and attention_combine merges them. Head dims: multiples of 32 up
+// to 256 (DPL = head_dim / 32); CudaBackend sends other sizes to attention.cu's row kernel.
+#include "common.cuh"
+using namespace lathe;
+
+#define SPLIT_WARPS 4
+#define SPLIT_MAX_HEAD_DIM 256
+
+struct SplitAttentionParams {
+    const float* q;             // [num_tokens, num_heads * head_dim]
+    const void* k_cache;        // this layer: [blocks, block_size, num_kv_heads, head_dim] in `dtype`
+    const void* v_cache;        // same layout
+    float* out;                 // [num_tokens, num_heads * head_dim]
+    float* part_acc;            // [num_tokens, num_heads, splits, head_dim] when splits > 1
+    float* part_ml;             // [num_tokens, num_heads, splits, 2] when splits > 1
+    const int* query_starts;    // [num_seqs + 1]
+    const int* context_lens;    // [num_seqs]
+    const int* block_tables;    // [num_seqs, max_blocks_per_seq]
+    int num_seqs;
+    int num_heads;
+    int num_kv_heads;
+    int head_dim;
+    int block_size;
+    int max_blocks_per_seq;
+    int sliding_window;         // > 0: attend to the last sliding_window positions only
+    int dtype;
+    int splits;                 // context pieces per row
+    int chunk;                  // keys per piece, a multiple of 32
+    float scale;
+};
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+// dot(q_s[0 .. D), key row) with 16-byte loads of the key row
+template <typename T> struct KeyDot;
+template <> struct KeyDot<__nv_bfloat16> {
+    __device__ static float dot(const float* q, const void* base, long long off, int D) {
+        const int4* k = reinterpret_cast<const int4*>(static_cast<const __nv_bfloat16*>(base) + off);
+        float s = 0.f;
+        for (int c = 0; c < D / 8; c++) {
+            int4 raw = k[c];
+            const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                float2 v = __bfloat1622float2(h[i]);
+                s = fmaf(q[c * 8 + 2 * i], v.x, s);
+                s = fmaf(q[c * 8 + 2 * i + 1], v.y, s);
+            }
+        }
+        return s;
+    }
+};
+template <> struct KeyDot<__half> {
+    __device__ static float dot(const float* q, const void* base, long long off, int D) {
+        const int4* k = reinterpret_cast<const int4*>(static_cast<const __half*>(base) + off);
+        float s = 0.f;
+        for (int c = 0; c < D / 8; c++) {
+            int4 raw = k[c];
+            const __half2* h = reinterpret_cast<const __half2*>(&raw);
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                float2 v = __half22float2(h[i]);
+                s = fmaf(q[c * 8 + 2 * i], v.x, s);
+                s = fmaf(q[c * 8 + 2 * i + 1], v.y, s);
+            }
+        }
+        return s;
+    }
+};
+template <> struct KeyDot<float> {
+    __device__ static float dot(const float* q, const void* base, long long off, int D) {
+        const float4* k = reinterpret_cast<const float4*>(static_cast<const float*>(base) + off);
+        float s = 0.f;
+        for (int c = 0; c < D / 4; c++) {
+            float4 v = k[c];
+            s = fmaf(q[c * 4], v.x, s);
+            s = fmaf(q[c * 4 + 1], v.y, s);
+            s = fmaf(q[c * 4 + 2], v.z, s);
+            s = fmaf(q[c * 4 + 3], v.w, s);
+        }
+        return s;
+    }
+};
+
+template <typename T> __device__ __forceinline__ float load_t(const void* base, long long i) {
+    return static_cast<float>(static_cast<const T*>(base)[i]);
+}
+
+template <typename T, int DPL>
+__device__ __forceinline__ void split_attention(const SplitAttentionParams& p, float (*q_s)[SPLIT_MAX_HEAD_DIM]) {
+    constexpr int D = DPL * 32;
+    const int row = blockIdx.x, kv_head = blockIdx.y, piece = blockIdx.z;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+
+    // the sequence owning this row: the last s with query_starts[s] <= row (skips empty sequences)
+    int lo_s = 0, hi_s = p.num_seqs - 1;
+    while (lo_s < hi_s) {
+        int mid = (lo_s + hi_s + 1) >> 1;
+        if (p.query_starts[mid] <= row) lo_s = mid; else hi_s = mid - 1;
+    }
+    const int seq = lo_s;
+    const int q_len = p.query_starts[seq + 1] - p.query_starts[seq];
+    const int pos = p.context_lens[seq] - q_len + (row - p.query_starts[seq]);
+    const int first = p.sliding_window > 0 ? max(0, pos - p.sliding_window + 1) : 0;
+    const int lo = first + piece * p.chunk;
+    const int hi = min(pos, lo + p.chunk - 1);  // empty when lo > hi
+    const int* table = p.block_tables + (long long)seq * p.max_blocks_per_seq;
+    const int group = p.num_heads / p.num_kv_heads;
+
+    for (int g = warp; g < group; g += SPLIT_WARPS) {
+        const int head = kv_head * group + g;
+        const float* qrow = p.q + ((long long)row * p.num_heads + head) * D;
+        for (int d = lane; d < D; d += 32) q_s[warp][d] = qrow[d];
+        __syncwarp();
+
+        float m = -INFINITY, l = 0.f, acc[DPL];
+#pragma unroll
+        for (int i = 0; i < DPL; i++) acc[i] = 0.f;
+
+        for (int t0 = lo; t0 <= hi; t0 += 32) {
+            const int t = t0 + lane;
+            const bool valid = t <= hi;
+            long long off = 0;
+            float s = -INFINITY;
+            if (valid) {
+                long long slot = (long long)table[t / p.block_size] * p.block_size + t % p.block_size;
+                off = (slot * p.num_kv_heads + kv_head) * D;
+                s = KeyDot<T>::dot(q_s[warp], p.k_cache, off, D) * p.scale;
+            }
+            const float m_new = fmaxf(m, warp_max(s));  // finite: lane 0's key is always valid
+            const float e = valid ? expf(s - m_new) : 0.f;
+            const float correction = expf(m - m_new);   // 0 on the first tile (m = -inf)
+            l = l * correction + warp_sum(e);
+#pragma unroll
+            for (int i = 0; i < DPL; i++) acc[i] *= correction;
+            const int n = min(32, hi - t0 + 1);
+            for (int j = 0; j < n; j++) {
+                const float ej = __shfl_sync(0xffffffffu, e, j);
+                const long long oj = __shfl_sync(0xffffffffu, off, j);
+#pragma unroll
+                for (int i = 0; i < DPL; i++) acc[i] = fmaf(ej, load_t<T>(p.v_cache, oj + lane * DPL + i), acc[i]);
+            }
+            m = m_new;
+        }
+
+        const long long rh = (long long)row * p.num_heads + head;
+        if (p.splits == 1) {
+            const float inv = 1.f / l;
+            float* o = p.out + rh * D + lane * DPL;
+#pragma unroll
+            for (int i = 0; i < DPL; i++) o[i] = acc[i] * inv;
+        } else {
+            const long long at = rh * p.splits + piece;
+            float* o = p.part_acc + at * D + lane * DPL;
+#pragma unroll
+            for (int i = 0; i < DPL; i++) o[i] = acc[i];
+            if (lane == 0) {
+                p.part_ml[2 * at] = m;      // -inf for an empty piece
+                p.part_ml[2 * at + 1] = l;  // 0 for an empty piece
+            }
+        }
+        __syncwarp();  // q_s[warp] is rewritten for the next head
+    }
+}
+
+// One kernel per head size (DPL = head_dim / 32), so each keeps only the registers its size needs.
+template <int DPL>
+__device__ __forceinline__ void split_attention_any(const SplitAttentionParams& p) {
+    __shared__ __align__(16) float q_s[SPLIT_WARPS][SPLIT_MAX_HEAD_DIM];
+    switch (p.dtype) {
+        case DT_BF16: split_attention<__nv_bfloat16, DPL>(p, q_s); break;
+        case DT_F16: split_attention<__half, DPL>(p, q_s); break;
+        default: split_attention<float, DPL>(p, q_s);
+    }
+}
+
+#define SPLIT_KERNEL(DPL) \
+    extern "C" __global__ void __launch_bounds__(SPLIT_WARPS * 32) split_attention_##DPL(const SplitAttentionParams p) { \
+        split_attention_any<DPL>(p); \
+    }
+SPLIT_KERNEL(1)
+SPLIT_KERNEL(2)
+SPLIT_KERNEL(3)
+SPLIT_KERNEL(4)
+SPLIT_KERNEL(5)
+SPLIT_KERNEL(6)
+SPLIT_KERNEL(7)
+SPLIT_KERNEL(8)
+
+struct CombineParams {
+    const float* part_acc;  // [rows, heads, splits, head_dim]
+    const float* part_ml;   // [rows, heads, splits, 2]
+    float* out;             // [rows, heads * head_dim]
+    int heads;
+    int head_dim;
+    int splits;
+};
+
+// One block per (row, head): out = sum_s acc_s e^(m_s - M) / sum_s l_s e^(m_s - M), M the largest m_s.
+extern "C" __global__ void attention_combine(const CombineParams p) {
+    const long long rh = (long long)blockIdx.x * p.heads + blockIdx.y;
+    const float* ml = p.part_ml + rh * p.splits * 2;
+    float big = -INFINITY;
+    for (int s = 0; s < p.splits; s++) big = fmaxf(big, ml[2 * s]);
+    float total = 0.f;
+    for (int s = 0; s < p.splits; s++) {
+        float m = ml[2 * s];
+        if (m != -INFINITY) total += ml[2 * s + 1] * expf(m - big);
+    }
+    const float inv = 1.f / total;
+    const float* acc = p.part_acc + rh * p.splits * p.head_dim;
+    for (int d = threadIdx.x; d < p.head_dim; d += blockDim.x) {
+        float v = 0.f;
+        for (int s = 0; s < p.splits; s++) {
+            float m = ml[2 * s];
+            if (m != -INFINITY) v = fmaf(acc[(long long)s * p.head_dim + d], expf(m - big), v);
+        }
+        p.out[rh * p.head_dim + d] = v * inv;
+    }
+}
