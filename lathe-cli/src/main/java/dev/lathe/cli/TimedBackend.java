@@ -62,6 +62,14 @@ final class TimedBackend implements Backend {
     @Override public void siluMul(Tensor x, Tensor out) { inner.siluMul(x, out); }
     @Override public void gatherRows(Tensor x, Tensor rows, Tensor out) { inner.gatherRows(x, rows, out); }
 
+    @Override public boolean supportsGraphs() { return inner.supportsGraphs(); }
+
+    @Override public Graph capture(Runnable ops) { return inner.capture(ops); }
+
+    @Override public void write(Tensor dst, int[] data) { inner.write(dst, data); }
+
+    @Override public void write(Tensor dst, float[] data) { inner.write(dst, data); }
+
     /** Waits for queued work too, so its time counts as blocked, as {@link #download}'s does. */
     @Override
     public int[] argmaxRows(Tensor x) {

@@ -50,6 +50,20 @@ public final class CpuBackend implements Backend {
     public float[] download(Tensor t) { return cpu(t, "download", "t").floats("download", "t").clone(); }
 
     @Override
+    public void write(Tensor dst, int[] data) {
+        int[] into = cpu(dst, "write", "dst").ints("write", "dst");
+        if (data.length > into.length) throw new IllegalArgumentException("write: " + data.length + " values into " + into.length);
+        System.arraycopy(data, 0, into, 0, data.length);
+    }
+
+    @Override
+    public void write(Tensor dst, float[] data) {
+        float[] into = cpu(dst, "write", "dst").floats("write", "dst");
+        if (data.length > into.length) throw new IllegalArgumentException("write: " + data.length + " values into " + into.length);
+        System.arraycopy(data, 0, into, 0, data.length);
+    }
+
+    @Override
     public Weight load(WeightTensor t) {
         int[] shape = t.matrixShape();
         return new CpuWeight(t.name(), WeightFormats.of(t.dtype(), t.name()), shape[0], shape[1],
@@ -249,6 +263,7 @@ public final class CpuBackend implements Backend {
 
     @Override
     public void writeKv(KvCache cache, int layer, Tensor k, Tensor v, Tensor slotMapping) {
+        final int PADDING_SLOT = -1;
         CpuKvCache c = cpu(cache);
         CpuTensor kt = cpu(k, "writeKv", "k"), vt = cpu(v, "writeKv", "v"), mt = cpu(slotMapping, "writeKv", "slotMapping");
         float[] ks = kt.floats("writeKv", "k"), vs = vt.floats("writeKv", "v");
@@ -260,6 +275,7 @@ public final class CpuBackend implements Backend {
         }
         float[] kc = c.keys(layer), vc = c.values(layer);
         for (int i = 0; i < slots.length; i++) {
+            if (slots[i] == PADDING_SLOT) continue;
             if (slots[i] < 0 || slots[i] >= c.slots()) {
                 throw new IllegalArgumentException("writeKv: slot " + slots[i] + " of token " + i + " is outside the cache ("
                         + c.numBlocks() + " blocks x " + c.blockSize() + " slots)");

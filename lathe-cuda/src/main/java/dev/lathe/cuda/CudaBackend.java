@@ -60,8 +60,16 @@ public final class CudaBackend implements Backend {
     private final PinnedBuffer[] staging = new PinnedBuffer[2];
     private final Event[] stagingFree = new Event[2];
     private final boolean[] stagingBusy = new boolean[2];
+    private int nextStaging;
     private DeviceBuffer scratch;
     private final BufferPool pool;
+    /**
+     * Buffers of the tensors allocated while capturing graphs: kept apart from {@link #pool}, so that work
+     * queued between replays never holds memory a replay writes. Graphs never run concurrently (one stream)
+     * and each recomputes its intermediates before reading them, so the graphs share this pool.
+     */
+    private final BufferPool graphPool;
+    private BufferPool allocating;  // pool or, during a capture, graphPool
     /**
      * The flash kernel's work list for the last metadata seen (by identity: one metadata object serves every
      * layer of a step), so it is built and uploaded once per step, not once per layer.
@@ -76,6 +84,8 @@ public final class CudaBackend implements Backend {
     public CudaBackend(int ordinal) {
         this.context = CudaContext.open(ordinal);
         this.pool = new BufferPool(context);
+        this.graphPool = new BufferPool(context);
+        this.allocating = pool;
         Stream s = null;
         Kernels k = null;
         Gemm g = null;
@@ -123,7 +133,8 @@ public final class CudaBackend implements Backend {
         if (dtype != DType.F32 && dtype != DType.I32 && dtype != DType.F16 && dtype != DType.BF16) {
             throw new IllegalArgumentException("allocate: cuda tensors are F32, I32, F16 or BF16, not " + dtype);
         }
-        return new CudaTensor(pool.obtain((long) rows * cols * dtype.byteSize()), dtype, rows, cols, pool::recycle);
+        BufferPool from = allocating;
+        return new CudaTensor(from.obtain((long) rows * cols * dtype.byteSize()), dtype, rows, cols, from::recycle);
     }
 
     @Override
@@ -146,6 +157,90 @@ public final class CudaBackend implements Backend {
         if ((long) rows * cols != length || rows < 0 || cols < 0) {
             throw new IllegalArgumentException(op + ": " + length + " values do not fill [" + rows + ", " + cols + "]");
         }
+    }
+
+    // ---- graphs -------------------------------------------------------------------------------
+
+    @Override
+    public boolean supportsGraphs() { return true; }
+
+    /**
+     * Stream capture in relaxed mode (buffers may be allocated while capturing); the ops' allocations come
+     * from {@link #graphPool}. Everything a capture needs on the host side (GEMM plans, the scratch buffer's
+     * size) should exist already: run the same ops once uncaptured first.
+     */
+    @Override
+    public Graph capture(Runnable ops) {
+        if (allocating != pool) throw new IllegalStateException("capture: already capturing");
+        stream.synchronize();
+        stagingBusy[0] = stagingBusy[1] = false;
+        context.makeCurrent();
+        var driver = context.driver();
+        driver.streamBeginCapture(stream.handle(), dev.lathe.cuda.internal.Driver.CAPTURE_MODE_RELAXED);
+        MemorySegment graph;
+        allocating = graphPool;
+        try {
+            ops.run();
+        } catch (RuntimeException | Error e) {
+            try {
+                driver.graphDestroy(driver.streamEndCapture(stream.handle()));
+            } catch (RuntimeException ignored) {
+                // the capture was invalid already; the ops' error is the one to report
+            }
+            throw e;
+        } finally {
+            allocating = pool;
+        }
+        graph = driver.streamEndCapture(stream.handle());
+        MemorySegment exec;
+        try {
+            exec = driver.graphInstantiate(graph);
+        } catch (RuntimeException e) {
+            driver.graphDestroy(graph);
+            throw e;
+        }
+        return new CudaGraph(graph, exec);
+    }
+
+    private final class CudaGraph implements Graph {
+        private final MemorySegment graph, exec;
+        private boolean closed;
+
+        CudaGraph(MemorySegment graph, MemorySegment exec) {
+            this.graph = graph;
+            this.exec = exec;
+        }
+
+        @Override
+        public void replay() {
+            if (closed) throw new IllegalStateException("graph was closed");
+            context.makeCurrent();
+            context.driver().graphLaunch(exec, stream.handle());
+        }
+
+        @Override
+        public void close() {
+            if (closed) return;
+            closed = true;
+            context.makeCurrent();
+            stream.synchronize();
+            context.driver().graphExecDestroy(exec);
+            context.driver().graphDestroy(graph);
+        }
+    }
+
+    @Override
+    public void write(Tensor dst, int[] data) {
+        CudaTensor t = ints(dst, "write", "dst");
+        if (data.length > t.size()) throw new IllegalArgumentException("write: " + data.length + " values into " + t.shape());
+        queueCopyIn(MemorySegment.ofArray(data), t.buffer(), 0);
+    }
+
+    @Override
+    public void write(Tensor dst, float[] data) {
+        CudaTensor t = floats(dst, "write", "dst");
+        if (data.length > t.size()) throw new IllegalArgumentException("write: " + data.length + " values into " + t.shape());
+        queueCopyIn(MemorySegment.ofArray(data), t.buffer(), 0);
     }
 
     @Override
@@ -175,7 +270,7 @@ public final class CudaBackend implements Backend {
      */
     private void queueCopyIn(MemorySegment src, DeviceBuffer dst, long dstOffset) {
         long total = src.byteSize();
-        int which = 0;
+        int which = nextStaging;  // alternate across calls too, so back-to-back small copies do not wait on each other
         for (long done = 0; done < total; done += STAGING_CHUNK, which ^= 1) {
             long n = Math.min(STAGING_CHUNK, total - done);
             if (stagingBusy[which]) stagingFree[which].synchronize();
@@ -185,6 +280,7 @@ public final class CudaBackend implements Backend {
             stagingFree[which].record(stream);
             stagingBusy[which] = true;
         }
+        nextStaging = which;
     }
 
     private void copyOut(CudaTensor src, MemorySegment dst) {
@@ -707,6 +803,7 @@ public final class CudaBackend implements Backend {
             if (scratch != null) scratch.close();
             if (planWork != null) planWork.close();
             pool.release();
+            graphPool.release();
             for (int i = 0; i < 2; i++) {
                 staging[i].close();
                 stagingFree[i].close();

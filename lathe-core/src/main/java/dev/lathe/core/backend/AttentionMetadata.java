@@ -13,7 +13,9 @@ package dev.lathe.core.backend;
  * @param contextLens  {@code [1, numSeqs]} tokens in the cache for each sequence after this step's write
  * @param blockTables  {@code [numSeqs, maxBlocksPerSeq]} block ids, padded with -1
  * @param slotMapping  {@code [1, numTokens]} cache slot each new token's K and V are written to
- * @param hostQueryStarts, hostContextLens the same numbers on the host, for launch planning
+ * @param hostQueryStarts, hostContextLens the same numbers on the host, for launch planning; a step recorded
+ *        once and replayed ({@link Backend#capture}) passes upper bounds as context lengths (what its block
+ *        tables can hold), so that a plan made when it was recorded holds for every replay
  */
 public record AttentionMetadata(int numSeqs, int numTokens, int maxContextLen,
                                 Tensor queryStarts, Tensor contextLens, Tensor blockTables, Tensor slotMapping,

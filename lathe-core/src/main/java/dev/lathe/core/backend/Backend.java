@@ -30,6 +30,40 @@ public interface Backend extends AutoCloseable {
     /** Copies an F32 tensor to the host, after all queued work. */
     float[] download(Tensor t);
 
+    // ---- captured work (CUDA graphs) -----------------------------------------------------------
+
+    /** Work recorded by {@link #capture}, replayed as one unit in the backend's queue. */
+    interface Graph extends AutoCloseable {
+        /** Queues the recorded work again, over the same tensors. */
+        void replay();
+
+        @Override
+        void close();
+    }
+
+    /** Whether {@link #capture} and {@link #write} are available. */
+    default boolean supportsGraphs() { return false; }
+
+    /**
+     * Records the work {@code ops} queues, without running it, for later {@link Graph#replay}. The ops must
+     * only queue work on tensors that outlive the graph (or that they allocate themselves: those are kept
+     * apart for the graph), and must not read anything back to the host. Tensors the ops allocate and return
+     * stay valid while the graph lives.
+     */
+    default Graph capture(Runnable ops) {
+        throw new UnsupportedOperationException(name() + " backend: no captured graphs");
+    }
+
+    /** Copies {@code data} into the first {@code data.length} values of an I32 tensor, in queue order. */
+    default void write(Tensor dst, int[] data) {
+        throw new UnsupportedOperationException(name() + " backend: no write into existing tensors");
+    }
+
+    /** Copies {@code data} into the first {@code data.length} values of an F32 tensor, in queue order. */
+    default void write(Tensor dst, float[] data) {
+        throw new UnsupportedOperationException(name() + " backend: no write into existing tensors");
+    }
+
     /** Makes a checkpoint tensor resident (CPU: wraps the mapped bytes, no copy). 1-D becomes [1, n]. */
     Weight load(WeightTensor t);
 
@@ -77,7 +111,10 @@ public interface Backend extends AutoCloseable {
      */
     void rope(Tensor x, Tensor cos, Tensor sin);
 
-    /** Writes this step's K and V ({@code [n, kvHeads * headDim]}) into the cache at {@code slotMapping}. */
+    /**
+     * Writes this step's K and V ({@code [n, kvHeads * headDim]}) into the cache at {@code slotMapping}; a
+     * slot of -1 marks a padding row, written nowhere.
+     */
     void writeKv(KvCache cache, int layer, Tensor k, Tensor v, Tensor slotMapping);
 
     /**

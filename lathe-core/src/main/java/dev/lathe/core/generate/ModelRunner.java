@@ -10,7 +10,9 @@ import dev.lathe.core.model.LlamaModel;
 import dev.lathe.core.model.Rope;
 import dev.lathe.core.model.StepInput;
 
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 
 /**
  * Runs forward steps of a model over a paged KV cache: builds the step's packed inputs and attention
@@ -25,6 +27,8 @@ public final class ModelRunner implements AutoCloseable {
     private final BlockAllocator blocks; // null when a KV cache manager hands out the block ids
     private final int blockSize;
     private final int maxModelLen;
+    private final boolean useGraphs;
+    private final Map<Long, DecodeGraph> graphs = new HashMap<>();
 
     /**
      * Logits of one step. {@code data} holds the rows the caller asked for in full, packed in row order:
@@ -82,7 +86,11 @@ public final class ModelRunner implements AutoCloseable {
         this.cache = backend.allocateKvCache(config.numLayers(), cacheConfig.numBlocks(), blockSize,
                 config.numKvHeads(), config.headDim(), cacheConfig.dtype());
         this.blocks = ownBlocks ? new BlockAllocator(cacheConfig.numBlocks()) : null;
+        this.useGraphs = backend.supportsGraphs() && Boolean.parseBoolean(System.getProperty(GRAPHS_PROPERTY, "true"));
     }
+
+    /** System property: {@code false} runs decode steps eagerly even where the backend can capture them. */
+    public static final String GRAPHS_PROPERTY = "lathe.graphs";
 
     public int maxModelLen() { return maxModelLen; }
 
@@ -114,6 +122,9 @@ public final class ModelRunner implements AutoCloseable {
     }
 
     private StepLogits run(List<Sequence> seqs, int[] counts, boolean allLogits, boolean[] fullRows) {
+        if (fullRows != null && useGraphs && decodeOnly(counts) && seqs.size() <= GRAPH_BATCHES[GRAPH_BATCHES.length - 1]) {
+            return runGraph(seqs, fullRows);
+        }
         int numSeqs = seqs.size();
         int numTokens = 0;
         int maxBlocksPerSeq = 0;
@@ -232,6 +243,157 @@ public final class ModelRunner implements AutoCloseable {
         }
     }
 
+    // ---- decode steps as captured graphs ----------------------------------------------------------
+
+    /** Batch sizes decode graphs are recorded for; a step runs in the smallest that holds it, padded. */
+    private static final int[] GRAPH_BATCHES = {1, 2, 4, 8, 16, 32, 64, 128, 256};
+    /** Block-table widths are powers of two from this many blocks up to what maxModelLen needs. */
+    private static final int GRAPH_MIN_TABLE_WIDTH = 16;
+
+    private static boolean decodeOnly(int[] counts) {
+        for (int c : counts) if (c != 1) return false;
+        return counts.length > 0;
+    }
+
+    /**
+     * A decode step (one new token per sequence) through a recorded graph: the step's inputs are copied into
+     * the graph's own tensors and the whole forward pass is replayed as one unit, so no op is launched one by
+     * one from here. Graphs are keyed by padded batch size and block-table width; the first step of a key
+     * runs eagerly over the graph's tensors (which also sets up everything the recording needs), then
+     * records. Padding rows compute a token 0 at position 0 that is written nowhere (slot -1) and ignored.
+     */
+    private StepLogits runGraph(List<Sequence> seqs, boolean[] fullRows) {
+        int numSeqs = seqs.size();
+        int batch = 1;
+        for (int b : GRAPH_BATCHES) {
+            if (b >= numSeqs) {
+                batch = b;
+                break;
+            }
+        }
+        int neededWidth = 1;
+        for (int s = 0; s < numSeqs; s++) {
+            Sequence seq = seqs.get(s);
+            int end = seq.numComputed() + 1;
+            if (end > seq.numTokens()) {
+                throw new IllegalArgumentException("sequence " + seq.id() + ": cannot compute 1 token ("
+                        + seq.numComputed() + " of " + seq.numTokens() + " computed)");
+            }
+            if (end > maxModelLen) throw new ContextLengthException(end, maxModelLen);
+            ensureBlocks(seq, end);
+            neededWidth = Math.max(neededWidth, seq.numBlocks());
+        }
+        int maxWidth = (maxModelLen + blockSize - 1) / blockSize;
+        int width = Math.min(maxWidth, Math.max(GRAPH_MIN_TABLE_WIDTH, Integer.highestOneBit(neededWidth - 1) << 1));
+        width = Math.max(width, neededWidth);
+
+        int half = rope.half();
+        int[] ids = new int[batch], positions = new int[batch], slots = new int[batch], lens = new int[batch];
+        int[] starts = new int[batch + 1], table = new int[batch * width], rows = new int[batch];
+        float[] cos = new float[batch * half], sin = new float[batch * half];
+        java.util.Arrays.fill(slots, -1);
+        java.util.Arrays.fill(lens, 1);
+        for (int r = 0; r < batch; r++) {
+            starts[r + 1] = r + 1;
+            rows[r] = r;
+        }
+        for (int s = 0; s < numSeqs; s++) {
+            Sequence seq = seqs.get(s);
+            int pos = seq.numComputed();
+            ids[s] = seq.token(pos);
+            positions[s] = pos;
+            slots[s] = seq.block(pos / blockSize) * blockSize + pos % blockSize;
+            lens[s] = pos + 1;
+            for (int b = 0; b < width; b++) table[s * width + b] = b < seq.numBlocks() ? seq.block(b) : -1;
+            fillRope(positions, s, 1, seq.numPromptTokens(), cos, sin);
+        }
+        // padding rows: position 0 (cos 1, sin 0), a block table of one real block so the kernels read valid memory
+        int someBlock = seqs.getFirst().block(0);
+        for (int r = numSeqs; r < batch; r++) {
+            table[r * width] = someBlock;
+            for (int b = 1; b < width; b++) table[r * width + b] = -1;
+            rope.fill(positions, r, 1, rope.invFreq(0), cos, sin, r);
+        }
+
+        long key = (long) batch << 32 | width;
+        DecodeGraph g = graphs.get(key);
+        Tensor logits;
+        if (g == null) {
+            g = new DecodeGraph(batch, width);
+            g.write(ids, cos, sin, starts, lens, table, slots, rows);
+            DecodeGraph made = g;
+            try (Tensor eager = model.forward(g.input, cache)) {
+                StepLogits result = select(eager, padded(fullRows, batch), firstRows(numSeqs));
+                Tensor[] out = new Tensor[1];
+                g.graph = backend.capture(() -> out[0] = model.forward(made.input, cache));
+                g.logits = out[0];
+                graphs.put(key, g);
+                for (int s = 0; s < numSeqs; s++) seqs.get(s).advanceComputed(1);
+                return result;
+            } catch (RuntimeException | Error e) {
+                g.close();
+                throw e;
+            }
+        }
+        g.write(ids, cos, sin, starts, lens, table, slots, rows);
+        g.graph.replay();
+        logits = g.logits;
+        StepLogits result = select(logits, padded(fullRows, batch), firstRows(numSeqs));
+        for (int s = 0; s < numSeqs; s++) seqs.get(s).advanceComputed(1);
+        return result;
+    }
+
+    private static boolean[] padded(boolean[] fullRows, int batch) {
+        return fullRows.length == batch ? fullRows : java.util.Arrays.copyOf(fullRows, batch);
+    }
+
+    private static int[] firstRows(int numSeqs) {
+        int[] f = new int[numSeqs];
+        for (int s = 0; s < numSeqs; s++) f[s] = s;
+        return f;
+    }
+
+    /** The tensors a decode graph reads and writes, its recording, and the logits it leaves. */
+    private final class DecodeGraph implements AutoCloseable {
+        final StepInput input;
+        final int[] capacity;  // upper-bound context lengths for the metadata's host copy
+        Backend.Graph graph;
+        Tensor logits;
+
+        DecodeGraph(int batch, int width) {
+            int half = rope.half();
+            capacity = new int[batch];
+            java.util.Arrays.fill(capacity, width * blockSize);
+            int[] hostStarts = new int[batch + 1];
+            for (int r = 0; r < batch; r++) hostStarts[r + 1] = r + 1;
+            var meta = new AttentionMetadata(batch, batch, width * blockSize,
+                    backend.allocate(DType.I32, 1, batch + 1), backend.allocate(DType.I32, 1, batch),
+                    backend.allocate(DType.I32, batch, width), backend.allocate(DType.I32, 1, batch),
+                    hostStarts, capacity, config.slidingWindow());
+            input = new StepInput(backend.allocate(DType.I32, 1, batch), backend.allocate(DType.F32, batch, half),
+                    backend.allocate(DType.F32, batch, half), meta, backend.allocate(DType.I32, 1, batch));
+        }
+
+        void write(int[] ids, float[] cos, float[] sin, int[] starts, int[] lens, int[] table, int[] slots, int[] rows) {
+            var meta = input.attention();
+            backend.write(input.tokenIds(), ids);
+            backend.write(input.cos(), cos);
+            backend.write(input.sin(), sin);
+            backend.write(meta.queryStarts(), starts);
+            backend.write(meta.contextLens(), lens);
+            backend.write(meta.blockTables(), table);
+            backend.write(meta.slotMapping(), slots);
+            backend.write(input.logitRows(), rows);
+        }
+
+        @Override
+        public void close() {
+            if (graph != null) graph.close();
+            if (logits != null) logits.close();
+            input.close();
+        }
+    }
+
     /** Returns the sequence's blocks to the pool; it must be recomputed to run again. */
     public void free(Sequence seq) {
         int[] taken = seq.takeBlocks();
@@ -257,6 +419,8 @@ public final class ModelRunner implements AutoCloseable {
 
     @Override
     public void close() {
+        for (DecodeGraph g : graphs.values()) g.close();
+        graphs.clear();
         cache.close();
     }
 

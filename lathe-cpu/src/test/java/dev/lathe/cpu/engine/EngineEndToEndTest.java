@@ -169,6 +169,21 @@ class EngineEndToEndTest {
         }
     }
 
+    /** Decode steps replayed from recorded graphs (padded batches of 1 to 16) give each request's tokens. */
+    @Test
+    void decodeStepsFromGraphsMatchEachAlone() throws Exception {
+        try (var recording = new dev.lathe.cpu.RecordingGraphBackend(new CpuBackend(2));
+             var graphModel = ModelLoader.synthetic(model.config(), recording, DType.BF16, 11, LoadProgress.NONE);
+             var e = new LlmEngine("tiny", graphModel, null, EOS, config(512, true))) {
+            var got = new ArrayList<int[]>();
+            var streams = new ArrayList<RequestStream>();
+            for (int i = 0; i < 64; i++) streams.add(e.submit(new EngineRequest("g" + i, prompts.get(i), params.get(i), null)));
+            for (var s : streams) got.add(collect(s));
+            assertSameAsAlone(got);
+            assertThat(recording.replays()).as("decode steps ran as graph replays").isGreaterThan(0);
+        }
+    }
+
     @Test
     void preemptionUnderATinyCacheKeepsEveryRequestsTokens() throws Exception {
         try (var e = engine(config(MAX_LEN / BLOCK + 2, true))) {

@@ -36,7 +36,8 @@ public final class Driver {
             cuMemcpyHtoDAsync, cuMemcpyDtoHAsync, cuMemcpyDtoDAsync, cuMemHostAlloc, cuMemFreeHost,
             cuMemGetInfo, cuStreamCreate, cuStreamSynchronize, cuStreamDestroy, cuEventCreate, cuEventRecord,
             cuEventSynchronize, cuEventElapsedTime, cuEventDestroy, cuModuleLoadData, cuModuleUnload,
-            cuModuleGetFunction, cuLaunchKernel, cuGetErrorName, cuGetErrorString;
+            cuModuleGetFunction, cuLaunchKernel, cuGetErrorName, cuGetErrorString, cuStreamBeginCapture,
+            cuStreamEndCapture, cuGraphInstantiateWithFlags, cuGraphLaunch, cuGraphExecDestroy, cuGraphDestroy;
     private final String location;
 
     private Driver(SymbolLookup lib, String location) {
@@ -78,6 +79,12 @@ public final class Driver {
         cuLaunchKernel = bind(lib, "cuLaunchKernel", ADDRESS, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT,
                 JAVA_INT, JAVA_INT, ADDRESS, ADDRESS, ADDRESS);
         cuGetErrorName = bind(lib, "cuGetErrorName", JAVA_INT, ADDRESS);
+        cuStreamBeginCapture = bind(lib, "cuStreamBeginCapture_v2", ADDRESS, JAVA_INT);
+        cuStreamEndCapture = bind(lib, "cuStreamEndCapture", ADDRESS, ADDRESS);
+        cuGraphInstantiateWithFlags = bind(lib, "cuGraphInstantiateWithFlags", ADDRESS, ADDRESS, JAVA_LONG);
+        cuGraphLaunch = bind(lib, "cuGraphLaunch", ADDRESS, ADDRESS);
+        cuGraphExecDestroy = bind(lib, "cuGraphExecDestroy", ADDRESS);
+        cuGraphDestroy = bind(lib, "cuGraphDestroy", ADDRESS);
         cuGetErrorString = bind(lib, "cuGetErrorString", JAVA_INT, ADDRESS);
     }
 
@@ -317,6 +324,44 @@ public final class Driver {
 
     public void eventDestroy(MemorySegment event) {
         try { check((int) cuEventDestroy.invokeExact(event), "cuEventDestroy"); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    // ---- graphs -------------------------------------------------------------------------------
+
+    /** CUstreamCaptureMode: other threads' and this thread's unsafe calls are not checked (cuMemAlloc may run). */
+    public static final int CAPTURE_MODE_RELAXED = 2;
+
+    public void streamBeginCapture(MemorySegment stream, int mode) {
+        try { check((int) cuStreamBeginCapture.invokeExact(stream, mode), "cuStreamBeginCapture"); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    /** Ends a capture and returns the graph; a capture invalidated by an illegal call fails here. */
+    public MemorySegment streamEndCapture(MemorySegment stream) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment v = a.allocate(ADDRESS);
+            check((int) cuStreamEndCapture.invokeExact(stream, v), "cuStreamEndCapture");
+            return v.get(ADDRESS, 0);
+        } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public MemorySegment graphInstantiate(MemorySegment graph) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment v = a.allocate(ADDRESS);
+            check((int) cuGraphInstantiateWithFlags.invokeExact(v, graph, 0L), "cuGraphInstantiateWithFlags");
+            return v.get(ADDRESS, 0);
+        } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public void graphLaunch(MemorySegment exec, MemorySegment stream) {
+        try { check((int) cuGraphLaunch.invokeExact(exec, stream), "cuGraphLaunch"); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public void graphExecDestroy(MemorySegment exec) {
+        try { check((int) cuGraphExecDestroy.invokeExact(exec), "cuGraphExecDestroy"); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public void graphDestroy(MemorySegment graph) {
+        try { check((int) cuGraphDestroy.invokeExact(graph), "cuGraphDestroy"); } catch (Throwable t) { throw rethrow(t); }
     }
 
     // ---- modules and launches ---------------------------------------------------------------
