@@ -7,6 +7,9 @@
 #   bash .device/run.sh device  on the GPU machine, from the repository root: unpacks the runtime, prints the
 #                               doctor report, runs every @Tag("gpu") test, then first op timings; logs and JUnit XML go to $OUT
 #                               (or ./gpu-out). Extra JVM flags: LATHE_TEST_JVM_FLAGS (e.g. -Dlathe.test.seed=42).
+#   bash .device/run.sh check   a short call: GPU tests, batch-1 latency with and without decode graphs, TTFT at
+#                               2048 and a 1000-request throughput run, each under its own limit, at most 8 files
+#   bash .device/run.sh throughput   offline throughput, 3000 requests, with the transformers batch-64 peer
 set -euo pipefail
 mode=${1:-pack}
 console_version=1.14.1   # JUnit Platform of JUnit Jupiter 5.14.1
@@ -143,9 +146,46 @@ PY
   set -e
 }
 
+# One short call that checks and measures a change: GPU tests, then batch-1 latency with and without
+# decode graphs, the 2048-token TTFT and a 1000-request throughput run, each stage under its own time
+# limit; at most 8 files land in $OUT (what a GPU machine hands back), written as the stages go.
+check() {
+  local dev=.device out=${OUT:-$PWD/gpu-out}
+  mkdir -p "$out" /tmp/lathe-jre
+  tar -C /tmp/lathe-jre -xJf "$dev/jre.tar.xz"
+  local java=/tmp/lathe-jre/jre/bin/java cp="$dev/test-classes"
+  for j in "$dev"/lib/*.jar; do
+    case "$j" in *junit-platform-console-standalone*) ;; *) cp="$cp:$j" ;; esac
+  done
+  local -a flags=(--enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector -Xss4m)
+  local card
+  card=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1 || echo unknown)
+  export LATHE_COMMIT=$(cat "$dev/commit.txt" 2>/dev/null || echo unknown)
+  set +e
+  timeout "${LATHE_TEST_LIMIT:-150}" "$java" "${flags[@]}" -jar "$dev"/lib/junit-platform-console-standalone-*.jar execute \
+      --class-path "$cp" --scan-class-path "$dev/test-classes" --include-tag gpu --details=tree --disable-banner \
+      --disable-ansi-colors > "$out/gpu-tests.log" 2>&1
+  echo "gpu tests exit code: $?" >> "$out/gpu-tests.log"
+  local -a lathe=("$java" "${flags[@]}" -cp "$dev/lib/*" dev.lathe.cli.Main)
+  local -a lat=(bench latency --backend cuda --model synthetic:llama-3-8b --batch 1 --card "$card")
+  timeout 45 "${lathe[@]}" "${lat[@]}" --input-len 128 --output-len 128 --warmup 1 --iterations 3 \
+      --json "$out/latency-128-128.json" >> "$out/bench.log" 2>&1
+  timeout 45 "$java" "${flags[@]}" -Dlathe.graphs=false -cp "$dev/lib/*" dev.lathe.cli.Main "${lat[@]}" --input-len 128 \
+      --output-len 128 --warmup 1 --iterations 3 --json "$out/latency-128-128-no-graphs.json" >> "$out/bench.log" 2>&1
+  timeout 30 "${lathe[@]}" "${lat[@]}" --input-len 2048 --output-len 1 --warmup 2 --iterations 5 \
+      --json "$out/latency-2048-1.json" >> "$out/bench.log" 2>&1
+  timeout "${LATHE_THROUGHPUT_LIMIT:-60}" "${lathe[@]}" bench throughput --backend cuda --model synthetic:llama-3-8b \
+      --input-len 128 --output-len 128 --num-requests "${LATHE_THROUGHPUT_REQUESTS:-1000}" \
+      --json "$out/throughput-128-128.json" >> "$out/bench.log" 2>&1
+  set -e
+  grep -E "tests (successful|failed)|exit code" "$out/gpu-tests.log"
+  grep -E "^(TTFT|TPOT|host)|output  " "$out/bench.log"
+}
+
 case "$mode" in
+  check) check ;;
   throughput) throughput ;;
   pack) pack ;;
   device) device ;;
-  *) echo "usage: $0 [pack|device|throughput]" >&2; exit 2 ;;
+  *) echo "usage: $0 [pack|device|throughput|check]" >&2; exit 2 ;;
 esac

@@ -172,13 +172,10 @@ __device__ __forceinline__ void gemv_any(const GemvParams& p) {
     }
 }
 
-// Blocks of GEMV_WARPS warps; gemvK takes n = 1..K activation rows and each warp GEMV_ROWS_K weight rows.
-extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, 3) gemv1(const GemvParams p) { gemv_any<1, 8, 1>(p); }
+// Blocks of GEMV_WARPS warps; gemvK takes n = 1..K activation rows, one weight row per warp. The single-row
+// kernel keeps 4 pieces in flight with 4 blocks an SM: on an H100 it beat 8 pieces with 3 blocks, two rows
+// per warp and a persistent grid on the Llama-3-8B shapes (bench/results, session 2 op timings).
+extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, 4) gemv1(const GemvParams p) { gemv_any<1, 4, 1>(p); }
 extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, 3) gemv2(const GemvParams p) { gemv_any<2, 8, 1>(p); }
 extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv4(const GemvParams p) { gemv_any<4, 4, 1>(p); }
 extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv8(const GemvParams p) { gemv_any<8, 4, 1>(p); }
-
-// Candidates for the single-row case, timed against gemv1 on the GPU (OpTimings): fewer pieces in flight
-// but more warps; two weight rows per warp (the activations are loaded once for both).
-extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, 4) gemv1_u4(const GemvParams p) { gemv_any<1, 4, 1>(p); }
-extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, 3) gemv1_r2(const GemvParams p) { gemv_any<1, 4, 2>(p); }

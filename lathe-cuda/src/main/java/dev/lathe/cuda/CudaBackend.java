@@ -467,7 +467,7 @@ public final class CudaBackend implements Backend {
         if (n == 0) return;
         if (n <= GEMV_MAX_ROWS) {
             Kernel k = n == 1 ? kernels.gemv1 : n == 2 ? kernels.gemv2 : n <= 4 ? kernels.gemv4 : kernels.gemv8;
-            gemv(k, 1, Integer.MAX_VALUE, xt, wt, bt, ot);
+            gemv(k, xt, wt, bt, ot);
             return;
         }
         long xPtr = xt.address();
@@ -498,15 +498,12 @@ public final class CudaBackend implements Backend {
         }
     }
 
-    /** Launches a gemv kernel whose warps take {@code rowsPerWarp} weight rows, over at most {@code maxBlocks} blocks. */
-    void gemv(Kernel k, int rowsPerWarp, int maxBlocks, CudaTensor x, CudaWeight w, CudaWeight bias, CudaTensor out) {
-        int perBlock = GEMV_WARPS * rowsPerWarp;
-        int blocks = Math.min(maxBlocks, (w.rows() + perBlock - 1) / perBlock);
+    /** Launches a gemv kernel: a warp per weight row. */
+    private void gemv(Kernel k, CudaTensor x, CudaWeight w, CudaWeight bias, CudaTensor out) {
+        int blocks = (w.rows() + GEMV_WARPS - 1) / GEMV_WARPS;
         k.launch(stream, blocks, 1, GEMV_WARPS * 32, x.address(), w.address(), bias == null ? 0L : bias.address(),
                 out.address(), x.rows(), w.cols(), w.rows(), dtypeCode(w.dtype()), bias == null ? 0 : dtypeCode(bias.dtype()));
     }
-
-    Kernels kernels() { return kernels; }
 
     /** A device workspace of at least {@code bytes}; stream order keeps successive users apart. */
     private long scratch(long bytes) {

@@ -22,7 +22,7 @@ import static dev.lathe.cuda.driver.KernelParams.struct;
  */
 final class Kernels implements AutoCloseable {
     final Kernel embedding, gatherRows, splitColumns, rmsNorm, rope, writeKv, attention, siluMul, randomNormal,
-            convertFromF32, biasAdd, probe, gemv1, gemv2, gemv4, gemv8, gemv1U4, gemv1R2, argmaxRows, splitFromF32, sumHalves;
+            convertFromF32, biasAdd, probe, gemv1, gemv2, gemv4, gemv8, argmaxRows, splitFromF32, sumHalves;
     /** Tensor-core prefill attention, one kernel per cache type and head size: BF16/F16 x 64/128. */
     final Kernel flashBf16D64, flashBf16D128, flashF16D64, flashF16D128;
     /** split_attention_K for head_dim = 32 K, K = 1..8 (index K - 1), and the merge of their pieces. */
@@ -89,8 +89,6 @@ final class Kernels implements AutoCloseable {
             gemv2 = gemv.kernel("gemv2", gemvParams("gemv2"));
             gemv4 = gemv.kernel("gemv4", gemvParams("gemv4"));
             gemv8 = gemv.kernel("gemv8", gemvParams("gemv8"));
-            gemv1U4 = gemv.kernel("gemv1_u4", gemvParams("gemv1_u4"));
-            gemv1R2 = gemv.kernel("gemv1_r2", gemvParams("gemv1_r2"));
             argmaxRows = byName.get("select").kernel("argmax_rows", struct("argmax_rows",
                     ptr("logits"), ptr("out"), i32("rows"), i32("vocab")));
         } catch (RuntimeException | Error e) {

@@ -27,7 +27,6 @@ public final class OpTimings {
             linear(gpu, "linear bf16 gate/up 4096->28672, n=1", 1, 4096, 28672);
             linear(gpu, "linear bf16 down 14336->4096, n=1", 1, 14336, 4096);
             linear(gpu, "linear bf16 lm head 4096->128256, n=1", 1, 4096, 128256);
-            gemvCandidates(gpu);
             norm(gpu);
             attention(gpu, 2048, 1);
             attention(gpu, 2048, 2048);
@@ -61,28 +60,6 @@ public final class OpTimings {
              Tensor y = gpu.allocate(DType.F32, n, out)) {
             double us = micros(gpu, () -> gpu.linear(x, w, null, y));
             report(name, us, 2.0 * in * out + 4.0 * n * (in + out));
-        }
-    }
-
-    /** The single-row gemv kernel against its candidate shapes, on the projections of one decode step. */
-    private static void gemvCandidates(CudaBackend gpu) {
-        int sms = gpu.device().multiprocessors();
-        int[][] shapes = {{4096, 6144}, {4096, 4096}, {4096, 28672}, {14336, 4096}, {4096, 128256}};
-        for (int[] sh : shapes) {
-            int in = sh[0], out = sh[1];
-            try (Weight w = gpu.random("w", DType.BF16, out, in, 7, 0f, 0.02f);
-                 Tensor x = gpu.upload(Host.normal(new java.util.Random(1), in, 1f), 1, in);
-                 Tensor y = gpu.allocate(DType.F32, 1, out)) {
-                CudaWeight cw = (CudaWeight) w;
-                CudaTensor cx = (CudaTensor) x, cy = (CudaTensor) y;
-                double bytes = 2.0 * in * out + 4.0 * (in + out);
-                Kernels k = gpu.kernels();
-                String shape = in + "->" + out;
-                report("gemv1 " + shape, micros(gpu, () -> gpu.gemv(k.gemv1, 1, Integer.MAX_VALUE, cx, cw, null, cy)), bytes);
-                report("gemv1 persistent " + shape, micros(gpu, () -> gpu.gemv(k.gemv1, 1, 3 * sms, cx, cw, null, cy)), bytes);
-                report("gemv1_u4 " + shape, micros(gpu, () -> gpu.gemv(k.gemv1U4, 1, Integer.MAX_VALUE, cx, cw, null, cy)), bytes);
-                report("gemv1_r2 " + shape, micros(gpu, () -> gpu.gemv(k.gemv1R2, 2, Integer.MAX_VALUE, cx, cw, null, cy)), bytes);
-            }
         }
     }
 
