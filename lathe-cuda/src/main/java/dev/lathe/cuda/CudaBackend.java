@@ -61,6 +61,7 @@ public final class CudaBackend implements Backend {
     private final Event[] stagingFree = new Event[2];
     private final boolean[] stagingBusy = new boolean[2];
     private int nextStaging;
+    private final int multiprocessors;
     private DeviceBuffer scratch;
     private final BufferPool pool;
     /**
@@ -85,6 +86,7 @@ public final class CudaBackend implements Backend {
         this.context = CudaContext.open(ordinal);
         this.pool = new BufferPool(context);
         this.graphPool = new BufferPool(context);
+        this.multiprocessors = context.info().multiprocessors();
         this.allocating = pool;
         Stream s = null;
         Kernels k = null;
@@ -638,7 +640,7 @@ public final class CudaBackend implements Backend {
         int span = 1;  // the most keys any row attends to
         for (int ctx : meta.hostContextLens()) span = Math.max(span, window > 0 ? Math.min(window, ctx) : ctx);
         long blocks = (long) rows * c.numKvHeads();
-        long target = (long) SPLIT_BLOCKS_PER_SM * context.info().multiprocessors();
+        long target = (long) SPLIT_BLOCKS_PER_SM * multiprocessors;
         int splits = blocks >= target ? 1 : (int) Math.min(MAX_SPLITS, (target + blocks - 1) / blocks);
         splits = Math.max(1, Math.min(splits, (span + SPLIT_MIN_CHUNK - 1) / SPLIT_MIN_CHUNK));
         int chunk = ((span + splits - 1) / splits + 31) / 32 * 32;
