@@ -52,6 +52,12 @@ public final class CudaBackend implements Backend {
     private static final int MAX_GRID_Y = 65535;
     /** split_attention.cu: threads per block, the blocks per SM its context split aims at, its limits. */
     private static final int SPLIT_THREADS = 128, SPLIT_BLOCKS_PER_SM = 4, MAX_SPLITS = 64, SPLIT_MIN_CHUNK = 64;
+    /**
+     * System property: the most pieces split_attention cuts a context into (1 to 64). The default, 1, keeps
+     * every row in one block: splitting and attention_combine have not passed the GPU tests yet (their first
+     * GPU run stopped at a launch-argument error on the host, since fixed), while the one-piece path has.
+     */
+    public static final String MAX_SPLITS_PROPERTY = "lathe.attention.maxSplits";
 
     private final CudaContext context;
     private final Stream stream;
@@ -62,6 +68,7 @@ public final class CudaBackend implements Backend {
     private final boolean[] stagingBusy = new boolean[2];
     private int nextStaging;
     private final int multiprocessors;
+    private int maxSplits = Math.clamp(Integer.getInteger(MAX_SPLITS_PROPERTY, 1), 1, MAX_SPLITS);
     private DeviceBuffer scratch;
     private final BufferPool pool;
     /**
@@ -500,6 +507,13 @@ public final class CudaBackend implements Backend {
         }
     }
 
+    /** Sets the most pieces split attention may cut a context into (see {@link #MAX_SPLITS_PROPERTY}); returns the old value. */
+    int maxAttentionSplits(int n) {
+        int old = maxSplits;
+        maxSplits = Math.clamp(n, 1, MAX_SPLITS);
+        return old;
+    }
+
     /** Launches a gemv kernel: a warp per weight row. */
     private void gemv(Kernel k, CudaTensor x, CudaWeight w, CudaWeight bias, CudaTensor out) {
         int blocks = (w.rows() + GEMV_WARPS - 1) / GEMV_WARPS;
@@ -641,7 +655,7 @@ public final class CudaBackend implements Backend {
         for (int ctx : meta.hostContextLens()) span = Math.max(span, window > 0 ? Math.min(window, ctx) : ctx);
         long blocks = (long) rows * c.numKvHeads();
         long target = (long) SPLIT_BLOCKS_PER_SM * multiprocessors;
-        int splits = blocks >= target ? 1 : (int) Math.min(MAX_SPLITS, (target + blocks - 1) / blocks);
+        int splits = blocks >= target ? 1 : (int) Math.min(maxSplits, (target + blocks - 1) / blocks);
         splits = Math.max(1, Math.min(splits, (span + SPLIT_MIN_CHUNK - 1) / SPLIT_MIN_CHUNK));
         int chunk = ((span + splits - 1) / splits + 31) / 32 * 32;
         splits = (span + chunk - 1) / chunk;
@@ -660,7 +674,7 @@ public final class CudaBackend implements Backend {
                     qt.address(), c.keys(layer), c.values(layer), ot.address(), acc.address(), ml.address(),
                     starts.address(), lens.address(), tables.address(), meta.numSeqs(), heads, c.numKvHeads(), headDim,
                     c.blockSize(), tables.cols(), window, dtypeCode(c.dtype()), splits, chunk, scale);
-            kernels.attentionCombine.launch(stream, rows, heads, 1, Math.min(headDim, 128),
+            kernels.attentionCombine.launch(stream, rows, heads, Math.min(headDim, 128),
                     acc.address(), ml.address(), ot.address(), heads, headDim, splits);
         }
     }

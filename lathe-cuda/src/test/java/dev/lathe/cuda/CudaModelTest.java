@@ -105,6 +105,7 @@ class CudaModelTest {
                 "bfloat16");
         var cache = ModelRunner.CacheConfig.forSequences(1024, 4, 16, DType.BF16);
         String before = System.getProperty(ModelRunner.GRAPHS_PROPERTY);
+        int splitsBefore = gpu.maxAttentionSplits(64);  // a batch of 4 x 1 KV head: contexts cut into pieces
         try (LlamaModel model = ModelLoader.synthetic(config, gpu, DType.BF16, 5, LoadProgress.NONE)) {
             ModelRunner eager;
             System.setProperty(ModelRunner.GRAPHS_PROPERTY, "false");
@@ -137,6 +138,8 @@ class CudaModelTest {
                     Arrays.fill(counts, 1);
                 }
             }
+        } finally {
+            gpu.maxAttentionSplits(splitsBefore);
         }
     }
 
