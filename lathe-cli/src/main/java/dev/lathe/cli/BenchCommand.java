@@ -5,11 +5,13 @@ import com.fasterxml.jackson.databind.SerializationFeature;
 import dev.lathe.core.backend.Backend;
 import dev.lathe.core.checkpoint.DType;
 import dev.lathe.core.engine.EngineConfig;
+import dev.lathe.core.engine.KvCacheSizing;
 import dev.lathe.core.engine.EngineRequest;
 import dev.lathe.core.engine.LlmEngine;
 import dev.lathe.core.engine.RequestOutput;
 import dev.lathe.core.engine.RequestStream;
 import dev.lathe.core.generate.LoadedModel;
+import dev.lathe.core.generate.ModelRunner;
 import dev.lathe.core.generate.ModelRef;
 import dev.lathe.core.sampling.SamplingParams;
 import picocli.CommandLine.Command;
@@ -67,8 +69,13 @@ final class BenchCommand implements Callable<Integer> {
     int maxNumBatchedTokens;
 
     @Option(names = "--kv-blocks", defaultValue = "0",
-            description = "KV-cache blocks; 0 = enough for max-num-seqs sequences of input + output tokens")
+            description = "KV-cache blocks; 0 = enough for max-num-seqs sequences of input + output tokens, or as many"
+                    + " as fit in --gpu-memory-utilization of the GPU if fewer")
     int kvBlocks;
+
+    @Option(names = "--gpu-memory-utilization", defaultValue = "0.9",
+            description = "share of the GPU's memory for weights, activations and KV cache (default: ${DEFAULT-VALUE})")
+    double gpuMemoryUtilization;
 
     @Option(names = "--kv-dtype", description = "KV-cache dtype (default: F32 on the CPU backend, BF16 on GPUs)")
     DType kvDtype;
@@ -80,6 +87,8 @@ final class BenchCommand implements Callable<Integer> {
     Path json;
 
     @Spec CommandSpec spec;
+
+    private long totalMemory; // of the GPU, when the backend has one
 
     @Override
     public Integer call() throws Exception {
@@ -115,9 +124,18 @@ final class BenchCommand implements Callable<Integer> {
         }
         int bs = modelOptions.blockSize;
         int perSeq = (len + bs - 1) / bs;
-        int blocks = kvBlocks > 0 ? kvBlocks : perSeq * Math.min(maxNumSeqs, numRequests);
-        return new EngineConfig(maxNumSeqs, maxNumBatchedTokens, bs, blocks, len, numRequests, !noPrefixCaching,
-                kvDtype != null ? kvDtype : ModelOptions.cacheDtype(m));
+        DType dtype = kvDtype != null ? kvDtype : ModelOptions.cacheDtype(m);
+        int blocks = kvBlocks;
+        if (blocks <= 0) {
+            blocks = perSeq * Math.min(maxNumSeqs, numRequests);
+            var memory = m.model().backend().memory();
+            if (memory.isPresent()) {
+                blocks = Math.min(blocks, KvCacheSizing.blocksThatFit(m.config(), memory.get(), gpuMemoryUtilization, bs,
+                        dtype, maxNumBatchedTokens, maxNumSeqs, perSeq));
+                totalMemory = memory.get().totalBytes();
+            }
+        }
+        return new EngineConfig(maxNumSeqs, maxNumBatchedTokens, bs, blocks, len, numRequests, !noPrefixCaching, dtype);
     }
 
     private int[][] prompts(int vocab) {
@@ -216,7 +234,13 @@ final class BenchCommand implements Callable<Integer> {
         engine.put("max_num_batched_tokens", c.maxNumBatchedTokens());
         engine.put("block_size", c.blockSize());
         engine.put("kv_blocks", c.numBlocks());
+        if (totalMemory > 0) {
+            engine.put("gpu_memory_utilization", gpuMemoryUtilization);
+            engine.put("kv_memory_fraction",
+                    (double) c.numBlocks() * KvCacheSizing.bytesPerBlock(m.config(), c.blockSize(), c.kvCacheDtype()) / totalMemory);
+        }
         engine.put("kv_dtype", c.kvCacheDtype().name());
+        engine.put("decode_graph_batches", ModelRunner.graphsEnabled(m.model().backend()) ? ModelRunner.graphBatches() : new int[0]);
         engine.put("max_model_len", c.maxModelLen());
         engine.put("prefix_caching", c.enablePrefixCaching());
         rec.put("engine", engine);

@@ -55,6 +55,10 @@ final class ServeCommand implements Callable<Integer> {
     @Option(names = "--grace-period", defaultValue = "30", description = "seconds in-flight requests get to finish on shutdown (default: ${DEFAULT-VALUE})")
     long graceSeconds;
 
+    @Option(names = "--gpu-memory-utilization", defaultValue = "0.9",
+            description = "share of the GPU's memory for weights, activations and KV cache (default: ${DEFAULT-VALUE})")
+    double gpuMemoryUtilization;
+
     @Option(names = "--max-waiting", defaultValue = "256", description = "queued requests per model before answering 429 (default: ${DEFAULT-VALUE})")
     int maxWaiting;
 
@@ -100,7 +104,7 @@ final class ServeCommand implements Callable<Integer> {
                 }
                 loaded.put(name, m);
                 var settings = new EngineFactory.Settings(maxModelLen(m), modelOptions.blockSize, maxWaiting,
-                        ModelOptions.cacheDtype(m));
+                        ModelOptions.cacheDtype(m), gpuMemoryUtilization);
                 builder.model(name, EngineFactory.DEFAULT.create(name, m, settings));
             }
             server = builder.build().start();

@@ -64,6 +64,8 @@ final class TimedBackend implements Backend {
 
     @Override public boolean supportsGraphs() { return inner.supportsGraphs(); }
 
+    @Override public java.util.Optional<Memory> memory() { return inner.memory(); }
+
     @Override public Graph capture(Runnable ops) { return inner.capture(ops); }
 
     @Override public void write(Tensor dst, int[] data) { inner.write(dst, data); }

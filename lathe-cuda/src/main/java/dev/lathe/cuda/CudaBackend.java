@@ -168,6 +168,13 @@ public final class CudaBackend implements Backend {
         }
     }
 
+    @Override
+    public java.util.Optional<Memory> memory() {
+        context.makeCurrent();
+        long[] m = context.memoryInfo();
+        return java.util.Optional.of(new Memory(m[0], m[1]));
+    }
+
     // ---- graphs -------------------------------------------------------------------------------
 
     @Override

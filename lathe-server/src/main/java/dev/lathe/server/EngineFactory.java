@@ -3,6 +3,7 @@ package dev.lathe.server;
 import dev.lathe.core.checkpoint.DType;
 import dev.lathe.core.engine.Engine;
 import dev.lathe.core.engine.EngineConfig;
+import dev.lathe.core.engine.KvCacheSizing;
 import dev.lathe.core.engine.LlmEngine;
 import dev.lathe.core.generate.LoadedModel;
 
@@ -18,13 +19,20 @@ public interface EngineFactory {
      * @param blockSize   KV-cache block size in tokens
      * @param maxWaiting  requests that may wait before the engine answers 429
      * @param kvCacheDtype element type of the KV cache
+     * @param gpuMemoryUtilization share of a GPU's memory for weights, activations and KV cache
      */
-    record Settings(int maxModelLen, int blockSize, int maxWaiting, DType kvCacheDtype) {
+    record Settings(int maxModelLen, int blockSize, int maxWaiting, DType kvCacheDtype, double gpuMemoryUtilization) {
         public Settings {
-            if (maxModelLen < 2 || blockSize < 1 || maxWaiting < 0 || kvCacheDtype == null) {
+            if (maxModelLen < 2 || blockSize < 1 || maxWaiting < 0 || kvCacheDtype == null
+                    || !(gpuMemoryUtilization > 0 && gpuMemoryUtilization <= 1)) {
                 throw new IllegalArgumentException("engine settings out of range: maxModelLen=" + maxModelLen
-                        + " blockSize=" + blockSize + " maxWaiting=" + maxWaiting + " kvCacheDtype=" + kvCacheDtype);
+                        + " blockSize=" + blockSize + " maxWaiting=" + maxWaiting + " kvCacheDtype=" + kvCacheDtype
+                        + " gpuMemoryUtilization=" + gpuMemoryUtilization + " (need (0, 1])");
             }
+        }
+
+        public Settings(int maxModelLen, int blockSize, int maxWaiting, DType kvCacheDtype) {
+            this(maxModelLen, blockSize, maxWaiting, kvCacheDtype, KvCacheSizing.DEFAULT_UTILIZATION);
         }
     }
 
@@ -32,12 +40,18 @@ public interface EngineFactory {
 
     /**
      * The in-flight batching engine ({@link LlmEngine}): the default sequence and token budgets, prefix
-     * caching on, the KV pool scaled to the block size (at least one full-length sequence).
+     * caching on. On a GPU the KV cache takes what the weights and the activation reserve leave of
+     * {@code gpuMemoryUtilization} of its memory ({@link KvCacheSizing}); on the CPU, the default pool scaled
+     * to the block size (at least one full-length sequence).
      */
     EngineFactory DEFAULT = (name, model, s) -> {
         var d = EngineConfig.defaults(s.maxModelLen());
         int blocksPerSeq = (s.maxModelLen() + s.blockSize() - 1) / s.blockSize();
-        int numBlocks = Math.max(blocksPerSeq, (int) ((long) d.numBlocks() * d.blockSize() / s.blockSize()));
+        var memory = model.model().backend().memory();
+        int numBlocks = memory.isPresent()
+                ? KvCacheSizing.blocksThatFit(model.config(), memory.get(), s.gpuMemoryUtilization(), s.blockSize(),
+                        s.kvCacheDtype(), d.maxNumBatchedTokens(), d.maxNumSeqs(), blocksPerSeq)
+                : Math.max(blocksPerSeq, (int) ((long) d.numBlocks() * d.blockSize() / s.blockSize()));
         var config = new EngineConfig(d.maxNumSeqs(), d.maxNumBatchedTokens(), s.blockSize(), numBlocks,
                 s.maxModelLen(), Math.max(1, s.maxWaiting()), true, s.kvCacheDtype());
         return new LlmEngine(name, model.model(), model.tokenizer().orElse(null), model.eosTokenIds(), config);

@@ -30,6 +30,15 @@ public interface Backend extends AutoCloseable {
     /** Copies an F32 tensor to the host, after all queued work. */
     float[] download(Tensor t);
 
+    /** Free and total bytes of the device memory a backend allocates from. */
+    record Memory(long freeBytes, long totalBytes) {}
+
+    /**
+     * The device memory this backend allocates from, now; empty when it allocates from the host (the CPU
+     * backend), where the KV cache is sized by its caller.
+     */
+    default java.util.Optional<Memory> memory() { return java.util.Optional.empty(); }
+
     // ---- captured work (CUDA graphs) -----------------------------------------------------------
 
     /** Work recorded by {@link #capture}, replayed as one unit in the backend's queue. */

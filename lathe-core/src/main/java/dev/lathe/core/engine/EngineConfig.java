@@ -9,7 +9,7 @@ import dev.lathe.core.config.ModelConfig;
  * @param maxNumSeqs            sequences computed together (each sample of a request counts)
  * @param maxNumBatchedTokens   tokens computed per step, prefill chunks and decodes together
  * @param blockSize             tokens per KV block
- * @param numBlocks             KV blocks in the cache (see {@link #blocksForMemory})
+ * @param numBlocks             KV blocks in the cache (see {@link KvCacheSizing})
  * @param maxModelLen           longest prompt + output in tokens
  * @param maxWaiting            requests accepted but not yet running; beyond it submit is refused
  * @param enablePrefixCaching   reuse the KV of full prompt blocks seen before
@@ -41,12 +41,6 @@ public record EngineConfig(int maxNumSeqs, int maxNumBatchedTokens, int blockSiz
         int blocks = Math.max((maxModelLen + 15) / 16, Math.min(4096, 256 * ((maxModelLen + 15) / 16)));
         return new EngineConfig(256, Math.max(8192, Math.min(maxModelLen, 65536)), 16, blocks, maxModelLen,
                 4096, true, DType.F32);
-    }
-
-    /** Blocks that fit in {@code bytes} of KV memory for {@code config} (keys and values, every layer). */
-    public static int blocksForMemory(ModelConfig config, long bytes, int blockSize, DType dtype) {
-        long perBlock = 2L * config.numLayers() * blockSize * config.numKvHeads() * config.headDim() * dtype.byteSize();
-        return (int) Math.min(Integer.MAX_VALUE, bytes / perBlock);
     }
 
     public SchedulerConfig schedulerConfig() { return new SchedulerConfig(maxNumSeqs, maxNumBatchedTokens); }

@@ -86,7 +86,7 @@ public final class ModelRunner implements AutoCloseable {
         this.cache = backend.allocateKvCache(config.numLayers(), cacheConfig.numBlocks(), blockSize,
                 config.numKvHeads(), config.headDim(), cacheConfig.dtype());
         this.blocks = ownBlocks ? new BlockAllocator(cacheConfig.numBlocks()) : null;
-        this.useGraphs = backend.supportsGraphs() && Boolean.parseBoolean(System.getProperty(GRAPHS_PROPERTY, "true"));
+        this.useGraphs = graphsEnabled(backend);
     }
 
     /** System property: {@code false} runs decode steps eagerly even where the backend can capture them. */
@@ -249,6 +249,14 @@ public final class ModelRunner implements AutoCloseable {
     private static final int[] GRAPH_BATCHES = {1, 2, 4, 8, 16, 32, 64, 128, 256};
     /** Block-table widths are powers of two from this many blocks up to what maxModelLen needs. */
     private static final int GRAPH_MIN_TABLE_WIDTH = 16;
+
+    /** The batch sizes decode graphs are recorded for. */
+    public static int[] graphBatches() { return GRAPH_BATCHES.clone(); }
+
+    /** Whether runners on {@code backend} replay decode steps from graphs (see {@link #GRAPHS_PROPERTY}). */
+    public static boolean graphsEnabled(Backend backend) {
+        return backend.supportsGraphs() && Boolean.parseBoolean(System.getProperty(GRAPHS_PROPERTY, "true"));
+    }
 
     private static boolean decodeOnly(int[] counts) {
         for (int c : counts) if (c != 1) return false;
