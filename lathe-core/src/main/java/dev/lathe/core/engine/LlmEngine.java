@@ -45,6 +45,12 @@ public final class LlmEngine implements Engine {
     private final List<Integer> eosTokenIds;
     private final EngineConfig config;
     private final ModelRunner runner;
+    /**
+     * The model's backend. A backend is driven by one thread at a time (the CUDA backend's stream, staging
+     * buffers and graph recording are not shared safely), and engines of several models may share one: each
+     * step, and the release of the KV cache, holds this lock.
+     */
+    private final Object backendLock;
     private final Scheduler scheduler;
     private final KvCacheManager kv;
     private final LinkedBlockingQueue<Message> inbox = new LinkedBlockingQueue<>();
@@ -74,8 +80,11 @@ public final class LlmEngine implements Engine {
         this.tokenizer = tokenizer;
         this.eosTokenIds = List.copyOf(eosTokenIds);
         this.config = config;
-        this.runner = ModelRunner.withExternalBlocks(model, new ModelRunner.CacheConfig(config.blockSize(),
-                config.numBlocks(), config.maxModelLen(), config.kvCacheDtype()));
+        this.backendLock = model.backend();
+        synchronized (backendLock) {
+            this.runner = ModelRunner.withExternalBlocks(model, new ModelRunner.CacheConfig(config.blockSize(),
+                    config.numBlocks(), config.maxModelLen(), config.kvCacheDtype()));
+        }
         this.kv = new KvCacheManager(new BlockPool(config.numBlocks(), config.blockSize()), config.enablePrefixCaching());
         this.scheduler = new Scheduler(config.schedulerConfig(), kv);
         this.stats = new EngineStats(0, 0, config.numBlocks(), 0, 0, 0, 0, 0, 0);
@@ -152,7 +161,11 @@ public final class LlmEngine implements Engine {
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }
-        if (!thread.isAlive()) runner.close();
+        if (!thread.isAlive()) {
+            synchronized (backendLock) {
+                runner.close();
+            }
+        }
     }
 
     private void loop() {
@@ -244,7 +257,9 @@ public final class LlmEngine implements Engine {
         }
         ModelRunner.StepLogits logits;
         try {
-            logits = runner.step(seqs, counts, fullRows);
+            synchronized (backendLock) {
+                logits = runner.step(seqs, counts, fullRows);
+            }
         } catch (RuntimeException e) {
             // the step failed as a whole: end the requests in it, keep serving the others
             for (Sequence s : seqs) {
