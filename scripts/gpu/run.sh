@@ -10,6 +10,7 @@
 #   bash .device/run.sh check   a short call: GPU tests, batch-1 latency with and without decode graphs, TTFT at
 #                               2048 and a 1000-request throughput run, each under its own limit, at most 8 files
 #   bash .device/run.sh throughput   offline throughput, 3000 requests, with the transformers batch-64 peer
+#   bash .device/run.sh serving      serving sweep against `lathe serve` (pack with LATHE_PACK_SERVER=1)
 set -euo pipefail
 mode=${1:-pack}
 console_version=1.14.1   # JUnit Platform of JUnit Jupiter 5.14.1
@@ -62,11 +63,21 @@ pack() {
   for j in "$src"/lathe-cli/target/lib/*.jar; do
     [ -f "$dest/lib/$(basename "$j")" ] || cp "$j" "$dest/lib/"
   done
-  (cd "$dest/lib" && rm -f tokenizers-* api-0* jna-* jinjava-* guava-* re2j-* big-math-* javassist-* snakeyaml-* \
-      jackson-dataformat-yaml-* commons-* algebra-* java-ipv6-* immutable* hubspot-style-* derive4j-* checker-qual-* \
-      error_prone* j2objc* failureaccess-* listenablefuture-* jsr305-* annotations-* encode-* gson-* jackson-datatype-jdk8-* \
-      grpc-* proto-* protobuf-* prometheus-* micrometer-* helidon-* HdrHistogram-* LatencyUtils-* perfmark-* animal-sniffer-*)
-  # (the server's HTTP, gRPC and metrics stack is left out too: the GPU runs are `lathe bench latency|throughput`)
+  (cd "$dest/lib" && rm -f tokenizers-* api-0* jna-* jinjava-* re2j-* big-math-* javassist-* snakeyaml-* \
+      jackson-dataformat-yaml-* commons-compress-* commons-io-* commons-net-* commons-lang3-* commons-math* algebra-* \
+      java-ipv6-* hubspot-style-* derive4j-* encode-* gson-* jackson-datatype-jdk8-*)
+  if [ "${LATHE_PACK_SERVER:-0}" = 1 ]; then
+    # a serving pack: the server without gRPC (the sweep speaks HTTP; serve runs with --grpc-port -1), no GPU
+    # tests, one Guava; together with the checkout it must stay under the 64 MiB a GPU call carries
+    (cd "$dest/lib" && rm -f junit-platform-console-standalone-* assertj-* grpc-* proto-google-* protobuf-* perfmark-* \
+        animal-sniffer-* && ls guava-*.jar | sort -V | head -n -1 | xargs -r rm -f)
+    rm -rf "$dest/test-classes"
+  else
+    # the server's HTTP, gRPC and metrics stack stays behind unless a serving run needs it (LATHE_PACK_SERVER=1)
+    (cd "$dest/lib" && rm -f guava-* immutable* checker-qual-* error_prone* j2objc* failureaccess-* listenablefuture-* \
+        jsr305-* annotations-* commons-* grpc-* proto-* protobuf-* prometheus-* micrometer-* helidon-* HdrHistogram-* \
+        LatencyUtils-* perfmark-* animal-sniffer-*)
+  fi
   git -C "$src" rev-parse HEAD > "$dest/commit.txt" 2>/dev/null || echo unknown > "$dest/commit.txt"
   cp "$src/scripts/gpu/run.sh" "$dest/run.sh"
   echo "packed into $dest: $(du -sh "$dest" | cut -f1) ($(ls "$dest/lib" | wc -l) jars)"
@@ -182,10 +193,45 @@ check() {
   grep -E "^(TTFT|TPOT|host)|output  " "$out/bench.log"
 }
 
+# issue 6's serving sweep: `lathe serve` on the GPU, `lathe bench serving` at concurrency 1 ... 256 with 1024
+# input and 128 output tokens, then `lathe bench throughput` offline on the same lengths (the 85% check).
+# Needs a pack made with LATHE_PACK_SERVER=1.
+serving() {
+  local dev=.device out=${OUT:-$PWD/gpu-out}
+  mkdir -p "$out" /tmp/lathe-jre
+  tar -C /tmp/lathe-jre -xJf "$dev/jre.tar.xz"
+  local java=/tmp/lathe-jre/jre/bin/java
+  export LATHE_COMMIT=$(cat "$dev/commit.txt" 2>/dev/null || echo unknown)
+  local -a lathe=("$java" --enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector -Xss4m -cp "$dev/lib/*" dev.lathe.cli.Main)
+  local model=${LATHE_SERVING_MODEL:-synthetic:llama-3-8b} backend=${LATHE_SERVING_BACKEND:-cuda}
+  "${lathe[@]}" serve "bench=$model" --backend "$backend" --max-model-len 1152 --grpc-port -1 --no-access-log \
+      --max-waiting 4096 > "$out/serve.log" 2>&1 &
+  local server=$!
+  for _ in $(seq 1 120); do
+    curl -sf http://127.0.0.1:8000/health > /dev/null 2>&1 && break
+    sleep 1
+  done
+  set +e
+  timeout "${LATHE_SERVING_LIMIT:-300}" "${lathe[@]}" bench serving --url http://127.0.0.1:8000 --model bench \
+      --input-len "${LATHE_SERVING_INPUT:-1024}" --output-len "${LATHE_SERVING_OUTPUT:-128}" \
+      --num-prompts "${LATHE_SERVING_PROMPTS:-512}" --concurrency "${LATHE_SERVING_CONCURRENCY:-1,4,16,64,256}" \
+      --prompt-vocab "${LATHE_SERVING_VOCAB:-128000}" \
+      --json "$out/serving-1024-128.json" --chart "$out/serving-1024-128.html" > "$out/serving.log" 2>&1
+  kill "$server"
+  wait "$server"
+  timeout 200 "${lathe[@]}" bench throughput --backend "$backend" --model "$model" --input-len "${LATHE_SERVING_INPUT:-1024}" \
+      --output-len "${LATHE_SERVING_OUTPUT:-128}" --num-requests "${LATHE_SERVING_PROMPTS:-512}" \
+      --json "$out/throughput-1024-128.json" > "$out/throughput-1024-128.log" 2>&1
+  set -e
+  tail -30 "$out/serving.log"
+  tail -12 "$out/throughput-1024-128.log"
+}
+
 case "$mode" in
+  serving) serving ;;
   check) check ;;
   throughput) throughput ;;
   pack) pack ;;
   device) device ;;
-  *) echo "usage: $0 [pack|device|throughput|check]" >&2; exit 2 ;;
+  *) echo "usage: $0 [pack|device|throughput|check|serving]" >&2; exit 2 ;;
 esac

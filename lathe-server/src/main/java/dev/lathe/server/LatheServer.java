@@ -4,14 +4,6 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.lathe.core.engine.Engine;
 import dev.lathe.core.engine.RequestStream;
-import io.grpc.Metadata;
-import io.grpc.Server;
-import io.grpc.ServerCall;
-import io.grpc.ServerCallHandler;
-import io.grpc.ServerInterceptor;
-import io.grpc.ServerInterceptors;
-import io.grpc.Status;
-import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
 import io.helidon.http.HeaderNames;
 import io.helidon.webserver.WebServer;
 import io.helidon.webserver.http.Handler;
@@ -24,7 +16,6 @@ import org.slf4j.LoggerFactory;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.io.InputStream;
-import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
 import java.security.MessageDigest;
 import java.util.ArrayList;
@@ -34,8 +25,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.Executors;
-import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /**
@@ -50,7 +39,6 @@ import java.util.concurrent.atomic.AtomicInteger;
 public final class LatheServer implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(LatheServer.class);
     private static final Logger ACCESS = LoggerFactory.getLogger("dev.lathe.server.access");
-    private static final Metadata.Key<String> AUTHORIZATION = Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER);
 
     /** Which error body a route answers with. */
     enum Protocol { OPENAI, KSERVE, PLAIN }
@@ -70,7 +58,7 @@ public final class LatheServer implements AutoCloseable {
     private volatile boolean draining;
     private final int requestedGrpcPort;
     private WebServer web;
-    private Server grpc;
+    private GrpcEndpoint grpc; // its own class, so the gRPC libraries load only when gRPC is on
 
     private LatheServer(Builder b) {
         this.models = new LinkedHashMap<>(b.models);
@@ -136,34 +124,12 @@ public final class LatheServer implements AutoCloseable {
     public int port() { return web.port(); }
 
     /** The bound gRPC port, or -1 when gRPC is off. */
-    public int grpcPort() { return grpc == null ? -1 : grpc.getPort(); }
+    public int grpcPort() { return grpc == null ? -1 : grpc.port(); }
 
     private void startGrpc(KServeApi kserve) {
-        var auth = new ServerInterceptor() {
-            @Override
-            public <Q, R> ServerCall.Listener<Q> interceptCall(ServerCall<Q, R> call, Metadata headers,
-                                                              ServerCallHandler<Q, R> next) {
-                String method = call.getMethodDescriptor().getBareMethodName();
-                boolean open = "ServerLive".equals(method) || "ServerReady".equals(method);
-                if (apiKey != null && !open && !authorized(headers.get(AUTHORIZATION))) {
-                    call.close(Status.UNAUTHENTICATED.withDescription("Incorrect or missing API key; send it as"
-                            + " 'authorization: Bearer <key>' metadata."), new Metadata());
-                    return new ServerCall.Listener<>() { };
-                }
-                return next.startCall(call, headers);
-            }
-        };
-        try {
-            grpc = NettyServerBuilder.forAddress(new InetSocketAddress(host, requestedGrpcPort))
-                    .executor(Executors.newVirtualThreadPerTaskExecutor())
-                    .maxInboundMessageSize((int) Math.min(Integer.MAX_VALUE, maxBodyBytes))
-                    .addService(ServerInterceptors.intercept(new GrpcInferenceService(this, kserve), auth))
-                    .build().start();
-        } catch (IOException e) {
-            throw new IllegalStateException("cannot bind gRPC to " + host + ":" + requestedGrpcPort + ": " + e.getMessage()
-                    + "; pick another --grpc-port", e);
-        }
-        LOG.info("gRPC inference.GRPCInferenceService on {}:{}", host, grpc.getPort());
+        grpc = GrpcEndpoint.start(this, kserve, host, requestedGrpcPort, maxBodyBytes,
+                header -> apiKey == null || authorized(header));
+        LOG.info("gRPC inference.GRPCInferenceService on {}:{}", host, grpc.port());
     }
 
     public Collection<ServedModel> models() { return models.values(); }
@@ -207,13 +173,7 @@ public final class LatheServer implements AutoCloseable {
             }
         }
         if (grpc != null) {
-            grpc.shutdown();
-            try {
-                if (!grpc.awaitTermination(2, TimeUnit.SECONDS)) grpc.shutdownNow();
-            } catch (InterruptedException e) {
-                grpc.shutdownNow();
-                Thread.currentThread().interrupt();
-            }
+            grpc.stop();
             grpc = null;
         }
         web.stop();

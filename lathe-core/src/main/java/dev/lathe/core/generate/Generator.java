@@ -49,17 +49,8 @@ public final class Generator {
         var seq = new Sequence(nextId++, promptIds);
         var sampler = new Sampler(params, runner.config().vocabSize(), promptIds, eosTokenIds);
         // synthetic models have no tokenizer: their text is the token ids
-        OutputProcessor.TokenText tokenText = tokenizer != null
-                ? OutputProcessor.TokenText.of(new IncrementalDetokenizer(tokenizer, promptIds, params.skipSpecialTokens()))
-                : new OutputProcessor.TokenText() {
-                    private boolean first = true;
-                    @Override public String add(int token) {
-                        String s = (first ? "" : " ") + token;
-                        first = false;
-                        return s;
-                    }
-                    @Override public String flush() { return ""; }
-                };
+        OutputProcessor.TokenText tokenText = OutputProcessor.TokenText.of(tokenizer == null ? null
+                : new IncrementalDetokenizer(tokenizer, promptIds, params.skipSpecialTokens()));
         var output = new OutputProcessor(params, eosTokenIds, tokenText, maxTokens);
         var text = new StringBuilder();
         FinishReason reason = null;

@@ -21,11 +21,23 @@ public final class OutputProcessor {
 
         String flush();
 
-        /** Text from an incremental detokeniser, or none ("" for every token) when there is no tokenizer. */
+        /**
+         * Text from an incremental detokeniser, or, for a model without a tokenizer (synthetic models), the
+         * token ids themselves separated by spaces, so every token still shows up as text (in streams, in
+         * the serving benchmark) rather than as nothing.
+         */
         static TokenText of(IncrementalDetokenizer detok) {
             if (detok == null) {
                 return new TokenText() {
-                    @Override public String add(int token) { return ""; }
+                    private boolean first = true;
+
+                    @Override
+                    public String add(int token) {
+                        String s = (first ? "" : " ") + token;
+                        first = false;
+                        return s;
+                    }
+
                     @Override public String flush() { return ""; }
                 };
             }
