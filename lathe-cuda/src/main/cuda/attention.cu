@@ -37,15 +37,8 @@ extern "C" __global__ void __launch_bounds__(ATTN_WARPS * 32) paged_attention(co
     const int row = blockIdx.x, head = blockIdx.y;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 
-    // the sequence owning this row: the last s with query_starts[s] <= row (skips empty sequences)
-    int lo = 0, hi = p.num_seqs - 1;
-    while (lo < hi) {
-        int mid = (lo + hi + 1) >> 1;
-        if (p.query_starts[mid] <= row) lo = mid; else hi = mid - 1;
-    }
-    const int seq = lo;
-    const int q_len = p.query_starts[seq + 1] - p.query_starts[seq];
-    const int pos = p.context_lens[seq] - q_len + (row - p.query_starts[seq]);
+    const RowPlace place = place_of_row(p.query_starts, p.context_lens, p.num_seqs, row);
+    const int seq = place.seq, pos = place.pos;
     const int first = p.sliding_window > 0 ? max(0, pos - p.sliding_window + 1) : 0;
     const int kv_head = head / (p.num_heads / p.num_kv_heads);
     const int* table = p.block_tables + (long long)seq * p.max_blocks_per_seq;

@@ -59,6 +59,23 @@ __device__ __forceinline__ float block_sum(float v) {
     return total;
 }
 
+// Where a packed query row sits (AttentionMetadata's layout): its sequence, the last s with
+// query_starts[s] <= row (so empty sequences are skipped), and the row's position in that sequence.
+struct RowPlace {
+    int seq;
+    int pos;
+};
+
+__device__ __forceinline__ RowPlace place_of_row(const int* query_starts, const int* context_lens, int num_seqs, int row) {
+    int lo = 0, hi = num_seqs - 1;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) >> 1;
+        if (query_starts[mid] <= row) lo = mid; else hi = mid - 1;
+    }
+    const int q_len = query_starts[lo + 1] - query_starts[lo];
+    return RowPlace{lo, context_lens[lo] - q_len + (row - query_starts[lo])};
+}
+
 // Grid-stride loop index helpers for element-wise kernels.
 __device__ __forceinline__ long long global_index() {
     return (long long)blockIdx.x * blockDim.x + threadIdx.x;

@@ -106,15 +106,8 @@ __device__ __forceinline__ void split_attention(const SplitAttentionParams& p, f
     const int row = blockIdx.x, kv_head = blockIdx.y, piece = blockIdx.z;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 
-    // the sequence owning this row: the last s with query_starts[s] <= row (skips empty sequences)
-    int lo_s = 0, hi_s = p.num_seqs - 1;
-    while (lo_s < hi_s) {
-        int mid = (lo_s + hi_s + 1) >> 1;
-        if (p.query_starts[mid] <= row) lo_s = mid; else hi_s = mid - 1;
-    }
-    const int seq = lo_s;
-    const int q_len = p.query_starts[seq + 1] - p.query_starts[seq];
-    const int pos = p.context_lens[seq] - q_len + (row - p.query_starts[seq]);
+    const RowPlace place = place_of_row(p.query_starts, p.context_lens, p.num_seqs, row);
+    const int seq = place.seq, pos = place.pos;
     const int first = p.sliding_window > 0 ? max(0, pos - p.sliding_window + 1) : 0;
     const int lo = first + piece * p.chunk;
     const int hi = min(pos, lo + p.chunk - 1);  // empty when lo > hi
