@@ -68,7 +68,7 @@ pack() {
       java-ipv6-* hubspot-style-* derive4j-* encode-* gson-* jackson-datatype-jdk8-*)
   if [ "${LATHE_PACK_SERVER:-0}" = 1 ]; then
     # a serving pack: the server without gRPC (the sweep speaks HTTP; serve runs with --grpc-port -1), no GPU
-    # tests, one Guava; together with the checkout it must stay under the 64 MiB a GPU call carries
+    # tests, one Guava; the pack and the checkout together stay under 64 MiB
     (cd "$dest/lib" && rm -f junit-platform-console-standalone-* assertj-* grpc-* proto-google-* protobuf-* perfmark-* \
         animal-sniffer-* && ls guava-*.jar | sort -V | head -n -1 | xargs -r rm -f)
     rm -rf "$dest/test-classes"
@@ -159,7 +159,7 @@ PY
 
 # One short call that checks and measures a change: GPU tests, then batch-1 latency with and without
 # decode graphs, the 2048-token TTFT and a 1000-request throughput run, each stage under its own time
-# limit; at most 8 files land in $OUT (what a GPU machine hands back), written as the stages go.
+# limit; at most 8 files land in $OUT, written as the stages go, so a stage cut short keeps what came before.
 check() {
   local dev=.device out=${OUT:-$PWD/gpu-out}
   mkdir -p "$out" /tmp/lathe-jre
