@@ -103,9 +103,14 @@ final class ServeCommand implements Callable<Integer> {
                     throw new IllegalArgumentException("two models are both named '" + name + "'; name them with NAME=DIR");
                 }
                 loaded.put(name, m);
+            }
+            // engines after every model's weights: on a GPU each KV cache takes an even share of what is left
+            int left = loaded.size();
+            for (var e : loaded.entrySet()) {
+                LoadedModel m = e.getValue();
                 var settings = new EngineFactory.Settings(maxModelLen(m), modelOptions.blockSize, maxWaiting,
-                        ModelOptions.cacheDtype(m), gpuMemoryUtilization);
-                builder.model(name, EngineFactory.DEFAULT.create(name, m, settings));
+                        ModelOptions.cacheDtype(m), gpuMemoryUtilization, 1.0 / left--);
+                builder.model(e.getKey(), EngineFactory.DEFAULT.create(e.getKey(), m, settings));
             }
             server = builder.build().start();
         } catch (RuntimeException e) {

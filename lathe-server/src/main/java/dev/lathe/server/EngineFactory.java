@@ -20,19 +20,21 @@ public interface EngineFactory {
      * @param maxWaiting  requests that may wait before the engine answers 429
      * @param kvCacheDtype element type of the KV cache
      * @param gpuMemoryUtilization share of a GPU's memory for weights, activations and KV cache
+     * @param kvShare      share of what is left for KV that this engine takes (several models on one GPU)
      */
-    record Settings(int maxModelLen, int blockSize, int maxWaiting, DType kvCacheDtype, double gpuMemoryUtilization) {
+    record Settings(int maxModelLen, int blockSize, int maxWaiting, DType kvCacheDtype, double gpuMemoryUtilization,
+                    double kvShare) {
         public Settings {
             if (maxModelLen < 2 || blockSize < 1 || maxWaiting < 0 || kvCacheDtype == null
-                    || !(gpuMemoryUtilization > 0 && gpuMemoryUtilization <= 1)) {
+                    || !(gpuMemoryUtilization > 0 && gpuMemoryUtilization <= 1) || !(kvShare > 0 && kvShare <= 1)) {
                 throw new IllegalArgumentException("engine settings out of range: maxModelLen=" + maxModelLen
                         + " blockSize=" + blockSize + " maxWaiting=" + maxWaiting + " kvCacheDtype=" + kvCacheDtype
-                        + " gpuMemoryUtilization=" + gpuMemoryUtilization + " (need (0, 1])");
+                        + " gpuMemoryUtilization=" + gpuMemoryUtilization + " kvShare=" + kvShare + " (shares in (0, 1])");
             }
         }
 
         public Settings(int maxModelLen, int blockSize, int maxWaiting, DType kvCacheDtype) {
-            this(maxModelLen, blockSize, maxWaiting, kvCacheDtype, KvCacheSizing.DEFAULT_UTILIZATION);
+            this(maxModelLen, blockSize, maxWaiting, kvCacheDtype, KvCacheSizing.DEFAULT_UTILIZATION, 1.0);
         }
     }
 
@@ -49,8 +51,8 @@ public interface EngineFactory {
         int blocksPerSeq = (s.maxModelLen() + s.blockSize() - 1) / s.blockSize();
         var memory = model.model().backend().memory();
         int numBlocks = memory.isPresent()
-                ? KvCacheSizing.blocksThatFit(model.config(), memory.get(), s.gpuMemoryUtilization(), s.blockSize(),
-                        s.kvCacheDtype(), d.maxNumBatchedTokens(), d.maxNumSeqs(), blocksPerSeq)
+                ? KvCacheSizing.blocksThatFit(model.config(), memory.get(), s.gpuMemoryUtilization(), s.kvShare(),
+                        s.blockSize(), s.kvCacheDtype(), d.maxNumBatchedTokens(), d.maxNumSeqs(), blocksPerSeq)
                 : Math.max(blocksPerSeq, (int) ((long) d.numBlocks() * d.blockSize() / s.blockSize()));
         var config = new EngineConfig(d.maxNumSeqs(), d.maxNumBatchedTokens(), s.blockSize(), numBlocks,
                 s.maxModelLen(), Math.max(1, s.maxWaiting()), true, s.kvCacheDtype());

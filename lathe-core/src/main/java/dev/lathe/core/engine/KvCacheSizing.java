@@ -44,12 +44,22 @@ public final class KvCacheSizing {
      */
     public static int blocksThatFit(ModelConfig c, Backend.Memory memory, double utilization, int blockSize,
                                     DType dtype, int maxNumBatchedTokens, int maxNumSeqs, int minBlocks) {
+        return blocksThatFit(c, memory, utilization, 1.0, blockSize, dtype, maxNumBatchedTokens, maxNumSeqs, minBlocks);
+    }
+
+    /**
+     * As above, for one of several caches on the device: this one takes {@code share} of what is left for KV
+     * now. Caches made one after another, the i-th of n taking {@code 1 / (n - i)}, split it evenly.
+     */
+    public static int blocksThatFit(ModelConfig c, Backend.Memory memory, double utilization, double share,
+                                    int blockSize, DType dtype, int maxNumBatchedTokens, int maxNumSeqs, int minBlocks) {
         if (!(utilization > 0 && utilization <= 1)) {
             throw new IllegalArgumentException("GPU memory utilization must be in (0, 1], got " + utilization);
         }
+        if (!(share > 0 && share <= 1)) throw new IllegalArgumentException("KV share must be in (0, 1], got " + share);
         long reserved = (long) ((1 - utilization) * memory.totalBytes());
         long activations = activationBytes(c, maxNumBatchedTokens, maxNumSeqs);
-        long forKv = memory.freeBytes() - reserved - activations;
+        long forKv = (long) ((memory.freeBytes() - reserved - activations) * share);
         long perBlock = bytesPerBlock(c, blockSize, dtype);
         long blocks = Math.max(0, forKv / perBlock);
         if (blocks < minBlocks) {
