@@ -14,8 +14,9 @@ import java.util.Locale;
  * <p>The activation reserve is an estimate from the shapes, not a measurement: every float32 tensor one
  * layer keeps for {@code maxNumBatchedTokens} tokens, doubled (buffers are pooled by rounded size, and
  * 16-bit GEMMs of up to 64 rows hold a split copy of their input and a 2n-row output), the logits of
- * {@code maxNumSeqs} rows three times (the step's, the rows copied out, and a decode graph's), and
- * {@link #FIXED_RESERVE} for the GEMM workspace, staging buffers and what graphs of other batch sizes keep.
+ * {@code maxNumSeqs} rows four times (the step's, the rows copied out, and the decode graphs', whose batch
+ * sizes 1, 2, 4, ... add up to less than twice the largest), and {@link #FIXED_RESERVE} for the GEMM
+ * workspace, staging buffers and the graphs' own input tensors.
  */
 public final class KvCacheSizing {
     /** The default share of the device's memory this process may use (weights, activations and KV). */
@@ -33,7 +34,7 @@ public final class KvCacheSizing {
     public static long activationBytes(ModelConfig c, int maxNumBatchedTokens, int maxNumSeqs) {
         long perToken = 3L * c.hiddenSize() + 2L * c.qkvSize() + c.qSize() + 3L * c.intermediateSize();
         long layer = 2L * 4 * perToken * maxNumBatchedTokens;
-        long logits = 3L * 4 * maxNumSeqs * c.vocabSize();
+        long logits = 4L * 4 * maxNumSeqs * c.vocabSize();
         return layer + logits + FIXED_RESERVE;
     }
 

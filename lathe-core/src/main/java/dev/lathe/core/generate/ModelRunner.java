@@ -29,6 +29,11 @@ public final class ModelRunner implements AutoCloseable {
     private final int maxModelLen;
     private final boolean useGraphs;
     private final Map<Long, DecodeGraph> graphs = new HashMap<>();
+    /**
+     * Logits of the decode graphs, one tensor per batch size shared by the graphs of every table width: a
+     * replay's logits are read before any other graph runs, so the graphs need not keep their own.
+     */
+    private final Map<Integer, Tensor> graphLogits = new HashMap<>();
 
     /**
      * Logits of one step. {@code data} holds the rows the caller asked for in full, packed in row order:
@@ -332,9 +337,9 @@ public final class ModelRunner implements AutoCloseable {
             DecodeGraph made = g;
             try (Tensor eager = model.forward(g.input, cache)) {
                 StepLogits result = select(eager, padded(fullRows, batch), firstRows(numSeqs));
-                Tensor[] out = new Tensor[1];
-                g.graph = backend.capture(() -> out[0] = model.forward(made.input, cache));
-                g.logits = out[0];
+                Tensor shared = graphLogits.computeIfAbsent(batch, b -> backend.allocate(DType.F32, b, config.vocabSize()));
+                g.graph = backend.capture(() -> model.forward(made.input, cache, shared));
+                g.logits = shared;
                 graphs.put(key, g);
                 for (int s = 0; s < numSeqs; s++) seqs.get(s).advanceComputed(1);
                 return result;
@@ -397,7 +402,6 @@ public final class ModelRunner implements AutoCloseable {
         @Override
         public void close() {
             if (graph != null) graph.close();
-            if (logits != null) logits.close();
             input.close();
         }
     }
@@ -429,6 +433,8 @@ public final class ModelRunner implements AutoCloseable {
     public void close() {
         for (DecodeGraph g : graphs.values()) g.close();
         graphs.clear();
+        for (Tensor t : graphLogits.values()) t.close();
+        graphLogits.clear();
         cache.close();
     }
 

@@ -60,6 +60,14 @@ public final class LlamaModel implements AutoCloseable {
      * {@code cache}, and returns logits {@code [numLogitRows, vocab]} for the rows {@code in.logitRows()} names.
      */
     public Tensor forward(StepInput in, KvCache cache) {
+        return forward(in, cache, null);
+    }
+
+    /**
+     * As {@link #forward(StepInput, KvCache)}, writing the logits into {@code logitsOut} ({@code [numLogitRows,
+     * vocab]} F32, returned) when it is not null, so that recorded steps of several shapes can share one.
+     */
+    public Tensor forward(StepInput in, KvCache cache, Tensor logitsOut) {
         int n = in.numTokens();
         int hidden = config.hiddenSize();
         var attn = in.attention();
@@ -97,12 +105,16 @@ public final class LlamaModel implements AutoCloseable {
                 backend.addRmsNorm(residual, proj, nextNorm, eps, h);
             }
             int m = in.logitRows().cols();
-            Tensor logits = backend.allocate(DType.F32, m, config.vocabSize());
+            if (logitsOut != null && (logitsOut.rows() != m || logitsOut.cols() != config.vocabSize())) {
+                throw new IllegalArgumentException("forward: logits tensor is [" + logitsOut.rows() + ", " + logitsOut.cols()
+                        + "], the step needs [" + m + ", " + config.vocabSize() + "]");
+            }
+            Tensor logits = logitsOut != null ? logitsOut : backend.allocate(DType.F32, m, config.vocabSize());
             try (Tensor last = backend.allocate(DType.F32, m, hidden)) {
                 backend.gatherRows(h, in.logitRows(), last);
                 backend.linear(last, lmHead, null, logits);
             } catch (RuntimeException e) {
-                logits.close();
+                if (logitsOut == null) logits.close();
                 throw e;
             }
             return logits;
