@@ -1,8 +1,8 @@
-// Skinny matrix products for decode: out[n, out_f] = x[n, in] @ w[out_f, in]^T (+ bias) for n <= GEMV_MAX_ROWS.
+// Skinny matrix products for decode: out[n, out_f] = x[n, in] @ w[out_f, in]^T (+ bias) for n <= 8
+// (CudaBackend.GEMV_MAX_ROWS; more rows go to cuBLASLt).
 //
 // At a handful of rows the product is bound by reading the weights once, so there is nothing to gain
-// from tensor cores, and the activations can stay float32 (no rounding to the weight type, unlike the
-// cuBLASLt path that larger batches take). One warp owns one output feature: its lanes stream the
+// from tensor cores, and the activations can stay float32 (no rounding to the weight type). One warp owns one output feature: its lanes stream the
 // weight row in 16-byte pieces (8 BF16/F16 values or 4 float32), several pieces in flight per lane,
 // multiply them with the n activation rows (read through L1, where every warp of the block reuses
 // them), and reduce across the warp at the end. Weights are loaded with the streaming hint so they do

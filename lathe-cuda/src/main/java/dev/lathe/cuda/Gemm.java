@@ -22,9 +22,10 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
  * column-major {@code [outF, n]} with ld = outF. So D(outF x n) = W^T(outF x in) . X(in x n), the "TN"
  * layout tensor cores like best.
  *
- * <p>Types: cuBLASLt needs A and B in one type, so for BF16/F16 weights the caller first rounds the
- * float32 activations to the weight type (as BF16 inference stacks do); C and D stay float32, compute is
- * CUBLAS_COMPUTE_32F. F32 weights run a plain float32 GEMM (no TF32).
+ * <p>Types: cuBLASLt needs A and B in one type, so for BF16/F16 weights the caller hands over activations
+ * in the weight type: split into two 16-bit parts for up to 64 rows, rounded beyond (see
+ * {@link CudaBackend#linear}); C and D stay float32, compute is CUBLAS_COMPUTE_32F. F32 weights run a plain
+ * float32 GEMM (no TF32).
  */
 final class Gemm implements AutoCloseable {
     private static final long WORKSPACE_BYTES = 32L << 20;
