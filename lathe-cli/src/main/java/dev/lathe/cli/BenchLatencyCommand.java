@@ -107,7 +107,7 @@ final class BenchLatencyCommand implements Callable<Integer> {
         double decodeTokS = meanTpot > 0 ? batch * 1000.0 / meanTpot : 0;
         double hostShare = meanTpot > 0 ? mean(host) / meanTpot : 0;
         System.out.printf(Locale.ROOT, "model %s on %s, batch %d, input %d, output %d, decode graphs %s%n", m.name(), backendName,
-                batch, inputLen, outputLen, dev.lathe.core.generate.ModelRunner.graphsEnabled(m.model().backend()) ? "on" : "off");
+                batch, inputLen, outputLen, ModelRunner.graphsEnabled(m.model().backend()) ? "on" : "off");
         System.out.printf(Locale.ROOT, "TTFT     p50 %.2f ms  p90 %.2f ms%n", pct(ttft, 50), pct(ttft, 90));
         if (tpot.length > 0) {
             System.out.printf(Locale.ROOT, "TPOT     p50 %.3f ms  p90 %.3f ms  mean %.3f ms  -> decode %.1f tok/s%n",
@@ -130,7 +130,7 @@ final class BenchLatencyCommand implements Callable<Integer> {
         rec.put("output_len", outputLen);
         rec.put("warmup", warmup);
         rec.put("iterations", iterations);
-        rec.put("decode_graphs", dev.lathe.core.generate.ModelRunner.graphsEnabled(m.model().backend()));
+        rec.put("decode_graphs", ModelRunner.graphsEnabled(m.model().backend()));
         ObjectNode r = rec.putObject("results");
         r.put("ttft_ms_p50", pct(ttft, 50));
         r.put("ttft_ms_p90", pct(ttft, 90));

@@ -9,6 +9,7 @@ import dev.lathe.core.checkpoint.DType;
 import dev.lathe.core.checkpoint.WeightTensor;
 
 import java.util.List;
+import java.util.Optional;
 
 /**
  * A backend that counts the time its caller spends blocked in {@link #download}, which waits for all
@@ -64,7 +65,7 @@ final class TimedBackend implements Backend {
 
     @Override public boolean supportsGraphs() { return inner.supportsGraphs(); }
 
-    @Override public java.util.Optional<Memory> memory() { return inner.memory(); }
+    @Override public Optional<Memory> memory() { return inner.memory(); }
 
     @Override public Graph capture(Runnable ops) { return inner.capture(ops); }
 

@@ -14,11 +14,13 @@ import dev.lathe.cuda.driver.Event;
 import dev.lathe.cuda.driver.Kernel;
 import dev.lathe.cuda.driver.PinnedBuffer;
 import dev.lathe.cuda.driver.Stream;
+import dev.lathe.cuda.internal.Driver;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.Arrays;
 import java.util.List;
+import java.util.Optional;
 
 /**
  * The NVIDIA GPU backend. All work is queued in order on one stream; {@link #download} waits for it.
@@ -169,10 +171,10 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
-    public java.util.Optional<Memory> memory() {
+    public Optional<Memory> memory() {
         context.makeCurrent();
         long[] m = context.memoryInfo();
-        return java.util.Optional.of(new Memory(m[0], m[1]));
+        return Optional.of(new Memory(m[0], m[1]));
     }
 
     // ---- graphs -------------------------------------------------------------------------------
@@ -192,7 +194,7 @@ public final class CudaBackend implements Backend {
         stagingBusy[0] = stagingBusy[1] = false;
         context.makeCurrent();
         var driver = context.driver();
-        driver.streamBeginCapture(stream.handle(), dev.lathe.cuda.internal.Driver.CAPTURE_MODE_RELAXED);
+        driver.streamBeginCapture(stream.handle(), Driver.CAPTURE_MODE_RELAXED);
         MemorySegment graph;
         allocating = graphPool;
         try {

@@ -4,6 +4,7 @@ import dev.lathe.core.checkpoint.DType;
 import dev.lathe.core.checkpoint.WeightTensor;
 
 import java.util.List;
+import java.util.Optional;
 
 /**
  * The operations a model is written against. One implementation per device (CPU, CUDA). Every op
@@ -37,7 +38,7 @@ public interface Backend extends AutoCloseable {
      * The device memory this backend allocates from, now; empty when it allocates from the host (the CPU
      * backend), where the KV cache is sized by its caller.
      */
-    default java.util.Optional<Memory> memory() { return java.util.Optional.empty(); }
+    default Optional<Memory> memory() { return Optional.empty(); }
 
     // ---- captured work (CUDA graphs) -----------------------------------------------------------
 

@@ -10,6 +10,7 @@ import dev.lathe.core.model.LlamaModel;
 import dev.lathe.core.model.Rope;
 import dev.lathe.core.model.StepInput;
 
+import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -304,8 +305,8 @@ public final class ModelRunner implements AutoCloseable {
         int[] ids = new int[batch], positions = new int[batch], slots = new int[batch], lens = new int[batch];
         int[] starts = new int[batch + 1], table = new int[batch * width], rows = new int[batch];
         float[] cos = new float[batch * half], sin = new float[batch * half];
-        java.util.Arrays.fill(slots, -1);
-        java.util.Arrays.fill(lens, 1);
+        Arrays.fill(slots, -1);
+        Arrays.fill(lens, 1);
         for (int r = 0; r < batch; r++) {
             starts[r + 1] = r + 1;
             rows[r] = r;
@@ -357,7 +358,7 @@ public final class ModelRunner implements AutoCloseable {
     }
 
     private static boolean[] padded(boolean[] fullRows, int batch) {
-        return fullRows.length == batch ? fullRows : java.util.Arrays.copyOf(fullRows, batch);
+        return fullRows.length == batch ? fullRows : Arrays.copyOf(fullRows, batch);
     }
 
     private static int[] firstRows(int numSeqs) {
@@ -376,7 +377,7 @@ public final class ModelRunner implements AutoCloseable {
         DecodeGraph(int batch, int width) {
             int half = rope.half();
             capacity = new int[batch];
-            java.util.Arrays.fill(capacity, width * blockSize);
+            Arrays.fill(capacity, width * blockSize);
             int[] hostStarts = new int[batch + 1];
             for (int r = 0; r < batch; r++) hostStarts[r + 1] = r + 1;
             var meta = new AttentionMetadata(batch, batch, width * blockSize,
