@@ -67,10 +67,10 @@ pack() {
       jackson-dataformat-yaml-* commons-compress-* commons-io-* commons-net-* commons-lang3-* commons-math* algebra-* \
       java-ipv6-* hubspot-style-* derive4j-* encode-* gson-* jackson-datatype-jdk8-*)
   if [ "${LATHE_PACK_SERVER:-0}" = 1 ]; then
-    # a serving pack: the server without gRPC (the sweep speaks HTTP; serve runs with --grpc-port -1), no GPU
+    # a serving pack: the server without gRPC (the sweep speaks HTTP; serve runs with --no-grpc), no GPU
     # tests, one Guava; the pack and the checkout together stay under 64 MiB
     (cd "$dest/lib" && rm -f junit-platform-console-standalone-* assertj-* grpc-* proto-google-* protobuf-* perfmark-* \
-        animal-sniffer-* && ls guava-*.jar | sort -V | head -n -1 | xargs -r rm -f)
+        animal-sniffer-* helidon-webserver-grpc-* helidon-grpc-* && ls guava-*.jar | sort -V | head -n -1 | xargs -r rm -f)
     rm -rf "$dest/test-classes"
   else
     # the server's HTTP, gRPC and metrics stack stays behind unless a serving run needs it (LATHE_PACK_SERVER=1)
@@ -204,7 +204,7 @@ serving() {
   export LATHE_COMMIT=$(cat "$dev/commit.txt" 2>/dev/null || echo unknown)
   local -a lathe=("$java" --enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector -Xss4m -cp "$dev/lib/*" dev.lathe.cli.Main)
   local model=${LATHE_SERVING_MODEL:-synthetic:llama-3-8b} backend=${LATHE_SERVING_BACKEND:-cuda}
-  "${lathe[@]}" serve "bench=$model" --backend "$backend" --max-model-len 1152 --grpc-port -1 --no-access-log \
+  "${lathe[@]}" serve "bench=$model" --backend "$backend" --max-model-len 1152 --no-grpc --no-access-log \
       --max-waiting 4096 > "$out/serve.log" 2>&1 &
   local server=$!
   for _ in $(seq 1 120); do

@@ -43,7 +43,12 @@ final class ServeCommand implements Callable<Integer> {
     @Option(names = "--port", defaultValue = "8000", description = "port (default: ${DEFAULT-VALUE})")
     int port;
 
-    @Option(names = "--grpc-port", defaultValue = "8001", description = "KServe v2 gRPC port; -1 = no gRPC (default: ${DEFAULT-VALUE})")
+    @Option(names = "--grpc", negatable = true, defaultValue = "true", fallbackValue = "true",
+            description = "serve KServe v2 gRPC on the HTTP port too, over HTTP/2 (default: on)")
+    boolean grpc;
+
+    @Option(names = "--grpc-port", defaultValue = "-1",
+            description = "also serve gRPC on a port of its own; -1 = none (default: ${DEFAULT-VALUE})")
     int grpcPort;
 
     @Option(names = "--api-key", description = "require 'Authorization: Bearer KEY' (default: $LATHE_API_KEY, else none)")
@@ -91,7 +96,7 @@ final class ServeCommand implements Callable<Integer> {
         Map<String, LoadedModel> loaded = new LinkedHashMap<>();
         LatheServer server;
         try {
-            var builder = LatheServer.builder().host(host).port(port).grpcPort(grpcPort).apiKey(key).maxBodyBytes(maxBodyBytes)
+            var builder = LatheServer.builder().host(host).port(port).grpcOnHttpPort(grpc).grpcPort(grpcPort).apiKey(key).maxBodyBytes(maxBodyBytes)
                     .gracePeriodMillis(graceSeconds * 1000);
             for (ModelSpec s : specs) {
                 ModelRef ref = ModelRef.parse(s.ref());
@@ -119,7 +124,7 @@ final class ServeCommand implements Callable<Integer> {
             throw e;
         }
         spec.commandLine().getErr().println("lathe: serving " + loaded.keySet() + " on http://" + host + ":" + server.port()
-                + (server.grpcPort() >= 0 ? " and gRPC " + host + ":" + server.grpcPort() : ""));
+                + (grpc ? " (gRPC too)" : "") + (server.grpcPort() >= 0 ? ", gRPC also on " + host + ":" + server.grpcPort() : ""));
         var stopped = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             server.stop();

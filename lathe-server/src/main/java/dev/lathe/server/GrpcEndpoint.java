@@ -7,7 +7,11 @@ import io.grpc.ServerCallHandler;
 import io.grpc.ServerInterceptor;
 import io.grpc.ServerInterceptors;
 import io.grpc.Status;
+import io.grpc.ServerServiceDefinition;
 import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
+import io.helidon.common.Builder;
+import io.helidon.webserver.Routing;
+import io.helidon.webserver.grpc.GrpcRouting;
 
 import java.io.IOException;
 import java.net.InetSocketAddress;
@@ -16,8 +20,9 @@ import java.util.concurrent.TimeUnit;
 import java.util.function.Predicate;
 
 /**
- * The KServe v2 gRPC port of a {@link LatheServer}. Everything that touches the gRPC libraries lives here, so a
- * server started without gRPC never loads them (and runs where they are not on the class path).
+ * The KServe v2 gRPC service of a {@link LatheServer}: on the HTTP port (HTTP/2, routed by the web server),
+ * and optionally on a port of its own. Everything that touches the gRPC libraries lives here, so a server
+ * started without gRPC never loads them (and runs where they are not on the class path).
  */
 final class GrpcEndpoint {
     private static final Metadata.Key<String> AUTHORIZATION = Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER);
@@ -34,6 +39,25 @@ final class GrpcEndpoint {
      */
     static GrpcEndpoint start(LatheServer owner, KServeApi kserve, String host, int port, long maxBodyBytes,
                               Predicate<String> authorized) {
+        try {
+            Server server = NettyServerBuilder.forAddress(new InetSocketAddress(host, port))
+                    .executor(Executors.newVirtualThreadPerTaskExecutor())
+                    .maxInboundMessageSize((int) Math.min(Integer.MAX_VALUE, maxBodyBytes))
+                    .addService(service(owner, kserve, authorized))
+                    .build().start();
+            return new GrpcEndpoint(server);
+        } catch (IOException e) {
+            throw new IllegalStateException("cannot bind gRPC to " + host + ":" + port + ": " + e.getMessage()
+                    + "; pick another --grpc-port", e);
+        }
+    }
+
+    /** The service as a route of the web server, so gRPC clients reach it on the HTTP port. */
+    static Builder<?, ? extends Routing> httpRouting(LatheServer owner, KServeApi kserve, Predicate<String> authorized) {
+        return GrpcRouting.builder().service(service(owner, kserve, authorized));
+    }
+
+    private static ServerServiceDefinition service(LatheServer owner, KServeApi kserve, Predicate<String> authorized) {
         var auth = new ServerInterceptor() {
             @Override
             public <Q, R> ServerCall.Listener<Q> interceptCall(ServerCall<Q, R> call, Metadata headers,
@@ -48,17 +72,7 @@ final class GrpcEndpoint {
                 return next.startCall(call, headers);
             }
         };
-        try {
-            Server server = NettyServerBuilder.forAddress(new InetSocketAddress(host, port))
-                    .executor(Executors.newVirtualThreadPerTaskExecutor())
-                    .maxInboundMessageSize((int) Math.min(Integer.MAX_VALUE, maxBodyBytes))
-                    .addService(ServerInterceptors.intercept(new GrpcInferenceService(owner, kserve), auth))
-                    .build().start();
-            return new GrpcEndpoint(server);
-        } catch (IOException e) {
-            throw new IllegalStateException("cannot bind gRPC to " + host + ":" + port + ": " + e.getMessage()
-                    + "; pick another --grpc-port", e);
-        }
+        return ServerInterceptors.intercept(new GrpcInferenceService(owner, kserve), auth);
     }
 
     int port() { return server.getPort(); }

@@ -57,6 +57,7 @@ public final class LatheServer implements AutoCloseable {
     private final Set<RequestStream> active = ConcurrentHashMap.newKeySet();
     private volatile boolean draining;
     private final int requestedGrpcPort;
+    private final boolean grpcOnHttpPort;
     private WebServer web;
     private GrpcEndpoint grpc; // its own class, so the gRPC libraries load only when gRPC is on
 
@@ -66,6 +67,7 @@ public final class LatheServer implements AutoCloseable {
         this.host = b.host;
         this.requestedPort = b.port;
         this.requestedGrpcPort = b.grpcPort;
+        this.grpcOnHttpPort = b.grpcOnHttpPort;
         this.apiKey = b.apiKey;
         this.maxBodyBytes = b.maxBodyBytes;
         this.graceMillis = b.graceMillis;
@@ -115,7 +117,9 @@ public final class LatheServer implements AutoCloseable {
                     + "; the API lives under /v1 (OpenAI) and /v2 (KServe v2).");
         }));
         if (requestedGrpcPort >= 0) startGrpc(kserve);
-        web = WebServer.builder().host(host).port(requestedPort).shutdownHook(false).routing(r).build().start();
+        var web = WebServer.builder().host(host).port(requestedPort).shutdownHook(false).routing(r);
+        if (grpcOnHttpPort) web.addRouting(GrpcEndpoint.httpRouting(this, kserve, header -> apiKey == null || authorized(header)));
+        this.web = web.build().start();
         LOG.info("serving {} on http://{}:{}", models.keySet(), host, web.port());
         return this;
     }
@@ -299,6 +303,7 @@ public final class LatheServer implements AutoCloseable {
         private String host = "127.0.0.1";
         private int port = 8000;
         private int grpcPort = -1;
+        private boolean grpcOnHttpPort = true;
         private String apiKey;
         private long maxBodyBytes = 32L << 20;
         private long graceMillis = 30_000;
@@ -319,7 +324,11 @@ public final class LatheServer implements AutoCloseable {
         public Builder port(int v) { port = v; return this; }
 
         /** The KServe v2 gRPC port; 0 picks a free one, -1 (the default) serves no gRPC. */
+        /** A port of its own for gRPC as well (0: any free one), or -1 (the default) for none. */
         public Builder grpcPort(int v) { grpcPort = v; return this; }
+
+        /** Whether gRPC clients reach the KServe v2 service on the HTTP port (HTTP/2); on by default. */
+        public Builder grpcOnHttpPort(boolean v) { grpcOnHttpPort = v; return this; }
 
         /** Null = no authentication. */
         public Builder apiKey(String v) { apiKey = v == null || v.isEmpty() ? null : v; return this; }

@@ -47,9 +47,9 @@ class GrpcInferenceServiceTest {
 
     @BeforeAll
     void start() {
-        server = LatheServer.builder().model("tiny", TestModels.engine("tiny", 16)).apiKey("key").port(0).grpcPort(0)
-                .build().start();
-        channel = ManagedChannelBuilder.forAddress("127.0.0.1", server.grpcPort()).usePlaintext().build();
+        // gRPC on the HTTP port (HTTP/2 with prior knowledge), next to the OpenAI and KServe HTTP routes
+        server = LatheServer.builder().model("tiny", TestModels.engine("tiny", 16)).apiKey("key").port(0).build().start();
+        channel = ManagedChannelBuilder.forAddress("127.0.0.1", server.port()).usePlaintext().build();
         var md = new Metadata();
         md.put(Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER), "Bearer key");
         stub = GRPCInferenceServiceGrpc.newBlockingStub(channel).withInterceptors(MetadataUtils.newAttachHeadersInterceptor(md));
