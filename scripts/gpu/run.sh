@@ -11,6 +11,7 @@
 #                               2048 and a 1000-request throughput run, each under its own limit, at most 8 files
 #   bash .device/run.sh throughput   offline throughput, 3000 requests, with the transformers batch-64 peer
 #   bash .device/run.sh serving      serving sweep against `lathe serve` (pack with LATHE_PACK_SERVER=1)
+#   bash .device/run.sh pairs        offline throughput at other lengths (LATHE_PAIRS="IN/OUT:REQUESTS ...")
 set -euo pipefail
 mode=${1:-pack}
 console_version=1.14.1   # JUnit Platform of JUnit Jupiter 5.14.1
@@ -227,11 +228,35 @@ serving() {
   tail -12 "$out/throughput-1024-128.log"
 }
 
+# Issue 5's other length pairs, one or more per call ("128/2048:1000 2048/128:1000"), each under its own
+# limit (LATHE_PAIR_LIMIT seconds, default 280); a record per pair lands in $OUT.
+pairs() {
+  local dev=.device out=${OUT:-$PWD/gpu-out}
+  mkdir -p "$out" /tmp/lathe-jre
+  tar -C /tmp/lathe-jre -xJf "$dev/jre.tar.xz"
+  export LATHE_COMMIT=$(cat "$dev/commit.txt" 2>/dev/null || echo unknown)
+  local -a lathe=(/tmp/lathe-jre/jre/bin/java --enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector -Xss4m
+      -cp "$dev/lib/*" dev.lathe.cli.Main)
+  local spec in_len out_len n
+  set +e
+  for spec in ${LATHE_PAIRS:-128/2048:1000 2048/128:1000 2048/2048:1000}; do
+    in_len=${spec%%/*}; out_len=${spec#*/}; out_len=${out_len%%:*}; n=${spec##*:}
+    timeout "${LATHE_PAIR_LIMIT:-280}" "${lathe[@]}" bench throughput --backend "${LATHE_PAIRS_BACKEND:-cuda}" \
+        --model "${LATHE_PAIRS_MODEL:-synthetic:llama-3-8b}" \
+        --input-len "$in_len" --output-len "$out_len" --num-requests "$n" \
+        --json "$out/throughput-$in_len-$out_len.json" > "$out/throughput-$in_len-$out_len.log" 2>&1
+    echo "$spec: exit $?"
+    tail -11 "$out/throughput-$in_len-$out_len.log"
+  done
+  set -e
+}
+
 case "$mode" in
+  pairs) pairs ;;
   serving) serving ;;
   check) check ;;
   throughput) throughput ;;
   pack) pack ;;
   device) device ;;
-  *) echo "usage: $0 [pack|device|throughput|check|serving]" >&2; exit 2 ;;
+  *) echo "usage: $0 [pack|device|throughput|check|serving|pairs]" >&2; exit 2 ;;
 esac
