@@ -1,0 +1,236 @@
+package dev.lathe.cuda;
+
+import com.sun.source.tree.ArrayAccessTree;
+import com.sun.source.tree.AssignmentTree;
+import com.sun.source.tree.CompilationUnitTree;
+import com.sun.source.tree.ExpressionTree;
+import com.sun.source.tree.IdentifierTree;
+import com.sun.source.tree.MemberSelectTree;
+import com.sun.source.tree.MethodInvocationTree;
+import com.sun.source.tree.MethodTree;
+import com.sun.source.tree.ReturnTree;
+import com.sun.source.tree.Tree;
+import com.sun.source.tree.VariableTree;
+import com.sun.source.util.JavacTask;
+import com.sun.source.util.TreePath;
+import com.sun.source.util.TreePathScanner;
+import com.sun.source.util.TreeScanner;
+import org.junit.jupiter.api.Test;
+
+import javax.tools.JavaCompiler;
+import javax.tools.ToolProvider;
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+/**
+ * Every kernel launch in {@link CudaBackend} passes as many arguments as its kernel's parameter struct in
+ * {@link Kernels} has fields, checked on the source without a GPU. A launch that gets this wrong fails only
+ * when it runs, on a GPU, as one did (the block size passed as an argument); this finds it in CI.
+ *
+ * <p>{@code launch(stream, gridX, gridY, block, args...)} and {@code launch3(stream, gridX, gridY, gridZ,
+ * block, args...)}; the kernel is {@code kernels.F} or {@code kernels.F[i]}, or a local variable or
+ * parameter whose value comes from such fields (directly, through a conditional, or through a method of
+ * CudaBackend that returns them): then every field it may hold must fit.
+ */
+class LaunchArgumentsTest {
+    private static final Path SOURCES = Path.of("src/main/java/dev/lathe/cuda");
+
+    @Test
+    void everyLaunchPassesOneArgumentPerStructField() throws IOException {
+        Map<String, Integer> fields = structFields(parse("Kernels.java"));
+        assertThat(fields).as("kernels found in Kernels.java").hasSizeGreaterThan(15);
+
+        CompilationUnitTree backend = parse("CudaBackend.java");
+        Map<String, MethodTree> methods = new HashMap<>();
+        new TreeScanner<Void, Void>() {
+            @Override
+            public Void visitMethod(MethodTree m, Void v) {
+                methods.put(m.getName().toString(), m);
+                return super.visitMethod(m, v);
+            }
+        }.scan(backend, null);
+
+        List<String> problems = new ArrayList<>();
+        int[] checked = {0};
+        new TreePathScanner<Void, Void>() {
+            @Override
+            public Void visitMethodInvocation(MethodInvocationTree call, Void v) {
+                if (call.getMethodSelect() instanceof MemberSelectTree sel) {
+                    String name = sel.getIdentifier().toString();
+                    int skip = name.equals("launch") ? 4 : name.equals("launch3") ? 5 : -1;
+                    if (skip > 0) {
+                        int given = call.getArguments().size() - skip;
+                        Set<String> kernels = kernelsOf(sel.getExpression(), enclosingMethod(getCurrentPath()), methods,
+                                backend, new LinkedHashSet<>());
+                        if (kernels.isEmpty()) problems.add("cannot tell which kernel " + call + " launches");
+                        for (String k : kernels) {
+                            Integer want = fields.get(k);
+                            if (want == null) problems.add(k + " is launched but not defined in Kernels.java");
+                            else if (want != given) {
+                                problems.add(k + ": " + given + " arguments for " + want + " fields in " + call);
+                            }
+                            checked[0]++;
+                        }
+                    }
+                }
+                return super.visitMethodInvocation(call, v);
+            }
+        }.scan(backend, null);
+
+        assertThat(problems).as("launches that do not fit their kernel's struct").isEmpty();
+        assertThat(checked[0]).as("launch sites checked").isGreaterThan(20);
+    }
+
+    private static CompilationUnitTree parse(String file) throws IOException {
+        JavaCompiler javac = ToolProvider.getSystemJavaCompiler();
+        try (var fm = javac.getStandardFileManager(null, null, null)) {
+            var task = (JavacTask) javac.getTask(null, fm, null, List.of("-proc:none"), null,
+                    fm.getJavaFileObjects(SOURCES.resolve(file)));
+            return task.parse().iterator().next();
+        }
+    }
+
+    /** Field name (array fields by name) to the number of fields of its parameter struct. */
+    private static Map<String, Integer> structFields(CompilationUnitTree kernels) {
+        Map<String, Integer> helpers = new HashMap<>();  // methods like gemvParams(name) that return struct(name, ...)
+        new TreeScanner<Void, Void>() {
+            @Override
+            public Void visitMethod(MethodTree m, Void v) {
+                new TreeScanner<Void, Void>() {
+                    @Override
+                    public Void visitReturn(ReturnTree r, Void v2) {
+                        if (r.getExpression() instanceof MethodInvocationTree s && isCall(s, "struct")) {
+                            helpers.put(m.getName().toString(), s.getArguments().size() - 1);
+                        }
+                        return null;
+                    }
+                }.scan(m.getBody(), null);
+                return super.visitMethod(m, v);
+            }
+        }.scan(kernels, null);
+
+        Map<String, Integer> fields = new HashMap<>();
+        new TreeScanner<Void, Void>() {
+            @Override
+            public Void visitAssignment(AssignmentTree a, Void v) {
+                if (a.getExpression() instanceof MethodInvocationTree k && isCall(k, "kernel") && k.getArguments().size() == 2) {
+                    String target = switch (a.getVariable()) {
+                        case IdentifierTree id -> id.getName().toString();
+                        case ArrayAccessTree arr when arr.getExpression() instanceof IdentifierTree id -> id.getName().toString();
+                        default -> null;
+                    };
+                    if (target != null && k.getArguments().get(1) instanceof MethodInvocationTree params) {
+                        Integer n = isCall(params, "struct") ? Integer.valueOf(params.getArguments().size() - 1)
+                                : helpers.get(calledName(params));
+                        if (n != null) fields.put(target, n);
+                    }
+                }
+                return super.visitAssignment(a, v);
+            }
+        }.scan(kernels, null);
+        return fields;
+    }
+
+    /** The Kernels fields an expression may evaluate to. */
+    private static Set<String> kernelsOf(ExpressionTree e, MethodTree in, Map<String, MethodTree> methods,
+                                         CompilationUnitTree unit, Set<String> seen) {
+        Set<String> out = new LinkedHashSet<>();
+        if (e instanceof ArrayAccessTree arr) return kernelsOf(arr.getExpression(), in, methods, unit, seen);
+        if (e instanceof MemberSelectTree sel && sel.getExpression() instanceof IdentifierTree id
+                && id.getName().contentEquals("kernels")) {
+            out.add(sel.getIdentifier().toString());
+            return out;
+        }
+        if (e instanceof IdentifierTree id && in != null) {
+            String name = id.getName().toString();
+            if (!seen.add(in.getName() + "." + name)) return out;
+            // a local variable: the kernels its initializer mentions, directly or through a method it calls
+            for (VariableTree local : locals(in)) {
+                if (local.getName().contentEquals(name) && local.getInitializer() != null) {
+                    out.addAll(mentioned(local.getInitializer(), methods));
+                    return out;
+                }
+            }
+            // a parameter: what each call of this method passes in its place
+            for (int p = 0; p < in.getParameters().size(); p++) {
+                if (!in.getParameters().get(p).getName().contentEquals(name)) continue;
+                int index = p;
+                new TreePathScanner<Void, Void>() {
+                    @Override
+                    public Void visitMethodInvocation(MethodInvocationTree call, Void v) {
+                        if (call.getMethodSelect() instanceof IdentifierTree callee
+                                && callee.getName().contentEquals(in.getName()) && call.getArguments().size() > index) {
+                            out.addAll(kernelsOf(call.getArguments().get(index), enclosingMethod(getCurrentPath()), methods,
+                                    unit, seen));
+                        }
+                        return super.visitMethodInvocation(call, v);
+                    }
+                }.scan(unit, null);
+            }
+        }
+        return out;
+    }
+
+    private static Set<String> mentioned(Tree t, Map<String, MethodTree> methods) {
+        Set<String> out = new LinkedHashSet<>();
+        new TreeScanner<Void, Void>() {
+            @Override
+            public Void visitMemberSelect(MemberSelectTree sel, Void v) {
+                if (sel.getExpression() instanceof IdentifierTree id && id.getName().contentEquals("kernels")) {
+                    out.add(sel.getIdentifier().toString());
+                }
+                return super.visitMemberSelect(sel, v);
+            }
+
+            @Override
+            public Void visitMethodInvocation(MethodInvocationTree call, Void v) {
+                if (call.getMethodSelect() instanceof IdentifierTree callee) {
+                    MethodTree m = methods.get(callee.getName().toString());
+                    if (m != null && m.getBody() != null) out.addAll(mentioned(m.getBody(), Map.of()));
+                }
+                return super.visitMethodInvocation(call, v);
+            }
+        }.scan(t, null);
+        return out;
+    }
+
+    private static List<VariableTree> locals(MethodTree m) {
+        List<VariableTree> out = new ArrayList<>();
+        if (m.getBody() == null) return out;
+        new TreeScanner<Void, Void>() {
+            @Override
+            public Void visitVariable(VariableTree v, Void unused) {
+                out.add(v);
+                return super.visitVariable(v, unused);
+            }
+        }.scan(m.getBody(), null);
+        return out;
+    }
+
+    private static MethodTree enclosingMethod(TreePath path) {
+        for (TreePath p = path; p != null; p = p.getParentPath()) {
+            if (p.getLeaf() instanceof MethodTree m) return m;
+        }
+        return null;
+    }
+
+    private static boolean isCall(MethodInvocationTree call, String name) {
+        return name.equals(calledName(call));
+    }
+
+    private static String calledName(MethodInvocationTree call) {
+        return switch (call.getMethodSelect()) {
+            case IdentifierTree id -> id.getName().toString();
+            case MemberSelectTree sel -> sel.getIdentifier().toString();
+            default -> "";
+        };
+    }
+}
