@@ -174,7 +174,7 @@ check() {
   card=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1 || echo unknown)
   export LATHE_COMMIT=$(cat "$dev/commit.txt" 2>/dev/null || echo unknown)
   set +e
-  timeout "${LATHE_TEST_LIMIT:-150}" "$java" "${flags[@]}" -jar "$dev"/lib/junit-platform-console-standalone-*.jar execute \
+  timeout "${LATHE_TEST_LIMIT:-200}" "$java" "${flags[@]}" -jar "$dev"/lib/junit-platform-console-standalone-*.jar execute \
       --class-path "$cp" --scan-class-path "$dev/test-classes" --include-tag gpu --details=tree --disable-banner \
       --disable-ansi-colors > "$out/gpu-tests.log" 2>&1
   echo "gpu tests exit code: $?" >> "$out/gpu-tests.log"
