@@ -184,6 +184,34 @@ class EngineEndToEndTest {
         }
     }
 
+    /** With graphs too: two samples per request sharing their prompt blocks, under a cache small enough to preempt. */
+    @Test
+    void samplesAndPreemptionWithDecodeGraphsKeepEveryRequestsTokens() throws Exception {
+        try (var recording = new dev.lathe.cpu.RecordingGraphBackend(new CpuBackend(2));
+             var graphModel = ModelLoader.synthetic(model.config(), recording, DType.BF16, 11, LoadProgress.NONE);
+             var e = new LlmEngine("tiny", graphModel, null, EOS, config(MAX_LEN / BLOCK + 2, true))) {
+            var streams = new ArrayList<RequestStream>();
+            for (int i = 0; i < 16; i++) {
+                var p = params.get(i).toBuilder().n(2).build();
+                streams.add(e.submit(new EngineRequest("gn" + i, prompts.get(i), p, null)));
+            }
+            for (int i = 0; i < 16; i++) {
+                var ids = new ArrayList<List<Integer>>(List.of(new ArrayList<>(), new ArrayList<>()));
+                RequestOutput o;
+                while ((o = streams.get(i).poll(60, TimeUnit.SECONDS)) != null) {
+                    for (int t : o.tokenIds()) ids.get(o.index()).add(t);
+                }
+                for (var sample : ids) {
+                    assertThat(sample.stream().mapToInt(Integer::intValue).toArray()).as("request %d", i).isEqualTo(alone.get(i));
+                }
+            }
+            awaitIdle(e);
+            assertThat(e.stats().preemptions()).isGreaterThan(0);
+            assertThat(e.stats().kvBlocksUsed()).isZero();
+            assertThat(recording.replays()).isGreaterThan(0);
+        }
+    }
+
     @Test
     void preemptionUnderATinyCacheKeepsEveryRequestsTokens() throws Exception {
         try (var e = engine(config(MAX_LEN / BLOCK + 2, true))) {
