@@ -19,11 +19,21 @@ import java.util.Map;
  */
 final class BufferPool {
     private final CudaContext context;
+    private final boolean keepOnFailure;
     private final Map<Long, ArrayDeque<DeviceBuffer>> free = new HashMap<>();
     private long pooledBytes;
 
     BufferPool(CudaContext context) {
+        this(context, false);
+    }
+
+    /**
+     * @param keepOnFailure never free pooled buffers when an allocation fails (a pool whose buffers recorded
+     *                      graphs still point at); the failure is reported instead
+     */
+    BufferPool(CudaContext context, boolean keepOnFailure) {
         this.context = context;
+        this.keepOnFailure = keepOnFailure;
     }
 
     static long roundUp(long bytes) {
@@ -42,7 +52,7 @@ final class BufferPool {
         try {
             return context.allocate(size);
         } catch (RuntimeException e) {
-            if (pooledBytes == 0) throw e;
+            if (pooledBytes == 0 || keepOnFailure) throw e;
             release(); // out of memory with buffers parked here: give them back and try once more
             return context.allocate(size);
         }

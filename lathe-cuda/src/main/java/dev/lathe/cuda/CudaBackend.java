@@ -71,7 +71,6 @@ public final class CudaBackend implements Backend {
     private int nextStaging;
     private final int multiprocessors;
     private int maxSplits = Math.clamp(Integer.getInteger(MAX_SPLITS_PROPERTY, 1), 1, MAX_SPLITS);
-    private DeviceBuffer scratch;
     private final BufferPool pool;
     /**
      * Buffers of the tensors allocated while capturing graphs: kept apart from {@link #pool}, so that work
@@ -94,7 +93,7 @@ public final class CudaBackend implements Backend {
     public CudaBackend(int ordinal) {
         this.context = CudaContext.open(ordinal);
         this.pool = new BufferPool(context);
-        this.graphPool = new BufferPool(context);
+        this.graphPool = new BufferPool(context, true);
         this.multiprocessors = context.info().multiprocessors();
         this.allocating = pool;
         Stream s = null;
@@ -184,8 +183,9 @@ public final class CudaBackend implements Backend {
 
     /**
      * Stream capture in relaxed mode (buffers may be allocated while capturing); the ops' allocations come
-     * from {@link #graphPool}. Everything a capture needs on the host side (GEMM plans, the scratch buffer's
-     * size) should exist already: run the same ops once uncaptured first.
+     * from {@link #graphPool}, which never frees a buffer, so every address a graph holds stays valid while
+     * the backend lives. GEMM plans should exist already (run the same ops once uncaptured first), so that
+     * nothing but recording happens during the capture.
      */
     @Override
     public Graph capture(Runnable ops) {
@@ -488,14 +488,16 @@ public final class CudaBackend implements Backend {
             gemv(k, xt, wt, bt, ot);
             return;
         }
-        long xPtr = xt.address();
+        // the 16-bit copies of x are pooled tensors, not one shared scratch buffer: a recorded graph keeps the
+        // addresses it was captured with, and a scratch buffer grown (freed and reallocated) later would leave
+        // it writing into freed memory; pooled buffers are never freed while the backend lives
         if (wt.dtype() != DType.F32 && n <= SPLIT_MAX_ROWS) {
             long count = xt.size();
-            long split = scratch(2 * count * wt.dtype().byteSize());
-            kernels.splitFromF32.launch(stream, Kernels.elementBlocks(count), 1, 256,
-                    xPtr, split, count, dtypeCode(wt.dtype()));
-            try (CudaTensor both = (CudaTensor) allocate(DType.F32, 2 * n, wt.rows())) {
-                gemm.run(stream, wt.dtype(), wt.address(), split, both.address(), 2 * n, wt.cols(), wt.rows());
+            try (CudaTensor split = (CudaTensor) allocate(wt.dtype(), 2 * n, xt.cols());
+                 CudaTensor both = (CudaTensor) allocate(DType.F32, 2 * n, wt.rows())) {
+                kernels.splitFromF32.launch(stream, Kernels.elementBlocks(count), 1, 256,
+                        xt.address(), split.address(), count, dtypeCode(wt.dtype()));
+                gemm.run(stream, wt.dtype(), wt.address(), split.address(), both.address(), 2 * n, wt.cols(), wt.rows());
                 kernels.sumHalves.launch(stream, Kernels.elementBlocks(ot.size()), 1, 256,
                         both.address(), ot.address(), bt == null ? 0L : bt.address(), (long) n, wt.rows(),
                         bt == null ? 0 : dtypeCode(bt.dtype()));
@@ -504,12 +506,14 @@ public final class CudaBackend implements Backend {
         }
         if (wt.dtype() != DType.F32) {
             long count = xt.size();
-            long converted = scratch(count * wt.dtype().byteSize());
-            kernels.convertFromF32.launch(stream, Kernels.elementBlocks(count), 1, 256,
-                    xPtr, converted, count, dtypeCode(wt.dtype()));
-            xPtr = converted;
+            try (CudaTensor converted = (CudaTensor) allocate(wt.dtype(), n, xt.cols())) {
+                kernels.convertFromF32.launch(stream, Kernels.elementBlocks(count), 1, 256,
+                        xt.address(), converted.address(), count, dtypeCode(wt.dtype()));
+                gemm.run(stream, wt.dtype(), wt.address(), converted.address(), ot.address(), n, wt.cols(), wt.rows());
+            }
+        } else {
+            gemm.run(stream, wt.dtype(), wt.address(), xt.address(), ot.address(), n, wt.cols(), wt.rows());
         }
-        gemm.run(stream, wt.dtype(), wt.address(), xPtr, ot.address(), n, wt.cols(), wt.rows());
         if (bt != null) {
             kernels.biasAdd.launch(stream, Kernels.elementBlocks(ot.size()), 1, 256,
                     ot.address(), bt.address(), (long) ot.rows(), ot.cols(), dtypeCode(bt.dtype()));
@@ -528,15 +532,6 @@ public final class CudaBackend implements Backend {
         int blocks = (w.rows() + GEMV_WARPS - 1) / GEMV_WARPS;
         k.launch(stream, blocks, 1, GEMV_WARPS * 32, x.address(), w.address(), bias == null ? 0L : bias.address(),
                 out.address(), x.rows(), w.cols(), w.rows(), dtypeCode(w.dtype()), bias == null ? 0 : dtypeCode(bias.dtype()));
-    }
-
-    /** A device workspace of at least {@code bytes}; stream order keeps successive users apart. */
-    private long scratch(long bytes) {
-        if (scratch == null || scratch.bytes() < bytes) {
-            if (scratch != null) scratch.close();
-            scratch = context.allocate(Math.max(bytes, 1L << 20));
-        }
-        return scratch.address();
     }
 
     @Override
@@ -822,7 +817,6 @@ public final class CudaBackend implements Backend {
         try {
             stream.synchronize();
         } finally {
-            if (scratch != null) scratch.close();
             if (planWork != null) planWork.close();
             pool.release();
             graphPool.release();
