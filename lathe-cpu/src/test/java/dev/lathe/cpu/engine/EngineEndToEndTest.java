@@ -190,25 +190,30 @@ class EngineEndToEndTest {
         try (var recording = new dev.lathe.cpu.RecordingGraphBackend(new CpuBackend(2));
              var graphModel = ModelLoader.synthetic(model.config(), recording, DType.BF16, 11, LoadProgress.NONE);
              var e = new LlmEngine("tiny", graphModel, null, EOS, config(MAX_LEN / BLOCK + 2, true))) {
-            var streams = new ArrayList<RequestStream>();
-            for (int i = 0; i < 16; i++) {
-                var p = params.get(i).toBuilder().n(2).build();
-                streams.add(e.submit(new EngineRequest("gn" + i, prompts.get(i), p, null)));
-            }
-            for (int i = 0; i < 16; i++) {
-                var ids = new ArrayList<List<Integer>>(List.of(new ArrayList<>(), new ArrayList<>()));
-                RequestOutput o;
-                while ((o = streams.get(i).poll(60, TimeUnit.SECONDS)) != null) {
-                    for (int t : o.tokenIds()) ids.get(o.index()).add(t);
-                }
-                for (var sample : ids) {
-                    assertThat(sample.stream().mapToInt(Integer::intValue).toArray()).as("request %d", i).isEqualTo(alone.get(i));
-                }
-            }
+            runTwoSamplesEach(e, "gn");
             awaitIdle(e);
             assertThat(e.stats().preemptions()).isGreaterThan(0);
             assertThat(e.stats().kvBlocksUsed()).isZero();
             assertThat(recording.replays()).isGreaterThan(0);
+        }
+    }
+
+    /** The first 16 requests with two samples each; both samples of each must equal the request alone. */
+    static void runTwoSamplesEach(LlmEngine e, String idPrefix) throws InterruptedException {
+        var streams = new ArrayList<RequestStream>();
+        for (int i = 0; i < 16; i++) {
+            var p = params.get(i).toBuilder().n(2).build();
+            streams.add(e.submit(new EngineRequest(idPrefix + i, prompts.get(i), p, null)));
+        }
+        for (int i = 0; i < 16; i++) {
+            var ids = new ArrayList<List<Integer>>(List.of(new ArrayList<>(), new ArrayList<>()));
+            RequestOutput o;
+            while ((o = streams.get(i).poll(60, TimeUnit.SECONDS)) != null) {
+                for (int t : o.tokenIds()) ids.get(o.index()).add(t);
+            }
+            for (var sample : ids) {
+                assertThat(sample.stream().mapToInt(Integer::intValue).toArray()).as("request %d", i).isEqualTo(alone.get(i));
+            }
         }
     }
 
@@ -225,21 +230,7 @@ class EngineEndToEndTest {
     @Test
     void samplesSharingPromptBlocksSurvivePreemption() throws Exception {
         try (var e = engine(config(MAX_LEN / BLOCK + 2, true))) {
-            var streams = new ArrayList<RequestStream>();
-            for (int i = 0; i < 16; i++) {
-                var p = params.get(i).toBuilder().n(2).build();
-                streams.add(e.submit(new EngineRequest("n" + i, prompts.get(i), p, null)));
-            }
-            for (int i = 0; i < 16; i++) {
-                var ids = new ArrayList<List<Integer>>(List.of(new ArrayList<>(), new ArrayList<>()));
-                RequestOutput o;
-                while ((o = streams.get(i).poll(60, TimeUnit.SECONDS)) != null) {
-                    for (int t : o.tokenIds()) ids.get(o.index()).add(t);
-                }
-                for (var sample : ids) {
-                    assertThat(sample.stream().mapToInt(Integer::intValue).toArray()).as("request %d", i).isEqualTo(alone.get(i));
-                }
-            }
+            runTwoSamplesEach(e, "n");
             awaitIdle(e);
             assertThat(e.stats().preemptions()).isGreaterThan(0);
             assertThat(e.stats().kvBlocksUsed()).isZero();
