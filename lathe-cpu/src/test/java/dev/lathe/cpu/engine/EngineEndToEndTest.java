@@ -18,6 +18,7 @@ import dev.lathe.core.model.ModelLoader;
 import dev.lathe.core.sampling.FinishReason;
 import dev.lathe.core.sampling.SamplingParams;
 import dev.lathe.cpu.CpuBackend;
+import dev.lathe.cpu.RecordingGraphBackend;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -172,7 +173,7 @@ class EngineEndToEndTest {
     /** Decode steps replayed from recorded graphs (padded batches of 1 to 16) give each request's tokens. */
     @Test
     void decodeStepsFromGraphsMatchEachAlone() throws Exception {
-        try (var recording = new dev.lathe.cpu.RecordingGraphBackend(new CpuBackend(2));
+        try (var recording = new RecordingGraphBackend(new CpuBackend(2));
              var graphModel = ModelLoader.synthetic(model.config(), recording, DType.BF16, 11, LoadProgress.NONE);
              var e = new LlmEngine("tiny", graphModel, null, EOS, config(512, true))) {
             var got = new ArrayList<int[]>();
@@ -187,7 +188,7 @@ class EngineEndToEndTest {
     /** With graphs too: two samples per request sharing their prompt blocks, under a cache small enough to preempt. */
     @Test
     void samplesAndPreemptionWithDecodeGraphsKeepEveryRequestsTokens() throws Exception {
-        try (var recording = new dev.lathe.cpu.RecordingGraphBackend(new CpuBackend(2));
+        try (var recording = new RecordingGraphBackend(new CpuBackend(2));
              var graphModel = ModelLoader.synthetic(model.config(), recording, DType.BF16, 11, LoadProgress.NONE);
              var e = new LlmEngine("tiny", graphModel, null, EOS, config(MAX_LEN / BLOCK + 2, true))) {
             runTwoSamplesEach(e, "gn");
