@@ -12,14 +12,18 @@ import com.sun.source.tree.ReturnTree;
 import com.sun.source.tree.Tree;
 import com.sun.source.tree.VariableTree;
 import com.sun.source.util.JavacTask;
+import com.sun.source.util.Trees;
 import com.sun.source.util.TreePath;
 import com.sun.source.util.TreePathScanner;
 import com.sun.source.util.TreeScanner;
 import org.junit.jupiter.api.Test;
 
+import javax.lang.model.type.TypeKind;
+import javax.lang.model.type.TypeMirror;
 import javax.tools.JavaCompiler;
 import javax.tools.ToolProvider;
 import java.io.IOException;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -32,7 +36,8 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 /**
  * Every kernel launch in {@link CudaBackend} passes as many arguments as its kernel's parameter struct in
- * {@link Kernels} has fields, checked on the source without a GPU. A launch that gets this wrong fails only
+ * {@link Kernels} has fields, each of the Java type the field takes (long for pointers and 64-bit fields,
+ * int, float), checked on the source without a GPU. A launch that gets this wrong fails only
  * when it runs, on a GPU, as one did (the block size passed as an argument); this finds it in CI.
  *
  * <p>{@code launch(stream, gridX, gridY, block, args...)} and {@code launch3(stream, gridX, gridY, gridZ,
@@ -44,49 +49,82 @@ class LaunchArgumentsTest {
     private static final Path SOURCES = Path.of("src/main/java/dev/lathe/cuda");
 
     @Test
-    void everyLaunchPassesOneArgumentPerStructField() throws IOException {
-        Map<String, Integer> fields = structFields(parse("Kernels.java"));
+    void everyLaunchPassesOneArgumentPerStructFieldOfItsType() throws IOException {
+        Map<String, List<String>> fields = structFields(parse("Kernels.java"));
         assertThat(fields).as("kernels found in Kernels.java").hasSizeGreaterThan(15);
 
-        CompilationUnitTree backend = parse("CudaBackend.java");
-        Map<String, MethodTree> methods = new HashMap<>();
-        new TreeScanner<Void, Void>() {
-            @Override
-            public Void visitMethod(MethodTree m, Void v) {
-                methods.put(m.getName().toString(), m);
-                return super.visitMethod(m, v);
-            }
-        }.scan(backend, null);
-
+        // the whole package, attributed against the test class path, so each argument's type is known
+        JavaCompiler javac = ToolProvider.getSystemJavaCompiler();
         List<String> problems = new ArrayList<>();
         int[] checked = {0};
-        new TreePathScanner<Void, Void>() {
-            @Override
-            public Void visitMethodInvocation(MethodInvocationTree call, Void v) {
-                if (call.getMethodSelect() instanceof MemberSelectTree sel) {
-                    String name = sel.getIdentifier().toString();
-                    int skip = name.equals("launch") ? 4 : name.equals("launch3") ? 5 : -1;
-                    if (skip > 0) {
-                        int given = call.getArguments().size() - skip;
-                        Set<String> kernels = kernelsOf(sel.getExpression(), enclosingMethod(getCurrentPath()), methods,
-                                backend, new LinkedHashSet<>());
-                        if (kernels.isEmpty()) problems.add("cannot tell which kernel " + call + " launches");
-                        for (String k : kernels) {
-                            Integer want = fields.get(k);
-                            if (want == null) problems.add(k + " is launched but not defined in Kernels.java");
-                            else if (want != given) {
-                                problems.add(k + ": " + given + " arguments for " + want + " fields in " + call);
+        try (var fm = javac.getStandardFileManager(null, null, null); var files = Files.list(SOURCES)) {
+            var sources = fm.getJavaFileObjectsFromPaths(files.filter(p -> p.toString().endsWith(".java")).toList());
+            var task = (JavacTask) javac.getTask(null, fm, null,
+                    List.of("-proc:none", "-classpath", System.getProperty("java.class.path")), null, sources);
+            CompilationUnitTree backend = null;
+            for (CompilationUnitTree u : task.parse()) {
+                if (u.getSourceFile().getName().endsWith("CudaBackend.java")) backend = u;
+            }
+            task.analyze();
+            Trees trees = Trees.instance(task);
+            assertThat(backend).as("CudaBackend.java parsed").isNotNull();
+            CompilationUnitTree unit = backend;
+
+            Map<String, MethodTree> methods = new HashMap<>();
+            new TreeScanner<Void, Void>() {
+                @Override
+                public Void visitMethod(MethodTree m, Void v) {
+                    methods.put(m.getName().toString(), m);
+                    return super.visitMethod(m, v);
+                }
+            }.scan(unit, null);
+
+            new TreePathScanner<Void, Void>() {
+                @Override
+                public Void visitMethodInvocation(MethodInvocationTree call, Void v) {
+                    if (call.getMethodSelect() instanceof MemberSelectTree sel) {
+                        String name = sel.getIdentifier().toString();
+                        int skip = name.equals("launch") ? 4 : name.equals("launch3") ? 5 : -1;
+                        if (skip > 0) {
+                            List<? extends ExpressionTree> args = call.getArguments().subList(skip, call.getArguments().size());
+                            Set<String> kernels = kernelsOf(sel.getExpression(), enclosingMethod(getCurrentPath()), methods,
+                                    unit, new LinkedHashSet<>());
+                            if (kernels.isEmpty()) problems.add("cannot tell which kernel " + call + " launches");
+                            for (String k : kernels) {
+                                checked[0]++;
+                                List<String> want = fields.get(k);
+                                if (want == null) {
+                                    problems.add(k + " is launched but not defined in Kernels.java");
+                                } else if (want.size() != args.size()) {
+                                    problems.add(k + ": " + args.size() + " arguments for " + want.size() + " fields in " + call);
+                                } else {
+                                    for (int i = 0; i < args.size(); i++) {
+                                        TypeMirror t = trees.getTypeMirror(new TreePath(getCurrentPath(), args.get(i)));
+                                        TypeKind got = t == null ? TypeKind.ERROR : unboxed(t);
+                                        if (got != javaKind(want.get(i))) {
+                                            problems.add(k + ": argument " + (i + 1) + " (" + args.get(i) + ") is " + t
+                                                    + " for a " + want.get(i) + " field in " + call);
+                                        }
+                                    }
+                                }
                             }
-                            checked[0]++;
                         }
                     }
+                    return super.visitMethodInvocation(call, v);
                 }
-                return super.visitMethodInvocation(call, v);
-            }
-        }.scan(backend, null);
-
+            }.scan(unit, null);
+        }
         assertThat(problems).as("launches that do not fit their kernel's struct").isEmpty();
         assertThat(checked[0]).as("launch sites checked").isGreaterThan(20);
+    }
+
+    private static TypeKind unboxed(TypeMirror t) {
+        return switch (t.toString()) {
+            case "java.lang.Long" -> TypeKind.LONG;
+            case "java.lang.Integer" -> TypeKind.INT;
+            case "java.lang.Float" -> TypeKind.FLOAT;
+            default -> t.getKind();
+        };
     }
 
     private static CompilationUnitTree parse(String file) throws IOException {
@@ -98,9 +136,9 @@ class LaunchArgumentsTest {
         }
     }
 
-    /** Field name (array fields by name) to the number of fields of its parameter struct. */
-    private static Map<String, Integer> structFields(CompilationUnitTree kernels) {
-        Map<String, Integer> helpers = new HashMap<>();  // methods like gemvParams(name) that return struct(name, ...)
+    /** Field name (array fields by name) to the kinds (ptr, i64, i32, f32) of its parameter struct's fields. */
+    private static Map<String, List<String>> structFields(CompilationUnitTree kernels) {
+        Map<String, List<String>> helpers = new HashMap<>();  // methods like gemvParams(name) that return struct(name, ...)
         new TreeScanner<Void, Void>() {
             @Override
             public Void visitMethod(MethodTree m, Void v) {
@@ -108,7 +146,7 @@ class LaunchArgumentsTest {
                     @Override
                     public Void visitReturn(ReturnTree r, Void v2) {
                         if (r.getExpression() instanceof MethodInvocationTree s && isCall(s, "struct")) {
-                            helpers.put(m.getName().toString(), s.getArguments().size() - 1);
+                            helpers.put(m.getName().toString(), kinds(s));
                         }
                         return null;
                     }
@@ -117,7 +155,7 @@ class LaunchArgumentsTest {
             }
         }.scan(kernels, null);
 
-        Map<String, Integer> fields = new HashMap<>();
+        Map<String, List<String>> fields = new HashMap<>();
         new TreeScanner<Void, Void>() {
             @Override
             public Void visitAssignment(AssignmentTree a, Void v) {
@@ -128,8 +166,7 @@ class LaunchArgumentsTest {
                         default -> null;
                     };
                     if (target != null && k.getArguments().get(1) instanceof MethodInvocationTree params) {
-                        Integer n = isCall(params, "struct") ? Integer.valueOf(params.getArguments().size() - 1)
-                                : helpers.get(calledName(params));
+                        List<String> n = isCall(params, "struct") ? kinds(params) : helpers.get(calledName(params));
                         if (n != null) fields.put(target, n);
                     }
                 }
@@ -137,6 +174,24 @@ class LaunchArgumentsTest {
             }
         }.scan(kernels, null);
         return fields;
+    }
+
+    private static List<String> kinds(MethodInvocationTree struct) {
+        List<String> out = new ArrayList<>();
+        for (ExpressionTree f : struct.getArguments().subList(1, struct.getArguments().size())) {
+            out.add(f instanceof MethodInvocationTree call ? calledName(call) : "?");
+        }
+        return out;
+    }
+
+    /** The Java type a struct field of this kind takes (KernelParams.write wants Long, Integer or Float). */
+    private static TypeKind javaKind(String fieldKind) {
+        return switch (fieldKind) {
+            case "ptr", "i64" -> TypeKind.LONG;
+            case "i32" -> TypeKind.INT;
+            case "f32" -> TypeKind.FLOAT;
+            default -> TypeKind.ERROR;
+        };
     }
 
     /** The Kernels fields an expression may evaluate to. */
