@@ -4,10 +4,13 @@ import com.sun.source.tree.AssignmentTree;
 import com.sun.source.tree.BinaryTree;
 import com.sun.source.tree.CompilationUnitTree;
 import com.sun.source.tree.ExpressionTree;
+import com.sun.source.tree.IdentifierTree;
 import com.sun.source.tree.LiteralTree;
+import com.sun.source.tree.MemberSelectTree;
 import com.sun.source.tree.MethodInvocationTree;
 import com.sun.source.tree.MethodTree;
 import com.sun.source.tree.ReturnTree;
+import com.sun.source.tree.VariableTree;
 import com.sun.source.util.JavacTask;
 import com.sun.source.util.TreeScanner;
 import org.junit.jupiter.api.Test;
@@ -37,6 +40,67 @@ class KernelStructsTest {
 
     /** One field: its kind (ptr, i64, i32, f32) and name. */
     record Field(String kind, String name) {}
+
+    /**
+     * Each kernel is looked up in the module (fatbin) of the .cu file that defines it, and every module looked
+     * up is one the build makes ({@link KernelImages#MODULES}): a miss fails only when a GPU loads the kernels.
+     */
+    @Test
+    void eachKernelIsLookedUpInTheModuleThatDefinesIt() throws IOException {
+        Map<String, String> definedIn = new HashMap<>();  // kernel -> module
+        Pattern kernel = Pattern.compile("extern \"C\" __global__ void (?:__launch_bounds__\\([^)]*\\) )?(\\w+)\\(");
+        Pattern macroKernel = Pattern.compile("void (?:__launch_bounds__\\([^)]*\\) )?(\\w+)##\\w+\\(");
+        try (Stream<Path> files = Files.list(CUDA)) {
+            for (Path f : files.filter(p -> p.toString().endsWith(".cu")).toList()) {
+                String module = f.getFileName().toString().replace(".cu", "");
+                String src = Files.readString(f);
+                Matcher k = kernel.matcher(src);
+                while (k.find()) definedIn.put(k.group(1), module);
+                Matcher m = macroKernel.matcher(src);
+                while (m.find()) definedIn.put(m.group(1) + "*", module);
+            }
+        }
+        CompilationUnitTree unit = parseKernels();
+        Map<String, String> moduleOfLocal = new HashMap<>();  // CudaModule x = byName.get("m")
+        new TreeScanner<Void, Void>() {
+            @Override
+            public Void visitVariable(VariableTree v, Void unused) {
+                if (v.getInitializer() instanceof MethodInvocationTree get && called(get).equals("get")
+                        && get.getArguments().getFirst() instanceof LiteralTree l) {
+                    moduleOfLocal.put(v.getName().toString(), String.valueOf(l.getValue()));
+                }
+                return super.visitVariable(v, unused);
+            }
+        }.scan(unit, null);
+        List<String> problems = new ArrayList<>();
+        int[] lookups = {0};
+        new TreeScanner<Void, Void>() {
+            @Override
+            public Void visitMethodInvocation(MethodInvocationTree call, Void v) {
+                if (called(call).equals("kernel") && call.getArguments().size() == 2
+                        && call.getMethodSelect() instanceof MemberSelectTree sel) {
+                    String module = switch (sel.getExpression()) {
+                        case MethodInvocationTree get when called(get).equals("get")
+                                && get.getArguments().getFirst() instanceof LiteralTree l -> String.valueOf(l.getValue());
+                        case IdentifierTree id -> moduleOfLocal.get(id.getName().toString());
+                        default -> null;
+                    };
+                    String name = kernelName(call.getArguments().getFirst());
+                    lookups[0]++;
+                    if (module == null || name == null) {
+                        problems.add("cannot tell the module or kernel of " + call);
+                    } else if (!KernelImages.MODULES.contains(module)) {
+                        problems.add(name + ": module '" + module + "' is not in KernelImages.MODULES");
+                    } else if (!module.equals(definedIn.get(name))) {
+                        problems.add(name + ": looked up in '" + module + "' but defined in '" + definedIn.get(name) + "'");
+                    }
+                }
+                return super.visitMethodInvocation(call, v);
+            }
+        }.scan(unit, null);
+        assertThat(problems).isEmpty();
+        assertThat(lookups[0]).as("kernel lookups checked").isGreaterThan(15);
+    }
 
     @Test
     void javaStructsMatchTheCudaStructs() throws IOException {
@@ -106,13 +170,16 @@ class KernelStructsTest {
     }
 
     /** Kernel name (a trailing * for names built as prefix + number) to its fields, from Kernels.java. */
-    private static Map<String, List<Field>> javaKernels() throws IOException {
+    private static CompilationUnitTree parseKernels() throws IOException {
         var javac = ToolProvider.getSystemJavaCompiler();
-        CompilationUnitTree unit;
         try (var fm = javac.getStandardFileManager(null, null, null)) {
-            unit = ((JavacTask) javac.getTask(null, fm, null, List.of("-proc:none"), null, fm.getJavaFileObjects(KERNELS)))
+            return ((JavacTask) javac.getTask(null, fm, null, List.of("-proc:none"), null, fm.getJavaFileObjects(KERNELS)))
                     .parse().iterator().next();
         }
+    }
+
+    private static Map<String, List<Field>> javaKernels() throws IOException {
+        CompilationUnitTree unit = parseKernels();
         Map<String, List<Field>> helpers = new HashMap<>();
         new TreeScanner<Void, Void>() {
             @Override
