@@ -7,7 +7,7 @@
 #   bash .device/run.sh device  on the GPU machine, from the repository root: unpacks the runtime, prints the
 #                               doctor report, runs every @Tag("gpu") test, then first op timings; logs and JUnit XML go to $OUT
 #                               (or ./gpu-out). Extra JVM flags: LATHE_TEST_JVM_FLAGS (e.g. -Dlathe.test.seed=42).
-#   bash .device/run.sh check   a short call: GPU tests, batch-1 latency with and without decode graphs, TTFT at
+#   bash .device/run.sh check   a short call: GPU tests, op timings, batch-1 latency with and without decode graphs, TTFT at
 #                               2048 and a 1000-request throughput run, each under its own limit, at most 8 files
 #   bash .device/run.sh throughput   offline throughput, 3000 requests, with the transformers batch-64 peer
 #   bash .device/run.sh serving      serving sweep against `lathe serve` (pack with LATHE_PACK_SERVER=1)
@@ -178,6 +178,7 @@ check() {
       --class-path "$cp" --scan-class-path "$dev/test-classes" --include-tag gpu --details=tree --disable-banner \
       --disable-ansi-colors > "$out/gpu-tests.log" 2>&1
   echo "gpu tests exit code: $?" >> "$out/gpu-tests.log"
+  timeout 60 "$java" "${flags[@]}" -cp "$cp" dev.lathe.cuda.OpTimings > "$out/op-timings.txt" 2>&1
   local -a lathe=("$java" "${flags[@]}" -cp "$dev/lib/*" dev.lathe.cli.Main)
   local -a lat=(bench latency --backend cuda --model synthetic:llama-3-8b --batch 1 --card "$card")
   timeout 45 "${lathe[@]}" "${lat[@]}" --input-len 128 --output-len 128 --warmup 1 --iterations 3 \

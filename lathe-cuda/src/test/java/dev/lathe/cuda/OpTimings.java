@@ -28,8 +28,13 @@ public final class OpTimings {
             linear(gpu, "linear bf16 down 14336->4096, n=1", 1, 14336, 4096);
             linear(gpu, "linear bf16 lm head 4096->128256, n=1", 1, 4096, 128256);
             norm(gpu);
-            attention(gpu, 2048, 1);
-            attention(gpu, 2048, 2048);
+            attention(gpu, 2048, 1, "");
+            int old = gpu.maxAttentionSplits(64);
+            attention(gpu, 2048, 1, ", context split");
+            attention(gpu, 256, 1, ", context split");
+            gpu.maxAttentionSplits(old);
+            attention(gpu, 256, 1, "");
+            attention(gpu, 2048, 2048, "");
         }
     }
 
@@ -72,7 +77,7 @@ public final class OpTimings {
     }
 
     /** One sequence of {@code ctx} tokens, the last {@code queries} of them queries; 32 heads, 8 KV heads, 128 dims, BF16 cache. */
-    private static void attention(CudaBackend gpu, int ctx, int queries) {
+    private static void attention(CudaBackend gpu, int ctx, int queries, String how) {
         int heads = 32, kvHeads = 8, dim = 128, bs = 16, blocks = ctx / bs;
         int[] table = new int[blocks], slots = new int[ctx];
         for (int i = 0; i < blocks; i++) table[i] = i;
@@ -89,7 +94,7 @@ public final class OpTimings {
                      new int[]{0, queries}, new int[]{ctx}, 0)) {
             gpu.writeKv(cache, 0, k, v, s);
             double us = micros(gpu, () -> gpu.attention(q, cache, 0, meta, 0.088f, o));
-            report("attention ctx " + ctx + ", " + queries + " queries (bf16 kv)", us, 2.0 * 2 * ctx * kvHeads * dim);
+            report("attention ctx " + ctx + ", " + queries + " queries" + how, us, 2.0 * 2 * ctx * kvHeads * dim);
         }
     }
 }
