@@ -85,21 +85,15 @@ __device__ __forceinline__ void accumulate(const float* x, int n, int in, int k,
     }
 }
 
-// One warp computes output features row0 .. row0 + R - 1 (those below out_f) for every activation row.
-// Per trip each lane has UNROLL 16-byte pieces of each of its R weight rows in flight.
-template <typename T, int MAXN, int UNROLL, int R>
-__device__ __forceinline__ void gemv_rows(const GemvParams& p, int row0, int lane) {
+// One warp computes output feature `row` for every activation row. Per trip each lane has UNROLL 16-byte
+// pieces of the weight row in flight.
+template <typename T, int MAXN, int UNROLL>
+__device__ __forceinline__ void gemv_row(const GemvParams& p, int row, int lane) {
     constexpr int N = Piece<T>::N;
-    const T* w = static_cast<const T*>(p.w);
-    int rows = min(R, p.out_f - row0);
-    const T* wrow[R];
+    const T* wrow = static_cast<const T*>(p.w) + (long long)row * p.in;
+    float acc[MAXN];
 #pragma unroll
-    for (int r = 0; r < R; r++) wrow[r] = w + (long long)(row0 + min(r, rows - 1)) * p.in;
-    float acc[R][MAXN];
-#pragma unroll
-    for (int r = 0; r < R; r++)
-#pragma unroll
-        for (int j = 0; j < MAXN; j++) acc[r][j] = 0.f;
+    for (int j = 0; j < MAXN; j++) acc[j] = 0.f;
 
     // 16-byte pieces need the row to start on a 16-byte boundary and activations on one too (in % N == 0
     // keeps both, given 256-byte aligned allocations); otherwise everything goes through the scalar tail
@@ -107,75 +101,56 @@ __device__ __forceinline__ void gemv_rows(const GemvParams& p, int row0, int lan
     const int step = 32 * N;
     int k = lane * N;
     for (; k + (UNROLL - 1) * step < vec_end; k += UNROLL * step) {
-        int4 raw[R][UNROLL];
+        int4 raw[UNROLL];
 #pragma unroll
-        for (int r = 0; r < R; r++)
-#pragma unroll
-            for (int u = 0; u < UNROLL; u++) raw[r][u] = __ldcs(reinterpret_cast<const int4*>(wrow[r] + k + u * step));
+        for (int u = 0; u < UNROLL; u++) raw[u] = __ldcs(reinterpret_cast<const int4*>(wrow + k + u * step));
 #pragma unroll
         for (int u = 0; u < UNROLL; u++) {
-#pragma unroll
-            for (int r = 0; r < R; r++) {
-                float wf[N];
-                Piece<T>::widen(raw[r][u], wf);
-                accumulate<T, MAXN>(p.x, p.n, p.in, k + u * step, wf, acc[r]);
-            }
+            float wf[N];
+            Piece<T>::widen(raw[u], wf);
+            accumulate<T, MAXN>(p.x, p.n, p.in, k + u * step, wf, acc);
         }
     }
     for (; k < vec_end; k += step) {
-#pragma unroll
-        for (int r = 0; r < R; r++) {
-            int4 raw = __ldcs(reinterpret_cast<const int4*>(wrow[r] + k));
-            float wf[N];
-            Piece<T>::widen(raw, wf);
-            accumulate<T, MAXN>(p.x, p.n, p.in, k, wf, acc[r]);
-        }
+        int4 raw = __ldcs(reinterpret_cast<const int4*>(wrow + k));
+        float wf[N];
+        Piece<T>::widen(raw, wf);
+        accumulate<T, MAXN>(p.x, p.n, p.in, k, wf, acc);
     }
     for (int kk = vec_end + lane; kk < p.in; kk += 32) {
+        float wv = load_f(p.w, p.dtype, (long long)row * p.in + kk);
 #pragma unroll
-        for (int r = 0; r < R; r++) {
-            float wv = load_f(p.w, p.dtype, (long long)(row0 + min(r, rows - 1)) * p.in + kk);
-#pragma unroll
-            for (int j = 0; j < MAXN; j++) {
-                if (j < p.n) acc[r][j] = fmaf(wv, p.x[(long long)j * p.in + kk], acc[r][j]);
-            }
+        for (int j = 0; j < MAXN; j++) {
+            if (j < p.n) acc[j] = fmaf(wv, p.x[(long long)j * p.in + kk], acc[j]);
         }
     }
+    float b = p.bias != nullptr ? load_f(p.bias, p.bias_dtype, row) : 0.f;
 #pragma unroll
-    for (int r = 0; r < R; r++) {
-        if (r < rows) {
-            int row = row0 + r;
-            float b = p.bias != nullptr ? load_f(p.bias, p.bias_dtype, row) : 0.f;
-#pragma unroll
-            for (int j = 0; j < MAXN; j++) {
-                if (j < p.n) {
-                    float s = warp_sum(acc[r][j]);
-                    if (lane == 0) p.out[(long long)j * p.out_f + row] = s + b;
-                }
-            }
+    for (int j = 0; j < MAXN; j++) {
+        if (j < p.n) {
+            float s = warp_sum(acc[j]);
+            if (lane == 0) p.out[(long long)j * p.out_f + row] = s + b;
         }
     }
 }
 
-// Warp g of the grid takes rows g*R .. g*R + R - 1, then (when the grid is smaller than the work) the
-// same rows one grid further on.
-template <int MAXN, int UNROLL, int R>
+// Warp g of the grid computes row g; the grid has ceil(out_f / GEMV_WARPS) blocks.
+template <int MAXN, int UNROLL>
 __device__ __forceinline__ void gemv_any(const GemvParams& p) {
     int lane = threadIdx.x & 31;
-    int stride = gridDim.x * GEMV_WARPS * R;
-    for (int row0 = (blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5)) * R; row0 < p.out_f; row0 += stride) {
-        switch (p.dtype) {
-            case DT_BF16: gemv_rows<__nv_bfloat16, MAXN, UNROLL, R>(p, row0, lane); break;
-            case DT_F16: gemv_rows<__half, MAXN, UNROLL, R>(p, row0, lane); break;
-            default: gemv_rows<float, MAXN, UNROLL, R>(p, row0, lane);
-        }
+    int row = blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
+    if (row >= p.out_f) return;
+    switch (p.dtype) {
+        case DT_BF16: gemv_row<__nv_bfloat16, MAXN, UNROLL>(p, row, lane); break;
+        case DT_F16: gemv_row<__half, MAXN, UNROLL>(p, row, lane); break;
+        default: gemv_row<float, MAXN, UNROLL>(p, row, lane);
     }
 }
 
 // Blocks of GEMV_WARPS warps; gemvK takes n = 1..K activation rows, one weight row per warp. The single-row
 // kernel keeps 4 pieces in flight with 4 blocks an SM: on an H100 it beat 8 pieces with 3 blocks, two rows
 // per warp and a persistent grid on the Llama-3-8B shapes (bench/results, session 2 op timings).
-extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, 4) gemv1(const GemvParams p) { gemv_any<1, 4, 1>(p); }
-extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, 3) gemv2(const GemvParams p) { gemv_any<2, 8, 1>(p); }
-extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv4(const GemvParams p) { gemv_any<4, 4, 1>(p); }
-extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv8(const GemvParams p) { gemv_any<8, 4, 1>(p); }
+extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, 4) gemv1(const GemvParams p) { gemv_any<1, 4>(p); }
+extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, 3) gemv2(const GemvParams p) { gemv_any<2, 8>(p); }
+extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv4(const GemvParams p) { gemv_any<4, 4>(p); }
+extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv8(const GemvParams p) { gemv_any<8, 4>(p); }
