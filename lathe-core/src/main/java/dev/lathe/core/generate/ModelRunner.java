@@ -137,15 +137,7 @@ public final class ModelRunner implements AutoCloseable {
         int maxContext = 0;
         for (int s = 0; s < numSeqs; s++) {
             Sequence seq = seqs.get(s);
-            int end = seq.numComputed() + counts[s];
-            if (counts[s] <= 0 || end > seq.numTokens()) {
-                throw new IllegalArgumentException("sequence " + seq.id() + ": cannot compute " + counts[s]
-                        + " tokens (" + seq.numComputed() + " of " + seq.numTokens() + " computed)");
-            }
-            if (end > maxModelLen) {
-                throw new ContextLengthException(end, maxModelLen);
-            }
-            ensureBlocks(seq, end);
+            int end = reserve(seq, counts[s]);
             numTokens += counts[s];
             maxBlocksPerSeq = Math.max(maxBlocksPerSeq, seq.numBlocks());
             maxContext = Math.max(maxContext, end);
@@ -288,13 +280,7 @@ public final class ModelRunner implements AutoCloseable {
         int neededWidth = 1;
         for (int s = 0; s < numSeqs; s++) {
             Sequence seq = seqs.get(s);
-            int end = seq.numComputed() + 1;
-            if (end > seq.numTokens()) {
-                throw new IllegalArgumentException("sequence " + seq.id() + ": cannot compute 1 token ("
-                        + seq.numComputed() + " of " + seq.numTokens() + " computed)");
-            }
-            if (end > maxModelLen) throw new ContextLengthException(end, maxModelLen);
-            ensureBlocks(seq, end);
+            reserve(seq, 1);
             neededWidth = Math.max(neededWidth, seq.numBlocks());
         }
         int maxWidth = (maxModelLen + blockSize - 1) / blockSize;
@@ -405,6 +391,21 @@ public final class ModelRunner implements AutoCloseable {
             if (graph != null) graph.close();
             input.close();
         }
+    }
+
+    /**
+     * Checks that {@code seq} can compute its next {@code count} tokens within the context limit and makes
+     * sure it has blocks for them; returns the context length after the step.
+     */
+    private int reserve(Sequence seq, int count) {
+        int end = seq.numComputed() + count;
+        if (count <= 0 || end > seq.numTokens()) {
+            throw new IllegalArgumentException("sequence " + seq.id() + ": cannot compute " + count
+                    + " tokens (" + seq.numComputed() + " of " + seq.numTokens() + " computed)");
+        }
+        if (end > maxModelLen) throw new ContextLengthException(end, maxModelLen);
+        ensureBlocks(seq, end);
+        return end;
     }
 
     /** Returns the sequence's blocks to the pool; it must be recomputed to run again. */
