@@ -1,21 +1,9 @@
 package dev.lathe.cuda;
 
-import com.sun.source.tree.AssignmentTree;
-import com.sun.source.tree.BinaryTree;
-import com.sun.source.tree.CompilationUnitTree;
-import com.sun.source.tree.ExpressionTree;
-import com.sun.source.tree.IdentifierTree;
-import com.sun.source.tree.LiteralTree;
-import com.sun.source.tree.MemberSelectTree;
-import com.sun.source.tree.MethodInvocationTree;
-import com.sun.source.tree.MethodTree;
-import com.sun.source.tree.ReturnTree;
-import com.sun.source.tree.VariableTree;
-import com.sun.source.util.JavacTask;
-import com.sun.source.util.TreeScanner;
+import dev.lathe.cuda.KernelDeclarations.Declaration;
+import dev.lathe.cuda.KernelDeclarations.Field;
 import org.junit.jupiter.api.Test;
 
-import javax.tools.ToolProvider;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -36,10 +24,9 @@ import static org.assertj.core.api.Assertions.assertThat;
  */
 class KernelStructsTest {
     private static final Path CUDA = Path.of("src/main/cuda");
-    private static final Path KERNELS = Path.of("src/main/java/dev/lathe/cuda/Kernels.java");
 
-    /** One field: its kind (ptr, i64, i32, f32) and name. */
-    record Field(String kind, String name) {}
+    /** An extern "C" kernel of the CUDA sources: the module (.cu file) defining it and its struct's fields. */
+    record CudaKernel(String module, List<Field> fields) {}
 
     /**
      * Each kernel is looked up in the module (fatbin) of the .cu file that defines it, and every module looked
@@ -47,96 +34,66 @@ class KernelStructsTest {
      */
     @Test
     void eachKernelIsLookedUpInTheModuleThatDefinesIt() throws IOException {
-        Map<String, String> definedIn = new HashMap<>();  // kernel -> module
-        Pattern kernel = Pattern.compile("extern \"C\" __global__ void (?:__launch_bounds__\\([^)]*\\) )?(\\w+)\\(");
-        Pattern macroKernel = Pattern.compile("void (?:__launch_bounds__\\([^)]*\\) )?(\\w+)##\\w+\\(");
-        try (Stream<Path> files = Files.list(CUDA)) {
-            for (Path f : files.filter(p -> p.toString().endsWith(".cu")).toList()) {
-                String module = f.getFileName().toString().replace(".cu", "");
-                String src = Files.readString(f);
-                Matcher k = kernel.matcher(src);
-                while (k.find()) definedIn.put(k.group(1), module);
-                Matcher m = macroKernel.matcher(src);
-                while (m.find()) definedIn.put(m.group(1) + "*", module);
+        Map<String, CudaKernel> c = cudaKernels();
+        List<Declaration> java = KernelDeclarations.read();
+        List<String> problems = new ArrayList<>();
+        for (Declaration d : java) {
+            List<String> defined = matching(d.cudaName(), c);
+            String definedIn = defined.isEmpty() ? null : c.get(defined.getFirst()).module();
+            if (d.module() == null || d.cudaName() == null) {
+                problems.add("cannot tell the module or kernel of " + d.source());
+            } else if (!KernelImages.MODULES.contains(d.module())) {
+                problems.add(d.cudaName() + ": module '" + d.module() + "' is not in KernelImages.MODULES");
+            } else if (!d.module().equals(definedIn)) {
+                problems.add(d.cudaName() + ": looked up in '" + d.module() + "' but defined in '" + definedIn + "'");
             }
         }
-        CompilationUnitTree unit = parseKernels();
-        Map<String, String> moduleOfLocal = new HashMap<>();  // CudaModule x = byName.get("m")
-        new TreeScanner<Void, Void>() {
-            @Override
-            public Void visitVariable(VariableTree v, Void unused) {
-                if (v.getInitializer() instanceof MethodInvocationTree get && called(get).equals("get")
-                        && get.getArguments().getFirst() instanceof LiteralTree l) {
-                    moduleOfLocal.put(v.getName().toString(), String.valueOf(l.getValue()));
-                }
-                return super.visitVariable(v, unused);
-            }
-        }.scan(unit, null);
-        List<String> problems = new ArrayList<>();
-        int[] lookups = {0};
-        new TreeScanner<Void, Void>() {
-            @Override
-            public Void visitMethodInvocation(MethodInvocationTree call, Void v) {
-                if (called(call).equals("kernel") && call.getArguments().size() == 2
-                        && call.getMethodSelect() instanceof MemberSelectTree sel) {
-                    String module = switch (sel.getExpression()) {
-                        case MethodInvocationTree get when called(get).equals("get")
-                                && get.getArguments().getFirst() instanceof LiteralTree l -> String.valueOf(l.getValue());
-                        case IdentifierTree id -> moduleOfLocal.get(id.getName().toString());
-                        default -> null;
-                    };
-                    String name = kernelName(call.getArguments().getFirst());
-                    lookups[0]++;
-                    if (module == null || name == null) {
-                        problems.add("cannot tell the module or kernel of " + call);
-                    } else if (!KernelImages.MODULES.contains(module)) {
-                        problems.add(name + ": module '" + module + "' is not in KernelImages.MODULES");
-                    } else if (!module.equals(definedIn.get(name))) {
-                        problems.add(name + ": looked up in '" + module + "' but defined in '" + definedIn.get(name) + "'");
-                    }
-                }
-                return super.visitMethodInvocation(call, v);
-            }
-        }.scan(unit, null);
         assertThat(problems).isEmpty();
-        assertThat(lookups[0]).as("kernel lookups checked").isGreaterThan(15);
+        assertThat(java).as("kernel lookups checked").hasSizeGreaterThan(15);
     }
 
     @Test
     void javaStructsMatchTheCudaStructs() throws IOException {
-        Map<String, List<Field>> c = cudaKernels();
-        Map<String, List<Field>> java = javaKernels();
+        Map<String, CudaKernel> c = cudaKernels();
+        List<Declaration> java = KernelDeclarations.read();
         assertThat(java).as("kernels declared in Kernels.java").hasSizeGreaterThan(15);
         List<String> problems = new ArrayList<>();
-        for (var e : java.entrySet()) {
-            String name = e.getKey();
-            List<String> matches = new ArrayList<>();
-            if (name.endsWith("*")) {
-                String prefix = name.substring(0, name.length() - 1);
-                for (String k : c.keySet()) if (k.startsWith(prefix)) matches.add(k);
-            } else if (c.containsKey(name)) {
-                matches.add(name);
-            }
-            if (matches.isEmpty()) problems.add(name + ": no such extern \"C\" kernel in " + CUDA);
+        for (Declaration d : java) {
+            List<String> matches = matching(d.cudaName(), c);
+            if (matches.isEmpty()) problems.add(d.cudaName() + ": no such extern \"C\" kernel in " + CUDA);
             for (String k : matches) {
-                if (!c.get(k).equals(e.getValue())) {
-                    problems.add(k + ": Kernels.java has " + e.getValue() + " but the CUDA struct is " + c.get(k));
+                if (!c.get(k).fields().equals(d.fields())) {
+                    problems.add(k + ": Kernels.java has " + d.fields() + " but the CUDA struct is " + c.get(k).fields());
                 }
             }
         }
         assertThat(problems).as("parameter structs that differ between Java and CUDA").isEmpty();
     }
 
-    /** Kernel name to the fields of the struct it takes, from the .cu sources. */
-    private static Map<String, List<Field>> cudaKernels() throws IOException {
+    /** The CUDA kernels a declared name stands for: itself, or every kernel with its prefix for "prefix*". */
+    private static List<String> matching(String name, Map<String, CudaKernel> c) {
+        List<String> out = new ArrayList<>();
+        if (name == null) return out;
+        if (name.endsWith("*")) {
+            String prefix = name.substring(0, name.length() - 1);
+            for (String k : c.keySet()) if (k.startsWith(prefix)) out.add(k);
+        } else if (c.containsKey(name)) {
+            out.add(name);
+        }
+        return out;
+    }
+
+    /** Every extern "C" kernel of the .cu sources (macro-made ones too) with its module and struct. */
+    private static Map<String, CudaKernel> cudaKernels() throws IOException {
         Map<String, List<Field>> structs = new HashMap<>();
-        Map<String, String> kernelStruct = new HashMap<>();
+        Map<String, String[]> kernelStruct = new HashMap<>();  // kernel -> {module, struct}
         Pattern struct = Pattern.compile("struct\\s+(\\w+)\\s*\\{([^}]*)\\};");
         Pattern field = Pattern.compile("^\\s*(?:const\\s+)?([\\w ]+?)\\s*(\\*?)\\s*(\\w+)\\s*;", Pattern.MULTILINE);
         Pattern kernel = Pattern.compile("extern \"C\" __global__ void (?:__launch_bounds__\\([^)]*\\) )?(\\w+)\\(const (\\w+) p\\)");
         Pattern macro = Pattern.compile("#define (\\w+)\\((\\w+)\\)[^\\n]*\\n[^\\n]*void (?:__launch_bounds__\\([^)]*\\) )?(\\w+)##\\2\\(const (\\w+) p\\)");
         try (Stream<Path> files = Files.list(CUDA)) {
             for (Path f : files.filter(p -> p.toString().endsWith(".cu") || p.toString().endsWith(".cuh")).toList()) {
+                String module = f.getFileName().toString().replaceAll("\\.cuh?$", "");
                 String src = Files.readString(f).replaceAll("//[^\\n]*", "");
                 Matcher s = struct.matcher(src);
                 while (s.find()) {
@@ -146,16 +103,16 @@ class KernelStructsTest {
                     structs.put(s.group(1), fields);
                 }
                 Matcher k = kernel.matcher(src);
-                while (k.find()) kernelStruct.put(k.group(1), k.group(2));
+                while (k.find()) kernelStruct.put(k.group(1), new String[]{module, k.group(2)});
                 Matcher d = macro.matcher(src);
                 while (d.find()) {
                     Matcher uses = Pattern.compile("^" + d.group(1) + "\\((\\w+)\\)", Pattern.MULTILINE).matcher(src);
-                    while (uses.find()) kernelStruct.put(d.group(3) + uses.group(1), d.group(4));
+                    while (uses.find()) kernelStruct.put(d.group(3) + uses.group(1), new String[]{module, d.group(4)});
                 }
             }
         }
-        Map<String, List<Field>> out = new HashMap<>();
-        kernelStruct.forEach((k, s) -> out.put(k, structs.getOrDefault(s, List.of())));
+        Map<String, CudaKernel> out = new HashMap<>();
+        kernelStruct.forEach((k, ms) -> out.put(k, new CudaKernel(ms[0], structs.getOrDefault(ms[1], List.of()))));
         return out;
     }
 
@@ -167,75 +124,5 @@ class KernelStructsTest {
             case "float" -> "f32";
             default -> "?" + type;
         };
-    }
-
-    /** Kernel name (a trailing * for names built as prefix + number) to its fields, from Kernels.java. */
-    private static CompilationUnitTree parseKernels() throws IOException {
-        var javac = ToolProvider.getSystemJavaCompiler();
-        try (var fm = javac.getStandardFileManager(null, null, null)) {
-            return ((JavacTask) javac.getTask(null, fm, null, List.of("-proc:none"), null, fm.getJavaFileObjects(KERNELS)))
-                    .parse().iterator().next();
-        }
-    }
-
-    private static Map<String, List<Field>> javaKernels() throws IOException {
-        CompilationUnitTree unit = parseKernels();
-        Map<String, List<Field>> helpers = new HashMap<>();
-        new TreeScanner<Void, Void>() {
-            @Override
-            public Void visitMethod(MethodTree m, Void v) {
-                new TreeScanner<Void, Void>() {
-                    @Override
-                    public Void visitReturn(ReturnTree r, Void v2) {
-                        if (r.getExpression() instanceof MethodInvocationTree s && called(s).equals("struct")) {
-                            helpers.put(m.getName().toString(), fields(s));
-                        }
-                        return null;
-                    }
-                }.scan(m.getBody(), null);
-                return super.visitMethod(m, v);
-            }
-        }.scan(unit, null);
-        Map<String, List<Field>> out = new HashMap<>();
-        new TreeScanner<Void, Void>() {
-            @Override
-            public Void visitAssignment(AssignmentTree a, Void v) {
-                if (a.getExpression() instanceof MethodInvocationTree k && called(k).equals("kernel") && k.getArguments().size() == 2
-                        && k.getArguments().get(1) instanceof MethodInvocationTree params) {
-                    String name = kernelName(k.getArguments().get(0));
-                    List<Field> f = called(params).equals("struct") ? fields(params) : helpers.get(called(params));
-                    if (name != null && f != null) out.put(name, f);
-                }
-                return super.visitAssignment(a, v);
-            }
-        }.scan(unit, null);
-        return out;
-    }
-
-    private static String kernelName(ExpressionTree e) {
-        if (e instanceof LiteralTree l && l.getValue() instanceof String s) return s;
-        if (e instanceof BinaryTree b && b.getLeftOperand() instanceof LiteralTree l && l.getValue() instanceof String s) {
-            return s + "*";
-        }
-        return null;
-    }
-
-    /** The fields of a struct(name, ptr("a"), i32("b"), ...) call. */
-    private static List<Field> fields(MethodInvocationTree struct) {
-        List<Field> out = new ArrayList<>();
-        for (ExpressionTree arg : struct.getArguments().subList(1, struct.getArguments().size())) {
-            if (arg instanceof MethodInvocationTree f && f.getArguments().size() == 1
-                    && f.getArguments().getFirst() instanceof LiteralTree l) {
-                out.add(new Field(called(f), String.valueOf(l.getValue())));
-            } else {
-                out.add(new Field("?", arg.toString()));
-            }
-        }
-        return out;
-    }
-
-    private static String called(MethodInvocationTree call) {
-        String s = call.getMethodSelect().toString();
-        return s.substring(s.lastIndexOf('.') + 1);
     }
 }

@@ -1,14 +1,12 @@
 package dev.lathe.cuda;
 
 import com.sun.source.tree.ArrayAccessTree;
-import com.sun.source.tree.AssignmentTree;
 import com.sun.source.tree.CompilationUnitTree;
 import com.sun.source.tree.ExpressionTree;
 import com.sun.source.tree.IdentifierTree;
 import com.sun.source.tree.MemberSelectTree;
 import com.sun.source.tree.MethodInvocationTree;
 import com.sun.source.tree.MethodTree;
-import com.sun.source.tree.ReturnTree;
 import com.sun.source.tree.Tree;
 import com.sun.source.tree.VariableTree;
 import com.sun.source.util.JavacTask;
@@ -24,7 +22,6 @@ import javax.tools.JavaCompiler;
 import javax.tools.ToolProvider;
 import java.io.IOException;
 import java.nio.file.Files;
-import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.LinkedHashSet;
@@ -46,18 +43,17 @@ import static org.assertj.core.api.Assertions.assertThat;
  * CudaBackend that returns them): then every field it may hold must fit.
  */
 class LaunchArgumentsTest {
-    private static final Path SOURCES = Path.of("src/main/java/dev/lathe/cuda");
-
+    
     @Test
     void everyLaunchPassesOneArgumentPerStructFieldOfItsType() throws IOException {
-        Map<String, List<String>> fields = structFields(parse("Kernels.java"));
+        Map<String, List<String>> fields = structFields();
         assertThat(fields).as("kernels found in Kernels.java").hasSizeGreaterThan(15);
 
         // the whole package, attributed against the test class path, so each argument's type is known
         JavaCompiler javac = ToolProvider.getSystemJavaCompiler();
         List<String> problems = new ArrayList<>();
         int[] checked = {0};
-        try (var fm = javac.getStandardFileManager(null, null, null); var files = Files.list(SOURCES)) {
+        try (var fm = javac.getStandardFileManager(null, null, null); var files = Files.list(KernelDeclarations.SOURCES)) {
             var sources = fm.getJavaFileObjectsFromPaths(files.filter(p -> p.toString().endsWith(".java")).toList());
             var task = (JavacTask) javac.getTask(null, fm, null,
                     List.of("-proc:none", "-classpath", System.getProperty("java.class.path")), null, sources);
@@ -127,59 +123,13 @@ class LaunchArgumentsTest {
         };
     }
 
-    private static CompilationUnitTree parse(String file) throws IOException {
-        JavaCompiler javac = ToolProvider.getSystemJavaCompiler();
-        try (var fm = javac.getStandardFileManager(null, null, null)) {
-            var task = (JavacTask) javac.getTask(null, fm, null, List.of("-proc:none"), null,
-                    fm.getJavaFileObjects(SOURCES.resolve(file)));
-            return task.parse().iterator().next();
-        }
-    }
-
-    /** Field name (array fields by name) to the kinds (ptr, i64, i32, f32) of its parameter struct's fields. */
-    private static Map<String, List<String>> structFields(CompilationUnitTree kernels) {
-        Map<String, List<String>> helpers = new HashMap<>();  // methods like gemvParams(name) that return struct(name, ...)
-        new TreeScanner<Void, Void>() {
-            @Override
-            public Void visitMethod(MethodTree m, Void v) {
-                new TreeScanner<Void, Void>() {
-                    @Override
-                    public Void visitReturn(ReturnTree r, Void v2) {
-                        if (r.getExpression() instanceof MethodInvocationTree s && isCall(s, "struct")) {
-                            helpers.put(m.getName().toString(), kinds(s));
-                        }
-                        return null;
-                    }
-                }.scan(m.getBody(), null);
-                return super.visitMethod(m, v);
+    /** Java field of Kernels (arrays by name) to the kinds (ptr, i64, i32, f32) of its struct's fields. */
+    private static Map<String, List<String>> structFields() throws IOException {
+        Map<String, List<String>> out = new HashMap<>();
+        for (var d : KernelDeclarations.read()) {
+            if (d.javaField() != null && d.fields() != null) {
+                out.put(d.javaField(), d.fields().stream().map(KernelDeclarations.Field::kind).toList());
             }
-        }.scan(kernels, null);
-
-        Map<String, List<String>> fields = new HashMap<>();
-        new TreeScanner<Void, Void>() {
-            @Override
-            public Void visitAssignment(AssignmentTree a, Void v) {
-                if (a.getExpression() instanceof MethodInvocationTree k && isCall(k, "kernel") && k.getArguments().size() == 2) {
-                    String target = switch (a.getVariable()) {
-                        case IdentifierTree id -> id.getName().toString();
-                        case ArrayAccessTree arr when arr.getExpression() instanceof IdentifierTree id -> id.getName().toString();
-                        default -> null;
-                    };
-                    if (target != null && k.getArguments().get(1) instanceof MethodInvocationTree params) {
-                        List<String> n = isCall(params, "struct") ? kinds(params) : helpers.get(calledName(params));
-                        if (n != null) fields.put(target, n);
-                    }
-                }
-                return super.visitAssignment(a, v);
-            }
-        }.scan(kernels, null);
-        return fields;
-    }
-
-    private static List<String> kinds(MethodInvocationTree struct) {
-        List<String> out = new ArrayList<>();
-        for (ExpressionTree f : struct.getArguments().subList(1, struct.getArguments().size())) {
-            out.add(f instanceof MethodInvocationTree call ? calledName(call) : "?");
         }
         return out;
     }
@@ -275,17 +225,5 @@ class LaunchArgumentsTest {
             if (p.getLeaf() instanceof MethodTree m) return m;
         }
         return null;
-    }
-
-    private static boolean isCall(MethodInvocationTree call, String name) {
-        return name.equals(calledName(call));
-    }
-
-    private static String calledName(MethodInvocationTree call) {
-        return switch (call.getMethodSelect()) {
-            case IdentifierTree id -> id.getName().toString();
-            case MemberSelectTree sel -> sel.getIdentifier().toString();
-            default -> "";
-        };
     }
 }
