@@ -85,64 +85,65 @@ pack() {
   du -sh "$dest"/* | sed 's/^/  /'
 }
 
-device() {
-  local dev=.device out=${OUT:-$PWD/gpu-out}
-  [ -f "$dev/jre.tar.xz" ] || { echo "no $dev/jre.tar.xz: run scripts/gpu/run.sh pack on the build machine first" >&2; exit 1; }
-  mkdir -p "$out" /tmp/lathe-jre
-  tar -C /tmp/lathe-jre -xJf "$dev/jre.tar.xz"
-  local java=/tmp/lathe-jre/jre/bin/java cp=""
-  for j in "$dev"/lib/*.jar; do
-    case "$j" in *junit-platform-console-standalone*) ;; *) cp="$cp:$j" ;; esac
+# What every mode on the GPU machine starts with: $OUT (or ./gpu-out), the unpacked Java runtime, the
+# commit the pack was built from, and the commands: JAVA, JVM_FLAGS, LATHE (the CLI) and TEST_CP (jars plus
+# test classes, JUnit's console launcher left out).
+DEV=.device
+setup() {
+  [ -f "$DEV/jre.tar.xz" ] || { echo "no $DEV/jre.tar.xz: run scripts/gpu/run.sh pack on the build machine first" >&2; exit 1; }
+  OUT_DIR=${OUT:-$PWD/gpu-out}
+  mkdir -p "$OUT_DIR" /tmp/lathe-jre
+  [ -x /tmp/lathe-jre/jre/bin/java ] || tar -C /tmp/lathe-jre -xJf "$DEV/jre.tar.xz"
+  JAVA=/tmp/lathe-jre/jre/bin/java
+  # shellcheck disable=SC2206
+  JVM_FLAGS=(--enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector -Xss4m ${LATHE_TEST_JVM_FLAGS:-})
+  LATHE=("$JAVA" "${JVM_FLAGS[@]}" -cp "$DEV/lib/*" dev.lathe.cli.Main)
+  TEST_CP="$DEV/test-classes"
+  local j
+  for j in "$DEV"/lib/*.jar; do
+    case "$j" in *junit-platform-console-standalone*) ;; *) TEST_CP="$TEST_CP:$j" ;; esac
   done
-  cp="$dev/test-classes${cp}"
-  local flags="--enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector -Xss4m ${LATHE_TEST_JVM_FLAGS:-}"
+  LATHE_COMMIT=$(cat "$DEV/commit.txt" 2>/dev/null || echo unknown)
+  export LATHE_COMMIT
+}
+
+device() {
+  setup
+  local out=$OUT_DIR
   { nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used --format=csv || true; } 2>&1 | tee "$out/nvidia-smi.txt"
   set +e
-  # shellcheck disable=SC2086
-  "$java" $flags -cp "$cp" dev.lathe.cuda.Doctor 2>&1 | tee "$out/doctor.txt"
-  # shellcheck disable=SC2086
-  "$java" $flags -jar "$dev"/lib/junit-platform-console-standalone-*.jar execute \
-      --class-path "$cp" --scan-class-path "$dev/test-classes" --include-tag gpu \
+  "$JAVA" "${JVM_FLAGS[@]}" -cp "$TEST_CP" dev.lathe.cuda.Doctor 2>&1 | tee "$out/doctor.txt"
+  "$JAVA" "${JVM_FLAGS[@]}" -jar "$DEV"/lib/junit-platform-console-standalone-*.jar execute \
+      --class-path "$TEST_CP" --scan-class-path "$DEV/test-classes" --include-tag gpu \
       --details=tree --disable-banner --disable-ansi-colors --reports-dir "$out/reports" 2>&1 | tee "$out/gpu-tests.log"
   local rc=${PIPESTATUS[0]}
-  # shellcheck disable=SC2086
-  "$java" $flags -cp "$cp" dev.lathe.cuda.OpTimings 2>&1 | tee "$out/op-timings.txt"
+  "$JAVA" "${JVM_FLAGS[@]}" -cp "$TEST_CP" dev.lathe.cuda.OpTimings 2>&1 | tee "$out/op-timings.txt"
   set -e
-  if [ "${LATHE_SKIP_BENCH:-0}" != 1 ]; then bench "$java" "$flags" "$out"; fi
+  if [ "${LATHE_SKIP_BENCH:-0}" != 1 ]; then bench "$out"; fi
   echo "gpu tests exit code: $rc (logs and JUnit XML in $out)"
   return "$rc"
 }
 
 # Latency benchmarks of issue 4 with the transformers peer measured in the same call.
 bench() {
-  local java=$1 flags=$2 out=$3 card
+  local out=$1 card
   card=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1 || echo unknown)
-  export LATHE_COMMIT=$(cat .device/commit.txt 2>/dev/null || echo unknown)
   if [ -f tools/peers/hf_latency.py ] && [ "${LATHE_SKIP_PEER:-0}" != 1 ]; then
     (cd tools/peers && timeout 300 python3 hf_latency.py --preset llama-3-8b --input-len 128 --output-len 128 \
         --ttft-input-len 2048 --modes eager,compile --json "$out/peer.json") 2>&1 | tail -20 | tee "$out/peer.log" || true
   fi
-  local -a lathe
-  # shellcheck disable=SC2206
-  lathe=("$java" $flags -cp ".device/lib/*" dev.lathe.cli.Main)
-  "${lathe[@]}" bench latency --backend cuda --model synthetic:llama-3-8b --batch 1 --input-len 128 --output-len 128 \
+  "${LATHE[@]}" bench latency --backend cuda --model synthetic:llama-3-8b --batch 1 --input-len 128 --output-len 128 \
       --warmup 1 --iterations 3 --card "$card" --peer-json "$out/peer.json" --json "$out/latency-128-128.json" 2>&1 | tee "$out/bench.log"
-  "${lathe[@]}" bench latency --backend cuda --model synthetic:llama-3-8b --batch 1 --input-len 2048 --output-len 1 \
+  "${LATHE[@]}" bench latency --backend cuda --model synthetic:llama-3-8b --batch 1 --input-len 2048 --output-len 1 \
       --warmup 2 --iterations 5 --card "$card" --peer-json "$out/peer.json" --json "$out/latency-2048-1.json" 2>&1 | tee -a "$out/bench.log"
 }
 
 # Offline throughput of issue 5 (trtllm-bench method) with the transformers batch-64 peer of the same call.
 throughput() {
-  local dev=.device out=${OUT:-$PWD/gpu-out}
-  mkdir -p "$out" /tmp/lathe-jre
-  tar -C /tmp/lathe-jre -xJf "$dev/jre.tar.xz"
-  local java=/tmp/lathe-jre/jre/bin/java
-  export LATHE_COMMIT=$(cat .device/commit.txt 2>/dev/null || echo unknown)
-  local -a lathe
-  lathe=("$java" --enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector -Xss4m -cp ".device/lib/*" dev.lathe.cli.Main)
-  local n=${LATHE_THROUGHPUT_REQUESTS:-3000}
+  setup
+  local out=$OUT_DIR n=${LATHE_THROUGHPUT_REQUESTS:-3000}
   set +e
-  timeout 330 "${lathe[@]}" bench throughput --backend cuda --model synthetic:llama-3-8b --input-len 128 --output-len 128 \
+  timeout 330 "${LATHE[@]}" bench throughput --backend cuda --model synthetic:llama-3-8b --input-len 128 --output-len 128 \
       --num-requests "$n" --json "$out/throughput-128-128.json" 2>&1 | tail -30 | tee "$out/throughput.log"
   if [ -f tools/peers/hf_latency.py ] && [ "${LATHE_SKIP_PEER:-0}" != 1 ]; then
     (cd tools/peers && timeout 220 python3 hf_latency.py --preset llama-3-8b --skip-latency --throughput-batch 64 \
@@ -162,32 +163,23 @@ PY
 # decode graphs, the 2048-token TTFT and a 1000-request throughput run, each stage under its own time
 # limit; at most 8 files land in $OUT, written as the stages go, so a stage cut short keeps what came before.
 check() {
-  local dev=.device out=${OUT:-$PWD/gpu-out}
-  mkdir -p "$out" /tmp/lathe-jre
-  tar -C /tmp/lathe-jre -xJf "$dev/jre.tar.xz"
-  local java=/tmp/lathe-jre/jre/bin/java cp="$dev/test-classes"
-  for j in "$dev"/lib/*.jar; do
-    case "$j" in *junit-platform-console-standalone*) ;; *) cp="$cp:$j" ;; esac
-  done
-  local -a flags=(--enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector -Xss4m)
-  local card
+  setup
+  local out=$OUT_DIR card
   card=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1 || echo unknown)
-  export LATHE_COMMIT=$(cat "$dev/commit.txt" 2>/dev/null || echo unknown)
   set +e
-  timeout "${LATHE_TEST_LIMIT:-200}" "$java" "${flags[@]}" -jar "$dev"/lib/junit-platform-console-standalone-*.jar execute \
-      --class-path "$cp" --scan-class-path "$dev/test-classes" --include-tag gpu --details=tree --disable-banner \
+  timeout "${LATHE_TEST_LIMIT:-200}" "$JAVA" "${JVM_FLAGS[@]}" -jar "$DEV"/lib/junit-platform-console-standalone-*.jar execute \
+      --class-path "$TEST_CP" --scan-class-path "$DEV/test-classes" --include-tag gpu --details=tree --disable-banner \
       --disable-ansi-colors > "$out/gpu-tests.log" 2>&1
   echo "gpu tests exit code: $?" >> "$out/gpu-tests.log"
-  timeout 60 "$java" "${flags[@]}" -cp "$cp" dev.lathe.cuda.OpTimings > "$out/op-timings.txt" 2>&1
-  local -a lathe=("$java" "${flags[@]}" -cp "$dev/lib/*" dev.lathe.cli.Main)
+  timeout 60 "$JAVA" "${JVM_FLAGS[@]}" -cp "$TEST_CP" dev.lathe.cuda.OpTimings > "$out/op-timings.txt" 2>&1
   local -a lat=(bench latency --backend cuda --model synthetic:llama-3-8b --batch 1 --card "$card")
-  timeout 45 "${lathe[@]}" "${lat[@]}" --input-len 128 --output-len 128 --warmup 1 --iterations 3 \
+  timeout 45 "${LATHE[@]}" "${lat[@]}" --input-len 128 --output-len 128 --warmup 1 --iterations 3 \
       --json "$out/latency-128-128.json" >> "$out/bench.log" 2>&1
-  timeout 45 "$java" "${flags[@]}" -Dlathe.graphs=false -cp "$dev/lib/*" dev.lathe.cli.Main "${lat[@]}" --input-len 128 \
+  timeout 45 "$JAVA" "${JVM_FLAGS[@]}" -Dlathe.graphs=false -cp "$DEV/lib/*" dev.lathe.cli.Main "${lat[@]}" --input-len 128 \
       --output-len 128 --warmup 1 --iterations 3 --json "$out/latency-128-128-no-graphs.json" >> "$out/bench.log" 2>&1
-  timeout 30 "${lathe[@]}" "${lat[@]}" --input-len 2048 --output-len 1 --warmup 2 --iterations 5 \
+  timeout 30 "${LATHE[@]}" "${lat[@]}" --input-len 2048 --output-len 1 --warmup 2 --iterations 5 \
       --json "$out/latency-2048-1.json" >> "$out/bench.log" 2>&1
-  timeout "${LATHE_THROUGHPUT_LIMIT:-60}" "${lathe[@]}" bench throughput --backend cuda --model synthetic:llama-3-8b \
+  timeout "${LATHE_THROUGHPUT_LIMIT:-60}" "${LATHE[@]}" bench throughput --backend cuda --model synthetic:llama-3-8b \
       --input-len 128 --output-len 128 --num-requests "${LATHE_THROUGHPUT_REQUESTS:-1000}" \
       --json "$out/throughput-128-128.json" >> "$out/bench.log" 2>&1
   set -e
@@ -199,14 +191,10 @@ check() {
 # input and 128 output tokens, then `lathe bench throughput` offline on the same lengths (the 85% check).
 # Needs a pack made with LATHE_PACK_SERVER=1.
 serving() {
-  local dev=.device out=${OUT:-$PWD/gpu-out}
-  mkdir -p "$out" /tmp/lathe-jre
-  tar -C /tmp/lathe-jre -xJf "$dev/jre.tar.xz"
-  local java=/tmp/lathe-jre/jre/bin/java
-  export LATHE_COMMIT=$(cat "$dev/commit.txt" 2>/dev/null || echo unknown)
-  local -a lathe=("$java" --enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector -Xss4m -cp "$dev/lib/*" dev.lathe.cli.Main)
+  setup
+  local out=$OUT_DIR
   local model=${LATHE_SERVING_MODEL:-synthetic:llama-3-8b} backend=${LATHE_SERVING_BACKEND:-cuda}
-  "${lathe[@]}" serve "bench=$model" --backend "$backend" --max-model-len 1152 --no-grpc --no-access-log \
+  "${LATHE[@]}" serve "bench=$model" --backend "$backend" --max-model-len 1152 --no-grpc --no-access-log \
       --max-waiting 4096 > "$out/serve.log" 2>&1 &
   local server=$!
   for _ in $(seq 1 120); do
@@ -214,14 +202,14 @@ serving() {
     sleep 1
   done
   set +e
-  timeout "${LATHE_SERVING_LIMIT:-300}" "${lathe[@]}" bench serving --url http://127.0.0.1:8000 --model bench \
+  timeout "${LATHE_SERVING_LIMIT:-300}" "${LATHE[@]}" bench serving --url http://127.0.0.1:8000 --model bench \
       --input-len "${LATHE_SERVING_INPUT:-1024}" --output-len "${LATHE_SERVING_OUTPUT:-128}" \
       --num-prompts "${LATHE_SERVING_PROMPTS:-512}" --concurrency "${LATHE_SERVING_CONCURRENCY:-1,4,16,64,256}" \
       --prompt-vocab "${LATHE_SERVING_VOCAB:-128000}" \
       --json "$out/serving-1024-128.json" --chart "$out/serving-1024-128.html" > "$out/serving.log" 2>&1
   kill "$server"
   wait "$server"
-  timeout 200 "${lathe[@]}" bench throughput --backend "$backend" --model "$model" --input-len "${LATHE_SERVING_INPUT:-1024}" \
+  timeout 200 "${LATHE[@]}" bench throughput --backend "$backend" --model "$model" --input-len "${LATHE_SERVING_INPUT:-1024}" \
       --output-len "${LATHE_SERVING_OUTPUT:-128}" --num-requests "${LATHE_SERVING_PROMPTS:-512}" \
       --json "$out/throughput-1024-128.json" > "$out/throughput-1024-128.log" 2>&1
   set -e
@@ -232,17 +220,13 @@ serving() {
 # Issue 5's other length pairs, one or more per call ("128/2048:1000 2048/128:1000"), each under its own
 # limit (LATHE_PAIR_LIMIT seconds, default 280); a record per pair lands in $OUT.
 pairs() {
-  local dev=.device out=${OUT:-$PWD/gpu-out}
-  mkdir -p "$out" /tmp/lathe-jre
-  tar -C /tmp/lathe-jre -xJf "$dev/jre.tar.xz"
-  export LATHE_COMMIT=$(cat "$dev/commit.txt" 2>/dev/null || echo unknown)
-  local -a lathe=(/tmp/lathe-jre/jre/bin/java --enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector -Xss4m
-      -cp "$dev/lib/*" dev.lathe.cli.Main)
+  setup
+  local out=$OUT_DIR
   local spec in_len out_len n
   set +e
   for spec in ${LATHE_PAIRS:-128/2048:1000 2048/128:1000 2048/2048:1000}; do
     in_len=${spec%%/*}; out_len=${spec#*/}; out_len=${out_len%%:*}; n=${spec##*:}
-    timeout "${LATHE_PAIR_LIMIT:-280}" "${lathe[@]}" bench throughput --backend "${LATHE_PAIRS_BACKEND:-cuda}" \
+    timeout "${LATHE_PAIR_LIMIT:-280}" "${LATHE[@]}" bench throughput --backend "${LATHE_PAIRS_BACKEND:-cuda}" \
         --model "${LATHE_PAIRS_MODEL:-synthetic:llama-3-8b}" \
         --input-len "$in_len" --output-len "$out_len" --num-requests "$n" \
         --json "$out/throughput-$in_len-$out_len.json" > "$out/throughput-$in_len-$out_len.log" 2>&1
