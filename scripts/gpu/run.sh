@@ -8,7 +8,8 @@
 #                               doctor report, runs every @Tag("gpu") test, then first op timings; logs and JUnit XML go to $OUT
 #                               (or ./gpu-out). Extra JVM flags: LATHE_TEST_JVM_FLAGS (e.g. -Dlathe.test.seed=42).
 #   bash .device/run.sh check   a short call: GPU tests, op timings, batch-1 latency with and without decode graphs, TTFT at
-#                               2048 and a 1000-request throughput run, each under its own limit, at most 8 files
+#                               2048, batch-256 decode and a 1000-request throughput run, each under its own limit,
+#                               at most 8 files
 #   bash .device/run.sh throughput   offline throughput, 3000 requests, with the transformers batch-64 peer
 #   bash .device/run.sh serving      serving sweep against `lathe serve` (pack with LATHE_PACK_SERVER=1)
 #   bash .device/run.sh pairs        offline throughput at other lengths (LATHE_PAIRS="IN/OUT:REQUESTS ...")
@@ -179,6 +180,9 @@ check() {
       --output-len 128 --warmup 1 --iterations 3 --json "$out/latency-128-128-no-graphs.json" >> "$out/bench.log" 2>&1
   timeout 30 "${LATHE[@]}" "${lat[@]}" --input-len 2048 --output-len 1 --warmup 2 --iterations 5 \
       --json "$out/latency-2048-1.json" >> "$out/bench.log" 2>&1
+  timeout 60 "$JAVA" "${JVM_FLAGS[@]}" -cp "$DEV/lib/*" dev.lathe.cli.Main bench latency --backend cuda \
+      --model synthetic:llama-3-8b --batch 256 --card "$card" --input-len 128 --output-len 128 --warmup 1 --iterations 2 \
+      --json "$out/latency-b256-128-128.json" >> "$out/bench.log" 2>&1
   timeout "${LATHE_THROUGHPUT_LIMIT:-60}" "${LATHE[@]}" bench throughput --backend cuda --model synthetic:llama-3-8b \
       --input-len 128 --output-len 128 --num-requests "${LATHE_THROUGHPUT_REQUESTS:-1000}" \
       --json "$out/throughput-128-128.json" >> "$out/bench.log" 2>&1

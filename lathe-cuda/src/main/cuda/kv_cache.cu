@@ -26,3 +26,57 @@ extern "C" __global__ void write_kv(const WriteKvParams p) {
         store_f(p.v_cache, p.dtype, slot * p.width + j, p.v[i]);
     }
 }
+
+struct RopeWriteKvParams {
+    const float* qkv;     // [n, (heads + 2 * kv_heads) * 2 * half]: q heads, then k heads, then v heads
+    float* q;             // [n, heads * 2 * half]: the rotated queries
+    void* k_cache;        // this layer's keys   [num_slots, kv_heads * 2 * half]
+    void* v_cache;        // this layer's values, same layout
+    const float* cos;     // [n, half]
+    const float* sin;     // [n, half]
+    const int* slots;     // [n]
+    long long num_slots;  // blocks * block_size
+    long long n;
+    int heads;
+    int kv_heads;
+    int half;
+    int dtype;            // cache storage format
+};
+
+// splitColumns + rope(q) + rope(k) + write_kv in one pass: one thread per (token, head of q, k or v, j < half),
+// handling elements j and j + half. The rotation is the same arithmetic as rope(), so the cache and q hold the
+// same values as the unfused ops. A slot outside [0, num_slots) writes no K/V (q is still written).
+extern "C" __global__ void rope_write_kv(const RopeWriteKvParams p) {
+    int all_heads = p.heads + 2 * p.kv_heads;
+    int head_dim = 2 * p.half;
+    long long total = p.n * all_heads * p.half;
+    for (long long i = global_index(); i < total; i += global_stride()) {
+        int j = (int)(i % p.half);
+        long long rh = i / p.half;
+        int h = (int)(rh % all_heads);
+        long long r = rh / all_heads;
+        const float* src = p.qkv + (r * all_heads + h) * head_dim;
+        float x1 = src[j], x2 = src[j + p.half];
+        if (h < p.heads + p.kv_heads) {
+            float c = p.cos[r * p.half + j], s = p.sin[r * p.half + j];
+            float y1 = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s));
+            float y2 = __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s));
+            if (h < p.heads) {
+                float* dst = p.q + (r * p.heads + h) * head_dim;
+                dst[j] = y1;
+                dst[j + p.half] = y2;
+                continue;
+            }
+            x1 = y1;
+            x2 = y2;
+        }
+        long long slot = p.slots[r];
+        if (slot < 0 || slot >= p.num_slots) continue;
+        bool is_k = h < p.heads + p.kv_heads;
+        int kv_head = is_k ? h - p.heads : h - p.heads - p.kv_heads;
+        long long at = slot * p.kv_heads * head_dim + (long long)kv_head * head_dim + j;
+        void* cache = is_k ? p.k_cache : p.v_cache;
+        store_f(cache, p.dtype, at, x1);
+        store_f(cache, p.dtype, at + p.half, x2);
+    }
+}

@@ -57,6 +57,9 @@ final class TimedBackend implements Backend {
     @Override public void writeKv(KvCache cache, int layer, Tensor k, Tensor v, Tensor slotMapping) {
         inner.writeKv(cache, layer, k, v, slotMapping);
     }
+    @Override public void ropeWriteKv(Tensor qkv, Tensor q, Tensor cos, Tensor sin, KvCache cache, int layer, Tensor slotMapping) {
+        inner.ropeWriteKv(qkv, q, cos, sin, cache, layer, slotMapping);
+    }
     @Override public void attention(Tensor q, KvCache cache, int layer, AttentionMetadata meta, float scale, Tensor out) {
         inner.attention(q, cache, layer, meta, scale, out);
     }

@@ -147,6 +147,10 @@ public final class RecordingGraphBackend implements Backend {
         Tensor a = u(k), b = u(v), m = u(slotMapping);
         op(() -> inner.writeKv(cache, layer, a, b, m));
     }
+    @Override public void ropeWriteKv(Tensor qkv, Tensor q, Tensor cos, Tensor sin, KvCache cache, int layer, Tensor slotMapping) {
+        Tensor a = u(qkv), b = u(q), c = u(cos), s = u(sin), m = u(slotMapping);
+        op(() -> inner.ropeWriteKv(a, b, c, s, cache, layer, m));
+    }
     @Override public void attention(Tensor q, KvCache cache, int layer, AttentionMetadata meta, float scale, Tensor out) {
         Tensor a = u(q), o = u(out);
         op(() -> inner.attention(a, cache, layer, meta, scale, o));

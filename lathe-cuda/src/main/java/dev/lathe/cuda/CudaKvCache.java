@@ -27,6 +27,8 @@ final class CudaKvCache implements KvCache {
         return (long) numBlocks * blockSize * numKvHeads * headDim * dtype.byteSize();
     }
 
+    DeviceBuffer buffer() { return buffer; }
+
     long slots() { return (long) numBlocks * blockSize; }
 
     long keys(int layer) { return buffer.address() + (2L * checkLayer(layer)) * layerBytes(); }

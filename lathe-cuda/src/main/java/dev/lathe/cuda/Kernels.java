@@ -21,7 +21,7 @@ import static dev.lathe.cuda.driver.KernelParams.struct;
  * struct field for field; keep the two in the same order.
  */
 final class Kernels implements AutoCloseable {
-    final Kernel embedding, gatherRows, splitColumns, rmsNorm, rope, writeKv, attention, siluMul, randomNormal,
+    final Kernel embedding, gatherRows, splitColumns, rmsNorm, rope, writeKv, ropeWriteKv, attention, siluMul, randomNormal,
             convertFromF32, biasAdd, probe, gemv1, gemv2, gemv4, gemv8, argmaxRows, splitFromF32, sumHalves;
     /** Tensor-core prefill attention, one kernel per cache type and head size: BF16/F16 x 64/128. */
     final Kernel flashBf16D64, flashBf16D128, flashF16D64, flashF16D128;
@@ -52,6 +52,9 @@ final class Kernels implements AutoCloseable {
             writeKv = byName.get("kv_cache").kernel("write_kv", struct("write_kv",
                     ptr("k"), ptr("v"), ptr("k_cache"), ptr("v_cache"), ptr("slots"), i64("num_slots"),
                     i32("n"), i32("width"), i32("dtype")));
+            ropeWriteKv = byName.get("kv_cache").kernel("rope_write_kv", struct("rope_write_kv",
+                    ptr("qkv"), ptr("q"), ptr("k_cache"), ptr("v_cache"), ptr("cos"), ptr("sin"), ptr("slots"),
+                    i64("num_slots"), i64("n"), i32("heads"), i32("kv_heads"), i32("half"), i32("dtype")));
             attention = byName.get("attention").kernel("paged_attention", struct("paged_attention",
                     ptr("q"), ptr("k_cache"), ptr("v_cache"), ptr("out"), ptr("query_starts"), ptr("context_lens"),
                     ptr("block_tables"), i32("num_seqs"), i32("num_heads"), i32("num_kv_heads"), i32("head_dim"),

@@ -276,6 +276,48 @@ class CudaOpsTest {
         }
     }
 
+    /** The fused op against the four it replaces: the same q and the same cache bytes, padding rows written nowhere. */
+    @ParameterizedTest
+    @EnumSource(value = DType.class, names = {"BF16", "F32"})
+    void ropeWriteKvEqualsSplitRopeAndWrite(DType cacheType) {
+        int n = 7, heads = 6, kvHeads = 2, headDim = 64, half = headDim / 2, blocks = 5, blockSize = 4;
+        int qWidth = heads * headDim, kvWidth = kvHeads * headDim;
+        float[] qkv = normal(random, n * (qWidth + 2 * kvWidth), 2f);
+        float[] cos = new float[n * half], sin = new float[n * half];
+        for (int i = 0; i < cos.length; i++) {
+            double angle = random.nextDouble() * 20 - 10;
+            cos[i] = (float) Math.cos(angle);
+            sin[i] = (float) Math.sin(angle);
+        }
+        int[] slots = {3, 17, -1, 0, 19, -1, 8};  // two padding rows
+        try (KvCache fused = gpu.allocateKvCache(2, blocks, blockSize, kvHeads, headDim, cacheType);
+             KvCache apart = gpu.allocateKvCache(2, blocks, blockSize, kvHeads, headDim, cacheType);
+             Tensor x = gpu.upload(qkv, n, qWidth + 2 * kvWidth); Tensor ct = gpu.upload(cos, n, half);
+             Tensor st = gpu.upload(sin, n, half); Tensor slotT = gpu.upload(slots, 1, n);
+             Tensor qFused = poisoned(n, qWidth); Tensor qApart = poisoned(n, qWidth);
+             Tensor k = poisoned(n, kvWidth); Tensor v = poisoned(n, kvWidth);
+             Tensor fill = gpu.upload(normal(random, blocks * blockSize * kvWidth, 1f), blocks * blockSize, kvWidth);
+             Tensor all = gpu.upload(java.util.stream.IntStream.range(0, blocks * blockSize).toArray(), 1, blocks * blockSize)) {
+            for (KvCache c : List.of(fused, apart)) {  // both caches start from the same values, so a stray write shows
+                for (int layer = 0; layer < 2; layer++) gpu.writeKv(c, layer, fill, fill, all);
+            }
+            gpu.ropeWriteKv(x, qFused, ct, st, fused, 1, slotT);
+            gpu.splitColumns(x, qApart, k, v);
+            gpu.rope(qApart, ct, st);
+            gpu.rope(k, ct, st);
+            gpu.writeKv(apart, 1, k, v, slotT);
+            assertThat(gpu.download(qFused)).as("q, seed %d", seed).containsExactly(gpu.download(qApart));
+            byte[] a = gpu.cacheBytes(fused), b = gpu.cacheBytes(apart);
+            assertThat(Arrays.equals(a, b)).as("cache bytes, seed %d", seed).isTrue();
+            byte[] before;
+            try (KvCache untouched = gpu.allocateKvCache(2, blocks, blockSize, kvHeads, headDim, cacheType)) {
+                for (int layer = 0; layer < 2; layer++) gpu.writeKv(untouched, layer, fill, fill, all);
+                before = gpu.cacheBytes(untouched);
+            }
+            assertThat(Arrays.equals(a, before)).as("the step wrote something").isFalse();
+        }
+    }
+
     @Test
     void siluMulGatesTheUpHalf() {
         int n = 6, inner = 1001;

@@ -35,6 +35,17 @@ public final class OpTimings {
             gpu.maxAttentionSplits(old);
             attention(gpu, 256, 1, "");
             attention(gpu, 2048, 2048, "");
+            // a batch-256 decode step: the projections as GEMMs, attention over 256 sequences
+            linear(gpu, "linear bf16 qkv 4096->6144, n=256", 256, 4096, 6144);
+            linear(gpu, "linear bf16 o 4096->4096, n=256", 256, 4096, 4096);
+            linear(gpu, "linear bf16 gate/up 4096->28672, n=256", 256, 4096, 28672);
+            linear(gpu, "linear bf16 down 14336->4096, n=256", 256, 14336, 4096);
+            linear(gpu, "linear bf16 lm head 4096->128256, n=256", 256, 4096, 128256);
+            attention(gpu, 256, 192, 1, "");
+            try (Tensor gu = gpu.upload(Host.normal(new java.util.Random(5), 256 * 28672, 1f), 256, 28672);
+                 Tensor act = gpu.allocate(DType.F32, 256, 14336)) {
+                report("siluMul 14336, n=256", micros(gpu, () -> gpu.siluMul(gu, act)), 4.0 * 256 * (28672 + 14336));
+            }
         }
     }
 
@@ -76,25 +87,36 @@ public final class OpTimings {
         }
     }
 
-    /** One sequence of {@code ctx} tokens, the last {@code queries} of them queries; 32 heads, 8 KV heads, 128 dims, BF16 cache. */
-    private static void attention(CudaBackend gpu, int ctx, int queries, String how) {
-        int heads = 32, kvHeads = 8, dim = 128, bs = 16, blocks = ctx / bs;
-        int[] table = new int[blocks], slots = new int[ctx];
-        for (int i = 0; i < blocks; i++) table[i] = i;
-        for (int i = 0; i < ctx; i++) slots[i] = i;
+    private static void attention(CudaBackend gpu, int ctx, int queries, String how) { attention(gpu, 1, ctx, queries, how); }
+
+    /**
+     * {@code seqs} sequences of {@code ctx} tokens each, the last {@code queries} of each of them queries; 32
+     * heads, 8 KV heads, 128 dims, BF16 cache.
+     */
+    private static void attention(CudaBackend gpu, int seqs, int ctx, int queries, String how) {
+        int heads = 32, kvHeads = 8, dim = 128, bs = 16, blocks = (ctx + bs - 1) / bs, slotsPerSeq = blocks * bs;
+        int rows = seqs * queries, tokens = seqs * ctx;
+        int[] table = new int[seqs * blocks], slots = new int[tokens], starts = new int[seqs + 1], lens = new int[seqs];
+        for (int i = 0; i < table.length; i++) table[i] = i;
+        for (int q = 0; q < seqs; q++) {
+            for (int i = 0; i < ctx; i++) slots[q * ctx + i] = q * slotsPerSeq + i;
+            starts[q + 1] = starts[q] + queries;
+            lens[q] = ctx;
+        }
         java.util.Random rnd = new java.util.Random(4);
-        try (KvCache cache = gpu.allocateKvCache(1, blocks, bs, kvHeads, dim, DType.BF16);
-             Tensor k = gpu.upload(Host.normal(rnd, ctx * kvHeads * dim, 1f), ctx, kvHeads * dim);
-             Tensor v = gpu.upload(Host.normal(rnd, ctx * kvHeads * dim, 1f), ctx, kvHeads * dim);
-             Tensor s = gpu.upload(slots, 1, ctx);
-             Tensor q = gpu.upload(Host.normal(rnd, queries * heads * dim, 1f), queries, heads * dim);
-             Tensor o = gpu.allocate(DType.F32, queries, heads * dim);
-             AttentionMetadata meta = new AttentionMetadata(1, queries, ctx, gpu.upload(new int[]{0, queries}, 1, 2),
-                     gpu.upload(new int[]{ctx}, 1, 1), gpu.upload(table, 1, blocks), gpu.upload(new int[queries], 1, queries),
-                     new int[]{0, queries}, new int[]{ctx}, 0)) {
+        try (KvCache cache = gpu.allocateKvCache(1, seqs * blocks, bs, kvHeads, dim, DType.BF16);
+             Tensor k = gpu.upload(Host.normal(rnd, tokens * kvHeads * dim, 1f), tokens, kvHeads * dim);
+             Tensor v = gpu.upload(Host.normal(rnd, tokens * kvHeads * dim, 1f), tokens, kvHeads * dim);
+             Tensor s = gpu.upload(slots, 1, tokens);
+             Tensor q = gpu.upload(Host.normal(rnd, rows * heads * dim, 1f), rows, heads * dim);
+             Tensor o = gpu.allocate(DType.F32, rows, heads * dim);
+             AttentionMetadata meta = new AttentionMetadata(seqs, rows, ctx, gpu.upload(starts, 1, seqs + 1),
+                     gpu.upload(lens, 1, seqs), gpu.upload(table, seqs, blocks), gpu.upload(new int[rows], 1, rows),
+                     starts, lens, 0)) {
             gpu.writeKv(cache, 0, k, v, s);
             double us = micros(gpu, () -> gpu.attention(q, cache, 0, meta, 0.088f, o));
-            report("attention ctx " + ctx + ", " + queries + " queries" + how, us, 2.0 * 2 * ctx * kvHeads * dim);
+            report("attention " + (seqs > 1 ? seqs + " seqs x " : "") + "ctx " + ctx + ", " + queries + " queries" + how,
+                    us, 2.0 * 2 * tokens * kvHeads * dim);
         }
     }
 }

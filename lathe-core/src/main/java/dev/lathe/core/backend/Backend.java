@@ -128,6 +128,27 @@ public interface Backend extends AutoCloseable {
     void writeKv(KvCache cache, int layer, Tensor k, Tensor v, Tensor slotMapping);
 
     /**
+     * The attention input of one layer in one op: splits {@code qkv} ({@code [n, qWidth + 2 * kvWidth]}: the
+     * query heads, then the key heads, then the value heads) into {@code q} ({@code [n, qWidth]}), applies
+     * {@link #rope} to the queries and keys and {@link #writeKv writes} keys and values into the cache at
+     * {@code slotMapping} (-1 = padding, written nowhere). Equal to those four ops, which this default runs;
+     * a backend may fuse them.
+     */
+    default void ropeWriteKv(Tensor qkv, Tensor q, Tensor cos, Tensor sin, KvCache cache, int layer, Tensor slotMapping) {
+        int rest = qkv.cols() - q.cols();
+        if (qkv.rows() != q.rows() || rest <= 0 || rest % 2 != 0) {
+            throw new IllegalArgumentException("ropeWriteKv: qkv is [" + qkv.rows() + ", " + qkv.cols() + "] and q ["
+                    + q.rows() + ", " + q.cols() + "]; qkv needs q's rows and q's width plus two equal K and V widths");
+        }
+        try (Tensor k = allocate(DType.F32, q.rows(), rest / 2); Tensor v = allocate(DType.F32, q.rows(), rest / 2)) {
+            splitColumns(qkv, q, k, v);
+            rope(q, cos, sin);
+            rope(k, cos, sin);
+            writeKv(cache, layer, k, v, slotMapping);
+        }
+    }
+
+    /**
      * Causal paged attention with grouped query heads: {@code q} {@code [n, heads * headDim]} against the
      * cached K/V of {@code layer} (already holding this step's tokens), scaled by {@code scale} before
      * softmax; {@code out} has q's shape. See {@link AttentionMetadata} for positions and masking.

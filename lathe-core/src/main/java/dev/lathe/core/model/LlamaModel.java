@@ -87,14 +87,16 @@ public final class LlamaModel implements AutoCloseable {
             for (int l = 0; l < layers.size(); l++) {
                 LayerWeights w = layers.get(l);
                 backend.linear(h, w.qkv(), w.qkvBias(), qkv);
-                backend.splitColumns(qkv, q, k, v);
-                if (w.qNorm() != null) {
+                if (w.qNorm() == null) {
+                    backend.ropeWriteKv(qkv, q, in.cos(), in.sin(), cache, l, attn.slotMapping());
+                } else {
+                    backend.splitColumns(qkv, q, k, v);
                     backend.rmsNorm(q, w.qNorm(), eps, q);
                     backend.rmsNorm(k, w.kNorm(), eps, k);
+                    backend.rope(q, in.cos(), in.sin());
+                    backend.rope(k, in.cos(), in.sin());
+                    backend.writeKv(cache, l, k, v, attn.slotMapping());
                 }
-                backend.rope(q, in.cos(), in.sin());
-                backend.rope(k, in.cos(), in.sin());
-                backend.writeKv(cache, l, k, v, attn.slotMapping());
                 backend.attention(q, cache, l, attn, attentionScale, attnOut);
                 backend.linear(attnOut, w.o(), w.oBias(), proj);
                 backend.addRmsNorm(residual, proj, w.postAttentionNorm(), eps, h);
