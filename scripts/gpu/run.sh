@@ -174,10 +174,16 @@ check() {
   echo "gpu tests exit code: $?" >> "$out/gpu-tests.log"
   timeout 60 "$JAVA" "${JVM_FLAGS[@]}" -cp "$TEST_CP" dev.lathe.cuda.OpTimings > "$out/op-timings.txt" 2>&1
   local -a lat=(bench latency --backend cuda --model synthetic:llama-3-8b --batch 1 --card "$card")
+  if [ "${LATHE_CHECK_PEER:-0}" = 1 ] && [ -f tools/peers/hf_latency.py ]; then
+    # the transformers peer of the batch-1 records, measured in this call; its numbers go into those records
+    (cd tools/peers && timeout "${LATHE_PEER_LIMIT:-240}" python3 hf_latency.py --preset llama-3-8b --input-len 128 \
+        --output-len 128 --ttft-input-len 2048 --modes eager,compile --json /tmp/lathe-peer.json) >> "$out/bench.log" 2>&1
+    [ -f /tmp/lathe-peer.json ] && lat+=(--peer-json /tmp/lathe-peer.json)
+  fi
   timeout 45 "${LATHE[@]}" "${lat[@]}" --input-len 128 --output-len 128 --warmup 1 --iterations 3 \
       --json "$out/latency-128-128.json" >> "$out/bench.log" 2>&1
   timeout 45 "$JAVA" "${JVM_FLAGS[@]}" -Dlathe.graphs=false -cp "$DEV/lib/*" dev.lathe.cli.Main "${lat[@]}" --input-len 128 \
-      --output-len 128 --warmup 1 --iterations 3 --json "$out/latency-128-128-no-graphs.json" >> "$out/bench.log" 2>&1
+      --output-len 128 --warmup 1 --iterations 3 >> "$out/bench.log" 2>&1
   timeout 30 "${LATHE[@]}" "${lat[@]}" --input-len 2048 --output-len 1 --warmup 2 --iterations 5 \
       --json "$out/latency-2048-1.json" >> "$out/bench.log" 2>&1
   timeout 60 "$JAVA" "${JVM_FLAGS[@]}" -cp "$DEV/lib/*" dev.lathe.cli.Main bench latency --backend cuda \

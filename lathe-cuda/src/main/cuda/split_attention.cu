@@ -1,11 +1,12 @@
 // Paged attention for decode steps (and short prefills): a lane per key, the context split across blocks.
 //
 // Grid (query row, KV head, context piece), 4 warps a block. The query heads that share the KV head (GQA)
-// are spread over the warps, so a block reads each key and value row of its piece from L2 once for all of
-// them. A warp walks its piece 32 keys at a time: lane i computes the score of key t0 + i over the whole
-// head (16-byte loads of its key row, q broadcast from shared memory), the warp takes one max and one sum
-// per 32 keys for the online softmax, then the 32 value rows are added in order, lane i holding dims
-// [i * DPL, (i + 1) * DPL) of the head. Scores and sums are float32.
+// are spread over the warps. For 16-bit caches the block loads each tile of 32 key and value rows into
+// shared memory once for all of them; F32 caches are read by each warp from global memory (L2). A warp
+// walks its piece 32 keys at a time: lane i computes the score of key t0 + i over the whole head (16-byte
+// loads of its key row, q broadcast from shared memory), the warp takes one max and one sum per 32 keys for
+// the online softmax, then the 32 value rows are added in order, lane i holding dims [i * DPL, (i + 1) *
+// DPL) of the head. Scores and sums are float32.
 //
 // With one piece (enough rows x KV heads to fill the GPU) the block writes the output; with several, each
 // writes its (max, sum, unnormalised acc) and attention_combine merges them. Head dims: multiples of 32 up
@@ -45,42 +46,8 @@ __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
-// dot(q_s[0 .. D), key row) with 16-byte loads of the key row
+// dot(q_s[0 .. D), key row) with 16-byte loads of the key row (F32 caches)
 template <typename T> struct KeyDot;
-template <> struct KeyDot<__nv_bfloat16> {
-    __device__ static float dot(const float* q, const void* base, long long off, int D) {
-        const int4* k = reinterpret_cast<const int4*>(static_cast<const __nv_bfloat16*>(base) + off);
-        float s = 0.f;
-        for (int c = 0; c < D / 8; c++) {
-            int4 raw = k[c];
-            const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                float2 v = __bfloat1622float2(h[i]);
-                s = fmaf(q[c * 8 + 2 * i], v.x, s);
-                s = fmaf(q[c * 8 + 2 * i + 1], v.y, s);
-            }
-        }
-        return s;
-    }
-};
-template <> struct KeyDot<__half> {
-    __device__ static float dot(const float* q, const void* base, long long off, int D) {
-        const int4* k = reinterpret_cast<const int4*>(static_cast<const __half*>(base) + off);
-        float s = 0.f;
-        for (int c = 0; c < D / 8; c++) {
-            int4 raw = k[c];
-            const __half2* h = reinterpret_cast<const __half2*>(&raw);
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                float2 v = __half22float2(h[i]);
-                s = fmaf(q[c * 8 + 2 * i], v.x, s);
-                s = fmaf(q[c * 8 + 2 * i + 1], v.y, s);
-            }
-        }
-        return s;
-    }
-};
 template <> struct KeyDot<float> {
     __device__ static float dot(const float* q, const void* base, long long off, int D) {
         const float4* k = reinterpret_cast<const float4*>(static_cast<const float*>(base) + off);
@@ -170,13 +137,149 @@ __device__ __forceinline__ void split_attention(const SplitAttentionParams& p, f
     }
 }
 
-// One kernel per head size (DPL = head_dim / 32), so each keeps only the registers its size needs.
+// dot(q[0 .. D), key row in shared memory) for 16-bit rows, 16 bytes at a time
+template <typename T> __device__ __forceinline__ float2 pair_to_float2(const T& h);
+template <> __device__ __forceinline__ float2 pair_to_float2(const __nv_bfloat162& h) { return __bfloat1622float2(h); }
+template <> __device__ __forceinline__ float2 pair_to_float2(const __half2& h) { return __half22float2(h); }
+template <typename T> struct Pair;
+template <> struct Pair<__nv_bfloat16> { using type = __nv_bfloat162; };
+template <> struct Pair<__half> { using type = __half2; };
+
+template <typename T, int D>
+__device__ __forceinline__ float smem_dot(const float* q, const unsigned char* row) {
+    using P = typename Pair<T>::type;
+    const int4* k = reinterpret_cast<const int4*>(row);
+    float s = 0.f;
+#pragma unroll
+    for (int c = 0; c < D / 8; c++) {
+        int4 raw = k[c];
+        const P* h = reinterpret_cast<const P*>(&raw);
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            float2 v = pair_to_float2(h[i]);
+            s = fmaf(q[c * 8 + 2 * i], v.x, s);
+            s = fmaf(q[c * 8 + 2 * i + 1], v.y, s);
+        }
+    }
+    return s;
+}
+
+// Rows of a 16-bit K or V tile in shared memory: D values and 16 bytes of padding, so that the 32 lanes of
+// a warp, each reading its own key row at the same column, hit different banks.
+template <typename T, int DPL> struct Tile {
+    static constexpr int D = DPL * 32;
+    static constexpr int ROW_BYTES = D * (int)sizeof(T);
+    static constexpr int STRIDE = ROW_BYTES + 16;
+    static constexpr int CHUNKS = ROW_BYTES / 16;  // 16-byte pieces of a row
+    static constexpr int BYTES = 2 * 32 * STRIDE;  // K tile, then V tile
+};
+
+// The same work as split_attention for 16-bit caches, with the block's four warps loading each tile of 32
+// key and value rows into shared memory together (16-byte coalesced loads, once for every query head of
+// the KV head) before each warp scores and accumulates its own head from there. Rows past the piece are
+// zero-filled so that their weight 0 never meets a NaN. When the group has more heads than warps, the block
+// walks its piece once per four heads.
+template <typename T, int DPL>
+__device__ __forceinline__ void split_attention_tiled(const SplitAttentionParams& p, float (*q_s)[SPLIT_MAX_HEAD_DIM],
+                                                      unsigned char* kv_s) {
+    using TL = Tile<T, DPL>;
+    constexpr int D = TL::D;
+    unsigned char* k_s = kv_s;
+    unsigned char* v_s = kv_s + 32 * TL::STRIDE;
+    const int row = blockIdx.x, kv_head = blockIdx.y, piece = blockIdx.z;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+
+    const RowPlace place = place_of_row(p.query_starts, p.context_lens, p.num_seqs, row);
+    const int seq = place.seq, pos = place.pos;
+    const int first = p.sliding_window > 0 ? max(0, pos - p.sliding_window + 1) : 0;
+    const int lo = first + piece * p.chunk;
+    const int hi = min(pos, lo + p.chunk - 1);  // empty when lo > hi
+    const int* table = p.block_tables + (long long)seq * p.max_blocks_per_seq;
+    const int group = p.num_heads / p.num_kv_heads;
+    const unsigned char* k_base = static_cast<const unsigned char*>(p.k_cache);
+    const unsigned char* v_base = static_cast<const unsigned char*>(p.v_cache);
+
+    for (int g0 = 0; g0 < group; g0 += SPLIT_WARPS) {
+        const int g = g0 + warp;
+        const bool active = g < group;
+        const int head = kv_head * group + g;
+        if (active) {
+            const float* qrow = p.q + ((long long)row * p.num_heads + head) * D;
+            for (int d = lane; d < D; d += 32) q_s[warp][d] = qrow[d];
+        }
+        __syncwarp();
+
+        float m = -INFINITY, l = 0.f, acc[DPL];
+#pragma unroll
+        for (int i = 0; i < DPL; i++) acc[i] = 0.f;
+
+        for (int t0 = lo; t0 <= hi; t0 += 32) {
+            __syncthreads();  // every warp is done with the previous tile
+            for (int idx = threadIdx.x; idx < 32 * TL::CHUNKS; idx += SPLIT_WARPS * 32) {
+                const int r = idx / TL::CHUNKS, c = idx - r * TL::CHUNKS;
+                const int t = t0 + r;
+                int4 kv = make_int4(0, 0, 0, 0), vv = make_int4(0, 0, 0, 0);
+                if (t <= hi) {
+                    const long long slot = (long long)table[t / p.block_size] * p.block_size + t % p.block_size;
+                    const long long at = (slot * p.num_kv_heads + kv_head) * TL::ROW_BYTES + c * 16;
+                    kv = *reinterpret_cast<const int4*>(k_base + at);
+                    vv = *reinterpret_cast<const int4*>(v_base + at);
+                }
+                *reinterpret_cast<int4*>(k_s + r * TL::STRIDE + c * 16) = kv;
+                *reinterpret_cast<int4*>(v_s + r * TL::STRIDE + c * 16) = vv;
+            }
+            __syncthreads();
+            if (active) {
+                const bool valid = t0 + lane <= hi;
+                const float s = valid ? smem_dot<T, D>(q_s[warp], k_s + lane * TL::STRIDE) * p.scale : -INFINITY;
+                const float m_new = fmaxf(m, warp_max(s));  // finite: lane 0's key is always valid
+                const float e = valid ? expf(s - m_new) : 0.f;
+                const float correction = expf(m - m_new);   // 0 on the first tile (m = -inf)
+                l = l * correction + warp_sum(e);
+#pragma unroll
+                for (int i = 0; i < DPL; i++) acc[i] *= correction;
+#pragma unroll 8
+                for (int j = 0; j < 32; j++) {
+                    const float ej = __shfl_sync(0xffffffffu, e, j);
+                    const T* vr = reinterpret_cast<const T*>(v_s + j * TL::STRIDE) + lane * DPL;
+#pragma unroll
+                    for (int i = 0; i < DPL; i++) acc[i] = fmaf(ej, static_cast<float>(vr[i]), acc[i]);
+                }
+                m = m_new;
+            }
+        }
+
+        if (active) {
+            const long long rh = (long long)row * p.num_heads + head;
+            if (p.splits == 1) {
+                const float inv = 1.f / l;
+                float* o = p.out + rh * D + lane * DPL;
+#pragma unroll
+                for (int i = 0; i < DPL; i++) o[i] = acc[i] * inv;
+            } else {
+                const long long at = rh * p.splits + piece;
+                float* o = p.part_acc + at * D + lane * DPL;
+#pragma unroll
+                for (int i = 0; i < DPL; i++) o[i] = acc[i];
+                if (lane == 0) {
+                    p.part_ml[2 * at] = m;      // -inf for an empty piece
+                    p.part_ml[2 * at + 1] = l;  // 0 for an empty piece
+                }
+            }
+        }
+        __syncwarp();  // q_s[warp] is rewritten for the next heads
+    }
+}
+
+// One kernel per head size (DPL = head_dim / 32), so each keeps only the registers its size needs. 16-bit
+// caches go through shared-memory tiles; F32 caches read K and V rows straight from global memory.
 template <int DPL>
 __device__ __forceinline__ void split_attention_any(const SplitAttentionParams& p) {
     __shared__ __align__(16) float q_s[SPLIT_WARPS][SPLIT_MAX_HEAD_DIM];
+    __shared__ __align__(16) unsigned char kv_s[Tile<__half, DPL>::BYTES];
     switch (p.dtype) {
-        case DT_BF16: split_attention<__nv_bfloat16, DPL>(p, q_s); break;
-        case DT_F16: split_attention<__half, DPL>(p, q_s); break;
+        case DT_BF16: split_attention_tiled<__nv_bfloat16, DPL>(p, q_s, kv_s); break;
+        case DT_F16: split_attention_tiled<__half, DPL>(p, q_s, kv_s); break;
         default: split_attention<float, DPL>(p, q_s);
     }
 }
