@@ -27,6 +27,9 @@ final class BenchServingCommand implements Callable<Integer> {
     @Option(names = "--output-len", defaultValue = "128") int outputLen;
     @Option(names = "--request-rate", defaultValue = "inf", description = "requests per second, Poisson arrivals; inf = all at once (default)") String requestRate;
     @Option(names = "--concurrency", split = ",", description = "most requests in flight; a list sweeps (e.g. 1,2,4,8)") List<Integer> concurrency;
+    @Option(names = "--prompts-per-concurrency", defaultValue = "0",
+            description = "in a concurrency sweep, send N x the level's concurrency prompts at each level instead of --num-prompts")
+    int promptsPerConcurrency;
     @Option(names = "--rates", split = ",", description = "a sweep of request rates instead (e.g. 1,2,4,inf)") List<String> rates;
     @Option(names = "--prompt-vocab", defaultValue = "1000", description = "prompt token ids are drawn below this (default: ${DEFAULT-VALUE})") int promptVocab;
     @Option(names = "--seed", defaultValue = "0") long seed;
@@ -43,11 +46,16 @@ final class BenchServingCommand implements Callable<Integer> {
                 promptVocab, new ServingBenchmark.Slo(ttftMs, tpotMs, e2eMs));
         var bench = new ServingBenchmark();
         List<ServingBenchmark.Report> reports = new ArrayList<>();
+        if (promptsPerConcurrency != 0 && (concurrency == null || concurrency.isEmpty() || (rates != null && !rates.isEmpty()))) {
+            throw new IllegalArgumentException("--prompts-per-concurrency " + promptsPerConcurrency
+                    + " needs a concurrency sweep (--concurrency 1,4,...) and no --rates");
+        }
         if (rates != null && !rates.isEmpty()) {
             var c = base.withConcurrency(concurrency == null || concurrency.isEmpty() ? 0 : concurrency.getFirst());
             for (String r : rates) reports.add(report(bench.run(c.withRequestRate(rate(r)))));
         } else if (concurrency != null && !concurrency.isEmpty()) {
-            for (int c : concurrency) reports.add(report(bench.run(base.withConcurrency(c))));
+            for (int c : concurrency) reports.addAll(bench.sweepConcurrency(base, List.of(c), promptsPerConcurrency).stream()
+                    .map(BenchServingCommand::report).toList());
         } else {
             reports.add(report(bench.run(base)));
         }

@@ -58,6 +58,10 @@ public final class ServingBenchmark {
             return new Config(baseUrl, model, apiKey, numPrompts, inputLen, outputLen, requestRate, c, seed, promptVocab, slo);
         }
 
+        public Config withNumPrompts(int n) {
+            return new Config(baseUrl, model, apiKey, n, inputLen, outputLen, requestRate, concurrency, seed, promptVocab, slo);
+        }
+
         public Config withRequestRate(double r) {
             return new Config(baseUrl, model, apiKey, numPrompts, inputLen, outputLen, r, concurrency, seed, promptVocab, slo);
         }
@@ -218,8 +222,27 @@ public final class ServingBenchmark {
 
     /** Runs one point per concurrency (with the config's request rate). */
     public List<Report> sweepConcurrency(Config base, List<Integer> concurrencies) throws InterruptedException {
+        return sweepConcurrency(base, concurrencies, 0);
+    }
+
+    /**
+     * As {@link #sweepConcurrency(Config, List)}; when {@code promptsPerConcurrency} is above 0, each level sends
+     * that many prompts per request in flight ({@code promptsPerConcurrency * c}) instead of the config's
+     * numPrompts, so that every level runs about as many rounds (a sweep from 1 to 256 at one count is either
+     * long at 1 or short at 256).
+     */
+    public List<Report> sweepConcurrency(Config base, List<Integer> concurrencies, int promptsPerConcurrency)
+            throws InterruptedException {
+        if (promptsPerConcurrency < 0) {
+            throw new IllegalArgumentException("prompts per concurrency must be >= 0 (0 = the config's count), got "
+                    + promptsPerConcurrency);
+        }
         List<Report> out = new ArrayList<>();
-        for (int c : concurrencies) out.add(run(base.withConcurrency(c)));
+        for (int c : concurrencies) {
+            Config level = base.withConcurrency(c);
+            if (promptsPerConcurrency > 0) level = level.withNumPrompts(Math.multiplyExact(promptsPerConcurrency, Math.max(1, c)));
+            out.add(run(level));
+        }
         return out;
     }
 

@@ -49,4 +49,17 @@ class ServingBenchmarkTest {
             assertThat(r.errors().getFirst()).contains("404").contains("absent");
         }
     }
+
+    @Test
+    void promptsPerConcurrencyScalesEachLevelsCount() throws Exception {
+        try (var server = LatheServer.builder().model("tiny", EngineFixture.engine("tiny", 64)).port(0).build().start()) {
+            var base = new ServingBenchmark.Config("http://127.0.0.1:" + server.port(), "tiny", null, 50, 8, 3,
+                    Double.POSITIVE_INFINITY, 1, 7, 200, ServingBenchmark.Slo.NONE);
+            List<ServingBenchmark.Report> reports = new ServingBenchmark().sweepConcurrency(base, List.of(1, 4), 2);
+            assertThat(reports).extracting(ServingBenchmark.Report::completed).containsExactly(2, 8);
+            assertThat(reports).extracting(ServingBenchmark.Report::outputTokens).containsExactly(2L * 3, 8L * 3);
+            org.assertj.core.api.Assertions.assertThatThrownBy(() -> new ServingBenchmark().sweepConcurrency(base, List.of(1), -1))
+                    .hasMessageContaining("prompts per concurrency must be >= 0");
+        }
+    }
 }
