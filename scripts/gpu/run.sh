@@ -13,6 +13,7 @@
 #   bash .device/run.sh throughput   offline throughput, 3000 requests, with the transformers batch-64 peer
 #   bash .device/run.sh serving      serving sweep against `lathe serve` (pack with LATHE_PACK_SERVER=1)
 #   bash .device/run.sh pairs        offline throughput at other lengths (LATHE_PAIRS="IN/OUT:REQUESTS ...")
+#   bash .device/run.sh records      GPU tests, then issue 5's 128/128 record with its peer, at 512 sequences, and pairs
 set -euo pipefail
 mode=${1:-pack}
 console_version=1.14.1   # JUnit Platform of JUnit Jupiter 5.14.1
@@ -252,12 +253,51 @@ pairs() {
   set -e
 }
 
+# One call for issue 5's records after a change: the GPU tests (LATHE_TEST_LIMIT), the 3000-request
+# 128/128 record with its transformers batch-64 peer, the same at LATHE_RECORDS_SEQS sequences per step
+# (default 512), then the pairs of LATHE_PAIRS (default 2048/128:1000); logs go to one bench.log.
+records() {
+  setup
+  local out=$OUT_DIR spec in_len out_len n
+  set +e
+  timeout "${LATHE_TEST_LIMIT:-110}" "$JAVA" "${JVM_FLAGS[@]}" -jar "$DEV"/lib/junit-platform-console-standalone-*.jar execute \
+      --class-path "$TEST_CP" --scan-class-path "$DEV/test-classes" --include-tag gpu --details=tree --disable-banner \
+      --disable-ansi-colors > "$out/gpu-tests.log" 2>&1
+  echo "gpu tests exit code: $?" >> "$out/gpu-tests.log"
+  timeout 90 "${LATHE[@]}" bench throughput --backend cuda --model synthetic:llama-3-8b --input-len 128 --output-len 128 \
+      --num-requests 3000 --json "$out/throughput-128-128.json" >> "$out/bench.log" 2>&1
+  if [ -f tools/peers/hf_latency.py ]; then
+    (cd tools/peers && timeout "${LATHE_PEER_LIMIT:-150}" python3 hf_latency.py --preset llama-3-8b --skip-latency \
+        --throughput-batch 64 --throughput-input-len 128 --throughput-output-len 128 --throughput-modes compile \
+        --json /tmp/lathe-peer-throughput.json) >> "$out/bench.log" 2>&1
+    python3 - "$out/throughput-128-128.json" /tmp/lathe-peer-throughput.json <<'PY'
+import json, os, sys
+rec, peer = sys.argv[1], sys.argv[2]
+if os.path.exists(rec) and os.path.exists(peer):
+    d = json.load(open(rec)); d["peer_same_run"] = json.load(open(peer)); json.dump(d, open(rec, "w"), indent=2)
+PY
+  fi
+  local seqs=${LATHE_RECORDS_SEQS:-512}
+  timeout 90 "${LATHE[@]}" bench throughput --backend cuda --model synthetic:llama-3-8b --input-len 128 --output-len 128 \
+      --num-requests 3000 --max-num-seqs "$seqs" --json "$out/throughput-128-128-seqs$seqs.json" >> "$out/bench.log" 2>&1
+  for spec in ${LATHE_PAIRS:-2048/128:1000}; do
+    in_len=${spec%%/*}; out_len=${spec#*/}; out_len=${out_len%%:*}; n=${spec##*:}
+    timeout "${LATHE_PAIR_LIMIT:-120}" "${LATHE[@]}" bench throughput --backend cuda --model synthetic:llama-3-8b \
+        --input-len "$in_len" --output-len "$out_len" --num-requests "$n" \
+        --json "$out/throughput-$in_len-$out_len.json" >> "$out/bench.log" 2>&1
+  done
+  set -e
+  grep -E "tests (successful|failed)|exit code" "$out/gpu-tests.log"
+  grep -E "requests of|output  |TTFT ms|TPOT ms|peak|KV blocks|compile" "$out/bench.log"
+}
+
 case "$mode" in
+  records) records ;;
   pairs) pairs ;;
   serving) serving ;;
   check) check ;;
   throughput) throughput ;;
   pack) pack ;;
   device) device ;;
-  *) echo "usage: $0 [pack|device|throughput|check|serving|pairs]" >&2; exit 2 ;;
+  *) echo "usage: $0 [pack|device|throughput|check|serving|pairs|records]" >&2; exit 2 ;;
 esac

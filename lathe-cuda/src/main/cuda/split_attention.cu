@@ -27,6 +27,7 @@ struct SplitAttentionParams {
     const int* query_starts;    // [num_seqs + 1]
     const int* context_lens;    // [num_seqs]
     const int* block_tables;    // [num_seqs, max_blocks_per_seq]
+    const int* row_list;        // null: block x is query row x; else block x serves query row row_list[x]
     int num_seqs;
     int num_heads;
     int num_kv_heads;
@@ -70,7 +71,8 @@ template <typename T> __device__ __forceinline__ float load_t(const void* base, 
 template <typename T, int DPL>
 __device__ __forceinline__ void split_attention(const SplitAttentionParams& p, float (*q_s)[SPLIT_MAX_HEAD_DIM]) {
     constexpr int D = DPL * 32;
-    const int row = blockIdx.x, kv_head = blockIdx.y, piece = blockIdx.z;
+    const int row = p.row_list != nullptr ? p.row_list[blockIdx.x] : blockIdx.x;
+    const int kv_head = blockIdx.y, piece = blockIdx.z;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 
     const RowPlace place = place_of_row(p.query_starts, p.context_lens, p.num_seqs, row);
@@ -186,7 +188,8 @@ __device__ __forceinline__ void split_attention_tiled(const SplitAttentionParams
     constexpr int D = TL::D;
     unsigned char* k_s = kv_s;
     unsigned char* v_s = kv_s + 32 * TL::STRIDE;
-    const int row = blockIdx.x, kv_head = blockIdx.y, piece = blockIdx.z;
+    const int row = p.row_list != nullptr ? p.row_list[blockIdx.x] : blockIdx.x;
+    const int kv_head = blockIdx.y, piece = blockIdx.z;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 
     const RowPlace place = place_of_row(p.query_starts, p.context_lens, p.num_seqs, row);

@@ -50,6 +50,12 @@ public final class CudaBackend implements Backend {
      * kernel does the same work with less setup. One full tile is where the tensor cores start to pay.
      */
     static final int FLASH_MIN_QUERY_ROWS = FLASH_TILE_ROWS;
+    /**
+     * In a step that runs the flash kernel, sequences with at most this many query rows (decode rows beside a
+     * prefill) go to the split kernel instead: a flash tile would read the sequence's whole context for each
+     * query head to serve one or a few rows.
+     */
+    static final int SPLIT_MAX_QUERY_RUN = 15;
     /** The flash kernel's grid is (heads, work items); a grid's y extent is at most this. */
     private static final int MAX_GRID_Y = 65535;
     /** split_attention.cu: threads per block, the blocks per SM its context split aims at, its limits. */
@@ -84,7 +90,7 @@ public final class CudaBackend implements Backend {
      * layer of a step), so it is built and uploaded once per step, not once per layer.
      */
     private AttentionMetadata planFor;
-    private int planLongestRun, planItems;
+    private int planLongestRun, planItems, planShortRows;
     private boolean planUploaded;
     private DeviceBuffer planWork;
     private boolean closed;
@@ -666,11 +672,15 @@ public final class CudaBackend implements Backend {
                         qt.address(), c.keys(layer), c.values(layer), ot.address(), work, starts.address(),
                         lens.address(), tables.address(), heads, c.numKvHeads(), c.blockSize(), tables.cols(),
                         meta.slidingWindow(), scale);
+                if (planShortRows > 0) {
+                    if (headDim % 32 != 0) throw new IllegalStateException("flash head sizes are multiples of 32");
+                    splitAttention(qt, c, layer, meta, scale, ot, starts, lens, tables, heads, work + 8L * planItems);
+                }
                 return;
             }
         }
         if (headDim % 32 == 0) {
-            splitAttention(qt, c, layer, meta, scale, ot, starts, lens, tables, heads);
+            splitAttention(qt, c, layer, meta, scale, ot, starts, lens, tables, heads, 0L);
             return;
         }
         kernels.attention.launch(stream, qt.rows(), heads, 128,
@@ -683,11 +693,13 @@ public final class CudaBackend implements Backend {
      * split_attention.cu: a lane per key, blocks over (row, KV head, context piece). Few rows (a decode step
      * of a few sequences) leave most of the GPU idle with one block per (row, KV head), so the context is cut
      * into pieces of a multiple of 32 keys until there are about {@link #SPLIT_BLOCKS_PER_SM} blocks per SM,
-     * and attention_combine merges the pieces' partial softmax states.
+     * and attention_combine merges the pieces' partial softmax states. With a {@code rowList} (device address,
+     * not 0), only the {@link #planShortRows} rows it lists are computed, in one piece each: the rows of short
+     * query runs in a step whose other rows the flash kernel writes.
      */
     private void splitAttention(CudaTensor qt, CudaKvCache c, int layer, AttentionMetadata meta, float scale, CudaTensor ot,
-                                CudaTensor starts, CudaTensor lens, CudaTensor tables, int heads) {
-        int headDim = c.headDim(), rows = qt.rows(), window = meta.slidingWindow();
+                                CudaTensor starts, CudaTensor lens, CudaTensor tables, int heads, long rowList) {
+        int headDim = c.headDim(), rows = rowList != 0 ? planShortRows : qt.rows(), window = meta.slidingWindow();
         int span = 1;  // the most keys any row attends to
         for (int ctx : meta.hostContextLens()) span = Math.max(span, window > 0 ? Math.min(window, ctx) : ctx);
         long blocks = (long) rows * c.numKvHeads();
@@ -696,11 +708,15 @@ public final class CudaBackend implements Backend {
         splits = Math.max(1, Math.min(splits, (span + SPLIT_MIN_CHUNK - 1) / SPLIT_MIN_CHUNK));
         int chunk = ((span + splits - 1) / splits + 31) / 32 * 32;
         splits = (span + chunk - 1) / chunk;
+        if (rowList != 0) {  // attention_combine would write every row
+            splits = 1;
+            chunk = (span + 31) / 32 * 32;
+        }
         Kernel k = kernels.splitAttention[headDim / 32 - 1];
         if (splits == 1) {
             k.launch3(stream, rows, c.numKvHeads(), 1, SPLIT_THREADS,
                     qt.address(), c.keys(layer), c.values(layer), ot.address(), 0L, 0L, starts.address(), lens.address(),
-                    tables.address(), meta.numSeqs(), heads, c.numKvHeads(), headDim, c.blockSize(), tables.cols(),
+                    tables.address(), rowList, meta.numSeqs(), heads, c.numKvHeads(), headDim, c.blockSize(), tables.cols(),
                     window, dtypeCode(c.dtype()), 1, chunk, scale);
             return;
         }
@@ -709,7 +725,7 @@ public final class CudaBackend implements Backend {
              CudaTensor ml = (CudaTensor) allocate(DType.F32, parts, 2)) {
             k.launch3(stream, rows, c.numKvHeads(), splits, SPLIT_THREADS,
                     qt.address(), c.keys(layer), c.values(layer), ot.address(), acc.address(), ml.address(),
-                    starts.address(), lens.address(), tables.address(), meta.numSeqs(), heads, c.numKvHeads(), headDim,
+                    starts.address(), lens.address(), tables.address(), 0L, meta.numSeqs(), heads, c.numKvHeads(), headDim,
                     c.blockSize(), tables.cols(), window, dtypeCode(c.dtype()), splits, chunk, scale);
             kernels.attentionCombine.launch(stream, rows, heads, Math.min(headDim, 128),
                     acc.address(), ml.address(), ot.address(), heads, headDim, splits);
@@ -729,15 +745,20 @@ public final class CudaBackend implements Backend {
     private void plan(AttentionMetadata meta) {
         if (meta == planFor) return;
         int[] starts = meta.hostQueryStarts();
-        int longest = 0;
+        int longest = 0, shortRows = 0;
         long items = 0;
         for (int s = 0; s < meta.numSeqs(); s++) {
             int qLen = starts[s + 1] - starts[s];
             longest = Math.max(longest, qLen);
-            items += (qLen + FLASH_TILE_ROWS - 1) / FLASH_TILE_ROWS;
+            if (qLen > SPLIT_MAX_QUERY_RUN) {
+                items += (qLen + FLASH_TILE_ROWS - 1) / FLASH_TILE_ROWS;
+            } else {
+                shortRows += qLen;
+            }
         }
         planFor = meta;
         planLongestRun = longest;
+        planShortRows = shortRows;
         planItems = (int) Math.min(items, Integer.MAX_VALUE);
         planUploaded = false;
     }
@@ -745,7 +766,9 @@ public final class CudaBackend implements Backend {
     /**
      * The device address of {@link #plan}'s work list, uploaded on first use: pairs (sequence, first query row
      * within it), one per tile of up to {@link #FLASH_TILE_ROWS} rows, those with the most keys first so the
-     * longest blocks start early and the short ones fill in behind them. The upload is queued, not waited
+     * longest blocks start early and the short ones fill in behind them (sequences of up to {@link
+     * #SPLIT_MAX_QUERY_RUN} query rows have none); then the {@link #planShortRows} rows of those sequences,
+     * for the split kernel, at byte offset {@code 8 * planItems}. The upload is queued, not waited
      * for; the buffer is reused for later metadata, which is safe because every reader is queued earlier on
      * the same stream.
      */
@@ -758,6 +781,7 @@ public final class CudaBackend implements Backend {
         int n = 0;
         for (int s = 0; s < meta.numSeqs(); s++) {
             int qLen = starts[s + 1] - starts[s];
+            if (qLen <= SPLIT_MAX_QUERY_RUN) continue;  // the split kernel's (see SPLIT_MAX_QUERY_RUN)
             for (int first = 0; first < qLen; first += FLASH_TILE_ROWS) {
                 int rows = Math.min(FLASH_TILE_ROWS, qLen - first);
                 int pos0 = lens[s] - qLen + first;
@@ -770,11 +794,18 @@ public final class CudaBackend implements Backend {
             }
         }
         Arrays.sort(order);
-        int[] work = new int[2 * planItems];
+        int[] work = new int[2 * planItems + planShortRows];
         for (int i = 0; i < planItems; i++) {
             int item = (int) order[i];
             work[2 * i] = seqOf[item];
             work[2 * i + 1] = firstOf[item];
+        }
+        // then the rows of the short query runs, for the split kernel
+        int at = 2 * planItems;
+        for (int s = 0; s < meta.numSeqs(); s++) {
+            if (starts[s + 1] - starts[s] <= SPLIT_MAX_QUERY_RUN) {
+                for (int r = starts[s]; r < starts[s + 1]; r++) work[at++] = r;
+            }
         }
         long bytes = 4L * work.length;
         if (planWork == null || planWork.bytes() < bytes) {

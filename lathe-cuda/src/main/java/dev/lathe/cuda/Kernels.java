@@ -81,8 +81,8 @@ final class Kernels implements AutoCloseable {
             for (int k = 1; k <= 8; k++) {
                 splitAttention[k - 1] = split.kernel("split_attention_" + k, struct("split_attention_" + k,
                         ptr("q"), ptr("k_cache"), ptr("v_cache"), ptr("out"), ptr("part_acc"), ptr("part_ml"),
-                        ptr("query_starts"), ptr("context_lens"), ptr("block_tables"), i32("num_seqs"), i32("num_heads"),
-                        i32("num_kv_heads"), i32("head_dim"), i32("block_size"), i32("max_blocks_per_seq"),
+                        ptr("query_starts"), ptr("context_lens"), ptr("block_tables"), ptr("row_list"), i32("num_seqs"),
+                        i32("num_heads"), i32("num_kv_heads"), i32("head_dim"), i32("block_size"), i32("max_blocks_per_seq"),
                         i32("sliding_window"), i32("dtype"), i32("splits"), i32("chunk"), f32("scale")));
             }
             attentionCombine = split.kernel("attention_combine", struct("attention_combine",

@@ -430,7 +430,8 @@ class CudaOpsTest {
     @EnumSource(value = DType.class, names = {"BF16", "F16"})
     void flashAttentionServesDecodeRowsBesideAPrefill(DType cacheType) {
         runAttention(cacheType, 32, 8, 128, 16, 0,
-                List.of(new Seq(50, 1), new Seq(70, 70), new Seq(10, 0), new Seq(129, 1), new Seq(1, 1), new Seq(33, 1)));
+                List.of(new Seq(50, 1), new Seq(70, 70), new Seq(10, 0), new Seq(129, 1), new Seq(1, 1), new Seq(33, 1),
+                        new Seq(40, 15), new Seq(60, 16)));  // the longest run the split kernel takes, the shortest flash takes
     }
 
     @ParameterizedTest
@@ -493,17 +494,22 @@ class CudaOpsTest {
             int longest = 0;
             for (Seq sq : seqs) longest = Math.max(longest, sq.queries);
             // CudaBackend's dispatch rule, restated: the flash kernel for 16-bit caches of head size 64 or 128
-            // when some sequence has a full tile of query rows
+            // when some sequence has a full tile of query rows; in such a step, sequences of at most
+            // SPLIT_MAX_QUERY_RUN rows go to the split kernel
             boolean flash = (cacheType == DType.BF16 || cacheType == DType.F16) && (headDim == 64 || headDim == 128)
                     && longest >= CudaBackend.FLASH_MIN_QUERY_ROWS;
             // The flash kernel rounds q to the cache type by design, as the cache rounds K and V: the reference
-            // takes the same rounded q (and the cache-rounded K, V) and is otherwise exact.
-            float[] qq = flash ? round(cacheType, q) : q, kq = round(cacheType, k), vq = round(cacheType, v);
+            // takes the same rounded q for its rows (and the cache-rounded K, V) and is otherwise exact.
+            float[] qRounded = round(cacheType, q), kq = round(cacheType, k), vq = round(cacheType, v);
             float[] want = new float[q.length];
             double[] tol = new double[q.length];
+            boolean[] flashRow = new boolean[numTokens];
             for (int s = 0, t0 = 0; s < numSeqs; s++) {
                 Seq sq = seqs.get(s);
+                boolean flashSeq = flash && sq.queries > CudaBackend.SPLIT_MAX_QUERY_RUN;
+                float[] qq = flashSeq ? qRounded : q;
                 for (int i = 0; i < sq.queries; i++) {
+                    flashRow[starts[s] + i] = flashSeq;
                     int row = starts[s] + i, pos = sq.context - sq.queries + i;
                     int first = window > 0 ? Math.max(0, pos - window + 1) : 0;
                     int n = pos - first + 1;
@@ -534,7 +540,7 @@ class CudaOpsTest {
                             }
                             int at = (row * heads + h) * headDim + d;
                             want[at] = (float) (acc / sum);
-                            if (flash) tol[at] = flashTolerance(cacheType, headDim, n, sigma, absAcc / sum, absV / sum);
+                            if (flashSeq) tol[at] = flashTolerance(cacheType, headDim, n, sigma, absAcc / sum, absV / sum);
                         }
                     }
                 }
@@ -547,7 +553,26 @@ class CudaOpsTest {
                 assertClose(what, got, want, 1e-5);
                 return;
             }
-            assertWithin(what, got, want, tol);
+            // the flash kernel's rows against its derived bound, the split kernel's rows (float32) as above
+            int rowWidth = heads * headDim;
+            float[] gotFlash = new float[q.length], wantFlash = new float[q.length], gotSplit = new float[q.length],
+                    wantSplit = new float[q.length];
+            double[] tolFlash = new double[q.length];
+            int nf = 0, ns = 0;
+            for (int r = 0; r < numTokens; r++) {
+                if (flashRow[r]) {
+                    System.arraycopy(got, r * rowWidth, gotFlash, nf, rowWidth);
+                    System.arraycopy(want, r * rowWidth, wantFlash, nf, rowWidth);
+                    System.arraycopy(tol, r * rowWidth, tolFlash, nf, rowWidth);
+                    nf += rowWidth;
+                } else {
+                    System.arraycopy(got, r * rowWidth, gotSplit, ns, rowWidth);
+                    System.arraycopy(want, r * rowWidth, wantSplit, ns, rowWidth);
+                    ns += rowWidth;
+                }
+            }
+            assertWithin(what, Arrays.copyOf(gotFlash, nf), Arrays.copyOf(wantFlash, nf), Arrays.copyOf(tolFlash, nf));
+            if (ns > 0) assertClose(what + ", short query runs (split kernel)", Arrays.copyOf(gotSplit, ns), Arrays.copyOf(wantSplit, ns), 1e-5);
             // every layer of a step reuses the metadata, and with it the work list uploaded for the first
             try (Tensor again = poisoned(numTokens, heads * headDim)) {
                 gpu.attention(qt, cache, layer, meta, scale, again);

@@ -244,7 +244,7 @@ public final class ModelRunner implements AutoCloseable {
     // ---- decode steps as captured graphs ----------------------------------------------------------
 
     /** Batch sizes decode graphs are recorded for; a step runs in the smallest that holds it, padded. */
-    private static final int[] GRAPH_BATCHES = {1, 2, 4, 8, 16, 32, 64, 128, 256};
+    private static final int[] GRAPH_BATCHES = {1, 2, 4, 8, 16, 32, 64, 128, 256, 384, 512};
     /** Block-table widths are powers of two from this many blocks up to what maxModelLen needs. */
     private static final int GRAPH_MIN_TABLE_WIDTH = 16;
 
