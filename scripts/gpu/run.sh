@@ -13,6 +13,7 @@
 #   bash .device/run.sh throughput   offline throughput, 3000 requests, with the transformers batch-64 peer
 #   bash .device/run.sh serving      serving sweep against `lathe serve` (pack with LATHE_PACK_SERVER=1)
 #   bash .device/run.sh pairs        offline throughput at other lengths (LATHE_PAIRS="IN/OUT:REQUESTS ...")
+#   bash .device/run.sh tests        the GPU tests alone
 #   bash .device/run.sh records      GPU tests, then issue 5's 128/128 record with its peer, at 512 sequences, and pairs
 set -euo pipefail
 mode=${1:-pack}
@@ -291,7 +292,23 @@ PY
   grep -E "requests of|output  |TTFT ms|TPOT ms|peak|KV blocks|compile" "$out/bench.log"
 }
 
+# The GPU tests alone, under LATHE_TEST_LIMIT seconds (default 300), with JUnit's XML reports.
+tests() {
+  setup
+  local out=$OUT_DIR rc
+  set +e
+  timeout "${LATHE_TEST_LIMIT:-300}" "$JAVA" "${JVM_FLAGS[@]}" -jar "$DEV"/lib/junit-platform-console-standalone-*.jar execute \
+      --class-path "$TEST_CP" --scan-class-path "$DEV/test-classes" --include-tag gpu --details=tree --disable-banner \
+      --disable-ansi-colors --reports-dir "$out/reports" > "$out/gpu-tests.log" 2>&1
+  rc=$?
+  set -e
+  echo "gpu tests exit code: $rc" >> "$out/gpu-tests.log"
+  grep -E "✘|tests (successful|failed)|exit code" "$out/gpu-tests.log"
+  return "$rc"
+}
+
 case "$mode" in
+  tests) tests ;;
   records) records ;;
   pairs) pairs ;;
   serving) serving ;;
@@ -299,5 +316,5 @@ case "$mode" in
   throughput) throughput ;;
   pack) pack ;;
   device) device ;;
-  *) echo "usage: $0 [pack|device|throughput|check|serving|pairs|records]" >&2; exit 2 ;;
+  *) echo "usage: $0 [pack|device|throughput|check|serving|pairs|records|tests]" >&2; exit 2 ;;
 esac
