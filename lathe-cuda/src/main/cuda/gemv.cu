@@ -26,6 +26,8 @@ struct GemvParams {
     int out_f;
     int dtype;
     int bias_dtype;
+    int glu_inner;      // > 0: w is [gate; up] (out_f = 2 * glu_inner) and out [n, glu_inner] gets
+                        // silu(x @ gate_j + b_j) * (x @ up_j + b_(j + glu_inner)), as silu_mul computes it
 };
 
 template <typename T> struct Piece;  // what one 16-byte load of weights holds
@@ -85,13 +87,12 @@ __device__ __forceinline__ void accumulate(const float* x, int n, int in, int k,
     }
 }
 
-// One warp computes output feature `row` for every activation row. Per trip each lane has UNROLL 16-byte
-// pieces of the weight row in flight.
+// One warp computes the dot products of weight row `row` with every activation row: acc[j] holds each
+// lane's share, to be reduced across the warp. Per trip each lane has UNROLL 16-byte pieces of the weight row in flight.
 template <typename T, int MAXN, int UNROLL>
-__device__ __forceinline__ void gemv_row(const GemvParams& p, int row, int lane) {
+__device__ __forceinline__ void gemv_dot(const GemvParams& p, int row, int lane, float* acc) {
     constexpr int N = Piece<T>::N;
     const T* wrow = static_cast<const T*>(p.w) + (long long)row * p.in;
-    float acc[MAXN];
 #pragma unroll
     for (int j = 0; j < MAXN; j++) acc[j] = 0.f;
 
@@ -124,33 +125,65 @@ __device__ __forceinline__ void gemv_row(const GemvParams& p, int row, int lane)
             if (j < p.n) acc[j] = fmaf(wv, p.x[(long long)j * p.in + kk], acc[j]);
         }
     }
+}
+
+// Output feature `row`: the plain product, or (GLU) the gated activation of gate row `row` and up row
+// `row + glu_inner` (the same sums, bias additions and silu arithmetic as gemv then silu_mul).
+template <typename T, int MAXN, int UNROLL, bool GLU>
+__device__ __forceinline__ void gemv_row(const GemvParams& p, int row, int lane) {
+    float acc[MAXN];
+    gemv_dot<T, MAXN, UNROLL>(p, row, lane, acc);
     float b = p.bias != nullptr ? load_f(p.bias, p.bias_dtype, row) : 0.f;
+    if constexpr (!GLU) {
 #pragma unroll
-    for (int j = 0; j < MAXN; j++) {
-        if (j < p.n) {
-            float s = warp_sum(acc[j]);
-            if (lane == 0) p.out[(long long)j * p.out_f + row] = s + b;
+        for (int j = 0; j < MAXN; j++) {
+            if (j < p.n) {
+                float s = warp_sum(acc[j]);
+                if (lane == 0) p.out[(long long)j * p.out_f + row] = s + b;
+            }
+        }
+    } else {
+#pragma unroll
+        for (int j = 0; j < MAXN; j++) acc[j] = j < p.n ? warp_sum(acc[j]) + b : 0.f;  // the gate, as gemv writes it
+        const int up_row = row + p.glu_inner;
+        float up[MAXN];
+        gemv_dot<T, MAXN, UNROLL>(p, up_row, lane, up);
+        float bu = p.bias != nullptr ? load_f(p.bias, p.bias_dtype, up_row) : 0.f;
+#pragma unroll
+        for (int j = 0; j < MAXN; j++) {
+            if (j < p.n) {
+                float a = acc[j], u = warp_sum(up[j]) + bu;
+                if (lane == 0) p.out[(long long)j * p.glu_inner + row] = __fmul_rn(__fdiv_rn(a, __fadd_rn(1.f, expf(-a))), u);
+            }
         }
     }
 }
 
-// Warp g of the grid computes row g; the grid has ceil(out_f / GEMV_WARPS) blocks.
-template <int MAXN, int UNROLL>
+// Warp g of the grid computes output feature g; the grid has ceil(out_f / GEMV_WARPS) blocks, or
+// ceil(glu_inner / GEMV_WARPS) for the GLU kernels.
+template <int MAXN, int UNROLL, bool GLU>
 __device__ __forceinline__ void gemv_any(const GemvParams& p) {
     int lane = threadIdx.x & 31;
     int row = blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
-    if (row >= p.out_f) return;
+    if (row >= (GLU ? p.glu_inner : p.out_f)) return;
     switch (p.dtype) {
-        case DT_BF16: gemv_row<__nv_bfloat16, MAXN, UNROLL>(p, row, lane); break;
-        case DT_F16: gemv_row<__half, MAXN, UNROLL>(p, row, lane); break;
-        default: gemv_row<float, MAXN, UNROLL>(p, row, lane);
+        case DT_BF16: gemv_row<__nv_bfloat16, MAXN, UNROLL, GLU>(p, row, lane); break;
+        case DT_F16: gemv_row<__half, MAXN, UNROLL, GLU>(p, row, lane); break;
+        default: gemv_row<float, MAXN, UNROLL, GLU>(p, row, lane);
     }
 }
 
 // Blocks of GEMV_WARPS warps; gemvK takes n = 1..K activation rows, one weight row per warp. The single-row
 // kernel keeps 4 pieces in flight with 4 blocks an SM: on an H100 it beat 8 pieces with 3 blocks, two rows
 // per warp and a persistent grid on the Llama-3-8B shapes (bench/results, session 2 op timings).
-extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, 4) gemv1(const GemvParams p) { gemv_any<1, 4>(p); }
-extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, 3) gemv2(const GemvParams p) { gemv_any<2, 8>(p); }
-extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv4(const GemvParams p) { gemv_any<4, 4>(p); }
-extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv8(const GemvParams p) { gemv_any<8, 4>(p); }
+extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, 4) gemv1(const GemvParams p) { gemv_any<1, 4, false>(p); }
+extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, 3) gemv2(const GemvParams p) { gemv_any<2, 8, false>(p); }
+extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv4(const GemvParams p) { gemv_any<4, 4, false>(p); }
+extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv8(const GemvParams p) { gemv_any<8, 4, false>(p); }
+
+// The gate/up projection with the SiLU-and-multiply in its epilogue (glu_inner > 0): one warp, two weight
+// rows, the activation written once; no [n, 2 * inner] intermediate and no separate silu_mul launch.
+extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, 4) gemv1_glu(const GemvParams p) { gemv_any<1, 4, true>(p); }
+extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, 3) gemv2_glu(const GemvParams p) { gemv_any<2, 8, true>(p); }
+extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv4_glu(const GemvParams p) { gemv_any<4, 4, true>(p); }
+extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv8_glu(const GemvParams p) { gemv_any<8, 4, true>(p); }

@@ -57,6 +57,7 @@ final class TimedBackend implements Backend {
     @Override public void writeKv(KvCache cache, int layer, Tensor k, Tensor v, Tensor slotMapping) {
         inner.writeKv(cache, layer, k, v, slotMapping);
     }
+    @Override public void linearSiluMul(Tensor x, Weight w, Weight bias, Tensor out) { inner.linearSiluMul(x, w, bias, out); }
     @Override public void ropeWriteKv(Tensor qkv, Tensor q, Tensor cos, Tensor sin, KvCache cache, int layer, Tensor slotMapping) {
         inner.ropeWriteKv(qkv, q, cos, sin, cache, layer, slotMapping);
     }

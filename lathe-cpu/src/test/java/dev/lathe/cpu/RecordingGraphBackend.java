@@ -147,6 +147,10 @@ public final class RecordingGraphBackend implements Backend {
         Tensor a = u(k), b = u(v), m = u(slotMapping);
         op(() -> inner.writeKv(cache, layer, a, b, m));
     }
+    @Override public void linearSiluMul(Tensor x, Weight w, Weight bias, Tensor out) {
+        Tensor a = u(x), o = u(out);
+        op(() -> inner.linearSiluMul(a, w, bias, o));
+    }
     @Override public void ropeWriteKv(Tensor qkv, Tensor q, Tensor cos, Tensor sin, KvCache cache, int layer, Tensor slotMapping) {
         Tensor a = u(qkv), b = u(q), c = u(cos), s = u(sin), m = u(slotMapping);
         op(() -> inner.ropeWriteKv(a, b, c, s, cache, layer, m));

@@ -546,7 +546,33 @@ public final class CudaBackend implements Backend {
     private void gemv(Kernel k, CudaTensor x, CudaWeight w, CudaWeight bias, CudaTensor out) {
         int blocks = (w.rows() + GEMV_WARPS - 1) / GEMV_WARPS;
         k.launch(stream, blocks, 1, GEMV_WARPS * 32, x.address(), w.address(), bias == null ? 0L : bias.address(),
-                out.address(), x.rows(), w.cols(), w.rows(), dtypeCode(w.dtype()), bias == null ? 0 : dtypeCode(bias.dtype()));
+                out.address(), x.rows(), w.cols(), w.rows(), dtypeCode(w.dtype()), bias == null ? 0 : dtypeCode(bias.dtype()), 0);
+    }
+
+    /**
+     * Up to {@link #GEMV_MAX_ROWS} rows: one GEMV kernel with the SiLU-and-multiply in its epilogue (gemv.cu's
+     * *_glu kernels), the same arithmetic as {@link #linear} then {@link #siluMul}. More rows run those two.
+     */
+    @Override
+    public void linearSiluMul(Tensor x, Weight w, Weight bias, Tensor out) {
+        CudaTensor xt = floats(x, "linearSiluMul", "x"), ot = floats(out, "linearSiluMul", "out");
+        CudaWeight wt = cuda(w);
+        int n = xt.rows();
+        if (n == 0 || n > GEMV_MAX_ROWS) {
+            Backend.super.linearSiluMul(x, w, bias, out);
+            return;
+        }
+        CudaWeight bt = bias == null ? null : cuda(bias);
+        if (xt.cols() != wt.cols() || wt.rows() != 2 * ot.cols() || ot.rows() != n
+                || (bt != null && (bt.rows() != 1 || bt.cols() != wt.rows()))) {
+            throw shapes("linearSiluMul", "x " + xt.shape() + ", w '" + wt.name() + "' " + wt.shape() + ", out " + ot.shape()
+                    + (bt == null ? "" : ", bias " + bt.shape()), "need x [n, in], w [2I, in], out [n, I] and bias [1, 2I] or none");
+        }
+        Kernel k = n == 1 ? kernels.gemv1Glu : n == 2 ? kernels.gemv2Glu : n <= 4 ? kernels.gemv4Glu : kernels.gemv8Glu;
+        int inner = ot.cols();
+        k.launch(stream, (inner + GEMV_WARPS - 1) / GEMV_WARPS, 1, GEMV_WARPS * 32, xt.address(), wt.address(),
+                bt == null ? 0L : bt.address(), ot.address(), n, wt.cols(), wt.rows(), dtypeCode(wt.dtype()),
+                bt == null ? 0 : dtypeCode(bt.dtype()), inner);
     }
 
     @Override

@@ -22,7 +22,7 @@ import static dev.lathe.cuda.driver.KernelParams.struct;
  */
 final class Kernels implements AutoCloseable {
     final Kernel embedding, gatherRows, splitColumns, rmsNorm, rope, writeKv, ropeWriteKv, attention, siluMul, randomNormal,
-            convertFromF32, biasAdd, probe, gemv1, gemv2, gemv4, gemv8, argmaxRows, splitFromF32, sumHalves;
+            convertFromF32, biasAdd, probe, gemv1, gemv2, gemv4, gemv8, gemv1Glu, gemv2Glu, gemv4Glu, gemv8Glu, argmaxRows, splitFromF32, sumHalves;
     /** Tensor-core prefill attention, one kernel per cache type and head size: BF16/F16 x 64/128. */
     final Kernel flashBf16D64, flashBf16D128, flashF16D64, flashF16D128;
     /** split_attention_K for head_dim = 32 K, K = 1..8 (index K - 1), and the merge of their pieces. */
@@ -92,6 +92,10 @@ final class Kernels implements AutoCloseable {
             gemv2 = gemv.kernel("gemv2", gemvParams("gemv2"));
             gemv4 = gemv.kernel("gemv4", gemvParams("gemv4"));
             gemv8 = gemv.kernel("gemv8", gemvParams("gemv8"));
+            gemv1Glu = gemv.kernel("gemv1_glu", gemvParams("gemv1_glu"));
+            gemv2Glu = gemv.kernel("gemv2_glu", gemvParams("gemv2_glu"));
+            gemv4Glu = gemv.kernel("gemv4_glu", gemvParams("gemv4_glu"));
+            gemv8Glu = gemv.kernel("gemv8_glu", gemvParams("gemv8_glu"));
             argmaxRows = byName.get("select").kernel("argmax_rows", struct("argmax_rows",
                     ptr("logits"), ptr("out"), i32("rows"), i32("vocab")));
         } catch (RuntimeException | Error e) {
@@ -102,7 +106,7 @@ final class Kernels implements AutoCloseable {
 
     private static KernelParams gemvParams(String name) {
         return struct(name, ptr("x"), ptr("w"), ptr("bias"), ptr("out"), i32("n"), i32("in"), i32("out_f"),
-                i32("dtype"), i32("bias_dtype"));
+                i32("dtype"), i32("bias_dtype"), i32("glu_inner"));
     }
 
     /** FlashAttentionParams of flash_attention.cu. */

@@ -318,6 +318,30 @@ class CudaOpsTest {
         }
     }
 
+    /** The fused GEMV + SiLU-and-multiply against the two ops, bit for bit, for every GEMV row count and with bias. */
+    @ParameterizedTest
+    @EnumSource(value = DType.class, names = {"BF16", "F16", "F32"})
+    void linearSiluMulEqualsLinearThenSiluMul(DType dtype) {
+        int in = 520, inner = 301;  // 16-byte pieces for every type; 301 features leave a partial block of warps
+        for (int n : new int[]{1, 2, 3, 5, 8, 9}) {
+            for (boolean withBias : new boolean[]{false, true}) {
+                float[] x = normal(random, n * in, 1f), w = normal(random, 2 * inner * in, 0.05f), b = normal(random, 2 * inner, 1f);
+                try (Weight wt = gpu.load(weight("w", dtype, w, 2 * inner, in)); Weight bt = gpu.load(weight("b", dtype, b, 2 * inner));
+                     Tensor xt = gpu.upload(x, n, in); Tensor fused = poisoned(n, inner); Tensor gateUp = poisoned(n, 2 * inner);
+                     Tensor apart = poisoned(n, inner)) {
+                    gpu.linearSiluMul(xt, wt, withBias ? bt : null, fused);
+                    gpu.linear(xt, wt, withBias ? bt : null, gateUp);
+                    gpu.siluMul(gateUp, apart);
+                    float[] got = gpu.download(fused), want = gpu.download(apart);
+                    int first = Arrays.mismatch(got, want);
+                    assertThat(first).as("%s n=%d bias=%s seed %d: first difference at %d", dtype, n, withBias, seed, first)
+                            .isEqualTo(-1);
+                    for (float v : got) assertThat(Float.isNaN(v)).as("NaN in the output (not written?)").isFalse();
+                }
+            }
+        }
+    }
+
     @Test
     void siluMulGatesTheUpHalf() {
         int n = 6, inner = 1001;

@@ -27,6 +27,12 @@ public final class OpTimings {
             linear(gpu, "linear bf16 gate/up 4096->28672, n=1", 1, 4096, 28672);
             linear(gpu, "linear bf16 down 14336->4096, n=1", 1, 14336, 4096);
             linear(gpu, "linear bf16 lm head 4096->128256, n=1", 1, 4096, 128256);
+            try (Weight w = gpu.random("gu", DType.BF16, 28672, 4096, 8, 0f, 0.02f);
+                 Tensor x = gpu.upload(Host.normal(new java.util.Random(1), 4096, 1f), 1, 4096);
+                 Tensor act = gpu.allocate(DType.F32, 1, 14336)) {
+                report("linearSiluMul gate/up 4096->2x14336, n=1", micros(gpu, () -> gpu.linearSiluMul(x, w, null, act)),
+                        2.0 * 4096 * 28672 + 4.0 * (4096 + 14336));
+            }
             norm(gpu);
             attention(gpu, 2048, 1, "");
             int old = gpu.maxAttentionSplits(64);

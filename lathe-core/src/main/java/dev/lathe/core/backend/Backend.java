@@ -158,6 +158,22 @@ public interface Backend extends AutoCloseable {
     /** {@code out[i, j] = silu(x[i, j]) * x[i, j + I]}: x {@code [n, 2I]}, out {@code [n, I]}. */
     void siluMul(Tensor x, Tensor out);
 
+    /**
+     * The gated MLP input in one op: {@link #linear} of x by the stacked gate and up weights ({@code w} {@code
+     * [2I, in]}, bias {@code [1, 2I]} or null), then {@link #siluMul} into {@code out} ({@code [n, I]}). Equal
+     * to those two ops, which this default runs; a backend may fuse them.
+     */
+    default void linearSiluMul(Tensor x, Weight w, Weight bias, Tensor out) {
+        if (w.rows() != 2 * out.cols() || out.rows() != x.rows()) {
+            throw new IllegalArgumentException("linearSiluMul: w is [" + w.rows() + ", " + w.cols() + "], x [" + x.rows()
+                    + ", " + x.cols() + "] and out [" + out.rows() + ", " + out.cols() + "]; need w [2I, in] and out [n, I]");
+        }
+        try (Tensor gateUp = allocate(DType.F32, x.rows(), w.rows())) {
+            linear(x, w, bias, gateUp);
+            siluMul(gateUp, out);
+        }
+    }
+
     /** {@code out[i, :] = x[rows[i], :]}: rows {@code [1, m]} I32, out {@code [m, cols]}. */
     void gatherRows(Tensor x, Tensor rows, Tensor out);
 

@@ -79,7 +79,6 @@ public final class LlamaModel implements AutoCloseable {
              Tensor v = backend.allocate(DType.F32, n, config.kvSize());
              Tensor attnOut = backend.allocate(DType.F32, n, config.qSize());
              Tensor proj = backend.allocate(DType.F32, n, hidden);
-             Tensor gateUp = backend.allocate(DType.F32, n, 2 * config.intermediateSize());
              Tensor act = backend.allocate(DType.F32, n, config.intermediateSize())) {
 
             backend.embedding(embedding, in.tokenIds(), residual);
@@ -100,8 +99,7 @@ public final class LlamaModel implements AutoCloseable {
                 backend.attention(q, cache, l, attn, attentionScale, attnOut);
                 backend.linear(attnOut, w.o(), w.oBias(), proj);
                 backend.addRmsNorm(residual, proj, w.postAttentionNorm(), eps, h);
-                backend.linear(h, w.gateUp(), w.gateUpBias(), gateUp);
-                backend.siluMul(gateUp, act);
+                backend.linearSiluMul(h, w.gateUp(), w.gateUpBias(), act);
                 backend.linear(act, w.down(), w.downBias(), proj);
                 Weight nextNorm = l + 1 < layers.size() ? layers.get(l + 1).inputNorm() : finalNorm;
                 backend.addRmsNorm(residual, proj, nextNorm, eps, h);
