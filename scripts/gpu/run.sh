@@ -14,6 +14,7 @@
 #   bash .device/run.sh serving      serving sweep against `lathe serve` (pack with LATHE_PACK_SERVER=1)
 #   bash .device/run.sh pairs        offline throughput at other lengths (LATHE_PAIRS="IN/OUT:REQUESTS ...")
 #   bash .device/run.sh tests        the GPU tests alone
+#   bash .device/run.sh quick        most GPU tests, batch-1 decode, batch 4 and 8 with two gemv row limits
 #   bash .device/run.sh records      GPU tests, then issue 5's 128/128 record with its peer, at 512 sequences, and pairs
 set -euo pipefail
 mode=${1:-pack}
@@ -307,7 +308,35 @@ tests() {
   return "$rc"
 }
 
+# A short call after a kernel change: the GPU tests but the two slowest (the Llama-shape flash test and
+# the 8B CPU comparison), batch-1 decode latency, and decode at batch 4 and 8 with the gemv kernels taking up
+# to 2 rows (the default) and up to 8 rows.
+quick() {
+  setup
+  local out=$OUT_DIR card rows b
+  card=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1 || echo unknown)
+  set +e
+  timeout "${LATHE_TEST_LIMIT:-90}" "$JAVA" "${JVM_FLAGS[@]}" -jar "$DEV"/lib/junit-platform-console-standalone-*.jar execute \
+      --class-path "$TEST_CP" --scan-class-path "$DEV/test-classes" --include-tag gpu --details=tree --disable-banner \
+      --disable-ansi-colors --exclude-methodname '.*(flashAttentionMatchesDenseSoftmaxOnLlamaShapes|llama3_8bAgreesWithTheCpuBackend).*' \
+      > "$out/gpu-tests.log" 2>&1
+  echo "gpu tests exit code: $?" >> "$out/gpu-tests.log"
+  local -a lat=(bench latency --backend cuda --model synthetic:llama-3-8b --card "$card" --input-len 128 --output-len 128)
+  timeout 45 "${LATHE[@]}" "${lat[@]}" --batch 1 --warmup 1 --iterations 3 --json "$out/latency-128-128.json" >> "$out/bench.log" 2>&1
+  for b in 4 8; do
+    for rows in 2 8; do
+      echo "== batch $b, gemv up to $rows rows" >> "$out/bench.log"
+      timeout 40 "$JAVA" "${JVM_FLAGS[@]}" -Dlathe.gemv.maxRows=$rows -cp "$DEV/lib/*" dev.lathe.cli.Main "${lat[@]}" --batch "$b" \
+          --warmup 1 --iterations 2 --json "/tmp/latency-b$b-rows$rows.json" >> "$out/bench.log" 2>&1
+    done
+  done
+  set -e
+  grep -E "✘|tests (successful|failed)|exit code" "$out/gpu-tests.log"
+  grep -E "^(==|TTFT|TPOT|host)" "$out/bench.log"
+}
+
 case "$mode" in
+  quick) quick ;;
   tests) tests ;;
   records) records ;;
   pairs) pairs ;;
@@ -316,5 +345,5 @@ case "$mode" in
   throughput) throughput ;;
   pack) pack ;;
   device) device ;;
-  *) echo "usage: $0 [pack|device|throughput|check|serving|pairs|records|tests]" >&2; exit 2 ;;
+  *) echo "usage: $0 [pack|device|throughput|check|serving|pairs|records|tests|quick]" >&2; exit 2 ;;
 esac

@@ -1,5 +1,5 @@
 // Skinny matrix products for decode: out[n, out_f] = x[n, in] @ w[out_f, in]^T (+ bias) for n <= 8
-// (CudaBackend.GEMV_MAX_ROWS; more rows go to cuBLASLt).
+// (CudaBackend.GEMV_MAX_ROWS; how many rows use them is CudaBackend.gemvMaxRows(), more go to cuBLASLt).
 //
 // At a handful of rows the product is bound by reading the weights once, so there is nothing to gain
 // from tensor cores, and the activations can stay float32 (no rounding to the weight type). One warp owns one output feature: its lanes stream the

@@ -33,8 +33,15 @@ public final class CudaBackend implements Backend {
     private static final long STAGING_CHUNK = 16L << 20;
     private static final int NORM_THREADS_MAX = 512;
     static final int MAX_HEAD_DIM = 256;
-    /** Rows up to which {@link #linear} runs the gemv kernel (GEMV_MAX_ROWS in gemv.cu). */
+    /** The most rows the gemv kernels take (gemv8). */
     static final int GEMV_MAX_ROWS = 8;
+    /**
+     * System property: rows up to which {@link #linear} runs the gemv kernels (0 to 8, default 2); more go to
+     * cuBLASLt. In the H100 serving sweep (1024 in / 128 out) the time per output token was 5.9 ms at 1
+     * request in flight, 6.7 at 2, 11.0 at 4 (gemv4) and 21.3 at 8 (gemv8), but 9.1 at 16 (cuBLASLt): with n
+     * activation rows every weight piece is multiplied with n rows read through L1, which becomes the limit.
+     */
+    public static final String GEMV_ROWS_PROPERTY = "lathe.gemv.maxRows";
     private static final int GEMV_WARPS = 8;
     /** Rows up to which BF16/F16 {@link #linear} splits activations into two 16-bit parts. */
     static final int SPLIT_MAX_ROWS = 64;
@@ -76,6 +83,7 @@ public final class CudaBackend implements Backend {
     private final boolean[] stagingBusy = new boolean[2];
     private int nextStaging;
     private final int multiprocessors;
+    private int gemvMaxRows = Math.clamp(Integer.getInteger(GEMV_ROWS_PROPERTY, 2), 0, GEMV_MAX_ROWS);
     private int maxSplits = Math.clamp(Integer.getInteger(MAX_SPLITS_PROPERTY, MAX_SPLITS), 1, MAX_SPLITS);
     private final BufferPool pool;
     /**
@@ -464,7 +472,7 @@ public final class CudaBackend implements Backend {
     /**
      * Three paths, by row count n, so that activations keep float32 precision wherever that costs no time:
      * <ul>
-     *   <li>n up to {@link #GEMV_MAX_ROWS} (decode): the gemv kernel, float32 activations, bias fused;</li>
+     *   <li>n up to {@link #gemvMaxRows()} (decode): the gemv kernel, float32 activations, bias fused;</li>
      *   <li>BF16/F16 weights and n up to {@link #SPLIT_MAX_ROWS}: each activation is split into a 16-bit
      *       high and low part and one cuBLASLt GEMM runs over the 2n rows; the product is still bound by
      *       reading the weights once, and the result carries ~16 mantissa bits of x instead of 8;</li>
@@ -490,7 +498,7 @@ public final class CudaBackend implements Backend {
         }
         int n = xt.rows();
         if (n == 0) return;
-        if (n <= GEMV_MAX_ROWS) {
+        if (n <= gemvMaxRows) {
             Kernel k = n == 1 ? kernels.gemv1 : n == 2 ? kernels.gemv2 : n <= 4 ? kernels.gemv4 : kernels.gemv8;
             gemv(k, xt, wt, bt, ot);
             return;
@@ -527,6 +535,16 @@ public final class CudaBackend implements Backend {
         }
     }
 
+    /** Rows up to which {@link #linear} and {@link #linearSiluMul} run the gemv kernels (see {@link #GEMV_ROWS_PROPERTY}). */
+    int gemvMaxRows() { return gemvMaxRows; }
+
+    /** Sets {@link #gemvMaxRows()} (0 to {@link #GEMV_MAX_ROWS}); returns the old value. */
+    int gemvMaxRows(int n) {
+        int old = gemvMaxRows;
+        gemvMaxRows = Math.clamp(n, 0, GEMV_MAX_ROWS);
+        return old;
+    }
+
     /** Every byte of a KV cache, all layers, in its storage layout (for tests). */
     byte[] cacheBytes(KvCache cache) {
         CudaKvCache c = cuda(cache);
@@ -550,7 +568,7 @@ public final class CudaBackend implements Backend {
     }
 
     /**
-     * Up to {@link #GEMV_MAX_ROWS} rows: one GEMV kernel with the SiLU-and-multiply in its epilogue (gemv.cu's
+     * Up to {@link #gemvMaxRows()} rows: one GEMV kernel with the SiLU-and-multiply in its epilogue (gemv.cu's
      * *_glu kernels), the same arithmetic as {@link #linear} then {@link #siluMul}. More rows run those two.
      */
     @Override
@@ -558,7 +576,7 @@ public final class CudaBackend implements Backend {
         CudaTensor xt = floats(x, "linearSiluMul", "x"), ot = floats(out, "linearSiluMul", "out");
         CudaWeight wt = cuda(w);
         int n = xt.rows();
-        if (n == 0 || n > GEMV_MAX_ROWS) {
+        if (n == 0 || n > gemvMaxRows) {
             Backend.super.linearSiluMul(x, w, bias, out);
             return;
         }

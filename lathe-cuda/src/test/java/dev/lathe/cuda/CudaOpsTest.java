@@ -151,7 +151,7 @@ class CudaOpsTest {
     }
 
     /**
-     * Shapes for both paths: up to {@link CudaBackend#GEMV_MAX_ROWS} rows run the gemv kernel (its 16-byte
+     * Shapes for both paths: up to {@link CudaBackend#gemvMaxRows()} rows run the gemv kernel (its 16-byte
      * loop, unrolled and not, and its scalar tail when {@code in} is not a multiple of a 16-byte piece);
      * up to {@link CudaBackend#SPLIT_MAX_ROWS} rows of 16-bit weights run cuBLASLt over split activations;
      * more rows run cuBLASLt over activations rounded to the weight format.
@@ -159,6 +159,21 @@ class CudaOpsTest {
     @ParameterizedTest
     @EnumSource(value = DType.class, names = {"F32", "F16", "BF16"})
     void linearMultipliesByTheTransposedWeightAndAddsBias(DType dtype) {
+        eachGemvLimit(() -> linearShapes(dtype));
+    }
+
+    /** Runs {@code body} with the backend's gemv row limit as configured, then with every gemv kernel in use. */
+    private static void eachGemvLimit(Runnable body) {
+        body.run();
+        int old = gpu.gemvMaxRows(CudaBackend.GEMV_MAX_ROWS);
+        try {
+            if (old != CudaBackend.GEMV_MAX_ROWS) body.run();
+        } finally {
+            gpu.gemvMaxRows(old);
+        }
+    }
+
+    private void linearShapes(DType dtype) {
         int[][] shapes = {{1, 256, 384}, {7, 129, 67}, {8, 4096, 100}, {3, 1001, 50}, {2, 4100, 33}, {33, 512, 1000},
                 {64, 257, 40}, {65, 300, 70}};
         for (int[] shape : shapes) {
@@ -170,7 +185,7 @@ class CudaOpsTest {
                 gpu.linear(xt, wt, bt, outBias);
                 float[] wq = round(dtype, w), bq = round(dtype, b);
                 String what = dtype + " " + Arrays.toString(shape) + " seed " + seed;
-                if (n <= CudaBackend.GEMV_MAX_ROWS) {
+                if (n <= gpu.gemvMaxRows()) {
                     // gemv: float32 activations as given, float32 accumulation
                     assertClose("gemv " + what, gpu.download(out), matmul(x, wq, null, n, in, outF), 1e-5);
                     assertClose("gemv+bias " + what, gpu.download(outBias), matmul(x, wq, bq, n, in, outF), 1e-5);
@@ -322,6 +337,10 @@ class CudaOpsTest {
     @ParameterizedTest
     @EnumSource(value = DType.class, names = {"BF16", "F16", "F32"})
     void linearSiluMulEqualsLinearThenSiluMul(DType dtype) {
+        eachGemvLimit(() -> linearSiluMulCases(dtype));
+    }
+
+    private void linearSiluMulCases(DType dtype) {
         int in = 520, inner = 301;  // 16-byte pieces for every type; 301 features leave a partial block of warps
         for (int n : new int[]{1, 2, 3, 5, 8, 9}) {
             for (boolean withBias : new boolean[]{false, true}) {
@@ -334,7 +353,8 @@ class CudaOpsTest {
                     gpu.siluMul(gateUp, apart);
                     float[] got = gpu.download(fused), want = gpu.download(apart);
                     int first = Arrays.mismatch(got, want);
-                    assertThat(first).as("%s n=%d bias=%s seed %d: first difference at %d", dtype, n, withBias, seed, first)
+                    assertThat(first).as("%s n=%d bias=%s gemv rows<=%d seed %d: first difference at %d", dtype, n, withBias,
+                                    gpu.gemvMaxRows(), seed, first)
                             .isEqualTo(-1);
                     for (float v : got) assertThat(Float.isNaN(v)).as("NaN in the output (not written?)").isFalse();
                 }
