@@ -309,8 +309,8 @@ tests() {
 }
 
 # A short call after a kernel change: the GPU tests but the two slowest (the Llama-shape flash test and
-# the 8B CPU comparison), batch-1 decode latency, and decode at batch 4 and 8 with the gemv kernels taking up
-# to 2 rows (the default) and up to 8 rows.
+# the 8B CPU comparison), batch-1 decode latency with the fused gate/up + SiLU GEMV and without, and decode
+# at batch 4 and 8 (LATHE_QUICK_BATCHES) with the gemv kernels taking up to 2 rows (the default) and up to 8.
 quick() {
   setup
   local out=$OUT_DIR card rows b
@@ -323,7 +323,10 @@ quick() {
   echo "gpu tests exit code: $?" >> "$out/gpu-tests.log"
   local -a lat=(bench latency --backend cuda --model synthetic:llama-3-8b --card "$card" --input-len 128 --output-len 128)
   timeout 45 "${LATHE[@]}" "${lat[@]}" --batch 1 --warmup 1 --iterations 3 --json "$out/latency-128-128.json" >> "$out/bench.log" 2>&1
-  for b in 4 8; do
+  echo "== batch 1, gate/up GEMV and SiLU-and-multiply as two kernels" >> "$out/bench.log"
+  timeout 45 "$JAVA" "${JVM_FLAGS[@]}" -Dlathe.gemv.glu=false -cp "$DEV/lib/*" dev.lathe.cli.Main "${lat[@]}" --batch 1 \
+      --warmup 1 --iterations 3 >> "$out/bench.log" 2>&1
+  for b in ${LATHE_QUICK_BATCHES:-4 8}; do
     for rows in 2 8; do
       echo "== batch $b, gemv up to $rows rows" >> "$out/bench.log"
       timeout 40 "$JAVA" "${JVM_FLAGS[@]}" -Dlathe.gemv.maxRows=$rows -cp "$DEV/lib/*" dev.lathe.cli.Main "${lat[@]}" --batch "$b" \

@@ -42,6 +42,8 @@ public final class CudaBackend implements Backend {
      * activation rows every weight piece is multiplied with n rows read through L1, which becomes the limit.
      */
     public static final String GEMV_ROWS_PROPERTY = "lathe.gemv.maxRows";
+    /** System property: {@code false} runs {@link #linearSiluMul} as linear then siluMul (default true: one kernel). */
+    public static final String GEMV_GLU_PROPERTY = "lathe.gemv.glu";
     private static final int GEMV_WARPS = 8;
     /** Rows up to which BF16/F16 {@link #linear} splits activations into two 16-bit parts. */
     static final int SPLIT_MAX_ROWS = 64;
@@ -83,6 +85,7 @@ public final class CudaBackend implements Backend {
     private final boolean[] stagingBusy = new boolean[2];
     private int nextStaging;
     private final int multiprocessors;
+    private final boolean fusedGlu = Boolean.parseBoolean(System.getProperty(GEMV_GLU_PROPERTY, "true"));
     private int gemvMaxRows = Math.clamp(Integer.getInteger(GEMV_ROWS_PROPERTY, 2), 0, GEMV_MAX_ROWS);
     private int maxSplits = Math.clamp(Integer.getInteger(MAX_SPLITS_PROPERTY, MAX_SPLITS), 1, MAX_SPLITS);
     private final BufferPool pool;
@@ -576,7 +579,7 @@ public final class CudaBackend implements Backend {
         CudaTensor xt = floats(x, "linearSiluMul", "x"), ot = floats(out, "linearSiluMul", "out");
         CudaWeight wt = cuda(w);
         int n = xt.rows();
-        if (n == 0 || n > gemvMaxRows) {
+        if (n == 0 || n > gemvMaxRows || !fusedGlu) {
             Backend.super.linearSiluMul(x, w, bias, out);
             return;
         }
