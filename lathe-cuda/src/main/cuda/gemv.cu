@@ -87,19 +87,14 @@ __device__ __forceinline__ void accumulate(const float* x, int n, int in, int k,
     }
 }
 
-// One warp computes the dot products of R weight rows (rows[0 .. R)) with every activation row: acc[r][j]
-// holds each lane's share, to be reduced across the warp. Per trip each lane has UNROLL 16-byte pieces of
-// every row in flight; each row's products are added in the same order whatever R and UNROLL are.
-template <typename T, int MAXN, int UNROLL, int R>
-__device__ __forceinline__ void gemv_dot(const GemvParams& p, const int* rows, int lane, float (*acc)[MAXN]) {
+// One warp computes the dot products of weight row `row` with every activation row: acc[j] holds each
+// lane's share, to be reduced across the warp. Per trip each lane has UNROLL 16-byte pieces of the weight row in flight.
+template <typename T, int MAXN, int UNROLL>
+__device__ __forceinline__ void gemv_dot(const GemvParams& p, int row, int lane, float* acc) {
     constexpr int N = Piece<T>::N;
-    const T* wrow[R];
+    const T* wrow = static_cast<const T*>(p.w) + (long long)row * p.in;
 #pragma unroll
-    for (int r = 0; r < R; r++) {
-        wrow[r] = static_cast<const T*>(p.w) + (long long)rows[r] * p.in;
-#pragma unroll
-        for (int j = 0; j < MAXN; j++) acc[r][j] = 0.f;
-    }
+    for (int j = 0; j < MAXN; j++) acc[j] = 0.f;
 
     // 16-byte pieces need the row to start on a 16-byte boundary and activations on one too (in % N == 0
     // keeps both, given 256-byte aligned allocations); otherwise everything goes through the scalar tail
@@ -107,39 +102,27 @@ __device__ __forceinline__ void gemv_dot(const GemvParams& p, const int* rows, i
     const int step = 32 * N;
     int k = lane * N;
     for (; k + (UNROLL - 1) * step < vec_end; k += UNROLL * step) {
-        int4 raw[R][UNROLL];
+        int4 raw[UNROLL];
 #pragma unroll
-        for (int r = 0; r < R; r++) {
+        for (int u = 0; u < UNROLL; u++) raw[u] = __ldcs(reinterpret_cast<const int4*>(wrow + k + u * step));
 #pragma unroll
-            for (int u = 0; u < UNROLL; u++) raw[r][u] = __ldcs(reinterpret_cast<const int4*>(wrow[r] + k + u * step));
-        }
-#pragma unroll
-        for (int r = 0; r < R; r++) {
-#pragma unroll
-            for (int u = 0; u < UNROLL; u++) {
-                float wf[N];
-                Piece<T>::widen(raw[r][u], wf);
-                accumulate<T, MAXN>(p.x, p.n, p.in, k + u * step, wf, acc[r]);
-            }
+        for (int u = 0; u < UNROLL; u++) {
+            float wf[N];
+            Piece<T>::widen(raw[u], wf);
+            accumulate<T, MAXN>(p.x, p.n, p.in, k + u * step, wf, acc);
         }
     }
     for (; k < vec_end; k += step) {
-#pragma unroll
-        for (int r = 0; r < R; r++) {
-            int4 raw = __ldcs(reinterpret_cast<const int4*>(wrow[r] + k));
-            float wf[N];
-            Piece<T>::widen(raw, wf);
-            accumulate<T, MAXN>(p.x, p.n, p.in, k, wf, acc[r]);
-        }
+        int4 raw = __ldcs(reinterpret_cast<const int4*>(wrow + k));
+        float wf[N];
+        Piece<T>::widen(raw, wf);
+        accumulate<T, MAXN>(p.x, p.n, p.in, k, wf, acc);
     }
     for (int kk = vec_end + lane; kk < p.in; kk += 32) {
+        float wv = load_f(p.w, p.dtype, (long long)row * p.in + kk);
 #pragma unroll
-        for (int r = 0; r < R; r++) {
-            float wv = load_f(p.w, p.dtype, (long long)rows[r] * p.in + kk);
-#pragma unroll
-            for (int j = 0; j < MAXN; j++) {
-                if (j < p.n) acc[r][j] = fmaf(wv, p.x[(long long)j * p.in + kk], acc[r][j]);
-            }
+        for (int j = 0; j < MAXN; j++) {
+            if (j < p.n) acc[j] = fmaf(wv, p.x[(long long)j * p.in + kk], acc[j]);
         }
     }
 }
@@ -148,29 +131,28 @@ __device__ __forceinline__ void gemv_dot(const GemvParams& p, const int* rows, i
 // `row + glu_inner` (the same sums, bias additions and silu arithmetic as gemv then silu_mul).
 template <typename T, int MAXN, int UNROLL, bool GLU>
 __device__ __forceinline__ void gemv_row(const GemvParams& p, int row, int lane) {
+    float acc[MAXN];
+    gemv_dot<T, MAXN, UNROLL>(p, row, lane, acc);
+    float b = p.bias != nullptr ? load_f(p.bias, p.bias_dtype, row) : 0.f;
     if constexpr (!GLU) {
-        float acc[1][MAXN];
-        gemv_dot<T, MAXN, UNROLL, 1>(p, &row, lane, acc);
-        float b = p.bias != nullptr ? load_f(p.bias, p.bias_dtype, row) : 0.f;
 #pragma unroll
         for (int j = 0; j < MAXN; j++) {
             if (j < p.n) {
-                float s = warp_sum(acc[0][j]);
+                float s = warp_sum(acc[j]);
                 if (lane == 0) p.out[(long long)j * p.out_f + row] = s + b;
             }
         }
     } else {
-        // both rows stream together, half the pieces of each in flight, so a warp keeps as many loads
-        // outstanding as the plain kernel
-        const int rows[2] = {row, row + p.glu_inner};
-        float acc[2][MAXN];
-        gemv_dot<T, MAXN, (UNROLL > 1 ? UNROLL / 2 : 1), 2>(p, rows, lane, acc);
-        float bg = p.bias != nullptr ? load_f(p.bias, p.bias_dtype, rows[0]) : 0.f;
-        float bu = p.bias != nullptr ? load_f(p.bias, p.bias_dtype, rows[1]) : 0.f;
+#pragma unroll
+        for (int j = 0; j < MAXN; j++) acc[j] = j < p.n ? warp_sum(acc[j]) + b : 0.f;  // the gate, as gemv writes it
+        const int up_row = row + p.glu_inner;
+        float up[MAXN];
+        gemv_dot<T, MAXN, UNROLL>(p, up_row, lane, up);
+        float bu = p.bias != nullptr ? load_f(p.bias, p.bias_dtype, up_row) : 0.f;
 #pragma unroll
         for (int j = 0; j < MAXN; j++) {
             if (j < p.n) {
-                float a = warp_sum(acc[0][j]) + bg, u = warp_sum(acc[1][j]) + bu;  // as gemv writes them
+                float a = acc[j], u = warp_sum(up[j]) + bu;
                 if (lane == 0) p.out[(long long)j * p.glu_inner + row] = __fmul_rn(__fdiv_rn(a, __fadd_rn(1.f, expf(-a))), u);
             }
         }
