@@ -65,6 +65,13 @@ class CliTest {
     }
 
     @Test
+    void promptsPerConcurrencyWithoutAConcurrencySweepIsAClearError() {
+        Run r = lathe("bench", "serving", "--url", "http://127.0.0.1:9", "--model", "m", "--prompts-per-concurrency", "4");
+        assertThat(r.exit()).isNotZero();
+        assertThat(r.err()).contains("--prompts-per-concurrency 4").contains("needs a concurrency sweep");
+    }
+
+    @Test
     void inspectReportsLlama3_8bParameterCount() {
         Run r = lathe("inspect", "synthetic:llama-3-8b");
         assertThat(r.exit()).as(r.err()).isZero();

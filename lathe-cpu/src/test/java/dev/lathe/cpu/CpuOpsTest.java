@@ -294,6 +294,48 @@ class CpuOpsTest {
         }
     }
 
+    /** The fused ops' default forms, which this backend runs: the ops they stand for, and clear shape errors. */
+    @Test
+    void fusedOpsEqualTheOpsTheyReplaceAndRejectBadShapes() {
+        Random rnd = Fixtures.random("fused");
+        int n = 3, in = 40, inner = 9;
+        float[] x = normals(rnd, n * in), w = weightValues(rnd, DType.BF16, 2 * inner * in), b = weightValues(rnd, DType.BF16, 2 * inner);
+        try (Weight wt = backend.load(weight("mlp.gate_up", DType.BF16, w, 2 * inner, in));
+             Weight bt = backend.load(weight("mlp.gate_up.bias", DType.BF16, b, 2 * inner));
+             Tensor xt = backend.upload(x, n, in); Tensor gateUp = backend.upload(nans(n * 2 * inner), n, 2 * inner);
+             Tensor fused = backend.upload(nans(n * inner), n, inner); Tensor apart = backend.upload(nans(n * inner), n, inner);
+             Tensor narrow = backend.allocate(DType.F32, n, inner + 1)) {
+            backend.linearSiluMul(xt, wt, bt, fused);
+            backend.linear(xt, wt, bt, gateUp);
+            backend.siluMul(gateUp, apart);
+            assertThat(backend.download(fused)).containsExactly(backend.download(apart));
+            assertThatThrownBy(() -> backend.linearSiluMul(xt, wt, bt, narrow))
+                    .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("linearSiluMul")
+                    .hasMessageContaining("[18, 40]").hasMessageContaining("[3, 10]");
+        }
+        int heads = 4, kvHeads = 2, half = 4, headDim = 2 * half, qWidth = heads * headDim, kvWidth = kvHeads * headDim;
+        float[] qkv = normals(rnd, n * (qWidth + 2 * kvWidth)), cos = new float[n * half], sin = new float[n * half];
+        for (int i = 0; i < cos.length; i++) {
+            double angle = rnd.nextDouble() * 20;
+            cos[i] = (float) Math.cos(angle);
+            sin[i] = (float) Math.sin(angle);
+        }
+        try (var cache = backend.allocateKvCache(1, 2, 4, kvHeads, headDim, DType.F32);
+             Tensor x2 = backend.upload(qkv, n, qWidth + 2 * kvWidth); Tensor ct = backend.upload(cos, n, half);
+             Tensor st = backend.upload(sin, n, half); Tensor slots = backend.upload(new int[]{5, -1, 2}, 1, n);
+             Tensor q = backend.upload(nans(n * qWidth), n, qWidth); Tensor qApart = backend.upload(nans(n * qWidth), n, qWidth);
+             Tensor k = backend.allocate(DType.F32, n, kvWidth); Tensor v = backend.allocate(DType.F32, n, kvWidth);
+             Tensor oddQ = backend.allocate(DType.F32, n, qWidth + 1)) {
+            backend.ropeWriteKv(x2, q, ct, st, cache, 0, slots);
+            backend.splitColumns(x2, qApart, k, v);
+            backend.rope(qApart, ct, st);
+            assertThat(backend.download(q)).containsExactly(backend.download(qApart));
+            assertThatThrownBy(() -> backend.ropeWriteKv(x2, oddQ, ct, st, cache, 0, slots))
+                    .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("ropeWriteKv")
+                    .hasMessageContaining("[3, 64]").hasMessageContaining("[3, 33]");
+        }
+    }
+
     @Test
     void downloadReturnsACopy() {
         try (Tensor t = backend.upload(new float[]{1, 2, 3}, 1, 3)) {
