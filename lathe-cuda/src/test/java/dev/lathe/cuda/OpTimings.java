@@ -11,7 +11,7 @@ import java.util.Arrays;
 import java.util.Locale;
 
 /**
- * First timings of single ops at Llama-3-8B shapes, batch 1: device time per op between two events
+ * Timings of single ops at Llama-3-8B shapes (batch 1, batch 256, and one layer of a 2048-token prefill): device time per op between two events
  * around {@code ITERS} back-to-back launches (so launch gaps count), after a warm-up. Inputs are seeded
  * random values, never zeros. Not a benchmark of the engine; a baseline for the kernel work to come.
  */
@@ -52,6 +52,48 @@ public final class OpTimings {
                  Tensor act = gpu.allocate(DType.F32, 256, 14336)) {
                 report("siluMul 14336, n=256", micros(gpu, () -> gpu.siluMul(gu, act)), 4.0 * 256 * (28672 + 14336));
             }
+            prefillLayer(gpu, 2048);
+        }
+    }
+
+    /**
+     * Every op of one layer of an n-token prefill (Llama-3-8B shapes), so that TTFT splits into its parts: the
+     * GEMMs with their TFLOP/s, and the element-wise ops with their GB/s.
+     */
+    private static void prefillLayer(CudaBackend gpu, int n) {
+        int[][] gemms = {{4096, 6144}, {4096, 4096}, {4096, 28672}, {14336, 4096}};
+        String[] names = {"qkv", "o", "gate/up", "down"};
+        java.util.Random rnd = new java.util.Random(6);
+        for (int i = 0; i < gemms.length; i++) {
+            int in = gemms[i][0], out = gemms[i][1];
+            try (Weight w = gpu.random("w", DType.BF16, out, in, 9, 0f, 0.02f);
+                 Tensor x = gpu.upload(Host.normal(rnd, n * in, 1f), n, in); Tensor y = gpu.allocate(DType.F32, n, out)) {
+                double us = micros(gpu, () -> gpu.linear(x, w, null, y));
+                System.out.printf(Locale.ROOT, "%-40s %10.1f %10.0f TFLOP/s%n", "linear bf16 " + names[i] + " " + in + "->" + out
+                        + ", n=" + n, us, 2.0 * n * in * out / (us * 1e-6) / 1e12);
+            }
+        }
+        int h = 4096;
+        try (Weight w = gpu.random("n", DType.BF16, 1, h, 3, 1f, 0.02f);
+             Tensor r = gpu.upload(Host.normal(rnd, n * h, 1f), n, h); Tensor x = gpu.upload(Host.normal(rnd, n * h, 1f), n, h);
+             Tensor o = gpu.allocate(DType.F32, n, h)) {
+            report("addRmsNorm 4096, n=" + n, micros(gpu, () -> gpu.addRmsNorm(r, x, w, 1e-5f, o)), 4.0 * n * h * 4);
+        }
+        try (Tensor gu = gpu.upload(Host.normal(rnd, n * 28672, 1f), n, 28672); Tensor act = gpu.allocate(DType.F32, n, 14336)) {
+            report("siluMul 14336, n=" + n, micros(gpu, () -> gpu.siluMul(gu, act)), 4.0 * n * (28672 + 14336));
+        }
+        int heads = 32, kvHeads = 8, dim = 128, half = dim / 2, bs = 16, blocks = (n + bs - 1) / bs;
+        int[] slots = new int[n];
+        for (int i = 0; i < n; i++) slots[i] = i;
+        float[] cos = new float[n * half], sin = new float[n * half];
+        java.util.Arrays.fill(cos, 0.6f);
+        java.util.Arrays.fill(sin, 0.8f);
+        int qkvWidth = (heads + 2 * kvHeads) * dim;
+        try (KvCache cache = gpu.allocateKvCache(1, blocks, bs, kvHeads, dim, DType.BF16);
+             Tensor qkv = gpu.upload(Host.normal(rnd, n * qkvWidth, 1f), n, qkvWidth); Tensor q = gpu.allocate(DType.F32, n, heads * dim);
+             Tensor ct = gpu.upload(cos, n, half); Tensor st = gpu.upload(sin, n, half); Tensor sl = gpu.upload(slots, 1, n)) {
+            report("ropeWriteKv 32+8+8 heads, n=" + n, micros(gpu, () -> gpu.ropeWriteKv(qkv, q, ct, st, cache, 0, sl)),
+                    4.0 * n * qkvWidth + 4.0 * n * heads * dim + 2.0 * 2 * n * kvHeads * dim);
         }
     }
 
