@@ -189,6 +189,9 @@ check() {
       --output-len 128 --warmup 1 --iterations 3 >> "$out/bench.log" 2>&1
   timeout 30 "${LATHE[@]}" "${lat[@]}" --input-len 2048 --output-len 1 --warmup 2 --iterations 5 \
       --json "$out/latency-2048-1.json" >> "$out/bench.log" 2>&1
+  echo "== TTFT with cuBLASLt algorithms timed per shape (-Dlathe.gemm.tune=true)" >> "$out/bench.log"
+  timeout 40 "$JAVA" "${JVM_FLAGS[@]}" -Dlathe.gemm.tune=true -cp "$DEV/lib/*" dev.lathe.cli.Main "${lat[@]}" \
+      --input-len 2048 --output-len 1 --warmup 2 --iterations 5 >> "$out/bench.log" 2>&1
   timeout 60 "$JAVA" "${JVM_FLAGS[@]}" -cp "$DEV/lib/*" dev.lathe.cli.Main bench latency --backend cuda \
       --model synthetic:llama-3-8b --batch 256 --card "$card" --input-len 128 --output-len 128 --warmup 1 --iterations 2 \
       --json "$out/latency-b256-128-128.json" >> "$out/bench.log" 2>&1
@@ -197,7 +200,7 @@ check() {
       --json "$out/throughput-128-128.json" >> "$out/bench.log" 2>&1
   set -e
   grep -E "tests (successful|failed)|exit code" "$out/gpu-tests.log"
-  grep -E "^(TTFT|TPOT|host)|output  " "$out/bench.log"
+  grep -E "^(==|TTFT|TPOT|host)|output  " "$out/bench.log"
 }
 
 # issue 6's serving sweep: `lathe serve` on the GPU, `lathe bench serving` at concurrency 1 ... 256 with 1024

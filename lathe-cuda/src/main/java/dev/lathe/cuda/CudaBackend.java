@@ -515,7 +515,7 @@ public final class CudaBackend implements Backend {
                  CudaTensor both = (CudaTensor) allocate(DType.F32, 2 * n, wt.rows())) {
                 kernels.splitFromF32.launch(stream, Kernels.elementBlocks(count), 1, 256,
                         xt.address(), split.address(), count, dtypeCode(wt.dtype()));
-                gemm.run(stream, wt.dtype(), wt.address(), split.address(), both.address(), 2 * n, wt.cols(), wt.rows());
+                gemm.run(stream, wt.dtype(), wt.address(), split.address(), both.address(), 2 * n, wt.cols(), wt.rows(), !capturing());
                 kernels.sumHalves.launch(stream, Kernels.elementBlocks(ot.size()), 1, 256,
                         both.address(), ot.address(), bt == null ? 0L : bt.address(), (long) n, wt.rows(),
                         bt == null ? 0 : dtypeCode(bt.dtype()));
@@ -527,16 +527,25 @@ public final class CudaBackend implements Backend {
             try (CudaTensor converted = (CudaTensor) allocate(wt.dtype(), n, xt.cols())) {
                 kernels.convertFromF32.launch(stream, Kernels.elementBlocks(count), 1, 256,
                         xt.address(), converted.address(), count, dtypeCode(wt.dtype()));
-                gemm.run(stream, wt.dtype(), wt.address(), converted.address(), ot.address(), n, wt.cols(), wt.rows());
+                gemm.run(stream, wt.dtype(), wt.address(), converted.address(), ot.address(), n, wt.cols(), wt.rows(), !capturing());
             }
         } else {
-            gemm.run(stream, wt.dtype(), wt.address(), xt.address(), ot.address(), n, wt.cols(), wt.rows());
+            gemm.run(stream, wt.dtype(), wt.address(), xt.address(), ot.address(), n, wt.cols(), wt.rows(), !capturing());
         }
         if (bt != null) {
             kernels.biasAdd.launch(stream, Kernels.elementBlocks(ot.size()), 1, 256,
                     ot.address(), bt.address(), (long) ot.rows(), ot.cols(), dtypeCode(bt.dtype()));
         }
     }
+
+    /** Whether a graph capture is under way (work is recorded, not run). */
+    private boolean capturing() { return allocating != pool; }
+
+    /** Turns cuBLASLt algorithm timing on or off for GEMM shapes met from now on (see {@link Gemm}); returns the old setting. */
+    boolean gemmTuning(boolean on) { return gemm.tune(on); }
+
+    /** The GEMM shapes tuned so far and the heuristic rank of the algorithm kept for each (for tests and timings). */
+    java.util.Map<String, Integer> gemmChoices() { return gemm.tunedChoices(); }
 
     /** Rows up to which {@link #linear} and {@link #linearSiluMul} run the gemv kernels (see {@link #GEMV_ROWS_PROPERTY}). */
     int gemvMaxRows() { return gemvMaxRows; }

@@ -3,8 +3,10 @@ package dev.lathe.cuda;
 import dev.lathe.core.checkpoint.DType;
 import dev.lathe.cuda.driver.CudaContext;
 import dev.lathe.cuda.driver.DeviceBuffer;
+import dev.lathe.cuda.driver.Event;
 import dev.lathe.cuda.driver.Stream;
 import dev.lathe.cuda.internal.BlasLt;
+import dev.lathe.cuda.internal.CudaException;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -26,13 +28,38 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
  * in the weight type: split into two 16-bit parts for up to 64 rows, rounded beyond (see
  * {@link CudaBackend#linear}); C and D stay float32, compute is CUBLAS_COMPUTE_32F. F32 weights run a plain
  * float32 GEMM (no TF32).
+ *
+ * <p>Algorithms: cuBLASLt's heuristic picks one per shape. With tuning on ({@link #TUNE_PROPERTY}), a shape of
+ * at least {@link #TUNE_MIN_ROWS} rows asks for up to {@link #TUNE_CANDIDATES} algorithms instead and, the
+ * first time it runs outside a graph capture, times each of them on the call's own operands (one warm-up and
+ * {@link #TUNE_RUNS} timed runs) and keeps the fastest; the call's result then comes from that algorithm. An
+ * algorithm that fails to launch is skipped.
  */
 final class Gemm implements AutoCloseable {
     private static final long WORKSPACE_BYTES = 32L << 20;
+    /** System property: {@code true} times cuBLASLt's candidate algorithms per shape and keeps the fastest. */
+    static final String TUNE_PROPERTY = "lathe.gemm.tune";
+    static final int TUNE_MIN_ROWS = 128, TUNE_CANDIDATES = 8, TUNE_RUNS = 3;
 
     private record Shape(DType type, int n, int in, int out) {}
 
-    private record Plan(MemorySegment desc, MemorySegment a, MemorySegment b, MemorySegment d, MemorySegment algo) {}
+    private static final class Plan {
+        final MemorySegment desc, a, b, d;
+        final MemorySegment[] candidates;  // heuristic order; candidates[0] is the heuristic's choice
+        MemorySegment algo;
+        boolean tuned;                     // nothing left to choose: timed, or one candidate only
+        boolean timed;
+        int chosen;                        // index of algo in candidates
+
+        Plan(MemorySegment desc, MemorySegment a, MemorySegment b, MemorySegment d, MemorySegment[] candidates) {
+            this.desc = desc;
+            this.a = a;
+            this.b = b;
+            this.d = d;
+            this.candidates = candidates;
+            this.algo = candidates[0];
+        }
+    }
 
     private final CudaContext context;
     private final BlasLt lt;
@@ -41,6 +68,7 @@ final class Gemm implements AutoCloseable {
     private final Arena arena = Arena.ofShared();
     private final MemorySegment one, zero;
     private final Map<Shape, Plan> plans = new HashMap<>();
+    private boolean tune = Boolean.getBoolean(TUNE_PROPERTY);
 
     Gemm(CudaContext context) {
         this.context = context;
@@ -61,12 +89,78 @@ final class Gemm implements AutoCloseable {
         };
     }
 
-    /** Queues the GEMM; {@code x} holds activations already in {@code type}. */
-    void run(Stream stream, DType type, long w, long x, long out, int n, int in, int outF) {
+    /**
+     * Turns tuning on or off; returns the old setting. A change forgets every plan, so each shape is planned
+     * (and, with tuning on, timed) again when next met. Graphs recorded earlier keep what they recorded.
+     */
+    boolean tune(boolean on) {
+        boolean old = tune;
+        if (on != old) {
+            context.makeCurrent();
+            plans.values().forEach(this::destroy);
+            plans.clear();
+        }
+        tune = on;
+        return old;
+    }
+
+    private void destroy(Plan p) {
+        lt.matrixLayoutDestroy(p.a);
+        lt.matrixLayoutDestroy(p.b);
+        lt.matrixLayoutDestroy(p.d);
+        lt.matmulDescDestroy(p.desc);
+    }
+
+    /**
+     * Queues the GEMM; {@code x} holds activations already in {@code type}. {@code mayTime}: the stream is not
+     * being captured, so a shape waiting to be tuned may be timed now (which waits for the device).
+     */
+    void run(Stream stream, DType type, long w, long x, long out, int n, int in, int outF, boolean mayTime) {
         context.makeCurrent();
         Plan p = plans.computeIfAbsent(new Shape(type, n, in, outF), this::plan);
-        lt.matmul(handle, p.desc, one, w, p.a, x, p.b, zero, out, p.d, out, p.d, p.algo,
+        if (!p.tuned && mayTime && p.candidates.length > 1) choose(p, stream, w, x, out);
+        matmul(p, p.algo, stream, w, x, out);
+    }
+
+    /** Shapes tuned so far, each with the index of the kept algorithm in cuBLASLt's heuristic order. */
+    Map<String, Integer> tunedChoices() {
+        Map<String, Integer> out = new HashMap<>();
+        plans.forEach((s, p) -> {
+            if (p.timed) out.put(s.type + " n=" + s.n + " in=" + s.in + " out=" + s.out, p.chosen);
+        });
+        return out;
+    }
+
+    private void matmul(Plan p, MemorySegment algo, Stream stream, long w, long x, long out) {
+        lt.matmul(handle, p.desc, one, w, p.a, x, p.b, zero, out, p.d, out, p.d, algo,
                 workspace.address(), WORKSPACE_BYTES, stream.handle());
+    }
+
+    private void choose(Plan p, Stream stream, long w, long x, long out) {
+        float best = Float.POSITIVE_INFINITY;
+        int bestIndex = 0;
+        try (Event start = context.createEvent(); Event end = context.createEvent()) {
+            for (int i = 0; i < p.candidates.length; i++) {
+                try {
+                    matmul(p, p.candidates[i], stream, w, x, out);
+                    start.record(stream);
+                    for (int r = 0; r < TUNE_RUNS; r++) matmul(p, p.candidates[i], stream, w, x, out);
+                    end.record(stream);
+                    end.synchronize();
+                } catch (CudaException e) {
+                    continue;  // this algorithm does not run here; the others still may
+                }
+                float ms = start.millisTo(end);
+                if (ms < best) {
+                    best = ms;
+                    bestIndex = i;
+                }
+            }
+        }
+        p.algo = p.candidates[bestIndex];
+        p.chosen = bestIndex;
+        p.tuned = true;
+        p.timed = true;
     }
 
     private Plan plan(Shape s) {
@@ -80,15 +174,24 @@ final class Gemm implements AutoCloseable {
         MemorySegment pref = lt.preferenceCreate();
         try (Arena tmp = Arena.ofConfined()) {
             lt.preferenceSetLong(pref, BlasLt.PREF_MAX_WORKSPACE_BYTES, WORKSPACE_BYTES);
-            MemorySegment results = tmp.allocate(BlasLt.HEURISTIC_RESULT_BYTES, 8);
-            int found = lt.algoGetHeuristic(handle, desc, a, b, d, d, pref, 1, results);
-            if (found < 1 || results.get(JAVA_INT, BlasLt.HEURISTIC_STATE_OFFSET) != 0) {
+            int requested = tune && s.n >= TUNE_MIN_ROWS ? TUNE_CANDIDATES : 1;
+            MemorySegment results = tmp.allocate(BlasLt.HEURISTIC_RESULT_BYTES * requested, 8);
+            int found = lt.algoGetHeuristic(handle, desc, a, b, d, d, pref, requested, results);
+            java.util.List<MemorySegment> algos = new java.util.ArrayList<>();
+            for (int i = 0; i < found; i++) {
+                long at = i * BlasLt.HEURISTIC_RESULT_BYTES;
+                if (results.get(JAVA_INT, at + BlasLt.HEURISTIC_STATE_OFFSET) != 0) continue;
+                MemorySegment algo = arena.allocate(BlasLt.ALGO_BYTES, 8);
+                MemorySegment.copy(results, at, algo, 0, BlasLt.ALGO_BYTES);
+                algos.add(algo);
+            }
+            if (algos.isEmpty()) {
                 throw new IllegalStateException("cuBLASLt has no algorithm for " + s.type + " w [" + s.out + ", " + s.in
                         + "] x activations [" + s.n + ", " + s.in + "] -> F32");
             }
-            MemorySegment algo = arena.allocate(BlasLt.ALGO_BYTES, 8);
-            MemorySegment.copy(results, 0, algo, 0, BlasLt.ALGO_BYTES);
-            return new Plan(desc, a, b, d, algo);
+            Plan plan = new Plan(desc, a, b, d, algos.toArray(MemorySegment[]::new));
+            plan.tuned = algos.size() == 1;
+            return plan;
         } finally {
             lt.preferenceDestroy(pref);
         }
@@ -97,12 +200,7 @@ final class Gemm implements AutoCloseable {
     @Override
     public void close() {
         context.makeCurrent();
-        for (Plan p : plans.values()) {
-            lt.matrixLayoutDestroy(p.a);
-            lt.matrixLayoutDestroy(p.b);
-            lt.matrixLayoutDestroy(p.d);
-            lt.matmulDescDestroy(p.desc);
-        }
+        plans.values().forEach(this::destroy);
         plans.clear();
         workspace.close();
         lt.destroy(handle);

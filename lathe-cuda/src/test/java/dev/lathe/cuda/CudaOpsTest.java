@@ -209,6 +209,25 @@ class CudaOpsTest {
         }
     }
 
+    /** With algorithm timing on, a prefill-sized GEMM is timed once and still computes the product. */
+    @Test
+    void tunedGemmKeepsAnAlgorithmAndComputesTheProduct() {
+        int n = 300, in = 512, outF = 1000;
+        float[] x = normal(random, n * in, 1f), w = normal(random, outF * in, 0.05f);
+        boolean old = gpu.gemmTuning(true);
+        try (Weight wt = gpu.load(weight("w", DType.BF16, w, outF, in)); Tensor xt = gpu.upload(x, n, in);
+             Tensor out = poisoned(n, outF); Tensor again = poisoned(n, outF)) {
+            gpu.linear(xt, wt, null, out);
+            assertThat(gpu.gemmChoices()).as("timed shapes").containsKey("BF16 n=" + n + " in=" + in + " out=" + outF);
+            float[] want = matmul(round(DType.BF16, x), round(DType.BF16, w), null, n, in, outF);
+            assertClose("tuned linear seed " + seed, gpu.download(out), want, 1e-5);
+            gpu.linear(xt, wt, null, again);  // the kept algorithm, no timing: the same bits
+            assertThat(Arrays.mismatch(gpu.download(again), gpu.download(out))).isEqualTo(-1);
+        } finally {
+            gpu.gemmTuning(old);
+        }
+    }
+
     @Test
     void argmaxRowsFindsTheLowestLargestColumnAndFlagsNaN() {
         int rows = 6, cols = 128_256;

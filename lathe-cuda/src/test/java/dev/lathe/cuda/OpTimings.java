@@ -64,14 +64,20 @@ public final class OpTimings {
         int[][] gemms = {{4096, 6144}, {4096, 4096}, {4096, 28672}, {14336, 4096}};
         String[] names = {"qkv", "o", "gate/up", "down"};
         java.util.Random rnd = new java.util.Random(6);
-        for (int i = 0; i < gemms.length; i++) {
-            int in = gemms[i][0], out = gemms[i][1];
-            try (Weight w = gpu.random("w", DType.BF16, out, in, 9, 0f, 0.02f);
-                 Tensor x = gpu.upload(Host.normal(rnd, n * in, 1f), n, in); Tensor y = gpu.allocate(DType.F32, n, out)) {
-                double us = micros(gpu, () -> gpu.linear(x, w, null, y));
-                System.out.printf(Locale.ROOT, "%-40s %10.1f %10.0f TFLOP/s%n", "linear bf16 " + names[i] + " " + in + "->" + out
-                        + ", n=" + n, us, 2.0 * n * in * out / (us * 1e-6) / 1e12);
+        for (boolean tuned : new boolean[]{false, true}) {  // cuBLASLt's heuristic choice, then the fastest of its candidates
+            boolean old = gpu.gemmTuning(tuned);
+            for (int i = 0; i < gemms.length; i++) {
+                int in = gemms[i][0], out = gemms[i][1];
+                int rows = n;
+                try (Weight w = gpu.random("w", DType.BF16, out, in, 9, 0f, 0.02f);
+                     Tensor x = gpu.upload(Host.normal(rnd, rows * in, 1f), rows, in); Tensor y = gpu.allocate(DType.F32, rows, out)) {
+                    double us = micros(gpu, () -> gpu.linear(x, w, null, y));
+                    System.out.printf(Locale.ROOT, "%-40s %10.1f %10.0f TFLOP/s%n", "linear bf16 " + names[i] + " " + in + "->"
+                            + out + ", n=" + rows + (tuned ? " tuned" : ""), us, 2.0 * rows * in * out / (us * 1e-6) / 1e12);
+                }
             }
+            if (tuned) System.out.println("tuned GEMM shapes (rank of the kept algorithm in cuBLASLt's order): " + gpu.gemmChoices());
+            gpu.gemmTuning(old);
         }
         int h = 4096;
         try (Weight w = gpu.random("n", DType.BF16, 1, h, 3, 1f, 0.02f);
