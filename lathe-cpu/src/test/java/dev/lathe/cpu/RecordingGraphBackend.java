@@ -3,10 +3,12 @@ package dev.lathe.cpu;
 import dev.lathe.core.backend.AttentionMetadata;
 import dev.lathe.core.backend.Backend;
 import dev.lathe.core.backend.KvCache;
+import dev.lathe.core.backend.SampleSpec;
 import dev.lathe.core.backend.Tensor;
 import dev.lathe.core.backend.Weight;
 import dev.lathe.core.checkpoint.DType;
 import dev.lathe.core.checkpoint.WeightTensor;
+import dev.lathe.core.sampling.Sampler;
 
 import java.util.ArrayList;
 import java.util.List;
@@ -23,11 +25,45 @@ public final class RecordingGraphBackend implements Backend {
     private List<Runnable> recording;      // non-null while capturing
     private List<Tensor> keptByRecording;
     int captures, replays;
+    private final boolean samples;
+    private int sampledRows;
 
     public int replays() { return replays; }
 
+    /** Rows drawn by {@link #sampleRows} so far. */
+    public int sampledRows() { return sampledRows; }
+
     public RecordingGraphBackend(CpuBackend inner) {
+        this(inner, false);
+    }
+
+    /**
+     * With {@code samples}, the backend also {@link #supportsSampling samples rows itself}, the way a GPU
+     * backend does, through the reference {@link Sampler#sample(float[], SampleSpec)}.
+     */
+    public RecordingGraphBackend(CpuBackend inner, boolean samples) {
         this.inner = inner;
+        this.samples = samples;
+    }
+
+    @Override public boolean supportsSampling() { return samples; }
+
+    @Override
+    public int[] sampleRows(Tensor logits, SampleSpec[] specs) {
+        if (!samples) return Backend.super.sampleRows(logits, specs);
+        if (recording != null) throw new IllegalStateException("sampleRows while recording a graph");
+        float[] all = inner.download(u(logits));
+        int vocab = logits.cols();
+        int[] out = new int[logits.rows()];
+        for (int r = 0; r < out.length; r++) {
+            if (specs[r] == null) {
+                out[r] = Backend.NOT_SAMPLED;
+                continue;
+            }
+            out[r] = Sampler.sample(java.util.Arrays.copyOfRange(all, r * vocab, (r + 1) * vocab), specs[r]);
+            sampledRows++;
+        }
+        return out;
     }
 
     /** A tensor allocated while recording: its close() waits for the graph's. */

@@ -177,6 +177,22 @@ public interface Backend extends AutoCloseable {
     /** {@code out[i, :] = x[rows[i], :]}: rows {@code [1, m]} I32, out {@code [m, cols]}. */
     void gatherRows(Tensor x, Tensor rows, Tensor out);
 
+    /** Whether {@link #sampleRows} draws tokens where the logits are. */
+    default boolean supportsSampling() { return false; }
+
+    /**
+     * Draws a token for each row {@code r} of {@code logits} ({@code [rows, vocab]} F32) that has a {@code
+     * specs[r]}, after all queued work, as {@code Sampler.sample(row, spec)} does; rows without a spec get
+     * {@link #NOT_SAMPLED}. A row that holds a NaN gets -1, a row of only -infinity -2, a row with +infinity
+     * -3. Only backends that {@link #supportsSampling} implement it.
+     */
+    default int[] sampleRows(Tensor logits, SampleSpec[] specs) {
+        throw new UnsupportedOperationException(name() + " backend does not sample on its own; take the rows and sample them");
+    }
+
+    /** What {@link #sampleRows} returns for a row it was not asked to sample. */
+    int NOT_SAMPLED = Integer.MIN_VALUE;
+
     /**
      * For each row of an F32 {@code [rows, cols]} tensor, the column of its largest value (the lowest on
      * ties; 0 for a row of -inf), or -1 when the row holds a NaN; after all queued work. Greedy decoding

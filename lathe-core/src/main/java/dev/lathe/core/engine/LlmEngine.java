@@ -3,6 +3,7 @@ package dev.lathe.core.engine;
 import dev.lathe.core.config.ModelConfig;
 import dev.lathe.core.engine.RequestState.SampleState;
 import dev.lathe.core.generate.LoadedModel;
+import dev.lathe.core.backend.SampleSpec;
 import dev.lathe.core.generate.ModelRunner;
 import dev.lathe.core.generate.Sequence;
 import dev.lathe.core.model.LlamaModel;
@@ -33,6 +34,14 @@ import java.util.concurrent.atomic.AtomicLong;
  * computed, check stops, detokenise and push one delta per sample into its request's stream.
  */
 public final class LlmEngine implements Engine {
+    /**
+     * System property, read when an engine is built: {@code true} lets a backend that {@link
+     * dev.lathe.core.backend.Backend#supportsSampling samples rows itself} draw the tokens of sampled requests
+     * (temperature, top-k, top-p, min-p, seed) where the logits are, so that those rows do not come back whole.
+     * Off by default: the CUDA kernel has not run on a GPU yet.
+     */
+    public static final String DEVICE_SAMPLING_PROPERTY = "lathe.sampling.device";
+
     private sealed interface Message permits Add, Abort {}
 
     private record Add(RequestState request) implements Message {}
@@ -45,6 +54,7 @@ public final class LlmEngine implements Engine {
     private final List<Integer> eosTokenIds;
     private final EngineConfig config;
     private final ModelRunner runner;
+    private final boolean deviceSampling;
     /**
      * The model's backend. A backend is driven by one thread at a time (the CUDA backend's stream, staging
      * buffers and graph recording are not shared safely), and engines of several models may share one: each
@@ -85,6 +95,8 @@ public final class LlmEngine implements Engine {
             this.runner = ModelRunner.withExternalBlocks(model, new ModelRunner.CacheConfig(config.blockSize(),
                     config.numBlocks(), config.maxModelLen(), config.kvCacheDtype()));
         }
+        this.deviceSampling = model.backend().supportsSampling()
+                && Boolean.parseBoolean(System.getProperty(DEVICE_SAMPLING_PROPERTY, "false"));
         this.kv = new KvCacheManager(new BlockPool(config.numBlocks(), config.blockSize()), config.enablePrefixCaching());
         this.scheduler = new Scheduler(config.schedulerConfig(), kv);
         this.stats = new EngineStats(0, 0, config.numBlocks(), 0, 0, 0, 0, 0, 0);
@@ -246,19 +258,30 @@ public final class LlmEngine implements Engine {
             counts[seqs.size()] = rs.numScheduled();
             seqs.add(seq);
         }
-        // a sequence gets its logits row in full only if it samples this step and needs more than the argmax
+        // a sequence gets its logits row in full only if it samples this step and needs more than the argmax,
+        // and, with device sampling, more than the backend's draw
         boolean[] fullRows = new boolean[seqs.size()];
+        SampleSpec[] specs = null;
         for (int i = 0; i < fullRows.length; i++) {
             Sequence seq = seqs.get(i);
             if (seq.numComputed() + counts[i] < seq.numTokens()) continue; // mid-prompt: nothing sampled
             SampleState st = bySeq.get(seq.id());
             fullRows[i] = st == null || !st.sampler.isPlainArgmax() || st.request.request.params().logprobs() != null
                     || (st.index == 0 && st.output.numOutput() == 0 && scheduler.pendingForks(seq.id()) > 0);
+            if (fullRows[i] && deviceSampling && st != null && st.request.request.params().logprobs() == null
+                    && !(st.index == 0 && st.output.numOutput() == 0 && scheduler.pendingForks(seq.id()) > 0)) {
+                SampleSpec spec = st.sampler.deviceSpec();
+                if (spec != null) {
+                    if (specs == null) specs = new SampleSpec[fullRows.length];
+                    specs[i] = spec;
+                    fullRows[i] = false;
+                }
+            }
         }
         ModelRunner.StepLogits logits;
         try {
             synchronized (backendLock) {
-                logits = runner.step(seqs, counts, fullRows);
+                logits = runner.step(seqs, counts, fullRows, specs);
             }
         } catch (RuntimeException e) {
             // the step failed as a whole: end the requests in it, keep serving the others
@@ -280,6 +303,13 @@ public final class LlmEngine implements Engine {
             RequestState r = st.request;
             try {
                 int rowIndex = rowOf.get(seqId);
+                if (logits.hasSample(rowIndex)) {
+                    int token = logits.sample(rowIndex);
+                    scheduler.appendToken(seqId, token);
+                    batch.get(seqId).append(token);
+                    emit(st, token, null);
+                    continue;
+                }
                 if (!logits.hasRow(rowIndex)) {
                     int token = logits.argmax(rowIndex);
                     scheduler.appendToken(seqId, token);

@@ -3,12 +3,14 @@ package dev.lathe.core.generate;
 import dev.lathe.core.backend.AttentionMetadata;
 import dev.lathe.core.backend.Backend;
 import dev.lathe.core.backend.KvCache;
+import dev.lathe.core.backend.SampleSpec;
 import dev.lathe.core.backend.Tensor;
 import dev.lathe.core.checkpoint.DType;
 import dev.lathe.core.config.ModelConfig;
 import dev.lathe.core.model.LlamaModel;
 import dev.lathe.core.model.Rope;
 import dev.lathe.core.model.StepInput;
+import dev.lathe.core.sampling.Sampler;
 
 import java.util.Arrays;
 import java.util.HashMap;
@@ -42,12 +44,25 @@ public final class ModelRunner implements AutoCloseable {
      * row is there, at place {@code r}. {@code argmax[r]}, when computed, is row {@code r}'s largest column
      * (see {@link dev.lathe.core.backend.Backend#argmaxRows}).
      */
-    public record StepLogits(float[] data, int vocab, int[] firstRowOfSeq, int[] held, int[] argmax) {
+    public record StepLogits(float[] data, int vocab, int[] firstRowOfSeq, int[] held, int[] argmax, int[] sampled) {
         public StepLogits(float[] data, int vocab, int[] firstRowOfSeq) {
-            this(data, vocab, firstRowOfSeq, null, null);
+            this(data, vocab, firstRowOfSeq, null, null, null);
+        }
+
+        public StepLogits(float[] data, int vocab, int[] firstRowOfSeq, int[] held, int[] argmax) {
+            this(data, vocab, firstRowOfSeq, held, argmax, null);
         }
 
         public boolean hasRow(int r) { return held == null || held[r] >= 0; }
+
+        /** Whether the backend drew row {@code r}'s token (it had a {@link SampleSpec} this step). */
+        public boolean hasSample(int r) { return sampled != null && r < sampled.length && sampled[r] != Backend.NOT_SAMPLED; }
+
+        /** The token the backend drew for row {@code r}; its error codes become the sampler's exceptions. */
+        public int sample(int r) {
+            if (!hasSample(r)) throw new IllegalStateException("row " + r + " was not sampled by the backend this step");
+            return Sampler.checkDeviceToken(sampled[r]);
+        }
 
         /** A copy of row {@code r}; it must be one the step kept in full. */
         public float[] row(int r) {
@@ -121,15 +136,32 @@ public final class ModelRunner implements AutoCloseable {
      * whole: greedy sequences need one int, not a vocabulary of floats.
      */
     public StepLogits step(List<Sequence> seqs, int[] counts, boolean[] fullRows) {
-        if (fullRows.length != seqs.size()) {
-            throw new IllegalArgumentException(fullRows.length + " fullRows flags for " + seqs.size() + " sequences");
+        return step(seqs, counts, fullRows, null);
+    }
+
+    /**
+     * As {@link #step(List, int[], boolean[])}, and the backend draws the token of every sequence {@code s} with
+     * a {@code specs[s]} (see {@link Backend#sampleRows}); {@code specs} may be null. Only for backends that
+     * {@link Backend#supportsSampling}.
+     */
+    public StepLogits step(List<Sequence> seqs, int[] counts, boolean[] fullRows, SampleSpec[] specs) {
+        if (fullRows.length != seqs.size() || (specs != null && specs.length != seqs.size())) {
+            throw new IllegalArgumentException(fullRows.length + " fullRows flags and " + (specs == null ? 0 : specs.length)
+                    + " sample specs for " + seqs.size() + " sequences");
         }
-        return run(seqs, counts, false, fullRows);
+        if (specs != null && !backend.supportsSampling()) {
+            throw new IllegalArgumentException("the " + backend.name() + " backend does not sample rows itself; pass no specs");
+        }
+        return run(seqs, counts, false, fullRows, specs);
     }
 
     private StepLogits run(List<Sequence> seqs, int[] counts, boolean allLogits, boolean[] fullRows) {
+        return run(seqs, counts, allLogits, fullRows, null);
+    }
+
+    private StepLogits run(List<Sequence> seqs, int[] counts, boolean allLogits, boolean[] fullRows, SampleSpec[] specs) {
         if (fullRows != null && useGraphs && decodeOnly(counts) && seqs.size() <= GRAPH_BATCHES[GRAPH_BATCHES.length - 1]) {
-            return runGraph(seqs, fullRows);
+            return runGraph(seqs, fullRows, specs);
         }
         int numSeqs = seqs.size();
         int numTokens = 0;
@@ -192,15 +224,20 @@ public final class ModelRunner implements AutoCloseable {
              Tensor logits = model.forward(in, cache)) {
             result = fullRows == null
                     ? new StepLogits(backend.download(logits), config.vocabSize(), firstRowOfSeq)
-                    : select(logits, fullRows, firstRowOfSeq);
+                    : select(logits, fullRows, specs, firstRowOfSeq);
         }
         for (int s = 0; s < numSeqs; s++) seqs.get(s).advanceComputed(counts[s]);
         return result;
     }
 
-    private StepLogits select(Tensor logits, boolean[] fullRows, int[] firstRowOfSeq) {
+    private StepLogits select(Tensor logits, boolean[] fullRows, SampleSpec[] specs, int[] firstRowOfSeq) {
         int vocab = config.vocabSize();
         int[] argmax = backend.argmaxRows(logits);
+        int[] sampled = null;
+        if (specs != null && Arrays.stream(specs).anyMatch(java.util.Objects::nonNull)) {
+            SampleSpec[] perRow = specs.length == logits.rows() ? specs : Arrays.copyOf(specs, logits.rows());  // graph padding
+            sampled = backend.sampleRows(logits, perRow);
+        }
         int[] held = new int[fullRows.length];
         int kept = 0;
         for (int r = 0; r < fullRows.length; r++) held[r] = fullRows[r] ? kept++ : -1;
@@ -217,7 +254,7 @@ public final class ModelRunner implements AutoCloseable {
                 data = backend.download(part);
             }
         }
-        return new StepLogits(data, vocab, firstRowOfSeq, held, argmax);
+        return new StepLogits(data, vocab, firstRowOfSeq, held, argmax, sampled);
     }
 
     /**
@@ -268,7 +305,7 @@ public final class ModelRunner implements AutoCloseable {
      * runs eagerly over the graph's tensors (which also sets up everything the recording needs), then
      * records. Padding rows compute a token 0 at position 0 that is written nowhere (slot -1) and ignored.
      */
-    private StepLogits runGraph(List<Sequence> seqs, boolean[] fullRows) {
+    private StepLogits runGraph(List<Sequence> seqs, boolean[] fullRows, SampleSpec[] specs) {
         int numSeqs = seqs.size();
         int batch = 1;
         for (int b : GRAPH_BATCHES) {
@@ -323,7 +360,7 @@ public final class ModelRunner implements AutoCloseable {
             g.write(ids, cos, sin, starts, lens, table, slots, rows);
             DecodeGraph made = g;
             try (Tensor eager = model.forward(g.input, cache)) {
-                StepLogits result = select(eager, padded(fullRows, batch), firstRows(numSeqs));
+                StepLogits result = select(eager, padded(fullRows, batch), specs, firstRows(numSeqs));
                 Tensor shared = graphLogits.computeIfAbsent(batch, b -> backend.allocate(DType.F32, b, config.vocabSize()));
                 g.graph = backend.capture(() -> model.forward(made.input, cache, shared));
                 g.logits = shared;
@@ -338,7 +375,7 @@ public final class ModelRunner implements AutoCloseable {
         g.write(ids, cos, sin, starts, lens, table, slots, rows);
         g.graph.replay();
         logits = g.logits;
-        StepLogits result = select(logits, padded(fullRows, batch), firstRows(numSeqs));
+        StepLogits result = select(logits, padded(fullRows, batch), specs, firstRows(numSeqs));
         for (int s = 0; s < numSeqs; s++) seqs.get(s).advanceComputed(1);
         return result;
     }

@@ -1,5 +1,6 @@
 package dev.lathe.core.sampling;
 
+import dev.lathe.core.backend.SampleSpec;
 import dev.lathe.core.backend.SeededRandom;
 
 import java.security.SecureRandom;
@@ -110,6 +111,50 @@ public final class Sampler {
                 && params.repetitionPenalty() == 1 && params.frequencyPenalty() == 0 && params.presencePenalty() == 0;
     }
 
+    /**
+     * This step's draw as a {@link SampleSpec}, for a backend that samples where the logits are, or null when
+     * the step needs more than the raw logits give: greedy (take the argmax), logit bias, a penalty, or the
+     * min_tokens mask in force. {@link #sample(float[], SampleSpec)} with the spec gives what {@link #sample}
+     * gives.
+     */
+    public SampleSpec deviceSpec() {
+        if (params.isGreedy() || biasIds.length != 0 || (numGenerated < params.minTokens() && maskedBeforeMin.length != 0)
+                || params.repetitionPenalty() != 1 || params.frequencyPenalty() != 0 || params.presencePenalty() != 0) {
+            return null;
+        }
+        return new SampleSpec((float) (1.0 / params.temperature()), Math.max(0, params.topK()), params.topP(),
+                (float) params.minP(), seed, numGenerated);
+    }
+
+    /**
+     * The draw of one row described by {@code spec} (temperature, top-k, top-p, min-p, then the uniform number
+     * {@code spec.counter()} of stream {@code spec.seed()}), on raw logits; {@code logits} is left unchanged.
+     * The reference for backends that sample where the logits are.
+     */
+    public static int sample(float[] logits, SampleSpec spec) {
+        float[] v = SCRATCH.get().work(logits.length);
+        System.arraycopy(logits, 0, v, 0, logits.length);
+        double total = keptWeights(v, spec.topK(), spec.invTemperature(), spec.topP(), spec.minP());
+        double u = (SeededRandom.bits(spec.seed(), spec.counter()) >>> 11) * 0x1.0p-53; // [0, 1)
+        return draw(v, total, u);
+    }
+
+    /**
+     * The error a backend's code for a row ({@code Backend.sampleRows}: -1 NaN, -2 all -infinity, -3
+     * +infinity) stands for, as {@link #sample} reports it; other values are returned as they are.
+     */
+    public static int checkDeviceToken(int token) {
+        return switch (token) {
+            case -1 -> throw new IllegalStateException("a logit is NaN; the model's output is invalid");
+            case -2 -> throw allNegativeInfinity();
+            case -3 -> throw positiveInfinity();
+            default -> {
+                if (token < 0) throw new IllegalStateException("the backend sampled no token for this row (code " + token + ")");
+                yield token;
+            }
+        };
+    }
+
     /** Records the token chosen for this step, so that penalties and min_tokens see it. */
     public void accept(int token) {
         checkId("accepted token", token);
@@ -210,16 +255,24 @@ public final class Sampler {
      * token has weight exactly 1; 0 for dropped tokens). Returns the sum of the weights.
      */
     private double toKeptWeights(float[] v) {
+        return keptWeights(v, params.topK(), (float) (1.0 / params.temperature()), params.topP(), (float) params.minP());
+    }
+
+    private static IllegalStateException allNegativeInfinity() {
+        return new IllegalStateException("every logit is -infinity after logit bias, min_tokens and penalties;"
+                + " no token can be sampled (check logitBias, minTokens and the model's output)");
+    }
+
+    private static IllegalStateException positiveInfinity() {
+        return new IllegalStateException("logits contain +infinity; the model's output overflowed");
+    }
+
+    /** {@link #toKeptWeights} with the parameters given. */
+    private static double keptWeights(float[] v, int k, float invT, double topP, float minP) {
+        int vocabSize = v.length;
         float max = v[argmax(v)];
-        if (max == Float.NEGATIVE_INFINITY) {
-            throw new IllegalStateException("every logit is -infinity after logit bias, min_tokens and penalties;"
-                    + " no token can be sampled (check logitBias, minTokens and the model's output)");
-        }
-        if (max == Float.POSITIVE_INFINITY) {
-            throw new IllegalStateException("logits contain +infinity; the model's output overflowed");
-        }
-        int k = params.topK();
-        float invT = (float) (1.0 / params.temperature());
+        if (max == Float.NEGATIVE_INFINITY) throw allNegativeInfinity();
+        if (max == Float.POSITIVE_INFINITY) throw positiveInfinity();
         if (Float.isInfinite(invT)) { // a temperature so small that only the maximum survives
             for (int i = 0; i < v.length; i++) v[i] = v[i] == max ? 1f : 0f;
         } else if (k > 0 && k < vocabSize) {
@@ -232,9 +285,8 @@ public final class Sampler {
             FastExp.expShifted(v, max, invT, v, SCRATCH.get().exponents(v.length));
         }
         double total = sum(v, 0, v.length);
-        // Each filter is a floor on the weight; the most likely token (weight 1) always passes.
-        float minP = (float) params.minP(); // p / pMax == w / 1
-        float floor = params.topP() < 1 ? Math.max(minP, nucleusFloor(v, total, params.topP(), minP)) : minP;
+        // Each filter is a floor on the weight; the most likely token (weight 1) always passes. minP: p / pMax == w / 1
+        float floor = topP < 1 ? Math.max(minP, nucleusFloor(v, total, topP, minP)) : minP;
         if (floor > 0) {
             for (int i = 0; i < v.length; i++) {
                 if (v[i] < floor) v[i] = 0f;

@@ -312,4 +312,42 @@ class SamplerTest {
         for (float x : p) sum += x;
         assertThat(sum).isCloseTo(1.0, within(1e-5));
     }
+
+    /** A backend drawing from deviceSpec() with the reference draw gets the sampler's own token, step after step. */
+    @Test
+    void deviceSpecDrawsWhatTheSamplerDraws() {
+        Random r = new Random(21);
+        for (int c = 0; c < 40; c++) {
+            var p = SamplingParams.builder().temperature(0.05 + 2 * r.nextDouble()).topK(c % 3 == 0 ? -1 : r.nextInt(60))
+                    .topP(c % 2 == 0 ? 1 : 0.3 + 0.7 * r.nextDouble()).minP(c % 5 == 0 ? 0.1 * r.nextDouble() : 0)
+                    .seed(c % 7 == 0 ? null : (Long) (long) c).build();
+            var s = new Sampler(p, 500, new int[0], NO_EOS);
+            for (int step = 0; step < 6; step++) {
+                float[] logits = randomLogits(c * 100L + step, 500, 4);
+                var spec = s.deviceSpec();
+                assertThat(spec).isNotNull();
+                assertThat(spec.counter()).isEqualTo(step);
+                int want = s.sample(logits);
+                assertThat(Sampler.sample(logits, spec)).as("case %d step %d", c, step).isEqualTo(want);
+                s.accept(want);
+            }
+        }
+    }
+
+    @Test
+    void deviceSpecIsNullWhenTheDrawNeedsMoreThanTheLogits() {
+        assertThat(sampler(SamplingParams.builder().temperature(0), 10).deviceSpec()).as("greedy").isNull();
+        assertThat(sampler(SamplingParams.builder().logitBias(java.util.Map.of(3, 1f)), 10).deviceSpec()).as("bias").isNull();
+        assertThat(sampler(SamplingParams.builder().presencePenalty(0.5), 10).deviceSpec()).as("penalty").isNull();
+        assertThat(sampler(SamplingParams.builder().repetitionPenalty(1.2), 10).deviceSpec()).as("repetition").isNull();
+        var masked = new Sampler(SamplingParams.builder().minTokens(2).build(), 10, new int[0], List.of(1));
+        assertThat(masked.deviceSpec()).as("min_tokens mask in force").isNull();
+        masked.accept(4);
+        masked.accept(5);
+        assertThat(masked.deviceSpec()).as("min_tokens reached").isNotNull();
+        assertThat(Sampler.checkDeviceToken(7)).isEqualTo(7);
+        assertThatThrownBy(() -> Sampler.checkDeviceToken(-1)).hasMessageContaining("NaN");
+        assertThatThrownBy(() -> Sampler.checkDeviceToken(-2)).hasMessageContaining("-infinity");
+        assertThatThrownBy(() -> Sampler.checkDeviceToken(-3)).hasMessageContaining("+infinity");
+    }
 }

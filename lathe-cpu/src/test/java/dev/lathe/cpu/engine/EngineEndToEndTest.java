@@ -199,6 +199,48 @@ class EngineEndToEndTest {
         }
     }
 
+    /**
+     * Sampled requests (seeded; temperature, top-k, top-p, min-p) drawn by a backend that samples rows itself,
+     * through decode graphs too, get the tokens the engine's own samplers give them.
+     */
+    @Test
+    void rowsSampledByTheBackendGetTheSamplersTokens() throws Exception {
+        var sampled = new ArrayList<SamplingParams>();
+        var r = new Random(9);
+        for (int i = 0; i < 24; i++) {
+            sampled.add(SamplingParams.builder().temperature(0.6 + r.nextDouble()).topK(i % 3 == 0 ? 0 : 5 + r.nextInt(30))
+                    .topP(i % 2 == 0 ? 1.0 : 0.5 + 0.5 * r.nextDouble()).minP(i % 4 == 1 ? 0.05 : 0).seed(1000L + i)
+                    .maxTokens(1 + r.nextInt(20)).ignoreEos(true).build());
+        }
+        List<int[]> reference;
+        try (var e = engine(config(512, true))) {
+            reference = runSampled(e, sampled, "ref");
+        }
+        String before = System.getProperty(LlmEngine.DEVICE_SAMPLING_PROPERTY);
+        System.setProperty(LlmEngine.DEVICE_SAMPLING_PROPERTY, "true");
+        try (var recording = new RecordingGraphBackend(new CpuBackend(2), true);
+             var graphModel = ModelLoader.synthetic(model.config(), recording, DType.BF16, 11, LoadProgress.NONE);
+             var e = new LlmEngine("tiny", graphModel, null, EOS, config(512, true))) {
+            List<int[]> got = runSampled(e, sampled, "dev");
+            for (int i = 0; i < got.size(); i++) assertThat(got.get(i)).as("request %d", i).isEqualTo(reference.get(i));
+            assertThat(recording.sampledRows()).as("rows the backend drew").isPositive();
+            assertThat(recording.replays()).as("decode steps ran as graph replays").isPositive();
+        } finally {
+            if (before == null) System.clearProperty(LlmEngine.DEVICE_SAMPLING_PROPERTY);
+            else System.setProperty(LlmEngine.DEVICE_SAMPLING_PROPERTY, before);
+        }
+    }
+
+    private static List<int[]> runSampled(LlmEngine e, List<SamplingParams> sampled, String idPrefix) throws InterruptedException {
+        var streams = new ArrayList<RequestStream>();
+        for (int i = 0; i < sampled.size(); i++) {
+            streams.add(e.submit(new EngineRequest(idPrefix + i, prompts.get(i), sampled.get(i), null)));
+        }
+        var out = new ArrayList<int[]>();
+        for (var s : streams) out.add(collect(s));
+        return out;
+    }
+
     /** The first 16 requests with two samples each; both samples of each must equal the request alone. */
     static void runTwoSamplesEach(LlmEngine e, String idPrefix) throws InterruptedException {
         var streams = new ArrayList<RequestStream>();
