@@ -71,3 +71,281 @@ extern "C" __global__ void __launch_bounds__(ARGMAX_THREADS) argmax_rows(const A
         if (lane == 0) p.out[blockIdx.x] = w.nan ? -1 : (w.i == 0x7fffffff ? 0 : w.i);
     }
 }
+
+// ---- Sampled rows: Sampler.sample(row, spec) of lathe-core, on the GPU -------------------------------------
+//
+// One block of SAMPLE_THREADS threads per row to draw. The steps and their arithmetic follow the Java
+// reference: the largest logit (a NaN anywhere, a row of -infinity or a +infinity is an error code);
+// weights w = FastExp((x - max) * invT) in float operations without contraction, so each weight is the
+// reference's bit for bit; top-k keeps logits >= the k-th largest (found by a radix select on order-preserving
+// keys); the floor of top-p is the largest weight v with mass(w >= v) >= topP * total (a radix select on
+// mass), min-p a floor of minP; the draw walks the kept weights in id order until their running sum exceeds
+// u * total, u from SplitMix64(seed, counter) as SeededRandom.bits gives it. Sums are in double; they are
+// added in another order than the reference's, so a draw can differ from it only where u * total falls
+// within rounding of a boundary between two tokens.
+
+#define SAMPLE_THREADS 1024
+
+struct SampleItem {             // 40 bytes, packed by CudaBackend.sampleRows as 10 ints
+    int row;                    // the logits row
+    float inv_t;                // (float) (1.0 / temperature); +inf keeps only the largest logits
+    int top_k;                  // 0 = off (and off when >= vocab)
+    float min_p;                // 0 = off
+    double top_p;               // 1 = off
+    unsigned long long seed;
+    unsigned long long counter;
+};
+
+struct SampleRowsParams {
+    const float* logits;        // [rows, vocab]
+    const SampleItem* items;    // [count]
+    float* weights;             // [count, vocab] scratch
+    int* out;                   // [count]: the token, or -1 (NaN), -2 (only -infinity), -3 (+infinity)
+    int vocab;
+};
+
+__device__ __forceinline__ unsigned int order_key(float x) {
+    unsigned int b = __float_as_uint(x);
+    return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+
+__device__ __forceinline__ float key_to_float(unsigned int k) {
+    return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
+}
+
+// FastExp.expNonPositive of lathe-core, operation for operation (no fused multiply-adds).
+__device__ __forceinline__ float fast_exp_np(float x) {
+    const float LOG2E = 1.44269504f, LN2_HI = 0.693359375f, LN2_LO = -2.12194440e-4f, ROUND = 12582912.f;
+    float xc = fmaxf(x, -100.f);
+    float n = fmaxf(__fsub_rn(__fadd_rn(__fmul_rn(xc, LOG2E), ROUND), ROUND), -127.f);
+    float r = __fsub_rn(__fsub_rn(xc, __fmul_rn(n, LN2_HI)), __fmul_rn(n, LN2_LO));
+    float p = 1.382942079e-03f;
+    p = __fadd_rn(__fmul_rn(p, r), 8.374771103e-03f);
+    p = __fadd_rn(__fmul_rn(p, r), 4.166835919e-02f);
+    p = __fadd_rn(__fmul_rn(p, r), 1.666642129e-01f);
+    p = __fadd_rn(__fmul_rn(p, r), 4.999999106e-01f);
+    p = __fadd_rn(__fmul_rn(p, r), 1.0f);
+    p = __fadd_rn(__fmul_rn(p, r), 1.0f);
+    return __fmul_rn(p, __int_as_float(((int)n + 127) << 23));
+}
+
+// SeededRandom.bits of lathe-core (SplitMix64 finaliser), in wrapping 64-bit arithmetic as Java's longs.
+__device__ __forceinline__ unsigned long long seeded_bits(unsigned long long seed, unsigned long long index) {
+    unsigned long long z = seed * 0x9E3779B97F4A7C15ull + index * 0xD1B54A32D192ED03ull + 0x632BE59BD9B4E019ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+// Block-wide reductions for SAMPLE_THREADS threads, the result in every thread.
+__device__ __forceinline__ double sample_block_sum(double v, double* scratch) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        double t = scratch[lane];
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
+        if (lane == 0) scratch[32] = t;
+    }
+    __syncthreads();
+    double total = scratch[32];
+    __syncthreads();
+    return total;
+}
+
+__device__ __forceinline__ float sample_block_max(float v, float* scratch) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        float t = scratch[lane];
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) t = fmaxf(t, __shfl_xor_sync(0xffffffffu, t, o));
+        if (lane == 0) scratch[32] = t;
+    }
+    __syncthreads();
+    float m = scratch[32];
+    __syncthreads();
+    return m;
+}
+
+// The largest key K (of order_key(x) for the logits, or of the float bits of the positive weights) with
+// count(keys >= K) >= need (counts) or mass(keys >= K) >= need (masses), one byte a pass from the top.
+// Returns false when even every key together falls short (possible for masses, through rounding).
+template <bool MASS>
+__device__ bool radix_select(const float* v, int n, double need, unsigned int* key_out, double* hist, unsigned int* s_prefix,
+                             int* s_found) {
+    unsigned int prefix = 0;
+    double above = 0;
+    for (int pass = 0; pass < 4; pass++) {
+        const int shift = 24 - 8 * pass;
+        for (int b = threadIdx.x; b < 256; b += blockDim.x) hist[b] = 0;
+        __syncthreads();
+        for (int i = threadIdx.x; i < n; i += blockDim.x) {
+            float x = v[i];
+            unsigned int k;
+            if (MASS) {
+                if (!(x > 0.f)) continue;
+                k = __float_as_uint(x);
+            } else {
+                k = order_key(x);
+            }
+            if (pass > 0 && (k >> (shift + 8)) != prefix) continue;
+            atomicAdd(&hist[(k >> shift) & 255u], MASS ? (double)x : 1.0);
+        }
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            int b = 255;
+            for (; b >= 0; b--) {
+                if (above + hist[b] >= need) break;
+                above += hist[b];
+            }
+            *s_found = b >= 0;
+            *s_prefix = (prefix << 8) | (unsigned int)(b < 0 ? 0 : b);
+        }
+        __syncthreads();
+        prefix = *s_prefix;
+        bool found = *s_found != 0;
+        __syncthreads();
+        if (!found) return false;
+        // `above` lives in thread 0 only; the others never read it
+    }
+    *key_out = prefix;
+    return true;
+}
+
+extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_rows(const SampleRowsParams p) {
+    __shared__ double hist[256];
+    __shared__ double dscratch[33];
+    __shared__ float fscratch[33];
+    __shared__ unsigned int s_prefix;
+    __shared__ int s_found, s_flag, s_token;
+    const SampleItem it = p.items[blockIdx.x];
+    const int V = p.vocab;
+    const float* x = p.logits + (long long)it.row * V;
+    float* w = p.weights + (long long)blockIdx.x * V;
+    const int tid = threadIdx.x;
+
+    // the largest logit; NaN, -infinity only, +infinity: the reference's errors
+    if (tid == 0) s_flag = 0;
+    __syncthreads();
+    float mx = -INFINITY;
+    for (int i = tid; i < V; i += blockDim.x) {
+        float v = x[i];
+        if (v != v) s_flag = 1;
+        else mx = fmaxf(mx, v);
+    }
+    mx = sample_block_max(mx, fscratch);  // its barriers also publish s_flag
+    if (s_flag || mx == -INFINITY || mx == INFINITY) {
+        if (tid == 0) p.out[blockIdx.x] = s_flag ? -1 : mx == -INFINITY ? -2 : -3;
+        return;
+    }
+
+    // weights of the tokens that survive temperature and top-k
+    const float inv_t = it.inv_t;
+    const int k = it.top_k;
+    if (isinf(inv_t)) {
+        for (int i = tid; i < V; i += blockDim.x) w[i] = x[i] == mx ? 1.f : 0.f;
+    } else {
+        float kth = -INFINITY;
+        if (k > 0 && k < V) {
+            unsigned int key;
+            radix_select<false>(x, V, (double)k, &key, hist, &s_prefix, &s_found);  // k <= V: always found
+            kth = key_to_float(key);
+        }
+        for (int i = tid; i < V; i += blockDim.x) {
+            float v = x[i];
+            w[i] = v >= kth ? fast_exp_np(__fmul_rn(__fsub_rn(v, mx), inv_t)) : 0.f;
+        }
+    }
+    __syncthreads();
+    double local = 0;
+    for (int i = tid; i < V; i += blockDim.x) local += w[i];
+    const double total = sample_block_sum(local, dscratch);
+
+    // floors: min-p, and the nucleus of top-p
+    float floor = it.min_p;
+    if (it.top_p < 1.0) {
+        unsigned int key;
+        float nucleus = radix_select<true>(w, V, it.top_p * total, &key, hist, &s_prefix, &s_found) ? __uint_as_float(key) : 0.f;
+        floor = fmaxf(floor, nucleus);
+    }
+
+    // the draw: contiguous id ranges per thread, their kept sums scanned across the block in id order
+    const int chunk = (V + blockDim.x - 1) / blockDim.x;
+    const int lo = min(V, tid * chunk), hi = min(V, lo + chunk);
+    double mine = 0;
+    int last_kept = -1;
+    for (int i = lo; i < hi; i++) {
+        float v = w[i];
+        if (v > 0.f && v >= floor) {
+            mine += v;
+            last_kept = i;
+        }
+    }
+    // exclusive scan of `mine` over the block
+    const int lane = tid & 31, warp = tid >> 5;
+    double incl = mine;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        double t = __shfl_up_sync(0xffffffffu, incl, o);
+        if (lane >= o) incl += t;
+    }
+    if (lane == 31) dscratch[warp] = incl;
+    __syncthreads();
+    if (warp == 0) {
+        double t = dscratch[lane], s = t;
+#pragma unroll
+        for (int o = 1; o < 32; o <<= 1) {
+            double u = __shfl_up_sync(0xffffffffu, s, o);
+            if (lane >= o) s += u;
+        }
+        dscratch[lane] = s - t;  // exclusive prefix of warp `lane`
+        if (lane == 31) dscratch[32] = s;
+    }
+    __syncthreads();
+    const double before = dscratch[warp] + (incl - mine);
+    const double kept_total = dscratch[32];
+    const double u = (double)(seeded_bits(it.seed, it.counter) >> 11) * 0x1.0p-53;  // [0, 1)
+    const double target = u * kept_total;
+    if (tid == 0) s_token = -1;
+    __syncthreads();
+    if (mine > 0 && before <= target && target < before + mine) {
+        double cum = before;
+        int token = last_kept;  // rounding inside the range: its last kept token
+        for (int i = lo; i < hi; i++) {
+            float v = w[i];
+            if (v > 0.f && v >= floor) {
+                cum += v;
+                if (target < cum) {
+                    token = i;
+                    break;
+                }
+            }
+        }
+        atomicMax(&s_token, token);  // one range holds the target; max only guards against rounding ties
+    }
+    __syncthreads();
+    // rounding put the target at or past the end: the last kept token, as the reference does
+    int token = s_token;
+    if (token < 0) {
+        int lk = last_kept;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) lk = max(lk, __shfl_xor_sync(0xffffffffu, lk, o));
+        if (lane == 0) fscratch[warp] = __int_as_float(lk);
+        __syncthreads();
+        if (tid == 0) {
+            int best = -1;
+            for (int i = 0; i < (int)(blockDim.x >> 5); i++) best = max(best, __float_as_int(fscratch[i]));
+            s_token = best;
+        }
+        __syncthreads();
+        token = s_token;
+    }
+    if (tid == 0) p.out[blockIdx.x] = token;
+}

@@ -3,6 +3,7 @@ package dev.lathe.cli;
 import dev.lathe.core.backend.AttentionMetadata;
 import dev.lathe.core.backend.Backend;
 import dev.lathe.core.backend.KvCache;
+import dev.lathe.core.backend.SampleSpec;
 import dev.lathe.core.backend.Tensor;
 import dev.lathe.core.backend.Weight;
 import dev.lathe.core.checkpoint.DType;
@@ -56,6 +57,15 @@ final class TimedBackend implements Backend {
     @Override public void rope(Tensor x, Tensor cos, Tensor sin) { inner.rope(x, cos, sin); }
     @Override public void writeKv(KvCache cache, int layer, Tensor k, Tensor v, Tensor slotMapping) {
         inner.writeKv(cache, layer, k, v, slotMapping);
+    }
+    @Override public boolean supportsSampling() { return inner.supportsSampling(); }
+    @Override public int[] sampleRows(Tensor logits, SampleSpec[] specs) {
+        long t0 = System.nanoTime();  // like download: waits for the queued work, then returns a few ints
+        try {
+            return inner.sampleRows(logits, specs);
+        } finally {
+            downloadNanos += System.nanoTime() - t0;
+        }
     }
     @Override public void linearSiluMul(Tensor x, Weight w, Weight bias, Tensor out) { inner.linearSiluMul(x, w, bias, out); }
     @Override public void ropeWriteKv(Tensor qkv, Tensor q, Tensor cos, Tensor sin, KvCache cache, int layer, Tensor slotMapping) {

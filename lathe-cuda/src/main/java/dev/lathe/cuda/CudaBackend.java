@@ -3,6 +3,7 @@ package dev.lathe.cuda;
 import dev.lathe.core.backend.AttentionMetadata;
 import dev.lathe.core.backend.Backend;
 import dev.lathe.core.backend.KvCache;
+import dev.lathe.core.backend.SampleSpec;
 import dev.lathe.core.backend.Tensor;
 import dev.lathe.core.backend.Weight;
 import dev.lathe.core.checkpoint.DType;
@@ -916,6 +917,57 @@ public final class CudaBackend implements Backend {
     }
 
     /** On the GPU: only {@code rows} ints cross to the host. */
+    /** select.cu's sample_rows: threads per block, and the ints one SampleItem is packed into. */
+    private static final int SAMPLE_THREADS = 1024, SAMPLE_ITEM_INTS = 10;
+
+    @Override
+    public boolean supportsSampling() { return true; }
+
+    /**
+     * One block per row to draw (select.cu's sample_rows): the reference's steps and weights bit for bit, its
+     * sums in another order (see the kernel). A scratch {@code [draws, vocab]} F32 tensor holds the weights.
+     */
+    @Override
+    public int[] sampleRows(Tensor logits, SampleSpec[] specs) {
+        CudaTensor xt = floats(logits, "sampleRows", "logits");
+        if (specs.length != xt.rows()) {
+            throw shapes("sampleRows", "logits " + xt.shape() + ", " + specs.length + " specs", "need one spec (or null) per row");
+        }
+        int[] out = new int[specs.length];
+        Arrays.fill(out, NOT_SAMPLED);
+        int count = 0;
+        for (SampleSpec s : specs) if (s != null) count++;
+        if (count == 0) return out;
+        int[] packed = new int[SAMPLE_ITEM_INTS * count], rowOf = new int[count];
+        for (int r = 0, j = 0; r < specs.length; r++) {
+            SampleSpec s = specs[r];
+            if (s == null) continue;
+            int at = SAMPLE_ITEM_INTS * j;
+            long topP = Double.doubleToRawLongBits(s.topP());
+            packed[at] = r;
+            packed[at + 1] = Float.floatToRawIntBits(s.invTemperature());
+            packed[at + 2] = s.topK();
+            packed[at + 3] = Float.floatToRawIntBits(s.minP());
+            packed[at + 4] = (int) topP;                // little-endian halves of the 8-byte fields
+            packed[at + 5] = (int) (topP >>> 32);
+            packed[at + 6] = (int) s.seed();
+            packed[at + 7] = (int) (s.seed() >>> 32);
+            packed[at + 8] = (int) s.counter();
+            packed[at + 9] = (int) (s.counter() >>> 32);
+            rowOf[j++] = r;
+        }
+        try (CudaTensor items = (CudaTensor) upload(packed, 1, packed.length);
+             CudaTensor weights = (CudaTensor) allocate(DType.F32, count, xt.cols());
+             CudaTensor tokens = (CudaTensor) allocate(DType.I32, 1, count)) {
+            kernels.sampleRows.launch(stream, count, 1, SAMPLE_THREADS, xt.address(), items.address(), weights.address(),
+                    tokens.address(), xt.cols());
+            int[] got = new int[count];
+            copyOut(tokens, MemorySegment.ofArray(got));
+            for (int j = 0; j < count; j++) out[rowOf[j]] = got[j];
+        }
+        return out;
+    }
+
     @Override
     public int[] argmaxRows(Tensor x) {
         CudaTensor xt = floats(x, "argmaxRows", "x");

@@ -22,7 +22,7 @@ import static dev.lathe.cuda.driver.KernelParams.struct;
  */
 final class Kernels implements AutoCloseable {
     final Kernel embedding, gatherRows, splitColumns, rmsNorm, rope, writeKv, ropeWriteKv, attention, siluMul, randomNormal,
-            convertFromF32, biasAdd, probe, gemv1, gemv2, gemv4, gemv8, gemv1Glu, gemv2Glu, gemv4Glu, gemv8Glu, argmaxRows, splitFromF32, sumHalves;
+            convertFromF32, biasAdd, probe, gemv1, gemv2, gemv4, gemv8, gemv1Glu, gemv2Glu, gemv4Glu, gemv8Glu, argmaxRows, sampleRows, splitFromF32, sumHalves;
     /** Tensor-core prefill attention, one kernel per cache type and head size: BF16/F16 x 64/128. */
     final Kernel flashBf16D64, flashBf16D128, flashF16D64, flashF16D128;
     /** split_attention_K for head_dim = 32 K, K = 1..8 (index K - 1), and the merge of their pieces. */
@@ -98,6 +98,8 @@ final class Kernels implements AutoCloseable {
             gemv8Glu = gemv.kernel("gemv8_glu", gemvParams("gemv8_glu"));
             argmaxRows = byName.get("select").kernel("argmax_rows", struct("argmax_rows",
                     ptr("logits"), ptr("out"), i32("rows"), i32("vocab")));
+            sampleRows = byName.get("select").kernel("sample_rows", struct("sample_rows",
+                    ptr("logits"), ptr("items"), ptr("weights"), ptr("out"), i32("vocab")));
         } catch (RuntimeException | Error e) {
             close();
             throw e;

@@ -120,6 +120,42 @@ class CudaEngineTest {
         }
     }
 
+    /**
+     * Seeded sampled requests, one at a time (so every step holds one sequence in both runs and the logits are
+     * the same), with the GPU drawing the tokens (-Dlathe.sampling.device=true) and with the host drawing them
+     * from the copied rows: the same tokens.
+     */
+    @Test
+    void tokensDrawnOnTheGpuEqualTheHostsDraws() throws Exception {
+        Path dir = GoldenReference.root().getParent().getParent().resolve("models").resolve("kjv-tiny");
+        try (CudaBackend gpu = new CudaBackend(0); Checkpoint ckpt = Checkpoint.open(dir);
+             LlamaModel model = ModelLoader.load(ckpt.config(), ckpt, gpu, LoadProgress.NONE)) {
+            int vocab = model.config().vocabSize();
+            var rnd = new Random(23);
+            List<int[]> prompts = new ArrayList<>();
+            List<SamplingParams> params = new ArrayList<>();
+            for (int i = 0; i < 16; i++) {
+                prompts.add(rnd.ints(1 + rnd.nextInt(40), 3, vocab).toArray());
+                params.add(SamplingParams.builder().temperature(0.5 + rnd.nextDouble()).topK(i % 3 == 0 ? 0 : 40)
+                        .topP(i % 2 == 0 ? 1 : 0.9).minP(i % 4 == 1 ? 0.05 : 0).seed(77L + i).maxTokens(24).ignoreEos(true).build());
+            }
+            var config = new EngineConfig(8, 64, 16, 256, 128, 1000, true, DType.BF16);
+            List<int[]> host = new ArrayList<>(), device = new ArrayList<>();
+            try (var engine = new LlmEngine("kjv-tiny", model, null, List.of(), config)) {
+                for (int i = 0; i < 16; i++) host.add(collect(engine.submit(new EngineRequest("h" + i, prompts.get(i), params.get(i), null))));
+            }
+            String before = System.getProperty(LlmEngine.DEVICE_SAMPLING_PROPERTY);
+            System.setProperty(LlmEngine.DEVICE_SAMPLING_PROPERTY, "true");
+            try (var engine = new LlmEngine("kjv-tiny", model, null, List.of(), config)) {
+                for (int i = 0; i < 16; i++) device.add(collect(engine.submit(new EngineRequest("d" + i, prompts.get(i), params.get(i), null))));
+            } finally {
+                if (before == null) System.clearProperty(LlmEngine.DEVICE_SAMPLING_PROPERTY);
+                else System.setProperty(LlmEngine.DEVICE_SAMPLING_PROPERTY, before);
+            }
+            for (int i = 0; i < 16; i++) assertThat(device.get(i)).as("request %d", i).isEqualTo(host.get(i));
+        }
+    }
+
     private static int[] concat(int[] a, int[] b) {
         int[] c = Arrays.copyOf(a, a.length + b.length);
         System.arraycopy(b, 0, c, a.length, b.length);

@@ -1,7 +1,9 @@
 package dev.lathe.cuda;
 
 import dev.lathe.core.backend.AttentionMetadata;
+import dev.lathe.core.backend.Backend;
 import dev.lathe.core.backend.KvCache;
+import dev.lathe.core.backend.SampleSpec;
 import dev.lathe.core.backend.SeededRandom;
 import dev.lathe.core.backend.Tensor;
 import dev.lathe.core.backend.Weight;
@@ -206,6 +208,51 @@ class CudaOpsTest {
                 double tol = dtype == DType.F32 ? 1e-5 : dtype == DType.F16 ? 2e-3 : 1e-2;
                 assertClose("linear vs f32 x " + what, gpu.download(out), matmul(x, wq, null, n, in, outF), tol);
             }
+        }
+    }
+
+    /**
+     * Sampled rows drawn on the GPU against the reference draw (Sampler.sample(row, spec)): the same token for
+     * every row and every kind of spec, at a small vocabulary and at Llama 3's. The weights are the reference's
+     * bit for bit and only the order of the double sums differs, so a different token would need u * total
+     * within rounding of a boundary between two tokens: not expected once in these draws.
+     */
+    @Test
+    void sampleRowsDrawsTheReferenceTokens() {
+        for (int vocab : new int[]{1000, 128_256}) {
+            int rows = 24;
+            float[] logits = normal(random, rows * vocab, 3f);
+            for (int i = 0; i < 50; i++) logits[random.nextInt(vocab)] = Float.NEGATIVE_INFINITY;  // row 0: some -inf
+            SampleSpec[] specs = new SampleSpec[rows];
+            for (int r = 0; r < rows; r++) {
+                if (r % 7 == 3) continue;  // not sampled
+                float invT = r == 5 ? Float.POSITIVE_INFINITY : (float) (1.0 / (0.1 + 2 * random.nextDouble()));
+                int topK = r % 3 == 0 ? 0 : 1 + random.nextInt(r % 2 == 0 ? 5 : 2000);
+                double topP = r % 4 == 1 ? 1 : 0.05 + 0.95 * random.nextDouble();
+                float minP = r % 5 == 2 ? (float) (0.2 * random.nextDouble()) : 0f;
+                specs[r] = new SampleSpec(invT, topK, topP, minP, random.nextLong(), random.nextInt(1000));
+            }
+            try (Tensor t = gpu.upload(logits, rows, vocab)) {
+                int[] got = gpu.sampleRows(t, specs);
+                for (int r = 0; r < rows; r++) {
+                    if (specs[r] == null) {
+                        assertThat(got[r]).as("row %d has no spec", r).isEqualTo(Backend.NOT_SAMPLED);
+                        continue;
+                    }
+                    int want = dev.lathe.core.sampling.Sampler.sample(Arrays.copyOfRange(logits, r * vocab, (r + 1) * vocab), specs[r]);
+                    assertThat(got[r]).as("vocab %d row %d %s seed %d", vocab, r, specs[r], seed).isEqualTo(want);
+                }
+            }
+        }
+        // the reference's errors, as codes
+        int vocab = 300;
+        float[] bad = normal(random, 3 * vocab, 1f);
+        bad[17] = Float.NaN;
+        Arrays.fill(bad, vocab, 2 * vocab, Float.NEGATIVE_INFINITY);
+        bad[2 * vocab + 40] = Float.POSITIVE_INFINITY;
+        SampleSpec any = new SampleSpec(1f, 0, 1, 0f, 1, 0);
+        try (Tensor t = gpu.upload(bad, 3, vocab)) {
+            assertThat(gpu.sampleRows(t, new SampleSpec[]{any, any, any})).containsExactly(-1, -2, -3);
         }
     }
 

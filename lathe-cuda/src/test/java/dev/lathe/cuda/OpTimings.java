@@ -53,6 +53,14 @@ public final class OpTimings {
                 report("siluMul 14336, n=256", micros(gpu, () -> gpu.siluMul(gu, act)), 4.0 * 256 * (28672 + 14336));
             }
             prefillLayer(gpu, 2048);
+            for (int rows : new int[]{1, 64, 256}) {
+                try (Tensor logits = gpu.upload(Host.normal(new java.util.Random(7), rows * 128256, 3f), rows, 128256)) {
+                    dev.lathe.core.backend.SampleSpec[] specs = new dev.lathe.core.backend.SampleSpec[rows];
+                    java.util.Arrays.fill(specs, new dev.lathe.core.backend.SampleSpec(1f / 0.8f, 50, 0.9, 0f, 42, 7));
+                    report("sampleRows top-k 50 top-p 0.9, " + rows + " x 128256", micros(gpu, () -> gpu.sampleRows(logits, specs)),
+                            4.0 * rows * 128256);
+                }
+            }
         }
     }
 
