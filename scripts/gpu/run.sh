@@ -8,8 +8,8 @@
 #                               doctor report, runs every @Tag("gpu") test, then first op timings; logs and JUnit XML go to $OUT
 #                               (or ./gpu-out). Extra JVM flags: LATHE_TEST_JVM_FLAGS (e.g. -Dlathe.test.seed=42).
 #   bash .device/run.sh check   a short call: GPU tests, op timings, batch-1 latency with and without decode graphs, TTFT at
-#                               2048, batch-256 decode and a 1000-request throughput run, each under its own limit,
-#                               at most 8 files
+#                               2048 (with and without GEMM algorithm timing), batch-256 decode, a 1000-request throughput
+#                               run and a sampled one with host and GPU draws, each under its own limit, at most 8 files
 #   bash .device/run.sh throughput   offline throughput, 3000 requests, with the transformers batch-64 peer
 #   bash .device/run.sh serving      serving sweep against `lathe serve` (pack with LATHE_PACK_SERVER=1)
 #   bash .device/run.sh pairs        offline throughput at other lengths (LATHE_PAIRS="IN/OUT:REQUESTS ...")
@@ -198,6 +198,13 @@ check() {
   timeout "${LATHE_THROUGHPUT_LIMIT:-60}" "${LATHE[@]}" bench throughput --backend cuda --model synthetic:llama-3-8b \
       --input-len 128 --output-len 128 --num-requests "${LATHE_THROUGHPUT_REQUESTS:-1000}" \
       --json "$out/throughput-128-128.json" >> "$out/bench.log" 2>&1
+  local dev
+  for dev in false true; do  # sampled requests, drawn on the host and on the GPU
+    echo "== sampled (temperature 0.8, top-p 0.9), -Dlathe.sampling.device=$dev" >> "$out/bench.log"
+    timeout 60 "$JAVA" "${JVM_FLAGS[@]}" -Dlathe.sampling.device=$dev -cp "$DEV/lib/*" dev.lathe.cli.Main bench throughput \
+        --backend cuda --model synthetic:llama-3-8b --input-len 128 --output-len 128 --num-requests 500 \
+        --temperature 0.8 --top-p 0.9 >> "$out/bench.log" 2>&1
+  done
   set -e
   grep -E "tests (successful|failed)|exit code" "$out/gpu-tests.log"
   grep -E "^(==|TTFT|TPOT|host)|output  " "$out/bench.log"

@@ -61,6 +61,12 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--temperature", defaultValue = "0", description = "sampling temperature (0 = greedy)")
     double temperature;
 
+    @Option(names = "--top-p", defaultValue = "1", description = "nucleus sampling mass, with --temperature (1 = off)")
+    double topP;
+
+    @Option(names = "--top-k", defaultValue = "0", description = "keep the k most likely tokens, with --temperature (0 = off)")
+    int topK;
+
     @Option(names = "--max-num-seqs", defaultValue = "256", description = "sequences per step (default: ${DEFAULT-VALUE})")
     int maxNumSeqs;
 
@@ -100,7 +106,7 @@ final class BenchCommand implements Callable<Integer> {
         try (Backend backend = modelOptions.openBackend(); LoadedModel m = modelOptions.load(backend)) {
             EngineConfig config = engineConfig(m);
             int[][] prompts = prompts(m.config().vocabSize());
-            var params = SamplingParams.builder().temperature(temperature).maxTokens(outputLen).ignoreEos(true)
+            var params = SamplingParams.builder().temperature(temperature).topP(topP).topK(topK).maxTokens(outputLen).ignoreEos(true)
                     .seed(temperature == 0 ? null : seed).build();
             Result r;
             try (var engine = LlmEngine.of(m, config)) {
@@ -229,6 +235,10 @@ final class BenchCommand implements Callable<Integer> {
         rec.put("num_requests", numRequests);
         rec.put("seed", seed);
         rec.put("temperature", temperature);
+        rec.put("top_p", topP);
+        rec.put("top_k", topK);
+        rec.put("device_sampling", temperature > 0 && Boolean.getBoolean(LlmEngine.DEVICE_SAMPLING_PROPERTY)
+                && backend.supportsSampling());
         var engine = new LinkedHashMap<String, Object>();
         engine.put("max_num_seqs", c.maxNumSeqs());
         engine.put("max_num_batched_tokens", c.maxNumBatchedTokens());
