@@ -187,6 +187,9 @@ check() {
       --json "$out/latency-128-128.json" >> "$out/bench.log" 2>&1
   timeout 45 "$JAVA" "${JVM_FLAGS[@]}" -Dlathe.graphs=false -cp "$DEV/lib/*" dev.lathe.cli.Main "${lat[@]}" --input-len 128 \
       --output-len 128 --warmup 1 --iterations 3 >> "$out/bench.log" 2>&1
+  echo "== batch 1 with programmatic dependent launches (-Dlathe.pdl=true)" >> "$out/bench.log"
+  timeout 45 "$JAVA" "${JVM_FLAGS[@]}" -Dlathe.pdl=true -cp "$DEV/lib/*" dev.lathe.cli.Main "${lat[@]}" --input-len 128 \
+      --output-len 128 --warmup 1 --iterations 3 >> "$out/bench.log" 2>&1
   timeout 30 "${LATHE[@]}" "${lat[@]}" --input-len 2048 --output-len 1 --warmup 2 --iterations 5 \
       --json "$out/latency-2048-1.json" >> "$out/bench.log" 2>&1
   echo "== TTFT with cuBLASLt algorithms timed per shape (-Dlathe.gemm.tune=true)" >> "$out/bench.log"

@@ -11,6 +11,7 @@ struct SiluMulParams {
 
 // out[r, j] = silu(x[r, j]) * x[r, j + inner]
 extern "C" __global__ void silu_mul(const SiluMulParams p) {
+    LATHE_PDL_WAIT();
     long long total = p.n * p.inner;
     for (long long i = global_index(); i < total; i += global_stride()) {
         long long r = i / p.inner;

@@ -34,6 +34,7 @@ struct AttentionParams {
 };
 
 extern "C" __global__ void __launch_bounds__(ATTN_WARPS * 32) paged_attention(const AttentionParams p) {
+    LATHE_PDL_WAIT();
     const int row = blockIdx.x, head = blockIdx.y;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 

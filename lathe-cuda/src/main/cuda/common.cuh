@@ -11,6 +11,17 @@
 #include <math.h>
 #include <stdint.h>
 
+// Programmatic dependent launch (CudaContext.DEPENDENT_LAUNCH_PROPERTY): every kernel begins with this, before
+// its first memory access. Launched normally, it returns at once. Launched with programmatic stream
+// serialization, it waits until the kernel before it on the stream has finished and its writes are visible,
+// then lets the next kernel begin launching (which, in turn, waits here). Only compute capability 9.0 and
+// later have the instructions; the host sets the launch attribute only on such GPUs.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define LATHE_PDL_WAIT() asm volatile("griddepcontrol.wait;\n\tgriddepcontrol.launch_dependents;" ::: "memory")
+#else
+#define LATHE_PDL_WAIT() do { } while (0)
+#endif
+
 namespace lathe {
 
 // Storage formats, numbered as CudaBackend's dtypeCode() numbers them.

@@ -11,6 +11,7 @@ struct ConvertParams {
 
 // Rounds float32 activations to the weight's format before a BF16/F16 GEMM.
 extern "C" __global__ void convert_from_f32(const ConvertParams p) {
+    LATHE_PDL_WAIT();
     for (long long i = global_index(); i < p.count; i += global_stride()) {
         store_f(p.out, p.dtype, i, p.in[i]);
     }
@@ -20,6 +21,7 @@ extern "C" __global__ void convert_from_f32(const ConvertParams p) {
 // out[count + i] = round(x[i] - round(x[i])). One GEMM over the 2n rows then carries about 16 bits of
 // each activation's mantissa instead of 8 (BF16) at the cost of reading the weights once.
 extern "C" __global__ void split_from_f32(const ConvertParams p) {
+    LATHE_PDL_WAIT();
     for (long long i = global_index(); i < p.count; i += global_stride()) {
         float x = p.in[i];
         store_f(p.out, p.dtype, i, x);
@@ -38,6 +40,7 @@ struct SumHalvesParams {
 };
 
 extern "C" __global__ void sum_halves(const SumHalvesParams p) {
+    LATHE_PDL_WAIT();
     long long total = p.rows * p.cols;
     for (long long i = global_index(); i < total; i += global_stride()) {
         float v = p.in[i] + p.in[total + i];
@@ -55,6 +58,7 @@ struct BiasAddParams {
 };
 
 extern "C" __global__ void bias_add(const BiasAddParams p) {
+    LATHE_PDL_WAIT();
     long long total = p.rows * p.cols;
     for (long long i = global_index(); i < total; i += global_stride()) {
         p.out[i] += load_f(p.bias, p.dtype, i % p.cols);
@@ -68,6 +72,7 @@ struct ProbeParams {
 
 // out[i] = 2 i + 1: a kernel whose result the doctor can check without any library.
 extern "C" __global__ void probe(const ProbeParams p) {
+    LATHE_PDL_WAIT();
     for (long long i = global_index(); i < p.n; i += global_stride()) {
         p.out[i] = 2.f * (float)i + 1.f;
     }

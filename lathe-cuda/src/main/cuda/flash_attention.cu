@@ -321,14 +321,18 @@ __device__ __forceinline__ void flash_attention(const FlashAttentionParams& p) {
 
 // grid (num_heads, num_items), FA_WARPS * 32 threads; one kernel per cache type and head_dim
 extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) flash_attention_bf16_d64(const FlashAttentionParams p) {
+    LATHE_PDL_WAIT();
     flash_attention<__nv_bfloat16, 64>(p);
 }
 extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) flash_attention_bf16_d128(const FlashAttentionParams p) {
+    LATHE_PDL_WAIT();
     flash_attention<__nv_bfloat16, 128>(p);
 }
 extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) flash_attention_f16_d64(const FlashAttentionParams p) {
+    LATHE_PDL_WAIT();
     flash_attention<__half, 64>(p);
 }
 extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) flash_attention_f16_d128(const FlashAttentionParams p) {
+    LATHE_PDL_WAIT();
     flash_attention<__half, 128>(p);
 }

@@ -176,14 +176,14 @@ __device__ __forceinline__ void gemv_any(const GemvParams& p) {
 // Blocks of GEMV_WARPS warps; gemvK takes n = 1..K activation rows, one weight row per warp. The single-row
 // kernel keeps 4 pieces in flight with 4 blocks an SM: on an H100 it beat 8 pieces with 3 blocks, two rows
 // per warp and a persistent grid on the Llama-3-8B shapes (bench/results, session 2 op timings).
-extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, 4) gemv1(const GemvParams p) { gemv_any<1, 4, false>(p); }
-extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, 3) gemv2(const GemvParams p) { gemv_any<2, 8, false>(p); }
-extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv4(const GemvParams p) { gemv_any<4, 4, false>(p); }
-extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv8(const GemvParams p) { gemv_any<8, 4, false>(p); }
+extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, 4) gemv1(const GemvParams p) { LATHE_PDL_WAIT(); gemv_any<1, 4, false>(p); }
+extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, 3) gemv2(const GemvParams p) { LATHE_PDL_WAIT(); gemv_any<2, 8, false>(p); }
+extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv4(const GemvParams p) { LATHE_PDL_WAIT(); gemv_any<4, 4, false>(p); }
+extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv8(const GemvParams p) { LATHE_PDL_WAIT(); gemv_any<8, 4, false>(p); }
 
 // The gate/up projection with the SiLU-and-multiply in its epilogue (glu_inner > 0): one warp, two weight
 // rows, the activation written once; no [n, 2 * inner] intermediate and no separate silu_mul launch.
-extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, 4) gemv1_glu(const GemvParams p) { gemv_any<1, 4, true>(p); }
-extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, 3) gemv2_glu(const GemvParams p) { gemv_any<2, 8, true>(p); }
-extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv4_glu(const GemvParams p) { gemv_any<4, 4, true>(p); }
-extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv8_glu(const GemvParams p) { gemv_any<8, 4, true>(p); }
+extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, 4) gemv1_glu(const GemvParams p) { LATHE_PDL_WAIT(); gemv_any<1, 4, true>(p); }
+extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, 3) gemv2_glu(const GemvParams p) { LATHE_PDL_WAIT(); gemv_any<2, 8, true>(p); }
+extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv4_glu(const GemvParams p) { LATHE_PDL_WAIT(); gemv_any<4, 4, true>(p); }
+extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv8_glu(const GemvParams p) { LATHE_PDL_WAIT(); gemv_any<8, 4, true>(p); }

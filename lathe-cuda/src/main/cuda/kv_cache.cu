@@ -16,6 +16,7 @@ struct WriteKvParams {
 
 // One thread per (token, element). A slot outside [0, num_slots) (e.g. -1 padding) is skipped.
 extern "C" __global__ void write_kv(const WriteKvParams p) {
+    LATHE_PDL_WAIT();
     long long total = (long long)p.n * p.width;
     for (long long i = global_index(); i < total; i += global_stride()) {
         long long t = i / p.width;
@@ -47,6 +48,7 @@ struct RopeWriteKvParams {
 // handling elements j and j + half. The rotation is the same arithmetic as rope(), so the cache and q hold the
 // same values as the unfused ops. A slot outside [0, num_slots) writes no K/V (q is still written).
 extern "C" __global__ void rope_write_kv(const RopeWriteKvParams p) {
+    LATHE_PDL_WAIT();
     int all_heads = p.heads + 2 * p.kv_heads;
     int head_dim = 2 * p.half;
     long long total = p.n * all_heads * p.half;

@@ -16,6 +16,7 @@ struct RmsNormParams {
 // One block per group. Pass 1 sums squares (and updates the residual); pass 2 scales. Every element
 // is read and written by the same thread in both passes, so out may alias x or residual.
 extern "C" __global__ void rms_norm(const RmsNormParams p) {
+    LATHE_PDL_WAIT();
     long long base = (long long)blockIdx.x * p.d;
     float ss = 0.f;
     for (int j = threadIdx.x; j < p.d; j += blockDim.x) {

@@ -34,6 +34,7 @@ __device__ __forceinline__ float seeded_normal(unsigned long long seed, unsigned
 
 // value i = mean + std * normal(seed, i), rounded to the storage format.
 extern "C" __global__ void random_normal(const RandomParams p) {
+    LATHE_PDL_WAIT();
     for (long long i = global_index(); i < p.count; i += global_stride()) {
         float v = __fadd_rn(p.mean, __fmul_rn(p.std, seeded_normal(p.seed, (unsigned long long)i)));
         store_f(p.out, p.dtype, i, v);

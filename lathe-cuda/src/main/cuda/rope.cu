@@ -13,6 +13,7 @@ struct RopeParams {
 
 // One thread per (token, head, j): element j of a head pairs with element j + half.
 extern "C" __global__ void rope(const RopeParams p) {
+    LATHE_PDL_WAIT();
     long long total = p.n * p.heads * p.half;
     for (long long i = global_index(); i < total; i += global_stride()) {
         int j = (int)(i % p.half);

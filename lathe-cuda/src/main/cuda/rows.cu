@@ -15,6 +15,7 @@ struct EmbeddingParams {
 // One block per token. An id outside [0, vocab) yields a row of NaN (the host cannot check ids that
 // live on the device without a synchronisation).
 extern "C" __global__ void embedding(const EmbeddingParams p) {
+    LATHE_PDL_WAIT();
     int row = blockIdx.x;
     int id = p.ids[row];
     bool ok = id >= 0 && id < p.vocab;
@@ -35,6 +36,7 @@ struct GatherRowsParams {
 
 // One block per output row; an index outside x yields a row of NaN.
 extern "C" __global__ void gather_rows(const GatherRowsParams p) {
+    LATHE_PDL_WAIT();
     int i = blockIdx.x;
     int r = p.rows[i];
     bool ok = r >= 0 && r < p.x_rows;
@@ -55,6 +57,7 @@ struct SplitColumnsParams {
 
 // dst[r, j] = src[r, col_offset + j]; one launch per output.
 extern "C" __global__ void split_columns(const SplitColumnsParams p) {
+    LATHE_PDL_WAIT();
     long long total = p.rows * p.dst_cols;
     for (long long i = global_index(); i < total; i += global_stride()) {
         long long r = i / p.dst_cols;

@@ -29,6 +29,7 @@ __device__ __forceinline__ Best better(Best a, Best b) {
 
 // One block per row.
 extern "C" __global__ void __launch_bounds__(ARGMAX_THREADS) argmax_rows(const ArgmaxParams p) {
+    LATHE_PDL_WAIT();
     const float* row = p.logits + (long long)blockIdx.x * p.vocab;
     Best b{-INFINITY, 0x7fffffff, false};
     for (int i = threadIdx.x; i < p.vocab; i += blockDim.x) {
@@ -220,6 +221,7 @@ __device__ bool radix_select(const float* v, int n, double need, unsigned int* k
 }
 
 extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_rows(const SampleRowsParams p) {
+    LATHE_PDL_WAIT();
     __shared__ double hist[256];
     __shared__ double dscratch[33];
     __shared__ float fscratch[33];

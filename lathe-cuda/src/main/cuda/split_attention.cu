@@ -288,7 +288,7 @@ __device__ __forceinline__ void split_attention_any(const SplitAttentionParams& 
 }
 
 #define SPLIT_KERNEL(DPL) \
-    extern "C" __global__ void __launch_bounds__(SPLIT_WARPS * 32) split_attention_##DPL(const SplitAttentionParams p) { \
+    extern "C" __global__ void __launch_bounds__(SPLIT_WARPS * 32) split_attention_##DPL(const SplitAttentionParams p) { LATHE_PDL_WAIT(); \
         split_attention_any<DPL>(p); \
     }
 SPLIT_KERNEL(1)
@@ -311,6 +311,7 @@ struct CombineParams {
 
 // One block per (row, head): out = sum_s acc_s e^(m_s - M) / sum_s l_s e^(m_s - M), M the largest m_s.
 extern "C" __global__ void attention_combine(const CombineParams p) {
+    LATHE_PDL_WAIT();
     const long long rh = (long long)blockIdx.x * p.heads + blockIdx.y;
     const float* ml = p.part_ml + rh * p.splits * 2;
     float big = -INFINITY;

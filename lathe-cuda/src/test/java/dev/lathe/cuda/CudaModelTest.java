@@ -144,6 +144,57 @@ class CudaModelTest {
         }
     }
 
+    /**
+     * Kernels launched with programmatic stream serialization (-Dlathe.pdl=true, Hopper and later) compute what
+     * they compute launched plainly, bit for bit: prefill and decode steps (graphs included) of a small model on
+     * a second backend with the property set, against this class's backend. On older GPUs the property is
+     * ignored and the two runs are plain.
+     */
+    @Test
+    void dependentLaunchesGiveTheSameLogits() {
+        var config = new dev.lathe.core.config.ModelConfig("LlamaForCausalLM", "llama", 1000, 512, 1024, 2, 4, 1, 128,
+                4096, 1e-5, 500000, dev.lathe.core.config.RopeScaling.NONE, false, false, false, false, 0, 1, List.of(2),
+                "bfloat16");
+        var cache = ModelRunner.CacheConfig.forSequences(512, 2, 16, DType.BF16);
+        int[][] prompts = {new Random(3).ints(150, 0, 1000).toArray(), new Random(4).ints(70, 0, 1000).toArray()};
+        List<float[]> plain = decodeLogits(gpu, config, cache, prompts);
+        String before = System.getProperty(dev.lathe.cuda.driver.CudaContext.DEPENDENT_LAUNCH_PROPERTY);
+        System.setProperty(dev.lathe.cuda.driver.CudaContext.DEPENDENT_LAUNCH_PROPERTY, "true");
+        List<float[]> dependent;
+        try (CudaBackend pdl = new CudaBackend(0)) {
+            System.out.println("dependent launches: " + pdl.context().dependentLaunches());
+            dependent = decodeLogits(pdl, config, cache, prompts);
+        } finally {
+            if (before == null) System.clearProperty(dev.lathe.cuda.driver.CudaContext.DEPENDENT_LAUNCH_PROPERTY);
+            else System.setProperty(dev.lathe.cuda.driver.CudaContext.DEPENDENT_LAUNCH_PROPERTY, before);
+        }
+        for (int i = 0; i < plain.size(); i++) {
+            assertThat(Arrays.mismatch(dependent.get(i), plain.get(i))).as("step %d logits, first difference", i / 2).isEqualTo(-1);
+        }
+    }
+
+    /** Every logits row of a prefill and 12 greedy decode steps of two sequences on {@code backend}. */
+    private static List<float[]> decodeLogits(CudaBackend backend, dev.lathe.core.config.ModelConfig config,
+                                              ModelRunner.CacheConfig cache, int[][] prompts) {
+        List<float[]> out = new ArrayList<>();
+        try (LlamaModel model = ModelLoader.synthetic(config, backend, DType.BF16, 5, LoadProgress.NONE);
+             ModelRunner runner = new ModelRunner(model, cache)) {
+            List<Sequence> seqs = new ArrayList<>();
+            for (int i = 0; i < prompts.length; i++) seqs.add(new Sequence(i, prompts[i].clone()));
+            int[] counts = {prompts[0].length, prompts[1].length};
+            boolean[] full = {true, true};
+            for (int step = 0; step < 13; step++) {
+                var logits = runner.step(seqs, counts, full);
+                for (int s = 0; s < seqs.size(); s++) {
+                    out.add(logits.row(s));
+                    seqs.get(s).append(logits.argmax(s));
+                }
+                Arrays.fill(counts, 1);
+            }
+        }
+        return out;
+    }
+
     @Test
     void llama3_8bAgreesWithTheCpuBackend() {
         var config = SyntheticPresets.get("llama-3-8b");

@@ -70,6 +70,29 @@ class KernelStructsTest {
         assertThat(problems).as("parameter structs that differ between Java and CUDA").isEmpty();
     }
 
+    /**
+     * Every kernel's first statement is LATHE_PDL_WAIT() (common.cuh): launched with programmatic stream
+     * serialization (-Dlathe.pdl=true), a kernel that touched memory before it could read what its predecessor
+     * has not written yet, or overwrite what it still reads.
+     */
+    @Test
+    void everyKernelWaitsForItsPredecessorFirst() throws IOException {
+        Pattern entry = Pattern.compile("extern \"C\" __global__ void (?:__launch_bounds__\\([^)]*\\) )?(\\w+)\\([^)]*\\)\\s*\\{\\s*(\\S*)");
+        List<String> problems = new ArrayList<>();
+        int kernels = 0;
+        try (Stream<Path> files = Files.list(CUDA)) {
+            for (Path f : files.filter(p -> p.toString().endsWith(".cu")).toList()) {
+                Matcher m = entry.matcher(Files.readString(f));
+                while (m.find()) {
+                    kernels++;
+                    if (!m.group(2).equals("LATHE_PDL_WAIT();")) problems.add(f.getFileName() + ": " + m.group(1) + " begins with " + m.group(2));
+                }
+            }
+        }
+        assertThat(kernels).as("kernels found").isGreaterThan(25);
+        assertThat(problems).as("kernels that touch memory before LATHE_PDL_WAIT()").isEmpty();
+    }
+
     /** The CUDA kernels a declared name stands for: itself, or every kernel with its prefix for "prefix*". */
     private static List<String> matching(String name, Map<String, CudaKernel> c) {
         List<String> out = new ArrayList<>();

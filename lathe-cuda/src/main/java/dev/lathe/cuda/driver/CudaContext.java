@@ -15,14 +15,28 @@ public final class CudaContext implements AutoCloseable {
     private final int ordinal;
     private final int device;
     private final MemorySegment handle;
+    private final boolean dependentLaunches;
     private volatile boolean closed;
+
+    /**
+     * System property: {@code true} launches every kernel with programmatic stream serialization (Hopper and
+     * later), so that a kernel's blocks may start while the one before it finishes; each Lathe kernel first
+     * waits for its predecessor's results (LATHE_PDL_WAIT in common.cuh). Off by default: not yet measured.
+     */
+    public static final String DEPENDENT_LAUNCH_PROPERTY = "lathe.pdl";
 
     private CudaContext(Driver driver, int ordinal, int device, MemorySegment handle) {
         this.driver = driver;
         this.ordinal = ordinal;
         this.device = device;
         this.handle = handle;
+        // the kernels' wait compiles only for compute capability 9.0 and later; older GPUs launch as before
+        this.dependentLaunches = Boolean.getBoolean(DEPENDENT_LAUNCH_PROPERTY)
+                && driver.deviceAttribute(device, Driver.ATTR_COMPUTE_CAPABILITY_MAJOR) >= 9;
     }
+
+    /** Whether kernels launch with programmatic stream serialization (see {@link #DEPENDENT_LAUNCH_PROPERTY}). */
+    public boolean dependentLaunches() { return dependentLaunches; }
 
     /** Initialises the driver and retains the primary context of GPU {@code ordinal}. */
     public static CudaContext open(int ordinal) {

@@ -42,7 +42,11 @@ public final class Kernel {
             MemorySegment struct = params.write(arena, args);
             MemorySegment argv = arena.allocate(ADDRESS);
             argv.set(ADDRESS, 0, struct);
-            context.driver().launchKernel(function, gridX, gridY, gridZ, blockX, 1, 1, 0, stream.handle(), argv);
+            if (context.dependentLaunches()) {
+                context.driver().launchKernelDependent(arena, function, gridX, gridY, gridZ, blockX, stream.handle(), argv);
+            } else {
+                context.driver().launchKernel(function, gridX, gridY, gridZ, blockX, 1, 1, 0, stream.handle(), argv);
+            }
         }
     }
 }

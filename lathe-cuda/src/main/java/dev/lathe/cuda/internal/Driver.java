@@ -36,7 +36,7 @@ public final class Driver {
             cuMemcpyHtoDAsync, cuMemcpyDtoHAsync, cuMemcpyDtoDAsync, cuMemHostAlloc, cuMemFreeHost,
             cuMemGetInfo, cuStreamCreate, cuStreamSynchronize, cuStreamDestroy, cuEventCreate, cuEventRecord,
             cuEventSynchronize, cuEventElapsedTime, cuEventDestroy, cuModuleLoadData, cuModuleUnload,
-            cuModuleGetFunction, cuLaunchKernel, cuGetErrorName, cuGetErrorString, cuStreamBeginCapture,
+            cuModuleGetFunction, cuLaunchKernel, cuLaunchKernelEx, cuGetErrorName, cuGetErrorString, cuStreamBeginCapture,
             cuStreamEndCapture, cuGraphInstantiateWithFlags, cuGraphLaunch, cuGraphExecDestroy, cuGraphDestroy;
     private final String location;
 
@@ -78,6 +78,7 @@ public final class Driver {
         cuModuleGetFunction = bind(lib, "cuModuleGetFunction", ADDRESS, ADDRESS, ADDRESS);
         cuLaunchKernel = bind(lib, "cuLaunchKernel", ADDRESS, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT,
                 JAVA_INT, JAVA_INT, ADDRESS, ADDRESS, ADDRESS);
+        cuLaunchKernelEx = bind(lib, "cuLaunchKernelEx", ADDRESS, ADDRESS, ADDRESS, ADDRESS);
         cuGetErrorName = bind(lib, "cuGetErrorName", JAVA_INT, ADDRESS);
         cuStreamBeginCapture = bind(lib, "cuStreamBeginCapture_v2", ADDRESS, JAVA_INT);
         cuStreamEndCapture = bind(lib, "cuStreamEndCapture", ADDRESS, ADDRESS);
@@ -385,6 +386,36 @@ public final class Driver {
             int rc = (int) cuModuleGetFunction.invokeExact(v, module, a.allocateFrom(name));
             if (rc != 0) throw new CudaException("cuModuleGetFunction", rc, errorName(rc), "kernel '" + name + "'");
             return v.get(ADDRESS, 0);
+        } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    /** sizeof(CUlaunchConfig) and sizeof(CUlaunchAttribute) (cuda.h), and the attribute's id. */
+    private static final long LAUNCH_CONFIG_BYTES = 56, LAUNCH_ATTRIBUTE_BYTES = 72;
+    private static final int ATTR_PROGRAMMATIC_STREAM_SERIALIZATION = 6;
+
+    /**
+     * cuLaunchKernelEx with programmatic stream serialization allowed: the kernel may begin before the
+     * previous kernel on the stream has finished, and must wait for it itself (griddepcontrol.wait) before
+     * touching memory. One-dimensional blocks, no dynamic shared memory.
+     */
+    public void launchKernelDependent(Arena arena, MemorySegment function, int gx, int gy, int gz, int bx,
+                                      MemorySegment stream, MemorySegment kernelParams) {
+        MemorySegment attr = arena.allocate(LAUNCH_ATTRIBUTE_BYTES, 8);
+        attr.set(JAVA_INT, 0, ATTR_PROGRAMMATIC_STREAM_SERIALIZATION);
+        attr.set(JAVA_INT, 8, 1);  // value.programmaticStreamSerializationAllowed
+        MemorySegment config = arena.allocate(LAUNCH_CONFIG_BYTES, 8);
+        config.set(JAVA_INT, 0, gx);
+        config.set(JAVA_INT, 4, gy);
+        config.set(JAVA_INT, 8, gz);
+        config.set(JAVA_INT, 12, bx);
+        config.set(JAVA_INT, 16, 1);
+        config.set(JAVA_INT, 20, 1);
+        config.set(JAVA_INT, 24, 0);        // sharedMemBytes
+        config.set(ADDRESS, 32, stream);    // hStream
+        config.set(ADDRESS, 40, attr);      // attrs
+        config.set(JAVA_INT, 48, 1);        // numAttrs
+        try {
+            check((int) cuLaunchKernelEx.invokeExact(config, function, kernelParams, MemorySegment.NULL), "cuLaunchKernelEx");
         } catch (Throwable t) { throw rethrow(t); }
     }
 
