@@ -175,7 +175,7 @@ check() {
       --class-path "$TEST_CP" --scan-class-path "$DEV/test-classes" --include-tag gpu --details=tree --disable-banner \
       --disable-ansi-colors > "$out/gpu-tests.log" 2>&1
   echo "gpu tests exit code: $?" >> "$out/gpu-tests.log"
-  timeout 60 "$JAVA" "${JVM_FLAGS[@]}" -cp "$TEST_CP" dev.lathe.cuda.OpTimings > "$out/op-timings.txt" 2>&1
+  timeout 90 "$JAVA" "${JVM_FLAGS[@]}" -cp "$TEST_CP" dev.lathe.cuda.OpTimings > "$out/op-timings.txt" 2>&1
   local -a lat=(bench latency --backend cuda --model synthetic:llama-3-8b --batch 1 --card "$card")
   if [ "${LATHE_CHECK_PEER:-0}" = 1 ] && [ -f tools/peers/hf_latency.py ]; then
     # the transformers peer of the batch-1 records, measured in this call; its numbers go into those records
