@@ -198,6 +198,10 @@ check() {
   timeout 60 "$JAVA" "${JVM_FLAGS[@]}" -cp "$DEV/lib/*" dev.lathe.cli.Main bench latency --backend cuda \
       --model synthetic:llama-3-8b --batch 256 --card "$card" --input-len 128 --output-len 128 --warmup 1 --iterations 2 \
       --json "$out/latency-b256-128-128.json" >> "$out/bench.log" 2>&1
+  echo "== batch 256 with cuBLASLt algorithms timed per shape (-Dlathe.gemm.tune=true)" >> "$out/bench.log"
+  timeout 60 "$JAVA" "${JVM_FLAGS[@]}" -Dlathe.gemm.tune=true -cp "$DEV/lib/*" dev.lathe.cli.Main bench latency --backend cuda \
+      --model synthetic:llama-3-8b --batch 256 --card "$card" --input-len 128 --output-len 128 --warmup 1 --iterations 2 \
+      >> "$out/bench.log" 2>&1
   timeout "${LATHE_THROUGHPUT_LIMIT:-60}" "${LATHE[@]}" bench throughput --backend cuda --model synthetic:llama-3-8b \
       --input-len 128 --output-len 128 --num-requests "${LATHE_THROUGHPUT_REQUESTS:-1000}" \
       --json "$out/throughput-128-128.json" >> "$out/bench.log" 2>&1
