@@ -7,9 +7,10 @@
 #   bash .device/run.sh device  on the GPU machine, from the repository root: unpacks the runtime, prints the
 #                               doctor report, runs every @Tag("gpu") test, then first op timings; logs and JUnit XML go to $OUT
 #                               (or ./gpu-out). Extra JVM flags: LATHE_TEST_JVM_FLAGS (e.g. -Dlathe.test.seed=42).
-#   bash .device/run.sh check   a short call: GPU tests, op timings, batch-1 latency with and without decode graphs, TTFT at
-#                               2048 (with and without GEMM algorithm timing), batch-256 decode, a 1000-request throughput
-#                               run and a sampled one with host and GPU draws, each under its own limit, at most 8 files
+#   bash .device/run.sh check   a short call: GPU tests, op timings, batch-1 latency with and without decode graphs (with
+#                               its transformers peer when LATHE_CHECK_PEER=1), TTFT at 2048, batch-256 decode and a
+#                               1000-request throughput run, each under its own limit, at most 8 files
+#   bash .device/run.sh ab      the switches that are off until measured, each against the default in one call
 #   bash .device/run.sh throughput   offline throughput, 3000 requests, with the transformers batch-64 peer
 #   bash .device/run.sh serving      serving sweep against `lathe serve` (pack with LATHE_PACK_SERVER=1)
 #   bash .device/run.sh pairs        offline throughput at other lengths (LATHE_PAIRS="IN/OUT:REQUESTS ...")
@@ -187,34 +188,50 @@ check() {
       --json "$out/latency-128-128.json" >> "$out/bench.log" 2>&1
   timeout 45 "$JAVA" "${JVM_FLAGS[@]}" -Dlathe.graphs=false -cp "$DEV/lib/*" dev.lathe.cli.Main "${lat[@]}" --input-len 128 \
       --output-len 128 --warmup 1 --iterations 3 >> "$out/bench.log" 2>&1
-  echo "== batch 1 with programmatic dependent launches (-Dlathe.pdl=true)" >> "$out/bench.log"
-  timeout 45 "$JAVA" "${JVM_FLAGS[@]}" -Dlathe.pdl=true -cp "$DEV/lib/*" dev.lathe.cli.Main "${lat[@]}" --input-len 128 \
-      --output-len 128 --warmup 1 --iterations 3 >> "$out/bench.log" 2>&1
   timeout 30 "${LATHE[@]}" "${lat[@]}" --input-len 2048 --output-len 1 --warmup 2 --iterations 5 \
       --json "$out/latency-2048-1.json" >> "$out/bench.log" 2>&1
-  echo "== TTFT with cuBLASLt algorithms timed per shape (-Dlathe.gemm.tune=true)" >> "$out/bench.log"
-  timeout 40 "$JAVA" "${JVM_FLAGS[@]}" -Dlathe.gemm.tune=true -cp "$DEV/lib/*" dev.lathe.cli.Main "${lat[@]}" \
-      --input-len 2048 --output-len 1 --warmup 2 --iterations 5 >> "$out/bench.log" 2>&1
   timeout 60 "$JAVA" "${JVM_FLAGS[@]}" -cp "$DEV/lib/*" dev.lathe.cli.Main bench latency --backend cuda \
       --model synthetic:llama-3-8b --batch 256 --card "$card" --input-len 128 --output-len 128 --warmup 1 --iterations 2 \
       --json "$out/latency-b256-128-128.json" >> "$out/bench.log" 2>&1
-  echo "== batch 256 with cuBLASLt algorithms timed per shape (-Dlathe.gemm.tune=true)" >> "$out/bench.log"
-  timeout 60 "$JAVA" "${JVM_FLAGS[@]}" -Dlathe.gemm.tune=true -cp "$DEV/lib/*" dev.lathe.cli.Main bench latency --backend cuda \
-      --model synthetic:llama-3-8b --batch 256 --card "$card" --input-len 128 --output-len 128 --warmup 1 --iterations 2 \
-      >> "$out/bench.log" 2>&1
   timeout "${LATHE_THROUGHPUT_LIMIT:-60}" "${LATHE[@]}" bench throughput --backend cuda --model synthetic:llama-3-8b \
       --input-len 128 --output-len 128 --num-requests "${LATHE_THROUGHPUT_REQUESTS:-1000}" \
       --json "$out/throughput-128-128.json" >> "$out/bench.log" 2>&1
-  local dev
-  for dev in false true; do  # sampled requests, drawn on the host and on the GPU
-    echo "== sampled (temperature 0.8, top-p 0.9), -Dlathe.sampling.device=$dev" >> "$out/bench.log"
-    timeout 60 "$JAVA" "${JVM_FLAGS[@]}" -Dlathe.sampling.device=$dev -cp "$DEV/lib/*" dev.lathe.cli.Main bench throughput \
-        --backend cuda --model synthetic:llama-3-8b --input-len 128 --output-len 128 --num-requests 500 \
-        --temperature 0.8 --top-p 0.9 >> "$out/bench.log" 2>&1
-  done
   set -e
   grep -E "tests (successful|failed)|exit code" "$out/gpu-tests.log"
   grep -E "^(==|TTFT|TPOT|host)|output  " "$out/bench.log"
+}
+
+# The switches that are off until measured, each against the default in the same call (one log, ab.log):
+# batch-1 decode with programmatic dependent launches and with the gate/up GEMV and SiLU as two kernels,
+# TTFT and batch-256 decode with cuBLASLt algorithm timing, and 500 sampled requests (temperature 0.8, top-p
+# 0.9) with host and with GPU draws. About 4 minutes.
+ab() {
+  setup
+  local out=$OUT_DIR card log=$OUT_DIR/ab.log flag
+  card=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1 || echo unknown)
+  local -a base=(bench latency --backend cuda --model synthetic:llama-3-8b --card "$card")
+  set +e
+  for flag in "" -Dlathe.pdl=true -Dlathe.gemv.glu=false; do
+    echo "== batch 1, 128/128 ${flag:-(defaults)}" >> "$log"
+    timeout 45 "$JAVA" "${JVM_FLAGS[@]}" $flag -cp "$DEV/lib/*" dev.lathe.cli.Main "${base[@]}" --batch 1 --input-len 128 \
+        --output-len 128 --warmup 1 --iterations 3 >> "$log" 2>&1
+  done
+  for flag in "" -Dlathe.gemm.tune=true; do
+    echo "== TTFT 2048 ${flag:-(defaults)}" >> "$log"
+    timeout 40 "$JAVA" "${JVM_FLAGS[@]}" $flag -cp "$DEV/lib/*" dev.lathe.cli.Main "${base[@]}" --batch 1 --input-len 2048 \
+        --output-len 1 --warmup 2 --iterations 5 >> "$log" 2>&1
+    echo "== batch 256, 128/128 ${flag:-(defaults)}" >> "$log"
+    timeout 60 "$JAVA" "${JVM_FLAGS[@]}" $flag -cp "$DEV/lib/*" dev.lathe.cli.Main "${base[@]}" --batch 256 --input-len 128 \
+        --output-len 128 --warmup 1 --iterations 2 >> "$log" 2>&1
+  done
+  for flag in false true; do
+    echo "== sampled 128/128 x 500 (temperature 0.8, top-p 0.9), -Dlathe.sampling.device=$flag" >> "$log"
+    timeout 60 "$JAVA" "${JVM_FLAGS[@]}" -Dlathe.sampling.device=$flag -cp "$DEV/lib/*" dev.lathe.cli.Main bench throughput \
+        --backend cuda --model synthetic:llama-3-8b --input-len 128 --output-len 128 --num-requests 500 \
+        --temperature 0.8 --top-p 0.9 >> "$log" 2>&1
+  done
+  set -e
+  grep -E "^(==|TTFT|TPOT|host)|output  " "$log"
 }
 
 # issue 6's serving sweep: `lathe serve` on the GPU, `lathe bench serving` at concurrency 1 ... 256 with 1024
@@ -356,6 +373,7 @@ quick() {
 }
 
 case "$mode" in
+  ab) ab ;;
   quick) quick ;;
   tests) tests ;;
   records) records ;;
@@ -365,5 +383,5 @@ case "$mode" in
   throughput) throughput ;;
   pack) pack ;;
   device) device ;;
-  *) echo "usage: $0 [pack|device|throughput|check|serving|pairs|records|tests|quick]" >&2; exit 2 ;;
+  *) echo "usage: $0 [pack|device|throughput|check|serving|pairs|records|tests|quick|ab]" >&2; exit 2 ;;
 esac
