@@ -938,11 +938,30 @@ public final class CudaBackend implements Backend {
         int count = 0;
         for (SampleSpec s : specs) if (s != null) count++;
         if (count == 0) return out;
-        int[] packed = new int[SAMPLE_ITEM_INTS * count], rowOf = new int[count];
+        int[] packed = packSampleItems(specs, count), rowOf = new int[count];
+        for (int r = 0, j = 0; r < specs.length; r++) if (specs[r] != null) rowOf[j++] = r;
+        try (CudaTensor items = (CudaTensor) upload(packed, 1, packed.length);
+             CudaTensor weights = (CudaTensor) allocate(DType.F32, count, xt.cols());
+             CudaTensor tokens = (CudaTensor) allocate(DType.I32, 1, count)) {
+            kernels.sampleRows.launch(stream, count, 1, SAMPLE_THREADS, xt.address(), items.address(), weights.address(),
+                    tokens.address(), xt.cols());
+            int[] got = new int[count];
+            copyOut(tokens, MemorySegment.ofArray(got));
+            for (int j = 0; j < count; j++) out[rowOf[j]] = got[j];
+        }
+        return out;
+    }
+
+    /**
+     * select.cu's {@code SampleItem} array for the {@code count} non-null specs, in row order: {int row, float
+     * inv_t, int top_k, float min_p, double top_p, u64 seed, u64 counter}, 40 bytes, as little-endian ints.
+     */
+    static int[] packSampleItems(SampleSpec[] specs, int count) {
+        int[] packed = new int[SAMPLE_ITEM_INTS * count];
         for (int r = 0, j = 0; r < specs.length; r++) {
             SampleSpec s = specs[r];
             if (s == null) continue;
-            int at = SAMPLE_ITEM_INTS * j;
+            int at = SAMPLE_ITEM_INTS * j++;
             long topP = Double.doubleToRawLongBits(s.topP());
             packed[at] = r;
             packed[at + 1] = Float.floatToRawIntBits(s.invTemperature());
@@ -954,18 +973,8 @@ public final class CudaBackend implements Backend {
             packed[at + 7] = (int) (s.seed() >>> 32);
             packed[at + 8] = (int) s.counter();
             packed[at + 9] = (int) (s.counter() >>> 32);
-            rowOf[j++] = r;
         }
-        try (CudaTensor items = (CudaTensor) upload(packed, 1, packed.length);
-             CudaTensor weights = (CudaTensor) allocate(DType.F32, count, xt.cols());
-             CudaTensor tokens = (CudaTensor) allocate(DType.I32, 1, count)) {
-            kernels.sampleRows.launch(stream, count, 1, SAMPLE_THREADS, xt.address(), items.address(), weights.address(),
-                    tokens.address(), xt.cols());
-            int[] got = new int[count];
-            copyOut(tokens, MemorySegment.ofArray(got));
-            for (int j = 0; j < count; j++) out[rowOf[j]] = got[j];
-        }
-        return out;
+        return packed;
     }
 
     @Override
