@@ -1,9 +1,9 @@
 package dev.lathe.core.engine;
 
+import dev.lathe.core.backend.SampleSpec;
 import dev.lathe.core.config.ModelConfig;
 import dev.lathe.core.engine.RequestState.SampleState;
 import dev.lathe.core.generate.LoadedModel;
-import dev.lathe.core.backend.SampleSpec;
 import dev.lathe.core.generate.ModelRunner;
 import dev.lathe.core.generate.Sequence;
 import dev.lathe.core.model.LlamaModel;
@@ -266,10 +266,10 @@ public final class LlmEngine implements Engine {
             Sequence seq = seqs.get(i);
             if (seq.numComputed() + counts[i] < seq.numTokens()) continue; // mid-prompt: nothing sampled
             SampleState st = bySeq.get(seq.id());
-            fullRows[i] = st == null || !st.sampler.isPlainArgmax() || st.request.request.params().logprobs() != null
-                    || (st.index == 0 && st.output.numOutput() == 0 && scheduler.pendingForks(seq.id()) > 0);
-            if (fullRows[i] && deviceSampling && st != null && st.request.request.params().logprobs() == null
-                    && !(st.index == 0 && st.output.numOutput() == 0 && scheduler.pendingForks(seq.id()) > 0)) {
+            boolean logprobs = st != null && st.request.request.params().logprobs() != null;
+            boolean forks = st != null && st.index == 0 && st.output.numOutput() == 0 && scheduler.pendingForks(seq.id()) > 0;
+            fullRows[i] = st == null || !st.sampler.isPlainArgmax() || logprobs || forks;
+            if (fullRows[i] && deviceSampling && st != null && !logprobs && !forks) {
                 SampleSpec spec = st.sampler.deviceSpec();
                 if (spec != null) {
                     if (specs == null) specs = new SampleSpec[fullRows.length];
