@@ -1,4 +1,6 @@
 // Token selection on the GPU, so that a step hands the host a few ints instead of [rows, vocab] logits.
+#include <cstddef>
+
 #include "common.cuh"
 using namespace lathe;
 
@@ -77,17 +79,18 @@ extern "C" __global__ void __launch_bounds__(ARGMAX_THREADS) argmax_rows(const A
 //
 // One block of SAMPLE_THREADS threads per row to draw. The steps and their arithmetic follow the Java
 // reference: the largest logit (a NaN anywhere, a row of -infinity or a +infinity is an error code);
-// weights w = FastExp((x - max) * invT) in float operations without contraction, so each weight is the
-// reference's bit for bit; top-k keeps logits >= the k-th largest (found by a radix select on order-preserving
-// keys); the floor of top-p is the largest weight v with mass(w >= v) >= topP * total (a radix select on
-// mass), min-p a floor of minP; the draw walks the kept weights in id order until their running sum exceeds
-// u * total, u from SplitMix64(seed, counter) as SeededRandom.bits gives it. Sums are in double; they are
-// added in another order than the reference's, so a draw can differ from it only where u * total falls
-// within rounding of a boundary between two tokens.
+// weights w = FastExp((x - max) * invT) in float operations without contraction (and without flushing
+// subnormals: the build must not use -ftz or fast math), so each weight is the reference's bit for bit;
+// top-k keeps logits >= the k-th largest (found by a radix select on order-preserving keys); the floor of
+// top-p is the largest weight v with mass(w >= v) >= topP * total (a radix select on mass), min-p a floor
+// of minP; the draw walks the kept weights in id order until their running sum exceeds u * total, u from
+// SplitMix64(seed, counter) as SeededRandom.bits gives it. Sums are in double, added in another order than
+// the reference's: a token can differ from the reference's only where u * total, or topP * total, falls
+// within rounding of a boundary, and then it is a neighbour of the reference's choice.
 
 #define SAMPLE_THREADS 1024
 
-struct SampleItem {             // 40 bytes, packed by CudaBackend.sampleRows as 10 ints
+struct SampleItem {             // 40 bytes, packed by CudaBackend.packSampleItems as 10 ints
     int row;                    // the logits row
     float inv_t;                // (float) (1.0 / temperature); +inf keeps only the largest logits
     int top_k;                  // 0 = off (and off when >= vocab)
@@ -96,6 +99,8 @@ struct SampleItem {             // 40 bytes, packed by CudaBackend.sampleRows as
     unsigned long long seed;
     unsigned long long counter;
 };
+static_assert(sizeof(SampleItem) == 40 && offsetof(SampleItem, top_p) == 16 && offsetof(SampleItem, seed) == 24
+              && offsetof(SampleItem, counter) == 32, "the layout CudaBackend.packSampleItems writes");
 
 struct SampleRowsParams {
     const float* logits;        // [rows, vocab]
@@ -138,15 +143,15 @@ __device__ __forceinline__ unsigned long long seeded_bits(unsigned long long see
     return z ^ (z >> 31);
 }
 
-// Block-wide reductions for SAMPLE_THREADS threads, the result in every thread.
+// Block-wide reductions, the result in every thread; any multiple of 32 threads up to 1024.
 __device__ __forceinline__ double sample_block_sum(double v, double* scratch) {
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     if (lane == 0) scratch[warp] = v;
     __syncthreads();
     if (warp == 0) {
-        double t = scratch[lane];
+        double t = lane < warps ? scratch[lane] : 0.0;
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
         if (lane == 0) scratch[32] = t;
@@ -158,13 +163,13 @@ __device__ __forceinline__ double sample_block_sum(double v, double* scratch) {
 }
 
 __device__ __forceinline__ float sample_block_max(float v, float* scratch) {
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     if (lane == 0) scratch[warp] = v;
     __syncthreads();
     if (warp == 0) {
-        float t = scratch[lane];
+        float t = lane < warps ? scratch[lane] : -INFINITY;
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1) t = fmaxf(t, __shfl_xor_sync(0xffffffffu, t, o));
         if (lane == 0) scratch[32] = t;
@@ -175,36 +180,50 @@ __device__ __forceinline__ float sample_block_max(float v, float* scratch) {
     return m;
 }
 
-// The largest key K (of order_key(x) for the logits, or of the float bits of the positive weights) with
-// count(keys >= K) >= need (counts) or mass(keys >= K) >= need (masses), one byte a pass from the top.
-// Returns false when even every key together falls short (possible for masses, through rounding).
-template <bool MASS>
-__device__ bool radix_select(const float* v, int n, double need, unsigned int* key_out, double* hist, unsigned int* s_prefix,
-                             int* s_found) {
+// The largest key K (of order_key(x) for the logits: COUNT; or of the float bits of the positive weights:
+// mass) with count(keys >= K) >= need, or mass(keys >= K) >= need, one byte a pass from the top; counts in
+// `count_hist`, masses in `mass_hist`. Returns false only when, for masses, all the keys together fall short
+// in the first pass (rounding; keep everything). A range chosen in one pass whose re-summed bins fall short
+// in a later one (rounding again) is kept whole: the search goes down its lowest bin.
+template <bool COUNT>
+__device__ bool radix_select(const float* v, int n, double need, unsigned int* key_out, unsigned int* count_hist,
+                             double* mass_hist, unsigned int* s_prefix, int* s_found) {
     unsigned int prefix = 0;
-    double above = 0;
+    double above = 0;      // thread 0 only: the mass (or count) of the keys above the current range
+    bool shortfall = false;  // thread 0 only
     for (int pass = 0; pass < 4; pass++) {
         const int shift = 24 - 8 * pass;
-        for (int b = threadIdx.x; b < 256; b += blockDim.x) hist[b] = 0;
+        for (int b = threadIdx.x; b < 256; b += blockDim.x) {
+            if (COUNT) count_hist[b] = 0;
+            else mass_hist[b] = 0;
+        }
         __syncthreads();
         for (int i = threadIdx.x; i < n; i += blockDim.x) {
             float x = v[i];
             unsigned int k;
-            if (MASS) {
+            if (COUNT) {
+                k = order_key(x);
+            } else {
                 if (!(x > 0.f)) continue;
                 k = __float_as_uint(x);
-            } else {
-                k = order_key(x);
             }
             if (pass > 0 && (k >> (shift + 8)) != prefix) continue;
-            atomicAdd(&hist[(k >> shift) & 255u], MASS ? (double)x : 1.0);
+            if (COUNT) atomicAdd(&count_hist[(k >> shift) & 255u], 1u);
+            else atomicAdd(&mass_hist[(k >> shift) & 255u], (double)x);
         }
         __syncthreads();
         if (threadIdx.x == 0) {
-            int b = 255;
-            for (; b >= 0; b--) {
-                if (above + hist[b] >= need) break;
-                above += hist[b];
+            int b = -1;
+            if (!shortfall) {
+                for (b = 255; b >= 0; b--) {
+                    double h = COUNT ? (double)count_hist[b] : mass_hist[b];
+                    if (above + h >= need) break;
+                    above += h;
+                }
+            }
+            if (b < 0 && pass > 0) {  // the range holds keys: take it whole, down its lowest bin
+                shortfall = true;
+                for (b = 0; b < 255 && !(COUNT ? count_hist[b] > 0 : mass_hist[b] > 0); b++) {}
             }
             *s_found = b >= 0;
             *s_prefix = (prefix << 8) | (unsigned int)(b < 0 ? 0 : b);
@@ -214,7 +233,6 @@ __device__ bool radix_select(const float* v, int n, double need, unsigned int* k
         bool found = *s_found != 0;
         __syncthreads();
         if (!found) return false;
-        // `above` lives in thread 0 only; the others never read it
     }
     *key_out = prefix;
     return true;
@@ -222,16 +240,18 @@ __device__ bool radix_select(const float* v, int n, double need, unsigned int* k
 
 extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_rows(const SampleRowsParams p) {
     LATHE_PDL_WAIT();
-    __shared__ double hist[256];
+    __shared__ double mass_hist[256];
+    __shared__ unsigned int count_hist[256];
     __shared__ double dscratch[33];
     __shared__ float fscratch[33];
+    __shared__ int s_last[32];
     __shared__ unsigned int s_prefix;
     __shared__ int s_found, s_flag, s_token;
     const SampleItem it = p.items[blockIdx.x];
     const int V = p.vocab;
     const float* x = p.logits + (long long)it.row * V;
     float* w = p.weights + (long long)blockIdx.x * V;
-    const int tid = threadIdx.x;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, warps = blockDim.x >> 5;
 
     // the largest logit; NaN, -infinity only, +infinity: the reference's errors
     if (tid == 0) s_flag = 0;
@@ -257,7 +277,7 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_rows(const S
         float kth = -INFINITY;
         if (k > 0 && k < V) {
             unsigned int key;
-            radix_select<false>(x, V, (double)k, &key, hist, &s_prefix, &s_found);  // k <= V: always found
+            radix_select<true>(x, V, (double)k, &key, count_hist, mass_hist, &s_prefix, &s_found);  // counts are exact
             kth = key_to_float(key);
         }
         for (int i = tid; i < V; i += blockDim.x) {
@@ -274,11 +294,14 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_rows(const S
     float floor = it.min_p;
     if (it.top_p < 1.0) {
         unsigned int key;
-        float nucleus = radix_select<true>(w, V, it.top_p * total, &key, hist, &s_prefix, &s_found) ? __uint_as_float(key) : 0.f;
-        floor = fmaxf(floor, nucleus);
+        bool found = radix_select<false>(w, V, it.top_p * total, &key, count_hist, mass_hist, &s_prefix, &s_found);
+        floor = fmaxf(floor, found ? __uint_as_float(key) : 0.f);
     }
 
-    // the draw: contiguous id ranges per thread, their kept sums scanned across the block in id order
+    // the draw: contiguous id ranges per thread, their kept sums scanned across the block in id order by
+    // additions only; the last non-empty range starting at or below the target walks it, and when rounding
+    // has the target past that range's end, gives the range's last kept token (the reference's neighbour;
+    // past the end of all of them, the reference's own fallback)
     const int chunk = (V + blockDim.x - 1) / blockDim.x;
     const int lo = min(V, tid * chunk), hi = min(V, lo + chunk);
     double mine = 0;
@@ -290,36 +313,48 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_rows(const S
             last_kept = i;
         }
     }
-    // exclusive scan of `mine` over the block
-    const int lane = tid & 31, warp = tid >> 5;
     double incl = mine;
 #pragma unroll
     for (int o = 1; o < 32; o <<= 1) {
         double t = __shfl_up_sync(0xffffffffu, incl, o);
         if (lane >= o) incl += t;
     }
+    double excl = __shfl_up_sync(0xffffffffu, incl, 1);
+    if (lane == 0) excl = 0.0;
     if (lane == 31) dscratch[warp] = incl;
     __syncthreads();
     if (warp == 0) {
-        double t = dscratch[lane], s = t;
+        double sum = lane < warps ? dscratch[lane] : 0.0;
 #pragma unroll
         for (int o = 1; o < 32; o <<= 1) {
-            double u = __shfl_up_sync(0xffffffffu, s, o);
-            if (lane >= o) s += u;
+            double t = __shfl_up_sync(0xffffffffu, sum, o);
+            if (lane >= o) sum += t;
         }
-        dscratch[lane] = s - t;  // exclusive prefix of warp `lane`
-        if (lane == 31) dscratch[32] = s;
+        double before_warp = __shfl_up_sync(0xffffffffu, sum, 1);
+        dscratch[lane] = lane == 0 ? 0.0 : before_warp;
+        if (lane == 31) dscratch[32] = sum;
     }
     __syncthreads();
-    const double before = dscratch[warp] + (incl - mine);
-    const double kept_total = dscratch[32];
+    const double before = dscratch[warp] + excl;
     const double u = (double)(seeded_bits(it.seed, it.counter) >> 11) * 0x1.0p-53;  // [0, 1)
-    const double target = u * kept_total;
-    if (tid == 0) s_token = -1;
+    const double target = u * dscratch[32];
+    unsigned int cand = __ballot_sync(0xffffffffu, mine > 0 && before <= target);
+    if (lane == 0) s_last[warp] = cand ? warp * 32 + 31 - __clz(cand) : -1;
     __syncthreads();
-    if (mine > 0 && before <= target && target < before + mine) {
+    if (warp == 0) {
+        int t = lane < warps ? s_last[lane] : -1;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) t = max(t, __shfl_xor_sync(0xffffffffu, t, o));
+        if (lane == 0) s_token = t;
+    }
+    __syncthreads();
+    if (s_token < 0) {  // nothing kept: cannot happen (the largest logit has weight 1), but never leave out unset
+        if (tid == 0) p.out[blockIdx.x] = -4;
+        return;
+    }
+    if (tid == s_token) {
         double cum = before;
-        int token = last_kept;  // rounding inside the range: its last kept token
+        int token = last_kept;
         for (int i = lo; i < hi; i++) {
             float v = w[i];
             if (v > 0.f && v >= floor) {
@@ -330,24 +365,6 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_rows(const S
                 }
             }
         }
-        atomicMax(&s_token, token);  // one range holds the target; max only guards against rounding ties
+        p.out[blockIdx.x] = token;
     }
-    __syncthreads();
-    // rounding put the target at or past the end: the last kept token, as the reference does
-    int token = s_token;
-    if (token < 0) {
-        int lk = last_kept;
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) lk = max(lk, __shfl_xor_sync(0xffffffffu, lk, o));
-        if (lane == 0) fscratch[warp] = __int_as_float(lk);
-        __syncthreads();
-        if (tid == 0) {
-            int best = -1;
-            for (int i = 0; i < (int)(blockDim.x >> 5); i++) best = max(best, __float_as_int(fscratch[i]));
-            s_token = best;
-        }
-        __syncthreads();
-        token = s_token;
-    }
-    if (tid == 0) p.out[blockIdx.x] = token;
 }

@@ -930,8 +930,9 @@ public final class CudaBackend implements Backend {
     @Override
     public int[] sampleRows(Tensor logits, SampleSpec[] specs) {
         CudaTensor xt = floats(logits, "sampleRows", "logits");
-        if (specs.length != xt.rows()) {
-            throw shapes("sampleRows", "logits " + xt.shape() + ", " + specs.length + " specs", "need one spec (or null) per row");
+        if (specs.length != xt.rows() || xt.cols() == 0) {
+            throw shapes("sampleRows", "logits " + xt.shape() + ", " + specs.length + " specs",
+                    "need one spec (or null) per row, and rows of at least one column");
         }
         int[] out = new int[specs.length];
         Arrays.fill(out, NOT_SAMPLED);
