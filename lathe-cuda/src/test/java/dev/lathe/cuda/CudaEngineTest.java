@@ -40,11 +40,12 @@ import static org.assertj.core.api.Assertions.assertThat;
 @Tag("gpu")
 class CudaEngineTest {
     static final float NEAR_TIE = 0.02f;
+    /** The shipped model (models/kjv-tiny). */
+    static final Path SHIPPED = GoldenReference.root().getParent().getParent().resolve("models").resolve("kjv-tiny");
 
     @Test
     void concurrentGreedyRequestsMatchEachAloneUpToNearTies() throws Exception {
-        Path dir = GoldenReference.root().getParent().getParent().resolve("models").resolve("kjv-tiny");
-        try (CudaBackend gpu = new CudaBackend(0); Checkpoint ckpt = Checkpoint.open(dir);
+        try (CudaBackend gpu = new CudaBackend(0); Checkpoint ckpt = Checkpoint.open(SHIPPED);
              LlamaModel model = ModelLoader.load(ckpt.config(), ckpt, gpu, LoadProgress.NONE)) {
             int vocab = model.config().vocabSize();
             var rnd = new Random(17);
@@ -127,8 +128,7 @@ class CudaEngineTest {
      */
     @Test
     void tokensDrawnOnTheGpuEqualTheHostsDraws() throws Exception {
-        Path dir = GoldenReference.root().getParent().getParent().resolve("models").resolve("kjv-tiny");
-        try (CudaBackend gpu = new CudaBackend(0); Checkpoint ckpt = Checkpoint.open(dir);
+        try (CudaBackend gpu = new CudaBackend(0); Checkpoint ckpt = Checkpoint.open(SHIPPED);
              LlamaModel model = ModelLoader.load(ckpt.config(), ckpt, gpu, LoadProgress.NONE)) {
             int vocab = model.config().vocabSize();
             var rnd = new Random(23);

@@ -101,9 +101,7 @@ class CudaModelTest {
      */
     @Test
     void decodeGraphsMatchEagerSteps() {
-        var config = new dev.lathe.core.config.ModelConfig("LlamaForCausalLM", "llama", 1000, 512, 1024, 2, 4, 1, 128,
-                4096, 1e-5, 500000, dev.lathe.core.config.RopeScaling.NONE, false, false, false, false, 0, 1, List.of(2),
-                "bfloat16");
+        var config = smallLlama();
         var cache = ModelRunner.CacheConfig.forSequences(1024, 4, 16, DType.BF16);
         String before = System.getProperty(ModelRunner.GRAPHS_PROPERTY);
         int splitsBefore = gpu.maxAttentionSplits(64);  // a batch of 4 x 1 KV head: contexts cut into pieces
@@ -152,9 +150,7 @@ class CudaModelTest {
      */
     @Test
     void dependentLaunchesGiveTheSameLogits() {
-        var config = new dev.lathe.core.config.ModelConfig("LlamaForCausalLM", "llama", 1000, 512, 1024, 2, 4, 1, 128,
-                4096, 1e-5, 500000, dev.lathe.core.config.RopeScaling.NONE, false, false, false, false, 0, 1, List.of(2),
-                "bfloat16");
+        var config = smallLlama();
         var cache = ModelRunner.CacheConfig.forSequences(512, 2, 16, DType.BF16);
         int[][] prompts = {new Random(3).ints(150, 0, 1000).toArray(), new Random(4).ints(70, 0, 1000).toArray()};
         List<float[]> plain = decodeLogits(gpu, config, cache, prompts);
@@ -171,6 +167,13 @@ class CudaModelTest {
         for (int i = 0; i < plain.size(); i++) {
             assertThat(Arrays.mismatch(dependent.get(i), plain.get(i))).as("step %d logits, first difference", i / 2).isEqualTo(-1);
         }
+    }
+
+    /** A two-layer model of Llama 3's head shape (128 dims, GQA 4:1), vocabulary 1,000. */
+    private static dev.lathe.core.config.ModelConfig smallLlama() {
+        return new dev.lathe.core.config.ModelConfig("LlamaForCausalLM", "llama", 1000, 512, 1024, 2, 4, 1, 128,
+                4096, 1e-5, 500000, dev.lathe.core.config.RopeScaling.NONE, false, false, false, false, 0, 1, List.of(2),
+                "bfloat16");
     }
 
     /** Every logits row of a prefill and 12 greedy decode steps of two sequences on {@code backend}. */
