@@ -31,31 +31,38 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
  *
  * <p>Algorithms: cuBLASLt's heuristic picks one per shape. With tuning on ({@link #TUNE_PROPERTY}), a shape of
  * at least {@link #TUNE_MIN_ROWS} rows asks for up to {@link #TUNE_CANDIDATES} algorithms instead and, the
- * first time it runs outside a graph capture, times each of them on the call's own operands (one warm-up and
- * {@link #TUNE_RUNS} timed runs) and keeps the fastest; the call's result then comes from that algorithm. An
- * algorithm that fails to launch is skipped.
+ * first time it runs outside a graph capture, times each of them on the call's own operands (see {@link
+ * #choose}) and keeps the fastest; the call's result then comes from that algorithm. An algorithm that
+ * cuBLASLt refuses to launch is skipped.
  */
 final class Gemm implements AutoCloseable {
     private static final long WORKSPACE_BYTES = 32L << 20;
     /** System property: {@code true} times cuBLASLt's candidate algorithms per shape and keeps the fastest. */
     static final String TUNE_PROPERTY = "lathe.gemm.tune";
-    static final int TUNE_MIN_ROWS = 128, TUNE_CANDIDATES = 8, TUNE_RUNS = 3;
+    static final int TUNE_MIN_ROWS = 128, TUNE_CANDIDATES = 8;
+    /** Timed runs per candidate: enough for about {@link #TUNE_MILLIS} of device time, within these bounds. */
+    static final int TUNE_MIN_RUNS = 3, TUNE_MAX_RUNS = 200;
+    static final float TUNE_MILLIS = 2f;
+    /** Another algorithm replaces the heuristic's choice only when it is faster by more than this fraction. */
+    static final float TUNE_MARGIN = 0.03f;
 
     private record Shape(DType type, int n, int in, int out) {}
 
     private static final class Plan {
         final MemorySegment desc, a, b, d;
+        final Arena memory;                // holds the candidates; closed with the plan
         final MemorySegment[] candidates;  // heuristic order; candidates[0] is the heuristic's choice
         MemorySegment algo;
         boolean tuned;                     // nothing left to choose: timed, or one candidate only
         boolean timed;
         int chosen;                        // index of algo in candidates
 
-        Plan(MemorySegment desc, MemorySegment a, MemorySegment b, MemorySegment d, MemorySegment[] candidates) {
+        Plan(MemorySegment desc, MemorySegment a, MemorySegment b, MemorySegment d, Arena memory, MemorySegment[] candidates) {
             this.desc = desc;
             this.a = a;
             this.b = b;
             this.d = d;
+            this.memory = memory;
             this.candidates = candidates;
             this.algo = candidates[0];
         }
@@ -105,10 +112,15 @@ final class Gemm implements AutoCloseable {
     }
 
     private void destroy(Plan p) {
-        lt.matrixLayoutDestroy(p.a);
-        lt.matrixLayoutDestroy(p.b);
-        lt.matrixLayoutDestroy(p.d);
-        lt.matmulDescDestroy(p.desc);
+        destroy(p.desc, p.a, p.b, p.d);
+        p.memory.close();
+    }
+
+    private void destroy(MemorySegment desc, MemorySegment a, MemorySegment b, MemorySegment d) {
+        lt.matrixLayoutDestroy(a);
+        lt.matrixLayoutDestroy(b);
+        lt.matrixLayoutDestroy(d);
+        lt.matmulDescDestroy(desc);
     }
 
     /**
@@ -136,31 +148,49 @@ final class Gemm implements AutoCloseable {
                 workspace.address(), WORKSPACE_BYTES, stream.handle());
     }
 
+    /**
+     * Times every candidate on the call's operands: a warm-up run, a probe run that sets how many runs make
+     * about {@link #TUNE_MILLIS} of device time (so that the host's launch cost does not decide), then those
+     * runs. The heuristic's choice is kept unless another is faster by more than {@link #TUNE_MARGIN}.
+     */
     private void choose(Plan p, Stream stream, long w, long x, long out) {
         float best = Float.POSITIVE_INFINITY;
-        int bestIndex = 0;
+        int bestIndex = -1;
         try (Event start = context.createEvent(); Event end = context.createEvent()) {
             for (int i = 0; i < p.candidates.length; i++) {
+                float perRun;
                 try {
                     matmul(p, p.candidates[i], stream, w, x, out);
-                    start.record(stream);
-                    for (int r = 0; r < TUNE_RUNS; r++) matmul(p, p.candidates[i], stream, w, x, out);
-                    end.record(stream);
-                    end.synchronize();
+                    float probe = timedRuns(p, p.candidates[i], stream, w, x, out, start, end, 1);
+                    int runs = Math.clamp((int) Math.ceil(TUNE_MILLIS / Math.max(probe, 1e-3f)), TUNE_MIN_RUNS, TUNE_MAX_RUNS);
+                    perRun = timedRuns(p, p.candidates[i], stream, w, x, out, start, end, runs) / runs;
                 } catch (CudaException e) {
-                    continue;  // this algorithm does not run here; the others still may
+                    // cublasLtMatmul refusing this algorithm queues nothing; anything else (an event, a device fault
+                    // from this or earlier work) is not about the candidate and must surface
+                    if (!"cublasLtMatmul".equals(e.function())) throw e;
+                    stream.synchronize();
+                    continue;
                 }
-                float ms = start.millisTo(end);
-                if (ms < best) {
-                    best = ms;
+                if (bestIndex < 0 || perRun < best * (1 - TUNE_MARGIN)) {
+                    best = perRun;
                     bestIndex = i;
                 }
             }
         }
+        if (bestIndex < 0) throw new IllegalStateException("none of cuBLASLt's " + p.candidates.length + " candidate algorithms ran");
         p.algo = p.candidates[bestIndex];
         p.chosen = bestIndex;
         p.tuned = true;
         p.timed = true;
+    }
+
+    /** Milliseconds of {@code runs} back-to-back runs of one algorithm, between two events. */
+    private float timedRuns(Plan p, MemorySegment algo, Stream stream, long w, long x, long out, Event start, Event end, int runs) {
+        start.record(stream);
+        for (int r = 0; r < runs; r++) matmul(p, algo, stream, w, x, out);
+        end.record(stream);
+        end.synchronize();
+        return start.millisTo(end);
     }
 
     private Plan plan(Shape s) {
@@ -172,6 +202,7 @@ final class Gemm implements AutoCloseable {
         MemorySegment b = lt.matrixLayoutCreate(t, s.in, s.n, s.in);
         MemorySegment d = lt.matrixLayoutCreate(BlasLt.R_32F, s.out, s.n, s.out);
         MemorySegment pref = lt.preferenceCreate();
+        Arena memory = Arena.ofShared();
         try (Arena tmp = Arena.ofConfined()) {
             lt.preferenceSetLong(pref, BlasLt.PREF_MAX_WORKSPACE_BYTES, WORKSPACE_BYTES);
             int requested = tune && s.n >= TUNE_MIN_ROWS ? TUNE_CANDIDATES : 1;
@@ -181,7 +212,7 @@ final class Gemm implements AutoCloseable {
             for (int i = 0; i < found; i++) {
                 long at = i * BlasLt.HEURISTIC_RESULT_BYTES;
                 if (results.get(JAVA_INT, at + BlasLt.HEURISTIC_STATE_OFFSET) != 0) continue;
-                MemorySegment algo = arena.allocate(BlasLt.ALGO_BYTES, 8);
+                MemorySegment algo = memory.allocate(BlasLt.ALGO_BYTES, 8);
                 MemorySegment.copy(results, at, algo, 0, BlasLt.ALGO_BYTES);
                 algos.add(algo);
             }
@@ -189,9 +220,13 @@ final class Gemm implements AutoCloseable {
                 throw new IllegalStateException("cuBLASLt has no algorithm for " + s.type + " w [" + s.out + ", " + s.in
                         + "] x activations [" + s.n + ", " + s.in + "] -> F32");
             }
-            Plan plan = new Plan(desc, a, b, d, algos.toArray(MemorySegment[]::new));
+            Plan plan = new Plan(desc, a, b, d, memory, algos.toArray(MemorySegment[]::new));
             plan.tuned = algos.size() == 1;
             return plan;
+        } catch (RuntimeException e) {
+            destroy(desc, a, b, d);
+            memory.close();
+            throw e;
         } finally {
             lt.preferenceDestroy(pref);
         }

@@ -153,12 +153,19 @@ class CudaModelTest {
         var config = smallLlama();
         var cache = ModelRunner.CacheConfig.forSequences(512, 2, 16, DType.BF16);
         int[][] prompts = {new Random(3).ints(150, 0, 1000).toArray(), new Random(4).ints(70, 0, 1000).toArray()};
-        List<float[]> plain = decodeLogits(gpu, config, cache, prompts);
+        boolean tuning = gpu.gemmTuning(false);  // each backend would time its own GEMM choices: pin the heuristic's
+        List<float[]> plain;
+        try {
+            plain = decodeLogits(gpu, config, cache, prompts);
+        } finally {
+            gpu.gemmTuning(tuning);
+        }
         String before = System.getProperty(dev.lathe.cuda.driver.CudaContext.DEPENDENT_LAUNCH_PROPERTY);
         System.setProperty(dev.lathe.cuda.driver.CudaContext.DEPENDENT_LAUNCH_PROPERTY, "true");
         List<float[]> dependent;
         try (CudaBackend pdl = new CudaBackend(0)) {
             System.out.println("dependent launches: " + pdl.context().dependentLaunches());
+            pdl.gemmTuning(false);
             dependent = decodeLogits(pdl, config, cache, prompts);
         } finally {
             if (before == null) System.clearProperty(dev.lathe.cuda.driver.CudaContext.DEPENDENT_LAUNCH_PROPERTY);

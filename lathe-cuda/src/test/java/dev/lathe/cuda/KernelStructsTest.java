@@ -77,7 +77,7 @@ class KernelStructsTest {
      */
     @Test
     void everyKernelWaitsForItsPredecessorFirst() throws IOException {
-        Pattern entry = Pattern.compile("extern \"C\" __global__ void (?:__launch_bounds__\\([^)]*\\) )?(\\w+)\\([^)]*\\)\\s*\\{\\s*(\\S*)");
+        Pattern entry = Pattern.compile("extern \"C\" __global__ void (?:__launch_bounds__\\([^)]*\\) )?([\\w#]+)\\([^)]*\\)\\s*\\{\\s*(\\S*)");
         List<String> problems = new ArrayList<>();
         int kernels = 0;
         try (Stream<Path> files = Files.list(CUDA)) {
@@ -89,7 +89,7 @@ class KernelStructsTest {
                 }
             }
         }
-        assertThat(kernels).as("kernels found").isGreaterThan(25);
+        assertThat(kernels).as("kernels found, the macro-made split_attention_##DPL among them").isGreaterThan(30);
         assertThat(problems).as("kernels that touch memory before LATHE_PDL_WAIT()").isEmpty();
     }
 

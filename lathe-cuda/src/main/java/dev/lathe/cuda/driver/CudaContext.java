@@ -35,7 +35,10 @@ public final class CudaContext implements AutoCloseable {
                 && driver.deviceAttribute(device, Driver.ATTR_COMPUTE_CAPABILITY_MAJOR) >= 9;
     }
 
-    /** Whether kernels launch with programmatic stream serialization (see {@link #DEPENDENT_LAUNCH_PROPERTY}). */
+    /**
+     * Whether kernels launch with programmatic stream serialization (see {@link #DEPENDENT_LAUNCH_PROPERTY}); each
+     * kernel also checks that its loaded code was built for compute capability 9.0 or later.
+     */
     public boolean dependentLaunches() { return dependentLaunches; }
 
     /** Initialises the driver and retains the primary context of GPU {@code ordinal}. */

@@ -11,12 +11,16 @@ public final class Kernel {
     private final String name;
     private final MemorySegment function;
     private final KernelParams params;
+    /** Launched with programmatic stream serialization: asked for, and the loaded code has the wait (sm_90+). */
+    private final boolean dependent;
 
     Kernel(CudaContext context, String name, MemorySegment function, KernelParams params) {
         this.context = context;
         this.name = name;
         this.function = function;
         this.params = params;
+        this.dependent = context.dependentLaunches()
+                && context.driver().functionAttribute(function, dev.lathe.cuda.internal.Driver.FUNC_ATTR_PTX_VERSION) >= 90;
     }
 
     public String name() { return name; }
@@ -42,7 +46,7 @@ public final class Kernel {
             MemorySegment struct = params.write(arena, args);
             MemorySegment argv = arena.allocate(ADDRESS);
             argv.set(ADDRESS, 0, struct);
-            if (context.dependentLaunches()) {
+            if (dependent) {
                 context.driver().launchKernelDependent(arena, function, gridX, gridY, gridZ, blockX, stream.handle(), argv);
             } else {
                 context.driver().launchKernel(function, gridX, gridY, gridZ, blockX, 1, 1, 0, stream.handle(), argv);

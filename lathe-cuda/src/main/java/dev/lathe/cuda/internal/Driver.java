@@ -36,7 +36,7 @@ public final class Driver {
             cuMemcpyHtoDAsync, cuMemcpyDtoHAsync, cuMemcpyDtoDAsync, cuMemHostAlloc, cuMemFreeHost,
             cuMemGetInfo, cuStreamCreate, cuStreamSynchronize, cuStreamDestroy, cuEventCreate, cuEventRecord,
             cuEventSynchronize, cuEventElapsedTime, cuEventDestroy, cuModuleLoadData, cuModuleUnload,
-            cuModuleGetFunction, cuLaunchKernel, cuLaunchKernelEx, cuGetErrorName, cuGetErrorString, cuStreamBeginCapture,
+            cuModuleGetFunction, cuFuncGetAttribute, cuLaunchKernel, cuLaunchKernelEx, cuGetErrorName, cuGetErrorString, cuStreamBeginCapture,
             cuStreamEndCapture, cuGraphInstantiateWithFlags, cuGraphLaunch, cuGraphExecDestroy, cuGraphDestroy;
     private final String location;
 
@@ -79,6 +79,7 @@ public final class Driver {
         cuLaunchKernel = bind(lib, "cuLaunchKernel", ADDRESS, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT,
                 JAVA_INT, JAVA_INT, ADDRESS, ADDRESS, ADDRESS);
         cuLaunchKernelEx = bind(lib, "cuLaunchKernelEx", ADDRESS, ADDRESS, ADDRESS, ADDRESS);
+        cuFuncGetAttribute = bind(lib, "cuFuncGetAttribute", ADDRESS, JAVA_INT, ADDRESS);
         cuGetErrorName = bind(lib, "cuGetErrorName", JAVA_INT, ADDRESS);
         cuStreamBeginCapture = bind(lib, "cuStreamBeginCapture_v2", ADDRESS, JAVA_INT);
         cuStreamEndCapture = bind(lib, "cuStreamEndCapture", ADDRESS, ADDRESS);
@@ -178,6 +179,17 @@ public final class Driver {
             MemorySegment buf = a.allocate(256);
             check((int) cuDeviceGetName.invokeExact(buf, 256, device), "cuDeviceGetName");
             return buf.getString(0);
+        } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    /** CU_FUNC_ATTRIBUTE_PTX_VERSION: the virtual architecture a loaded function was compiled for (major * 10 + minor). */
+    public static final int FUNC_ATTR_PTX_VERSION = 5;
+
+    public int functionAttribute(MemorySegment function, int attribute) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment v = a.allocate(JAVA_INT);
+            check((int) cuFuncGetAttribute.invokeExact(v, attribute, function), "cuFuncGetAttribute");
+            return v.get(JAVA_INT, 0);
         } catch (Throwable t) { throw rethrow(t); }
     }
 
