@@ -203,8 +203,8 @@ check() {
 
 # The switches that are off until measured, each against the default in the same call (one log, ab.log):
 # batch-1 decode with programmatic dependent launches and with the gate/up GEMV and SiLU as two kernels,
-# TTFT and batch-256 decode with cuBLASLt algorithm timing, and 500 sampled requests (temperature 0.8, top-p
-# 0.9) with host and with GPU draws. About 4 minutes.
+# TTFT and batch-256 decode with cuBLASLt algorithm timing and with the fused long-step MLP, and 500 sampled
+# requests (temperature 0.8, top-p 0.9) with host and with GPU draws. About 5 minutes.
 ab() {
   setup
   local out=$OUT_DIR card log=$OUT_DIR/ab.log flag
@@ -216,7 +216,7 @@ ab() {
     timeout 45 "$JAVA" "${JVM_FLAGS[@]}" $flag -cp "$DEV/lib/*" dev.lathe.cli.Main "${base[@]}" --batch 1 --input-len 128 \
         --output-len 128 --warmup 1 --iterations 3 >> "$log" 2>&1
   done
-  for flag in "" -Dlathe.gemm.tune=true; do
+  for flag in "" -Dlathe.gemm.tune=true -Dlathe.mlp.fused=true; do
     echo "== TTFT 2048 ${flag:-(defaults)}" >> "$log"
     timeout 40 "$JAVA" "${JVM_FLAGS[@]}" $flag -cp "$DEV/lib/*" dev.lathe.cli.Main "${base[@]}" --batch 1 --input-len 2048 \
         --output-len 1 --warmup 2 --iterations 5 >> "$log" 2>&1

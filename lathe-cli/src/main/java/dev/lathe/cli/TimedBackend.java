@@ -67,6 +67,9 @@ final class TimedBackend implements Backend {
             downloadNanos += System.nanoTime() - t0;
         }
     }
+    @Override public void mlp(Tensor h, Weight gateUp, Weight gateUpBias, Weight down, Weight downBias, Tensor out) {
+        inner.mlp(h, gateUp, gateUpBias, down, downBias, out);
+    }
     @Override public void linearSiluMul(Tensor x, Weight w, Weight bias, Tensor out) { inner.linearSiluMul(x, w, bias, out); }
     @Override public void ropeWriteKv(Tensor qkv, Tensor q, Tensor cos, Tensor sin, KvCache cache, int layer, Tensor slotMapping) {
         inner.ropeWriteKv(qkv, q, cos, sin, cache, layer, slotMapping);

@@ -312,6 +312,17 @@ class CpuOpsTest {
             assertThatThrownBy(() -> backend.linearSiluMul(xt, wt, bt, narrow))
                     .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("linearSiluMul")
                     .hasMessageContaining("[18, 40]").hasMessageContaining("[3, 10]");
+            // the MLP: linearSiluMul then the down projection
+            float[] d = weightValues(rnd, DType.BF16, 5 * inner);
+            try (Weight down = backend.load(weight("mlp.down", DType.BF16, d, 5, inner));
+                 Weight wrongDown = backend.load(weight("mlp.down", DType.BF16, weightValues(rnd, DType.BF16, 5 * 8), 5, 8));
+                 Tensor mlpOut = backend.upload(nans(n * 5), n, 5); Tensor downOut = backend.upload(nans(n * 5), n, 5)) {
+                backend.mlp(xt, wt, bt, down, null, mlpOut);
+                backend.linear(apart, down, null, downOut);
+                assertThat(backend.download(mlpOut)).containsExactly(backend.download(downOut));
+                assertThatThrownBy(() -> backend.mlp(xt, wt, bt, wrongDown, null, mlpOut))
+                        .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("mlp").hasMessageContaining("[5, 8]");
+            }
         }
         int heads = 4, kvHeads = 2, half = 4, headDim = 2 * half, qWidth = heads * headDim, kvWidth = kvHeads * headDim;
         float[] qkv = normals(rnd, n * (qWidth + 2 * kvWidth)), cos = new float[n * half], sin = new float[n * half];

@@ -183,6 +183,10 @@ public final class RecordingGraphBackend implements Backend {
         Tensor a = u(k), b = u(v), m = u(slotMapping);
         op(() -> inner.writeKv(cache, layer, a, b, m));
     }
+    @Override public void mlp(Tensor h, Weight gateUp, Weight gateUpBias, Weight down, Weight downBias, Tensor out) {
+        Tensor a = u(h), o = u(out);
+        op(() -> inner.mlp(a, gateUp, gateUpBias, down, downBias, o));
+    }
     @Override public void linearSiluMul(Tensor x, Weight w, Weight bias, Tensor out) {
         Tensor a = u(x), o = u(out);
         op(() -> inner.linearSiluMul(a, w, bias, o));

@@ -43,6 +43,11 @@ public final class CudaBackend implements Backend {
      * activation rows every weight piece is multiplied with n rows read through L1, which becomes the limit.
      */
     public static final String GEMV_ROWS_PROPERTY = "lathe.gemv.maxRows";
+    /**
+     * System property: {@code true} keeps a long step's MLP activation in the weight format between its two
+     * GEMMs ({@link #mlp}); default false until measured.
+     */
+    public static final String FUSED_MLP_PROPERTY = "lathe.mlp.fused";
     /** System property: {@code false} runs {@link #linearSiluMul} as linear then siluMul (default true: one kernel). */
     public static final String GEMV_GLU_PROPERTY = "lathe.gemv.glu";
     private static final int GEMV_WARPS = 8;
@@ -87,6 +92,7 @@ public final class CudaBackend implements Backend {
     private int nextStaging;
     private final int multiprocessors;
     private final boolean fusedGlu = Boolean.parseBoolean(System.getProperty(GEMV_GLU_PROPERTY, "true"));
+    private boolean fusedMlp = Boolean.getBoolean(FUSED_MLP_PROPERTY);
     private int gemvMaxRows = Math.clamp(Integer.getInteger(GEMV_ROWS_PROPERTY, 2), 0, GEMV_MAX_ROWS);
     private int maxSplits = Math.clamp(Integer.getInteger(MAX_SPLITS_PROPERTY, MAX_SPLITS), 1, MAX_SPLITS);
     private final BufferPool pool;
@@ -547,6 +553,47 @@ public final class CudaBackend implements Backend {
 
     /** The GEMM shapes tuned so far and the heuristic rank of the algorithm kept for each (for tests and timings). */
     java.util.Map<String, Integer> gemmChoices() { return gemm.tunedChoices(); }
+
+    /** Turns the fused long-step MLP (see {@link #FUSED_MLP_PROPERTY}) on or off; returns the old setting. */
+    boolean fusedMlp(boolean on) {
+        boolean old = fusedMlp;
+        fusedMlp = on;
+        return old;
+    }
+
+    /**
+     * With {@link #FUSED_MLP_PROPERTY} on, a step of more than {@link #SPLIT_MAX_ROWS} rows with 16-bit weights:
+     * the gate/up GEMM as {@link #linear} runs it, then silu_mul_to writes the activation straight in the
+     * weight format, which the down GEMM takes as it is. The same numbers as the two ops (linear rounds a long
+     * step's activation to the weight format anyway), without the float32 activation and its conversion.
+     */
+    @Override
+    public void mlp(Tensor h, Weight gateUp, Weight gateUpBias, Weight down, Weight downBias, Tensor out) {
+        CudaTensor ht = floats(h, "mlp", "h"), ot = floats(out, "mlp", "out");
+        CudaWeight gu = cuda(gateUp), dn = cuda(down);
+        int n = ht.rows(), inner = gu.rows() / 2;
+        if (!fusedMlp || n <= SPLIT_MAX_ROWS || gu.dtype() == DType.F32 || dn.dtype() != gu.dtype()
+                || gu.rows() % 2 != 0 || dn.cols() != inner || ot.rows() != n || ot.cols() != dn.rows()) {
+            Backend.super.mlp(h, gateUp, gateUpBias, down, downBias, out);
+            return;
+        }
+        CudaWeight db = downBias == null ? null : cuda(downBias);
+        if (db != null && (db.rows() != 1 || db.cols() != dn.rows())) {
+            throw shapes("mlp", "down '" + dn.name() + "' " + dn.shape() + ", bias " + db.shape(), "bias must be [1, down.rows]");
+        }
+        try (CudaTensor gateUpOut = (CudaTensor) allocate(DType.F32, n, gu.rows());
+             CudaTensor act = (CudaTensor) allocate(dn.dtype(), n, inner)) {
+            linear(h, gateUp, gateUpBias, gateUpOut);
+            long count = (long) n * inner;
+            kernels.siluMulTo.launch(stream, Kernels.elementBlocks(count), 1, 256,
+                    gateUpOut.address(), act.address(), (long) n, inner, dtypeCode(dn.dtype()));
+            gemm.run(stream, dn.dtype(), dn.address(), act.address(), ot.address(), n, dn.cols(), dn.rows(), !capturing());
+            if (db != null) {
+                kernels.biasAdd.launch(stream, Kernels.elementBlocks(ot.size()), 1, 256,
+                        ot.address(), db.address(), (long) ot.rows(), ot.cols(), dtypeCode(db.dtype()));
+            }
+        }
+    }
 
     /** Rows up to which {@link #linear} and {@link #linearSiluMul} run the gemv kernels (see {@link #GEMV_ROWS_PROPERTY}). */
     int gemvMaxRows() { return gemvMaxRows; }

@@ -428,6 +428,32 @@ class CudaOpsTest {
         }
     }
 
+    /** The fused long-step MLP (activation kept in the weight format) against the ops it replaces, bit for bit. */
+    @ParameterizedTest
+    @EnumSource(value = DType.class, names = {"BF16", "F16"})
+    void fusedMlpEqualsTheTwoOps(DType dtype) {
+        int in = 256, inner = 200, outF = 96;
+        for (int n : new int[]{65, 300}) {
+            float[] x = normal(random, n * in, 1f), gu = normal(random, 2 * inner * in, 0.05f), dw = normal(random, outF * inner, 0.05f);
+            float[] gb = normal(random, 2 * inner, 1f), db = normal(random, outF, 1f);
+            try (Weight g = gpu.load(weight("gu", dtype, gu, 2 * inner, in)); Weight gbt = gpu.load(weight("gub", dtype, gb, 2 * inner));
+                 Weight d = gpu.load(weight("down", dtype, dw, outF, inner)); Weight dbt = gpu.load(weight("downb", dtype, db, outF));
+                 Tensor xt = gpu.upload(x, n, in); Tensor fused = poisoned(n, outF); Tensor apart = poisoned(n, outF)) {
+                boolean old = gpu.fusedMlp(true);
+                try {
+                    gpu.mlp(xt, g, gbt, d, dbt, fused);
+                    gpu.fusedMlp(false);
+                    gpu.mlp(xt, g, gbt, d, dbt, apart);
+                } finally {
+                    gpu.fusedMlp(old);
+                }
+                float[] got = gpu.download(fused), want = gpu.download(apart);
+                assertThat(Arrays.mismatch(got, want)).as("%s n=%d seed %d: first difference", dtype, n, seed).isEqualTo(-1);
+                for (float v : got) assertThat(Float.isNaN(v)).as("NaN (not written?)").isFalse();
+            }
+        }
+    }
+
     @Test
     void siluMulGatesTheUpHalf() {
         int n = 6, inner = 1001;

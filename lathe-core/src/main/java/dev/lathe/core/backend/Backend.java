@@ -159,6 +159,22 @@ public interface Backend extends AutoCloseable {
     void siluMul(Tensor x, Tensor out);
 
     /**
+     * The gated MLP: {@code out = linear(linearSiluMul(h, gateUp, gateUpBias), down, downBias)}, h {@code [n,
+     * in]}, out {@code [n, out]}. Equal to those two ops, which this default runs; a backend may keep the
+     * {@code [n, I]} activation in another form between them.
+     */
+    default void mlp(Tensor h, Weight gateUp, Weight gateUpBias, Weight down, Weight downBias, Tensor out) {
+        if (gateUp.rows() % 2 != 0 || down.cols() != gateUp.rows() / 2) {
+            throw new IllegalArgumentException("mlp: gate/up weight is [" + gateUp.rows() + ", " + gateUp.cols()
+                    + "] and down [" + down.rows() + ", " + down.cols() + "]; down needs as many columns as half of gate/up's rows");
+        }
+        try (Tensor act = allocate(DType.F32, h.rows(), down.cols())) {
+            linearSiluMul(h, gateUp, gateUpBias, act);
+            linear(act, down, downBias, out);
+        }
+    }
+
+    /**
      * The gated MLP input in one op: {@link #linear} of x by the stacked gate and up weights ({@code w} {@code
      * [2I, in]}, bias {@code [1, 2I]} or null), then {@link #siluMul} into {@code out} ({@code [n, I]}). Equal
      * to those two ops, which this default runs; a backend may fuse them.

@@ -78,8 +78,7 @@ public final class LlamaModel implements AutoCloseable {
              Tensor k = backend.allocate(DType.F32, n, config.kvSize());
              Tensor v = backend.allocate(DType.F32, n, config.kvSize());
              Tensor attnOut = backend.allocate(DType.F32, n, config.qSize());
-             Tensor proj = backend.allocate(DType.F32, n, hidden);
-             Tensor act = backend.allocate(DType.F32, n, config.intermediateSize())) {
+             Tensor proj = backend.allocate(DType.F32, n, hidden)) {
 
             backend.embedding(embedding, in.tokenIds(), residual);
             backend.rmsNorm(residual, layers.getFirst().inputNorm(), eps, h);
@@ -99,8 +98,7 @@ public final class LlamaModel implements AutoCloseable {
                 backend.attention(q, cache, l, attn, attentionScale, attnOut);
                 backend.linear(attnOut, w.o(), w.oBias(), proj);
                 backend.addRmsNorm(residual, proj, w.postAttentionNorm(), eps, h);
-                backend.linearSiluMul(h, w.gateUp(), w.gateUpBias(), act);
-                backend.linear(act, w.down(), w.downBias(), proj);
+                backend.mlp(h, w.gateUp(), w.gateUpBias(), w.down(), w.downBias(), proj);
                 Weight nextNorm = l + 1 < layers.size() ? layers.get(l + 1).inputNorm() : finalNorm;
                 backend.addRmsNorm(residual, proj, nextNorm, eps, h);
             }
