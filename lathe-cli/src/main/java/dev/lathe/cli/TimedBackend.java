@@ -1,33 +1,20 @@
 package dev.lathe.cli;
 
-import dev.lathe.core.backend.AttentionMetadata;
 import dev.lathe.core.backend.Backend;
-import dev.lathe.core.backend.KvCache;
+import dev.lathe.core.backend.ForwardingBackend;
 import dev.lathe.core.backend.SampleSpec;
 import dev.lathe.core.backend.Tensor;
-import dev.lathe.core.backend.Weight;
-import dev.lathe.core.checkpoint.DType;
-import dev.lathe.core.checkpoint.WeightTensor;
-
-import java.util.List;
-import java.util.Optional;
 
 /**
  * A backend that counts the time its caller spends blocked in {@link #download}, which waits for all
  * queued device work: what remains of a step's wall time is the host's own work. Everything else delegates.
  */
-final class TimedBackend implements Backend {
-    private final Backend inner;
+final class TimedBackend extends ForwardingBackend {
     private long downloadNanos;
 
-    TimedBackend(Backend inner) { this.inner = inner; }
+    TimedBackend(Backend inner) { super(inner); }
 
     long downloadNanos() { return downloadNanos; }
-
-    @Override public String name() { return inner.name(); }
-    @Override public Tensor allocate(DType dtype, int rows, int cols) { return inner.allocate(dtype, rows, cols); }
-    @Override public Tensor upload(float[] data, int rows, int cols) { return inner.upload(data, rows, cols); }
-    @Override public Tensor upload(int[] data, int rows, int cols) { return inner.upload(data, rows, cols); }
 
     @Override
     public float[] download(Tensor t) {
@@ -39,57 +26,6 @@ final class TimedBackend implements Backend {
         }
     }
 
-    @Override public Weight load(WeightTensor t) { return inner.load(t); }
-    @Override public Weight loadFused(String name, List<WeightTensor> parts) { return inner.loadFused(name, parts); }
-    @Override public Weight random(String name, DType dtype, int rows, int cols, long seed, float mean, float std) {
-        return inner.random(name, dtype, rows, cols, seed, mean, std);
-    }
-    @Override public KvCache allocateKvCache(int numLayers, int numBlocks, int blockSize, int numKvHeads, int headDim, DType dtype) {
-        return inner.allocateKvCache(numLayers, numBlocks, blockSize, numKvHeads, headDim, dtype);
-    }
-    @Override public void embedding(Weight table, Tensor ids, Tensor out) { inner.embedding(table, ids, out); }
-    @Override public void rmsNorm(Tensor x, Weight weight, float eps, Tensor out) { inner.rmsNorm(x, weight, eps, out); }
-    @Override public void addRmsNorm(Tensor residual, Tensor x, Weight weight, float eps, Tensor out) {
-        inner.addRmsNorm(residual, x, weight, eps, out);
-    }
-    @Override public void linear(Tensor x, Weight w, Weight bias, Tensor out) { inner.linear(x, w, bias, out); }
-    @Override public void splitColumns(Tensor src, Tensor... outs) { inner.splitColumns(src, outs); }
-    @Override public void rope(Tensor x, Tensor cos, Tensor sin) { inner.rope(x, cos, sin); }
-    @Override public void writeKv(KvCache cache, int layer, Tensor k, Tensor v, Tensor slotMapping) {
-        inner.writeKv(cache, layer, k, v, slotMapping);
-    }
-    @Override public boolean supportsSampling() { return inner.supportsSampling(); }
-    @Override public int[] sampleRows(Tensor logits, SampleSpec[] specs) {
-        long t0 = System.nanoTime();  // like download: waits for the queued work, then returns a few ints
-        try {
-            return inner.sampleRows(logits, specs);
-        } finally {
-            downloadNanos += System.nanoTime() - t0;
-        }
-    }
-    @Override public void mlp(Tensor h, Weight gateUp, Weight gateUpBias, Weight down, Weight downBias, Tensor out) {
-        inner.mlp(h, gateUp, gateUpBias, down, downBias, out);
-    }
-    @Override public void linearSiluMul(Tensor x, Weight w, Weight bias, Tensor out) { inner.linearSiluMul(x, w, bias, out); }
-    @Override public void ropeWriteKv(Tensor qkv, Tensor q, Tensor cos, Tensor sin, KvCache cache, int layer, Tensor slotMapping) {
-        inner.ropeWriteKv(qkv, q, cos, sin, cache, layer, slotMapping);
-    }
-    @Override public void attention(Tensor q, KvCache cache, int layer, AttentionMetadata meta, float scale, Tensor out) {
-        inner.attention(q, cache, layer, meta, scale, out);
-    }
-    @Override public void siluMul(Tensor x, Tensor out) { inner.siluMul(x, out); }
-    @Override public void gatherRows(Tensor x, Tensor rows, Tensor out) { inner.gatherRows(x, rows, out); }
-
-    @Override public boolean supportsGraphs() { return inner.supportsGraphs(); }
-
-    @Override public Optional<Memory> memory() { return inner.memory(); }
-
-    @Override public Graph capture(Runnable ops) { return inner.capture(ops); }
-
-    @Override public void write(Tensor dst, int[] data) { inner.write(dst, data); }
-
-    @Override public void write(Tensor dst, float[] data) { inner.write(dst, data); }
-
     /** Waits for queued work too, so its time counts as blocked, as {@link #download}'s does. */
     @Override
     public int[] argmaxRows(Tensor x) {
@@ -100,5 +36,15 @@ final class TimedBackend implements Backend {
             downloadNanos += System.nanoTime() - t0;
         }
     }
-    @Override public void close() { inner.close(); }
+
+    /** Waits for queued work too, then returns a few ints, as {@link #argmaxRows} does. */
+    @Override
+    public int[] sampleRows(Tensor logits, SampleSpec[] specs) {
+        long t0 = System.nanoTime();
+        try {
+            return inner.sampleRows(logits, specs);
+        } finally {
+            downloadNanos += System.nanoTime() - t0;
+        }
+    }
 }
