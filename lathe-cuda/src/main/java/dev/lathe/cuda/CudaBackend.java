@@ -563,7 +563,7 @@ public final class CudaBackend implements Backend {
 
     /**
      * With {@link #FUSED_MLP_PROPERTY} on, a step of more than {@link #SPLIT_MAX_ROWS} rows with 16-bit weights:
-     * the gate/up GEMM as {@link #linear} runs it, then silu_mul_to writes the activation straight in the
+     * the gate/up GEMM as {@link #linear} runs it, then silu_mul writes the activation straight in the
      * weight format, which the down GEMM takes as it is. The same numbers as the two ops (linear rounds a long
      * step's activation to the weight format anyway), without the float32 activation and its conversion.
      */
@@ -585,7 +585,7 @@ public final class CudaBackend implements Backend {
              CudaTensor act = (CudaTensor) allocate(dn.dtype(), n, inner)) {
             linear(h, gateUp, gateUpBias, gateUpOut);
             long count = (long) n * inner;
-            kernels.siluMulTo.launch(stream, Kernels.elementBlocks(count), 1, 256,
+            kernels.siluMul.launch(stream, Kernels.elementBlocks(count), 1, 256,
                     gateUpOut.address(), act.address(), (long) n, inner, dtypeCode(dn.dtype()));
             gemm.run(stream, dn.dtype(), dn.address(), act.address(), ot.address(), n, dn.cols(), dn.rows(), !capturing());
             if (db != null) {
@@ -947,7 +947,7 @@ public final class CudaBackend implements Backend {
         }
         if (ot.size() == 0) return;
         kernels.siluMul.launch(stream, Kernels.elementBlocks(ot.size()), 1, 256,
-                xt.address(), ot.address(), (long) ot.rows(), inner);
+                xt.address(), ot.address(), (long) ot.rows(), inner, dtypeCode(DType.F32));
     }
 
     /** Indices outside x give rows of NaN. */

@@ -21,7 +21,7 @@ import static dev.lathe.cuda.driver.KernelParams.struct;
  * struct field for field; keep the two in the same order.
  */
 final class Kernels implements AutoCloseable {
-    final Kernel embedding, gatherRows, splitColumns, rmsNorm, rope, writeKv, ropeWriteKv, attention, siluMul, siluMulTo, randomNormal,
+    final Kernel embedding, gatherRows, splitColumns, rmsNorm, rope, writeKv, ropeWriteKv, attention, siluMul, randomNormal,
             convertFromF32, biasAdd, probe, gemv1, gemv2, gemv4, gemv8, gemv1Glu, gemv2Glu, gemv4Glu, gemv8Glu, argmaxRows, sampleRows, splitFromF32, sumHalves;
     /** Tensor-core prefill attention, one kernel per cache type and head size: BF16/F16 x 64/128. */
     final Kernel flashBf16D64, flashBf16D128, flashF16D64, flashF16D128;
@@ -65,8 +65,6 @@ final class Kernels implements AutoCloseable {
             flashF16D64 = flash.kernel("flash_attention_f16_d64", flashParams("flash_attention_f16_d64"));
             flashF16D128 = flash.kernel("flash_attention_f16_d128", flashParams("flash_attention_f16_d128"));
             siluMul = byName.get("activation").kernel("silu_mul", struct("silu_mul",
-                    ptr("x"), ptr("out"), i64("n"), i32("inner")));
-            siluMulTo = byName.get("activation").kernel("silu_mul_to", struct("silu_mul_to",
                     ptr("x"), ptr("out"), i64("n"), i32("inner"), i32("dtype")));
             randomNormal = byName.get("random").kernel("random_normal", struct("random_normal",
                     ptr("out"), i64("seed"), i64("count"), f32("mean"), f32("std"), i32("dtype")));
