@@ -123,7 +123,7 @@ class ModelRunnerTest {
         try (var t = backend.upload(x, 4, 4)) {
             assertThat(backend.argmaxRows(t)).containsExactly(1, 0, -1, 1);
         }
-        var steps = new ModelRunner.StepLogits(new float[0], 4, new int[]{0}, new int[]{-1}, new int[]{-1});
+        var steps = new ModelRunner.StepLogits(new float[0], 4, new int[]{0}, new int[]{-1}, new int[]{-1}, null);
         assertThatThrownBy(() -> steps.argmax(0)).hasMessageContaining("NaN");
     }
 

@@ -52,10 +52,8 @@ final class Gemm implements AutoCloseable {
         final MemorySegment desc, a, b, d;
         final Arena memory;                // holds the candidates; closed with the plan
         final MemorySegment[] candidates;  // heuristic order; candidates[0] is the heuristic's choice
-        MemorySegment algo;
-        boolean tuned;                     // nothing left to choose: timed, or one candidate only
-        boolean timed;
-        int chosen;                        // index of algo in candidates
+        boolean timed;                     // the candidates have been timed (one candidate needs no timing)
+        int chosen;                        // the index of the algorithm in use
 
         Plan(MemorySegment desc, MemorySegment a, MemorySegment b, MemorySegment d, Arena memory, MemorySegment[] candidates) {
             this.desc = desc;
@@ -64,7 +62,6 @@ final class Gemm implements AutoCloseable {
             this.d = d;
             this.memory = memory;
             this.candidates = candidates;
-            this.algo = candidates[0];
         }
     }
 
@@ -130,8 +127,8 @@ final class Gemm implements AutoCloseable {
     void run(Stream stream, DType type, long w, long x, long out, int n, int in, int outF, boolean mayTime) {
         context.makeCurrent();
         Plan p = plans.computeIfAbsent(new Shape(type, n, in, outF), this::plan);
-        if (!p.tuned && mayTime && p.candidates.length > 1) choose(p, stream, w, x, out);
-        matmul(p, p.algo, stream, w, x, out);
+        if (!p.timed && mayTime && p.candidates.length > 1) choose(p, stream, w, x, out);
+        matmul(p, p.candidates[p.chosen], stream, w, x, out);
     }
 
     /** Shapes tuned so far, each with the index of the kept algorithm in cuBLASLt's heuristic order. */
@@ -178,9 +175,7 @@ final class Gemm implements AutoCloseable {
             }
         }
         if (bestIndex < 0) throw new IllegalStateException("none of cuBLASLt's " + p.candidates.length + " candidate algorithms ran");
-        p.algo = p.candidates[bestIndex];
         p.chosen = bestIndex;
-        p.tuned = true;
         p.timed = true;
     }
 
@@ -220,9 +215,7 @@ final class Gemm implements AutoCloseable {
                 throw new IllegalStateException("cuBLASLt has no algorithm for " + s.type + " w [" + s.out + ", " + s.in
                         + "] x activations [" + s.n + ", " + s.in + "] -> F32");
             }
-            Plan plan = new Plan(desc, a, b, d, memory, algos.toArray(MemorySegment[]::new));
-            plan.tuned = algos.size() == 1;
-            return plan;
+            return new Plan(desc, a, b, d, memory, algos.toArray(MemorySegment[]::new));
         } catch (RuntimeException e) {
             destroy(desc, a, b, d);
             memory.close();

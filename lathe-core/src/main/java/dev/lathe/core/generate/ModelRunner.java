@@ -49,10 +49,6 @@ public final class ModelRunner implements AutoCloseable {
             this(data, vocab, firstRowOfSeq, null, null, null);
         }
 
-        public StepLogits(float[] data, int vocab, int[] firstRowOfSeq, int[] held, int[] argmax) {
-            this(data, vocab, firstRowOfSeq, held, argmax, null);
-        }
-
         public boolean hasRow(int r) { return held == null || held[r] >= 0; }
 
         /** Whether the backend drew row {@code r}'s token (it had a {@link SampleSpec} this step). */
