@@ -110,6 +110,50 @@ setup() {
   done
   LATHE_COMMIT=$(cat "$DEV/commit.txt" 2>/dev/null || echo unknown)
   export LATHE_COMMIT
+  CARD=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1 || echo unknown)
+}
+
+# The @Tag("gpu") tests under a time limit: gpu_tests LIMIT LOG [more console-launcher options]. The log ends with
+# the exit code; so does the function.
+gpu_tests() {
+  local limit=$1 log=$2 rc
+  shift 2
+  timeout "$limit" "$JAVA" "${JVM_FLAGS[@]}" -jar "$DEV"/lib/junit-platform-console-standalone-*.jar execute \
+      --class-path "$TEST_CP" --scan-class-path "$DEV/test-classes" --include-tag gpu --details=tree --disable-banner \
+      --disable-ansi-colors "$@" > "$log" 2>&1
+  rc=$?
+  echo "gpu tests exit code: $rc" >> "$log"
+  return "$rc"
+}
+
+# LATHE_WITH: the CLI command with one more JVM flag (none when FLAG is empty): lathe_with FLAG
+lathe_with() {
+  LATHE_WITH=("$JAVA" "${JVM_FLAGS[@]}" ${1:+"$1"} -cp "$DEV/lib/*" dev.lathe.cli.Main)
+}
+
+# The transformers batch-64 throughput peer at 128/128, written into RECORD as peer_same_run:
+# peer_throughput RECORD LIMIT LOG
+peer_throughput() {
+  local record=$1 limit=$2 log=$3
+  [ -f tools/peers/hf_latency.py ] && [ "${LATHE_SKIP_PEER:-0}" != 1 ] || return 0
+  (cd tools/peers && timeout "$limit" python3 hf_latency.py --preset llama-3-8b --skip-latency --throughput-batch 64 \
+      --throughput-input-len 128 --throughput-output-len 128 --throughput-modes compile \
+      --json /tmp/lathe-peer-throughput.json) >> "$log" 2>&1
+  python3 - "$record" /tmp/lathe-peer-throughput.json <<'PY'
+import json, os, sys
+rec, peer = sys.argv[1], sys.argv[2]
+if os.path.exists(rec) and os.path.exists(peer):
+    d = json.load(open(rec)); d["peer_same_run"] = json.load(open(peer)); json.dump(d, open(rec, "w"), indent=2)
+PY
+}
+
+# One offline throughput record: throughput_pair IN/OUT:REQUESTS LIMIT LOG, the record in $OUT_DIR.
+throughput_pair() {
+  local spec=$1 limit=$2 log=$3 in_len out_len n
+  in_len=${spec%%/*}; out_len=${spec#*/}; out_len=${out_len%%:*}; n=${spec##*:}
+  timeout "$limit" "${LATHE[@]}" bench throughput --backend "${LATHE_PAIRS_BACKEND:-cuda}" \
+      --model "${LATHE_PAIRS_MODEL:-synthetic:llama-3-8b}" --input-len "$in_len" --output-len "$out_len" --num-requests "$n" \
+      --json "$OUT_DIR/throughput-$in_len-$out_len.json" >> "$log" 2>&1
 }
 
 device() {
@@ -118,10 +162,9 @@ device() {
   { nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used --format=csv || true; } 2>&1 | tee "$out/nvidia-smi.txt"
   set +e
   "$JAVA" "${JVM_FLAGS[@]}" -cp "$TEST_CP" dev.lathe.cuda.Doctor 2>&1 | tee "$out/doctor.txt"
-  "$JAVA" "${JVM_FLAGS[@]}" -jar "$DEV"/lib/junit-platform-console-standalone-*.jar execute \
-      --class-path "$TEST_CP" --scan-class-path "$DEV/test-classes" --include-tag gpu \
-      --details=tree --disable-banner --disable-ansi-colors --reports-dir "$out/reports" 2>&1 | tee "$out/gpu-tests.log"
-  local rc=${PIPESTATUS[0]}
+  gpu_tests "${LATHE_TEST_LIMIT:-400}" "$out/gpu-tests.log" --reports-dir "$out/reports"
+  local rc=$?
+  cat "$out/gpu-tests.log"
   "$JAVA" "${JVM_FLAGS[@]}" -cp "$TEST_CP" dev.lathe.cuda.OpTimings 2>&1 | tee "$out/op-timings.txt"
   set -e
   if [ "${LATHE_SKIP_BENCH:-0}" != 1 ]; then bench "$out"; fi
@@ -131,8 +174,7 @@ device() {
 
 # Latency benchmarks of issue 4 with the transformers peer measured in the same call.
 bench() {
-  local out=$1 card
-  card=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1 || echo unknown)
+  local out=$1 card=$CARD
   if [ -f tools/peers/hf_latency.py ] && [ "${LATHE_SKIP_PEER:-0}" != 1 ]; then
     (cd tools/peers && timeout 300 python3 hf_latency.py --preset llama-3-8b --input-len 128 --output-len 128 \
         --ttft-input-len 2048 --modes eager,compile --json "$out/peer.json") 2>&1 | tail -20 | tee "$out/peer.log" || true
@@ -150,17 +192,8 @@ throughput() {
   set +e
   timeout 330 "${LATHE[@]}" bench throughput --backend cuda --model synthetic:llama-3-8b --input-len 128 --output-len 128 \
       --num-requests "$n" --json "$out/throughput-128-128.json" 2>&1 | tail -30 | tee "$out/throughput.log"
-  if [ -f tools/peers/hf_latency.py ] && [ "${LATHE_SKIP_PEER:-0}" != 1 ]; then
-    (cd tools/peers && timeout 220 python3 hf_latency.py --preset llama-3-8b --skip-latency --throughput-batch 64 \
-        --throughput-input-len 128 --throughput-output-len 128 --throughput-modes compile --json "$out/peer-throughput.json") \
-        2>&1 | tail -15 | tee "$out/peer-throughput.log"
-  fi
-  python3 - "$out/throughput-128-128.json" "$out/peer-throughput.json" <<'PY'
-import json, os, sys
-rec, peer = sys.argv[1], sys.argv[2]
-if os.path.exists(rec) and os.path.exists(peer):
-    d = json.load(open(rec)); d["peer_same_run"] = json.load(open(peer)); json.dump(d, open(rec, "w"), indent=2)
-PY
+  peer_throughput "$out/throughput-128-128.json" 220 "$out/peer-throughput.log"
+  tail -15 "$out/peer-throughput.log"
   set -e
 }
 
@@ -169,13 +202,9 @@ PY
 # limit; at most 8 files land in $OUT, written as the stages go, so a stage cut short keeps what came before.
 check() {
   setup
-  local out=$OUT_DIR card
-  card=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1 || echo unknown)
+  local out=$OUT_DIR card=$CARD
   set +e
-  timeout "${LATHE_TEST_LIMIT:-200}" "$JAVA" "${JVM_FLAGS[@]}" -jar "$DEV"/lib/junit-platform-console-standalone-*.jar execute \
-      --class-path "$TEST_CP" --scan-class-path "$DEV/test-classes" --include-tag gpu --details=tree --disable-banner \
-      --disable-ansi-colors > "$out/gpu-tests.log" 2>&1
-  echo "gpu tests exit code: $?" >> "$out/gpu-tests.log"
+  gpu_tests "${LATHE_TEST_LIMIT:-200}" "$out/gpu-tests.log"
   timeout 90 "$JAVA" "${JVM_FLAGS[@]}" -cp "$TEST_CP" dev.lathe.cuda.OpTimings > "$out/op-timings.txt" 2>&1
   local -a lat=(bench latency --backend cuda --model synthetic:llama-3-8b --batch 1 --card "$card")
   if [ "${LATHE_CHECK_PEER:-0}" = 1 ] && [ -f tools/peers/hf_latency.py ]; then
@@ -186,11 +215,11 @@ check() {
   fi
   timeout 45 "${LATHE[@]}" "${lat[@]}" --input-len 128 --output-len 128 --warmup 1 --iterations 3 \
       --json "$out/latency-128-128.json" >> "$out/bench.log" 2>&1
-  timeout 45 "$JAVA" "${JVM_FLAGS[@]}" -Dlathe.graphs=false -cp "$DEV/lib/*" dev.lathe.cli.Main "${lat[@]}" --input-len 128 \
-      --output-len 128 --warmup 1 --iterations 3 >> "$out/bench.log" 2>&1
+  lathe_with -Dlathe.graphs=false
+  timeout 45 "${LATHE_WITH[@]}" "${lat[@]}" --input-len 128 --output-len 128 --warmup 1 --iterations 3 >> "$out/bench.log" 2>&1
   timeout 30 "${LATHE[@]}" "${lat[@]}" --input-len 2048 --output-len 1 --warmup 2 --iterations 5 \
       --json "$out/latency-2048-1.json" >> "$out/bench.log" 2>&1
-  timeout 60 "$JAVA" "${JVM_FLAGS[@]}" -cp "$DEV/lib/*" dev.lathe.cli.Main bench latency --backend cuda \
+  timeout 60 "${LATHE[@]}" bench latency --backend cuda \
       --model synthetic:llama-3-8b --batch 256 --card "$card" --input-len 128 --output-len 128 --warmup 1 --iterations 2 \
       --json "$out/latency-b256-128-128.json" >> "$out/bench.log" 2>&1
   timeout "${LATHE_THROUGHPUT_LIMIT:-60}" "${LATHE[@]}" bench throughput --backend cuda --model synthetic:llama-3-8b \
@@ -207,27 +236,25 @@ check() {
 # requests (temperature 0.8, top-p 0.9) with host and with GPU draws. About 5 minutes.
 ab() {
   setup
-  local out=$OUT_DIR card log=$OUT_DIR/ab.log flag
-  card=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1 || echo unknown)
-  local -a base=(bench latency --backend cuda --model synthetic:llama-3-8b --card "$card")
+  local log=$OUT_DIR/ab.log flag
+  local -a base=(bench latency --backend cuda --model synthetic:llama-3-8b --card "$CARD")
   set +e
   for flag in "" -Dlathe.pdl=true -Dlathe.gemv.glu=false; do
     echo "== batch 1, 128/128 ${flag:-(defaults)}" >> "$log"
-    timeout 45 "$JAVA" "${JVM_FLAGS[@]}" $flag -cp "$DEV/lib/*" dev.lathe.cli.Main "${base[@]}" --batch 1 --input-len 128 \
-        --output-len 128 --warmup 1 --iterations 3 >> "$log" 2>&1
+    lathe_with "$flag"
+    timeout 45 "${LATHE_WITH[@]}" "${base[@]}" --batch 1 --input-len 128 --output-len 128 --warmup 1 --iterations 3 >> "$log" 2>&1
   done
   for flag in "" -Dlathe.gemm.tune=true -Dlathe.mlp.fused=true; do
+    lathe_with "$flag"
     echo "== TTFT 2048 ${flag:-(defaults)}" >> "$log"
-    timeout 40 "$JAVA" "${JVM_FLAGS[@]}" $flag -cp "$DEV/lib/*" dev.lathe.cli.Main "${base[@]}" --batch 1 --input-len 2048 \
-        --output-len 1 --warmup 2 --iterations 5 >> "$log" 2>&1
+    timeout 40 "${LATHE_WITH[@]}" "${base[@]}" --batch 1 --input-len 2048 --output-len 1 --warmup 2 --iterations 5 >> "$log" 2>&1
     echo "== batch 256, 128/128 ${flag:-(defaults)}" >> "$log"
-    timeout 60 "$JAVA" "${JVM_FLAGS[@]}" $flag -cp "$DEV/lib/*" dev.lathe.cli.Main "${base[@]}" --batch 256 --input-len 128 \
-        --output-len 128 --warmup 1 --iterations 2 >> "$log" 2>&1
+    timeout 60 "${LATHE_WITH[@]}" "${base[@]}" --batch 256 --input-len 128 --output-len 128 --warmup 1 --iterations 2 >> "$log" 2>&1
   done
   for flag in false true; do
     echo "== sampled 128/128 x 500 (temperature 0.8, top-p 0.9), -Dlathe.sampling.device=$flag" >> "$log"
-    timeout 60 "$JAVA" "${JVM_FLAGS[@]}" -Dlathe.sampling.device=$flag -cp "$DEV/lib/*" dev.lathe.cli.Main bench throughput \
-        --backend cuda --model synthetic:llama-3-8b --input-len 128 --output-len 128 --num-requests 500 \
+    lathe_with "-Dlathe.sampling.device=$flag"
+    timeout 60 "${LATHE_WITH[@]}" bench throughput --backend cuda --model synthetic:llama-3-8b --input-len 128 --output-len 128 --num-requests 500 \
         --temperature 0.8 --top-p 0.9 >> "$log" 2>&1
   done
   set -e
@@ -274,17 +301,14 @@ serving() {
 # limit (LATHE_PAIR_LIMIT seconds, default 280); a record per pair lands in $OUT.
 pairs() {
   setup
-  local out=$OUT_DIR
-  local spec in_len out_len n
+  local spec log
   set +e
   for spec in ${LATHE_PAIRS:-128/2048:1000 2048/128:1000 2048/2048:1000}; do
-    in_len=${spec%%/*}; out_len=${spec#*/}; out_len=${out_len%%:*}; n=${spec##*:}
-    timeout "${LATHE_PAIR_LIMIT:-280}" "${LATHE[@]}" bench throughput --backend "${LATHE_PAIRS_BACKEND:-cuda}" \
-        --model "${LATHE_PAIRS_MODEL:-synthetic:llama-3-8b}" \
-        --input-len "$in_len" --output-len "$out_len" --num-requests "$n" \
-        --json "$out/throughput-$in_len-$out_len.json" > "$out/throughput-$in_len-$out_len.log" 2>&1
+    log=${spec%%:*}
+    log="$OUT_DIR/throughput-${log/\//-}.log"
+    throughput_pair "$spec" "${LATHE_PAIR_LIMIT:-280}" "$log"
     echo "$spec: exit $?"
-    tail -11 "$out/throughput-$in_len-$out_len.log"
+    tail -11 "$log"
   done
   set -e
 }
@@ -294,34 +318,15 @@ pairs() {
 # (default 512), then the pairs of LATHE_PAIRS (default 2048/128:1000); logs go to one bench.log.
 records() {
   setup
-  local out=$OUT_DIR spec in_len out_len n
+  local out=$OUT_DIR spec
   set +e
-  timeout "${LATHE_TEST_LIMIT:-110}" "$JAVA" "${JVM_FLAGS[@]}" -jar "$DEV"/lib/junit-platform-console-standalone-*.jar execute \
-      --class-path "$TEST_CP" --scan-class-path "$DEV/test-classes" --include-tag gpu --details=tree --disable-banner \
-      --disable-ansi-colors > "$out/gpu-tests.log" 2>&1
-  echo "gpu tests exit code: $?" >> "$out/gpu-tests.log"
-  timeout 90 "${LATHE[@]}" bench throughput --backend cuda --model synthetic:llama-3-8b --input-len 128 --output-len 128 \
-      --num-requests 3000 --json "$out/throughput-128-128.json" >> "$out/bench.log" 2>&1
-  if [ -f tools/peers/hf_latency.py ]; then
-    (cd tools/peers && timeout "${LATHE_PEER_LIMIT:-150}" python3 hf_latency.py --preset llama-3-8b --skip-latency \
-        --throughput-batch 64 --throughput-input-len 128 --throughput-output-len 128 --throughput-modes compile \
-        --json /tmp/lathe-peer-throughput.json) >> "$out/bench.log" 2>&1
-    python3 - "$out/throughput-128-128.json" /tmp/lathe-peer-throughput.json <<'PY'
-import json, os, sys
-rec, peer = sys.argv[1], sys.argv[2]
-if os.path.exists(rec) and os.path.exists(peer):
-    d = json.load(open(rec)); d["peer_same_run"] = json.load(open(peer)); json.dump(d, open(rec, "w"), indent=2)
-PY
-  fi
+  gpu_tests "${LATHE_TEST_LIMIT:-110}" "$out/gpu-tests.log"
+  throughput_pair 128/128:3000 90 "$out/bench.log"
+  peer_throughput "$out/throughput-128-128.json" "${LATHE_PEER_LIMIT:-150}" "$out/bench.log"
   local seqs=${LATHE_RECORDS_SEQS:-512}
   timeout 90 "${LATHE[@]}" bench throughput --backend cuda --model synthetic:llama-3-8b --input-len 128 --output-len 128 \
       --num-requests 3000 --max-num-seqs "$seqs" --json "$out/throughput-128-128-seqs$seqs.json" >> "$out/bench.log" 2>&1
-  for spec in ${LATHE_PAIRS:-2048/128:1000}; do
-    in_len=${spec%%/*}; out_len=${spec#*/}; out_len=${out_len%%:*}; n=${spec##*:}
-    timeout "${LATHE_PAIR_LIMIT:-120}" "${LATHE[@]}" bench throughput --backend cuda --model synthetic:llama-3-8b \
-        --input-len "$in_len" --output-len "$out_len" --num-requests "$n" \
-        --json "$out/throughput-$in_len-$out_len.json" >> "$out/bench.log" 2>&1
-  done
+  for spec in ${LATHE_PAIRS:-2048/128:1000}; do throughput_pair "$spec" "${LATHE_PAIR_LIMIT:-120}" "$out/bench.log"; done
   set -e
   grep -E "tests (successful|failed)|exit code" "$out/gpu-tests.log"
   grep -E "requests of|output  |TTFT ms|TPOT ms|peak|KV blocks|compile" "$out/bench.log"
@@ -332,12 +337,9 @@ tests() {
   setup
   local out=$OUT_DIR rc
   set +e
-  timeout "${LATHE_TEST_LIMIT:-300}" "$JAVA" "${JVM_FLAGS[@]}" -jar "$DEV"/lib/junit-platform-console-standalone-*.jar execute \
-      --class-path "$TEST_CP" --scan-class-path "$DEV/test-classes" --include-tag gpu --details=tree --disable-banner \
-      --disable-ansi-colors --reports-dir "$out/reports" > "$out/gpu-tests.log" 2>&1
+  gpu_tests "${LATHE_TEST_LIMIT:-300}" "$out/gpu-tests.log" --reports-dir "$out/reports"
   rc=$?
   set -e
-  echo "gpu tests exit code: $rc" >> "$out/gpu-tests.log"
   grep -E "✘|tests (successful|failed)|exit code" "$out/gpu-tests.log"
   return "$rc"
 }
@@ -347,24 +349,20 @@ tests() {
 # at batch 4 and 8 (LATHE_QUICK_BATCHES) with the gemv kernels taking up to 2 rows (the default) and up to 8.
 quick() {
   setup
-  local out=$OUT_DIR card rows b
-  card=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1 || echo unknown)
+  local out=$OUT_DIR rows b
   set +e
-  timeout "${LATHE_TEST_LIMIT:-90}" "$JAVA" "${JVM_FLAGS[@]}" -jar "$DEV"/lib/junit-platform-console-standalone-*.jar execute \
-      --class-path "$TEST_CP" --scan-class-path "$DEV/test-classes" --include-tag gpu --details=tree --disable-banner \
-      --disable-ansi-colors --exclude-methodname '.*(flashAttentionMatchesDenseSoftmaxOnLlamaShapes|llama3_8bAgreesWithTheCpuBackend).*' \
-      > "$out/gpu-tests.log" 2>&1
-  echo "gpu tests exit code: $?" >> "$out/gpu-tests.log"
-  local -a lat=(bench latency --backend cuda --model synthetic:llama-3-8b --card "$card" --input-len 128 --output-len 128)
+  gpu_tests "${LATHE_TEST_LIMIT:-90}" "$out/gpu-tests.log" \
+      --exclude-methodname '.*(flashAttentionMatchesDenseSoftmaxOnLlamaShapes|llama3_8bAgreesWithTheCpuBackend).*'
+  local -a lat=(bench latency --backend cuda --model synthetic:llama-3-8b --card "$CARD" --input-len 128 --output-len 128)
   timeout 45 "${LATHE[@]}" "${lat[@]}" --batch 1 --warmup 1 --iterations 3 --json "$out/latency-128-128.json" >> "$out/bench.log" 2>&1
   echo "== batch 1, gate/up GEMV and SiLU-and-multiply as two kernels" >> "$out/bench.log"
-  timeout 45 "$JAVA" "${JVM_FLAGS[@]}" -Dlathe.gemv.glu=false -cp "$DEV/lib/*" dev.lathe.cli.Main "${lat[@]}" --batch 1 \
-      --warmup 1 --iterations 3 >> "$out/bench.log" 2>&1
+  lathe_with -Dlathe.gemv.glu=false
+  timeout 45 "${LATHE_WITH[@]}" "${lat[@]}" --batch 1 --warmup 1 --iterations 3 >> "$out/bench.log" 2>&1
   for b in ${LATHE_QUICK_BATCHES:-4 8}; do
     for rows in 2 8; do
       echo "== batch $b, gemv up to $rows rows" >> "$out/bench.log"
-      timeout 40 "$JAVA" "${JVM_FLAGS[@]}" -Dlathe.gemv.maxRows=$rows -cp "$DEV/lib/*" dev.lathe.cli.Main "${lat[@]}" --batch "$b" \
-          --warmup 1 --iterations 2 --json "/tmp/latency-b$b-rows$rows.json" >> "$out/bench.log" 2>&1
+      lathe_with "-Dlathe.gemv.maxRows=$rows"
+      timeout 40 "${LATHE_WITH[@]}" "${lat[@]}" --batch "$b" --warmup 1 --iterations 2 >> "$out/bench.log" 2>&1
     done
   done
   set -e
