@@ -46,6 +46,28 @@ __device__ __forceinline__ void store_f(void* base, int dtype, long long i, floa
 
 __device__ __forceinline__ float nan_f() { return __int_as_float(0x7fc00000); }
 
+// A 16-bit format's pair type (two values in 32 bits) and its widening to float2.
+template <typename T> struct Pair16;
+template <> struct Pair16<__nv_bfloat16> {
+    using type = __nv_bfloat162;
+    static __device__ __forceinline__ float2 widen(const type& h) { return __bfloat1622float2(h); }
+};
+template <> struct Pair16<__half> {
+    using type = __half2;
+    static __device__ __forceinline__ float2 widen(const type& h) { return __half22float2(h); }
+};
+
+// The eight 16-bit values of one 16-byte load, widened to float.
+template <typename T> __device__ __forceinline__ void widen8(const int4& raw, float* f) {
+    const typename Pair16<T>::type* h = reinterpret_cast<const typename Pair16<T>::type*>(&raw);
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        float2 v = Pair16<T>::widen(h[i]);
+        f[2 * i] = v.x;
+        f[2 * i + 1] = v.y;
+    }
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

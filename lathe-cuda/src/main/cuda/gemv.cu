@@ -30,30 +30,9 @@ struct GemvParams {
                         // silu(x @ gate_j + b_j) * (x @ up_j + b_(j + glu_inner)), as silu_mul computes it
 };
 
-template <typename T> struct Piece;  // what one 16-byte load of weights holds
-template <> struct Piece<__nv_bfloat16> {
+template <typename T> struct Piece {  // what one 16-byte load of weights holds: eight 16-bit values
     static constexpr int N = 8;
-    __device__ static void widen(const int4& raw, float* f) {
-        const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            float2 v = __bfloat1622float2(h[i]);
-            f[2 * i] = v.x;
-            f[2 * i + 1] = v.y;
-        }
-    }
-};
-template <> struct Piece<__half> {
-    static constexpr int N = 8;
-    __device__ static void widen(const int4& raw, float* f) {
-        const __half2* h = reinterpret_cast<const __half2*>(&raw);
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            float2 v = __half22float2(h[i]);
-            f[2 * i] = v.x;
-            f[2 * i + 1] = v.y;
-        }
-    }
+    __device__ static void widen(const int4& raw, float* f) { widen8<T>(raw, f); }
 };
 template <> struct Piece<float> {
     static constexpr int N = 4;

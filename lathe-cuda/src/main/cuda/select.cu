@@ -29,6 +29,19 @@ __device__ __forceinline__ Best better(Best a, Best b) {
     return r;
 }
 
+// The best of a warp's 32 values, in every lane.
+__device__ __forceinline__ Best warp_best(Best b) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        Best other;
+        other.v = __shfl_xor_sync(0xffffffffu, b.v, o);
+        other.i = __shfl_xor_sync(0xffffffffu, b.i, o);
+        other.nan = __shfl_xor_sync(0xffffffffu, (int)b.nan, o) != 0;
+        b = better(b, other);
+    }
+    return b;
+}
+
 // One block per row.
 extern "C" __global__ void __launch_bounds__(ARGMAX_THREADS) argmax_rows(const ArgmaxParams p) {
     LATHE_PDL_WAIT();
@@ -42,14 +55,7 @@ extern "C" __global__ void __launch_bounds__(ARGMAX_THREADS) argmax_rows(const A
             b.i = i;
         }
     }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-        Best other;
-        other.v = __shfl_xor_sync(0xffffffffu, b.v, o);
-        other.i = __shfl_xor_sync(0xffffffffu, b.i, o);
-        other.nan = __shfl_xor_sync(0xffffffffu, (int)b.nan, o) != 0;
-        b = better(b, other);
-    }
+    b = warp_best(b);
     __shared__ float sv[32];
     __shared__ int si[32];
     __shared__ int sn[32];
@@ -61,15 +67,7 @@ extern "C" __global__ void __launch_bounds__(ARGMAX_THREADS) argmax_rows(const A
     }
     __syncthreads();
     if (warp == 0) {
-        Best w = lane < warps ? Best{sv[lane], si[lane], sn[lane] != 0} : Best{-INFINITY, 0x7fffffff, false};
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) {
-            Best other;
-            other.v = __shfl_xor_sync(0xffffffffu, w.v, o);
-            other.i = __shfl_xor_sync(0xffffffffu, w.i, o);
-            other.nan = __shfl_xor_sync(0xffffffffu, (int)w.nan, o) != 0;
-            w = better(w, other);
-        }
+        Best w = warp_best(lane < warps ? Best{sv[lane], si[lane], sn[lane] != 0} : Best{-INFINITY, 0x7fffffff, false});
         // all -inf: index 0, as the host's argmax gives
         if (lane == 0) p.out[blockIdx.x] = w.nan ? -1 : (w.i == 0x7fffffff ? 0 : w.i);
     }
@@ -143,42 +141,29 @@ __device__ __forceinline__ unsigned long long seeded_bits(unsigned long long see
     return z ^ (z >> 31);
 }
 
-// Block-wide reductions, the result in every thread; any multiple of 32 threads up to 1024.
-__device__ __forceinline__ double sample_block_sum(double v, double* scratch) {
+// A block-wide reduction (op: a + b, or max), the result in every thread; any multiple of 32 threads up to
+// 1024, `identity` filling the missing warps; scratch holds 33 values.
+template <typename T, typename Op>
+__device__ __forceinline__ T sample_block_reduce(T v, T identity, Op op, T* scratch) {
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
     if (lane == 0) scratch[warp] = v;
     __syncthreads();
     if (warp == 0) {
-        double t = lane < warps ? scratch[lane] : 0.0;
+        T t = lane < warps ? scratch[lane] : identity;
 #pragma unroll
-        for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
+        for (int o = 16; o > 0; o >>= 1) t = op(t, __shfl_xor_sync(0xffffffffu, t, o));
         if (lane == 0) scratch[32] = t;
     }
     __syncthreads();
-    double total = scratch[32];
+    T total = scratch[32];
     __syncthreads();
     return total;
 }
 
-__device__ __forceinline__ float sample_block_max(float v, float* scratch) {
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    if (lane == 0) scratch[warp] = v;
-    __syncthreads();
-    if (warp == 0) {
-        float t = lane < warps ? scratch[lane] : -INFINITY;
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) t = fmaxf(t, __shfl_xor_sync(0xffffffffu, t, o));
-        if (lane == 0) scratch[32] = t;
-    }
-    __syncthreads();
-    float m = scratch[32];
-    __syncthreads();
-    return m;
-}
+struct SumOp { __device__ double operator()(double a, double b) const { return a + b; } };
+struct MaxOp { __device__ float operator()(float a, float b) const { return fmaxf(a, b); } };
 
 // The largest key K (of order_key(x) for the logits: COUNT; or of the float bits of the positive weights:
 // mass) with count(keys >= K) >= need, or mass(keys >= K) >= need, one byte a pass from the top; counts in
@@ -262,7 +247,7 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_rows(const S
         if (v != v) s_flag = 1;
         else mx = fmaxf(mx, v);
     }
-    mx = sample_block_max(mx, fscratch);  // its barriers also publish s_flag
+    mx = sample_block_reduce(mx, -INFINITY, MaxOp(), fscratch);  // its barriers also publish s_flag
     if (s_flag || mx == -INFINITY || mx == INFINITY) {
         if (tid == 0) p.out[blockIdx.x] = s_flag ? -1 : mx == -INFINITY ? -2 : -3;
         return;
@@ -288,7 +273,7 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_rows(const S
     __syncthreads();
     double local = 0;
     for (int i = tid; i < V; i += blockDim.x) local += w[i];
-    const double total = sample_block_sum(local, dscratch);
+    const double total = sample_block_reduce(local, 0.0, SumOp(), dscratch);
 
     // floors: min-p, and the nucleus of top-p
     float floor = it.min_p;

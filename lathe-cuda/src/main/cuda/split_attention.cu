@@ -140,16 +140,10 @@ __device__ __forceinline__ void split_attention(const SplitAttentionParams& p, f
 }
 
 // dot(q[0 .. D), key row in shared memory) for 16-bit rows, 16 bytes at a time
-template <typename T> __device__ __forceinline__ float2 pair_to_float2(const T& h);
-template <> __device__ __forceinline__ float2 pair_to_float2(const __nv_bfloat162& h) { return __bfloat1622float2(h); }
-template <> __device__ __forceinline__ float2 pair_to_float2(const __half2& h) { return __half22float2(h); }
-template <typename T> struct Pair;
-template <> struct Pair<__nv_bfloat16> { using type = __nv_bfloat162; };
-template <> struct Pair<__half> { using type = __half2; };
 
 template <typename T, int D>
 __device__ __forceinline__ float smem_dot(const float* q, const unsigned char* row) {
-    using P = typename Pair<T>::type;
+    using P = typename Pair16<T>::type;
     const int4* k = reinterpret_cast<const int4*>(row);
     float s = 0.f;
 #pragma unroll
@@ -158,7 +152,7 @@ __device__ __forceinline__ float smem_dot(const float* q, const unsigned char* r
         const P* h = reinterpret_cast<const P*>(&raw);
 #pragma unroll
         for (int i = 0; i < 4; i++) {
-            float2 v = pair_to_float2(h[i]);
+            float2 v = Pair16<T>::widen(h[i]);
             s = fmaf(q[c * 8 + 2 * i], v.x, s);
             s = fmaf(q[c * 8 + 2 * i + 1], v.y, s);
         }
