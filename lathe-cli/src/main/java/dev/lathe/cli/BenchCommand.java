@@ -237,7 +237,7 @@ final class BenchCommand implements Callable<Integer> {
         rec.put("temperature", temperature);
         rec.put("top_p", topP);
         rec.put("top_k", topK);
-        rec.put("device_sampling", temperature > 0 && Boolean.getBoolean(LlmEngine.DEVICE_SAMPLING_PROPERTY)
+        rec.put("device_sampling", temperature > 0 && LlmEngine.deviceSamplingRequested()
                 && backend.supportsSampling());
         var engine = new LinkedHashMap<String, Object>();
         engine.put("max_num_seqs", c.maxNumSeqs());

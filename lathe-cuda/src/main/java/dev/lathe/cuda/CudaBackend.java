@@ -45,7 +45,7 @@ public final class CudaBackend implements Backend {
     public static final String GEMV_ROWS_PROPERTY = "lathe.gemv.maxRows";
     /**
      * System property: {@code true} keeps a long step's MLP activation in the weight format between its two
-     * GEMMs ({@link #mlp}); default false until measured.
+     * GEMMs ({@link #mlp}); default true, {@code false} runs the two ops.
      */
     public static final String FUSED_MLP_PROPERTY = "lathe.mlp.fused";
     /** System property: {@code false} runs {@link #linearSiluMul} as linear then siluMul (default true: one kernel). */
@@ -92,7 +92,7 @@ public final class CudaBackend implements Backend {
     private int nextStaging;
     private final int multiprocessors;
     private final boolean fusedGlu = Boolean.parseBoolean(System.getProperty(GEMV_GLU_PROPERTY, "true"));
-    private boolean fusedMlp = Boolean.getBoolean(FUSED_MLP_PROPERTY);
+    private boolean fusedMlp = Boolean.parseBoolean(System.getProperty(FUSED_MLP_PROPERTY, "true"));
     private int gemvMaxRows = Math.clamp(Integer.getInteger(GEMV_ROWS_PROPERTY, 2), 0, GEMV_MAX_ROWS);
     private int maxSplits = Math.clamp(Integer.getInteger(MAX_SPLITS_PROPERTY, MAX_SPLITS), 1, MAX_SPLITS);
     private final BufferPool pool;

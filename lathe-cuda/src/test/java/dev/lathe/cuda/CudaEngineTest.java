@@ -141,13 +141,16 @@ class CudaEngineTest {
             }
             var config = new EngineConfig(8, 64, 16, 256, 128, 1000, true, DType.BF16);
             List<int[]> host = new ArrayList<>(), device = new ArrayList<>();
-            try (var engine = new LlmEngine("kjv-tiny", model, null, List.of(), config)) {
-                for (int i = 0; i < 16; i++) host.add(collect(engine.submit(new EngineRequest("h" + i, prompts.get(i), params.get(i), null))));
-            }
             String before = System.getProperty(LlmEngine.DEVICE_SAMPLING_PROPERTY);
-            System.setProperty(LlmEngine.DEVICE_SAMPLING_PROPERTY, "true");
-            try (var engine = new LlmEngine("kjv-tiny", model, null, List.of(), config)) {
-                for (int i = 0; i < 16; i++) device.add(collect(engine.submit(new EngineRequest("d" + i, prompts.get(i), params.get(i), null))));
+            try {
+                System.setProperty(LlmEngine.DEVICE_SAMPLING_PROPERTY, "false");
+                try (var engine = new LlmEngine("kjv-tiny", model, null, List.of(), config)) {
+                    for (int i = 0; i < 16; i++) host.add(collect(engine.submit(new EngineRequest("h" + i, prompts.get(i), params.get(i), null))));
+                }
+                System.setProperty(LlmEngine.DEVICE_SAMPLING_PROPERTY, "true");
+                try (var engine = new LlmEngine("kjv-tiny", model, null, List.of(), config)) {
+                    for (int i = 0; i < 16; i++) device.add(collect(engine.submit(new EngineRequest("d" + i, prompts.get(i), params.get(i), null))));
+                }
             } finally {
                 if (before == null) System.clearProperty(LlmEngine.DEVICE_SAMPLING_PROPERTY);
                 else System.setProperty(LlmEngine.DEVICE_SAMPLING_PROPERTY, before);

@@ -153,26 +153,27 @@ class CudaModelTest {
         var config = smallLlama();
         var cache = ModelRunner.CacheConfig.forSequences(512, 2, 16, DType.BF16);
         int[][] prompts = {new Random(3).ints(150, 0, 1000).toArray(), new Random(4).ints(70, 0, 1000).toArray()};
-        boolean tuning = gpu.gemmTuning(false);  // each backend would time its own GEMM choices: pin the heuristic's
-        List<float[]> plain;
-        try {
-            plain = decodeLogits(gpu, config, cache, prompts);
-        } finally {
-            gpu.gemmTuning(tuning);
-        }
-        String before = System.getProperty(dev.lathe.cuda.driver.CudaContext.DEPENDENT_LAUNCH_PROPERTY);
-        System.setProperty(dev.lathe.cuda.driver.CudaContext.DEPENDENT_LAUNCH_PROPERTY, "true");
-        List<float[]> dependent;
-        try (CudaBackend pdl = new CudaBackend(0)) {
-            System.out.println("dependent launches: " + pdl.context().dependentLaunches());
-            pdl.gemmTuning(false);
-            dependent = decodeLogits(pdl, config, cache, prompts);
-        } finally {
-            if (before == null) System.clearProperty(dev.lathe.cuda.driver.CudaContext.DEPENDENT_LAUNCH_PROPERTY);
-            else System.setProperty(dev.lathe.cuda.driver.CudaContext.DEPENDENT_LAUNCH_PROPERTY, before);
-        }
+        List<float[]> plain = decodeLogitsWithDependentLaunches(false, config, cache, prompts);
+        List<float[]> dependent = decodeLogitsWithDependentLaunches(true, config, cache, prompts);
         for (int i = 0; i < plain.size(); i++) {
             assertThat(Arrays.mismatch(dependent.get(i), plain.get(i))).as("step %d logits, first difference", i / 2).isEqualTo(-1);
+        }
+    }
+
+    /** Decode logits from a backend of its own, built with dependent launches on or off. */
+    private static List<float[]> decodeLogitsWithDependentLaunches(boolean on, dev.lathe.core.config.ModelConfig config,
+                                                                   ModelRunner.CacheConfig cache, int[][] prompts) {
+        String property = dev.lathe.cuda.driver.CudaContext.DEPENDENT_LAUNCH_PROPERTY;
+        String before = System.getProperty(property);
+        System.setProperty(property, Boolean.toString(on));
+        try (CudaBackend backend = new CudaBackend(0)) {
+            System.out.println("dependent launches asked " + on + ", on: " + backend.context().dependentLaunches());
+            if (!on) assertThat(backend.context().dependentLaunches()).isFalse();
+            backend.gemmTuning(false);  // each backend would time its own GEMM choices: pin the heuristic's
+            return decodeLogits(backend, config, cache, prompts);
+        } finally {
+            if (before == null) System.clearProperty(property);
+            else System.setProperty(property, before);
         }
     }
 

@@ -38,9 +38,14 @@ public final class LlmEngine implements Engine {
      * System property, read when an engine is built: {@code true} lets a backend that {@link
      * dev.lathe.core.backend.Backend#supportsSampling samples rows itself} draw the tokens of sampled requests
      * (temperature, top-k, top-p, min-p, seed) where the logits are, so that those rows do not come back whole.
-     * Off by default: the CUDA kernel has not run on a GPU yet.
+     * On by default; {@code false} draws every token on the host.
      */
     public static final String DEVICE_SAMPLING_PROPERTY = "lathe.sampling.device";
+
+    /** Whether {@link #DEVICE_SAMPLING_PROPERTY} asks for device draws (default true). */
+    public static boolean deviceSamplingRequested() {
+        return Boolean.parseBoolean(System.getProperty(DEVICE_SAMPLING_PROPERTY, "true"));
+    }
 
     private sealed interface Message permits Add, Abort {}
 
@@ -95,8 +100,7 @@ public final class LlmEngine implements Engine {
             this.runner = ModelRunner.withExternalBlocks(model, new ModelRunner.CacheConfig(config.blockSize(),
                     config.numBlocks(), config.maxModelLen(), config.kvCacheDtype()));
         }
-        this.deviceSampling = model.backend().supportsSampling()
-                && Boolean.parseBoolean(System.getProperty(DEVICE_SAMPLING_PROPERTY, "false"));
+        this.deviceSampling = model.backend().supportsSampling() && deviceSamplingRequested();
         this.kv = new KvCacheManager(new BlockPool(config.numBlocks(), config.blockSize()), config.enablePrefixCaching());
         this.scheduler = new Scheduler(config.schedulerConfig(), kv);
         this.stats = new EngineStats(0, 0, config.numBlocks(), 0, 0, 0, 0, 0, 0);

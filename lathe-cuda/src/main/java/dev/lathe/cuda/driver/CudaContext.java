@@ -21,7 +21,8 @@ public final class CudaContext implements AutoCloseable {
     /**
      * System property: {@code true} launches every kernel with programmatic stream serialization (Hopper and
      * later), so that a kernel's blocks may start while the one before it finishes; each Lathe kernel first
-     * waits for its predecessor's results (LATHE_PDL_WAIT in common.cuh). Off by default: not yet measured.
+     * waits for its predecessor's results (LATHE_PDL_WAIT in common.cuh). On by default; {@code false} launches
+     * every kernel plainly.
      */
     public static final String DEPENDENT_LAUNCH_PROPERTY = "lathe.pdl";
 
@@ -31,7 +32,7 @@ public final class CudaContext implements AutoCloseable {
         this.device = device;
         this.handle = handle;
         // the kernels' wait compiles only for compute capability 9.0 and later; older GPUs launch as before
-        this.dependentLaunches = Boolean.getBoolean(DEPENDENT_LAUNCH_PROPERTY)
+        this.dependentLaunches = Boolean.parseBoolean(System.getProperty(DEPENDENT_LAUNCH_PROPERTY, "true"))
                 && driver.deviceAttribute(device, Driver.ATTR_COMPUTE_CAPABILITY_MAJOR) >= 9;
     }
 
