@@ -170,18 +170,19 @@ template <typename T, int DPL> struct Tile {
     static constexpr int BYTES = 2 * 32 * STRIDE;  // K tile, then V tile
 };
 
-// The same work as split_attention for 16-bit caches, with the block's four warps loading each tile of 32
-// key and value rows into shared memory together (16-byte coalesced loads, once for every query head of
-// the KV head) before each warp scores and accumulates its own head from there. Rows past the piece are
-// zero-filled so that their weight 0 never meets a NaN. When the group has more heads than warps, the block
-// walks its piece once per four heads.
-template <typename T, int DPL>
+// The same work as split_attention for 16-bit caches, with the block's four warps copying each tile of 32
+// key and value rows into shared memory together (16-byte cp.async copies, once for every query head of the
+// KV head) before each warp scores and accumulates its own head from there. Where two tiles fit in the
+// static shared memory (head dims up to 160), the copy of the next tile is in flight while the warps work
+// on this one. Lane i finds the cache slot of key t0 + i once per tile and the copying threads take it from
+// their warp. Rows past the piece are zero-filled so that their weight 0 never meets a NaN. When the group
+// has more heads than warps, the block walks its piece once per four heads.
+template <typename T, int DPL, int STAGES>
 __device__ __forceinline__ void split_attention_tiled(const SplitAttentionParams& p, float (*q_s)[SPLIT_MAX_HEAD_DIM],
                                                       unsigned char* kv_s) {
     using TL = Tile<T, DPL>;
+    using P = typename Pair16<T>::type;
     constexpr int D = TL::D;
-    unsigned char* k_s = kv_s;
-    unsigned char* v_s = kv_s + 32 * TL::STRIDE;
     const int row = p.row_list != nullptr ? p.row_list[blockIdx.x] : blockIdx.x;
     const int kv_head = blockIdx.y, piece = blockIdx.z;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -191,10 +192,33 @@ __device__ __forceinline__ void split_attention_tiled(const SplitAttentionParams
     const int first = p.sliding_window > 0 ? max(0, pos - p.sliding_window + 1) : 0;
     const int lo = first + piece * p.chunk;
     const int hi = min(pos, lo + p.chunk - 1);  // empty when lo > hi
+    const int tiles = lo <= hi ? (hi - lo) / 32 + 1 : 0;
     const int* table = p.block_tables + (long long)seq * p.max_blocks_per_seq;
     const int group = p.num_heads / p.num_kv_heads;
     const unsigned char* k_base = static_cast<const unsigned char*>(p.k_cache);
     const unsigned char* v_base = static_cast<const unsigned char*>(p.v_cache);
+
+    // queues the copy of the tile of keys t0 .. t0 + 31 into stage `stage` (K rows, then V rows)
+    auto load = [&](int t0, int stage) {
+        const int t = t0 + lane;
+        const long long mine = t <= hi
+                ? ((long long)table[t / p.block_size] * p.block_size + t % p.block_size) * p.num_kv_heads * TL::ROW_BYTES
+                        + (long long)kv_head * TL::ROW_BYTES
+                : -1;
+        unsigned char* k_s = kv_s + stage * TL::BYTES;
+        const uint32_t k_dst = smem_addr(k_s), v_dst = smem_addr(k_s + 32 * TL::STRIDE);
+#pragma unroll
+        for (int it = 0; it < DPL; it++) {  // 32 rows x CHUNKS pieces = DPL x 128 threads
+            const int idx = threadIdx.x + it * SPLIT_WARPS * 32;
+            const int r = idx / TL::CHUNKS, c = idx - r * TL::CHUNKS;
+            const long long at = __shfl_sync(0xffffffffu, mine, r);
+            const int bytes = at >= 0 ? 16 : 0;
+            const long long from = at >= 0 ? at + c * 16 : 0;
+            const uint32_t to = r * TL::STRIDE + c * 16;
+            cp_async16(k_dst + to, k_base + from, bytes);
+            cp_async16(v_dst + to, v_base + from, bytes);
+        }
+    };
 
     for (int g0 = 0; g0 < group; g0 += SPLIT_WARPS) {
         const int g = g0 + warp;
@@ -210,22 +234,20 @@ __device__ __forceinline__ void split_attention_tiled(const SplitAttentionParams
 #pragma unroll
         for (int i = 0; i < DPL; i++) acc[i] = 0.f;
 
-        for (int t0 = lo; t0 <= hi; t0 += 32) {
-            __syncthreads();  // every warp is done with the previous tile
-            for (int idx = threadIdx.x; idx < 32 * TL::CHUNKS; idx += SPLIT_WARPS * 32) {
-                const int r = idx / TL::CHUNKS, c = idx - r * TL::CHUNKS;
-                const int t = t0 + r;
-                int4 kv = make_int4(0, 0, 0, 0), vv = make_int4(0, 0, 0, 0);
-                if (t <= hi) {
-                    const long long slot = (long long)table[t / p.block_size] * p.block_size + t % p.block_size;
-                    const long long at = (slot * p.num_kv_heads + kv_head) * TL::ROW_BYTES + c * 16;
-                    kv = *reinterpret_cast<const int4*>(k_base + at);
-                    vv = *reinterpret_cast<const int4*>(v_base + at);
-                }
-                *reinterpret_cast<int4*>(k_s + r * TL::STRIDE + c * 16) = kv;
-                *reinterpret_cast<int4*>(v_s + r * TL::STRIDE + c * 16) = vv;
+        if (tiles > 0) load(lo, 0);
+        cp_async_commit();
+        for (int i = 0; i < tiles; i++) {
+            const int t0 = lo + 32 * i;
+            if (STAGES == 2) {
+                if (i + 1 < tiles) load(t0 + 32, (i + 1) & 1);  // that stage's last readers passed the sync below
+                cp_async_commit();
+                cp_async_wait<1>();  // this thread's copies of tile i have landed
+            } else {
+                cp_async_wait<0>();
             }
-            __syncthreads();
+            __syncthreads();  // ... and every thread's
+            const unsigned char* k_s = kv_s + (STAGES == 2 ? (i & 1) : 0) * TL::BYTES;
+            const unsigned char* v_s = k_s + 32 * TL::STRIDE;
             if (active) {
                 const bool valid = t0 + lane <= hi;
                 const float s = valid ? smem_dot<T, D>(q_s[warp], k_s + lane * TL::STRIDE) * p.scale : -INFINITY;
@@ -234,15 +256,29 @@ __device__ __forceinline__ void split_attention_tiled(const SplitAttentionParams
                 const float correction = expf(m - m_new);   // 0 on the first tile (m = -inf)
                 l = l * correction + warp_sum(e);
 #pragma unroll
-                for (int i = 0; i < DPL; i++) acc[i] *= correction;
+                for (int d = 0; d < DPL; d++) acc[d] *= correction;
 #pragma unroll 8
                 for (int j = 0; j < 32; j++) {
                     const float ej = __shfl_sync(0xffffffffu, e, j);
-                    const T* vr = reinterpret_cast<const T*>(v_s + j * TL::STRIDE) + lane * DPL;
+                    const unsigned char* vr = v_s + j * TL::STRIDE + lane * DPL * (int)sizeof(T);
+                    if constexpr (DPL % 2 == 0) {
 #pragma unroll
-                    for (int i = 0; i < DPL; i++) acc[i] = fmaf(ej, static_cast<float>(vr[i]), acc[i]);
+                        for (int d = 0; d < DPL / 2; d++) {
+                            const float2 v = Pair16<T>::widen(reinterpret_cast<const P*>(vr)[d]);
+                            acc[2 * d] = fmaf(ej, v.x, acc[2 * d]);
+                            acc[2 * d + 1] = fmaf(ej, v.y, acc[2 * d + 1]);
+                        }
+                    } else {
+#pragma unroll
+                        for (int d = 0; d < DPL; d++) acc[d] = fmaf(ej, static_cast<float>(reinterpret_cast<const T*>(vr)[d]), acc[d]);
+                    }
                 }
                 m = m_new;
+            }
+            __syncthreads();  // every warp is done with this stage before it is filled again
+            if (STAGES == 1 && i + 1 < tiles) {
+                load(t0 + 32, 0);
+                cp_async_commit();
             }
         }
 
@@ -272,11 +308,13 @@ __device__ __forceinline__ void split_attention_tiled(const SplitAttentionParams
 // caches go through shared-memory tiles; F32 caches read K and V rows straight from global memory.
 template <int DPL>
 __device__ __forceinline__ void split_attention_any(const SplitAttentionParams& p) {
+    // two tile stages where they fit beside q_s in the 48 KB of static shared memory
+    constexpr int STAGES = 2 * Tile<__half, DPL>::BYTES + SPLIT_WARPS * SPLIT_MAX_HEAD_DIM * 4 <= 48 * 1024 ? 2 : 1;
     __shared__ __align__(16) float q_s[SPLIT_WARPS][SPLIT_MAX_HEAD_DIM];
-    __shared__ __align__(16) unsigned char kv_s[Tile<__half, DPL>::BYTES];
+    __shared__ __align__(16) unsigned char kv_s[STAGES * Tile<__half, DPL>::BYTES];
     switch (p.dtype) {
-        case DT_BF16: split_attention_tiled<__nv_bfloat16, DPL>(p, q_s, kv_s); break;
-        case DT_F16: split_attention_tiled<__half, DPL>(p, q_s, kv_s); break;
+        case DT_BF16: split_attention_tiled<__nv_bfloat16, DPL, STAGES>(p, q_s, kv_s); break;
+        case DT_F16: split_attention_tiled<__half, DPL, STAGES>(p, q_s, kv_s); break;
         default: split_attention<float, DPL>(p, q_s);
     }
 }
