@@ -198,8 +198,10 @@ throughput() {
 }
 
 # One short call that checks and measures a change: GPU tests, then batch-1 latency with and without
-# decode graphs, the 2048-token TTFT and a 1000-request throughput run, each stage under its own time
-# limit; at most 8 files land in $OUT, written as the stages go, so a stage cut short keeps what came before.
+# decode graphs, the 2048-token TTFT, batch-256 decode and 128/128 throughput runs of
+# LATHE_THROUGHPUT_REQUESTS requests (default 1000), one per max-num-seqs in LATHE_CHECK_SEQS (default 256),
+# each stage under its own time limit. Logs are written as the stages go, so a stage cut short keeps what
+# came before; the JSON records come back together in records.tar.
 check() {
   setup
   local out=$OUT_DIR card=$CARD
@@ -222,12 +224,18 @@ check() {
   timeout 60 "${LATHE[@]}" bench latency --backend cuda \
       --model synthetic:llama-3-8b --batch 256 --card "$card" --input-len 128 --output-len 128 --warmup 1 --iterations 2 \
       --json "$out/latency-b256-128-128.json" >> "$out/bench.log" 2>&1
-  timeout "${LATHE_THROUGHPUT_LIMIT:-60}" "${LATHE[@]}" bench throughput --backend cuda --model synthetic:llama-3-8b \
-      --input-len 128 --output-len 128 --num-requests "${LATHE_THROUGHPUT_REQUESTS:-1000}" \
-      --json "$out/throughput-128-128.json" >> "$out/bench.log" 2>&1
+  local seqs
+  for seqs in ${LATHE_CHECK_SEQS:-256}; do
+    echo "== 128/128 x ${LATHE_THROUGHPUT_REQUESTS:-1000}, max-num-seqs $seqs" >> "$out/bench.log"
+    timeout "${LATHE_THROUGHPUT_LIMIT:-60}" "${LATHE[@]}" bench throughput --backend cuda --model synthetic:llama-3-8b \
+        --input-len 128 --output-len 128 --num-requests "${LATHE_THROUGHPUT_REQUESTS:-1000}" --max-num-seqs "$seqs" \
+        --json "$out/throughput-128-128-seqs$seqs.json" >> "$out/bench.log" 2>&1
+  done
+  # the records travel as one file: a call brings back at most 8
+  (cd "$out" && tar -cf records.tar -- *.json && rm -f -- *.json)
   set -e
   grep -E "tests (successful|failed)|exit code" "$out/gpu-tests.log"
-  grep -E "^(==|TTFT|TPOT|host)|output  " "$out/bench.log"
+  grep -E "^(==|TTFT|TPOT|host)|output  |peak|KV blocks" "$out/bench.log"
 }
 
 # The switches that are off until measured, each against the default in the same call (one log, ab.log):

@@ -48,10 +48,12 @@ public final class OpTimings {
             linear(gpu, "linear bf16 down 14336->4096, n=256", 256, 14336, 4096);
             linear(gpu, "linear bf16 lm head 4096->128256, n=256", 256, 4096, 128256);
             attention(gpu, 256, 192, 1, "");
+            attention(gpu, 256, 1024, 1, "");  // the mean context of a 128/2048 run
             try (Tensor gu = gpu.upload(Host.normal(new java.util.Random(5), 256 * 28672, 1f), 256, 28672);
                  Tensor act = gpu.allocate(DType.F32, 256, 14336)) {
                 report("siluMul 14336, n=256", micros(gpu, () -> gpu.siluMul(gu, act)), 4.0 * 256 * (28672 + 14336));
             }
+            for (int rows : new int[]{256, 512, 1024}) layerGemms(gpu, rows);  // decode-step GEMMs, batch 256 to 1024
             prefillLayer(gpu, 2048);
             for (int rows : new int[]{1, 64, 256}) {
                 try (Tensor logits = gpu.upload(Host.normal(new java.util.Random(7), rows * 128256, 3f), rows, 128256)) {
@@ -64,11 +66,8 @@ public final class OpTimings {
         }
     }
 
-    /**
-     * Every op of one layer of an n-token prefill (Llama-3-8B shapes), so that TTFT splits into its parts: the
-     * GEMMs with their TFLOP/s, and the element-wise ops with their GB/s.
-     */
-    private static void prefillLayer(CudaBackend gpu, int n) {
+    /** A layer's four GEMMs at n rows (Llama-3-8B shapes) with their TFLOP/s: cuBLASLt's heuristic choice, then tuned. */
+    private static void layerGemms(CudaBackend gpu, int n) {
         int[][] gemms = {{4096, 6144}, {4096, 4096}, {4096, 28672}, {14336, 4096}};
         String[] names = {"qkv", "o", "gate/up", "down"};
         java.util.Random rnd = new java.util.Random(6);
@@ -87,6 +86,15 @@ public final class OpTimings {
             if (tuned) System.out.println("tuned GEMM shapes (rank of the kept algorithm in cuBLASLt's order): " + gpu.gemmChoices());
             gpu.gemmTuning(old);
         }
+    }
+
+    /**
+     * Every op of one layer of an n-token prefill (Llama-3-8B shapes), so that TTFT splits into its parts: the
+     * GEMMs with their TFLOP/s, and the element-wise ops with their GB/s.
+     */
+    private static void prefillLayer(CudaBackend gpu, int n) {
+        layerGemms(gpu, n);
+        java.util.Random rnd = new java.util.Random(6);
         int h = 4096;
         try (Weight w = gpu.random("n", DType.BF16, 1, h, 3, 1f, 0.02f);
              Tensor r = gpu.upload(Host.normal(rnd, n * h, 1f), n, h); Tensor x = gpu.upload(Host.normal(rnd, n * h, 1f), n, h);
