@@ -200,7 +200,8 @@ throughput() {
 # One short call that checks and measures a change: GPU tests, then batch-1 latency with and without
 # decode graphs, the 2048-token TTFT, batch-256 decode and 128/128 throughput runs of
 # LATHE_THROUGHPUT_REQUESTS requests (default 1000), one per max-num-seqs in LATHE_CHECK_SEQS (default 256),
-# each stage under its own time limit. Logs are written as the stages go, so a stage cut short keeps what
+# the JVM flags of LATHE_CHECK_FLAGS each against those (batch 256 and the first 128/128 run), and the pairs of
+# LATHE_CHECK_PAIRS, each stage under its own time limit. Logs are written as the stages go, so a stage cut short keeps what
 # came before; the JSON records come back together in records.tar.
 check() {
   setup
@@ -224,12 +225,30 @@ check() {
   timeout 60 "${LATHE[@]}" bench latency --backend cuda \
       --model synthetic:llama-3-8b --batch 256 --card "$card" --input-len 128 --output-len 128 --warmup 1 --iterations 2 \
       --json "$out/latency-b256-128-128.json" >> "$out/bench.log" 2>&1
-  local seqs
+  local seqs flag spec
   for seqs in ${LATHE_CHECK_SEQS:-256}; do
     echo "== 128/128 x ${LATHE_THROUGHPUT_REQUESTS:-1000}, max-num-seqs $seqs" >> "$out/bench.log"
     timeout "${LATHE_THROUGHPUT_LIMIT:-60}" "${LATHE[@]}" bench throughput --backend cuda --model synthetic:llama-3-8b \
         --input-len 128 --output-len 128 --num-requests "${LATHE_THROUGHPUT_REQUESTS:-1000}" --max-num-seqs "$seqs" \
         --json "$out/throughput-128-128-seqs$seqs.json" >> "$out/bench.log" 2>&1
+  done
+  # each switch of LATHE_CHECK_FLAGS against the runs above: batch-256 decode, then 128/128 at the first max-num-seqs
+  for flag in ${LATHE_CHECK_FLAGS:-}; do
+    lathe_with "$flag"
+    echo "== batch 256, 128/128 $flag" >> "$out/bench.log"
+    timeout 60 "${LATHE_WITH[@]}" bench latency --backend cuda --model synthetic:llama-3-8b --batch 256 --card "$card" \
+        --input-len 128 --output-len 128 --warmup 1 --iterations 2 >> "$out/bench.log" 2>&1
+    seqs=${LATHE_CHECK_SEQS:-256}
+    seqs=${seqs%% *}
+    echo "== 128/128 x ${LATHE_THROUGHPUT_REQUESTS:-1000}, max-num-seqs $seqs $flag" >> "$out/bench.log"
+    timeout "${LATHE_THROUGHPUT_LIMIT:-60}" "${LATHE_WITH[@]}" bench throughput --backend cuda --model synthetic:llama-3-8b \
+        --input-len 128 --output-len 128 --num-requests "${LATHE_THROUGHPUT_REQUESTS:-1000}" --max-num-seqs "$seqs" \
+        >> "$out/bench.log" 2>&1
+  done
+  # and issue 5's other pairs (LATHE_CHECK_PAIRS, e.g. "2048/128:1000"), each under LATHE_PAIR_LIMIT seconds
+  for spec in ${LATHE_CHECK_PAIRS:-}; do
+    echo "== $spec" >> "$out/bench.log"
+    throughput_pair "$spec" "${LATHE_PAIR_LIMIT:-150}" "$out/bench.log"
   done
   # the records travel as one file: a call brings back at most 8
   (cd "$out" && tar -cf records.tar -- *.json && rm -f -- *.json)

@@ -209,11 +209,21 @@ public final class CudaBackend implements Backend {
      * Stream capture in relaxed mode (buffers may be allocated while capturing); the ops' allocations come
      * from {@link #graphPool}, which never frees a buffer, so every address a graph holds stays valid while
      * the backend lives. GEMM plans should exist already (run the same ops once uncaptured first), so that
-     * nothing but recording happens during the capture.
+     * nothing but recording happens during the capture. With GEMM tuning for graphs ({@link Gemm#TUNE_PROPERTY}
+     * {@code graphs}), the ops run once more uncaptured first, timing the candidates of their GEMM shapes.
      */
     @Override
     public Graph capture(Runnable ops) {
         if (allocating != pool) throw new IllegalStateException("capture: already capturing");
+        if (gemm.tuneGraphs) {
+            // time the GEMM candidates of this graph's shapes now, uncaptured, so that the graph records the fastest
+            gemm.tuningScope(true);
+            try {
+                ops.run();
+            } finally {
+                gemm.tuningScope(false);
+            }
+        }
         stream.synchronize();
         stagingBusy[0] = stagingBusy[1] = false;
         context.makeCurrent();
@@ -550,6 +560,28 @@ public final class CudaBackend implements Backend {
 
     /** Turns cuBLASLt algorithm timing on or off for GEMM shapes met from now on (see {@link Gemm}); returns the old setting. */
     boolean gemmTuning(boolean on) { return gemm.tune(on); }
+
+    /** How many GEMM candidates (heuristic, then split-K) tuning would time for x [n, w.cols] x w^T; for tests. */
+    int gemmCandidates(Weight w, int n) {
+        CudaWeight wt = cuda(w);
+        return gemm.candidateCount(wt.dtype(), n, wt.cols(), wt.rows());
+    }
+
+    /**
+     * {@code out = x w^T} through GEMM candidate {@code index} (see {@link #gemmCandidates}), for 16-bit weights and
+     * more than {@link #SPLIT_MAX_ROWS} rows; for tests.
+     */
+    void linearWithCandidate(Tensor x, Weight w, Tensor out, int index) {
+        CudaTensor xt = floats(x, "linear", "x"), ot = floats(out, "linear", "out");
+        CudaWeight wt = cuda(w);
+        int n = xt.rows();
+        if (wt.dtype() == DType.F32 || n <= SPLIT_MAX_ROWS) throw new IllegalArgumentException("16-bit weights and more than " + SPLIT_MAX_ROWS + " rows");
+        try (CudaTensor converted = (CudaTensor) allocate(wt.dtype(), n, xt.cols())) {
+            kernels.convertFromF32.launch(stream, Kernels.elementBlocks(xt.size()), 1, 256,
+                    xt.address(), converted.address(), xt.size(), dtypeCode(wt.dtype()));
+            gemm.runCandidate(stream, index, wt.dtype(), wt.address(), converted.address(), ot.address(), n, wt.cols(), wt.rows());
+        }
+    }
 
     /** The GEMM shapes tuned so far and the heuristic rank of the algorithm kept for each (for tests and timings). */
     java.util.Map<String, Integer> gemmChoices() { return gemm.tunedChoices(); }

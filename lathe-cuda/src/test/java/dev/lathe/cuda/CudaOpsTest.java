@@ -275,6 +275,28 @@ class CudaOpsTest {
         }
     }
 
+    /**
+     * Every algorithm tuning may pick, the split-K variants among them, computes the product: a decode-step shape
+     * (256 rows, a 4096-long K walk, few output tiles) where cuBLASLt accepts split-K configurations.
+     */
+    @Test
+    void everyTuningCandidateComputesTheProduct() {
+        int n = 256, in = 4096, outF = 1024;
+        float[] x = normal(random, n * in, 1f), w = normal(random, outF * in, 0.02f);
+        float[] want = matmul(round(DType.BF16, x), round(DType.BF16, w), null, n, in, outF);
+        try (Weight wt = gpu.load(weight("w", DType.BF16, w, outF, in)); Tensor xt = gpu.upload(x, n, in)) {
+            int count = gpu.gemmCandidates(wt, n);
+            System.out.println("GEMM candidates for n=" + n + " in=" + in + " out=" + outF + ": " + count);
+            assertThat(count).as("candidates").isPositive();
+            for (int i = 0; i < count; i++) {
+                try (Tensor out = poisoned(n, outF)) {
+                    gpu.linearWithCandidate(xt, wt, out, i);
+                    assertClose("candidate " + i + " seed " + seed, gpu.download(out), want, 1e-5);
+                }
+            }
+        }
+    }
+
     @Test
     void argmaxRowsFindsTheLowestLargestColumnAndFlagsNaN() {
         int rows = 6, cols = 128_256;
