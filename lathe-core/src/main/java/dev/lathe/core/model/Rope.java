@@ -19,6 +19,13 @@ public final class Rope {
     private final RopeScaling scaling;
     private final int maxPositions;
     private final float[] baseInvFreq; // [half], for every sequence length that needs no dynamic scaling
+    /**
+     * cos and sin of the base frequencies for positions 0 .. n-1, rows of {@code half}: each value is computed once,
+     * the same way {@link #fill} would, instead of two Math calls per value at every step (a 2048-token prompt
+     * needs 262,144 of them). Grown by doubling; replaced whole, so a reader always sees a complete table.
+     */
+    private volatile float[][] baseTable = {new float[0], new float[0]};
+    private static final int TABLE_MIN_POSITIONS = 1024;
 
     public Rope(ModelConfig config) {
         this.headDim = config.headDim();
@@ -50,6 +57,21 @@ public final class Rope {
      * {@code rowOffset..} of {@code cos}/{@code sin} ({@code [rows, half]} row-major).
      */
     public void fill(int[] positions, int from, int count, float[] invFreq, float[] cos, float[] sin, int rowOffset) {
+        if (invFreq == baseInvFreq && count > 0) {
+            int most = 0, least = 0;
+            for (int t = 0; t < count; t++) {
+                most = Math.max(most, positions[from + t]);
+                least = Math.min(least, positions[from + t]);
+            }
+            if (least < 0) throw new IllegalArgumentException("negative position " + least);
+            float[][] table = baseTable(most);
+            for (int t = 0; t < count; t++) {
+                int at = positions[from + t] * half, base = (rowOffset + t) * half;
+                System.arraycopy(table[0], at, cos, base, half);
+                System.arraycopy(table[1], at, sin, base, half);
+            }
+            return;
+        }
         for (int t = 0; t < count; t++) {
             float pos = positions[from + t];
             int base = (rowOffset + t) * half;
@@ -58,6 +80,29 @@ public final class Rope {
                 cos[base + j] = (float) Math.cos(angle);
                 sin[base + j] = (float) Math.sin(angle);
             }
+        }
+    }
+
+    /** The base table covering position {@code most} (not negative), grown first if needed. */
+    private float[][] baseTable(int most) {
+        float[][] t = baseTable;
+        if ((long) most * half < t[0].length) return t;
+        synchronized (this) {
+            t = baseTable;
+            int have = t[0].length / half;
+            if (most < have) return t;
+            int n = (int) Math.min(Integer.MAX_VALUE / half, Math.max(most + 1L, Math.max(TABLE_MIN_POSITIONS, 2L * have)));
+            float[] c = java.util.Arrays.copyOf(t[0], n * half), s = java.util.Arrays.copyOf(t[1], n * half);
+            for (int p = have; p < n; p++) {
+                float pos = p;
+                for (int j = 0; j < half; j++) {
+                    float angle = pos * baseInvFreq[j];
+                    c[p * half + j] = (float) Math.cos(angle);
+                    s[p * half + j] = (float) Math.sin(angle);
+                }
+            }
+            baseTable = new float[][]{c, s};
+            return baseTable;
         }
     }
 
