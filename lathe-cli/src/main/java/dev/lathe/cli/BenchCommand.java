@@ -154,7 +154,7 @@ final class BenchCommand implements Callable<Integer> {
     /** Timings of a set of requests; {@code latencyMs} is submit to last token, per request. */
     record Result(double seconds, long outputTokens, long inputTokens, int requests, double[] ttftMs, double[] tpotMs,
                   double[] latencyMs, int peakRunning, int peakBlocks, int totalBlocks, long preemptions,
-                  long prefixHits) {}
+                  long prefixHits, long steps, double hostMsPerStep, double hostShare) {}
 
     /** Submits everything, then follows each stream on its own virtual thread while sampling the engine's stats. */
     static Result run(LlmEngine engine, int[][] prompts, SamplingParams params) throws InterruptedException {
@@ -204,7 +204,7 @@ final class BenchCommand implements Callable<Integer> {
         }
         var s = engine.stats();
         return new Result((end - t0) / 1e9, out, in, n, ttft, tpot, latency, peakRunning, peakBlocks, s.kvBlocksTotal(),
-                s.preemptions(), s.prefixHits());
+                s.preemptions(), s.prefixHits(), s.steps(), s.steps() == 0 ? 0 : s.hostNanos() / 1e6 / s.steps(), s.hostShare());
     }
 
     private void print(PrintWriter out, LoadedModel m, Backend backend, EngineConfig c, Result r) {
@@ -220,6 +220,8 @@ final class BenchCommand implements Callable<Integer> {
         out.printf(Locale.ROOT, "  peak running    %d (max-num-seqs %d)%n", r.peakRunning(), c.maxNumSeqs());
         out.printf(Locale.ROOT, "  KV blocks used  %d of %d (block size %d), %d preemptions%n", r.peakBlocks(),
                 r.totalBlocks(), c.blockSize(), r.preemptions());
+        out.printf(Locale.ROOT, "  engine host     %.3f ms per step over %d steps (%.1f%% of the engine's stepping time)%n",
+                r.hostMsPerStep(), r.steps(), 100 * r.hostShare());
         out.flush();
     }
 
@@ -267,6 +269,9 @@ final class BenchCommand implements Callable<Integer> {
         res.put("kv_blocks_used_peak", r.peakBlocks());
         res.put("kv_blocks_total", r.totalBlocks());
         res.put("preemptions", r.preemptions());
+        res.put("engine_steps", r.steps());
+        res.put("engine_host_ms_per_step", r.hostMsPerStep());
+        res.put("engine_host_share", r.hostShare());
         rec.put("results", res);
         rec.put("git_commit", gitCommit());
         rec.put("date", Instant.now().toString());

@@ -86,7 +86,7 @@ final class StubEngine implements Engine {
         };
     }
 
-    @Override public EngineStats stats() { return new EngineStats(0, 0, 1, 0, 0, 0, 0, 0, 0); }
+    @Override public EngineStats stats() { return new EngineStats(0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0); }
 
     @Override public void shutdown(long graceMillis) { }
 }

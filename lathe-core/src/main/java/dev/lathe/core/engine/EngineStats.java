@@ -12,9 +12,19 @@ package dev.lathe.core.engine;
  * @param preemptions       requests preempted (recomputed later), since start
  * @param generatedTokens   tokens sampled, since start
  * @param steps             model steps run, since start
+ * @param runnerNanos       time in the model runner's steps (the backend's work and the waits for it), since start
+ * @param hostNanos         time of the engine thread's own work around those steps (scheduling, building each step's
+ *                          batch, sampling and stop checks, pushing deltas), since start
  */
 public record EngineStats(int waiting, int running, int kvBlocksTotal, int kvBlocksUsed, long prefixQueries,
-                          long prefixHits, long preemptions, long generatedTokens, long steps) {
+                          long prefixHits, long preemptions, long generatedTokens, long steps, long runnerNanos,
+                          long hostNanos) {
+    /** The engine thread's own share of its stepping time, 0 before the first step. */
+    public double hostShare() {
+        long all = runnerNanos + hostNanos;
+        return all == 0 ? 0 : hostNanos / (double) all;
+    }
+
     public double kvUsage() { return kvBlocksTotal == 0 ? 0 : kvBlocksUsed / (double) kvBlocksTotal; }
 
     public double prefixHitRate() { return prefixQueries == 0 ? 0 : prefixHits / (double) prefixQueries; }

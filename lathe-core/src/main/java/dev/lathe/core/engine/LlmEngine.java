@@ -83,6 +83,7 @@ public final class LlmEngine implements Engine {
     private final Map<Long, SampleState> bySeq = new HashMap<>();
     private final Map<Long, Sequence> batch = new HashMap<>(); // the runner's persistent batch
     private long generatedTokens, steps;
+    private long runnerNanos, hostNanos;  // engine-thread time inside and around runner.step (see EngineStats)
 
     /**
      * Starts an engine over a model. The engine owns the KV cache it allocates; the model stays the
@@ -103,7 +104,7 @@ public final class LlmEngine implements Engine {
         this.deviceSampling = model.backend().supportsSampling() && deviceSamplingRequested();
         this.kv = new KvCacheManager(new BlockPool(config.numBlocks(), config.blockSize()), config.enablePrefixCaching());
         this.scheduler = new Scheduler(config.schedulerConfig(), kv);
-        this.stats = new EngineStats(0, 0, config.numBlocks(), 0, 0, 0, 0, 0, 0);
+        this.stats = new EngineStats(0, 0, config.numBlocks(), 0, 0, 0, 0, 0, 0, 0, 0);
         this.thread = Thread.ofPlatform().name("lathe-engine").daemon().unstarted(this::loop);
         thread.start();
     }
@@ -231,6 +232,18 @@ public final class LlmEngine implements Engine {
     }
 
     private void step() {
+        long start = System.nanoTime();
+        long inRunner = 0;
+        try {
+            inRunner = stepTimed();
+        } finally {
+            hostNanos += System.nanoTime() - start - inRunner;
+            runnerNanos += inRunner;
+        }
+    }
+
+    /** One engine step; returns the nanoseconds spent inside the model runner. */
+    private long stepTimed() {
         SchedulerOutput out = scheduler.schedule();
         if (out.isEmpty()) {
             throw new IllegalStateException("the scheduler found nothing to run with " + scheduler.numWaiting()
@@ -283,6 +296,7 @@ public final class LlmEngine implements Engine {
             }
         }
         ModelRunner.StepLogits logits;
+        long runnerStart = System.nanoTime();
         try {
             synchronized (backendLock) {
                 logits = runner.step(seqs, counts, fullRows, specs);
@@ -293,10 +307,12 @@ public final class LlmEngine implements Engine {
                 SampleState st = bySeq.get(s.id());
                 if (st != null && !st.finished) abortRequest(st.request, e);
             }
-            return;
+            return System.nanoTime() - runnerStart;
         }
+        long inRunner = System.nanoTime() - runnerStart;
         steps++;
         processOutputs(scheduler.update(out), logits, rowOf);
+        return inRunner;
     }
 
     /** Samples, stop checks and deltas for the sequences whose tokens are all computed. */
@@ -398,6 +414,6 @@ public final class LlmEngine implements Engine {
     private void publishStats() {
         stats = new EngineStats(queued.get(), scheduler.numRunning(),
                 kv.numBlocks(), kv.numUsedBlocks(), kv.prefixQueries(), kv.prefixHits(), scheduler.preemptions(),
-                generatedTokens, steps);
+                generatedTokens, steps, runnerNanos, hostNanos);
     }
 }

@@ -144,6 +144,12 @@ class EngineEndToEndTest {
             awaitIdle(e);
             assertThat(e.stats().prefixHits()).isZero();
             assertThat(e.stats().kvBlocksUsed()).isZero();
+            // the engine thread's time is split between the runner's steps and its own work around them
+            var s = e.stats();
+            assertThat(s.steps()).isPositive();
+            assertThat(s.runnerNanos()).as("time in runner steps").isPositive();
+            assertThat(s.hostNanos()).as("time around them").isPositive();
+            assertThat(s.hostShare()).isStrictlyBetween(0.0, 1.0);
         }
     }
 
