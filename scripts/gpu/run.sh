@@ -257,32 +257,26 @@ check() {
   grep -E "^(==|TTFT|TPOT|host)|output  |peak|KV blocks" "$out/bench.log"
 }
 
-# The switches that are off until measured, each against the default in the same call (one log, ab.log):
-# batch-1 decode with programmatic dependent launches and with the gate/up GEMV and SiLU as two kernels,
-# TTFT and batch-256 decode with cuBLASLt algorithm timing and with the fused long-step MLP, and 500 sampled
-# requests (temperature 0.8, top-p 0.9) with host and with GPU draws. About 5 minutes.
+# The switches against the defaults in the same call (one log, ab.log): batch-1 decode without dependent
+# launches (on by default since session 4), and the 2048-token TTFT plus a 300-request 2048/128 run with the
+# grouped-query flash kernel (off until measured). About 3 minutes.
 ab() {
   setup
   local log=$OUT_DIR/ab.log flag
   local -a base=(bench latency --backend cuda --model synthetic:llama-3-8b --card "$CARD")
   set +e
-  for flag in "" -Dlathe.pdl=true -Dlathe.gemv.glu=false; do
+  for flag in "" -Dlathe.pdl=false; do
     echo "== batch 1, 128/128 ${flag:-(defaults)}" >> "$log"
     lathe_with "$flag"
     timeout 45 "${LATHE_WITH[@]}" "${base[@]}" --batch 1 --input-len 128 --output-len 128 --warmup 1 --iterations 3 >> "$log" 2>&1
   done
-  for flag in "" -Dlathe.gemm.tune=true -Dlathe.mlp.fused=true; do
+  for flag in "" -Dlathe.flash.gqa=true; do
     lathe_with "$flag"
     echo "== TTFT 2048 ${flag:-(defaults)}" >> "$log"
     timeout 40 "${LATHE_WITH[@]}" "${base[@]}" --batch 1 --input-len 2048 --output-len 1 --warmup 2 --iterations 5 >> "$log" 2>&1
-    echo "== batch 256, 128/128 ${flag:-(defaults)}" >> "$log"
-    timeout 60 "${LATHE_WITH[@]}" "${base[@]}" --batch 256 --input-len 128 --output-len 128 --warmup 1 --iterations 2 >> "$log" 2>&1
-  done
-  for flag in false true; do
-    echo "== sampled 128/128 x 500 (temperature 0.8, top-p 0.9), -Dlathe.sampling.device=$flag" >> "$log"
-    lathe_with "-Dlathe.sampling.device=$flag"
-    timeout 60 "${LATHE_WITH[@]}" bench throughput --backend cuda --model synthetic:llama-3-8b --input-len 128 --output-len 128 --num-requests 500 \
-        --temperature 0.8 --top-p 0.9 >> "$log" 2>&1
+    echo "== 2048/128 x 300 ${flag:-(defaults)}" >> "$log"
+    timeout 60 "${LATHE_WITH[@]}" bench throughput --backend cuda --model synthetic:llama-3-8b --input-len 2048 --output-len 128 \
+        --num-requests 300 >> "$log" 2>&1
   done
   set -e
   grep -E "^(==|TTFT|TPOT|host)|output  " "$log"

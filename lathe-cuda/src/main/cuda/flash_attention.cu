@@ -93,13 +93,14 @@ template <int D> __device__ __forceinline__ uint32_t tile_offset(int key, int ch
     return static_cast<uint32_t>((key * D + ((chunk ^ (key & 7)) << 3)) * 2);
 }
 
-// Queues the copy of keys k0..k0+FA_BN-1 (rows past `last` are zero-filled) into `tile`.
-template <int D>
+// Queues the copy of keys k0..k0+BN-1 (rows past `last` are zero-filled) into `tile`.
+template <int D, int BN = FA_BN>
 __device__ __forceinline__ void load_tile(uint32_t tile, const uint16_t* cache, const int* table, int k0, int last,
                                           int block_size, int num_kv_heads, int kv_head) {
     constexpr int CHUNKS = D / 8;
+    static_assert(BN * CHUNKS % (FA_WARPS * 32) == 0, "the block's threads share the tile's chunks evenly");
 #pragma unroll
-    for (int i = 0; i < FA_BN * CHUNKS / (FA_WARPS * 32); i++) {
+    for (int i = 0; i < BN * CHUNKS / (FA_WARPS * 32); i++) {
         int idx = threadIdx.x + i * FA_WARPS * 32;
         int key = idx / CHUNKS, chunk = idx % CHUNKS;
         int t = k0 + key;
@@ -304,6 +305,188 @@ __device__ __forceinline__ void flash_attention(const FlashAttentionParams& p) {
     }
 }
 
+// The grouped-query variant (CudaBackend.FLASH_GQA_PROPERTY): the block's four warps take four query heads
+// that share one KV head, over the same GQ_BM = 16 query rows, so each K/V tile is copied from the cache
+// once for four heads instead of once per head. Tiles are GQ_BN = 32 keys, double-buffered: tile j + 1 is
+// in flight while the warps work on tile j, with one barrier per tile. Every warp has the same rows, so all
+// of them walk the same tiles and masks. The fragment layout and the arithmetic are those of
+// flash_attention: Q rounded to the cache type once, S and the online softmax in F32, P rounded to the
+// cache type for P V. Grid (num_kv_heads * group / 4, work items of GQ_BM rows); group a multiple of 4.
+#define GQ_BM 16
+#define GQ_BN 32
+
+template <typename T, int D>
+__device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& p) {
+    constexpr int KC = D / 16;      // 16-wide k steps of Q K^T
+    constexpr int NB = GQ_BN / 8;   // 8-key blocks of S per tile
+    constexpr int DB = D / 8;       // 8-wide d blocks of O
+    __shared__ __align__(128) uint16_t k_tile[2][GQ_BN * D];
+    __shared__ __align__(128) uint16_t v_tile[2][GQ_BN * D];
+
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int g = lane >> 2, t4 = lane & 3;
+    const int group = p.num_heads / p.num_kv_heads;
+    const int blocks_per_kv = group / FA_WARPS;
+    const int kv_head = blockIdx.x / blocks_per_kv;
+    const int head = kv_head * group + (blockIdx.x % blocks_per_kv) * FA_WARPS + warp;
+    const int item = blockIdx.y;
+
+    const int seq = p.work[2 * item], first = p.work[2 * item + 1];
+    const int q_start = p.query_starts[seq];
+    const int q_len = p.query_starts[seq + 1] - q_start;
+    const int rows = min(GQ_BM, q_len - first);            // valid rows of this item, >= 1
+    const int pos0 = p.context_lens[seq] - q_len + first;  // position of row 0
+    const int window = p.sliding_window;
+    const int key_lo = window > 0 ? max(0, pos0 - window + 1) : 0;
+    const int key_hi = pos0 + rows - 1;
+    const int* table = p.block_tables + (long long)seq * p.max_blocks_per_seq;
+    const uint16_t* kc = static_cast<const uint16_t*>(p.k_cache);
+    const uint16_t* vc = static_cast<const uint16_t*>(p.v_cache);
+
+    // this thread's two rows; rows past the item's end compute on zero queries and are never stored
+    const int r_a = g, r_b = g + 8;
+    const int pos_a = pos0 + r_a, pos_b = pos0 + r_b;
+
+    uint32_t qf[KC][4];
+    {
+        const long long stride = (long long)p.num_heads * D;
+        const float* qa = p.q + (long long)(q_start + first + r_a) * stride + (long long)head * D;
+        const float* qb = qa + 8 * stride;
+        const bool va = r_a < rows, vb = r_b < rows;
+#pragma unroll
+        for (int k = 0; k < KC; k++) {
+            int d = k * 16 + 2 * t4;
+            float2 x0 = va ? *reinterpret_cast<const float2*>(qa + d) : make_float2(0.f, 0.f);
+            float2 x1 = vb ? *reinterpret_cast<const float2*>(qb + d) : make_float2(0.f, 0.f);
+            float2 x2 = va ? *reinterpret_cast<const float2*>(qa + d + 8) : make_float2(0.f, 0.f);
+            float2 x3 = vb ? *reinterpret_cast<const float2*>(qb + d + 8) : make_float2(0.f, 0.f);
+            qf[k][0] = Mma<T>::pack(x0.x, x0.y);
+            qf[k][1] = Mma<T>::pack(x1.x, x1.y);
+            qf[k][2] = Mma<T>::pack(x2.x, x2.y);
+            qf[k][3] = Mma<T>::pack(x3.x, x3.y);
+        }
+    }
+
+    float o[DB][4];
+#pragma unroll
+    for (int i = 0; i < DB; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+    float m_a = -INFINITY, m_b = -INFINITY;  // running max of the scaled scores (log2 units)
+    float l_a = 0.f, l_b = 0.f;              // this thread's part of the row sums
+    const float c = p.scale * 1.4426950408889634f;
+    const int mi = lane >> 3, mr = lane & 7;
+
+    const int tiles = (key_hi - key_lo) / GQ_BN + 1;
+    load_tile<D, GQ_BN>(smem_addr(k_tile[0]), kc, table, key_lo, key_hi, p.block_size, p.num_kv_heads, kv_head);
+    load_tile<D, GQ_BN>(smem_addr(v_tile[0]), vc, table, key_lo, key_hi, p.block_size, p.num_kv_heads, kv_head);
+    cp_async_commit();
+    for (int it = 0; it < tiles; it++) {
+        const int k0 = key_lo + it * GQ_BN;
+        const int stage = it & 1;
+        cp_async_wait<0>();  // this thread's part of tile it has landed ...
+        __syncthreads();     // ... everybody's, and every warp is done with tile it - 1's stage
+        if (it + 1 < tiles) {
+            const int next = stage ^ 1;
+            load_tile<D, GQ_BN>(smem_addr(k_tile[next]), kc, table, k0 + GQ_BN, key_hi, p.block_size, p.num_kv_heads, kv_head);
+            load_tile<D, GQ_BN>(smem_addr(v_tile[next]), vc, table, k0 + GQ_BN, key_hi, p.block_size, p.num_kv_heads, kv_head);
+            cp_async_commit();
+        }
+        const uint32_t k_base = smem_addr(k_tile[stage]), v_base = smem_addr(v_tile[stage]);
+
+        float s[NB][4];
+#pragma unroll
+        for (int n = 0; n < NB; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+#pragma unroll
+        for (int k = 0; k < KC; k++) {
+#pragma unroll
+            for (int n2 = 0; n2 < NB / 2; n2++) {
+                uint32_t b[4];
+                ldmatrix_x4(b, k_base + tile_offset<D>(n2 * 16 + (mi >> 1) * 8 + mr, 2 * k + (mi & 1)));
+                Mma<T>::run(s[2 * n2], qf[k], b[0], b[1]);
+                Mma<T>::run(s[2 * n2 + 1], qf[k], b[2], b[3]);
+            }
+        }
+
+        // scale; mask keys after the row's position (and zero-filled keys past key_hi) or before its window
+        const bool mask = k0 + GQ_BN - 1 > pos0 || window > 0;
+        float mx_a = -INFINITY, mx_b = -INFINITY;
+#pragma unroll
+        for (int n = 0; n < NB; n++) {
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                int key = k0 + n * 8 + 2 * t4 + e;
+                float sa = s[n][e] * c, sb = s[n][2 + e] * c;
+                if (mask) {
+                    if (key > pos_a || (window > 0 && key <= pos_a - window)) sa = -INFINITY;
+                    if (key > pos_b || (window > 0 && key <= pos_b - window)) sb = -INFINITY;
+                }
+                s[n][e] = sa;
+                s[n][2 + e] = sb;
+                mx_a = fmaxf(mx_a, sa);
+                mx_b = fmaxf(mx_b, sb);
+            }
+        }
+#pragma unroll
+        for (int off = 1; off < 4; off <<= 1) {
+            mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, off));
+            mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, off));
+        }
+        const float new_a = fmaxf(m_a, mx_a), new_b = fmaxf(m_b, mx_b);
+        const float use_a = new_a == -INFINITY ? 0.f : new_a, use_b = new_b == -INFINITY ? 0.f : new_b;
+        const float corr_a = exp2f(m_a - use_a), corr_b = exp2f(m_b - use_b);
+        m_a = new_a;
+        m_b = new_b;
+        uint32_t pf[GQ_BN / 16][4];
+        float sum_a = 0.f, sum_b = 0.f;
+#pragma unroll
+        for (int n = 0; n < NB; n++) {
+            float p0 = exp2f(s[n][0] - use_a), p1 = exp2f(s[n][1] - use_a);
+            float p2 = exp2f(s[n][2] - use_b), p3 = exp2f(s[n][3] - use_b);
+            sum_a += p0 + p1;
+            sum_b += p2 + p3;
+            pf[n >> 1][(n & 1) * 2] = Mma<T>::pack(p0, p1);
+            pf[n >> 1][(n & 1) * 2 + 1] = Mma<T>::pack(p2, p3);
+        }
+        l_a = l_a * corr_a + sum_a;
+        l_b = l_b * corr_b + sum_b;
+#pragma unroll
+        for (int i = 0; i < DB; i++) {
+            o[i][0] *= corr_a;
+            o[i][1] *= corr_a;
+            o[i][2] *= corr_b;
+            o[i][3] *= corr_b;
+        }
+#pragma unroll
+        for (int k = 0; k < GQ_BN / 16; k++) {
+#pragma unroll
+            for (int d2 = 0; d2 < DB / 2; d2++) {
+                uint32_t b[4];
+                ldmatrix_x4_trans(b, v_base + tile_offset<D>(k * 16 + (mi & 1) * 8 + mr, 2 * d2 + (mi >> 1)));
+                Mma<T>::run(o[2 * d2], pf[k], b[0], b[1]);
+                Mma<T>::run(o[2 * d2 + 1], pf[k], b[2], b[3]);
+            }
+        }
+    }
+
+#pragma unroll
+    for (int off = 1; off < 4; off <<= 1) {
+        l_a += __shfl_xor_sync(0xffffffffu, l_a, off);
+        l_b += __shfl_xor_sync(0xffffffffu, l_b, off);
+    }
+    const long long stride = (long long)p.num_heads * D;
+    float* oa = p.out + (long long)(q_start + first + r_a) * stride + (long long)head * D + 2 * t4;
+    float* ob = oa + 8 * stride;
+    if (r_a < rows) {
+        const float inv = 1.f / l_a;
+#pragma unroll
+        for (int i = 0; i < DB; i++) *reinterpret_cast<float2*>(oa + i * 8) = make_float2(o[i][0] * inv, o[i][1] * inv);
+    }
+    if (r_b < rows) {
+        const float inv = 1.f / l_b;
+#pragma unroll
+        for (int i = 0; i < DB; i++) *reinterpret_cast<float2*>(ob + i * 8) = make_float2(o[i][2] * inv, o[i][3] * inv);
+    }
+}
+
 }  // namespace
 
 // grid (num_heads, num_items), FA_WARPS * 32 threads; one kernel per cache type and head_dim
@@ -322,4 +505,23 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) flash_attention_f16_
 extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) flash_attention_f16_d128(const FlashAttentionParams p) {
     LATHE_PDL_WAIT();
     flash_attention<__half, 128>(p);
+}
+
+// grid (num_kv_heads * group / 4, num_items of GQ_BM rows), FA_WARPS * 32 threads, three blocks an SM (168 registers
+// a thread, no spills at sm_90a); see flash_attention_gqa
+extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 3) flash_attention_gqa_bf16_d64(const FlashAttentionParams p) {
+    LATHE_PDL_WAIT();
+    flash_attention_gqa<__nv_bfloat16, 64>(p);
+}
+extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 3) flash_attention_gqa_bf16_d128(const FlashAttentionParams p) {
+    LATHE_PDL_WAIT();
+    flash_attention_gqa<__nv_bfloat16, 128>(p);
+}
+extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 3) flash_attention_gqa_f16_d64(const FlashAttentionParams p) {
+    LATHE_PDL_WAIT();
+    flash_attention_gqa<__half, 64>(p);
+}
+extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 3) flash_attention_gqa_f16_d128(const FlashAttentionParams p) {
+    LATHE_PDL_WAIT();
+    flash_attention_gqa<__half, 128>(p);
 }

@@ -56,6 +56,15 @@ public final class CudaBackend implements Backend {
     private static final int ARGMAX_THREADS = 1024;
     /** Query rows per block of the flash kernel (FA_BM in flash_attention.cu). */
     static final int FLASH_TILE_ROWS = 64;
+    /** Query rows per block of the grouped-query flash kernel (GQ_BM in flash_attention.cu); see {@link #FLASH_GQA_PROPERTY}. */
+    static final int FLASH_GQA_TILE_ROWS = 16;
+    /**
+     * System property: {@code true} runs prefill attention with the grouped-query flash kernel where the query
+     * heads per KV head are a multiple of 4: a block's four warps take four heads of one KV head over 16 query
+     * rows, so each K/V tile is read from the cache once for the four, and the next tile loads while this one
+     * is used. Off by default until measured against the plain flash kernel.
+     */
+    public static final String FLASH_GQA_PROPERTY = "lathe.flash.gqa";
     /** Threads per block of the flash kernel: FA_WARPS = 4 warps, 16 query rows each. */
     private static final int FLASH_THREADS = 128;
     /**
@@ -108,7 +117,8 @@ public final class CudaBackend implements Backend {
      * layer of a step), so it is built and uploaded once per step, not once per layer.
      */
     private AttentionMetadata planFor;
-    private int planLongestRun, planItems, planShortRows;
+    private int planLongestRun, planItems, planShortRows, planTileRows;
+    private boolean flashGqa = Boolean.getBoolean(FLASH_GQA_PROPERTY);
     private boolean planUploaded;
     private DeviceBuffer planWork;
     private boolean closed;
@@ -773,6 +783,8 @@ public final class CudaBackend implements Backend {
      * least {@link #FLASH_MIN_QUERY_ROWS} rows; otherwise the split-context kernel (split_attention.cu) for
      * head sizes that are multiples of 32, and the row-per-block kernel (attention.cu) for the rest. The
      * flash kernel rounds q and the softmax weights to the cache type; the others compute in F32 throughout.
+     * With {@link #FLASH_GQA_PROPERTY} on and a multiple of 4 query heads per KV head, the flash kernel's
+     * grouped-query variant takes its place (16-row work items).
      */
     @Override
     public void attention(Tensor q, KvCache cache, int layer, AttentionMetadata meta, float scale, Tensor out) {
@@ -799,12 +811,14 @@ public final class CudaBackend implements Backend {
         checkPlan(meta, c, tables.cols());
         if (qt.rows() == 0) return;
         int heads = qt.cols() / headDim;
-        Kernel flash = flashKernel(c.dtype(), headDim);
+        int group = heads / c.numKvHeads();
+        boolean gqa = flashGqa && group % 4 == 0;
+        Kernel flash = gqa ? flashGqaKernel(c.dtype(), headDim) : flashKernel(c.dtype(), headDim);
         if (flash != null) {
-            plan(meta);
+            plan(meta, gqa ? FLASH_GQA_TILE_ROWS : FLASH_TILE_ROWS);
             if (planLongestRun >= FLASH_MIN_QUERY_ROWS && planItems <= MAX_GRID_Y) {
                 long work = uploadPlan(meta);
-                flash.launch(stream, heads, planItems, FLASH_THREADS,
+                flash.launch(stream, gqa ? c.numKvHeads() * (group / 4) : heads, planItems, FLASH_THREADS,
                         qt.address(), c.keys(layer), c.values(layer), ot.address(), work, starts.address(),
                         lens.address(), tables.address(), heads, c.numKvHeads(), c.blockSize(), tables.cols(),
                         meta.slidingWindow(), scale);
@@ -877,9 +891,28 @@ public final class CudaBackend implements Backend {
         };
     }
 
-    /** Counts {@code meta}'s work items and longest query run, unless they are those of the last metadata. */
-    private void plan(AttentionMetadata meta) {
-        if (meta == planFor) return;
+    /** The grouped-query flash kernel for a cache type and head size, or null where it has none. */
+    private Kernel flashGqaKernel(DType dtype, int headDim) {
+        return switch (dtype) {
+            case BF16 -> headDim == 64 ? kernels.flashGqaBf16D64 : headDim == 128 ? kernels.flashGqaBf16D128 : null;
+            case F16 -> headDim == 64 ? kernels.flashGqaF16D64 : headDim == 128 ? kernels.flashGqaF16D128 : null;
+            default -> null;
+        };
+    }
+
+    /** Turns the grouped-query flash kernel (see {@link #FLASH_GQA_PROPERTY}) on or off; returns the old setting. */
+    boolean flashGqa(boolean on) {
+        boolean old = flashGqa;
+        flashGqa = on;
+        return old;
+    }
+
+    /**
+     * Counts {@code meta}'s work items of {@code tileRows} query rows and its longest query run, unless they are
+     * those of the last metadata and tile size.
+     */
+    private void plan(AttentionMetadata meta, int tileRows) {
+        if (meta == planFor && tileRows == planTileRows) return;
         int[] starts = meta.hostQueryStarts();
         int longest = 0, shortRows = 0;
         long items = 0;
@@ -887,12 +920,13 @@ public final class CudaBackend implements Backend {
             int qLen = starts[s + 1] - starts[s];
             longest = Math.max(longest, qLen);
             if (qLen > SPLIT_MAX_QUERY_RUN) {
-                items += (qLen + FLASH_TILE_ROWS - 1) / FLASH_TILE_ROWS;
+                items += (qLen + tileRows - 1) / tileRows;
             } else {
                 shortRows += qLen;
             }
         }
         planFor = meta;
+        planTileRows = tileRows;
         planLongestRun = longest;
         planShortRows = shortRows;
         planItems = (int) Math.min(items, Integer.MAX_VALUE);
@@ -918,8 +952,8 @@ public final class CudaBackend implements Backend {
         for (int s = 0; s < meta.numSeqs(); s++) {
             int qLen = starts[s + 1] - starts[s];
             if (qLen <= SPLIT_MAX_QUERY_RUN) continue;  // the split kernel's (see SPLIT_MAX_QUERY_RUN)
-            for (int first = 0; first < qLen; first += FLASH_TILE_ROWS) {
-                int rows = Math.min(FLASH_TILE_ROWS, qLen - first);
+            for (int first = 0; first < qLen; first += planTileRows) {
+                int rows = Math.min(planTileRows, qLen - first);
                 int pos0 = lens[s] - qLen + first;
                 int keyLo = window > 0 ? Math.max(0, pos0 - window + 1) : 0;
                 long keys = pos0 + rows - keyLo;

@@ -25,6 +25,8 @@ final class Kernels implements AutoCloseable {
             convertFromF32, biasAdd, probe, gemv1, gemv2, gemv4, gemv8, gemv1Glu, gemv2Glu, gemv4Glu, gemv8Glu, argmaxRows, sampleRows, splitFromF32, sumHalves;
     /** Tensor-core prefill attention, one kernel per cache type and head size: BF16/F16 x 64/128. */
     final Kernel flashBf16D64, flashBf16D128, flashF16D64, flashF16D128;
+    /** The grouped-query variant of the same (four query heads of one KV head per block). */
+    final Kernel flashGqaBf16D64, flashGqaBf16D128, flashGqaF16D64, flashGqaF16D128;
     /** split_attention_K for head_dim = 32 K, K = 1..8 (index K - 1), and the merge of their pieces. */
     final Kernel[] splitAttention = new Kernel[8];
     final Kernel attentionCombine;
@@ -64,6 +66,10 @@ final class Kernels implements AutoCloseable {
             flashBf16D128 = flash.kernel("flash_attention_bf16_d128", flashParams("flash_attention_bf16_d128"));
             flashF16D64 = flash.kernel("flash_attention_f16_d64", flashParams("flash_attention_f16_d64"));
             flashF16D128 = flash.kernel("flash_attention_f16_d128", flashParams("flash_attention_f16_d128"));
+            flashGqaBf16D64 = flash.kernel("flash_attention_gqa_bf16_d64", flashParams("flash_attention_gqa_bf16_d64"));
+            flashGqaBf16D128 = flash.kernel("flash_attention_gqa_bf16_d128", flashParams("flash_attention_gqa_bf16_d128"));
+            flashGqaF16D64 = flash.kernel("flash_attention_gqa_f16_d64", flashParams("flash_attention_gqa_f16_d64"));
+            flashGqaF16D128 = flash.kernel("flash_attention_gqa_f16_d128", flashParams("flash_attention_gqa_f16_d128"));
             siluMul = byName.get("activation").kernel("silu_mul", struct("silu_mul",
                     ptr("x"), ptr("out"), i64("n"), i32("inner"), i32("dtype")));
             randomNormal = byName.get("random").kernel("random_normal", struct("random_normal",

@@ -547,7 +547,7 @@ class CudaOpsTest {
         });
     }
 
-    /** Runs {@code test} with context splitting allowed (off by default until these tests pass on a GPU). */
+    /** Runs {@code test} with context splitting allowed (up to 64 pieces, whatever the default). */
     private static void splitting(Runnable test) {
         int old = gpu.maxAttentionSplits(64);
         try {
@@ -604,6 +604,50 @@ class CudaOpsTest {
     void flashAttentionHandlesPartialTilesWithoutGrouping() {
         // 131 = 2 x 64 + 3 and 65 = 64 + 1 rows; one KV head per query head; 32-slot blocks
         runAttention(DType.BF16, 4, 4, 128, 32, 0, List.of(new Seq(150, 131), new Seq(64, 64), new Seq(200, 65)));
+    }
+
+    // The grouped-query flash kernel (CudaBackend.FLASH_GQA_PROPERTY): the same cases and bounds, four query heads
+    // of one KV head per block over 16 rows, 32-key double-buffered tiles.
+
+    @ParameterizedTest
+    @EnumSource(value = DType.class, names = {"BF16", "F16"})
+    void groupedFlashAttentionMatchesDenseSoftmaxOnLlamaShapes(DType cacheType) {
+        groupedFlash(() -> runAttention(cacheType, 32, 8, 128, 16, 0, List.of(new Seq(300, 300), new Seq(1000, 700))));
+    }
+
+    @ParameterizedTest
+    @EnumSource(value = DType.class, names = {"BF16", "F16"})
+    void groupedFlashAttentionServesDecodeRowsBesideAPrefill(DType cacheType) {
+        groupedFlash(() -> runAttention(cacheType, 32, 8, 128, 16, 0,
+                List.of(new Seq(50, 1), new Seq(70, 70), new Seq(10, 0), new Seq(129, 1), new Seq(1, 1), new Seq(33, 1),
+                        new Seq(40, 15), new Seq(60, 16))));
+    }
+
+    @ParameterizedTest
+    @EnumSource(value = DType.class, names = {"BF16", "F16"})
+    void groupedFlashAttentionHonoursTheSlidingWindowAtHeadDim64(DType cacheType) {
+        groupedFlash(() -> {
+            runAttention(cacheType, 8, 2, 64, 8, 100, List.of(new Seq(400, 200), new Seq(90, 90), new Seq(30, 1)));
+            runAttention(cacheType, 8, 2, 64, 8, 20, List.of(new Seq(400, 200), new Seq(90, 90), new Seq(30, 1)));
+        });
+    }
+
+    @Test
+    void groupedFlashAttentionTakesGroupsOfEightAndPartialItems() {
+        // 8 query heads per KV head: two blocks per KV head; 131 and 65 rows end in partial 16-row items;
+        // 200 - 65 cached tokens before the 65-row chunk; 32-slot blocks
+        groupedFlash(() -> runAttention(DType.BF16, 16, 2, 128, 32, 0,
+                List.of(new Seq(150, 131), new Seq(64, 64), new Seq(200, 65))));
+    }
+
+    /** Runs {@code test} with the grouped-query flash kernel on (off by default until measured). */
+    private static void groupedFlash(Runnable test) {
+        boolean old = gpu.flashGqa(true);
+        try {
+            test.run();
+        } finally {
+            gpu.flashGqa(old);
+        }
     }
 
     private void runAttention(DType cacheType, int heads, int kvHeads, int headDim, int blockSize, int window, List<Seq> seqs) {
