@@ -48,6 +48,12 @@ public final class CudaBackend implements Backend {
      * GEMMs ({@link #mlp}); default true, {@code false} runs the two ops.
      */
     public static final String FUSED_MLP_PROPERTY = "lathe.mlp.fused";
+    /**
+     * System property: {@code true} lets the model's norms write a long step's GEMM inputs straight in the weight
+     * format ({@link #activationFormat}): the same numbers as a float32 norm output rounded by {@link #linear},
+     * without the float32 write, its read and the conversion kernel. Off by default until run on a GPU.
+     */
+    public static final String FUSED_NORM_PROPERTY = "lathe.norm.fused";
     /** System property: {@code false} runs {@link #linearSiluMul} as linear then siluMul (default true: one kernel). */
     public static final String GEMV_GLU_PROPERTY = "lathe.gemv.glu";
     private static final int GEMV_WARPS = 8;
@@ -102,6 +108,7 @@ public final class CudaBackend implements Backend {
     private final int multiprocessors;
     private final boolean fusedGlu = Boolean.parseBoolean(System.getProperty(GEMV_GLU_PROPERTY, "true"));
     private boolean fusedMlp = Boolean.parseBoolean(System.getProperty(FUSED_MLP_PROPERTY, "true"));
+    private boolean fusedNorm = Boolean.getBoolean(FUSED_NORM_PROPERTY);
     private int gemvMaxRows = Math.clamp(Integer.getInteger(GEMV_ROWS_PROPERTY, 2), 0, GEMV_MAX_ROWS);
     private int maxSplits = Math.clamp(Integer.getInteger(MAX_SPLITS_PROPERTY, MAX_SPLITS), 1, MAX_SPLITS);
     private final BufferPool pool;
@@ -466,7 +473,7 @@ public final class CudaBackend implements Backend {
 
     @Override
     public void rmsNorm(Tensor x, Weight weight, float eps, Tensor out) {
-        CudaTensor xt = floats(x, "rmsNorm", "x"), ot = floats(out, "rmsNorm", "out");
+        CudaTensor xt = floats(x, "rmsNorm", "x"), ot = activations(out, "rmsNorm", "out");
         CudaWeight w = cuda(weight);
         checkNormShapes("rmsNorm", xt, ot, w);
         norm(0L, xt, w, eps, ot);
@@ -475,7 +482,7 @@ public final class CudaBackend implements Backend {
     @Override
     public void addRmsNorm(Tensor residual, Tensor x, Weight weight, float eps, Tensor out) {
         CudaTensor rt = floats(residual, "addRmsNorm", "residual"), xt = floats(x, "addRmsNorm", "x");
-        CudaTensor ot = floats(out, "addRmsNorm", "out");
+        CudaTensor ot = activations(out, "addRmsNorm", "out");
         CudaWeight w = cuda(weight);
         if (!sameShape(rt, xt)) {
             throw shapes("addRmsNorm", "residual " + rt.shape() + ", x " + xt.shape(), "residual and x must have one shape");
@@ -489,7 +496,8 @@ public final class CudaBackend implements Backend {
         if (groups == 0) return;
         int threads = Math.min(NORM_THREADS_MAX, Math.max(32, (w.cols() + 31) / 32 * 32));
         kernels.rmsNorm.launch(stream, Math.toIntExact(groups), 1, threads,
-                residual, x.address(), w.address(), out.address(), (int) groups, w.cols(), dtypeCode(w.dtype()), eps);
+                residual, x.address(), w.address(), out.address(), (int) groups, w.cols(), dtypeCode(w.dtype()), eps,
+                dtypeCode(out.dtype()));
     }
 
     private static void checkNormShapes(String op, CudaTensor x, CudaTensor out, CudaWeight w) {
@@ -512,7 +520,7 @@ public final class CudaBackend implements Backend {
      */
     @Override
     public void linear(Tensor x, Weight w, Weight bias, Tensor out) {
-        CudaTensor xt = floats(x, "linear", "x"), ot = floats(out, "linear", "out");
+        CudaTensor xt = activations(x, "linear", "x"), ot = floats(out, "linear", "out");
         CudaWeight wt = cuda(w);
         CudaWeight bt = null;
         if (bias != null) {
@@ -528,6 +536,20 @@ public final class CudaBackend implements Backend {
         }
         int n = xt.rows();
         if (n == 0) return;
+        if (xt.dtype() != DType.F32) {
+            // x already in the GEMM's input format (see activationFormat): no conversion
+            if (xt.dtype() != wt.dtype() || n <= SPLIT_MAX_ROWS || n <= gemvMaxRows) {
+                throw new IllegalArgumentException("linear: x is " + xt.dtype() + " with " + n + " rows for w '" + wt.name()
+                        + "' of " + wt.dtype() + "; x must be F32, or in w's format with more than "
+                        + Math.max(SPLIT_MAX_ROWS, gemvMaxRows) + " rows (see activationFormat)");
+            }
+            gemm.run(stream, wt.dtype(), wt.address(), xt.address(), ot.address(), n, wt.cols(), wt.rows(), !capturing());
+            if (bt != null) {
+                kernels.biasAdd.launch(stream, Kernels.elementBlocks(ot.size()), 1, 256,
+                        ot.address(), bt.address(), (long) ot.rows(), ot.cols(), dtypeCode(bt.dtype()));
+            }
+            return;
+        }
         if (n <= gemvMaxRows) {
             Kernel k = n == 1 ? kernels.gemv1 : n == 2 ? kernels.gemv2 : n <= 4 ? kernels.gemv4 : kernels.gemv8;
             gemv(k, xt, wt, bt, ot);
@@ -611,7 +633,7 @@ public final class CudaBackend implements Backend {
      */
     @Override
     public void mlp(Tensor h, Weight gateUp, Weight gateUpBias, Weight down, Weight downBias, Tensor out) {
-        CudaTensor ht = floats(h, "mlp", "h"), ot = floats(out, "mlp", "out");
+        CudaTensor ht = activations(h, "mlp", "h"), ot = floats(out, "mlp", "out");
         CudaWeight gu = cuda(gateUp), dn = cuda(down);
         int n = ht.rows(), inner = gu.rows() / 2;
         if (!fusedMlp || n <= SPLIT_MAX_ROWS || gu.dtype() == DType.F32 || dn.dtype() != gu.dtype()
@@ -635,6 +657,25 @@ public final class CudaBackend implements Backend {
                         ot.address(), db.address(), (long) ot.rows(), ot.cols(), dtypeCode(db.dtype()));
             }
         }
+    }
+
+    /**
+     * With {@link #FUSED_NORM_PROPERTY} on: the weight's 16-bit format for more than {@link #SPLIT_MAX_ROWS} rows
+     * (and more than the GEMV rows), where {@link #linear} would round float32 activations to that format
+     * anyway; so a norm can write its output there and the GEMM takes it as it is. F32 otherwise.
+     */
+    @Override
+    public DType activationFormat(Weight w, int rows) {
+        CudaWeight wt = cuda(w);
+        boolean sixteen = wt.dtype() == DType.BF16 || wt.dtype() == DType.F16;
+        return fusedNorm && sixteen && rows > SPLIT_MAX_ROWS && rows > gemvMaxRows ? wt.dtype() : DType.F32;
+    }
+
+    /** Turns norm outputs in the GEMM input format (see {@link #FUSED_NORM_PROPERTY}) on or off; returns the old setting. */
+    boolean fusedNorm(boolean on) {
+        boolean old = fusedNorm;
+        fusedNorm = on;
+        return old;
     }
 
     /** Rows up to which {@link #linear} and {@link #linearSiluMul} run the gemv kernels (see {@link #GEMV_ROWS_PROPERTY}). */
@@ -675,10 +716,10 @@ public final class CudaBackend implements Backend {
      */
     @Override
     public void linearSiluMul(Tensor x, Weight w, Weight bias, Tensor out) {
-        CudaTensor xt = floats(x, "linearSiluMul", "x"), ot = floats(out, "linearSiluMul", "out");
+        CudaTensor xt = activations(x, "linearSiluMul", "x"), ot = floats(out, "linearSiluMul", "out");
         CudaWeight wt = cuda(w);
         int n = xt.rows();
-        if (n == 0 || n > gemvMaxRows || !fusedGlu) {
+        if (n == 0 || n > gemvMaxRows || !fusedGlu || xt.dtype() != DType.F32) {
             Backend.super.linearSiluMul(x, w, bias, out);
             return;
         }
@@ -1145,6 +1186,15 @@ public final class CudaBackend implements Backend {
     private static CudaTensor floats(Tensor t, String op, String role) {
         CudaTensor c = cuda(t, op, role);
         if (c.dtype() != DType.F32) throw new IllegalArgumentException(op + ": " + role + " is " + c.dtype() + ", expected F32");
+        return c;
+    }
+
+    /** A float32 tensor, or one in a 16-bit weight format (activations {@link #activationFormat} allows). */
+    private static CudaTensor activations(Tensor t, String op, String role) {
+        CudaTensor c = cuda(t, op, role);
+        if (c.dtype() != DType.F32 && c.dtype() != DType.BF16 && c.dtype() != DType.F16) {
+            throw new IllegalArgumentException(op + ": " + role + " is " + c.dtype() + ", expected F32, BF16 or F16");
+        }
         return c;
     }
 

@@ -48,7 +48,8 @@ final class Kernels implements AutoCloseable {
             splitColumns = rows.kernel("split_columns", struct("split_columns",
                     ptr("src"), ptr("dst"), i64("rows"), i32("src_cols"), i32("col_offset"), i32("dst_cols")));
             rmsNorm = byName.get("norm").kernel("rms_norm", struct("rms_norm",
-                    ptr("residual"), ptr("x"), ptr("weight"), ptr("out"), i32("groups"), i32("d"), i32("dtype"), f32("eps")));
+                    ptr("residual"), ptr("x"), ptr("weight"), ptr("out"), i32("groups"), i32("d"), i32("dtype"), f32("eps"),
+                    i32("out_dtype")));
             rope = byName.get("rope").kernel("rope", struct("rope",
                     ptr("x"), ptr("cos"), ptr("sin"), i64("n"), i32("heads"), i32("half")));
             writeKv = byName.get("kv_cache").kernel("write_kv", struct("write_kv",

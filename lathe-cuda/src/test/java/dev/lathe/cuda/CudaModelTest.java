@@ -1,6 +1,7 @@
 package dev.lathe.cuda;
 
 import dev.lathe.core.backend.Backend;
+import dev.lathe.core.backend.Weight;
 import dev.lathe.core.checkpoint.Checkpoint;
 import dev.lathe.core.checkpoint.DType;
 import dev.lathe.core.config.SyntheticPresets;
@@ -174,6 +175,32 @@ class CudaModelTest {
         } finally {
             if (before == null) System.clearProperty(property);
             else System.setProperty(property, before);
+        }
+    }
+
+    /**
+     * Norms that write a long step's GEMM inputs in the weight format (-Dlathe.norm.fused) give the logits of float32
+     * norm outputs rounded by linear, bit for bit: the 220-token prefill takes that path, the decode steps do not.
+     */
+    @Test
+    void normsWritingTheGemmInputFormatGiveTheSameLogits() {
+        var config = smallLlama();
+        var cache = ModelRunner.CacheConfig.forSequences(512, 2, 16, DType.BF16);
+        int[][] prompts = {new Random(5).ints(150, 0, 1000).toArray(), new Random(6).ints(70, 0, 1000).toArray()};
+        boolean tuning = gpu.gemmTuning(false), old = gpu.fusedNorm(false);
+        try (Weight w = gpu.random("w", DType.BF16, 64, 512, 1, 0f, 0.02f)) {
+            assertThat(gpu.activationFormat(w, 220)).as("switch off").isEqualTo(DType.F32);
+            List<float[]> plain = decodeLogits(gpu, config, cache, prompts);
+            gpu.fusedNorm(true);
+            assertThat(gpu.activationFormat(w, 220)).as("a long step, switch on").isEqualTo(DType.BF16);
+            assertThat(gpu.activationFormat(w, 2)).as("a decode step").isEqualTo(DType.F32);
+            List<float[]> fused = decodeLogits(gpu, config, cache, prompts);
+            for (int i = 0; i < plain.size(); i++) {
+                assertThat(Arrays.mismatch(fused.get(i), plain.get(i))).as("step %d logits, first difference", i / 2).isEqualTo(-1);
+            }
+        } finally {
+            gpu.fusedNorm(old);
+            gpu.gemmTuning(tuning);
         }
     }
 

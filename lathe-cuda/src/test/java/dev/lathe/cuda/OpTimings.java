@@ -103,6 +103,9 @@ public final class OpTimings {
              Tensor r = gpu.upload(Host.normal(rnd, n * h, 1f), n, h); Tensor x = gpu.upload(Host.normal(rnd, n * h, 1f), n, h);
              Tensor o = gpu.allocate(DType.F32, n, h)) {
             report("addRmsNorm 4096, n=" + n, micros(gpu, () -> gpu.addRmsNorm(r, x, w, 1e-5f, o)), 4.0 * n * h * 4);
+            try (Tensor o16 = gpu.allocate(DType.BF16, n, h)) {  // the GEMM input written directly (lathe.norm.fused)
+                report("addRmsNorm 4096 -> BF16, n=" + n, micros(gpu, () -> gpu.addRmsNorm(r, x, w, 1e-5f, o16)), 4.0 * n * h * 3 + 2.0 * n * h);
+            }
         }
         try (Tensor gu = gpu.upload(Host.normal(rnd, n * 28672, 1f), n, 28672); Tensor act = gpu.allocate(DType.F32, n, 14336)) {
             report("siluMul 14336, n=" + n, micros(gpu, () -> gpu.siluMul(gu, act)), 4.0 * n * (28672 + 14336));

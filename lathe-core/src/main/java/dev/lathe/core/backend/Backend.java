@@ -193,6 +193,14 @@ public interface Backend extends AutoCloseable {
     /** {@code out[i, :] = x[rows[i], :]}: rows {@code [1, m]} I32, out {@code [m, cols]}. */
     void gatherRows(Tensor x, Tensor rows, Tensor out);
 
+    /**
+     * The format in which {@link #linear} (and {@link #linearSiluMul}, {@link #mlp}) take an x of {@code rows} rows
+     * for weight {@code w} with no conversion, and which {@link #rmsNorm} and {@link #addRmsNorm} may write their
+     * out in: F32 (this default, always accepted), or a 16-bit format where the backend would round float32
+     * activations to it before the product anyway, so that the norm's output is the same numbers either way.
+     */
+    default DType activationFormat(Weight w, int rows) { return DType.F32; }
+
     /** Whether {@link #sampleRows} draws tokens where the logits are. */
     default boolean supportsSampling() { return false; }
 

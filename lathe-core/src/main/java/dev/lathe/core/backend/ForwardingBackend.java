@@ -59,6 +59,7 @@ public abstract class ForwardingBackend implements Backend {
     @Override public void linearSiluMul(Tensor x, Weight w, Weight bias, Tensor out) { inner.linearSiluMul(x, w, bias, out); }
     @Override public void gatherRows(Tensor x, Tensor rows, Tensor out) { inner.gatherRows(x, rows, out); }
     @Override public boolean supportsSampling() { return inner.supportsSampling(); }
+    @Override public DType activationFormat(Weight w, int rows) { return inner.activationFormat(w, rows); }
     @Override public int[] sampleRows(Tensor logits, SampleSpec[] specs) { return inner.sampleRows(logits, specs); }
     @Override public int[] argmaxRows(Tensor x) { return inner.argmaxRows(x); }
     @Override public void close() { inner.close(); }

@@ -80,27 +80,36 @@ public final class LlamaModel implements AutoCloseable {
              Tensor attnOut = backend.allocate(DType.F32, n, config.qSize());
              Tensor proj = backend.allocate(DType.F32, n, hidden)) {
 
-            backend.embedding(embedding, in.tokenIds(), residual);
-            backend.rmsNorm(residual, layers.getFirst().inputNorm(), eps, h);
-            for (int l = 0; l < layers.size(); l++) {
-                LayerWeights w = layers.get(l);
-                backend.linear(h, w.qkv(), w.qkvBias(), qkv);
-                if (w.qNorm() == null) {
-                    backend.ropeWriteKv(qkv, q, in.cos(), in.sin(), cache, l, attn.slotMapping());
-                } else {
-                    backend.splitColumns(qkv, q, k, v);
-                    backend.rmsNorm(q, w.qNorm(), eps, q);
-                    backend.rmsNorm(k, w.kNorm(), eps, k);
-                    backend.rope(q, in.cos(), in.sin());
-                    backend.rope(k, in.cos(), in.sin());
-                    backend.writeKv(cache, l, k, v, attn.slotMapping());
+            // the norms' outputs feed the projections: in the backend's GEMM input format where it has one for
+            // this step (activationFormat), else float32; the final norm's output feeds the LM head in float32
+            LayerWeights first = layers.getFirst();
+            DType actFormat = backend.activationFormat(first.qkv(), n);
+            boolean direct = actFormat != DType.F32 && layers.stream().allMatch(w -> w.qNorm() == null
+                    && backend.activationFormat(w.qkv(), n) == actFormat && backend.activationFormat(w.gateUp(), n) == actFormat);
+            try (Tensor hAct = direct ? backend.allocate(actFormat, n, hidden) : null) {
+                Tensor x = direct ? hAct : h;
+                backend.embedding(embedding, in.tokenIds(), residual);
+                backend.rmsNorm(residual, first.inputNorm(), eps, x);
+                for (int l = 0; l < layers.size(); l++) {
+                    LayerWeights w = layers.get(l);
+                    backend.linear(x, w.qkv(), w.qkvBias(), qkv);
+                    if (w.qNorm() == null) {
+                        backend.ropeWriteKv(qkv, q, in.cos(), in.sin(), cache, l, attn.slotMapping());
+                    } else {
+                        backend.splitColumns(qkv, q, k, v);
+                        backend.rmsNorm(q, w.qNorm(), eps, q);
+                        backend.rmsNorm(k, w.kNorm(), eps, k);
+                        backend.rope(q, in.cos(), in.sin());
+                        backend.rope(k, in.cos(), in.sin());
+                        backend.writeKv(cache, l, k, v, attn.slotMapping());
+                    }
+                    backend.attention(q, cache, l, attn, attentionScale, attnOut);
+                    backend.linear(attnOut, w.o(), w.oBias(), proj);
+                    backend.addRmsNorm(residual, proj, w.postAttentionNorm(), eps, x);
+                    backend.mlp(x, w.gateUp(), w.gateUpBias(), w.down(), w.downBias(), proj);
+                    boolean last = l + 1 == layers.size();
+                    backend.addRmsNorm(residual, proj, last ? finalNorm : layers.get(l + 1).inputNorm(), eps, last ? h : x);
                 }
-                backend.attention(q, cache, l, attn, attentionScale, attnOut);
-                backend.linear(attnOut, w.o(), w.oBias(), proj);
-                backend.addRmsNorm(residual, proj, w.postAttentionNorm(), eps, h);
-                backend.mlp(h, w.gateUp(), w.gateUpBias(), w.down(), w.downBias(), proj);
-                Weight nextNorm = l + 1 < layers.size() ? layers.get(l + 1).inputNorm() : finalNorm;
-                backend.addRmsNorm(residual, proj, nextNorm, eps, h);
             }
             int m = in.logitRows().cols();
             if (logitsOut != null && (logitsOut.rows() != m || logitsOut.cols() != config.vocabSize())) {
