@@ -326,7 +326,7 @@ __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = lane >> 2, t4 = lane & 3;
     const int group = p.num_heads / p.num_kv_heads;
-    const int blocks_per_kv = group / FA_WARPS;
+    const int blocks_per_kv = group / FA_WARPS;  // >= 1: the host launches this kernel only for groups of 4k heads
     const int kv_head = blockIdx.x / blocks_per_kv;
     const int head = kv_head * group + (blockIdx.x % blocks_per_kv) * FA_WARPS + warp;
     const int item = blockIdx.y;
@@ -508,7 +508,7 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) flash_attention_f16_
 }
 
 // grid (num_kv_heads * group / 4, num_items of GQ_BM rows), FA_WARPS * 32 threads, three blocks an SM (168 registers
-// a thread, no spills at sm_90a); see flash_attention_gqa
+// a thread: no spills at sm_90a, 4 bytes at sm_80 to sm_89 for head_dim 128); see flash_attention_gqa
 extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 3) flash_attention_gqa_bf16_d64(const FlashAttentionParams p) {
     LATHE_PDL_WAIT();
     flash_attention_gqa<__nv_bfloat16, 64>(p);

@@ -820,7 +820,7 @@ public final class CudaBackend implements Backend {
 
     /**
      * Three kernels: the flash kernel (flash_attention.cu: tensor cores, 64 query rows of one sequence per
-     * block) when the cache is BF16 or F16, headDim is 64 or 128 and the step's longest query run is at
+     * block, or 16 rows of four heads in its grouped-query variant) when the cache is BF16 or F16, headDim is 64 or 128 and the step's longest query run is at
      * least {@link #FLASH_MIN_QUERY_ROWS} rows; otherwise the split-context kernel (split_attention.cu) for
      * head sizes that are multiples of 32, and the row-per-block kernel (attention.cu) for the rest. The
      * flash kernel rounds q and the softmax weights to the cache type; the others compute in F32 throughout.
@@ -853,7 +853,11 @@ public final class CudaBackend implements Backend {
         if (qt.rows() == 0) return;
         int heads = qt.cols() / headDim;
         int group = heads / c.numKvHeads();
-        boolean gqa = flashGqa && group % 4 == 0;
+        boolean gqa = flashGqa && group % 4 == 0 && flashGqaKernel(c.dtype(), headDim) != null;
+        if (gqa) {
+            plan(meta, FLASH_GQA_TILE_ROWS);
+            gqa = planItems <= MAX_GRID_Y;  // else the plain kernel's 64-row items may still fit the grid
+        }
         Kernel flash = gqa ? flashGqaKernel(c.dtype(), headDim) : flashKernel(c.dtype(), headDim);
         if (flash != null) {
             plan(meta, gqa ? FLASH_GQA_TILE_ROWS : FLASH_TILE_ROWS);
@@ -976,7 +980,8 @@ public final class CudaBackend implements Backend {
 
     /**
      * The device address of {@link #plan}'s work list, uploaded on first use: pairs (sequence, first query row
-     * within it), one per tile of up to {@link #FLASH_TILE_ROWS} rows, those with the most keys first so the
+     * within it), one per tile of up to the plan's tile rows ({@link #FLASH_TILE_ROWS}, or {@link
+     * #FLASH_GQA_TILE_ROWS} for the grouped-query kernel), those with the most keys first so the
      * longest blocks start early and the short ones fill in behind them (sequences of up to {@link
      * #SPLIT_MAX_QUERY_RUN} query rows have none); then the {@link #planShortRows} rows of those sequences,
      * for the split kernel, at byte offset {@code 8 * planItems}. The upload is queued, not waited

@@ -806,7 +806,8 @@ class CudaOpsTest {
      *    units of 2^-23 relative on top: delta = (headDim + 8) * 2^-23 * sigma + 2^-20 bounds the error of
      *    every exponent. Weights e^(s + eps) / sum e^(s + eps) with |eps| <= delta stay within a factor
      *    e^(2 delta) of w_j, so o_d moves by at most (e^(2 delta) - 1) * A_d.
-     * 3. Sums in F32: O accumulates n products (mma, F32) and is rescaled once per 64-key tile, the row sum
+     * 3. Sums in F32: O accumulates n products (mma, F32) and is rescaled once per key tile (64 keys; 32 in the
+     *    grouped-query kernel, at most n/32 + 2 rescales), the row sum
      *    l likewise; each is off by at most (n + n/32 + 8) * 2^-23 relative to its sum of magnitudes, which
      *    for O is A_d * l and for l is l: together at most 2 * (n + n/32 + 8) * 2^-23 * A_d, and the final
      *    division 2^-24 |o_d| <= 2^-24 A_d.

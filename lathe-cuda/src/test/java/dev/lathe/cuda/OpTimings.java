@@ -42,8 +42,11 @@ public final class OpTimings {
             attention(gpu, 256, 1, "");
             attention(gpu, 2048, 2048, "");
             boolean oldGqa = gpu.flashGqa(true);
-            attention(gpu, 2048, 2048, ", grouped-query flash");
-            gpu.flashGqa(oldGqa);
+            try {
+                attention(gpu, 2048, 2048, ", grouped-query flash");
+            } finally {
+                gpu.flashGqa(oldGqa);
+            }
             // a batch-256 decode step: the projections as GEMMs, attention over 256 sequences
             linear(gpu, "linear bf16 qkv 4096->6144, n=256", 256, 4096, 6144);
             linear(gpu, "linear bf16 o 4096->4096, n=256", 256, 4096, 4096);
