@@ -615,6 +615,20 @@ public final class CudaBackend implements Backend {
         }
     }
 
+    /**
+     * {@code out = x w^T} with x already in w's 16-bit format and out in F32 or that format, through the heuristic's
+     * GEMM and nothing else (no conversion, no bias); for timings of the GEMM's output type.
+     */
+    void gemmOnly(Tensor x, Weight w, Tensor out) {
+        CudaTensor xt = cuda(x, "gemmOnly", "x"), ot = cuda(out, "gemmOnly", "out");
+        CudaWeight wt = cuda(w);
+        if (xt.dtype() != wt.dtype() || xt.cols() != wt.cols() || ot.rows() != xt.rows() || ot.cols() != wt.rows()) {
+            throw shapes("gemmOnly", "x " + xt.dtype() + " " + xt.shape() + ", w '" + wt.name() + "' " + wt.dtype() + " "
+                    + wt.shape() + ", out " + ot.shape(), "need x [n, in] in w's format, w [out, in], out [n, out]");
+        }
+        gemm.run(stream, wt.dtype(), ot.dtype(), wt.address(), xt.address(), ot.address(), xt.rows(), wt.cols(), wt.rows(), false);
+    }
+
     /** The GEMM shapes tuned so far and the heuristic rank of the algorithm kept for each (for tests and timings). */
     java.util.Map<String, Integer> gemmChoices() { return gemm.tunedChoices(); }
 
@@ -686,6 +700,19 @@ public final class CudaBackend implements Backend {
         int old = gemvMaxRows;
         gemvMaxRows = Math.clamp(n, 0, GEMV_MAX_ROWS);
         return old;
+    }
+
+    /** A BF16 or F16 tensor's values, widened to float (for tests). */
+    float[] download16(Tensor t) {
+        CudaTensor c = cuda(t, "download16", "t");
+        if (c.dtype() != DType.BF16 && c.dtype() != DType.F16) throw new IllegalArgumentException("download16: tensor is " + c.dtype());
+        short[] raw = new short[Math.toIntExact(c.size())];
+        copyOut(c, MemorySegment.ofArray(raw));
+        float[] out = new float[raw.length];
+        for (int i = 0; i < raw.length; i++) {
+            out[i] = c.dtype() == DType.BF16 ? Float.intBitsToFloat((raw[i] & 0xffff) << 16) : Float.float16ToFloat(raw[i]);
+        }
+        return out;
     }
 
     /** Every byte of a KV cache, all layers, in its storage layout (for tests). */

@@ -53,7 +53,10 @@ final class Gemm implements AutoCloseable {
     /** Another algorithm replaces the heuristic's choice only when it is faster by more than this fraction. */
     static final float TUNE_MARGIN = 0.03f;
 
-    private record Shape(DType type, int n, int in, int out) {}
+    /** A GEMM problem: weight/activation type, rows, K, output features, and D's type (F32, or the weight type). */
+    private record Shape(DType type, int n, int in, int out, DType outType) {
+        Shape(DType type, int n, int in, int out) { this(type, n, in, out, DType.F32); }
+    }
 
     private static final class Plan {
         final MemorySegment desc, a, b, d;
@@ -149,8 +152,16 @@ final class Gemm implements AutoCloseable {
      * being captured, so a shape waiting to be tuned may be timed now (which waits for the device).
      */
     void run(Stream stream, DType type, long w, long x, long out, int n, int in, int outF, boolean mayTime) {
+        run(stream, type, DType.F32, w, x, out, n, in, outF, mayTime);
+    }
+
+    /** As {@link #run(Stream, DType, long, long, long, int, int, int, boolean)}, D stored as {@code outType} (F32 or {@code type}). */
+    void run(Stream stream, DType type, DType outType, long w, long x, long out, int n, int in, int outF, boolean mayTime) {
+        if (outType != DType.F32 && outType != type) {
+            throw new IllegalArgumentException("GEMM output " + outType + " for " + type + " operands: F32 or " + type);
+        }
         context.makeCurrent();
-        Shape shape = new Shape(type, n, in, outF);
+        Shape shape = new Shape(type, n, in, outF, outType);
         Plan p = plans.computeIfAbsent(shape, this::plan);
         if (scoped && !p.askedForCandidates && tunes(n)) {
             // planned earlier without candidates: plan again with them, to be timed below
@@ -186,7 +197,8 @@ final class Gemm implements AutoCloseable {
     Map<String, Integer> tunedChoices() {
         Map<String, Integer> out = new HashMap<>();
         plans.forEach((s, p) -> {
-            if (p.timed) out.put(s.type + " n=" + s.n + " in=" + s.in + " out=" + s.out, p.chosen < p.heuristic ? p.chosen : -1 - (p.chosen - p.heuristic));
+            if (p.timed) out.put(s.type + " n=" + s.n + " in=" + s.in + " out=" + s.out + (s.outType == DType.F32 ? "" : " -> " + s.outType),
+                    p.chosen < p.heuristic ? p.chosen : -1 - (p.chosen - p.heuristic));
         });
         return out;
     }
@@ -246,7 +258,7 @@ final class Gemm implements AutoCloseable {
         lt.matmulDescSetInt(desc, BlasLt.DESC_TRANSB, BlasLt.OP_N);
         MemorySegment a = lt.matrixLayoutCreate(t, s.in, s.out, s.in);
         MemorySegment b = lt.matrixLayoutCreate(t, s.in, s.n, s.in);
-        MemorySegment d = lt.matrixLayoutCreate(BlasLt.R_32F, s.out, s.n, s.out);
+        MemorySegment d = lt.matrixLayoutCreate(dataType(s.outType), s.out, s.n, s.out);
         MemorySegment pref = lt.preferenceCreate();
         Arena memory = Arena.ofShared();
         try (Arena tmp = Arena.ofConfined()) {

@@ -126,6 +126,34 @@ class CudaOpsTest {
         }
     }
 
+    /**
+     * A norm writing BF16 or F16 (lathe.norm.fused) stores exactly its float32 result rounded to nearest even, and
+     * the GEMM takes such a tensor as it is: D in float32 and in the weight format agree to the format's precision.
+     */
+    @ParameterizedTest
+    @EnumSource(value = DType.class, names = {"BF16", "F16"})
+    void normsWriteTheWeightFormatAndGemmsTakeIt(DType format) {
+        int n = 100, h = 512, outF = 300;
+        float[] r = normal(random, n * h, 1f), x = normal(random, n * h, 1f), g = normal(random, h, 1f);
+        float[] w = normal(random, outF * h, 0.05f);
+        try (Weight gt = gpu.load(weight("norm", format, g, h)); Weight wt = gpu.load(weight("w", format, w, outF, h));
+             Tensor r1 = gpu.upload(r, n, h); Tensor r2 = gpu.upload(r, n, h); Tensor xt = gpu.upload(x, n, h);
+             Tensor out32 = poisoned(n, h); Tensor out16 = gpu.allocate(format, n, h);
+             Tensor y32 = poisoned(n, outF); Tensor y16 = gpu.allocate(format, n, outF)) {
+            gpu.addRmsNorm(r1, xt, gt, 1e-5f, out32);
+            gpu.addRmsNorm(r2, xt, gt, 1e-5f, out16);
+            assertThat(gpu.download(r2)).as("residual").containsExactly(gpu.download(r1));
+            float[] rounded = round(format, gpu.download(out32)), got = gpu.download16(out16);
+            for (int i = 0; i < got.length; i++) {
+                assertThat(Float.floatToRawIntBits(got[i])).as("element %d, seed %d", i, seed).isEqualTo(Float.floatToRawIntBits(rounded[i]));
+            }
+            gpu.gemmOnly(out16, wt, y32);
+            assertClose("GEMM of the norm's output, seed " + seed, gpu.download(y32), matmul(rounded, round(format, w), null, n, h, outF), 1e-5);
+            gpu.gemmOnly(out16, wt, y16);
+            assertClose("GEMM into " + format + ", seed " + seed, gpu.download16(y16), round(format, gpu.download(y32)), 4e-3);
+        }
+    }
+
     @Test
     void addRmsNormUpdatesTheResidualAndNormsIt() {
         int n = 7, h = 4101;

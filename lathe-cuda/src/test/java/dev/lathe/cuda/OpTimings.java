@@ -60,6 +60,7 @@ public final class OpTimings {
                 report("siluMul 14336, n=256", micros(gpu, () -> gpu.siluMul(gu, act)), 4.0 * 256 * (28672 + 14336));
             }
             for (int rows : new int[]{256, 512, 1024}) layerGemms(gpu, rows);  // decode-step GEMMs, batch 256 to 1024
+            for (int rows : new int[]{256, 1024, 2048}) gemmOutputs(gpu, rows);
             prefillLayer(gpu, 2048);
             for (int rows : new int[]{1, 64, 256}) {
                 try (Tensor logits = gpu.upload(Host.normal(new java.util.Random(7), rows * 128256, 3f), rows, 128256)) {
@@ -91,6 +92,30 @@ public final class OpTimings {
             }
             if (tuned) System.out.println("tuned GEMM shapes (rank of the kept algorithm in cuBLASLt's order; -1 - i: split-K variant i): " + gpu.gemmChoices());
             gpu.gemmTuning(old);
+        }
+    }
+
+    /**
+     * The layer's four GEMMs alone (16-bit x, no conversion kernel) with D in float32, as every linear stores it,
+     * and in BF16: whether the output type costs the GEMM time.
+     */
+    private static void gemmOutputs(CudaBackend gpu, int n) {
+        int[][] gemms = {{4096, 6144}, {4096, 4096}, {4096, 28672}, {14336, 4096}};
+        String[] names = {"qkv", "o", "gate/up", "down"};
+        java.util.Random rnd = new java.util.Random(8);
+        for (int i = 0; i < gemms.length; i++) {
+            int in = gemms[i][0], out = gemms[i][1];
+            try (Weight w = gpu.random("w", DType.BF16, out, in, 9, 0f, 0.02f); Weight norm = gpu.random("g", DType.BF16, 1, in, 3, 1f, 0.02f);
+                 Tensor xf = gpu.upload(Host.normal(rnd, n * in, 1f), n, in); Tensor x = gpu.allocate(DType.BF16, n, in);
+                 Tensor y32 = gpu.allocate(DType.F32, n, out); Tensor y16 = gpu.allocate(DType.BF16, n, out)) {
+                gpu.rmsNorm(xf, norm, 1e-5f, x);  // fills x with BF16 values
+                double flop = 2.0 * n * in * out;
+                for (Tensor y : new Tensor[]{y32, y16}) {
+                    double us = micros(gpu, () -> gpu.gemmOnly(x, w, y));
+                    System.out.printf(Locale.ROOT, "%-40s %10.1f %10.0f TFLOP/s%n", "gemm bf16 " + names[i] + " " + in + "->" + out
+                            + ", n=" + n + " -> " + (y == y32 ? "F32" : "BF16"), us, flop / (us * 1e-6) / 1e12);
+                }
+            }
         }
     }
 
