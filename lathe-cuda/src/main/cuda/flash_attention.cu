@@ -115,6 +115,147 @@ __device__ __forceinline__ void load_tile(uint32_t tile, const uint16_t* cache, 
     }
 }
 
+// S = Q K^T for one tile of NB * 8 keys from the K tile at k_base (mma m16n8k16; S zeroed first). ldmatrix
+// lane roles: lane supplies row mr = lane & 7 of 8x8 matrix mi = lane >> 3.
+template <typename T, int D, int NB>
+__device__ __forceinline__ void qk_tile(float (&s)[NB][4], const uint32_t (&qf)[D / 16][4], uint32_t k_base, int mi, int mr) {
+#pragma unroll
+    for (int n = 0; n < NB; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+#pragma unroll
+    for (int k = 0; k < D / 16; k++) {
+#pragma unroll
+        for (int n2 = 0; n2 < NB / 2; n2++) {
+            // matrices: keys 16n2+{0..7, 0..7, 8..15, 8..15} x d chunks {2k, 2k+1, 2k, 2k+1}
+            uint32_t b[4];
+            ldmatrix_x4(b, k_base + tile_offset<D>(n2 * 16 + (mi >> 1) * 8 + mr, 2 * k + (mi & 1)));
+            Mma<T>::run(s[2 * n2], qf[k], b[0], b[1]);
+            Mma<T>::run(s[2 * n2 + 1], qf[k], b[2], b[3]);
+        }
+    }
+}
+
+// O += P V for one tile of KB * 16 keys from the V tile at v_base (P as A fragments, 16 keys each).
+template <typename T, int D, int KB>
+__device__ __forceinline__ void pv_tile(float (&o)[D / 8][4], const uint32_t (&pf)[KB][4], uint32_t v_base, int mi, int mr) {
+#pragma unroll
+    for (int k = 0; k < KB; k++) {
+#pragma unroll
+        for (int d2 = 0; d2 < D / 16; d2++) {
+            // matrices: keys 16k+{0..7, 8..15, 0..7, 8..15} x d chunks {2d2, 2d2, 2d2+1, 2d2+1}, transposed
+            uint32_t b[4];
+            ldmatrix_x4_trans(b, v_base + tile_offset<D>(k * 16 + (mi & 1) * 8 + mr, 2 * d2 + (mi >> 1)));
+            Mma<T>::run(o[2 * d2], pf[k], b[0], b[1]);
+            Mma<T>::run(o[2 * d2 + 1], pf[k], b[2], b[3]);
+        }
+    }
+}
+
+// Q fragments of global rows row_a and row_a + 8 of one head, rounded to T once; a row that is not valid is zero
+// (computed on, never stored).
+template <typename T, int D>
+__device__ __forceinline__ void load_q(uint32_t (&qf)[D / 16][4], const FlashAttentionParams& p, long long row_a, int head,
+                                       bool va, bool vb, int t4) {
+    const long long stride = (long long)p.num_heads * D;
+    const float* qa = p.q + row_a * stride + (long long)head * D;
+    const float* qb = qa + 8 * stride;
+#pragma unroll
+    for (int k = 0; k < D / 16; k++) {
+        int d = k * 16 + 2 * t4;
+        float2 x0 = va ? *reinterpret_cast<const float2*>(qa + d) : make_float2(0.f, 0.f);
+        float2 x1 = vb ? *reinterpret_cast<const float2*>(qb + d) : make_float2(0.f, 0.f);
+        float2 x2 = va ? *reinterpret_cast<const float2*>(qa + d + 8) : make_float2(0.f, 0.f);
+        float2 x3 = vb ? *reinterpret_cast<const float2*>(qb + d + 8) : make_float2(0.f, 0.f);
+        qf[k][0] = Mma<T>::pack(x0.x, x0.y);
+        qf[k][1] = Mma<T>::pack(x1.x, x1.y);
+        qf[k][2] = Mma<T>::pack(x2.x, x2.y);
+        qf[k][3] = Mma<T>::pack(x3.x, x3.y);
+    }
+}
+
+// One key tile's online softmax for this thread's rows a and b (S holds NB blocks of 8 keys from k0): scale to
+// log2 units, mask keys after the row's position or before its window where `mask` says the tile may hold
+// some, update the running max m and this thread's part of the row sums l, rescale O, and round P into A
+// fragments of 16 keys each for P V.
+template <typename T, int NB, int DB>
+__device__ __forceinline__ void softmax_tile(float (&s)[NB][4], uint32_t (&pf)[NB / 2][4], float (&o)[DB][4], float& m_a,
+                                             float& m_b, float& l_a, float& l_b, int k0, int pos_a, int pos_b, int window,
+                                             bool mask, float c, int t4) {
+    float mx_a = -INFINITY, mx_b = -INFINITY;
+#pragma unroll
+    for (int n = 0; n < NB; n++) {
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            int key = k0 + n * 8 + 2 * t4 + e;
+            float sa = s[n][e] * c, sb = s[n][2 + e] * c;
+            if (mask) {
+                if (key > pos_a || (window > 0 && key <= pos_a - window)) sa = -INFINITY;
+                if (key > pos_b || (window > 0 && key <= pos_b - window)) sb = -INFINITY;
+            }
+            s[n][e] = sa;
+            s[n][2 + e] = sb;
+            mx_a = fmaxf(mx_a, sa);
+            mx_b = fmaxf(mx_b, sb);
+        }
+    }
+    // the four threads of a quad share rows g and g+8
+#pragma unroll
+    for (int off = 1; off < 4; off <<= 1) {
+        mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, off));
+        mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, off));
+    }
+    const float new_a = fmaxf(m_a, mx_a), new_b = fmaxf(m_b, mx_b);
+    // a row with no key yet keeps m = -inf: subtract 0 instead, so exp2 gives 0, not NaN
+    const float use_a = new_a == -INFINITY ? 0.f : new_a, use_b = new_b == -INFINITY ? 0.f : new_b;
+    const float corr_a = exp2f(m_a - use_a), corr_b = exp2f(m_b - use_b);
+    m_a = new_a;
+    m_b = new_b;
+    float sum_a = 0.f, sum_b = 0.f;
+#pragma unroll
+    for (int n = 0; n < NB; n++) {
+        float p0 = exp2f(s[n][0] - use_a), p1 = exp2f(s[n][1] - use_a);
+        float p2 = exp2f(s[n][2] - use_b), p3 = exp2f(s[n][3] - use_b);
+        sum_a += p0 + p1;
+        sum_b += p2 + p3;
+        // n even: a0 (row g) / a1 (row g+8) of key chunk n/2; n odd: a2 / a3
+        pf[n >> 1][(n & 1) * 2] = Mma<T>::pack(p0, p1);
+        pf[n >> 1][(n & 1) * 2 + 1] = Mma<T>::pack(p2, p3);
+    }
+    l_a = l_a * corr_a + sum_a;
+    l_b = l_b * corr_b + sum_b;
+#pragma unroll
+    for (int i = 0; i < DB; i++) {
+        o[i][0] *= corr_a;
+        o[i][1] *= corr_a;
+        o[i][2] *= corr_b;
+        o[i][3] *= corr_b;
+    }
+}
+
+// O / l of global rows row_a and row_a + 8 of one head, stored where valid; every valid row has seen at least
+// its own key, so l > 0 there.
+template <int D>
+__device__ __forceinline__ void store_o(const float (&o)[D / 8][4], float l_a, float l_b, const FlashAttentionParams& p,
+                                        long long row_a, int head, bool va, bool vb, int t4) {
+#pragma unroll
+    for (int off = 1; off < 4; off <<= 1) {
+        l_a += __shfl_xor_sync(0xffffffffu, l_a, off);
+        l_b += __shfl_xor_sync(0xffffffffu, l_b, off);
+    }
+    const long long stride = (long long)p.num_heads * D;
+    float* oa = p.out + row_a * stride + (long long)head * D + 2 * t4;
+    float* ob = oa + 8 * stride;
+    if (va) {
+        const float inv = 1.f / l_a;
+#pragma unroll
+        for (int i = 0; i < D / 8; i++) *reinterpret_cast<float2*>(oa + i * 8) = make_float2(o[i][0] * inv, o[i][1] * inv);
+    }
+    if (vb) {
+        const float inv = 1.f / l_b;
+#pragma unroll
+        for (int i = 0; i < D / 8; i++) *reinterpret_cast<float2*>(ob + i * 8) = make_float2(o[i][2] * inv, o[i][3] * inv);
+    }
+}
+
 template <typename T, int D>
 __device__ __forceinline__ void flash_attention(const FlashAttentionParams& p) {
     constexpr int KC = D / 16;      // 16-wide k steps of Q K^T
@@ -150,24 +291,7 @@ __device__ __forceinline__ void flash_attention(const FlashAttentionParams& p) {
 
     // Q fragments, rounded to T once; rows past the tile's end are zero (never stored)
     uint32_t qf[KC][4];
-    {
-        const long long stride = (long long)p.num_heads * D;
-        const float* qa = p.q + (long long)(q_start + first + r_a) * stride + (long long)head * D;
-        const float* qb = qa + 8 * stride;
-        const bool va = r_a < rows, vb = r_b < rows;
-#pragma unroll
-        for (int k = 0; k < KC; k++) {
-            int d = k * 16 + 2 * t4;
-            float2 x0 = va ? *reinterpret_cast<const float2*>(qa + d) : make_float2(0.f, 0.f);
-            float2 x1 = vb ? *reinterpret_cast<const float2*>(qb + d) : make_float2(0.f, 0.f);
-            float2 x2 = va ? *reinterpret_cast<const float2*>(qa + d + 8) : make_float2(0.f, 0.f);
-            float2 x3 = vb ? *reinterpret_cast<const float2*>(qb + d + 8) : make_float2(0.f, 0.f);
-            qf[k][0] = Mma<T>::pack(x0.x, x0.y);
-            qf[k][1] = Mma<T>::pack(x1.x, x1.y);
-            qf[k][2] = Mma<T>::pack(x2.x, x2.y);
-            qf[k][3] = Mma<T>::pack(x3.x, x3.y);
-        }
-    }
+    load_q<T, D>(qf, p, (long long)(q_start + first + r_a), head, r_a < rows, r_b < rows, t4);
 
     float o[DB][4];
 #pragma unroll
@@ -195,71 +319,11 @@ __device__ __forceinline__ void flash_attention(const FlashAttentionParams& p) {
         uint32_t pf[FA_BN / 16][4];  // P as A fragments, 16 keys each
         if (live) {
             float s[NB][4];
-#pragma unroll
-            for (int n = 0; n < NB; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
-#pragma unroll
-            for (int k = 0; k < KC; k++) {
-#pragma unroll
-                for (int n2 = 0; n2 < NB / 2; n2++) {
-                    // matrices: keys 16n2+{0..7, 0..7, 8..15, 8..15} x d chunks {2k, 2k+1, 2k, 2k+1}
-                    uint32_t b[4];
-                    ldmatrix_x4(b, k_base + tile_offset<D>(n2 * 16 + (mi >> 1) * 8 + mr, 2 * k + (mi & 1)));
-                    Mma<T>::run(s[2 * n2], qf[k], b[0], b[1]);
-                    Mma<T>::run(s[2 * n2 + 1], qf[k], b[2], b[3]);
-                }
-            }
+            qk_tile<T, D, NB>(s, qf, k_base, mi, mr);
 
             // scale; mask keys after the row's position or before its window (only where this tile can hold some)
             const bool mask = k0 + FA_BN - 1 > warp_first_pos || (window > 0 && k0 <= warp_last_pos - window);
-            float mx_a = -INFINITY, mx_b = -INFINITY;
-#pragma unroll
-            for (int n = 0; n < NB; n++) {
-#pragma unroll
-                for (int e = 0; e < 2; e++) {
-                    int key = k0 + n * 8 + 2 * t4 + e;
-                    float sa = s[n][e] * c, sb = s[n][2 + e] * c;
-                    if (mask) {
-                        if (key > pos_a || (window > 0 && key <= pos_a - window)) sa = -INFINITY;
-                        if (key > pos_b || (window > 0 && key <= pos_b - window)) sb = -INFINITY;
-                    }
-                    s[n][e] = sa;
-                    s[n][2 + e] = sb;
-                    mx_a = fmaxf(mx_a, sa);
-                    mx_b = fmaxf(mx_b, sb);
-                }
-            }
-            // the four threads of a quad share rows g and g+8
-#pragma unroll
-            for (int off = 1; off < 4; off <<= 1) {
-                mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, off));
-                mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, off));
-            }
-            const float new_a = fmaxf(m_a, mx_a), new_b = fmaxf(m_b, mx_b);
-            // a row with no key yet keeps m = -inf: subtract 0 instead, so exp2 gives 0, not NaN
-            const float use_a = new_a == -INFINITY ? 0.f : new_a, use_b = new_b == -INFINITY ? 0.f : new_b;
-            const float corr_a = exp2f(m_a - use_a), corr_b = exp2f(m_b - use_b);
-            m_a = new_a;
-            m_b = new_b;
-            float sum_a = 0.f, sum_b = 0.f;
-#pragma unroll
-            for (int n = 0; n < NB; n++) {
-                float p0 = exp2f(s[n][0] - use_a), p1 = exp2f(s[n][1] - use_a);
-                float p2 = exp2f(s[n][2] - use_b), p3 = exp2f(s[n][3] - use_b);
-                sum_a += p0 + p1;
-                sum_b += p2 + p3;
-                // n even: a0 (row g) / a1 (row g+8) of key chunk n/2; n odd: a2 / a3
-                pf[n >> 1][(n & 1) * 2] = Mma<T>::pack(p0, p1);
-                pf[n >> 1][(n & 1) * 2 + 1] = Mma<T>::pack(p2, p3);
-            }
-            l_a = l_a * corr_a + sum_a;
-            l_b = l_b * corr_b + sum_b;
-#pragma unroll
-            for (int i = 0; i < DB; i++) {
-                o[i][0] *= corr_a;
-                o[i][1] *= corr_a;
-                o[i][2] *= corr_b;
-                o[i][3] *= corr_b;
-            }
+            softmax_tile<T, NB, DB>(s, pf, o, m_a, m_b, l_a, l_b, k0, pos_a, pos_b, window, mask, c, t4);
         }
 
         cp_async_wait<0>();  // this tile's V has landed
@@ -270,39 +334,11 @@ __device__ __forceinline__ void flash_attention(const FlashAttentionParams& p) {
         }
 
         if (live) {
-#pragma unroll
-            for (int k = 0; k < FA_BN / 16; k++) {
-#pragma unroll
-                for (int d2 = 0; d2 < DB / 2; d2++) {
-                    // matrices: keys 16k+{0..7, 8..15, 0..7, 8..15} x d chunks {2d2, 2d2, 2d2+1, 2d2+1}, transposed
-                    uint32_t b[4];
-                    ldmatrix_x4_trans(b, v_base + tile_offset<D>(k * 16 + (mi & 1) * 8 + mr, 2 * d2 + (mi >> 1)));
-                    Mma<T>::run(o[2 * d2], pf[k], b[0], b[1]);
-                    Mma<T>::run(o[2 * d2 + 1], pf[k], b[2], b[3]);
-                }
-            }
+            pv_tile<T, D, FA_BN / 16>(o, pf, v_base, mi, mr);
         }
     }
 
-    // O / l; every valid row has seen at least its own key, so l > 0 there
-#pragma unroll
-    for (int off = 1; off < 4; off <<= 1) {
-        l_a += __shfl_xor_sync(0xffffffffu, l_a, off);
-        l_b += __shfl_xor_sync(0xffffffffu, l_b, off);
-    }
-    const long long stride = (long long)p.num_heads * D;
-    float* oa = p.out + (long long)(q_start + first + r_a) * stride + (long long)head * D + 2 * t4;
-    float* ob = oa + 8 * stride;
-    if (r_a < rows) {
-        const float inv = 1.f / l_a;
-#pragma unroll
-        for (int i = 0; i < DB; i++) *reinterpret_cast<float2*>(oa + i * 8) = make_float2(o[i][0] * inv, o[i][1] * inv);
-    }
-    if (r_b < rows) {
-        const float inv = 1.f / l_b;
-#pragma unroll
-        for (int i = 0; i < DB; i++) *reinterpret_cast<float2*>(ob + i * 8) = make_float2(o[i][2] * inv, o[i][3] * inv);
-    }
+    store_o<D>(o, l_a, l_b, p, (long long)(q_start + first + r_a), head, r_a < rows, r_b < rows, t4);
 }
 
 // The grouped-query variant (CudaBackend.FLASH_GQA_PROPERTY): the block's four warps take four query heads
@@ -348,24 +384,7 @@ __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& 
     const int pos_a = pos0 + r_a, pos_b = pos0 + r_b;
 
     uint32_t qf[KC][4];
-    {
-        const long long stride = (long long)p.num_heads * D;
-        const float* qa = p.q + (long long)(q_start + first + r_a) * stride + (long long)head * D;
-        const float* qb = qa + 8 * stride;
-        const bool va = r_a < rows, vb = r_b < rows;
-#pragma unroll
-        for (int k = 0; k < KC; k++) {
-            int d = k * 16 + 2 * t4;
-            float2 x0 = va ? *reinterpret_cast<const float2*>(qa + d) : make_float2(0.f, 0.f);
-            float2 x1 = vb ? *reinterpret_cast<const float2*>(qb + d) : make_float2(0.f, 0.f);
-            float2 x2 = va ? *reinterpret_cast<const float2*>(qa + d + 8) : make_float2(0.f, 0.f);
-            float2 x3 = vb ? *reinterpret_cast<const float2*>(qb + d + 8) : make_float2(0.f, 0.f);
-            qf[k][0] = Mma<T>::pack(x0.x, x0.y);
-            qf[k][1] = Mma<T>::pack(x1.x, x1.y);
-            qf[k][2] = Mma<T>::pack(x2.x, x2.y);
-            qf[k][3] = Mma<T>::pack(x3.x, x3.y);
-        }
-    }
+    load_q<T, D>(qf, p, (long long)(q_start + first + r_a), head, r_a < rows, r_b < rows, t4);
 
     float o[DB][4];
 #pragma unroll
@@ -393,135 +412,35 @@ __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& 
         const uint32_t k_base = smem_addr(k_tile[stage]), v_base = smem_addr(v_tile[stage]);
 
         float s[NB][4];
-#pragma unroll
-        for (int n = 0; n < NB; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
-#pragma unroll
-        for (int k = 0; k < KC; k++) {
-#pragma unroll
-            for (int n2 = 0; n2 < NB / 2; n2++) {
-                uint32_t b[4];
-                ldmatrix_x4(b, k_base + tile_offset<D>(n2 * 16 + (mi >> 1) * 8 + mr, 2 * k + (mi & 1)));
-                Mma<T>::run(s[2 * n2], qf[k], b[0], b[1]);
-                Mma<T>::run(s[2 * n2 + 1], qf[k], b[2], b[3]);
-            }
-        }
+        qk_tile<T, D, NB>(s, qf, k_base, mi, mr);
 
         // scale; mask keys after the row's position (and zero-filled keys past key_hi) or before its window
         const bool mask = k0 + GQ_BN - 1 > pos0 || window > 0;
-        float mx_a = -INFINITY, mx_b = -INFINITY;
-#pragma unroll
-        for (int n = 0; n < NB; n++) {
-#pragma unroll
-            for (int e = 0; e < 2; e++) {
-                int key = k0 + n * 8 + 2 * t4 + e;
-                float sa = s[n][e] * c, sb = s[n][2 + e] * c;
-                if (mask) {
-                    if (key > pos_a || (window > 0 && key <= pos_a - window)) sa = -INFINITY;
-                    if (key > pos_b || (window > 0 && key <= pos_b - window)) sb = -INFINITY;
-                }
-                s[n][e] = sa;
-                s[n][2 + e] = sb;
-                mx_a = fmaxf(mx_a, sa);
-                mx_b = fmaxf(mx_b, sb);
-            }
-        }
-#pragma unroll
-        for (int off = 1; off < 4; off <<= 1) {
-            mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, off));
-            mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, off));
-        }
-        const float new_a = fmaxf(m_a, mx_a), new_b = fmaxf(m_b, mx_b);
-        const float use_a = new_a == -INFINITY ? 0.f : new_a, use_b = new_b == -INFINITY ? 0.f : new_b;
-        const float corr_a = exp2f(m_a - use_a), corr_b = exp2f(m_b - use_b);
-        m_a = new_a;
-        m_b = new_b;
         uint32_t pf[GQ_BN / 16][4];
-        float sum_a = 0.f, sum_b = 0.f;
-#pragma unroll
-        for (int n = 0; n < NB; n++) {
-            float p0 = exp2f(s[n][0] - use_a), p1 = exp2f(s[n][1] - use_a);
-            float p2 = exp2f(s[n][2] - use_b), p3 = exp2f(s[n][3] - use_b);
-            sum_a += p0 + p1;
-            sum_b += p2 + p3;
-            pf[n >> 1][(n & 1) * 2] = Mma<T>::pack(p0, p1);
-            pf[n >> 1][(n & 1) * 2 + 1] = Mma<T>::pack(p2, p3);
-        }
-        l_a = l_a * corr_a + sum_a;
-        l_b = l_b * corr_b + sum_b;
-#pragma unroll
-        for (int i = 0; i < DB; i++) {
-            o[i][0] *= corr_a;
-            o[i][1] *= corr_a;
-            o[i][2] *= corr_b;
-            o[i][3] *= corr_b;
-        }
-#pragma unroll
-        for (int k = 0; k < GQ_BN / 16; k++) {
-#pragma unroll
-            for (int d2 = 0; d2 < DB / 2; d2++) {
-                uint32_t b[4];
-                ldmatrix_x4_trans(b, v_base + tile_offset<D>(k * 16 + (mi & 1) * 8 + mr, 2 * d2 + (mi >> 1)));
-                Mma<T>::run(o[2 * d2], pf[k], b[0], b[1]);
-                Mma<T>::run(o[2 * d2 + 1], pf[k], b[2], b[3]);
-            }
-        }
+        softmax_tile<T, NB, DB>(s, pf, o, m_a, m_b, l_a, l_b, k0, pos_a, pos_b, window, mask, c, t4);
+        pv_tile<T, D, GQ_BN / 16>(o, pf, v_base, mi, mr);
     }
 
-#pragma unroll
-    for (int off = 1; off < 4; off <<= 1) {
-        l_a += __shfl_xor_sync(0xffffffffu, l_a, off);
-        l_b += __shfl_xor_sync(0xffffffffu, l_b, off);
-    }
-    const long long stride = (long long)p.num_heads * D;
-    float* oa = p.out + (long long)(q_start + first + r_a) * stride + (long long)head * D + 2 * t4;
-    float* ob = oa + 8 * stride;
-    if (r_a < rows) {
-        const float inv = 1.f / l_a;
-#pragma unroll
-        for (int i = 0; i < DB; i++) *reinterpret_cast<float2*>(oa + i * 8) = make_float2(o[i][0] * inv, o[i][1] * inv);
-    }
-    if (r_b < rows) {
-        const float inv = 1.f / l_b;
-#pragma unroll
-        for (int i = 0; i < DB; i++) *reinterpret_cast<float2*>(ob + i * 8) = make_float2(o[i][2] * inv, o[i][3] * inv);
-    }
+    store_o<D>(o, l_a, l_b, p, (long long)(q_start + first + r_a), head, r_a < rows, r_b < rows, t4);
 }
 
 }  // namespace
 
-// grid (num_heads, num_items), FA_WARPS * 32 threads; one kernel per cache type and head_dim
-extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) flash_attention_bf16_d64(const FlashAttentionParams p) {
-    LATHE_PDL_WAIT();
-    flash_attention<__nv_bfloat16, 64>(p);
-}
-extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) flash_attention_bf16_d128(const FlashAttentionParams p) {
-    LATHE_PDL_WAIT();
-    flash_attention<__nv_bfloat16, 128>(p);
-}
-extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) flash_attention_f16_d64(const FlashAttentionParams p) {
-    LATHE_PDL_WAIT();
-    flash_attention<__half, 64>(p);
-}
-extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) flash_attention_f16_d128(const FlashAttentionParams p) {
-    LATHE_PDL_WAIT();
-    flash_attention<__half, 128>(p);
-}
+// One extern "C" entry per kernel, cache type and head_dim: FLASH_ENTRY(name, kernel template, T, D, launch bounds)
+#define FLASH_ENTRY(NAME, KERNEL, T, D, ...) \
+    extern "C" __global__ void __launch_bounds__(__VA_ARGS__) NAME(const FlashAttentionParams p) { LATHE_PDL_WAIT(); \
+        KERNEL<T, D>(p); \
+    }
+
+// grid (num_heads, num_items), FA_WARPS * 32 threads
+FLASH_ENTRY(flash_attention_bf16_d64, flash_attention, __nv_bfloat16, 64, FA_WARPS * 32)
+FLASH_ENTRY(flash_attention_bf16_d128, flash_attention, __nv_bfloat16, 128, FA_WARPS * 32)
+FLASH_ENTRY(flash_attention_f16_d64, flash_attention, __half, 64, FA_WARPS * 32)
+FLASH_ENTRY(flash_attention_f16_d128, flash_attention, __half, 128, FA_WARPS * 32)
 
 // grid (num_kv_heads * group / 4, num_items of GQ_BM rows), FA_WARPS * 32 threads, three blocks an SM (168 registers
 // a thread: no spills at sm_90a, 4 bytes at sm_80 to sm_89 for head_dim 128); see flash_attention_gqa
-extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 3) flash_attention_gqa_bf16_d64(const FlashAttentionParams p) {
-    LATHE_PDL_WAIT();
-    flash_attention_gqa<__nv_bfloat16, 64>(p);
-}
-extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 3) flash_attention_gqa_bf16_d128(const FlashAttentionParams p) {
-    LATHE_PDL_WAIT();
-    flash_attention_gqa<__nv_bfloat16, 128>(p);
-}
-extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 3) flash_attention_gqa_f16_d64(const FlashAttentionParams p) {
-    LATHE_PDL_WAIT();
-    flash_attention_gqa<__half, 64>(p);
-}
-extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 3) flash_attention_gqa_f16_d128(const FlashAttentionParams p) {
-    LATHE_PDL_WAIT();
-    flash_attention_gqa<__half, 128>(p);
-}
+FLASH_ENTRY(flash_attention_gqa_bf16_d64, flash_attention_gqa, __nv_bfloat16, 64, FA_WARPS * 32, 3)
+FLASH_ENTRY(flash_attention_gqa_bf16_d128, flash_attention_gqa, __nv_bfloat16, 128, FA_WARPS * 32, 3)
+FLASH_ENTRY(flash_attention_gqa_f16_d64, flash_attention_gqa, __half, 64, FA_WARPS * 32, 3)
+FLASH_ENTRY(flash_attention_gqa_f16_d128, flash_attention_gqa, __half, 128, FA_WARPS * 32, 3)

@@ -89,7 +89,8 @@ class KernelStructsTest {
                 }
             }
         }
-        assertThat(kernels).as("kernels found, the macro-made split_attention_##DPL among them").isGreaterThan(30);
+        // a macro-made family (split_attention_##DPL, FLASH_ENTRY) counts once here, as its one definition
+        assertThat(kernels).as("kernel definitions found, the macro-made ones among them").isGreaterThan(25);
         assertThat(problems).as("kernels that touch memory before LATHE_PDL_WAIT()").isEmpty();
     }
 
@@ -114,6 +115,8 @@ class KernelStructsTest {
         Pattern field = Pattern.compile("^\\s*(?:const\\s+)?([\\w ]+?)\\s*(\\*?)\\s*(\\w+)\\s*;", Pattern.MULTILINE);
         Pattern kernel = Pattern.compile("extern \"C\" __global__ void (?:__launch_bounds__\\([^)]*\\) )?(\\w+)\\(const (\\w+) p\\)");
         Pattern macro = Pattern.compile("#define (\\w+)\\((\\w+)\\)[^\\n]*\\n[^\\n]*void (?:__launch_bounds__\\([^)]*\\) )?(\\w+)##\\2\\(const (\\w+) p\\)");
+        // a macro whose first parameter is the whole kernel name: NAME(name, ...)
+        Pattern named = Pattern.compile("#define (\\w+)\\((\\w+),[^)]*\\)[^\\n]*\\n[^\\n]*void (?:__launch_bounds__\\([^)]*\\) )?\\2\\(const (\\w+) p\\)");
         try (Stream<Path> files = Files.list(CUDA)) {
             for (Path f : files.filter(p -> p.toString().endsWith(".cu") || p.toString().endsWith(".cuh")).toList()) {
                 String module = f.getFileName().toString().replaceAll("\\.cuh?$", "");
@@ -131,6 +134,11 @@ class KernelStructsTest {
                 while (d.find()) {
                     Matcher uses = Pattern.compile("^" + d.group(1) + "\\((\\w+)\\)", Pattern.MULTILINE).matcher(src);
                     while (uses.find()) kernelStruct.put(d.group(3) + uses.group(1), new String[]{module, d.group(4)});
+                }
+                Matcher n = named.matcher(src);
+                while (n.find()) {
+                    Matcher uses = Pattern.compile("^" + n.group(1) + "\\((\\w+),", Pattern.MULTILINE).matcher(src);
+                    while (uses.find()) kernelStruct.put(uses.group(1), new String[]{module, n.group(3)});
                 }
             }
         }
