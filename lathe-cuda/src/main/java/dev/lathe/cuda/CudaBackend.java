@@ -226,21 +226,11 @@ public final class CudaBackend implements Backend {
      * Stream capture in relaxed mode (buffers may be allocated while capturing); the ops' allocations come
      * from {@link #graphPool}, which never frees a buffer, so every address a graph holds stays valid while
      * the backend lives. GEMM plans should exist already (run the same ops once uncaptured first), so that
-     * nothing but recording happens during the capture. With GEMM tuning for graphs ({@link Gemm#TUNE_PROPERTY}
-     * {@code graphs}), the ops run once more uncaptured first, timing the candidates of their GEMM shapes.
+     * nothing but recording happens during the capture.
      */
     @Override
     public Graph capture(Runnable ops) {
         if (allocating != pool) throw new IllegalStateException("capture: already capturing");
-        if (gemm.tuneGraphs) {
-            // time the GEMM candidates of this graph's shapes now, uncaptured, so that the graph records the fastest
-            gemm.tuningScope(true);
-            try {
-                ops.run();
-            } finally {
-                gemm.tuningScope(false);
-            }
-        }
         stream.synchronize();
         stagingBusy[0] = stagingBusy[1] = false;
         context.makeCurrent();
@@ -593,7 +583,7 @@ public final class CudaBackend implements Backend {
     /** Turns cuBLASLt algorithm timing on or off for GEMM shapes met from now on (see {@link Gemm}); returns the old setting. */
     boolean gemmTuning(boolean on) { return gemm.tune(on); }
 
-    /** How many GEMM candidates (heuristic, then split-K) tuning would time for x [n, w.cols] x w^T; for tests. */
+    /** How many GEMM candidates tuning would time for x [n, w.cols] x w^T; for tests. */
     int gemmCandidates(Weight w, int n) {
         CudaWeight wt = cuda(w);
         return gemm.candidateCount(wt.dtype(), n, wt.cols(), wt.rows());

@@ -17,7 +17,9 @@ import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 
 /**
- * {@code out[n, outF] = x[n, in] @ w[outF, in]^T} through cuBLASLt, float32 accumulation and output.
+ * {@code out[n, outF] = x[n, in] @ w[outF, in]^T} through cuBLASLt, float32 accumulation; float32 output, or
+ * the weight's 16-bit type where a caller asks for it ({@link #run(Stream, DType, DType, long, long, long, int, int,
+ * int, boolean)}).
  *
  * <p>Row-major to cuBLASLt's column-major: w row-major is a column-major {@code [in, outF]} matrix with
  * ld = in, used transposed (op T); x row-major is column-major {@code [in, n]}, used as is; out row-major is
@@ -26,7 +28,7 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
  *
  * <p>Types: cuBLASLt needs A and B in one type, so for BF16/F16 weights the caller hands over activations
  * in the weight type: split into two 16-bit parts for up to 64 rows, rounded beyond (see
- * {@link CudaBackend#linear}); C and D stay float32, compute is CUBLAS_COMPUTE_32F. F32 weights run a plain
+ * {@link CudaBackend#linear}); C and D are float32 unless asked otherwise, compute is CUBLAS_COMPUTE_32F. F32 weights run a plain
  * float32 GEMM (no TF32).
  *
  * <p>Algorithms: cuBLASLt's heuristic picks one per shape. With tuning on ({@link #TUNE_PROPERTY}), a shape of
@@ -37,16 +39,9 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
  */
 final class Gemm implements AutoCloseable {
     private static final long WORKSPACE_BYTES = 32L << 20;
-    /**
-     * System property: {@code true} times cuBLASLt's candidate algorithms for every shape of at least {@link
-     * #TUNE_MIN_ROWS} rows and keeps the fastest; {@code graphs} does so only for the shapes of captured graphs
-     * (decode batch buckets, a bounded set), timed in the uncaptured run before each capture.
-     */
+    /** System property: {@code true} times cuBLASLt's candidate algorithms per shape and keeps the fastest. */
     static final String TUNE_PROPERTY = "lathe.gemm.tune";
     static final int TUNE_MIN_ROWS = 128, TUNE_CANDIDATES = 8;
-    /** Split-K candidates (see {@link #splitVariants}): from the heuristic's first SPLIT_BASES, into these pieces. */
-    static final int SPLIT_BASES = 3;
-    static final int[] SPLITS = {2, 3, 4};
     /** Timed runs per candidate: enough for about {@link #TUNE_MILLIS} of device time, within these bounds. */
     static final int TUNE_MIN_RUNS = 3, TUNE_MAX_RUNS = 200;
     static final float TUNE_MILLIS = 2f;
@@ -61,22 +56,17 @@ final class Gemm implements AutoCloseable {
     private static final class Plan {
         final MemorySegment desc, a, b, d;
         final Arena memory;                // holds the candidates; closed with the plan
-        final MemorySegment[] candidates;  // heuristic order, then split-K variants; [0] is the heuristic's choice
-        final int heuristic;               // how many of the candidates came from the heuristic
-        final boolean askedForCandidates;  // planned for tuning (more than the heuristic's first choice asked for)
+        final MemorySegment[] candidates;  // heuristic order; candidates[0] is the heuristic's choice
         boolean timed;                     // the candidates have been timed (one candidate needs no timing)
         int chosen;                        // the index of the algorithm in use
 
-        Plan(MemorySegment desc, MemorySegment a, MemorySegment b, MemorySegment d, Arena memory, MemorySegment[] candidates,
-             int heuristic, boolean askedForCandidates) {
+        Plan(MemorySegment desc, MemorySegment a, MemorySegment b, MemorySegment d, Arena memory, MemorySegment[] candidates) {
             this.desc = desc;
             this.a = a;
             this.b = b;
             this.d = d;
             this.memory = memory;
             this.candidates = candidates;
-            this.heuristic = heuristic;
-            this.askedForCandidates = askedForCandidates;
         }
     }
 
@@ -87,10 +77,7 @@ final class Gemm implements AutoCloseable {
     private final Arena arena = Arena.ofShared();
     private final MemorySegment one, zero;
     private final Map<Shape, Plan> plans = new HashMap<>();
-    private boolean tune = "true".equalsIgnoreCase(System.getProperty(TUNE_PROPERTY));
-    /** Tuning for the shapes of graphs about to be captured ({@link #TUNE_PROPERTY} {@code graphs}). */
-    final boolean tuneGraphs = "graphs".equalsIgnoreCase(System.getProperty(TUNE_PROPERTY));
-    private boolean scoped;  // a graph's shapes are being run for tuning
+    private boolean tune = Boolean.getBoolean(TUNE_PROPERTY);
 
     Gemm(CudaContext context) {
         this.context = context;
@@ -126,15 +113,6 @@ final class Gemm implements AutoCloseable {
         return old;
     }
 
-    /** Whether shapes of n rows get candidates to time. */
-    private boolean tunes(int n) { return (tune || scoped) && n >= TUNE_MIN_ROWS; }
-
-    /**
-     * Opens or closes a tuning scope: while open, the shapes run uncaptured are tuned as with {@link #TUNE_PROPERTY}
-     * {@code true}, including shapes planned earlier without candidates.
-     */
-    void tuningScope(boolean open) { scoped = open; }
-
     private void destroy(Plan p) {
         destroy(p.desc, p.a, p.b, p.d);
         p.memory.close();
@@ -161,44 +139,48 @@ final class Gemm implements AutoCloseable {
             throw new IllegalArgumentException("GEMM output " + outType + " for " + type + " operands: F32 or " + type);
         }
         context.makeCurrent();
-        Shape shape = new Shape(type, n, in, outF, outType);
-        Plan p = plans.computeIfAbsent(shape, this::plan);
-        if (scoped && !p.askedForCandidates && tunes(n)) {
-            // planned earlier without candidates: plan again with them, to be timed below
-            destroy(plans.remove(shape));
-            p = plans.computeIfAbsent(shape, this::plan);
-        }
+        Plan p = plans.computeIfAbsent(new Shape(type, n, in, outF, outType), this::plan);
         if (!p.timed && mayTime && p.candidates.length > 1) choose(p, stream, w, x, out);
         matmul(p, p.candidates[p.chosen], stream, w, x, out);
     }
 
-    /** How many candidates a shape planned for tuning has (heuristic ones, then split-K variants); for tests. */
+    /**
+     * The number of candidates tuning times for a shape (cuBLASLt's heuristic list, up to {@link #TUNE_CANDIDATES}),
+     * planning it for tuning if it was planned without; for tests.
+     */
     int candidateCount(DType type, int n, int in, int outF) {
         context.makeCurrent();
-        boolean old = scoped;
-        scoped = true;
-        try {
-            return plans.computeIfAbsent(new Shape(type, n, in, outF), this::plan).candidates.length;
-        } finally {
-            scoped = old;
+        Shape shape = new Shape(type, n, in, outF);
+        Plan p = plans.get(shape);
+        if (p != null && p.candidates.length == 1 && !p.timed) {
+            destroy(plans.remove(shape));
+            p = null;
         }
+        if (p == null) {
+            boolean old = tune;
+            tune = true;
+            try {
+                p = plans.computeIfAbsent(shape, this::plan);
+            } finally {
+                tune = old;
+            }
+        }
+        return p.candidates.length;
     }
 
     /** Queues the GEMM with candidate {@code index} of the shape's plan (see {@link #candidateCount}); for tests. */
     void runCandidate(Stream stream, int index, DType type, long w, long x, long out, int n, int in, int outF) {
         context.makeCurrent();
-        matmul(plans.get(new Shape(type, n, in, outF)), plans.get(new Shape(type, n, in, outF)).candidates[index], stream, w, x, out);
+        Plan p = plans.get(new Shape(type, n, in, outF));
+        if (p == null) throw new IllegalStateException("no plan for n=" + n + " in=" + in + " out=" + outF + ": call candidateCount first");
+        matmul(p, p.candidates[index], stream, w, x, out);
     }
 
-    /**
-     * Shapes tuned so far, each with the index of the kept algorithm in cuBLASLt's heuristic order, or -1 - i for
-     * the i-th split-K variant.
-     */
+    /** Shapes tuned so far, each with the index of the kept algorithm in cuBLASLt's heuristic order. */
     Map<String, Integer> tunedChoices() {
         Map<String, Integer> out = new HashMap<>();
         plans.forEach((s, p) -> {
-            if (p.timed) out.put(s.type + " n=" + s.n + " in=" + s.in + " out=" + s.out + (s.outType == DType.F32 ? "" : " -> " + s.outType),
-                    p.chosen < p.heuristic ? p.chosen : -1 - (p.chosen - p.heuristic));
+            if (p.timed) out.put(s.type + " n=" + s.n + " in=" + s.in + " out=" + s.out + (s.outType == DType.F32 ? "" : " -> " + s.outType), p.chosen);
         });
         return out;
     }
@@ -263,7 +245,7 @@ final class Gemm implements AutoCloseable {
         Arena memory = Arena.ofShared();
         try (Arena tmp = Arena.ofConfined()) {
             lt.preferenceSetLong(pref, BlasLt.PREF_MAX_WORKSPACE_BYTES, WORKSPACE_BYTES);
-            int requested = tunes(s.n) ? TUNE_CANDIDATES : 1;
+            int requested = tune && s.n >= TUNE_MIN_ROWS ? TUNE_CANDIDATES : 1;
             MemorySegment results = tmp.allocate(BlasLt.HEURISTIC_RESULT_BYTES * requested, 8);
             int found = lt.algoGetHeuristic(handle, desc, a, b, d, d, pref, requested, results);
             java.util.List<MemorySegment> algos = new java.util.ArrayList<>();
@@ -274,13 +256,11 @@ final class Gemm implements AutoCloseable {
                 MemorySegment.copy(results, at, algo, 0, BlasLt.ALGO_BYTES);
                 algos.add(algo);
             }
-            int heuristic = algos.size();
-            if (requested > 1) algos.addAll(splitVariants(s, desc, a, b, d, algos, memory));
             if (algos.isEmpty()) {
                 throw new IllegalStateException("cuBLASLt has no algorithm for " + s.type + " w [" + s.out + ", " + s.in
-                        + "] x activations [" + s.n + ", " + s.in + "] -> F32");
+                        + "] x activations [" + s.n + ", " + s.in + "] -> " + s.outType);
             }
-            return new Plan(desc, a, b, d, memory, algos.toArray(MemorySegment[]::new), heuristic, requested > 1);
+            return new Plan(desc, a, b, d, memory, algos.toArray(MemorySegment[]::new));
         } catch (RuntimeException e) {
             destroy(desc, a, b, d);
             memory.close();
@@ -288,41 +268,6 @@ final class Gemm implements AutoCloseable {
         } finally {
             lt.preferenceDestroy(pref);
         }
-    }
-
-    /**
-     * Split-K copies of the first {@link #SPLIT_BASES} candidates, for shapes whose output tiles are too few to
-     * fill the GPU (a 256-row decode step's 4096-wide projections make about 64 tiles of 128 x 128 for 132
-     * SMs): each algorithm with its K walk cut into {@link #SPLITS} pieces, summed in place or in float32
-     * workspace, where cuBLASLt accepts that configuration within the workspace. Timing decides.
-     */
-    private java.util.List<MemorySegment> splitVariants(Shape s, MemorySegment desc, MemorySegment a, MemorySegment b,
-                                                        MemorySegment d, java.util.List<MemorySegment> bases, Arena memory) {
-        java.util.List<MemorySegment> out = new java.util.ArrayList<>();
-        for (int i = 0; i < Math.min(SPLIT_BASES, bases.size()); i++) {
-            MemorySegment base = bases.get(i);
-            try {
-                if (lt.algoConfigGetInt(base, BlasLt.ALGO_CONFIG_SPLITK_NUM) > 1) continue;  // already split
-            } catch (CudaException e) {
-                continue;
-            }
-            for (int splits : SPLITS) {
-                if (s.in / splits < 256) continue;
-                for (int scheme : new int[]{BlasLt.REDUCTION_INPLACE, BlasLt.REDUCTION_COMPUTE_TYPE}) {
-                    MemorySegment v = memory.allocate(BlasLt.ALGO_BYTES, 8);
-                    MemorySegment.copy(base, 0, v, 0, BlasLt.ALGO_BYTES);
-                    try {
-                        lt.algoConfigSetInt(v, BlasLt.ALGO_CONFIG_SPLITK_NUM, splits);
-                        lt.algoConfigSetInt(v, BlasLt.ALGO_CONFIG_REDUCTION_SCHEME, scheme);
-                    } catch (CudaException e) {
-                        continue;  // this algorithm does not take the setting
-                    }
-                    long need = lt.algoCheck(handle, desc, a, b, d, d, v);
-                    if (need >= 0 && need <= WORKSPACE_BYTES) out.add(v);
-                }
-            }
-        }
-        return out;
     }
 
     @Override

@@ -303,10 +303,7 @@ class CudaOpsTest {
         }
     }
 
-    /**
-     * Every algorithm tuning may pick, the split-K variants among them, computes the product: a decode-step shape
-     * (256 rows, a 4096-long K walk, few output tiles) where cuBLASLt accepts split-K configurations.
-     */
+    /** Every algorithm tuning may pick computes the product: a decode-step shape (256 rows, a 4096-long K walk). */
     @Test
     void everyTuningCandidateComputesTheProduct() {
         int n = 256, in = 4096, outF = 1024;

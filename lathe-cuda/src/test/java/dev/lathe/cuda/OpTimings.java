@@ -90,7 +90,7 @@ public final class OpTimings {
                             + out + ", n=" + rows + (tuned ? " tuned" : ""), us, 2.0 * rows * in * out / (us * 1e-6) / 1e12);
                 }
             }
-            if (tuned) System.out.println("tuned GEMM shapes (rank of the kept algorithm in cuBLASLt's order; -1 - i: split-K variant i): " + gpu.gemmChoices());
+            if (tuned) System.out.println("tuned GEMM shapes (rank of the kept algorithm in cuBLASLt's order): " + gpu.gemmChoices());
             gpu.gemmTuning(old);
         }
     }

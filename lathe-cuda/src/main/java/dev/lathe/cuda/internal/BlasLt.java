@@ -33,17 +33,11 @@ public final class BlasLt {
     public static final long HEURISTIC_RESULT_BYTES = 96;
     public static final long ALGO_BYTES = 64;
     public static final long HEURISTIC_STATE_OFFSET = 72;
-    /** cublasLtMatmulHeuristicResult_t.workspaceSize (size_t), after the algorithm. */
-    public static final long HEURISTIC_WORKSPACE_OFFSET = 64;
-    /** cublasLtMatmulAlgoConfigAttributes_t: CUBLASLT_ALGO_CONFIG_SPLITK_NUM, _REDUCTION_SCHEME (both uint32). */
-    public static final int ALGO_CONFIG_SPLITK_NUM = 2, ALGO_CONFIG_REDUCTION_SCHEME = 3;
-    /** cublasLtReductionScheme_t: in place in the output, or out of place in the compute type (workspace). */
-    public static final int REDUCTION_INPLACE = 1, REDUCTION_COMPUTE_TYPE = 2;
 
     private static volatile BlasLt instance;
 
     private final MethodHandle create, destroy, descCreate, descDestroy, descSetAttribute, layoutCreate, layoutDestroy,
-            prefCreate, prefDestroy, prefSetAttribute, heuristic, matmul, statusName, algoConfigSet, algoConfigGet, algoCheck;
+            prefCreate, prefDestroy, prefSetAttribute, heuristic, matmul, statusName;
     private final String location;
 
     private BlasLt(SymbolLookup lib, String location) {
@@ -62,9 +56,6 @@ public final class BlasLt {
                 ADDRESS, ADDRESS, JAVA_INT, ADDRESS, ADDRESS);
         matmul = Driver.bind(lib, "cublasLtMatmul", ADDRESS, ADDRESS, ADDRESS, JAVA_LONG, ADDRESS, JAVA_LONG, ADDRESS,
                 ADDRESS, JAVA_LONG, ADDRESS, JAVA_LONG, ADDRESS, ADDRESS, JAVA_LONG, JAVA_LONG, ADDRESS);
-        algoConfigSet = Driver.bind(lib, "cublasLtMatmulAlgoConfigSetAttribute", ADDRESS, JAVA_INT, ADDRESS, JAVA_LONG);
-        algoConfigGet = Driver.bind(lib, "cublasLtMatmulAlgoConfigGetAttribute", ADDRESS, JAVA_INT, ADDRESS, JAVA_LONG, ADDRESS);
-        algoCheck = Driver.bind(lib, "cublasLtMatmulAlgoCheck", ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS);
         statusName = Linker.nativeLinker().downcallHandle(lib.find("cublasLtGetStatusName").orElseThrow(),
                 FunctionDescriptor.of(ADDRESS, JAVA_INT));
     }
@@ -160,36 +151,6 @@ public final class BlasLt {
             check((int) heuristic.invokeExact(handle, desc, a, b, c, d, pref, requested, results, count),
                     "cublasLtMatmulAlgoGetHeuristic");
             return count.get(JAVA_INT, 0);
-        } catch (Throwable t) { throw Driver.rethrow(t); }
-    }
-
-    /** Sets a uint32 configuration attribute of an algorithm ({@link #ALGO_BYTES} in {@code algo}). */
-    public void algoConfigSetInt(MemorySegment algo, int attribute, int value) {
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment v = a.allocateFrom(JAVA_INT, value);
-            check((int) algoConfigSet.invokeExact(algo, attribute, v, 4L), "cublasLtMatmulAlgoConfigSetAttribute");
-        } catch (Throwable t) { throw Driver.rethrow(t); }
-    }
-
-    /** Reads a uint32 configuration attribute of an algorithm. */
-    public int algoConfigGetInt(MemorySegment algo, int attribute) {
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment v = a.allocate(JAVA_INT), written = a.allocate(JAVA_LONG);
-            check((int) algoConfigGet.invokeExact(algo, attribute, v, 4L, written), "cublasLtMatmulAlgoConfigGetAttribute");
-            return v.get(JAVA_INT, 0);
-        } catch (Throwable t) { throw Driver.rethrow(t); }
-    }
-
-    /**
-     * The workspace bytes {@code algo} needs for this problem, or -1 where cuBLASLt says it cannot run it
-     * (cublasLtMatmulAlgoCheck).
-     */
-    public long algoCheck(MemorySegment handle, MemorySegment desc, MemorySegment a, MemorySegment b, MemorySegment c,
-                          MemorySegment d, MemorySegment algo) {
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment result = arena.allocate(HEURISTIC_RESULT_BYTES, 8);
-            int status = (int) algoCheck.invokeExact(handle, desc, a, b, c, d, algo, result);
-            return status == 0 ? result.get(JAVA_LONG, HEURISTIC_WORKSPACE_OFFSET) : -1;
         } catch (Throwable t) { throw Driver.rethrow(t); }
     }
 
