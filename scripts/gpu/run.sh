@@ -8,9 +8,9 @@
 #                               doctor report, runs every @Tag("gpu") test, then first op timings; logs and JUnit XML go to $OUT
 #                               (or ./gpu-out). Extra JVM flags: LATHE_TEST_JVM_FLAGS (e.g. -Dlathe.test.seed=42).
 #   bash .device/run.sh check   a short call: GPU tests, op timings, batch-1 latency with and without decode graphs (with
-#                               its transformers peer when LATHE_CHECK_PEER=1), TTFT at 2048, batch-256 decode and a
-#                               1000-request throughput run, each under its own limit, at most 8 files
-#   bash .device/run.sh ab      the switches that are off until measured, each against the default in one call
+#                               its transformers peer when LATHE_CHECK_PEER=1), TTFT at 2048, batch-256 decode and
+#                               128/128 throughput runs, each under its own limit; JSON records go into records.tar
+#   bash .device/run.sh ab      switches against the defaults in one call (see ab below)
 #   bash .device/run.sh throughput   offline throughput, 3000 requests, with the transformers batch-64 peer
 #   bash .device/run.sh serving      serving sweep against `lathe serve` (pack with LATHE_PACK_SERVER=1)
 #   bash .device/run.sh pairs        offline throughput at other lengths (LATHE_PAIRS="IN/OUT:REQUESTS ...")
@@ -197,12 +197,23 @@ throughput() {
   set -e
 }
 
+# Moves the JSON records of $OUT_DIR into $OUT_DIR/records.tar.
+bank() {
+  local f
+  for f in "$OUT_DIR"/*.json; do
+    [ -f "$f" ] || continue
+    tar -rf "$OUT_DIR/records.tar" -C "$OUT_DIR" -- "$(basename "$f")" && rm -f -- "$f"
+  done
+}
+
 # One short call that checks and measures a change: GPU tests, then batch-1 latency with and without
 # decode graphs, the 2048-token TTFT, batch-256 decode and 128/128 throughput runs of
 # LATHE_THROUGHPUT_REQUESTS requests (default 1000), one per max-num-seqs in LATHE_CHECK_SEQS (default 256),
 # the JVM flags of LATHE_CHECK_FLAGS each against those (batch 256 and the first 128/128 run), and the pairs of
 # LATHE_CHECK_PAIRS, each stage under its own time limit. Logs are written as the stages go, so a stage cut short keeps what
-# came before; the JSON records come back together in records.tar.
+# came before; each JSON record goes into records.tar as soon as it is written (a call brings back at most 8 files).
+# The stage limits add up: with the defaults about 530 s, and each flag adds 120 s, each further max-num-seqs
+# 60 s, each pair LATHE_PAIR_LIMIT and the peer 240 s, against the 600 s a call may run.
 check() {
   setup
   local out=$OUT_DIR card=$CARD
@@ -218,19 +229,23 @@ check() {
   fi
   timeout 45 "${LATHE[@]}" "${lat[@]}" --input-len 128 --output-len 128 --warmup 1 --iterations 3 \
       --json "$out/latency-128-128.json" >> "$out/bench.log" 2>&1
+  bank
   lathe_with -Dlathe.graphs=false
   timeout 45 "${LATHE_WITH[@]}" "${lat[@]}" --input-len 128 --output-len 128 --warmup 1 --iterations 3 >> "$out/bench.log" 2>&1
   timeout 30 "${LATHE[@]}" "${lat[@]}" --input-len 2048 --output-len 1 --warmup 2 --iterations 5 \
       --json "$out/latency-2048-1.json" >> "$out/bench.log" 2>&1
+  bank
   timeout 60 "${LATHE[@]}" bench latency --backend cuda \
       --model synthetic:llama-3-8b --batch 256 --card "$card" --input-len 128 --output-len 128 --warmup 1 --iterations 2 \
       --json "$out/latency-b256-128-128.json" >> "$out/bench.log" 2>&1
-  local seqs flag spec
+  bank
+  local seqs flag spec first_seqs
   for seqs in ${LATHE_CHECK_SEQS:-256}; do
     echo "== 128/128 x ${LATHE_THROUGHPUT_REQUESTS:-1000}, max-num-seqs $seqs" >> "$out/bench.log"
     timeout "${LATHE_THROUGHPUT_LIMIT:-60}" "${LATHE[@]}" bench throughput --backend cuda --model synthetic:llama-3-8b \
         --input-len 128 --output-len 128 --num-requests "${LATHE_THROUGHPUT_REQUESTS:-1000}" --max-num-seqs "$seqs" \
         --json "$out/throughput-128-128-seqs$seqs.json" >> "$out/bench.log" 2>&1
+    bank
   done
   # each switch of LATHE_CHECK_FLAGS against the runs above: batch-256 decode, then 128/128 at the first max-num-seqs
   for flag in ${LATHE_CHECK_FLAGS:-}; do
@@ -238,23 +253,21 @@ check() {
     echo "== batch 256, 128/128 $flag" >> "$out/bench.log"
     timeout 60 "${LATHE_WITH[@]}" bench latency --backend cuda --model synthetic:llama-3-8b --batch 256 --card "$card" \
         --input-len 128 --output-len 128 --warmup 1 --iterations 2 >> "$out/bench.log" 2>&1
-    seqs=${LATHE_CHECK_SEQS:-256}
-    seqs=${seqs%% *}
-    echo "== 128/128 x ${LATHE_THROUGHPUT_REQUESTS:-1000}, max-num-seqs $seqs $flag" >> "$out/bench.log"
+    read -r first_seqs _ <<< "${LATHE_CHECK_SEQS:-256}"
+    echo "== 128/128 x ${LATHE_THROUGHPUT_REQUESTS:-1000}, max-num-seqs $first_seqs $flag" >> "$out/bench.log"
     timeout "${LATHE_THROUGHPUT_LIMIT:-60}" "${LATHE_WITH[@]}" bench throughput --backend cuda --model synthetic:llama-3-8b \
-        --input-len 128 --output-len 128 --num-requests "${LATHE_THROUGHPUT_REQUESTS:-1000}" --max-num-seqs "$seqs" \
+        --input-len 128 --output-len 128 --num-requests "${LATHE_THROUGHPUT_REQUESTS:-1000}" --max-num-seqs "$first_seqs" \
         >> "$out/bench.log" 2>&1
   done
   # and issue 5's other pairs (LATHE_CHECK_PAIRS, e.g. "2048/128:1000"), each under LATHE_PAIR_LIMIT seconds
   for spec in ${LATHE_CHECK_PAIRS:-}; do
     echo "== $spec" >> "$out/bench.log"
     throughput_pair "$spec" "${LATHE_PAIR_LIMIT:-150}" "$out/bench.log"
+    bank
   done
-  # the records travel as one file: a call brings back at most 8
-  (cd "$out" && tar -cf records.tar -- *.json && rm -f -- *.json)
   set -e
   grep -E "tests (successful|failed)|exit code" "$out/gpu-tests.log"
-  grep -E "^(==|TTFT|TPOT|host)|output  |peak|KV blocks" "$out/bench.log"
+  grep -E "^(==|TTFT|TPOT|host)|output  |peak|KV blocks|engine host" "$out/bench.log"
 }
 
 # The switches against the defaults in the same call (one log, ab.log): batch-1 decode without dependent
