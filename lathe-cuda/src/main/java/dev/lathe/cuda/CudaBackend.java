@@ -505,7 +505,8 @@ public final class CudaBackend implements Backend {
      *       high and low part and one cuBLASLt GEMM runs over the 2n rows; the product is still bound by
      *       reading the weights once, and the result carries ~16 mantissa bits of x instead of 8;</li>
      *   <li>otherwise (long prefills, where the GEMM is compute-bound): x rounded to the weight type, one
-     *       GEMM (see {@link Gemm}), as BF16 inference stacks do.</li>
+     *       GEMM (see {@link Gemm}), as BF16 inference stacks do. An x that arrives in the weight type already
+     *       ({@link #activationFormat}: a norm wrote it so) goes to the GEMM as it is.</li>
      * </ul>
      */
     @Override
@@ -526,19 +527,10 @@ public final class CudaBackend implements Backend {
         }
         int n = xt.rows();
         if (n == 0) return;
-        if (xt.dtype() != DType.F32) {
-            // x already in the GEMM's input format (see activationFormat): no conversion
-            if (xt.dtype() != wt.dtype() || n <= SPLIT_MAX_ROWS || n <= gemvMaxRows) {
-                throw new IllegalArgumentException("linear: x is " + xt.dtype() + " with " + n + " rows for w '" + wt.name()
-                        + "' of " + wt.dtype() + "; x must be F32, or in w's format with more than "
-                        + Math.max(SPLIT_MAX_ROWS, gemvMaxRows) + " rows (see activationFormat)");
-            }
-            gemm.run(stream, wt.dtype(), wt.address(), xt.address(), ot.address(), n, wt.cols(), wt.rows(), !capturing());
-            if (bt != null) {
-                kernels.biasAdd.launch(stream, Kernels.elementBlocks(ot.size()), 1, 256,
-                        ot.address(), bt.address(), (long) ot.rows(), ot.cols(), dtypeCode(bt.dtype()));
-            }
-            return;
+        if (xt.dtype() != DType.F32 && (xt.dtype() != wt.dtype() || n <= SPLIT_MAX_ROWS)) {
+            throw new IllegalArgumentException("linear: x is " + xt.dtype() + " with " + n + " rows for w '" + wt.name()
+                    + "' of " + wt.dtype() + "; x must be F32, or in w's format with more than " + SPLIT_MAX_ROWS
+                    + " rows (see activationFormat)");
         }
         if (n <= gemvMaxRows) {
             Kernel k = n == 1 ? kernels.gemv1 : n == 2 ? kernels.gemv2 : n <= 4 ? kernels.gemv4 : kernels.gemv8;
@@ -561,15 +553,14 @@ public final class CudaBackend implements Backend {
             }
             return;
         }
-        if (wt.dtype() != DType.F32) {
-            long count = xt.size();
-            try (CudaTensor converted = (CudaTensor) allocate(wt.dtype(), n, xt.cols())) {
-                kernels.convertFromF32.launch(stream, Kernels.elementBlocks(count), 1, 256,
-                        xt.address(), converted.address(), count, dtypeCode(wt.dtype()));
-                gemm.run(stream, wt.dtype(), wt.address(), converted.address(), ot.address(), n, wt.cols(), wt.rows(), !capturing());
+        // x in the weight's format: as given (F32 weights, or a norm wrote it so), or rounded into a pooled copy
+        try (CudaTensor converted = xt.dtype() == wt.dtype() ? null : (CudaTensor) allocate(wt.dtype(), n, xt.cols())) {
+            if (converted != null) {
+                kernels.convertFromF32.launch(stream, Kernels.elementBlocks(xt.size()), 1, 256,
+                        xt.address(), converted.address(), xt.size(), dtypeCode(wt.dtype()));
             }
-        } else {
-            gemm.run(stream, wt.dtype(), wt.address(), xt.address(), ot.address(), n, wt.cols(), wt.rows(), !capturing());
+            long xa = converted != null ? converted.address() : xt.address();
+            gemm.run(stream, wt.dtype(), wt.address(), xa, ot.address(), n, wt.cols(), wt.rows(), !capturing());
         }
         if (bt != null) {
             kernels.biasAdd.launch(stream, Kernels.elementBlocks(ot.size()), 1, 256,

@@ -123,8 +123,8 @@ class CudaEngineTest {
 
     /**
      * Seeded sampled requests, one at a time (so every step holds one sequence in both runs and the logits are
-     * the same), with the GPU drawing the tokens (-Dlathe.sampling.device=true) and with the host drawing them
-     * from the copied rows: the same tokens.
+     * the same), with the GPU drawing the tokens (-Dlathe.sampling.device=true, the default) and with the host
+     * drawing them from the copied rows (=false): the same tokens.
      */
     @Test
     void tokensDrawnOnTheGpuEqualTheHostsDraws() throws Exception {

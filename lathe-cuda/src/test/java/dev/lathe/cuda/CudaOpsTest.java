@@ -31,6 +31,7 @@ import static dev.lathe.cuda.Host.normal;
 import static dev.lathe.cuda.Host.round;
 import static dev.lathe.cuda.Host.weight;
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.assertj.core.api.Assertions.fail;
 
 /**
@@ -151,6 +152,33 @@ class CudaOpsTest {
             assertClose("GEMM of the norm's output, seed " + seed, gpu.download(y32), matmul(rounded, round(format, w), null, n, h, outF), 1e-5);
             gpu.gemmOnly(out16, wt, y16);
             assertClose("GEMM into " + format + ", seed " + seed, gpu.download16(y16), round(format, gpu.download(y32)), 4e-3);
+        }
+    }
+
+    /**
+     * linear takes an x already in the weight format (a norm wrote it so) with the bits it gives for the float32 x
+     * it would round itself, bias included; at 64 rows or fewer, where it would split x into two parts, it refuses.
+     */
+    @Test
+    void linearTakesXInTheWeightFormatAsItsOwnRounding() {
+        int in = 256, outF = 200;
+        float[] g = normal(random, in, 1f), w = normal(random, outF * in, 0.05f), b = normal(random, outF, 1f);
+        try (Weight gt = gpu.load(weight("norm", DType.BF16, g, in)); Weight wt = gpu.load(weight("w", DType.BF16, w, outF, in));
+             Weight bt = gpu.load(weight("b", DType.BF16, b, 1, outF))) {
+            for (int n : new int[]{65, 300}) {
+                try (Tensor xf = gpu.upload(normal(random, n * in, 1f), n, in); Tensor x32 = poisoned(n, in);
+                     Tensor x16 = gpu.allocate(DType.BF16, n, in); Tensor y32 = poisoned(n, outF); Tensor y16 = poisoned(n, outF)) {
+                    gpu.rmsNorm(xf, gt, 1e-5f, x32);
+                    gpu.rmsNorm(xf, gt, 1e-5f, x16);
+                    gpu.linear(x32, wt, bt, y32);
+                    gpu.linear(x16, wt, bt, y16);
+                    assertThat(Arrays.mismatch(gpu.download(y16), gpu.download(y32))).as("n=%d, first difference", n).isEqualTo(-1);
+                }
+            }
+            try (Tensor x16 = gpu.allocate(DType.BF16, 64, in); Tensor y = poisoned(64, outF)) {
+                assertThatThrownBy(() -> gpu.linear(x16, wt, bt, y)).isInstanceOf(IllegalArgumentException.class)
+                        .hasMessageContaining("more than 64 rows");
+            }
         }
     }
 

@@ -17,6 +17,9 @@ import java.util.Locale;
  */
 public final class OpTimings {
     private static final int WARMUP = 200, ITERS = 100;
+    /** A Llama-3-8B layer's GEMMs as (in, out) features, and their names. */
+    private static final int[][] LAYER_GEMMS = {{4096, 6144}, {4096, 4096}, {4096, 28672}, {14336, 4096}};
+    private static final String[] LAYER_GEMM_NAMES = {"qkv", "o", "gate/up", "down"};
 
     public static void main(String[] args) {
         try (CudaBackend gpu = new CudaBackend(0)) {
@@ -75,18 +78,16 @@ public final class OpTimings {
 
     /** A layer's four GEMMs at n rows (Llama-3-8B shapes) with their TFLOP/s: cuBLASLt's heuristic choice, then tuned. */
     private static void layerGemms(CudaBackend gpu, int n) {
-        int[][] gemms = {{4096, 6144}, {4096, 4096}, {4096, 28672}, {14336, 4096}};
-        String[] names = {"qkv", "o", "gate/up", "down"};
         java.util.Random rnd = new java.util.Random(6);
         for (boolean tuned : new boolean[]{false, true}) {  // cuBLASLt's heuristic choice, then the fastest of its candidates
             boolean old = gpu.gemmTuning(tuned);
-            for (int i = 0; i < gemms.length; i++) {
-                int in = gemms[i][0], out = gemms[i][1];
+            for (int i = 0; i < LAYER_GEMMS.length; i++) {
+                int in = LAYER_GEMMS[i][0], out = LAYER_GEMMS[i][1];
                 int rows = n;
                 try (Weight w = gpu.random("w", DType.BF16, out, in, 9, 0f, 0.02f);
                      Tensor x = gpu.upload(Host.normal(rnd, rows * in, 1f), rows, in); Tensor y = gpu.allocate(DType.F32, rows, out)) {
                     double us = micros(gpu, () -> gpu.linear(x, w, null, y));
-                    System.out.printf(Locale.ROOT, "%-40s %10.1f %10.0f TFLOP/s%n", "linear bf16 " + names[i] + " " + in + "->"
+                    System.out.printf(Locale.ROOT, "%-40s %10.1f %10.0f TFLOP/s%n", "linear bf16 " + LAYER_GEMM_NAMES[i] + " " + in + "->"
                             + out + ", n=" + rows + (tuned ? " tuned" : ""), us, 2.0 * rows * in * out / (us * 1e-6) / 1e12);
                 }
             }
@@ -100,11 +101,9 @@ public final class OpTimings {
      * and in BF16: whether the output type costs the GEMM time.
      */
     private static void gemmOutputs(CudaBackend gpu, int n) {
-        int[][] gemms = {{4096, 6144}, {4096, 4096}, {4096, 28672}, {14336, 4096}};
-        String[] names = {"qkv", "o", "gate/up", "down"};
         java.util.Random rnd = new java.util.Random(8);
-        for (int i = 0; i < gemms.length; i++) {
-            int in = gemms[i][0], out = gemms[i][1];
+        for (int i = 0; i < LAYER_GEMMS.length; i++) {
+            int in = LAYER_GEMMS[i][0], out = LAYER_GEMMS[i][1];
             try (Weight w = gpu.random("w", DType.BF16, out, in, 9, 0f, 0.02f); Weight norm = gpu.random("g", DType.BF16, 1, in, 3, 1f, 0.02f);
                  Tensor xf = gpu.upload(Host.normal(rnd, n * in, 1f), n, in); Tensor x = gpu.allocate(DType.BF16, n, in);
                  Tensor y32 = gpu.allocate(DType.F32, n, out); Tensor y16 = gpu.allocate(DType.BF16, n, out)) {
@@ -112,7 +111,7 @@ public final class OpTimings {
                 double flop = 2.0 * n * in * out;
                 for (Tensor y : new Tensor[]{y32, y16}) {
                     double us = micros(gpu, () -> gpu.gemmOnly(x, w, y));
-                    System.out.printf(Locale.ROOT, "%-40s %10.1f %10.0f TFLOP/s%n", "gemm bf16 " + names[i] + " " + in + "->" + out
+                    System.out.printf(Locale.ROOT, "%-40s %10.1f %10.0f TFLOP/s%n", "gemm bf16 " + LAYER_GEMM_NAMES[i] + " " + in + "->" + out
                             + ", n=" + n + " -> " + (y == y32 ? "F32" : "BF16"), us, flop / (us * 1e-6) / 1e12);
                 }
             }

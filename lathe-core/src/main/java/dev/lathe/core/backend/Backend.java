@@ -101,14 +101,21 @@ public interface Backend extends AutoCloseable {
      * RMSNorm over rows of length {@code weight.cols()}: {@code out = x / sqrt(mean(x^2) + eps) * weight}.
      * {@code x} and {@code out} have the same shape and their row length is a multiple of
      * {@code weight.cols()} (so [n, heads * headDim] with a [1, headDim] weight norms each head).
-     * {@code out} may be {@code x}.
+     * {@code out} may be {@code x}. {@code out} is F32, or a 16-bit format {@link #activationFormat} names (then
+     * rounded to nearest even, and not {@code x}).
      */
     void rmsNorm(Tensor x, Weight weight, float eps, Tensor out);
 
-    /** {@code residual += x; out = rmsNorm(residual)}; all {@code [n, h]}. */
+    /**
+     * {@code residual += x; out = rmsNorm(residual)}; all {@code [n, h]}. {@code out} may be in a 16-bit format as
+     * for {@link #rmsNorm}.
+     */
     void addRmsNorm(Tensor residual, Tensor x, Weight weight, float eps, Tensor out);
 
-    /** {@code out = x @ w^T (+ bias)}: x {@code [n, in]}, w {@code [out, in]}, bias {@code [1, out]} or null. */
+    /**
+     * {@code out = x @ w^T (+ bias)}: x {@code [n, in]}, w {@code [out, in]}, bias {@code [1, out]} or null. x is F32,
+     * or in the format {@link #activationFormat} gives for w and n rows.
+     */
     void linear(Tensor x, Weight w, Weight bias, Tensor out);
 
     /** Copies column ranges of {@code src} into {@code outs} in order; their widths sum to src's. */

@@ -12,9 +12,11 @@ package dev.lathe.core.engine;
  * @param preemptions       requests preempted (recomputed later), since start
  * @param generatedTokens   tokens sampled, since start
  * @param steps             model steps run, since start
- * @param runnerNanos       time in the model runner's steps (the backend's work and the waits for it), since start
+ * @param runnerNanos       time inside the model runner's steps, since start: the runner's own host work (inputs,
+ *                          metadata, launches), the backend's work and the waits for it
  * @param hostNanos         time of the engine thread's own work around those steps (scheduling, building each step's
- *                          batch, sampling and stop checks, pushing deltas), since start
+ *                          batch, sampling and stop checks, pushing deltas), since start: the part a step-N /
+ *                          step-N+1 overlap would hide
  */
 public record EngineStats(int waiting, int running, int kvBlocksTotal, int kvBlocksUsed, long prefixQueries,
                           long prefixHits, long preemptions, long generatedTokens, long steps, long runnerNanos,

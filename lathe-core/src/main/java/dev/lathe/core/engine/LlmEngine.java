@@ -240,6 +240,7 @@ public final class LlmEngine implements Engine {
             hostNanos += System.nanoTime() - start - inRunner;
             runnerNanos += inRunner;
         }
+        publishStats();  // now, not at the next loop turn: a reader waiting on the last request sees its step
     }
 
     /** One engine step; returns the nanoseconds spent inside the model runner. */

@@ -84,8 +84,9 @@ public final class LlamaModel implements AutoCloseable {
             // this step (activationFormat), else float32; the final norm's output feeds the LM head in float32
             LayerWeights first = layers.getFirst();
             DType actFormat = backend.activationFormat(first.qkv(), n);
-            boolean direct = actFormat != DType.F32 && layers.stream().allMatch(w -> w.qNorm() == null
-                    && backend.activationFormat(w.qkv(), n) == actFormat && backend.activationFormat(w.gateUp(), n) == actFormat);
+            // (x feeds only the qkv projection and the MLP; q/k norms work on the float32 projection output)
+            boolean direct = actFormat != DType.F32 && layers.stream().allMatch(w ->
+                    backend.activationFormat(w.qkv(), n) == actFormat && backend.activationFormat(w.gateUp(), n) == actFormat);
             try (Tensor hAct = direct ? backend.allocate(actFormat, n, hidden) : null) {
                 Tensor x = direct ? hAct : h;
                 backend.embedding(embedding, in.tokenIds(), residual);

@@ -57,13 +57,13 @@ public final class Rope {
      * {@code rowOffset..} of {@code cos}/{@code sin} ({@code [rows, half]} row-major).
      */
     public void fill(int[] positions, int from, int count, float[] invFreq, float[] cos, float[] sin, int rowOffset) {
+        int most = 0, least = 0;
+        for (int t = 0; t < count; t++) {
+            most = Math.max(most, positions[from + t]);
+            least = Math.min(least, positions[from + t]);
+        }
+        if (least < 0) throw new IllegalArgumentException("negative position " + least);
         if (invFreq == baseInvFreq && count > 0) {
-            int most = 0, least = 0;
-            for (int t = 0; t < count; t++) {
-                most = Math.max(most, positions[from + t]);
-                least = Math.min(least, positions[from + t]);
-            }
-            if (least < 0) throw new IllegalArgumentException("negative position " + least);
             float[][] table = baseTable(most);
             for (int t = 0; t < count; t++) {
                 int at = positions[from + t] * half, base = (rowOffset + t) * half;
@@ -72,18 +72,23 @@ public final class Rope {
             }
             return;
         }
-        for (int t = 0; t < count; t++) {
-            float pos = positions[from + t];
-            int base = (rowOffset + t) * half;
-            for (int j = 0; j < half; j++) {
-                float angle = pos * invFreq[j];
-                cos[base + j] = (float) Math.cos(angle);
-                sin[base + j] = (float) Math.sin(angle);
-            }
+        for (int t = 0; t < count; t++) row(positions[from + t], invFreq, cos, sin, (rowOffset + t) * half);
+    }
+
+    /** cos and sin of one position's angles ({@code (float) position * invFreq}, rounded to float) from {@code base}. */
+    private void row(int position, float[] invFreq, float[] cos, float[] sin, int base) {
+        float pos = position;
+        for (int j = 0; j < half; j++) {
+            float angle = pos * invFreq[j];
+            cos[base + j] = (float) Math.cos(angle);
+            sin[base + j] = (float) Math.sin(angle);
         }
     }
 
-    /** The base table covering position {@code most} (not negative), grown first if needed. */
+    /**
+     * The base table covering position {@code most} (not negative), grown first if needed: doubling, but not past
+     * max_position_embeddings while below it, then to what a longer sequence needs.
+     */
     private float[][] baseTable(int most) {
         float[][] t = baseTable;
         if ((long) most * half < t[0].length) return t;
@@ -91,16 +96,11 @@ public final class Rope {
             t = baseTable;
             int have = t[0].length / half;
             if (most < have) return t;
-            int n = (int) Math.min(Integer.MAX_VALUE / half, Math.max(most + 1L, Math.max(TABLE_MIN_POSITIONS, 2L * have)));
+            long target = Math.max(TABLE_MIN_POSITIONS, 2L * have);
+            if (have < maxPositions) target = Math.min(target, maxPositions);
+            int n = (int) Math.min(Integer.MAX_VALUE / half, Math.max(most + 1L, target));
             float[] c = java.util.Arrays.copyOf(t[0], n * half), s = java.util.Arrays.copyOf(t[1], n * half);
-            for (int p = have; p < n; p++) {
-                float pos = p;
-                for (int j = 0; j < half; j++) {
-                    float angle = pos * baseInvFreq[j];
-                    c[p * half + j] = (float) Math.cos(angle);
-                    s[p * half + j] = (float) Math.sin(angle);
-                }
-            }
+            for (int p = have; p < n; p++) row(p, baseInvFreq, c, s, p * half);
             baseTable = new float[][]{c, s};
             return baseTable;
         }

@@ -43,7 +43,10 @@ class RopeTest {
                 float[] cos = new float[(positions.length + 2) * half], sin = new float[(positions.length + 2) * half];
                 rope.fill(positions, 0, positions.length, rope.invFreq(positions.length), cos, sin, 2);
                 expectFormula(positions, rope.invFreq(1), cos, sin, 2);
-                for (int i = 0; i < 2 * half; i++) assertThat(cos[i]).as("rows before the offset untouched").isZero();
+                for (int i = 0; i < 2 * half; i++) {
+                    assertThat(cos[i]).as("cos rows before the offset untouched").isZero();
+                    assertThat(sin[i]).as("sin rows before the offset untouched").isZero();
+                }
             }
         }
     }
@@ -61,10 +64,13 @@ class RopeTest {
     }
 
     @Test
-    void aNegativePositionIsRefused() {
+    void aNegativePositionIsRefusedOnEitherPath() {
         Rope rope = new Rope(config(RopeScaling.NONE, 4096));
-        float[] cos = new float[rope.half()], sin = new float[rope.half()];
-        assertThatThrownBy(() -> rope.fill(new int[]{-1}, 0, 1, rope.invFreq(1), cos, sin, 0))
+        float[] cos = new float[2 * rope.half()], sin = new float[2 * rope.half()];
+        assertThatThrownBy(() -> rope.fill(new int[]{3, -1}, 0, 2, rope.invFreq(1), cos, sin, 0))
                 .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("negative position -1");
+        Rope dynamic = new Rope(config(new RopeScaling(RopeScaling.Type.DYNAMIC, 2, 0, 0, 0), 16));
+        assertThatThrownBy(() -> dynamic.fill(new int[]{-7}, 0, 1, dynamic.invFreq(100), cos, sin, 0))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("negative position -7");
     }
 }
