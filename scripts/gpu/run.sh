@@ -247,7 +247,8 @@ check() {
         --json "$out/throughput-128-128-seqs$seqs.json" >> "$out/bench.log" 2>&1
     bank
   done
-  # each switch of LATHE_CHECK_FLAGS against the runs above: batch-256 decode, then 128/128 at the first max-num-seqs
+  # each switch of LATHE_CHECK_FLAGS against the runs above, one at a time (not combined): batch-256 decode,
+  # then 128/128 at the first max-num-seqs
   for flag in ${LATHE_CHECK_FLAGS:-}; do
     lathe_with "$flag"
     echo "== batch 256, 128/128 $flag" >> "$out/bench.log"
