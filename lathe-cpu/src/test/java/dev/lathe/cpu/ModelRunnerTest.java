@@ -168,6 +168,33 @@ class ModelRunnerTest {
         }
     }
 
+    /**
+     * A step whose every row the backend draws takes one trip to the device: no argmax rows. A step with a row the
+     * backend does not draw still gets them.
+     */
+    @Test
+    void aStepDrawnWhollyByTheBackendSkipsTheArgmax() {
+        var config = model.config();
+        try (var backend = new RecordingGraphBackend(new CpuBackend(2), true);
+             var m = ModelLoader.synthetic(config, backend, DType.BF16, 7, LoadProgress.NONE);
+             var r = new ModelRunner(m, ModelRunner.CacheConfig.forSequences(64, 2, 4, DType.F32))) {
+            List<Sequence> seqs = List.of(new Sequence(0, randomTokens(21, 6)), new Sequence(1, randomTokens(22, 3)));
+            var spec = new dev.lathe.core.backend.SampleSpec(1.25f, 20, 0.9, 0f, 99, 0);
+            boolean[] none = {false, false};
+            var both = r.step(seqs, new int[]{6, 3}, none, new dev.lathe.core.backend.SampleSpec[]{spec, spec});
+            assertThat(backend.argmaxCalls()).as("argmax calls after a wholly drawn step").isZero();
+            assertThat(both.hasSample(0) && both.hasSample(1)).isTrue();
+            assertThatThrownBy(() -> both.argmax(0)).isInstanceOf(IllegalStateException.class);
+            seqs.get(0).append(both.sample(0));
+            seqs.get(1).append(both.sample(1));
+            var mixed = r.step(seqs, new int[]{1, 1}, none, new dev.lathe.core.backend.SampleSpec[]{spec, null});
+            assertThat(backend.argmaxCalls()).as("argmax calls after a step with an undrawn row").isEqualTo(1);
+            assertThat(mixed.hasSample(0)).isTrue();
+            assertThat(mixed.hasSample(1)).isFalse();
+            assertThat(mixed.argmax(1)).isNotNegative();
+        }
+    }
+
     @Test
     void contextBeyondTheLimitIsRefused() {
         try (var r = runner(16)) {

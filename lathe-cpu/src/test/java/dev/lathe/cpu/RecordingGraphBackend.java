@@ -26,12 +26,15 @@ public final class RecordingGraphBackend implements Backend {
     private List<Tensor> keptByRecording;
     int captures, replays;
     private final boolean samples;
-    private int sampledRows;
+    private int sampledRows, argmaxCalls;
 
     public int replays() { return replays; }
 
     /** Rows drawn by {@link #sampleRows} so far. */
     public int sampledRows() { return sampledRows; }
+
+    /** Calls of {@link #argmaxRows} so far. */
+    public int argmaxCalls() { return argmaxCalls; }
 
     public RecordingGraphBackend(CpuBackend inner) {
         this(inner, false);
@@ -143,6 +146,7 @@ public final class RecordingGraphBackend implements Backend {
     }
     @Override public int[] argmaxRows(Tensor x) {
         if (recording != null) throw new IllegalStateException("argmaxRows while recording");
+        argmaxCalls++;
         return inner.argmaxRows(u(x));
     }
     @Override public Weight load(WeightTensor t) { return inner.load(t); }
