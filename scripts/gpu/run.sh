@@ -273,8 +273,8 @@ check() {
 
 # The switches against the defaults in the same call (one log, ab.log): batch-1 decode without dependent
 # launches (on by default since session 4), and the 2048-token TTFT plus a 300-request 2048/128 run with the
-# grouped-query flash kernel and with norms writing the GEMM input format (both off until measured). About
-# 4 minutes.
+# grouped-query flash kernel and with norms writing the GEMM input format (both off until measured), and
+# the 2048/128 run with twice the default token budget per step. About 5 minutes.
 ab() {
   setup
   local log=$OUT_DIR/ab.log flag
@@ -293,8 +293,11 @@ ab() {
     timeout 60 "${LATHE_WITH[@]}" bench throughput --backend cuda --model synthetic:llama-3-8b --input-len 2048 --output-len 128 \
         --num-requests 300 >> "$log" 2>&1
   done
+  echo "== 2048/128 x 300 --max-num-batched-tokens 16384" >> "$log"
+  timeout 60 "${LATHE[@]}" bench throughput --backend cuda --model synthetic:llama-3-8b --input-len 2048 --output-len 128 \
+      --num-requests 300 --max-num-batched-tokens 16384 >> "$log" 2>&1
   set -e
-  grep -E "^(==|TTFT|TPOT|host)|output  " "$log"
+  grep -E "^(==|TTFT|TPOT|host)|output  |engine host" "$log"
 }
 
 # issue 6's serving sweep: `lathe serve` on the GPU, `lathe bench serving` at concurrency 1 ... 256 with 1024
