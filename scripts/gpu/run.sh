@@ -147,13 +147,15 @@ if os.path.exists(rec) and os.path.exists(peer):
 PY
 }
 
-# One offline throughput record: throughput_pair IN/OUT:REQUESTS LIMIT LOG, the record in $OUT_DIR.
+# One offline throughput record: throughput_pair IN/OUT:REQUESTS LIMIT LOG, the record in $OUT_DIR; more bench
+# options in LATHE_PAIR_ARGS (e.g. "--guarantee-no-evict --max-num-seqs 512").
 throughput_pair() {
   local spec=$1 limit=$2 log=$3 in_len out_len n
   in_len=${spec%%/*}; out_len=${spec#*/}; out_len=${out_len%%:*}; n=${spec##*:}
+  # shellcheck disable=SC2086
   timeout "$limit" "${LATHE[@]}" bench throughput --backend "${LATHE_PAIRS_BACKEND:-cuda}" \
       --model "${LATHE_PAIRS_MODEL:-synthetic:llama-3-8b}" --input-len "$in_len" --output-len "$out_len" --num-requests "$n" \
-      --json "$OUT_DIR/throughput-$in_len-$out_len.json" >> "$log" 2>&1
+      ${LATHE_PAIR_ARGS:-} --json "$OUT_DIR/throughput-$in_len-$out_len.json" >> "$log" 2>&1
 }
 
 device() {

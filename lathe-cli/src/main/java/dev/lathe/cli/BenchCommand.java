@@ -89,6 +89,10 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--no-prefix-caching", description = "turn prefix reuse off")
     boolean noPrefixCaching;
 
+    @Option(names = "--guarantee-no-evict", description = "admit a request only while every running one's input + output"
+            + " tokens fit in the KV cache, so none is preempted (default: admit what fits now, preempt when blocks run out)")
+    boolean guaranteeNoEvict;
+
     @Option(names = "--json", paramLabel = "FILE", description = "write the result record to FILE")
     Path json;
 
@@ -141,7 +145,8 @@ final class BenchCommand implements Callable<Integer> {
                 totalMemory = memory.get().totalBytes();
             }
         }
-        return new EngineConfig(maxNumSeqs, maxNumBatchedTokens, bs, blocks, len, numRequests, !noPrefixCaching, dtype);
+        return new EngineConfig(maxNumSeqs, maxNumBatchedTokens, bs, blocks, len, numRequests, !noPrefixCaching, dtype,
+                guaranteeNoEvict);
     }
 
     private int[][] prompts(int vocab) {
@@ -255,6 +260,7 @@ final class BenchCommand implements Callable<Integer> {
         engine.put("decode_graph_batches", ModelRunner.graphsEnabled(m.model().backend()) ? ModelRunner.graphBatches() : new int[0]);
         engine.put("max_model_len", c.maxModelLen());
         engine.put("prefix_caching", c.enablePrefixCaching());
+        engine.put("scheduler_policy", c.guaranteeNoEvict() ? "guaranteed_no_evict" : "max_utilization");
         rec.put("engine", engine);
         var res = new LinkedHashMap<String, Object>();
         res.put("duration_s", r.seconds());

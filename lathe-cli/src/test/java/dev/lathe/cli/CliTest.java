@@ -163,6 +163,36 @@ class CliTest {
         assertThat(rec.get("results").get("output_tok_per_s").asDouble()).isPositive();
     }
 
+    /**
+     * 40 requests of 16 + 64 tokens (5 blocks each) in 40 KV blocks: admitted as they fit, they outgrow the cache and
+     * are preempted; with --guarantee-no-evict at most 8 run at once and none is. The record says which policy ran
+     * and counts the engine's host time.
+     */
+    @Test
+    void benchThroughputWithNoEvictAdmissionPreemptsNothing(@TempDir Path dir) throws IOException {
+        for (boolean noEvict : new boolean[]{false, true}) {
+            Path json = dir.resolve("t" + noEvict + ".json");
+            var args = new java.util.ArrayList<>(java.util.List.of("bench", "throughput", "--backend", "cpu", "--model", "synthetic:tiny",
+                    "--input-len", "16", "--output-len", "64", "--num-requests", "40", "--kv-blocks", "40", "--json", json.toString()));
+            if (noEvict) args.add("--guarantee-no-evict");
+            Run r = lathe(args.toArray(String[]::new));
+            assertThat(r.exit()).as(r.err()).isZero();
+            JsonNode rec = new ObjectMapper().readTree(json.toFile());
+            assertThat(rec.get("engine").get("scheduler_policy").asText())
+                    .isEqualTo(noEvict ? "guaranteed_no_evict" : "max_utilization");
+            JsonNode res = rec.get("results");
+            assertThat(res.get("output_tokens").asLong()).isEqualTo(40 * 64);
+            if (noEvict) {
+                assertThat(res.get("preemptions").asLong()).isZero();
+                assertThat(res.get("peak_concurrency").asInt()).isBetween(1, 8);
+            } else {
+                assertThat(res.get("preemptions").asLong()).isPositive();
+            }
+            assertThat(res.get("engine_steps").asLong()).isPositive();
+            assertThat(res.get("engine_host_share").asDouble()).isStrictlyBetween(0.0, 1.0);
+        }
+    }
+
     @Test
     void benchLatencyWritesARecord(@TempDir Path dir) throws IOException {
         Path json = dir.resolve("l.json");

@@ -14,9 +14,19 @@ import dev.lathe.core.config.ModelConfig;
  * @param maxWaiting            requests accepted but not yet running; beyond it submit is refused
  * @param enablePrefixCaching   reuse the KV of full prompt blocks seen before
  * @param kvCacheDtype          element type of the KV cache
+ * @param guaranteeNoEvict      admit requests only while every running one's prompt + max tokens fits in the KV cache,
+ *                              so none is ever preempted (see {@link SchedulerConfig#guaranteeNoEvict}); false admits
+ *                              what fits now and preempts when blocks run out
  */
 public record EngineConfig(int maxNumSeqs, int maxNumBatchedTokens, int blockSize, int numBlocks, int maxModelLen,
-                           int maxWaiting, boolean enablePrefixCaching, DType kvCacheDtype) {
+                           int maxWaiting, boolean enablePrefixCaching, DType kvCacheDtype, boolean guaranteeNoEvict) {
+    /** Maximum utilisation: admits what fits now and preempts when blocks run out. */
+    public EngineConfig(int maxNumSeqs, int maxNumBatchedTokens, int blockSize, int numBlocks, int maxModelLen,
+                        int maxWaiting, boolean enablePrefixCaching, DType kvCacheDtype) {
+        this(maxNumSeqs, maxNumBatchedTokens, blockSize, numBlocks, maxModelLen, maxWaiting, enablePrefixCaching,
+                kvCacheDtype, false);
+    }
+
     public EngineConfig {
         positive("maxNumSeqs", maxNumSeqs);
         positive("maxNumBatchedTokens", maxNumBatchedTokens);
@@ -43,31 +53,36 @@ public record EngineConfig(int maxNumSeqs, int maxNumBatchedTokens, int blockSiz
                 4096, true, DType.F32);
     }
 
-    public SchedulerConfig schedulerConfig() { return new SchedulerConfig(maxNumSeqs, maxNumBatchedTokens); }
+    public SchedulerConfig schedulerConfig() { return new SchedulerConfig(maxNumSeqs, maxNumBatchedTokens, guaranteeNoEvict); }
 
     public EngineConfig withNumBlocks(int n) {
         return new EngineConfig(maxNumSeqs, maxNumBatchedTokens, blockSize, n, maxModelLen, maxWaiting,
-                enablePrefixCaching, kvCacheDtype);
+                enablePrefixCaching, kvCacheDtype, guaranteeNoEvict);
     }
 
     public EngineConfig withMaxNumSeqs(int n) {
         return new EngineConfig(n, maxNumBatchedTokens, blockSize, numBlocks, maxModelLen, maxWaiting,
-                enablePrefixCaching, kvCacheDtype);
+                enablePrefixCaching, kvCacheDtype, guaranteeNoEvict);
     }
 
     public EngineConfig withMaxNumBatchedTokens(int n) {
         return new EngineConfig(maxNumSeqs, n, blockSize, numBlocks, maxModelLen, maxWaiting, enablePrefixCaching,
-                kvCacheDtype);
+                kvCacheDtype, guaranteeNoEvict);
     }
 
     public EngineConfig withMaxWaiting(int n) {
         return new EngineConfig(maxNumSeqs, maxNumBatchedTokens, blockSize, numBlocks, maxModelLen, n,
-                enablePrefixCaching, kvCacheDtype);
+                enablePrefixCaching, kvCacheDtype, guaranteeNoEvict);
     }
 
     public EngineConfig withPrefixCaching(boolean on) {
         return new EngineConfig(maxNumSeqs, maxNumBatchedTokens, blockSize, numBlocks, maxModelLen, maxWaiting, on,
-                kvCacheDtype);
+                kvCacheDtype, guaranteeNoEvict);
+    }
+
+    public EngineConfig withGuaranteeNoEvict(boolean on) {
+        return new EngineConfig(maxNumSeqs, maxNumBatchedTokens, blockSize, numBlocks, maxModelLen, maxWaiting,
+                enablePrefixCaching, kvCacheDtype, on);
     }
 
     private static void positive(String name, int v) {

@@ -21,7 +21,10 @@ import java.util.Map;
  * oldest first, while budget, sequence slots ({@code maxNumSeqs}) and blocks last. When a running
  * sequence cannot get the blocks it needs, the youngest running sequence is preempted (its blocks freed,
  * it goes back to the front of the waiting queue), repeatedly, down to the sequence itself. No waiting
- * sequence is admitted in a step that preempted.
+ * sequence is admitted in a step that preempted. With {@link SchedulerConfig#guaranteeNoEvict} a waiting
+ * sequence is admitted only while the blocks of every running sequence's prompt + max tokens and its own fit
+ * in the pool, so running sequences never run out (unless one outgrows its max tokens); the first sequence is
+ * always admitted when it fits now.
  *
  * <p>{@code n > 1}: a request enters as its first sample, holding {@code n} slots; when its prompt is
  * computed the caller samples {@code n} first tokens and {@link #fork}s the others, which share the full
@@ -33,6 +36,7 @@ public final class Scheduler {
         final long arrival;
         final String salt;
         final int numPrompt;
+        final int maxLen;  // prompt + max tokens: what a no-evict admission reserves
         int[] tokens;
         int numTokens;
         int numComputed;
@@ -44,7 +48,8 @@ public final class Scheduler {
             this.arrival = arrival;
             this.salt = salt;
             this.numPrompt = prompt.length;
-            this.tokens = Arrays.copyOf(prompt, Math.max(capacity, prompt.length + 1));
+            this.maxLen = Math.max(capacity, prompt.length + 1);
+            this.tokens = Arrays.copyOf(prompt, maxLen);
             this.numTokens = prompt.length;
         }
 
@@ -111,10 +116,15 @@ public final class Scheduler {
         }
 
         int slots = 0;
-        for (Seq s : running) slots += s.slots();
+        long reserved = 0;  // blocks the running sequences may come to hold (no-evict admission)
+        for (Seq s : running) {
+            slots += s.slots();
+            reserved += reservation(s);
+        }
         while (preempted.isEmpty() && budget > 0 && !waiting.isEmpty()) {
             Seq s = waiting.peekFirst();
             if (slots + s.slots() > config.maxNumSeqs()) break;
+            if (config.guaranteeNoEvict() && reserved + reservation(s) > kv.numBlocks() && !running.isEmpty()) break;
             var prefix = kv.findCachedPrefix(s.tokens, s.numTokens, s.salt);
             int n = Math.min(s.numTokens - prefix.numTokens(), budget);
             if (kv.allocate(s.id, prefix, prefix.numTokens(), n, s.salt) == null) break;
@@ -123,11 +133,17 @@ public final class Scheduler {
             s.numComputed = prefix.numTokens();
             running.add(s);
             slots += s.slots();
+            reserved += reservation(s);
             news.add(newSequence(s, n));
             budget -= n;
             total += n;
         }
         return new SchedulerOutput(news, diffs, preempted, total);
+    }
+
+    /** The blocks a sequence (and the siblings it holds slots for) may come to hold: prompt + max tokens each. */
+    private long reservation(Seq s) {
+        return (long) s.slots() * ((s.maxLen + kv.blockSize() - 1) / kv.blockSize());
     }
 
     private SchedulerOutput.NewSequence newSequence(Seq s, int n) {

@@ -5,8 +5,15 @@ package dev.lathe.core.engine;
  *
  * @param maxNumSeqs           sequences in the running set (each sample of an {@code n > 1} request counts)
  * @param maxNumBatchedTokens  tokens computed per step, prefill chunks and decodes together
+ * @param guaranteeNoEvict     admit a waiting sequence only when the KV blocks of every running sequence's whole
+ *                             prompt + max tokens, and its own, fit in the pool, so that no sequence is preempted
+ *                             (TensorRT-LLM's GUARANTEED_NO_EVICT); false admits whatever fits now and preempts the
+ *                             youngest when blocks run out (maximum utilisation)
  */
-public record SchedulerConfig(int maxNumSeqs, int maxNumBatchedTokens) {
+public record SchedulerConfig(int maxNumSeqs, int maxNumBatchedTokens, boolean guaranteeNoEvict) {
+    /** Maximum utilisation: admit what fits now, preempt when blocks run out. */
+    public SchedulerConfig(int maxNumSeqs, int maxNumBatchedTokens) { this(maxNumSeqs, maxNumBatchedTokens, false); }
+
     public SchedulerConfig {
         if (maxNumSeqs < 1) throw new IllegalArgumentException("maxNumSeqs must be >= 1, got " + maxNumSeqs);
         if (maxNumBatchedTokens < 1) {

@@ -23,9 +23,13 @@ final class SchedulerDriver {
     java.util.function.Consumer<SchedulerOutput> afterSchedule = o -> { };
 
     SchedulerDriver(int numBlocks, int blockSize, boolean prefixCaching, int maxNumSeqs, int maxTokensPerStep) {
+        this(numBlocks, blockSize, prefixCaching, new SchedulerConfig(maxNumSeqs, maxTokensPerStep));
+    }
+
+    SchedulerDriver(int numBlocks, int blockSize, boolean prefixCaching, SchedulerConfig config) {
         pool = new BlockPool(numBlocks, blockSize);
         kv = new KvCacheManager(pool, prefixCaching);
-        scheduler = new Scheduler(new SchedulerConfig(maxNumSeqs, maxTokensPerStep), kv);
+        scheduler = new Scheduler(config, kv);
     }
 
     void add(long id, int[] prompt, int outputLen) {

@@ -228,4 +228,53 @@ class SchedulerTest {
         assertThat(d.history).allSatisfy(o -> assertThat(o.totalTokens()).isBetween(1, 13));
         assertThat(d.history).allSatisfy(o -> assertThat(o.numSequences()).isLessThanOrEqualTo(16));
     }
+
+    /**
+     * 10 requests of 8 prompt + 16 output tokens (6 blocks of 4 each, whole) in 40 blocks: admitting what fits now
+     * lets more in than can finish together and preempts; no-evict admission keeps at most 6 running at once
+     * (36 of 40 blocks reserved), never preempts, and every request still ends with its 16 tokens.
+     */
+    @Test
+    void noEvictAdmissionReservesEachRequestsWholeLengthAndNeverPreempts() {
+        for (boolean noEvict : new boolean[]{false, true}) {
+            var d = new SchedulerDriver(40, 4, false, new SchedulerConfig(64, 256, noEvict));
+            for (int i = 0; i < 10; i++) d.add(i, SchedulerDriver.prompt(100 * i, 8), 16);
+            int peak = 0;
+            for (int step = 0; step < 400 && d.scheduler.hasUnfinished(); step++) {
+                d.step();
+                peak = Math.max(peak, d.scheduler.numRunning());
+            }
+            assertThat(d.scheduler.hasUnfinished()).as("no-evict %s: all done", noEvict).isFalse();
+            assertThat(d.outputs.values()).as("no-evict %s: outputs", noEvict).allMatch(n -> n == 16);
+            if (noEvict) {
+                assertThat(d.scheduler.preemptions()).as("preemptions").isZero();
+                assertThat(peak).as("running at once").isEqualTo(6);
+            } else {
+                assertThat(d.scheduler.preemptions()).as("preemptions when admitting what fits now").isPositive();
+                assertThat(peak).as("running at once").isGreaterThan(6);
+            }
+            assertThat(d.pool.numFree()).as("blocks back in the pool").isEqualTo(40);
+        }
+    }
+
+    /** FCFS under no-evict: a request that cannot be reserved waits at the head, and later ones wait behind it. */
+    @Test
+    void noEvictKeepsTheQueueInOrder() {
+        var d = new SchedulerDriver(10, 4, false, new SchedulerConfig(8, 64, true));
+        d.add(1, SchedulerDriver.prompt(0, 4), 30);   // 34 tokens: 9 of the 10 blocks reserved
+        d.add(2, SchedulerDriver.prompt(50, 4), 2);   // 2 blocks: 11 > 10, waits
+        d.add(3, SchedulerDriver.prompt(90, 2), 1);   // would fit alone in what is left, but 2 is ahead of it
+        d.step();
+        assertThat(d.scheduler.isRunning(1)).isTrue();
+        assertThat(d.scheduler.isRunning(2)).as("2 waits: 9 + 2 blocks reserved > 10").isFalse();
+        assertThat(d.scheduler.isRunning(3)).as("3 stays behind 2").isFalse();
+        while (d.scheduler.isRunning(1)) {
+            assertThat(d.scheduler.isRunning(2) || d.scheduler.isRunning(3)).as("nothing joins 1 while it runs").isFalse();
+            d.step();
+        }
+        d.runToEnd(100);
+        assertThat(d.scheduler.preemptions()).isZero();
+        assertThat(d.finished).containsExactlyInAnyOrder(1L, 2L, 3L);
+        assertThat(d.finished.getFirst()).isEqualTo(1L);
+    }
 }
