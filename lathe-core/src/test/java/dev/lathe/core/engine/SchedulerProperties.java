@@ -44,8 +44,10 @@ class SchedulerProperties {
                                                          @ForAll @IntRange(min = 12, max = 40) int numBlocks,
                                                          @ForAll @IntRange(min = 3, max = 6) int maxNumSeqs,
                                                          @ForAll @IntRange(min = 1, max = 24) int budget,
-                                                         @ForAll boolean prefixCaching) {
-        var d = new SchedulerDriver(numBlocks, blockSize, prefixCaching, maxNumSeqs, budget);
+                                                         @ForAll boolean prefixCaching,
+                                                         @ForAll boolean noEvict) {
+        var d = new SchedulerDriver(numBlocks, blockSize, prefixCaching, new SchedulerConfig(maxNumSeqs, budget, noEvict));
+        boolean everyRequestFitsAlone = true;  // its samples' whole lengths within the pool: no-evict then never preempts
         d.afterSchedule = out -> freshBlocksAreUnshared(d, out);
         int capacity = numBlocks * blockSize;
         long nextId = 0;
@@ -61,6 +63,7 @@ class SchedulerProperties {
                     long[] sibs = new long[a.n() - 1];
                     for (int i = 0; i < sibs.length; i++) sibs[i] = 1_000_000 + id * 10 + i;
                     d.add(id, prompt, out, sibs);
+                    everyRequestFitsAlone &= (long) a.n() * ((len + Math.max(out, 1) + blockSize - 1) / blockSize) <= numBlocks;
                 }
                 case Step s -> {
                     if (d.scheduler.hasUnfinished()) d.step();
@@ -73,6 +76,7 @@ class SchedulerProperties {
         }
         d.runToEnd(10_000);
         net.jqwik.api.statistics.Statistics.label("preempted").collect(d.scheduler.preemptions() > 0);
+        if (noEvict && everyRequestFitsAlone) assertThat(d.scheduler.preemptions()).as("preemptions under no-evict").isZero();
         net.jqwik.api.statistics.Statistics.label("prefix hit").collect(d.kv.prefixHits() > 0);
         referenceCountsMatchTheSequences(d);
         assertThat(d.pool.numUsed()).as("blocks still referenced after every request ended").isZero();
