@@ -67,6 +67,17 @@ final class ServeCommand implements Callable<Integer> {
     @Option(names = "--max-waiting", defaultValue = "256", description = "queued requests per model before answering 429 (default: ${DEFAULT-VALUE})")
     int maxWaiting;
 
+    @Option(names = "--max-num-seqs", defaultValue = "0", description = "sequences per step per model (default: 256)")
+    int maxNumSeqs;
+
+    @Option(names = "--max-num-batched-tokens", defaultValue = "0",
+            description = "tokens per step per model, prefill chunks and decodes together (default: 8192, or max-model-len if longer)")
+    int maxNumBatchedTokens;
+
+    @Option(names = "--guarantee-no-evict", description = "admit a request only while every running one's prompt + max"
+            + " tokens fit in the KV cache, so none is preempted (default: admit what fits now, preempt when blocks run out)")
+    boolean guaranteeNoEvict;
+
     @Option(names = "--access-log", negatable = true, defaultValue = "true", fallbackValue = "true",
             description = "log one key=value line per request to stderr (default: on)")
     boolean accessLog;
@@ -114,7 +125,8 @@ final class ServeCommand implements Callable<Integer> {
             for (var e : loaded.entrySet()) {
                 LoadedModel m = e.getValue();
                 var settings = new EngineFactory.Settings(maxModelLen(m), modelOptions.blockSize, maxWaiting,
-                        ModelOptions.cacheDtype(m), gpuMemoryUtilization, 1.0 / left--);
+                        ModelOptions.cacheDtype(m), gpuMemoryUtilization, 1.0 / left--, maxNumSeqs, maxNumBatchedTokens,
+                        guaranteeNoEvict);
                 builder.model(e.getKey(), EngineFactory.DEFAULT.create(e.getKey(), m, settings));
             }
             server = builder.build().start();

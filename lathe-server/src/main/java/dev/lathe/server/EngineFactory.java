@@ -23,14 +23,22 @@ public interface EngineFactory {
      * @param kvShare      share of what is left for KV that this engine takes (several models on one GPU)
      */
     record Settings(int maxModelLen, int blockSize, int maxWaiting, DType kvCacheDtype, double gpuMemoryUtilization,
-                    double kvShare) {
+                    double kvShare, int maxNumSeqs, int maxNumBatchedTokens, boolean guaranteeNoEvict) {
+        /** maxNumSeqs or maxNumBatchedTokens 0: {@link EngineConfig#defaults}'s. */
         public Settings {
             if (maxModelLen < 2 || blockSize < 1 || maxWaiting < 0 || kvCacheDtype == null
-                    || !(gpuMemoryUtilization > 0 && gpuMemoryUtilization <= 1) || !(kvShare > 0 && kvShare <= 1)) {
+                    || !(gpuMemoryUtilization > 0 && gpuMemoryUtilization <= 1) || !(kvShare > 0 && kvShare <= 1)
+                    || maxNumSeqs < 0 || maxNumBatchedTokens < 0) {
                 throw new IllegalArgumentException("engine settings out of range: maxModelLen=" + maxModelLen
                         + " blockSize=" + blockSize + " maxWaiting=" + maxWaiting + " kvCacheDtype=" + kvCacheDtype
-                        + " gpuMemoryUtilization=" + gpuMemoryUtilization + " kvShare=" + kvShare + " (shares in (0, 1])");
+                        + " gpuMemoryUtilization=" + gpuMemoryUtilization + " kvShare=" + kvShare + " (shares in (0, 1])"
+                        + " maxNumSeqs=" + maxNumSeqs + " maxNumBatchedTokens=" + maxNumBatchedTokens + " (0 = default)");
             }
+        }
+
+        public Settings(int maxModelLen, int blockSize, int maxWaiting, DType kvCacheDtype, double gpuMemoryUtilization,
+                        double kvShare) {
+            this(maxModelLen, blockSize, maxWaiting, kvCacheDtype, gpuMemoryUtilization, kvShare, 0, 0, false);
         }
 
         public Settings(int maxModelLen, int blockSize, int maxWaiting, DType kvCacheDtype) {
@@ -47,7 +55,9 @@ public interface EngineFactory {
      * to the block size (at least one full-length sequence).
      */
     EngineFactory DEFAULT = (name, model, s) -> {
-        var d = EngineConfig.defaults(s.maxModelLen());
+        var defaults = EngineConfig.defaults(s.maxModelLen());
+        var d = defaults.withMaxNumSeqs(s.maxNumSeqs() > 0 ? s.maxNumSeqs() : defaults.maxNumSeqs())
+                .withMaxNumBatchedTokens(s.maxNumBatchedTokens() > 0 ? s.maxNumBatchedTokens() : defaults.maxNumBatchedTokens());
         int blocksPerSeq = (s.maxModelLen() + s.blockSize() - 1) / s.blockSize();
         var memory = model.model().backend().memory();
         int numBlocks = memory.isPresent()
@@ -55,7 +65,7 @@ public interface EngineFactory {
                         s.blockSize(), s.kvCacheDtype(), d.maxNumBatchedTokens(), d.maxNumSeqs(), blocksPerSeq)
                 : Math.max(blocksPerSeq, (int) ((long) d.numBlocks() * d.blockSize() / s.blockSize()));
         var config = new EngineConfig(d.maxNumSeqs(), d.maxNumBatchedTokens(), s.blockSize(), numBlocks,
-                s.maxModelLen(), Math.max(1, s.maxWaiting()), true, s.kvCacheDtype());
+                s.maxModelLen(), Math.max(1, s.maxWaiting()), true, s.kvCacheDtype(), s.guaranteeNoEvict());
         return new LlmEngine(name, model.model(), model.tokenizer().orElse(null), model.eosTokenIds(), config);
     };
 }
