@@ -275,8 +275,8 @@ check() {
 
 # The switches against the defaults in the same call (one log, ab.log): batch-1 decode without dependent
 # launches (on by default since session 4), and the 2048-token TTFT plus a 300-request 2048/128 run with the
-# grouped-query flash kernel and with norms writing the GEMM input format (both off until measured), and
-# the 2048/128 run with twice the default token budget per step. About 5 minutes.
+# grouped-query flash kernel, with norms writing the GEMM input format and with the 16-bit gate/up product (all
+# off until measured), and the 2048/128 run with twice the default token budget per step. About 6 minutes.
 ab() {
   setup
   local log=$OUT_DIR/ab.log flag
@@ -287,7 +287,7 @@ ab() {
     lathe_with "$flag"
     timeout 45 "${LATHE_WITH[@]}" "${base[@]}" --batch 1 --input-len 128 --output-len 128 --warmup 1 --iterations 3 >> "$log" 2>&1
   done
-  for flag in "" -Dlathe.flash.gqa=true -Dlathe.norm.fused=true; do
+  for flag in "" -Dlathe.flash.gqa=true -Dlathe.norm.fused=true -Dlathe.mlp.gate16=true; do
     lathe_with "$flag"
     echo "== TTFT 2048 ${flag:-(defaults)}" >> "$log"
     timeout 40 "${LATHE_WITH[@]}" "${base[@]}" --batch 1 --input-len 2048 --output-len 1 --warmup 2 --iterations 5 >> "$log" 2>&1

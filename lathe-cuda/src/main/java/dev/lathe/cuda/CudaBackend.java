@@ -54,6 +54,13 @@ public final class CudaBackend implements Backend {
      * without the float32 write, its read and the conversion kernel. Off by default until run on a GPU.
      */
     public static final String FUSED_NORM_PROPERTY = "lathe.norm.fused";
+    /**
+     * System property: {@code true} lets the fused long-step MLP ({@link #FUSED_MLP_PROPERTY}) keep the gate/up
+     * product in the weight format: the GEMM writes 16-bit output and SiLU-and-multiply reads it, half the bytes
+     * both ways. Not the same numbers: the product is rounded before the activation (as BF16 inference stacks
+     * do). Off by default until measured.
+     */
+    public static final String MLP_GATE16_PROPERTY = "lathe.mlp.gate16";
     /** System property: {@code false} runs {@link #linearSiluMul} as linear then siluMul (default true: one kernel). */
     public static final String GEMV_GLU_PROPERTY = "lathe.gemv.glu";
     private static final int GEMV_WARPS = 8;
@@ -109,6 +116,7 @@ public final class CudaBackend implements Backend {
     private final boolean fusedGlu = Boolean.parseBoolean(System.getProperty(GEMV_GLU_PROPERTY, "true"));
     private boolean fusedMlp = Boolean.parseBoolean(System.getProperty(FUSED_MLP_PROPERTY, "true"));
     private boolean fusedNorm = Boolean.getBoolean(FUSED_NORM_PROPERTY);
+    private boolean mlpGate16 = Boolean.getBoolean(MLP_GATE16_PROPERTY);
     private int gemvMaxRows = Math.clamp(Integer.getInteger(GEMV_ROWS_PROPERTY, 2), 0, GEMV_MAX_ROWS);
     private int maxSplits = Math.clamp(Integer.getInteger(MAX_SPLITS_PROPERTY, MAX_SPLITS), 1, MAX_SPLITS);
     private final BufferPool pool;
@@ -640,12 +648,25 @@ public final class CudaBackend implements Backend {
         if (db != null && (db.rows() != 1 || db.cols() != dn.rows())) {
             throw shapes("mlp", "down '" + dn.name() + "' " + dn.shape() + ", bias " + db.shape(), "bias must be [1, down.rows]");
         }
-        try (CudaTensor gateUpOut = (CudaTensor) allocate(DType.F32, n, gu.rows());
+        // the gate/up product in the weight format (lathe.mlp.gate16, no bias): one GEMM writing half the bytes
+        boolean gate16 = mlpGate16 && gateUpBias == null;
+        try (CudaTensor gateUpOut = (CudaTensor) allocate(gate16 ? gu.dtype() : DType.F32, n, gu.rows());
              CudaTensor act = (CudaTensor) allocate(dn.dtype(), n, inner)) {
-            linear(h, gateUp, gateUpBias, gateUpOut);
+            if (gate16) {
+                try (CudaTensor x16 = ht.dtype() == gu.dtype() ? null : (CudaTensor) allocate(gu.dtype(), n, ht.cols())) {
+                    if (x16 != null) {
+                        kernels.convertFromF32.launch(stream, Kernels.elementBlocks(ht.size()), 1, 256,
+                                ht.address(), x16.address(), ht.size(), dtypeCode(gu.dtype()));
+                    }
+                    gemm.run(stream, gu.dtype(), gu.dtype(), gu.address(), x16 != null ? x16.address() : ht.address(),
+                            gateUpOut.address(), n, gu.cols(), gu.rows(), !capturing());
+                }
+            } else {
+                linear(h, gateUp, gateUpBias, gateUpOut);
+            }
             long count = (long) n * inner;
             kernels.siluMul.launch(stream, Kernels.elementBlocks(count), 1, 256,
-                    gateUpOut.address(), act.address(), (long) n, inner, dtypeCode(dn.dtype()));
+                    gateUpOut.address(), act.address(), (long) n, inner, dtypeCode(dn.dtype()), dtypeCode(gateUpOut.dtype()));
             gemm.run(stream, dn.dtype(), dn.address(), act.address(), ot.address(), n, dn.cols(), dn.rows(), !capturing());
             if (db != null) {
                 kernels.biasAdd.launch(stream, Kernels.elementBlocks(ot.size()), 1, 256,
@@ -664,6 +685,13 @@ public final class CudaBackend implements Backend {
         CudaWeight wt = cuda(w);
         boolean sixteen = wt.dtype() == DType.BF16 || wt.dtype() == DType.F16;
         return fusedNorm && sixteen && rows > SPLIT_MAX_ROWS && rows > gemvMaxRows ? wt.dtype() : DType.F32;
+    }
+
+    /** Turns the 16-bit gate/up product (see {@link #MLP_GATE16_PROPERTY}) on or off; returns the old setting. */
+    boolean mlpGate16(boolean on) {
+        boolean old = mlpGate16;
+        mlpGate16 = on;
+        return old;
     }
 
     /** Turns norm outputs in the GEMM input format (see {@link #FUSED_NORM_PROPERTY}) on or off; returns the old setting. */
@@ -1067,7 +1095,7 @@ public final class CudaBackend implements Backend {
         }
         if (ot.size() == 0) return;
         kernels.siluMul.launch(stream, Kernels.elementBlocks(ot.size()), 1, 256,
-                xt.address(), ot.address(), (long) ot.rows(), inner, dtypeCode(DType.F32));
+                xt.address(), ot.address(), (long) ot.rows(), inner, dtypeCode(DType.F32), dtypeCode(DType.F32));
     }
 
     /** Indices outside x give rows of NaN. */

@@ -72,7 +72,7 @@ final class Kernels implements AutoCloseable {
             flashGqaF16D64 = flash.kernel("flash_attention_gqa_f16_d64", flashParams("flash_attention_gqa_f16_d64"));
             flashGqaF16D128 = flash.kernel("flash_attention_gqa_f16_d128", flashParams("flash_attention_gqa_f16_d128"));
             siluMul = byName.get("activation").kernel("silu_mul", struct("silu_mul",
-                    ptr("x"), ptr("out"), i64("n"), i32("inner"), i32("dtype")));
+                    ptr("x"), ptr("out"), i64("n"), i32("inner"), i32("dtype"), i32("x_dtype")));
             randomNormal = byName.get("random").kernel("random_normal", struct("random_normal",
                     ptr("out"), i64("seed"), i64("count"), f32("mean"), f32("std"), i32("dtype")));
             convertFromF32 = convert.kernel("convert_from_f32", struct("convert_from_f32",

@@ -529,6 +529,42 @@ class CudaOpsTest {
         }
     }
 
+    /**
+     * The fused MLP with the gate/up product kept in the weight format (lathe.mlp.gate16): x and the product rounded
+     * to the format, SiLU-and-multiply in float32 rounded again, then the down GEMM (bias added). Against that
+     * arithmetic on the host: float32 sums in another order (about K * 2^-24) and the rare product rounded the
+     * other way at a format boundary stay far below 1e-4.
+     */
+    @ParameterizedTest
+    @EnumSource(value = DType.class, names = {"BF16", "F16"})
+    void mlpWithA16BitGateProductRoundsItBeforeTheActivation(DType dtype) {
+        int in = 256, inner = 200, outF = 96;
+        for (int n : new int[]{65, 300}) {
+            float[] x = normal(random, n * in, 1f), gu = normal(random, 2 * inner * in, 0.05f), dw = normal(random, outF * inner, 0.05f);
+            float[] db = normal(random, outF, 1f);
+            try (Weight g = gpu.load(weight("gu", dtype, gu, 2 * inner, in)); Weight d = gpu.load(weight("down", dtype, dw, outF, inner));
+                 Weight dbt = gpu.load(weight("downb", dtype, db, outF)); Tensor xt = gpu.upload(x, n, in); Tensor out = poisoned(n, outF)) {
+                boolean oldFused = gpu.fusedMlp(true), oldGate = gpu.mlpGate16(true);
+                try {
+                    gpu.mlp(xt, g, null, d, dbt, out);
+                } finally {
+                    gpu.fusedMlp(oldFused);
+                    gpu.mlpGate16(oldGate);
+                }
+                float[] prod = round(dtype, matmul(round(dtype, x), round(dtype, gu), null, n, in, 2 * inner));
+                float[] act = new float[n * inner];
+                for (int r = 0; r < n; r++) {
+                    for (int j = 0; j < inner; j++) {
+                        float a = prod[r * 2 * inner + j], b = prod[r * 2 * inner + inner + j];
+                        act[r * inner + j] = (a / (1f + (float) Math.exp(-a))) * b;
+                    }
+                }
+                float[] want = matmul(round(dtype, act), round(dtype, dw), round(dtype, db), n, inner, outF);
+                assertClose(dtype + " n=" + n + " seed " + seed, gpu.download(out), want, 1e-4);
+            }
+        }
+    }
+
     @Test
     void siluMulGatesTheUpHalf() {
         int n = 6, inner = 1001;
