@@ -221,7 +221,7 @@ check() {
   local out=$OUT_DIR card=$CARD
   set +e
   gpu_tests "${LATHE_TEST_LIMIT:-200}" "$out/gpu-tests.log"
-  timeout 90 "$JAVA" "${JVM_FLAGS[@]}" -cp "$TEST_CP" dev.lathe.cuda.OpTimings > "$out/op-timings.txt" 2>&1
+  timeout 120 "$JAVA" "${JVM_FLAGS[@]}" -cp "$TEST_CP" dev.lathe.cuda.OpTimings > "$out/op-timings.txt" 2>&1
   local -a lat=(bench latency --backend cuda --model synthetic:llama-3-8b --batch 1 --card "$card")
   if [ "${LATHE_CHECK_PEER:-0}" = 1 ] && [ -f tools/peers/hf_latency.py ]; then
     # the transformers peer of the batch-1 records, measured in this call; its numbers go into those records
