@@ -214,7 +214,7 @@ bank() {
 # the JVM flags of LATHE_CHECK_FLAGS each against those (batch 256 and the first 128/128 run), and the pairs of
 # LATHE_CHECK_PAIRS, each stage under its own time limit. Logs are written as the stages go, so a stage cut short keeps what
 # came before; each JSON record goes into records.tar as soon as it is written (a call brings back at most 8 files).
-# The stage limits add up: with the defaults about 530 s, and each flag adds 120 s, each further max-num-seqs
+# The stage limits add up: with the defaults about 560 s, and each flag adds 120 s, each further max-num-seqs
 # 60 s, each pair LATHE_PAIR_LIMIT and the peer 240 s, against the 600 s a call may run.
 check() {
   setup
