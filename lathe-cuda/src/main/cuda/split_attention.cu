@@ -68,20 +68,71 @@ template <typename T> __device__ __forceinline__ float load_t(const void* base, 
     return static_cast<float>(static_cast<const T*>(base)[i]);
 }
 
+// What a block works on: grid (query row, or its index in row_list; KV head; context piece), the piece's keys
+// lo..hi of the row's sequence (empty when lo > hi), that sequence's block table and the query heads per KV head.
+struct Piece {
+    int row, kv_head, piece, lo, hi, group;
+    const int* table;
+};
+
+__device__ __forceinline__ Piece piece_of_block(const SplitAttentionParams& p) {
+    Piece w;
+    w.row = p.row_list != nullptr ? p.row_list[blockIdx.x] : blockIdx.x;
+    w.kv_head = blockIdx.y;
+    w.piece = blockIdx.z;
+    const RowPlace place = place_of_row(p.query_starts, p.context_lens, p.num_seqs, w.row);
+    w.table = p.block_tables + (long long)place.seq * p.max_blocks_per_seq;
+    w.group = p.num_heads / p.num_kv_heads;
+    const int first = p.sliding_window > 0 ? max(0, place.pos - p.sliding_window + 1) : 0;
+    w.lo = first + w.piece * p.chunk;
+    w.hi = min(place.pos, w.lo + p.chunk - 1);
+    return w;
+}
+
+// One step of the online softmax over the warp's 32 keys (lane i's score s, valid or not): the new running max
+// m, the running sum l, acc rescaled; returns lane i's weight e^(s - m).
+template <int DPL>
+__device__ __forceinline__ float online_step(float s, bool valid, float& m, float& l, float (&acc)[DPL]) {
+    const float m_new = fmaxf(m, warp_max(s));  // finite: lane 0's key is always valid
+    const float e = valid ? expf(s - m_new) : 0.f;
+    const float correction = expf(m - m_new);   // 0 on the first tile (m = -inf)
+    l = l * correction + warp_sum(e);
+#pragma unroll
+    for (int i = 0; i < DPL; i++) acc[i] *= correction;
+    m = m_new;
+    return e;
+}
+
+// A head's result: normalised into out with one piece, else its (max, sum, unnormalised acc) for attention_combine.
+template <int DPL>
+__device__ __forceinline__ void store_head(const SplitAttentionParams& p, int row, int head, int piece, const float (&acc)[DPL],
+                                           float m, float l, int lane) {
+    constexpr int D = DPL * 32;
+    const long long rh = (long long)row * p.num_heads + head;
+    if (p.splits == 1) {
+        const float inv = 1.f / l;
+        float* o = p.out + rh * D + lane * DPL;
+#pragma unroll
+        for (int i = 0; i < DPL; i++) o[i] = acc[i] * inv;
+    } else {
+        const long long at = rh * p.splits + piece;
+        float* o = p.part_acc + at * D + lane * DPL;
+#pragma unroll
+        for (int i = 0; i < DPL; i++) o[i] = acc[i];
+        if (lane == 0) {
+            p.part_ml[2 * at] = m;      // -inf for an empty piece
+            p.part_ml[2 * at + 1] = l;  // 0 for an empty piece
+        }
+    }
+}
+
 template <typename T, int DPL>
 __device__ __forceinline__ void split_attention(const SplitAttentionParams& p, float (*q_s)[SPLIT_MAX_HEAD_DIM]) {
     constexpr int D = DPL * 32;
-    const int row = p.row_list != nullptr ? p.row_list[blockIdx.x] : blockIdx.x;
-    const int kv_head = blockIdx.y, piece = blockIdx.z;
+    const Piece w = piece_of_block(p);
+    const int row = w.row, kv_head = w.kv_head, piece = w.piece, lo = w.lo, hi = w.hi, group = w.group;
+    const int* table = w.table;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-
-    const RowPlace place = place_of_row(p.query_starts, p.context_lens, p.num_seqs, row);
-    const int seq = place.seq, pos = place.pos;
-    const int first = p.sliding_window > 0 ? max(0, pos - p.sliding_window + 1) : 0;
-    const int lo = first + piece * p.chunk;
-    const int hi = min(pos, lo + p.chunk - 1);  // empty when lo > hi
-    const int* table = p.block_tables + (long long)seq * p.max_blocks_per_seq;
-    const int group = p.num_heads / p.num_kv_heads;
 
     for (int g = warp; g < group; g += SPLIT_WARPS) {
         const int head = kv_head * group + g;
@@ -103,12 +154,7 @@ __device__ __forceinline__ void split_attention(const SplitAttentionParams& p, f
                 off = (slot * p.num_kv_heads + kv_head) * D;
                 s = KeyDot<T>::dot(q_s[warp], p.k_cache, off, D) * p.scale;
             }
-            const float m_new = fmaxf(m, warp_max(s));  // finite: lane 0's key is always valid
-            const float e = valid ? expf(s - m_new) : 0.f;
-            const float correction = expf(m - m_new);   // 0 on the first tile (m = -inf)
-            l = l * correction + warp_sum(e);
-#pragma unroll
-            for (int i = 0; i < DPL; i++) acc[i] *= correction;
+            const float e = online_step<DPL>(s, valid, m, l, acc);
             const int n = min(32, hi - t0 + 1);
             for (int j = 0; j < n; j++) {
                 const float ej = __shfl_sync(0xffffffffu, e, j);
@@ -116,25 +162,9 @@ __device__ __forceinline__ void split_attention(const SplitAttentionParams& p, f
 #pragma unroll
                 for (int i = 0; i < DPL; i++) acc[i] = fmaf(ej, load_t<T>(p.v_cache, oj + lane * DPL + i), acc[i]);
             }
-            m = m_new;
         }
 
-        const long long rh = (long long)row * p.num_heads + head;
-        if (p.splits == 1) {
-            const float inv = 1.f / l;
-            float* o = p.out + rh * D + lane * DPL;
-#pragma unroll
-            for (int i = 0; i < DPL; i++) o[i] = acc[i] * inv;
-        } else {
-            const long long at = rh * p.splits + piece;
-            float* o = p.part_acc + at * D + lane * DPL;
-#pragma unroll
-            for (int i = 0; i < DPL; i++) o[i] = acc[i];
-            if (lane == 0) {
-                p.part_ml[2 * at] = m;      // -inf for an empty piece
-                p.part_ml[2 * at + 1] = l;  // 0 for an empty piece
-            }
-        }
+        store_head<DPL>(p, row, head, piece, acc, m, l, lane);
         __syncwarp();  // q_s[warp] is rewritten for the next head
     }
 }
@@ -183,18 +213,11 @@ __device__ __forceinline__ void split_attention_tiled(const SplitAttentionParams
     using TL = Tile<T, DPL>;
     using P = typename Pair16<T>::type;
     constexpr int D = TL::D;
-    const int row = p.row_list != nullptr ? p.row_list[blockIdx.x] : blockIdx.x;
-    const int kv_head = blockIdx.y, piece = blockIdx.z;
+    const Piece w = piece_of_block(p);
+    const int row = w.row, kv_head = w.kv_head, piece = w.piece, lo = w.lo, hi = w.hi, group = w.group;
+    const int* table = w.table;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-
-    const RowPlace place = place_of_row(p.query_starts, p.context_lens, p.num_seqs, row);
-    const int seq = place.seq, pos = place.pos;
-    const int first = p.sliding_window > 0 ? max(0, pos - p.sliding_window + 1) : 0;
-    const int lo = first + piece * p.chunk;
-    const int hi = min(pos, lo + p.chunk - 1);  // empty when lo > hi
     const int tiles = lo <= hi ? (hi - lo) / 32 + 1 : 0;
-    const int* table = p.block_tables + (long long)seq * p.max_blocks_per_seq;
-    const int group = p.num_heads / p.num_kv_heads;
     const unsigned char* k_base = static_cast<const unsigned char*>(p.k_cache);
     const unsigned char* v_base = static_cast<const unsigned char*>(p.v_cache);
 
@@ -251,12 +274,7 @@ __device__ __forceinline__ void split_attention_tiled(const SplitAttentionParams
             if (active) {
                 const bool valid = t0 + lane <= hi;
                 const float s = valid ? smem_dot<T, D>(q_s[warp], k_s + lane * TL::STRIDE) * p.scale : -INFINITY;
-                const float m_new = fmaxf(m, warp_max(s));  // finite: lane 0's key is always valid
-                const float e = valid ? expf(s - m_new) : 0.f;
-                const float correction = expf(m - m_new);   // 0 on the first tile (m = -inf)
-                l = l * correction + warp_sum(e);
-#pragma unroll
-                for (int d = 0; d < DPL; d++) acc[d] *= correction;
+                const float e = online_step<DPL>(s, valid, m, l, acc);
 #pragma unroll 8
                 for (int j = 0; j < 32; j++) {
                     const float ej = __shfl_sync(0xffffffffu, e, j);
@@ -273,7 +291,6 @@ __device__ __forceinline__ void split_attention_tiled(const SplitAttentionParams
                         for (int d = 0; d < DPL; d++) acc[d] = fmaf(ej, static_cast<float>(reinterpret_cast<const T*>(vr)[d]), acc[d]);
                     }
                 }
-                m = m_new;
             }
             __syncthreads();  // every warp is done with this stage before it is filled again
             if (STAGES == 1 && i + 1 < tiles) {
@@ -282,24 +299,7 @@ __device__ __forceinline__ void split_attention_tiled(const SplitAttentionParams
             }
         }
 
-        if (active) {
-            const long long rh = (long long)row * p.num_heads + head;
-            if (p.splits == 1) {
-                const float inv = 1.f / l;
-                float* o = p.out + rh * D + lane * DPL;
-#pragma unroll
-                for (int i = 0; i < DPL; i++) o[i] = acc[i] * inv;
-            } else {
-                const long long at = rh * p.splits + piece;
-                float* o = p.part_acc + at * D + lane * DPL;
-#pragma unroll
-                for (int i = 0; i < DPL; i++) o[i] = acc[i];
-                if (lane == 0) {
-                    p.part_ml[2 * at] = m;      // -inf for an empty piece
-                    p.part_ml[2 * at + 1] = l;  // 0 for an empty piece
-                }
-            }
-        }
+        if (active) store_head<DPL>(p, row, head, piece, acc, m, l, lane);
         __syncwarp();  // q_s[warp] is rewritten for the next heads
     }
 }
