@@ -562,11 +562,7 @@ public final class CudaBackend implements Backend {
             return;
         }
         // x in the weight's format: as given (F32 weights, or a norm wrote it so), or rounded into a pooled copy
-        try (CudaTensor converted = xt.dtype() == wt.dtype() ? null : (CudaTensor) allocate(wt.dtype(), n, xt.cols())) {
-            if (converted != null) {
-                kernels.convertFromF32.launch(stream, Kernels.elementBlocks(xt.size()), 1, 256,
-                        xt.address(), converted.address(), xt.size(), dtypeCode(wt.dtype()));
-            }
+        try (CudaTensor converted = inFormat(xt, wt.dtype())) {
             long xa = converted != null ? converted.address() : xt.address();
             gemm.run(stream, wt.dtype(), wt.address(), xa, ot.address(), n, wt.cols(), wt.rows(), !capturing());
         }
@@ -574,6 +570,18 @@ public final class CudaBackend implements Backend {
             kernels.biasAdd.launch(stream, Kernels.elementBlocks(ot.size()), 1, 256,
                     ot.address(), bt.address(), (long) ot.rows(), ot.cols(), dtypeCode(bt.dtype()));
         }
+    }
+
+    /**
+     * A float32 x rounded to {@code dtype} in a pooled copy the caller closes (queued, not waited for), or null when x
+     * is in {@code dtype} already and the caller uses it as it is.
+     */
+    private CudaTensor inFormat(CudaTensor xt, DType dtype) {
+        if (xt.dtype() == dtype) return null;
+        CudaTensor c = (CudaTensor) allocate(dtype, xt.rows(), xt.cols());
+        kernels.convertFromF32.launch(stream, Kernels.elementBlocks(xt.size()), 1, 256,
+                xt.address(), c.address(), xt.size(), dtypeCode(dtype));
+        return c;
     }
 
     /** Whether a graph capture is under way (work is recorded, not run). */
@@ -597,9 +605,7 @@ public final class CudaBackend implements Backend {
         CudaWeight wt = cuda(w);
         int n = xt.rows();
         if (wt.dtype() == DType.F32 || n <= SPLIT_MAX_ROWS) throw new IllegalArgumentException("16-bit weights and more than " + SPLIT_MAX_ROWS + " rows");
-        try (CudaTensor converted = (CudaTensor) allocate(wt.dtype(), n, xt.cols())) {
-            kernels.convertFromF32.launch(stream, Kernels.elementBlocks(xt.size()), 1, 256,
-                    xt.address(), converted.address(), xt.size(), dtypeCode(wt.dtype()));
+        try (CudaTensor converted = inFormat(xt, wt.dtype())) {
             gemm.runCandidate(stream, index, wt.dtype(), wt.address(), converted.address(), ot.address(), n, wt.cols(), wt.rows());
         }
     }
@@ -653,11 +659,7 @@ public final class CudaBackend implements Backend {
         try (CudaTensor gateUpOut = (CudaTensor) allocate(gate16 ? gu.dtype() : DType.F32, n, gu.rows());
              CudaTensor act = (CudaTensor) allocate(dn.dtype(), n, inner)) {
             if (gate16) {
-                try (CudaTensor x16 = ht.dtype() == gu.dtype() ? null : (CudaTensor) allocate(gu.dtype(), n, ht.cols())) {
-                    if (x16 != null) {
-                        kernels.convertFromF32.launch(stream, Kernels.elementBlocks(ht.size()), 1, 256,
-                                ht.address(), x16.address(), ht.size(), dtypeCode(gu.dtype()));
-                    }
+                try (CudaTensor x16 = inFormat(ht, gu.dtype())) {
                     gemm.run(stream, gu.dtype(), gu.dtype(), gu.address(), x16 != null ? x16.address() : ht.address(),
                             gateUpOut.address(), n, gu.cols(), gu.rows(), !capturing());
                 }

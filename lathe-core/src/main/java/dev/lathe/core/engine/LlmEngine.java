@@ -211,6 +211,7 @@ public final class LlmEngine implements Engine {
     /** Applies queued messages, waiting for one when idle. False once shut down with nothing left. */
     private boolean takeMessages() throws InterruptedException {
         Message m = scheduler.hasUnfinished() ? inbox.poll() : inbox.poll(100, TimeUnit.MILLISECONDS);
+        boolean any = m != null;
         while (m != null) {
             switch (m) {
                 case Add a -> {
@@ -227,7 +228,7 @@ public final class LlmEngine implements Engine {
             }
             m = inbox.poll();
         }
-        publishStats();
+        if (any) publishStats();  // a step publishes its own
         return !(stopped && active.isEmpty() && !scheduler.hasUnfinished());
     }
 

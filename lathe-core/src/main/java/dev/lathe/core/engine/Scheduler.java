@@ -116,10 +116,10 @@ public final class Scheduler {
         }
 
         int slots = 0;
-        long reserved = 0;  // blocks the running sequences may come to hold (no-evict admission)
+        long reserved = 0;  // blocks the running sequences may come to hold (no-evict admission only)
         for (Seq s : running) {
             slots += s.slots();
-            reserved += reservation(s);
+            if (config.guaranteeNoEvict()) reserved += reservation(s);
         }
         while (preempted.isEmpty() && budget > 0 && !waiting.isEmpty()) {
             Seq s = waiting.peekFirst();
@@ -133,7 +133,7 @@ public final class Scheduler {
             s.numComputed = prefix.numTokens();
             running.add(s);
             slots += s.slots();
-            reserved += reservation(s);
+            if (config.guaranteeNoEvict()) reserved += reservation(s);
             news.add(newSequence(s, n));
             budget -= n;
             total += n;

@@ -228,11 +228,12 @@ public final class ModelRunner implements AutoCloseable {
 
     private StepLogits select(Tensor logits, boolean[] fullRows, SampleSpec[] specs, int[] firstRowOfSeq) {
         int vocab = config.vocabSize();
+        int drawn = 0;
+        if (specs != null) for (SampleSpec s : specs) if (s != null) drawn++;
         // a step whose every row the backend draws needs no argmax: one wait for the device instead of two
-        boolean allDrawn = specs != null && Arrays.stream(specs).allMatch(java.util.Objects::nonNull);
-        int[] argmax = allDrawn ? null : backend.argmaxRows(logits);
+        int[] argmax = specs != null && drawn == specs.length ? null : backend.argmaxRows(logits);
         int[] sampled = null;
-        if (specs != null && Arrays.stream(specs).anyMatch(java.util.Objects::nonNull)) {
+        if (drawn > 0) {
             SampleSpec[] perRow = specs.length == logits.rows() ? specs : Arrays.copyOf(specs, logits.rows());  // graph padding
             sampled = backend.sampleRows(logits, perRow);
         }
