@@ -18,7 +18,7 @@ struct AttentionParams {
     const float* q;             // [num_tokens, num_heads * head_dim]
     const void* k_cache;        // this layer: [blocks, block_size, num_kv_heads, head_dim] in `dtype`
     const void* v_cache;        // same layout
-    float* out;                 // [num_tokens, num_heads * head_dim]
+    void* out;                  // [num_tokens, num_heads * head_dim] in `out_dtype`
     const int* query_starts;    // [num_seqs + 1]
     const int* context_lens;    // [num_seqs]
     const int* block_tables;    // [num_seqs, max_blocks_per_seq]
@@ -30,6 +30,7 @@ struct AttentionParams {
     int max_blocks_per_seq;
     int sliding_window;         // > 0: attend to the last sliding_window positions only
     int dtype;
+    int out_dtype;              // F32, or the 16-bit format the next GEMM takes
     float scale;
 };
 
@@ -97,10 +98,10 @@ extern "C" __global__ void __launch_bounds__(ATTN_WARPS * 32) paged_attention(co
         gl += sm_l[w] * weight[w];
     }
     float inv = 1.f / gl;
-    float* orow = p.out + ((long long)row * p.num_heads + head) * p.head_dim;
+    const long long orow = ((long long)row * p.num_heads + head) * p.head_dim;
     for (int d = threadIdx.x; d < p.head_dim; d += blockDim.x) {
         float a = 0.f;
         for (int w = 0; w < ATTN_WARPS; w++) a += weight[w] == 0.f ? 0.f : sm_acc[w][d] * weight[w];
-        orow[d] = a * inv;
+        store_f(p.out, p.out_dtype, orow + d, a * inv);
     }
 }

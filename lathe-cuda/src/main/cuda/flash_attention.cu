@@ -36,7 +36,7 @@ struct FlashAttentionParams {
     const float* q;             // [num_tokens, num_heads * head_dim]
     const void* k_cache;        // this layer: [blocks, block_size, num_kv_heads, head_dim], BF16 or F16
     const void* v_cache;        // same layout
-    float* out;                 // [num_tokens, num_heads * head_dim]
+    void* out;                  // [num_tokens, num_heads * head_dim] in `out_dtype`
     const int* work;            // [num_items, 2]: (sequence, first query row of the item within the sequence)
     const int* query_starts;    // [num_seqs + 1]
     const int* context_lens;    // [num_seqs]
@@ -46,6 +46,7 @@ struct FlashAttentionParams {
     int block_size;
     int max_blocks_per_seq;
     int sliding_window;         // > 0: attend to the last sliding_window positions only
+    int out_dtype;              // F32, or the cache's 16-bit format T (the format the next GEMM takes)
     float scale;
 };
 
@@ -231,9 +232,17 @@ __device__ __forceinline__ void softmax_tile(float (&s)[NB][4], uint32_t (&pf)[N
     }
 }
 
+// x and y at out + at (an even element offset): a float2 store for F32, else one 32-bit store of the pair in T
+// (the cache's 16-bit format), rounded to nearest even.
+template <typename T>
+__device__ __forceinline__ void store_pair(void* out, bool out16, long long at, float x, float y) {
+    if (out16) static_cast<uint32_t*>(out)[at / 2] = Mma<T>::pack(x, y);
+    else static_cast<float2*>(out)[at / 2] = make_float2(x, y);
+}
+
 // O / l of global rows row_a and row_a + 8 of one head, stored where valid; every valid row has seen at least
 // its own key, so l > 0 there.
-template <int D>
+template <typename T, int D>
 __device__ __forceinline__ void store_o(const float (&o)[D / 8][4], float l_a, float l_b, const FlashAttentionParams& p,
                                         long long row_a, int head, bool va, bool vb, int t4) {
 #pragma unroll
@@ -242,17 +251,17 @@ __device__ __forceinline__ void store_o(const float (&o)[D / 8][4], float l_a, f
         l_b += __shfl_xor_sync(0xffffffffu, l_b, off);
     }
     const long long stride = (long long)p.num_heads * D;
-    float* oa = p.out + row_a * stride + (long long)head * D + 2 * t4;
-    float* ob = oa + 8 * stride;
+    const long long a = row_a * stride + (long long)head * D + 2 * t4;
+    const bool out16 = p.out_dtype != DT_F32;
     if (va) {
         const float inv = 1.f / l_a;
 #pragma unroll
-        for (int i = 0; i < D / 8; i++) *reinterpret_cast<float2*>(oa + i * 8) = make_float2(o[i][0] * inv, o[i][1] * inv);
+        for (int i = 0; i < D / 8; i++) store_pair<T>(p.out, out16, a + i * 8, o[i][0] * inv, o[i][1] * inv);
     }
     if (vb) {
         const float inv = 1.f / l_b;
 #pragma unroll
-        for (int i = 0; i < D / 8; i++) *reinterpret_cast<float2*>(ob + i * 8) = make_float2(o[i][2] * inv, o[i][3] * inv);
+        for (int i = 0; i < D / 8; i++) store_pair<T>(p.out, out16, a + 8 * stride + i * 8, o[i][2] * inv, o[i][3] * inv);
     }
 }
 
@@ -338,7 +347,7 @@ __device__ __forceinline__ void flash_attention(const FlashAttentionParams& p) {
         }
     }
 
-    store_o<D>(o, l_a, l_b, p, (long long)(q_start + first + r_a), head, r_a < rows, r_b < rows, t4);
+    store_o<T, D>(o, l_a, l_b, p, (long long)(q_start + first + r_a), head, r_a < rows, r_b < rows, t4);
 }
 
 // The grouped-query variant (CudaBackend.FLASH_GQA_PROPERTY): the block's four warps take four query heads
@@ -421,7 +430,7 @@ __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& 
         pv_tile<T, D, GQ_BN / 16>(o, pf, v_base, mi, mr);
     }
 
-    store_o<D>(o, l_a, l_b, p, (long long)(q_start + first + r_a), head, r_a < rows, r_b < rows, t4);
+    store_o<T, D>(o, l_a, l_b, p, (long long)(q_start + first + r_a), head, r_a < rows, r_b < rows, t4);
 }
 
 }  // namespace

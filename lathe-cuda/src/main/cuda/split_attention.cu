@@ -21,7 +21,7 @@ struct SplitAttentionParams {
     const float* q;             // [num_tokens, num_heads * head_dim]
     const void* k_cache;        // this layer: [blocks, block_size, num_kv_heads, head_dim] in `dtype`
     const void* v_cache;        // same layout
-    float* out;                 // [num_tokens, num_heads * head_dim]
+    void* out;                  // [num_tokens, num_heads * head_dim] in `out_dtype`
     float* part_acc;            // [num_tokens, num_heads, splits, head_dim] when splits > 1
     float* part_ml;             // [num_tokens, num_heads, splits, 2] when splits > 1
     const int* query_starts;    // [num_seqs + 1]
@@ -38,6 +38,7 @@ struct SplitAttentionParams {
     int dtype;
     int splits;                 // context pieces per row
     int chunk;                  // keys per piece, a multiple of 32
+    int out_dtype;              // F32, or the 16-bit format the next GEMM takes
     float scale;
 };
 
@@ -111,9 +112,9 @@ __device__ __forceinline__ void store_head(const SplitAttentionParams& p, int ro
     const long long rh = (long long)row * p.num_heads + head;
     if (p.splits == 1) {
         const float inv = 1.f / l;
-        float* o = p.out + rh * D + lane * DPL;
+        const long long o = rh * D + lane * DPL;
 #pragma unroll
-        for (int i = 0; i < DPL; i++) o[i] = acc[i] * inv;
+        for (int i = 0; i < DPL; i++) store_f(p.out, p.out_dtype, o + i, acc[i] * inv);
     } else {
         const long long at = rh * p.splits + piece;
         float* o = p.part_acc + at * D + lane * DPL;
@@ -335,10 +336,11 @@ SPLIT_KERNEL(8)
 struct CombineParams {
     const float* part_acc;  // [rows, heads, splits, head_dim]
     const float* part_ml;   // [rows, heads, splits, 2]
-    float* out;             // [rows, heads * head_dim]
+    void* out;              // [rows, heads * head_dim] in `out_dtype`
     int heads;
     int head_dim;
     int splits;
+    int out_dtype;          // F32, or the 16-bit format the next GEMM takes
 };
 
 // One block per (row, head): out = sum_s acc_s e^(m_s - M) / sum_s l_s e^(m_s - M), M the largest m_s.
@@ -361,6 +363,6 @@ extern "C" __global__ void attention_combine(const CombineParams p) {
             float m = ml[2 * s];
             if (m != -INFINITY) v = fmaf(acc[(long long)s * p.head_dim + d], expf(m - big), v);
         }
-        p.out[rh * p.head_dim + d] = v * inv;
+        store_f(p.out, p.out_dtype, rh * p.head_dim + d, v * inv);
     }
 }

@@ -49,16 +49,17 @@ public final class CudaBackend implements Backend {
      */
     public static final String FUSED_MLP_PROPERTY = "lathe.mlp.fused";
     /**
-     * System property: {@code true} lets the model's norms write a long step's GEMM inputs straight in the weight
-     * format ({@link #activationFormat}): the same numbers as a float32 norm output rounded by {@link #linear},
-     * without the float32 write, its read and the conversion kernel. Off by default until run on a GPU.
+     * System property: {@code true} (the default) lets the model's norms and attention write a long step's GEMM
+     * inputs straight in the weight format ({@link #activationFormat}): the same numbers as a float32 output
+     * rounded by {@link #linear}, without the float32 write, its read and the conversion kernel. On an H100 the
+     * norms alone took a 2048-token TTFT from 67.6 to 65.9 ms in one call; {@code false} keeps float32.
      */
     public static final String FUSED_NORM_PROPERTY = "lathe.norm.fused";
     /**
      * System property: {@code true} lets the fused long-step MLP ({@link #FUSED_MLP_PROPERTY}) keep the gate/up
      * product in the weight format: the GEMM writes 16-bit output and SiLU-and-multiply reads it, half the bytes
      * both ways. Not the same numbers: the product is rounded before the activation (as BF16 inference stacks
-     * do). Off by default until measured.
+     * do). On by default: a 2048-token TTFT of 66.3 against 67.6 ms in one H100 call; {@code false} keeps float32.
      */
     public static final String MLP_GATE16_PROPERTY = "lathe.mlp.gate16";
     /** System property: {@code false} runs {@link #linearSiluMul} as linear then siluMul (default true: one kernel). */
@@ -75,7 +76,8 @@ public final class CudaBackend implements Backend {
      * System property: {@code true} runs prefill attention with the grouped-query flash kernel where the query
      * heads per KV head are a multiple of 4: a block's four warps take four heads of one KV head over 16 query
      * rows, so each K/V tile is read from the cache once for the four, and the next tile loads while this one
-     * is used. Off by default until measured against the plain flash kernel.
+     * is used. On by default: 288.5 against 314.2 us for 2048 queries of one layer on an H100, and 2048/128
+     * throughput 1,433 against 1,412 tok/s in the same call; {@code false} keeps the plain kernel.
      */
     public static final String FLASH_GQA_PROPERTY = "lathe.flash.gqa";
     /** Threads per block of the flash kernel: FA_WARPS = 4 warps, 16 query rows each. */
@@ -115,8 +117,8 @@ public final class CudaBackend implements Backend {
     private final int multiprocessors;
     private final boolean fusedGlu = Boolean.parseBoolean(System.getProperty(GEMV_GLU_PROPERTY, "true"));
     private boolean fusedMlp = Boolean.parseBoolean(System.getProperty(FUSED_MLP_PROPERTY, "true"));
-    private boolean fusedNorm = Boolean.getBoolean(FUSED_NORM_PROPERTY);
-    private boolean mlpGate16 = Boolean.getBoolean(MLP_GATE16_PROPERTY);
+    private boolean fusedNorm = Boolean.parseBoolean(System.getProperty(FUSED_NORM_PROPERTY, "true"));
+    private boolean mlpGate16 = Boolean.parseBoolean(System.getProperty(MLP_GATE16_PROPERTY, "true"));
     private int gemvMaxRows = Math.clamp(Integer.getInteger(GEMV_ROWS_PROPERTY, 2), 0, GEMV_MAX_ROWS);
     private int maxSplits = Math.clamp(Integer.getInteger(MAX_SPLITS_PROPERTY, MAX_SPLITS), 1, MAX_SPLITS);
     private final BufferPool pool;
@@ -133,7 +135,7 @@ public final class CudaBackend implements Backend {
      */
     private AttentionMetadata planFor;
     private int planLongestRun, planItems, planShortRows, planTileRows;
-    private boolean flashGqa = Boolean.getBoolean(FLASH_GQA_PROPERTY);
+    private boolean flashGqa = Boolean.parseBoolean(System.getProperty(FLASH_GQA_PROPERTY, "true"));
     private boolean planUploaded;
     private DeviceBuffer planWork;
     private boolean closed;
@@ -868,7 +870,7 @@ public final class CudaBackend implements Backend {
     @Override
     public void attention(Tensor q, KvCache cache, int layer, AttentionMetadata meta, float scale, Tensor out) {
         CudaKvCache c = cuda(cache);
-        CudaTensor qt = floats(q, "attention", "q"), ot = floats(out, "attention", "out");
+        CudaTensor qt = floats(q, "attention", "q"), ot = activations(out, "attention", "out");
         int headDim = c.headDim();
         if (!sameShape(qt, ot) || qt.cols() % headDim != 0 || (qt.cols() / headDim) % c.numKvHeads() != 0
                 || qt.rows() != meta.numTokens()) {
@@ -896,7 +898,9 @@ public final class CudaBackend implements Backend {
             plan(meta, FLASH_GQA_TILE_ROWS);
             gqa = planItems <= MAX_GRID_Y;  // else the plain kernel's 64-row items may still fit the grid
         }
-        Kernel flash = gqa ? flashGqaKernel(c.dtype(), headDim) : flashKernel(c.dtype(), headDim);
+        // the flash kernels write float32 or the cache's own 16-bit format
+        Kernel flash = ot.dtype() != DType.F32 && ot.dtype() != c.dtype() ? null
+                : gqa ? flashGqaKernel(c.dtype(), headDim) : flashKernel(c.dtype(), headDim);
         if (flash != null) {
             plan(meta, gqa ? FLASH_GQA_TILE_ROWS : FLASH_TILE_ROWS);
             if (planLongestRun >= FLASH_MIN_QUERY_ROWS && planItems <= MAX_GRID_Y) {
@@ -904,7 +908,7 @@ public final class CudaBackend implements Backend {
                 flash.launch(stream, gqa ? c.numKvHeads() * (group / 4) : heads, planItems, FLASH_THREADS,
                         qt.address(), c.keys(layer), c.values(layer), ot.address(), work, starts.address(),
                         lens.address(), tables.address(), heads, c.numKvHeads(), c.blockSize(), tables.cols(),
-                        meta.slidingWindow(), scale);
+                        meta.slidingWindow(), dtypeCode(ot.dtype()), scale);
                 if (planShortRows > 0) {
                     if (headDim % 32 != 0) throw new IllegalStateException("flash head sizes are multiples of 32");
                     splitAttention(qt, c, layer, meta, scale, ot, starts, lens, tables, heads, work + 8L * planItems);
@@ -919,7 +923,7 @@ public final class CudaBackend implements Backend {
         kernels.attention.launch(stream, qt.rows(), heads, 128,
                 qt.address(), c.keys(layer), c.values(layer), ot.address(), starts.address(), lens.address(),
                 tables.address(), numSeqs, heads, c.numKvHeads(), headDim, c.blockSize(), tables.cols(),
-                meta.slidingWindow(), dtypeCode(c.dtype()), scale);
+                meta.slidingWindow(), dtypeCode(c.dtype()), dtypeCode(ot.dtype()), scale);
     }
 
     /**
@@ -950,7 +954,7 @@ public final class CudaBackend implements Backend {
             k.launch3(stream, rows, c.numKvHeads(), 1, SPLIT_THREADS,
                     qt.address(), c.keys(layer), c.values(layer), ot.address(), 0L, 0L, starts.address(), lens.address(),
                     tables.address(), rowList, meta.numSeqs(), heads, c.numKvHeads(), headDim, c.blockSize(), tables.cols(),
-                    window, dtypeCode(c.dtype()), 1, chunk, scale);
+                    window, dtypeCode(c.dtype()), 1, chunk, dtypeCode(ot.dtype()), scale);
             return;
         }
         int parts = Math.toIntExact((long) rows * heads * splits);
@@ -959,9 +963,9 @@ public final class CudaBackend implements Backend {
             k.launch3(stream, rows, c.numKvHeads(), splits, SPLIT_THREADS,
                     qt.address(), c.keys(layer), c.values(layer), ot.address(), acc.address(), ml.address(),
                     starts.address(), lens.address(), tables.address(), 0L, meta.numSeqs(), heads, c.numKvHeads(), headDim,
-                    c.blockSize(), tables.cols(), window, dtypeCode(c.dtype()), splits, chunk, scale);
+                    c.blockSize(), tables.cols(), window, dtypeCode(c.dtype()), splits, chunk, dtypeCode(ot.dtype()), scale);
             kernels.attentionCombine.launch(stream, rows, heads, Math.min(headDim, 128),
-                    acc.address(), ml.address(), ot.address(), heads, headDim, splits);
+                    acc.address(), ml.address(), ot.address(), heads, headDim, splits, dtypeCode(ot.dtype()));
         }
     }
 

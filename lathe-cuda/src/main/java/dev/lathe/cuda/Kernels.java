@@ -61,7 +61,8 @@ final class Kernels implements AutoCloseable {
             attention = byName.get("attention").kernel("paged_attention", struct("paged_attention",
                     ptr("q"), ptr("k_cache"), ptr("v_cache"), ptr("out"), ptr("query_starts"), ptr("context_lens"),
                     ptr("block_tables"), i32("num_seqs"), i32("num_heads"), i32("num_kv_heads"), i32("head_dim"),
-                    i32("block_size"), i32("max_blocks_per_seq"), i32("sliding_window"), i32("dtype"), f32("scale")));
+                    i32("block_size"), i32("max_blocks_per_seq"), i32("sliding_window"), i32("dtype"), i32("out_dtype"),
+                    f32("scale")));
             CudaModule flash = byName.get("flash_attention");
             flashBf16D64 = flash.kernel("flash_attention_bf16_d64", flashParams("flash_attention_bf16_d64"));
             flashBf16D128 = flash.kernel("flash_attention_bf16_d128", flashParams("flash_attention_bf16_d128"));
@@ -90,10 +91,10 @@ final class Kernels implements AutoCloseable {
                         ptr("q"), ptr("k_cache"), ptr("v_cache"), ptr("out"), ptr("part_acc"), ptr("part_ml"),
                         ptr("query_starts"), ptr("context_lens"), ptr("block_tables"), ptr("row_list"), i32("num_seqs"),
                         i32("num_heads"), i32("num_kv_heads"), i32("head_dim"), i32("block_size"), i32("max_blocks_per_seq"),
-                        i32("sliding_window"), i32("dtype"), i32("splits"), i32("chunk"), f32("scale")));
+                        i32("sliding_window"), i32("dtype"), i32("splits"), i32("chunk"), i32("out_dtype"), f32("scale")));
             }
             attentionCombine = split.kernel("attention_combine", struct("attention_combine",
-                    ptr("part_acc"), ptr("part_ml"), ptr("out"), i32("heads"), i32("head_dim"), i32("splits")));
+                    ptr("part_acc"), ptr("part_ml"), ptr("out"), i32("heads"), i32("head_dim"), i32("splits"), i32("out_dtype")));
             CudaModule gemv = byName.get("gemv");
             gemv1 = gemv.kernel("gemv1", gemvParams("gemv1"));
             gemv2 = gemv.kernel("gemv2", gemvParams("gemv2"));
@@ -122,7 +123,7 @@ final class Kernels implements AutoCloseable {
     private static KernelParams flashParams(String kernel) {
         return struct(kernel, ptr("q"), ptr("k_cache"), ptr("v_cache"), ptr("out"), ptr("work"), ptr("query_starts"),
                 ptr("context_lens"), ptr("block_tables"), i32("num_heads"), i32("num_kv_heads"), i32("block_size"),
-                i32("max_blocks_per_seq"), i32("sliding_window"), f32("scale"));
+                i32("max_blocks_per_seq"), i32("sliding_window"), i32("out_dtype"), f32("scale"));
     }
 
     /** Blocks for a grid-stride element-wise kernel over {@code total} elements of 256 threads each. */

@@ -179,8 +179,9 @@ class CudaModelTest {
     }
 
     /**
-     * Norms that write a long step's GEMM inputs in the weight format (-Dlathe.norm.fused) give the logits of float32
-     * norm outputs rounded by linear, bit for bit: the 220-token prefill takes that path, the decode steps do not.
+     * Norms and attention that write a long step's GEMM inputs in the weight format (-Dlathe.norm.fused) give the
+     * logits of float32 outputs rounded by linear, bit for bit: the 220-token prefill takes that path, the decode
+     * steps do not.
      */
     @Test
     void normsWritingTheGemmInputFormatGiveTheSameLogits() {
@@ -188,8 +189,8 @@ class CudaModelTest {
         var cache = ModelRunner.CacheConfig.forSequences(512, 2, 16, DType.BF16);
         int[][] prompts = {new Random(5).ints(150, 0, 1000).toArray(), new Random(6).ints(70, 0, 1000).toArray()};
         boolean tuning = gpu.gemmTuning(false), old = gpu.fusedNorm(false);
-        // counts the norms that wrote a 16-bit output, so the test knows the fused path ran
-        int[] sixteen = new int[1];
+        // counts the norms and attention calls that wrote a 16-bit output, so the test knows the fused path ran
+        int[] sixteen = new int[1], attention16 = new int[1];
         var counting = new dev.lathe.core.backend.ForwardingBackend(gpu) {
             @Override public void rmsNorm(dev.lathe.core.backend.Tensor x, Weight w, float eps, dev.lathe.core.backend.Tensor out) {
                 if (out.dtype() != DType.F32) sixteen[0]++;
@@ -200,15 +201,22 @@ class CudaModelTest {
                 if (out.dtype() != DType.F32) sixteen[0]++;
                 super.addRmsNorm(r, x, w, eps, out);
             }
+            @Override public void attention(dev.lathe.core.backend.Tensor q, dev.lathe.core.backend.KvCache c, int layer,
+                                            dev.lathe.core.backend.AttentionMetadata meta, float scale, dev.lathe.core.backend.Tensor out) {
+                if (out.dtype() != DType.F32) attention16[0]++;
+                super.attention(q, c, layer, meta, scale, out);
+            }
         };
         try {
             List<float[]> plain = decodeLogits(counting, config, cache, prompts);
             assertThat(sixteen[0]).as("16-bit norm outputs, switch off").isZero();
+            assertThat(attention16[0]).as("16-bit attention outputs, switch off").isZero();
             gpu.fusedNorm(true);
             List<float[]> fused = decodeLogits(counting, config, cache, prompts);
             // in the prefill: the first input norm, both post-attention norms and layer 0's closing norm (layer 1
             // closes into the final norm, which feeds the LM head in F32): 1 + 2 + 1 = 4
             assertThat(sixteen[0]).as("16-bit norm outputs of the 220-token prefill, switch on").isEqualTo(4);
+            assertThat(attention16[0]).as("16-bit attention outputs of the 220-token prefill (one per layer), switch on").isEqualTo(2);
             for (int i = 0; i < plain.size(); i++) {
                 assertThat(Arrays.mismatch(fused.get(i), plain.get(i))).as("step %d logits, first difference", i / 2).isEqualTo(-1);
             }

@@ -670,23 +670,25 @@ class CudaOpsTest {
     @EnumSource(value = DType.class, names = {"BF16", "F16"})
     void flashAttentionMatchesDenseSoftmaxOnLlamaShapes(DType cacheType) {
         // a whole prompt, and a 700-row chunk continuing a prefill whose first 300 tokens are cached
-        runAttention(cacheType, 32, 8, 128, 16, 0, List.of(new Seq(300, 300), new Seq(1000, 700)));
+        withGroupedFlash(false, () -> runAttention(cacheType, 32, 8, 128, 16, 0, List.of(new Seq(300, 300), new Seq(1000, 700))));
     }
 
     @ParameterizedTest
     @EnumSource(value = DType.class, names = {"BF16", "F16"})
     void flashAttentionServesDecodeRowsBesideAPrefill(DType cacheType) {
-        runAttention(cacheType, 32, 8, 128, 16, 0,
+        withGroupedFlash(false, () -> runAttention(cacheType, 32, 8, 128, 16, 0,
                 List.of(new Seq(50, 1), new Seq(70, 70), new Seq(10, 0), new Seq(129, 1), new Seq(1, 1), new Seq(33, 1),
-                        new Seq(40, 15), new Seq(60, 16)));  // the longest run the split kernel takes, the shortest flash takes
+                        new Seq(40, 15), new Seq(60, 16))));  // the longest run the split kernel takes, the shortest flash takes
     }
 
     @ParameterizedTest
     @EnumSource(value = DType.class, names = {"BF16", "F16"})
     void flashAttentionHonoursTheSlidingWindowAtHeadDim64(DType cacheType) {
         // windows longer and shorter than a 64-key tile; 200 and 90 rows are not multiples of 64
-        runAttention(cacheType, 8, 2, 64, 8, 100, List.of(new Seq(400, 200), new Seq(90, 90), new Seq(30, 1)));
-        runAttention(cacheType, 8, 2, 64, 8, 20, List.of(new Seq(400, 200), new Seq(90, 90), new Seq(30, 1)));
+        withGroupedFlash(false, () -> {
+            runAttention(cacheType, 8, 2, 64, 8, 100, List.of(new Seq(400, 200), new Seq(90, 90), new Seq(30, 1)));
+            runAttention(cacheType, 8, 2, 64, 8, 20, List.of(new Seq(400, 200), new Seq(90, 90), new Seq(30, 1)));
+        });
     }
 
     @Test
@@ -695,8 +697,9 @@ class CudaOpsTest {
         runAttention(DType.BF16, 4, 4, 128, 32, 0, List.of(new Seq(150, 131), new Seq(64, 64), new Seq(200, 65)));
     }
 
-    // The grouped-query flash kernel (CudaBackend.FLASH_GQA_PROPERTY): the same cases and bounds, four query heads
-    // of one KV head per block over 16 rows, 32-key double-buffered tiles.
+    // The grouped-query flash kernel (CudaBackend.FLASH_GQA_PROPERTY, the default where heads per KV head are a
+    // multiple of 4): the same cases and bounds, four query heads of one KV head per block over 16 rows, 32-key
+    // double-buffered tiles. The cases above run the plain kernel with it off.
 
     @ParameterizedTest
     @EnumSource(value = DType.class, names = {"BF16", "F16"})
@@ -729,9 +732,12 @@ class CudaOpsTest {
                 List.of(new Seq(150, 131), new Seq(64, 64), new Seq(200, 65))));
     }
 
-    /** Runs {@code test} with the grouped-query flash kernel on (off by default until measured). */
-    private static void groupedFlash(Runnable test) {
-        boolean old = gpu.flashGqa(true);
+    /** Runs {@code test} with the grouped-query flash kernel on. */
+    private static void groupedFlash(Runnable test) { withGroupedFlash(true, test); }
+
+    /** Runs {@code test} with the grouped-query flash kernel on or off. */
+    private static void withGroupedFlash(boolean on, Runnable test) {
+        boolean old = gpu.flashGqa(on);
         try {
             test.run();
         } finally {
@@ -840,6 +846,7 @@ class CudaOpsTest {
             String what = "attention " + cacheType + " headDim " + headDim + " window " + window + (flash ? " (flash)" : "")
                     + " seed " + seed;
             float[] got = gpu.download(out);
+            attentionWritesTheGemmFormatAsItsRounding(what, qt, cache, layer, meta, scale, got, cacheType);
             if (!flash) {
                 assertClose(what, got, want, 1e-5);
                 return;
@@ -873,6 +880,23 @@ class CudaOpsTest {
                 assertThat(firstDiff).as(what + ": second call with the same metadata differs first at element %d", firstDiff)
                         .isEqualTo(-1);
             }
+        }
+    }
+
+    /**
+     * The same attention into a 16-bit output (the o projection's input format, Backend.activationFormat): the float32
+     * result rounded to nearest even, bit for bit, on every path (flash, grouped flash, split, combine, row per
+     * block). The 16-bit format is the cache's where it has one, the flash kernels' only 16-bit output.
+     */
+    private void attentionWritesTheGemmFormatAsItsRounding(String what, Tensor qt, KvCache cache, int layer, AttentionMetadata meta,
+                                                          float scale, float[] got, DType cacheType) {
+        DType format = cacheType == DType.F16 ? DType.F16 : DType.BF16;
+        try (Tensor out16 = gpu.allocate(format, qt.rows(), qt.cols())) {
+            gpu.attention(qt, cache, layer, meta, scale, out16);
+            float[] want = round(format, got), have = gpu.download16(out16);
+            int firstDiff = Arrays.mismatch(have, want);
+            assertThat(firstDiff).as("%s: %s output against the float32 output rounded, first difference at %d", what, format, firstDiff)
+                    .isEqualTo(-1);
         }
     }
 

@@ -43,10 +43,12 @@ public final class OpTimings {
             attention(gpu, 256, 1, ", context split");
             gpu.maxAttentionSplits(old);
             attention(gpu, 256, 1, "");
-            attention(gpu, 2048, 2048, "");
-            boolean oldGqa = gpu.flashGqa(true);
+            boolean oldGqa = gpu.flashGqa(false);
             try {
+                attention(gpu, 2048, 2048, ", plain flash");
+                gpu.flashGqa(true);
                 attention(gpu, 2048, 2048, ", grouped-query flash");
+                attention(gpu, 1, 2048, 2048, ", grouped-query flash -> BF16", DType.BF16);
             } finally {
                 gpu.flashGqa(oldGqa);
             }
@@ -197,6 +199,10 @@ public final class OpTimings {
      * heads, 8 KV heads, 128 dims, BF16 cache.
      */
     private static void attention(CudaBackend gpu, int seqs, int ctx, int queries, String how) {
+        attention(gpu, seqs, ctx, queries, how, DType.F32);
+    }
+
+    private static void attention(CudaBackend gpu, int seqs, int ctx, int queries, String how, DType outType) {
         int heads = 32, kvHeads = 8, dim = 128, bs = 16, blocks = (ctx + bs - 1) / bs, slotsPerSeq = blocks * bs;
         int rows = seqs * queries, tokens = seqs * ctx;
         int[] table = new int[seqs * blocks], slots = new int[tokens], starts = new int[seqs + 1], lens = new int[seqs];
@@ -212,7 +218,7 @@ public final class OpTimings {
              Tensor v = gpu.upload(Host.normal(rnd, tokens * kvHeads * dim, 1f), tokens, kvHeads * dim);
              Tensor s = gpu.upload(slots, 1, tokens);
              Tensor q = gpu.upload(Host.normal(rnd, rows * heads * dim, 1f), rows, heads * dim);
-             Tensor o = gpu.allocate(DType.F32, rows, heads * dim);
+             Tensor o = gpu.allocate(outType, rows, heads * dim);
              AttentionMetadata meta = new AttentionMetadata(seqs, rows, ctx, gpu.upload(starts, 1, seqs + 1),
                      gpu.upload(lens, 1, seqs), gpu.upload(table, seqs, blocks), gpu.upload(new int[rows], 1, rows),
                      starts, lens, 0)) {

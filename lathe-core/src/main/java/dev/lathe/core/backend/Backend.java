@@ -158,7 +158,8 @@ public interface Backend extends AutoCloseable {
     /**
      * Causal paged attention with grouped query heads: {@code q} {@code [n, heads * headDim]} against the
      * cached K/V of {@code layer} (already holding this step's tokens), scaled by {@code scale} before
-     * softmax; {@code out} has q's shape. See {@link AttentionMetadata} for positions and masking.
+     * softmax; {@code out} has q's shape, F32 or the 16-bit format {@link #activationFormat} names for the
+     * output projection (then rounded to nearest even). See {@link AttentionMetadata} for positions and masking.
      */
     void attention(Tensor q, KvCache cache, int layer, AttentionMetadata meta, float scale, Tensor out);
 

@@ -77,7 +77,6 @@ public final class LlamaModel implements AutoCloseable {
              Tensor q = backend.allocate(DType.F32, n, config.qSize());
              Tensor k = backend.allocate(DType.F32, n, config.kvSize());
              Tensor v = backend.allocate(DType.F32, n, config.kvSize());
-             Tensor attnOut = backend.allocate(DType.F32, n, config.qSize());
              Tensor proj = backend.allocate(DType.F32, n, hidden)) {
 
             // the norms' outputs feed the projections: in the backend's GEMM input format where it has one for
@@ -87,7 +86,11 @@ public final class LlamaModel implements AutoCloseable {
             // (x feeds only the qkv projection and the MLP; q/k norms work on the float32 projection output)
             boolean direct = actFormat != DType.F32 && layers.stream().allMatch(w ->
                     backend.activationFormat(w.qkv(), n) == actFormat && backend.activationFormat(w.gateUp(), n) == actFormat);
-            try (Tensor hAct = direct ? backend.allocate(actFormat, n, hidden) : null) {
+            // attention writes the o projection's input in that format too, where every layer's takes it
+            DType oFormat = backend.activationFormat(first.o(), n);
+            boolean oDirect = oFormat != DType.F32 && layers.stream().allMatch(w -> backend.activationFormat(w.o(), n) == oFormat);
+            try (Tensor hAct = direct ? backend.allocate(actFormat, n, hidden) : null;
+                 Tensor attnOut = backend.allocate(oDirect ? oFormat : DType.F32, n, config.qSize())) {
                 Tensor x = direct ? hAct : h;
                 backend.embedding(embedding, in.tokenIds(), residual);
                 backend.rmsNorm(residual, first.inputNorm(), eps, x);
