@@ -128,7 +128,9 @@ gpu_tests() {
 
 # LATHE_WITH: the CLI command with one more JVM flag (none when FLAG is empty): lathe_with FLAG
 lathe_with() {
-  LATHE_WITH=("$JAVA" "${JVM_FLAGS[@]}" ${1:+"$1"} -cp "$DEV/lib/*" dev.lathe.cli.Main)
+  local -a extra=()
+  [ -n "${1:-}" ] && IFS=, read -r -a extra <<< "$1"   # several flags: comma-separated
+  LATHE_WITH=("$JAVA" "${JVM_FLAGS[@]}" "${extra[@]}" -cp "$DEV/lib/*" dev.lathe.cli.Main)
 }
 
 # The transformers batch-64 throughput peer at 128/128, written into RECORD as peer_same_run:
@@ -273,31 +275,30 @@ check() {
   grep -E "^(==|TTFT|TPOT|host)|output  |peak|KV blocks|engine host" "$out/bench.log"
 }
 
-# The switches against the defaults in the same call (one log, ab.log): batch-1 decode without dependent
-# launches (on by default since session 4), and the 2048-token TTFT plus a 300-request 2048/128 run with the
-# grouped-query flash kernel, with norms writing the GEMM input format and with the 16-bit gate/up product (all
-# off until measured), and the 2048/128 run with twice the default token budget per step. About 6 minutes.
+# The defaults against other JVM flag sets in the same call (one log, ab.log). LATHE_AB_FLAGS lists the sets,
+# space-separated, the flags of one set comma-separated; by default one set, the float32 activation path of
+# session 4 (fused norms, 16-bit gate/up product and grouped-query flash off). For each: the 2048-token TTFT,
+# 128/128 x LATHE_AB_REQUESTS (default 3000) at max-num-seqs LATHE_AB_SEQS (default 1024) and 2048/128 x 300.
+# About 2 minutes a set.
 ab() {
   setup
   local log=$OUT_DIR/ab.log flag
   local -a base=(bench latency --backend cuda --model synthetic:llama-3-8b --card "$CARD")
+  local -a sets=("" ${LATHE_AB_FLAGS:--Dlathe.norm.fused=false,-Dlathe.mlp.gate16=false,-Dlathe.flash.gqa=false})
   set +e
-  for flag in "" -Dlathe.pdl=false; do
-    echo "== batch 1, 128/128 ${flag:-(defaults)}" >> "$log"
-    lathe_with "$flag"
-    timeout 45 "${LATHE_WITH[@]}" "${base[@]}" --batch 1 --input-len 128 --output-len 128 --warmup 1 --iterations 3 >> "$log" 2>&1
-  done
-  for flag in "" -Dlathe.flash.gqa=true -Dlathe.norm.fused=true -Dlathe.mlp.gate16=true; do
+  for flag in "${sets[@]}"; do
     lathe_with "$flag"
     echo "== TTFT 2048 ${flag:-(defaults)}" >> "$log"
     timeout 40 "${LATHE_WITH[@]}" "${base[@]}" --batch 1 --input-len 2048 --output-len 1 --warmup 2 --iterations 5 >> "$log" 2>&1
+    echo "== 128/128 x ${LATHE_AB_REQUESTS:-3000}, max-num-seqs ${LATHE_AB_SEQS:-1024} ${flag:-(defaults)}" >> "$log"
+    local -a record=()
+    [ -z "$flag" ] && record=(--json "$OUT_DIR/throughput-128-128-ab-defaults.json")
+    timeout 75 "${LATHE_WITH[@]}" bench throughput --backend cuda --model synthetic:llama-3-8b --input-len 128 --output-len 128 \
+        --num-requests "${LATHE_AB_REQUESTS:-3000}" --max-num-seqs "${LATHE_AB_SEQS:-1024}" "${record[@]}" >> "$log" 2>&1
     echo "== 2048/128 x 300 ${flag:-(defaults)}" >> "$log"
     timeout 60 "${LATHE_WITH[@]}" bench throughput --backend cuda --model synthetic:llama-3-8b --input-len 2048 --output-len 128 \
         --num-requests 300 >> "$log" 2>&1
   done
-  echo "== 2048/128 x 300 --max-num-batched-tokens 16384" >> "$log"
-  timeout 60 "${LATHE[@]}" bench throughput --backend cuda --model synthetic:llama-3-8b --input-len 2048 --output-len 128 \
-      --num-requests 300 --max-num-batched-tokens 16384 >> "$log" 2>&1
   set -e
   grep -E "^(==|TTFT|TPOT|host)|output  |engine host" "$log"
 }
