@@ -16,7 +16,7 @@
 #   bash .device/run.sh pairs        offline throughput at other lengths (LATHE_PAIRS="IN/OUT:REQUESTS ...")
 #   bash .device/run.sh tests        the GPU tests alone
 #   bash .device/run.sh quick        most GPU tests, batch-1 decode, batch 4 and 8 with two gemv row limits
-#   bash .device/run.sh records      GPU tests, then issue 5's 128/128 record with its peer, at 512 sequences, and pairs
+#   bash .device/run.sh records      GPU tests, then issue 5's 128/128 record with its peer, and pairs (see records below)
 set -euo pipefail
 mode=${1:-pack}
 console_version=1.14.1   # JUnit Platform of JUnit Jupiter 5.14.1
@@ -355,23 +355,27 @@ pairs() {
   set -e
 }
 
-# One call for issue 5's records after a change: the GPU tests (LATHE_TEST_LIMIT), the 3000-request
-# 128/128 record with its transformers batch-64 peer, the same at LATHE_RECORDS_SEQS sequences per step
-# (default 512), then the pairs of LATHE_PAIRS (default 2048/128:1000); logs go to one bench.log.
+# One call for issue 5's records after a change: the GPU tests (LATHE_TEST_LIMIT; LATHE_SKIP_TESTS=1 skips them),
+# the 3000-request 128/128 record with the options of LATHE_RECORDS_ARGS and its transformers batch-64 peer, the
+# same at LATHE_RECORDS_SEQS sequences per step when set, then the pairs of LATHE_PAIRS (default 2048/128:1000,
+# options in LATHE_PAIR_ARGS); logs go to one bench.log.
 records() {
   setup
   local out=$OUT_DIR spec
   set +e
-  gpu_tests "${LATHE_TEST_LIMIT:-110}" "$out/gpu-tests.log"
-  throughput_pair 128/128:3000 90 "$out/bench.log"
+  [ "${LATHE_SKIP_TESTS:-0}" = 1 ] || gpu_tests "${LATHE_TEST_LIMIT:-110}" "$out/gpu-tests.log"
+  # the 128/128 record (engine options in LATHE_RECORDS_ARGS, e.g. "--max-num-seqs 1024") with its peer
+  LATHE_PAIR_ARGS="${LATHE_RECORDS_ARGS:-}" throughput_pair 128/128:3000 90 "$out/bench.log"
   peer_throughput "$out/throughput-128-128.json" "${LATHE_PEER_LIMIT:-150}" "$out/bench.log"
-  local seqs=${LATHE_RECORDS_SEQS:-512}
-  timeout 90 "${LATHE[@]}" bench throughput --backend cuda --model synthetic:llama-3-8b --input-len 128 --output-len 128 \
-      --num-requests 3000 --max-num-seqs "$seqs" --json "$out/throughput-128-128-seqs$seqs.json" >> "$out/bench.log" 2>&1
+  if [ -n "${LATHE_RECORDS_SEQS:-}" ]; then
+    local seqs=$LATHE_RECORDS_SEQS
+    timeout 90 "${LATHE[@]}" bench throughput --backend cuda --model synthetic:llama-3-8b --input-len 128 --output-len 128 \
+        --num-requests 3000 --max-num-seqs "$seqs" --json "$out/throughput-128-128-seqs$seqs.json" >> "$out/bench.log" 2>&1
+  fi
   for spec in ${LATHE_PAIRS:-2048/128:1000}; do throughput_pair "$spec" "${LATHE_PAIR_LIMIT:-120}" "$out/bench.log"; done
   set -e
-  grep -E "tests (successful|failed)|exit code" "$out/gpu-tests.log"
-  grep -E "requests of|output  |TTFT ms|TPOT ms|peak|KV blocks|compile" "$out/bench.log"
+  [ -f "$out/gpu-tests.log" ] && grep -E "tests (successful|failed)|exit code" "$out/gpu-tests.log"
+  grep -E "requests of|output  |TTFT ms|TPOT ms|peak|KV blocks|engine host|compile" "$out/bench.log"
 }
 
 # The GPU tests alone, under LATHE_TEST_LIMIT seconds (default 300), with JUnit's XML reports.
