@@ -67,7 +67,7 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--top-k", defaultValue = "0", description = "keep the k most likely tokens, with --temperature (0 = off)")
     int topK;
 
-    @Option(names = "--max-num-seqs", defaultValue = "256", description = "sequences per step (default: ${DEFAULT-VALUE})")
+    @Option(names = "--max-num-seqs", defaultValue = "1024", description = "sequences per step (default: ${DEFAULT-VALUE})")
     int maxNumSeqs;
 
     @Option(names = "--max-num-batched-tokens", defaultValue = "8192",

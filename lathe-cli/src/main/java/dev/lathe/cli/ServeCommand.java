@@ -67,7 +67,7 @@ final class ServeCommand implements Callable<Integer> {
     @Option(names = "--max-waiting", defaultValue = "256", description = "queued requests per model before answering 429 (default: ${DEFAULT-VALUE})")
     int maxWaiting;
 
-    @Option(names = "--max-num-seqs", defaultValue = "0", description = "sequences per step per model (default: 256)")
+    @Option(names = "--max-num-seqs", defaultValue = "0", description = "sequences per step per model (default: 1024)")
     int maxNumSeqs;
 
     @Option(names = "--max-num-batched-tokens", defaultValue = "0",

@@ -44,12 +44,21 @@ public record EngineConfig(int maxNumSeqs, int maxNumBatchedTokens, int blockSiz
     }
 
     /**
-     * A starting point: 256 sequences, 8192 tokens per step (at least {@code maxModelLen}), blocks of 16,
-     * enough blocks for {@code maxNumSeqs} full sequences capped at 4096 blocks.
+     * Sequences per step by default. KV capacity bounds a step's batch anyway where sequences are long; where they
+     * are short, more sequences per step make the GEMMs wider. On an H100 (Llama-3-8B, BF16), 128/128 x 3000 gave
+     * 13,810 tok/s at 1024 against 12,165 at 256 in one call, and 128/2048 x 1000 8,469 at 1024 against 8,449 at
+     * 256 (another call). vLLM picks 1024 for large-memory GPUs as well.
+     */
+    public static final int DEFAULT_MAX_NUM_SEQS = 1024;
+
+    /**
+     * A starting point: {@link #DEFAULT_MAX_NUM_SEQS} sequences, 8192 tokens per step (at least {@code maxModelLen}),
+     * blocks of 16, enough blocks for that many full sequences capped at 4096 blocks.
      */
     public static EngineConfig defaults(int maxModelLen) {
-        int blocks = Math.max((maxModelLen + 15) / 16, Math.min(4096, 256 * ((maxModelLen + 15) / 16)));
-        return new EngineConfig(256, Math.max(8192, Math.min(maxModelLen, 65536)), 16, blocks, maxModelLen,
+        int blocksPerSeq = (maxModelLen + 15) / 16;
+        int blocks = Math.max(blocksPerSeq, (int) Math.min(4096L, (long) DEFAULT_MAX_NUM_SEQS * blocksPerSeq));
+        return new EngineConfig(DEFAULT_MAX_NUM_SEQS, Math.max(8192, Math.min(maxModelLen, 65536)), 16, blocks, maxModelLen,
                 4096, true, DType.F32);
     }
 
