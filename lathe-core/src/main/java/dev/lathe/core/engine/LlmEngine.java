@@ -82,6 +82,7 @@ public final class LlmEngine implements Engine {
     // engine thread only
     private final Map<Long, SampleState> bySeq = new HashMap<>();
     private final Map<Long, Sequence> batch = new HashMap<>(); // the runner's persistent batch
+    private final StreamEmitter emitter;
     private long generatedTokens, steps;
     private long runnerNanos, hostNanos;  // engine-thread time inside and around runner.step (see EngineStats)
 
@@ -105,6 +106,7 @@ public final class LlmEngine implements Engine {
         this.kv = new KvCacheManager(new BlockPool(config.numBlocks(), config.blockSize()), config.enablePrefixCaching());
         this.scheduler = new Scheduler(config.schedulerConfig(), kv);
         this.stats = new EngineStats(0, 0, config.numBlocks(), 0, 0, 0, 0, 0, 0, 0, 0);
+        this.emitter = new StreamEmitter("lathe-engine-streams", StreamEmitter.threadRequested());
         this.thread = Thread.ofPlatform().name("lathe-engine").daemon().unstarted(this::loop);
         thread.start();
     }
@@ -202,9 +204,11 @@ public final class LlmEngine implements Engine {
                 try {
                     abortRequest(r, t);
                 } catch (RuntimeException again) {
-                    r.stream.end(t); // scheduling state is broken: at least end the stream
+                    emitter.end(r.stream, t); // scheduling state is broken: at least end the stream
                 }
             }
+        } finally {
+            emitter.close();  // delivers every queued delta and end
         }
     }
 
@@ -229,6 +233,7 @@ public final class LlmEngine implements Engine {
             m = inbox.poll();
         }
         if (any) publishStats();  // a step publishes its own
+        emitter.flush();  // after the stats, so a reader that sees a stream end sees the stats of its step
         return !(stopped && active.isEmpty() && !scheduler.hasUnfinished());
     }
 
@@ -242,6 +247,7 @@ public final class LlmEngine implements Engine {
             runnerNanos += inRunner;
         }
         publishStats();  // now, not at the next loop turn: a reader waiting on the last request sees its step
+        emitter.flush();
     }
 
     /** One engine step; returns the nanoseconds spent inside the model runner. */
@@ -254,8 +260,11 @@ public final class LlmEngine implements Engine {
         }
         var seqs = new ArrayList<Sequence>(out.numSequences());
         int[] counts = new int[out.numSequences()];
-        var rowOf = new HashMap<Long, Integer>();
-        for (long id : out.preempted()) batch.remove(id);
+        for (long id : out.preempted()) {
+            batch.remove(id);
+            SampleState st = bySeq.get(id);
+            if (st != null) st.seq = null;
+        }
         for (var ns : out.newSequences()) {
             var seq = new Sequence(ns.seqId(), ns.tokens());
             for (int b : ns.blocks()) seq.addBlock(b);
@@ -266,14 +275,16 @@ public final class LlmEngine implements Engine {
                 st.request.numCached = ns.numComputed();
                 queued.decrementAndGet();
             }
-            rowOf.put(ns.seqId(), seqs.size());
+            st.seq = seq;
+            st.row = seqs.size();
             counts[seqs.size()] = ns.numScheduled();
             seqs.add(seq);
         }
         for (var rs : out.running()) {
             Sequence seq = batch.get(rs.seqId());
             for (int b : rs.newBlocks()) seq.addBlock(b);
-            rowOf.put(rs.seqId(), seqs.size());
+            SampleState st = bySeq.get(rs.seqId());
+            if (st != null) st.row = seqs.size();
             counts[seqs.size()] = rs.numScheduled();
             seqs.add(seq);
         }
@@ -313,29 +324,29 @@ public final class LlmEngine implements Engine {
         }
         long inRunner = System.nanoTime() - runnerStart;
         steps++;
-        processOutputs(scheduler.update(out), logits, rowOf);
+        processOutputs(scheduler.update(out), logits);
         return inRunner;
     }
 
     /** Samples, stop checks and deltas for the sequences whose tokens are all computed. */
-    private void processOutputs(List<Long> ready, ModelRunner.StepLogits logits, Map<Long, Integer> rowOf) {
+    private void processOutputs(List<Long> ready, ModelRunner.StepLogits logits) {
         for (long seqId : ready) {
             SampleState st = bySeq.get(seqId);
             if (st == null || st.finished) continue; // a sibling's failure ended its request earlier in this loop
             RequestState r = st.request;
             try {
-                int rowIndex = rowOf.get(seqId);
+                int rowIndex = st.row;
                 if (logits.hasSample(rowIndex)) {
                     int token = logits.sample(rowIndex);
                     scheduler.appendToken(seqId, token);
-                    batch.get(seqId).append(token);
+                    st.seq.append(token);
                     emit(st, token, null);
                     continue;
                 }
                 if (!logits.hasRow(rowIndex)) {
                     int token = logits.argmax(rowIndex);
                     scheduler.appendToken(seqId, token);
-                    batch.get(seqId).append(token);
+                    st.seq.append(token);
                     emit(st, token, null);
                     continue;
                 }
@@ -354,8 +365,7 @@ public final class LlmEngine implements Engine {
                 }
                 int token = r.request.params().logprobs() != null ? st.sampler.sample(row) : st.sampler.sampleInPlace(row);
                 scheduler.appendToken(seqId, token);
-                Sequence seq = batch.get(seqId);
-                seq.append(token);
+                st.seq.append(token);
                 emit(st, token, row);
             } catch (RuntimeException e) {
                 abortRequest(r, e);
@@ -372,7 +382,7 @@ public final class LlmEngine implements Engine {
         var step = st.output.accept(token);
         FinishReason reason = step.finishReason();
         List<Logprobs.TokenLogprobs> lp = p.logprobs() == null ? null : List.of(Logprobs.of(rawLogits, token, p.logprobs()));
-        r.stream.push(new RequestOutput(r.request.id(), st.index, new int[]{token}, step.text(), lp, reason,
+        emitter.push(r.stream, new RequestOutput(r.request.id(), st.index, new int[]{token}, step.text(), lp, reason,
                 reason == FinishReason.STOP ? st.output.stopReason() : null, r.request.promptIds().length,
                 st.output.numOutput(), Math.max(0, r.numCached)));
         if (reason != null) finishSample(st);
@@ -384,11 +394,12 @@ public final class LlmEngine implements Engine {
             scheduler.finish(st.seqId);
             batch.remove(st.seqId);
             bySeq.remove(st.seqId);
+            st.seq = null;
         }
         RequestState r = st.request;
         if (++r.numFinished == r.samples.length) {
             active.remove(r.request.id());
-            r.stream.end(null);
+            emitter.end(r.stream, null);
         }
     }
 
@@ -403,14 +414,15 @@ public final class LlmEngine implements Engine {
                 scheduler.finish(st.seqId);
                 batch.remove(st.seqId);
                 bySeq.remove(st.seqId);
+                st.seq = null;
             }
             String tail = st.output.abort().text();
-            r.stream.push(new RequestOutput(r.request.id(), st.index, new int[0], tail, null, FinishReason.ABORT,
+            emitter.push(r.stream, new RequestOutput(r.request.id(), st.index, new int[0], tail, null, FinishReason.ABORT,
                     null, r.request.promptIds().length, st.output.numOutput(), r.numCached));
         }
         r.numFinished = r.samples.length;
         active.remove(r.request.id());
-        r.stream.end(cause);
+        emitter.end(r.stream, cause);
     }
 
     private void publishStats() {

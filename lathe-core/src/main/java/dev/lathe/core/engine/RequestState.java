@@ -24,6 +24,9 @@ final class RequestState {
         final OutputProcessor output;
         boolean started;  // in the scheduler: the first sample from the start, the others once forked
         boolean finished;
+        // engine thread, while in the runner's batch: its sequence there and its row in the current step
+        dev.lathe.core.generate.Sequence seq;
+        int row;
 
         SampleState(RequestState request, int index, long seqId, Sampler sampler, OutputProcessor output) {
             this.request = request;

@@ -56,6 +56,7 @@ public final class Sampler {
     private final int[] biasIds;            // logit bias as parallel arrays, ascending id
     private final float[] biasValues;
     private final TokenCounts generated = new TokenCounts();
+    private final boolean countsTokens;  // a penalty reads the generated tokens' counts
     private int numGenerated;
 
     /**
@@ -69,6 +70,7 @@ public final class Sampler {
         if (vocabSize < 1) throw new IllegalArgumentException("vocabSize must be >= 1, got " + vocabSize);
         this.params = params;
         this.vocabSize = vocabSize;
+        this.countsTokens = params.repetitionPenalty() != 1 || params.frequencyPenalty() != 0 || params.presencePenalty() != 0;
         this.seed = params.seed() != null ? params.seed()
                 : SEED_BASE ^ SeededRandom.bits(System.nanoTime(), UNSEEDED.incrementAndGet());
         for (int i = 0; i < promptIds.length; i++) checkId("promptIds[" + i + "]", promptIds[i]);
@@ -158,7 +160,7 @@ public final class Sampler {
     /** Records the token chosen for this step, so that penalties and min_tokens see it. */
     public void accept(int token) {
         checkId("accepted token", token);
-        generated.add(token);
+        if (countsTokens) generated.add(token);  // only the penalties read the counts
         numGenerated++;
     }
 
