@@ -278,8 +278,8 @@ check() {
 # The defaults against other JVM flag sets in the same call (one log, ab.log). LATHE_AB_FLAGS lists the sets,
 # space-separated, the flags of one set comma-separated; by default one set, the float32 activation path of
 # session 4 (fused norms, 16-bit gate/up product and grouped-query flash off). For each: the 2048-token TTFT,
-# 128/128 x LATHE_AB_REQUESTS (default 3000) at max-num-seqs LATHE_AB_SEQS (default 1024) and 2048/128 x 300.
-# About 2 minutes a set.
+# 128/128 x LATHE_AB_REQUESTS (default 3000) at max-num-seqs LATHE_AB_SEQS (default 1024) and 2048/128 x 300
+# (LATHE_AB_2048=0 leaves it out). About 2 minutes a set.
 ab() {
   setup
   local log=$OUT_DIR/ab.log flag
@@ -295,6 +295,7 @@ ab() {
     [ -z "$flag" ] && record=(--json "$OUT_DIR/throughput-128-128-ab-defaults.json")
     timeout 75 "${LATHE_WITH[@]}" bench throughput --backend cuda --model synthetic:llama-3-8b --input-len 128 --output-len 128 \
         --num-requests "${LATHE_AB_REQUESTS:-3000}" --max-num-seqs "${LATHE_AB_SEQS:-1024}" "${record[@]}" >> "$log" 2>&1
+    [ "${LATHE_AB_2048:-1}" = 1 ] || continue
     echo "== 2048/128 x 300 ${flag:-(defaults)}" >> "$log"
     timeout 60 "${LATHE_WITH[@]}" bench throughput --backend cuda --model synthetic:llama-3-8b --input-len 2048 --output-len 128 \
         --num-requests 300 >> "$log" 2>&1
@@ -378,12 +379,14 @@ records() {
   grep -E "requests of|output  |TTFT ms|TPOT ms|peak|KV blocks|engine host|compile" "$out/bench.log"
 }
 
-# The GPU tests alone, under LATHE_TEST_LIMIT seconds (default 300), with JUnit's XML reports.
+# The GPU tests alone, under LATHE_TEST_LIMIT seconds (default 300), with JUnit's XML reports; LATHE_TEST_ARGS adds
+# console-launcher options (e.g. --include-classname '.*CudaEngineTest').
 tests() {
   setup
   local out=$OUT_DIR rc
   set +e
-  gpu_tests "${LATHE_TEST_LIMIT:-300}" "$out/gpu-tests.log" --reports-dir "$out/reports"
+  # shellcheck disable=SC2086
+  gpu_tests "${LATHE_TEST_LIMIT:-300}" "$out/gpu-tests.log" --reports-dir "$out/reports" ${LATHE_TEST_ARGS:-}
   rc=$?
   set -e
   grep -E "✘|tests (successful|failed)|exit code" "$out/gpu-tests.log"
