@@ -6,14 +6,18 @@ import java.util.concurrent.LinkedBlockingQueue;
 
 /**
  * Hands request deltas and stream ends to their streams, in the order the engine thread queues them. With a
- * thread of its own (the default), the pushes, each of which may wake a consumer, happen beside the engine's next
+ * thread of its own ({@link #THREAD_PROPERTY}), the pushes, each of which may wake a consumer, happen beside the engine's next
  * schedule and GPU launch rather than before them: the engine thread queues a step's items and {@link #flush}es
  * them as one batch. Without, {@link #push} and {@link #end} act at once.
  *
  * <p>Used by one engine thread; {@link #close} delivers everything queued before returning.
  */
 final class StreamEmitter implements AutoCloseable {
-    /** System property: {@code false} pushes deltas on the engine thread itself (default true: a thread of its own). */
+    /**
+     * System property: {@code true} delivers deltas on a thread of its own; default false, the engine thread pushes
+     * them itself. On an H100 (128/128 x 3000 at 1024 sequences, one call) the thread took the engine's host time from
+     * 3.14 to 2.46 ms a step, and throughput stayed level: 14,561 tok/s with it, 14,648 without.
+     */
     static final String THREAD_PROPERTY = "lathe.engine.emitThread";
 
     private record Item(QueueRequestStream stream, RequestOutput output, Throwable cause) {}
@@ -36,7 +40,7 @@ final class StreamEmitter implements AutoCloseable {
     }
 
     static boolean threadRequested() {
-        return Boolean.parseBoolean(System.getProperty(THREAD_PROPERTY, "true"));
+        return Boolean.getBoolean(THREAD_PROPERTY);
     }
 
     /** Queues a delta (delivered at the next {@link #flush}), or pushes it now without a thread. */
