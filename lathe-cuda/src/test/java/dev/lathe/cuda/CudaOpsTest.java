@@ -530,6 +530,28 @@ class CudaOpsTest {
     }
 
     /**
+     * SiLU-and-multiply from a 16-bit gate/up product into the same format (the fused MLP with lathe.mlp.gate16):
+     * eight values a thread where inner is a multiple of 8, one otherwise; either way the bits of the float32 kernel
+     * on the same (exactly widened) inputs, rounded to nearest even.
+     */
+    @ParameterizedTest
+    @EnumSource(value = DType.class, names = {"BF16", "F16"})
+    void siluMulInA16BitFormatIsTheFloat32ResultRounded(DType format) {
+        for (int inner : new int[]{200, 196}) {
+            int n = 37;
+            float[] x = round(format, normal(random, n * 2 * inner, 2f));
+            try (Tensor xt = gpu.upload(x, n, 2 * inner); Tensor out32 = poisoned(n, inner);
+                 Tensor out16 = gpu.allocate(format, n, inner)) {
+                gpu.siluMul(xt, out32);
+                gpu.siluMul16(xt, out16);
+                float[] want = round(format, gpu.download(out32)), got = gpu.download16(out16);
+                int firstDiff = Arrays.mismatch(got, want);
+                assertThat(firstDiff).as("%s inner=%d seed %d: first difference at %d", format, inner, seed, firstDiff).isEqualTo(-1);
+            }
+        }
+    }
+
+    /**
      * The fused MLP with the gate/up product kept in the weight format (lathe.mlp.gate16): x and the product rounded
      * to the format, SiLU-and-multiply in float32 rounded again, then the down GEMM (bias added). Against that
      * arithmetic on the host: float32 sums in another order (about K * 2^-24) and the rare product rounded the

@@ -139,6 +139,10 @@ public final class OpTimings {
         try (Tensor gu = gpu.upload(Host.normal(rnd, n * 28672, 1f), n, 28672); Tensor act = gpu.allocate(DType.F32, n, 14336)) {
             report("siluMul 14336, n=" + n, micros(gpu, () -> gpu.siluMul(gu, act)), 4.0 * n * (28672 + 14336));
         }
+        // the fused MLP's case with a 16-bit gate/up product (lathe.mlp.gate16): BF16 in, BF16 out
+        try (Tensor gu16 = gpu.allocate(DType.BF16, n, 28672); Tensor act16 = gpu.allocate(DType.BF16, n, 14336)) {
+            report("siluMul 14336 BF16 -> BF16, n=" + n, micros(gpu, () -> gpu.siluMul16(gu16, act16)), 2.0 * n * (28672 + 14336));
+        }
         int heads = 32, kvHeads = 8, dim = 128, half = dim / 2, bs = 16, blocks = (n + bs - 1) / bs;
         int[] slots = new int[n];
         for (int i = 0; i < n; i++) slots[i] = i;
