@@ -44,20 +44,19 @@ struct RopeWriteKvParams {
     int dtype;            // cache storage format
 };
 
-// splitColumns + rope(q) + rope(k) + write_kv in one pass: one thread per (token, head of q, k or v, j < half),
-// handling elements j and j + half. The rotation is the same arithmetic as rope(), so the cache and q hold the
-// same values as the unfused ops. A slot outside [0, num_slots) writes no K/V (q is still written).
-extern "C" __global__ void rope_write_kv(const RopeWriteKvParams p) {
-    LATHE_PDL_WAIT();
-    int all_heads = p.heads + 2 * p.kv_heads;
-    int head_dim = 2 * p.half;
-    long long total = p.n * all_heads * p.half;
-    for (long long i = global_index(); i < total; i += global_stride()) {
-        int j = (int)(i % p.half);
-        long long rh = i / p.half;
+// The loop of rope_write_kv over index type I: unsigned 32-bit where every index fits (three divisions per element
+// pair cost far less than in 64 bits), else 64-bit.
+template <typename I>
+__device__ __forceinline__ void rope_write_kv_loop(const RopeWriteKvParams& p, I total) {
+    const I all_heads = (I)(p.heads + 2 * p.kv_heads);
+    const I half = (I)p.half;
+    const int head_dim = 2 * p.half;
+    for (I i = (I)global_index(); i < total; i += (I)global_stride()) {
+        int j = (int)(i % half);
+        I rh = i / half;
         int h = (int)(rh % all_heads);
-        long long r = rh / all_heads;
-        const float* src = p.qkv + (r * all_heads + h) * head_dim;
+        long long r = (long long)(rh / all_heads);
+        const float* src = p.qkv + (r * (long long)all_heads + h) * head_dim;
         float x1 = src[j], x2 = src[j + p.half];
         if (h < p.heads + p.kv_heads) {
             float c = p.cos[r * p.half + j], s = p.sin[r * p.half + j];
@@ -81,4 +80,15 @@ extern "C" __global__ void rope_write_kv(const RopeWriteKvParams p) {
         store_f(cache, p.dtype, at, x1);
         store_f(cache, p.dtype, at + p.half, x2);
     }
+}
+
+// splitColumns + rope(q) + rope(k) + write_kv in one pass: one thread per (token, head of q, k or v, j < half),
+// handling elements j and j + half. The rotation is the same arithmetic as rope(), so the cache and q hold the
+// same values as the unfused ops. A slot outside [0, num_slots) writes no K/V (q is still written).
+extern "C" __global__ void rope_write_kv(const RopeWriteKvParams p) {
+    LATHE_PDL_WAIT();
+    const long long total = p.n * (p.heads + 2 * p.kv_heads) * p.half;
+    // i + stride must not wrap in 32 bits either
+    if (total + global_stride() < (1LL << 32)) rope_write_kv_loop<unsigned>(p, (unsigned)total);
+    else rope_write_kv_loop<long long>(p, total);
 }
