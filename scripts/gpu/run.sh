@@ -128,9 +128,14 @@ gpu_tests() {
 
 # LATHE_WITH: the CLI command with one more JVM flag (none when FLAG is empty): lathe_with FLAG
 lathe_with() {
-  local -a extra=()
+  local -a extra=() flags=()
+  local cp="$DEV/lib/*" f
   [ -n "${1:-}" ] && IFS=, read -r -a extra <<< "$1"   # several flags: comma-separated
-  LATHE_WITH=("$JAVA" "${JVM_FLAGS[@]}" "${extra[@]}" -cp "$DEV/lib/*" dev.lathe.cli.Main)
+  for f in "${extra[@]}"; do
+    # cp=JAR puts JAR ahead of the pack's jars: an earlier build of a module, for a same-call A/B
+    case "$f" in cp=*) cp="${f#cp=}:$cp" ;; *) flags+=("$f") ;; esac
+  done
+  LATHE_WITH=("$JAVA" "${JVM_FLAGS[@]}" "${flags[@]}" -cp "$cp" dev.lathe.cli.Main)
 }
 
 # The transformers batch-64 throughput peer at 128/128, written into RECORD as peer_same_run:
@@ -276,7 +281,8 @@ check() {
 }
 
 # The defaults against other JVM flag sets in the same call (one log, ab.log). LATHE_AB_FLAGS lists the sets,
-# space-separated, the flags of one set comma-separated; by default one set, the float32 activation path of
+# space-separated, the flags of one set comma-separated (cp=JAR puts an earlier build of a module first on the
+# class path); by default one set, the float32 activation path of
 # session 4 (fused norms, 16-bit gate/up product and grouped-query flash off). For each: the 2048-token TTFT,
 # 128/128 x LATHE_AB_REQUESTS (default 3000) at max-num-seqs LATHE_AB_SEQS (default 1024) and 2048/128 x 300
 # (LATHE_AB_2048=0 leaves it out). About 2 minutes a set.
