@@ -57,6 +57,25 @@ public final class CpuBackend implements Backend {
     }
 
     @Override
+    public boolean supportsAsyncSteps() { return true; }
+
+    @Override
+    public void forwardTokens(Tensor tokens, int[] srcRows, Tensor ids, int[] dstRows) {
+        int[] from = cpu(tokens, "forwardTokens", "tokens").ints("forwardTokens", "tokens");
+        int[] into = cpu(ids, "forwardTokens", "ids").ints("forwardTokens", "ids");
+        if (srcRows.length != dstRows.length) {
+            throw new IllegalArgumentException("forwardTokens: " + srcRows.length + " source rows for " + dstRows.length + " targets");
+        }
+        for (int i = 0; i < srcRows.length; i++) {
+            if (srcRows[i] < 0 || srcRows[i] >= from.length || dstRows[i] < 0 || dstRows[i] >= into.length) {
+                throw new IllegalArgumentException("forwardTokens: pair " + i + " (" + srcRows[i] + " -> " + dstRows[i]
+                        + ") outside tokens [" + from.length + "] or ids [" + into.length + "]");
+            }
+            into[dstRows[i]] = from[srcRows[i]];
+        }
+    }
+
+    @Override
     public void write(Tensor dst, float[] data) {
         float[] into = cpu(dst, "write", "dst").floats("write", "dst");
         if (data.length > into.length) throw new IllegalArgumentException("write: " + data.length + " values into " + into.length);

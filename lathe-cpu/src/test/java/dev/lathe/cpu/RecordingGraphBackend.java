@@ -26,15 +26,21 @@ public final class RecordingGraphBackend implements Backend {
     private List<Tensor> keptByRecording;
     int captures, replays;
     private final boolean samples;
-    private int sampledRows, argmaxCalls;
+    private int sampledRows, argmaxCalls, asyncPicks, forwardedTokens;
 
     public int replays() { return replays; }
 
     /** Rows drawn by {@link #sampleRows} so far. */
     public int sampledRows() { return sampledRows; }
 
-    /** Calls of {@link #argmaxRows} so far. */
+    /** Calls of {@link #argmaxRows} (and {@link #argmaxRowsAsync}) so far. */
     public int argmaxCalls() { return argmaxCalls; }
+
+    /** Calls of {@link #argmaxRowsAsync} so far. */
+    public int asyncPicks() { return asyncPicks; }
+
+    /** Tokens {@link #forwardTokens} moved so far. */
+    public int forwardedTokens() { return forwardedTokens; }
 
     public RecordingGraphBackend(CpuBackend inner) {
         this(inner, false);
@@ -148,6 +154,21 @@ public final class RecordingGraphBackend implements Backend {
         if (recording != null) throw new IllegalStateException("argmaxRows while recording");
         argmaxCalls++;
         return inner.argmaxRows(u(x));
+    }
+
+    @Override public boolean supportsAsyncSteps() { return inner.supportsAsyncSteps(); }
+
+    @Override public PendingTokens argmaxRowsAsync(Tensor x) {
+        if (recording != null) throw new IllegalStateException("argmaxRowsAsync while recording");
+        argmaxCalls++;
+        asyncPicks++;
+        return inner.argmaxRowsAsync(u(x));
+    }
+
+    @Override public void forwardTokens(Tensor tokens, int[] srcRows, Tensor ids, int[] dstRows) {
+        if (recording != null) throw new IllegalStateException("forwardTokens while recording");
+        forwardedTokens += srcRows.length;
+        inner.forwardTokens(u(tokens), srcRows, u(ids), dstRows);
     }
     @Override public Weight load(WeightTensor t) { return inner.load(t); }
     @Override public Weight loadFused(String name, List<WeightTensor> parts) { return inner.loadFused(name, parts); }

@@ -254,6 +254,48 @@ public interface Backend extends AutoCloseable {
         return out;
     }
 
+    /**
+     * Whether this backend keeps a step's token picks on the device ({@link #argmaxRowsAsync}) and feeds them into
+     * the next step's inputs there ({@link #forwardTokens}), so that an engine may launch step N + 1 before step
+     * N's tokens have reached the host.
+     */
+    default boolean supportsAsyncSteps() { return false; }
+
+    /** A step's token picks: on the device ({@link #tokens}, {@code [1, rows]} I32) and, once awaited, on the host. */
+    interface PendingTokens extends AutoCloseable {
+        /** The picks where the backend keeps them, for {@link #forwardTokens}; valid until {@link #close}. */
+        Tensor tokens();
+
+        /** The picks on the host, as {@link #argmaxRows} gives them; waits for the device. */
+        int[] await();
+
+        @Override
+        void close();
+    }
+
+    /**
+     * As {@link #argmaxRows}, with the picks left on the device and their copy to the host queued, not waited
+     * for. This default computes them at once.
+     */
+    default PendingTokens argmaxRowsAsync(Tensor x) {
+        int[] ids = argmaxRows(x);
+        Tensor t = upload(ids, 1, ids.length);
+        return new PendingTokens() {
+            @Override public Tensor tokens() { return t; }
+            @Override public int[] await() { return ids.clone(); }
+            @Override public void close() { t.close(); }
+        };
+    }
+
+    /**
+     * {@code ids[dstRows[i]] = tokens[srcRows[i]]} for I32 tensors {@code [1, n]}, after all queued work: a step's
+     * input tokens taken from the previous step's picks without a trip through the host. Only backends that
+     * {@link #supportsAsyncSteps} implement it.
+     */
+    default void forwardTokens(Tensor tokens, int[] srcRows, Tensor ids, int[] dstRows) {
+        throw new UnsupportedOperationException(name() + " backend: no token forwarding between steps");
+    }
+
     @Override
     void close();
 }

@@ -62,5 +62,10 @@ public abstract class ForwardingBackend implements Backend {
     @Override public DType activationFormat(Weight w, int rows) { return inner.activationFormat(w, rows); }
     @Override public int[] sampleRows(Tensor logits, SampleSpec[] specs) { return inner.sampleRows(logits, specs); }
     @Override public int[] argmaxRows(Tensor x) { return inner.argmaxRows(x); }
+    @Override public boolean supportsAsyncSteps() { return inner.supportsAsyncSteps(); }
+    @Override public PendingTokens argmaxRowsAsync(Tensor x) { return inner.argmaxRowsAsync(x); }
+    @Override public void forwardTokens(Tensor tokens, int[] srcRows, Tensor ids, int[] dstRows) {
+        inner.forwardTokens(tokens, srcRows, ids, dstRows);
+    }
     @Override public void close() { inner.close(); }
 }

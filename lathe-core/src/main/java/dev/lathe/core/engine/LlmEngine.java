@@ -42,6 +42,18 @@ public final class LlmEngine implements Engine {
      */
     public static final String DEVICE_SAMPLING_PROPERTY = "lathe.sampling.device";
 
+    /**
+     * System property, read when an engine is built: {@code true} lets the engine launch a step before it has
+     * processed the previous step's tokens, where the backend {@link
+     * dev.lathe.core.backend.Backend#supportsAsyncSteps keeps greedy picks on the device}. Then the host's work
+     * on step N (outputs, stops, the next schedule) runs while the device computes step N + 1. Only steps whose
+     * every row is a plain greedy pick run ahead; any other step waits as before. Off by default until measured.
+     */
+    public static final String OVERLAP_PROPERTY = "lathe.engine.overlap";
+
+    /** The token a sequence holds for a pick still on its way from the device (see {@link #OVERLAP_PROPERTY}). */
+    private static final int PLACEHOLDER = 0;
+
     /** Whether {@link #DEVICE_SAMPLING_PROPERTY} asks for device draws (default true). */
     public static boolean deviceSamplingRequested() {
         return Boolean.parseBoolean(System.getProperty(DEVICE_SAMPLING_PROPERTY, "true"));
@@ -60,6 +72,7 @@ public final class LlmEngine implements Engine {
     private final EngineConfig config;
     private final ModelRunner runner;
     private final boolean deviceSampling;
+    private final boolean overlap;
     /**
      * The model's backend. A backend is driven by one thread at a time (the CUDA backend's stream, staging
      * buffers and graph recording are not shared safely), and engines of several models may share one: each
@@ -85,6 +98,13 @@ public final class LlmEngine implements Engine {
     private final StreamEmitter emitter;
     private long generatedTokens, steps;
     private long runnerNanos, hostNanos;  // engine-thread time inside and around runner.step (see EngineStats)
+    /**
+     * A launched step whose picks are not processed yet (see {@link #OVERLAP_PROPERTY}): its sequences that
+     * became ready, their rows in it (-1: skip), the pending picks and the step's sequences (to end on failure).
+     */
+    private record InFlight(List<Long> ready, int[] rows, ModelRunner.PendingStep pending, List<Sequence> seqs) {}
+
+    private InFlight inFlight;
 
     /**
      * Starts an engine over a model. The engine owns the KV cache it allocates; the model stays the
@@ -103,6 +123,7 @@ public final class LlmEngine implements Engine {
                     config.numBlocks(), config.maxModelLen(), config.kvCacheDtype()));
         }
         this.deviceSampling = model.backend().supportsSampling() && deviceSamplingRequested();
+        this.overlap = model.backend().supportsAsyncSteps() && Boolean.getBoolean(OVERLAP_PROPERTY);
         this.kv = new KvCacheManager(new BlockPool(config.numBlocks(), config.blockSize()), config.enablePrefixCaching());
         this.scheduler = new Scheduler(config.schedulerConfig(), kv);
         this.stats = new EngineStats(0, 0, config.numBlocks(), 0, 0, 0, 0, 0, 0, 0, 0);
@@ -208,6 +229,7 @@ public final class LlmEngine implements Engine {
                 }
             }
         } finally {
+            if (inFlight != null) inFlight.pending().close();
             emitter.close();  // delivers every queued delta and end
         }
     }
@@ -253,6 +275,7 @@ public final class LlmEngine implements Engine {
     /** One engine step; returns the nanoseconds spent inside the model runner. */
     private long stepTimed() {
         SchedulerOutput out = scheduler.schedule();
+        if (out.isEmpty() && inFlight != null) return completeInFlight();  // every sequence waits for its pick
         if (out.isEmpty()) {
             throw new IllegalStateException("the scheduler found nothing to run with " + scheduler.numWaiting()
                     + " waiting and " + scheduler.numRunning() + " running; " + kv.numFreeBlocks() + " of "
@@ -308,24 +331,114 @@ public final class LlmEngine implements Engine {
                 }
             }
         }
-        ModelRunner.StepLogits logits;
+        // sequences whose last token is the previous step's pick, still on the device: their row there
+        int[] tokenFrom = null;
+        if (inFlight != null) {
+            for (int i = 0; i < seqs.size(); i++) {
+                SampleState st = bySeq.get(seqs.get(i).id());
+                if (st == null || st.pendingRow < 0) continue;
+                if (tokenFrom == null) {
+                    tokenFrom = new int[seqs.size()];
+                    java.util.Arrays.fill(tokenFrom, -1);
+                }
+                tokenFrom[i] = st.pendingRow;
+            }
+        }
+        // a step of plain greedy rows only may run ahead of its outputs' processing
+        boolean ahead = overlap && specs == null;
+        for (int i = 0; ahead && i < fullRows.length; i++) ahead = !fullRows[i];
+        ModelRunner.StepLogits logits = null;
+        ModelRunner.PendingStep launched = null;
+        ModelRunner.PendingStep previous = inFlight == null ? null : inFlight.pending();
         long runnerStart = System.nanoTime();
         try {
             synchronized (backendLock) {
-                logits = runner.step(seqs, counts, fullRows, specs);
+                if (ahead) launched = runner.launch(seqs, counts, tokenFrom, previous);
+                else logits = runner.step(seqs, counts, fullRows, specs, tokenFrom, previous);
             }
         } catch (RuntimeException e) {
+            long spent = System.nanoTime() - runnerStart;
+            if (inFlight != null) spent += completeInFlight();  // the step before this one stands on its own
             // the step failed as a whole: end the requests in it, keep serving the others
             for (Sequence s : seqs) {
                 SampleState st = bySeq.get(s.id());
                 if (st != null && !st.finished) abortRequest(st.request, e);
             }
-            return System.nanoTime() - runnerStart;
+            return spent;
         }
         long inRunner = System.nanoTime() - runnerStart;
         steps++;
-        processOutputs(scheduler.update(out), logits);
+        // the previous step's tokens, while the device computes this one
+        if (inFlight != null) inRunner += completeInFlight();
+        List<Long> ready = scheduler.update(out);
+        if (!ahead) {
+            processOutputs(ready, logits);
+            return inRunner;
+        }
+        // each ready sequence holds a placeholder for the token this step picks, so the next step can compute it,
+        // unless that token is its last by length
+        int[] rows = new int[ready.size()];
+        for (int i = 0; i < rows.length; i++) {
+            long seqId = ready.get(i);
+            SampleState st = bySeq.get(seqId);
+            if (st == null || st.finished) {
+                rows[i] = -1;
+                continue;
+            }
+            rows[i] = st.row;
+            if (st.output.numOutput() + 1 < st.request.maxTokens) {
+                st.pendingPos = scheduler.numTokens(seqId);
+                st.pendingRow = st.row;
+                scheduler.appendToken(seqId, PLACEHOLDER);
+                st.seq.append(PLACEHOLDER);
+            }
+        }
+        inFlight = new InFlight(ready, rows, launched, seqs);
         return inRunner;
+    }
+
+    /**
+     * Waits for the in-flight step's picks and processes them as {@link #processOutputs} does: placeholders take
+     * their tokens, deltas go out, stops end their samples. Returns the nanoseconds spent waiting.
+     */
+    private long completeInFlight() {
+        InFlight f = inFlight;
+        inFlight = null;
+        long start = System.nanoTime();
+        ModelRunner.StepLogits logits;
+        try {
+            logits = f.pending().await();
+        } catch (RuntimeException e) {
+            for (Sequence s : f.seqs()) {
+                SampleState st = bySeq.get(s.id());
+                if (st != null && !st.finished) abortRequest(st.request, e);
+            }
+            return System.nanoTime() - start;
+        } finally {
+            f.pending().close();  // the step after it, if any, is queued already: the device reads its picks first
+        }
+        long waited = System.nanoTime() - start;
+        for (int i = 0; i < f.rows().length; i++) {
+            if (f.rows()[i] < 0) continue;
+            long seqId = f.ready().get(i);
+            SampleState st = bySeq.get(seqId);
+            if (st == null || st.finished) continue;  // aborted, or ended by a sibling's failure
+            try {
+                int token = logits.argmax(f.rows()[i]);
+                if (st.pendingRow >= 0) {
+                    scheduler.setToken(seqId, st.pendingPos, token);
+                    if (st.seq != null) st.seq.setToken(st.pendingPos, token);  // null: preempted since
+                    st.pendingRow = -1;
+                } else {
+                    scheduler.appendToken(seqId, token);
+                    if (st.seq != null) st.seq.append(token);
+                }
+                emit(st, token, null);
+            } catch (RuntimeException e) {
+                abortRequest(st.request, e);
+            }
+        }
+        return waited;
     }
 
     /** Samples, stop checks and deltas for the sequences whose tokens are all computed. */

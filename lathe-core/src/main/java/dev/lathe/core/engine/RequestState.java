@@ -27,6 +27,10 @@ final class RequestState {
         // engine thread, while in the runner's batch: its sequence there and its row in the current step
         dev.lathe.core.generate.Sequence seq;
         int row;
+        // with LlmEngine.OVERLAP_PROPERTY: the in-flight step's row whose pick is this sample's token at pendingPos
+        // (a placeholder until then), or -1
+        int pendingRow = -1;
+        int pendingPos;
 
         SampleState(RequestState request, int index, long seqId, Sampler sampler, OutputProcessor output) {
             this.request = request;

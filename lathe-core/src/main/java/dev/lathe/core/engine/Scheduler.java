@@ -187,6 +187,20 @@ public final class Scheduler {
     }
 
     /**
+     * Sets token {@code i} of a sequence, an output token appended as a placeholder before its value was known.
+     * Blocks are hashed for the prefix cache only in {@link #update}, so the real value must be in place before the
+     * update of the step that computes position {@code i}.
+     */
+    public void setToken(long seqId, int i, int token) {
+        Seq s = seq(seqId);
+        if (i < s.numPrompt || i >= s.numTokens) {
+            throw new IllegalArgumentException("sequence " + seqId + ": token " + i + " is not an output token (prompt "
+                    + s.numPrompt + ", tokens " + s.numTokens + ")");
+        }
+        s.tokens[i] = token;
+    }
+
+    /**
      * Starts sample {@code childId} of {@code parentId}'s request: the parent's prompt plus
      * {@code firstToken}, sharing the parent's full prompt blocks. The parent's prompt must be computed.
      */

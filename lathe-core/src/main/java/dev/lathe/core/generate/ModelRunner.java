@@ -141,6 +141,17 @@ public final class ModelRunner implements AutoCloseable {
      * {@link Backend#supportsSampling}.
      */
     public StepLogits step(List<Sequence> seqs, int[] counts, boolean[] fullRows, SampleSpec[] specs) {
+        return step(seqs, counts, fullRows, specs, null, null);
+    }
+
+    /**
+     * As {@link #step(List, int[], boolean[], SampleSpec[])}, where some sequences' last token is still on the
+     * device: sequence {@code s} with {@code tokenFrom[s] >= 0} computes one token, whose id is row {@code
+     * tokenFrom[s]} of {@code previous}'s picks (its value in the sequence is a placeholder). {@code tokenFrom} may
+     * be null. Only for backends that {@link Backend#supportsAsyncSteps}.
+     */
+    public StepLogits step(List<Sequence> seqs, int[] counts, boolean[] fullRows, SampleSpec[] specs, int[] tokenFrom,
+                           PendingStep previous) {
         if (fullRows.length != seqs.size() || (specs != null && specs.length != seqs.size())) {
             throw new IllegalArgumentException(fullRows.length + " fullRows flags and " + (specs == null ? 0 : specs.length)
                     + " sample specs for " + seqs.size() + " sequences");
@@ -148,16 +159,115 @@ public final class ModelRunner implements AutoCloseable {
         if (specs != null && !backend.supportsSampling()) {
             throw new IllegalArgumentException("the " + backend.name() + " backend does not sample rows itself; pass no specs");
         }
-        return run(seqs, counts, false, fullRows, specs);
+        Forwarded fwd = forwarded(seqs, counts, tokenFrom, previous);
+        return run(seqs, counts, false, fullRows, fwd, (logits, firstRowOfSeq) -> select(logits,
+                fullRows.length == logits.rows() ? fullRows : Arrays.copyOf(fullRows, logits.rows()), specs, firstRowOfSeq));
+    }
+
+    /**
+     * Launches a step whose every row is a greedy pick made where the logits are ({@link Backend#argmaxRowsAsync}),
+     * and returns without waiting for it: the picks reach the host through {@link PendingStep#await}, and the next
+     * step may take them as inputs on the device ({@code tokenFrom}, as for {@link #step(List, int[], boolean[],
+     * SampleSpec[], int[], PendingStep)}). Only for backends that {@link Backend#supportsAsyncSteps}.
+     */
+    public PendingStep launch(List<Sequence> seqs, int[] counts, int[] tokenFrom, PendingStep previous) {
+        if (!backend.supportsAsyncSteps()) {
+            throw new IllegalStateException("the " + backend.name() + " backend does not keep token picks on the device");
+        }
+        Forwarded fwd = forwarded(seqs, counts, tokenFrom, previous);
+        return run(seqs, counts, false, new boolean[seqs.size()], fwd,
+                (logits, firstRowOfSeq) -> new PendingStep(backend.argmaxRowsAsync(logits), firstRowOfSeq, config.vocabSize()));
+    }
+
+    /**
+     * A launched step's greedy picks, on their way to the host. Close it once the step after it has been
+     * launched (which may read the picks on the device) and {@link #await} has been called.
+     */
+    public static final class PendingStep implements AutoCloseable {
+        private final Backend.PendingTokens picks;
+        private final int[] firstRowOfSeq;
+        private final int vocab;
+        private boolean closed;
+
+        PendingStep(Backend.PendingTokens picks, int[] firstRowOfSeq, int vocab) {
+            this.picks = picks;
+            this.firstRowOfSeq = firstRowOfSeq;
+            this.vocab = vocab;
+        }
+
+        /** The step's logits as far as the picks go: {@link StepLogits#argmax} for every row, nothing in full. */
+        public StepLogits await() {
+            int[] argmax = picks.await();
+            int[] held = new int[argmax.length];
+            Arrays.fill(held, -1);
+            return new StepLogits(new float[0], vocab, firstRowOfSeq, held, argmax, null);
+        }
+
+        @Override
+        public void close() {
+            if (closed) return;
+            closed = true;
+            picks.close();
+        }
+    }
+
+    /** The token ids a step takes from the previous step's picks: ids row {@code dst[i]} from pick {@code src[i]}. */
+    private record Forwarded(PendingStep previous, int[] src, int[] seqOf) {}
+
+    private Forwarded forwarded(List<Sequence> seqs, int[] counts, int[] tokenFrom, PendingStep previous) {
+        if (tokenFrom == null) return null;
+        if (tokenFrom.length != seqs.size()) {
+            throw new IllegalArgumentException(tokenFrom.length + " tokenFrom entries for " + seqs.size() + " sequences");
+        }
+        int n = 0;
+        for (int s = 0; s < tokenFrom.length; s++) {
+            if (tokenFrom[s] < 0) continue;
+            if (counts[s] != 1) {
+                throw new IllegalArgumentException("sequence " + seqs.get(s).id() + " takes its token from the previous step"
+                        + " and must compute exactly that one token, not " + counts[s]);
+            }
+            n++;
+        }
+        if (n == 0) return null;
+        if (previous == null || previous.closed) throw new IllegalArgumentException("tokens taken from a previous step that is not there");
+        if (!backend.supportsAsyncSteps()) {
+            throw new IllegalStateException("the " + backend.name() + " backend does not keep token picks on the device");
+        }
+        int[] src = new int[n], seqOf = new int[n];
+        for (int s = 0, i = 0; s < tokenFrom.length; s++) {
+            if (tokenFrom[s] < 0) continue;
+            src[i] = tokenFrom[s];
+            seqOf[i++] = s;
+        }
+        return new Forwarded(previous, src, seqOf);
+    }
+
+    /** Feeds the forwarded tokens into a step's ids tensor; {@code rowOfSeq[s]} is sequence s's (only) row there. */
+    private void forwardInto(Forwarded fwd, Tensor ids, int[] rowOfSeq) {
+        if (fwd == null) return;
+        int[] dst = new int[fwd.seqOf().length];
+        for (int i = 0; i < dst.length; i++) dst[i] = rowOfSeq[fwd.seqOf()[i]];
+        backend.forwardTokens(fwd.previous().picks.tokens(), fwd.src(), ids, dst);
+    }
+
+    /** What a step returns, made from its logits tensor (still on the backend) and each sequence's first logits row. */
+    @FunctionalInterface
+    private interface Pick<R> {
+        R from(Tensor logits, int[] firstRowOfSeq);
     }
 
     private StepLogits run(List<Sequence> seqs, int[] counts, boolean allLogits, boolean[] fullRows) {
-        return run(seqs, counts, allLogits, fullRows, null);
+        if (fullRows == null) {
+            return run(seqs, counts, allLogits, null, null,
+                    (logits, firstRowOfSeq) -> new StepLogits(backend.download(logits), config.vocabSize(), firstRowOfSeq));
+        }
+        return run(seqs, counts, allLogits, fullRows, null, (logits, firstRowOfSeq) -> select(logits,
+                fullRows.length == logits.rows() ? fullRows : Arrays.copyOf(fullRows, logits.rows()), null, firstRowOfSeq));
     }
 
-    private StepLogits run(List<Sequence> seqs, int[] counts, boolean allLogits, boolean[] fullRows, SampleSpec[] specs) {
+    private <R> R run(List<Sequence> seqs, int[] counts, boolean allLogits, boolean[] fullRows, Forwarded fwd, Pick<R> pick) {
         if (fullRows != null && useGraphs && decodeOnly(counts) && seqs.size() <= GRAPH_BATCHES[GRAPH_BATCHES.length - 1]) {
-            return runGraph(seqs, fullRows, specs);
+            return runGraph(seqs, fwd, pick);
         }
         int numSeqs = seqs.size();
         int numTokens = 0;
@@ -214,13 +324,14 @@ public final class ModelRunner implements AutoCloseable {
                 backend.upload(queryStarts, 1, numSeqs + 1), backend.upload(contextLens, 1, numSeqs),
                 backend.upload(blockTable, numSeqs, maxBlocksPerSeq), backend.upload(slots, 1, numTokens),
                 queryStarts, contextLens, config.slidingWindow());
-        StepLogits result;
-        try (var in = new StepInput(backend.upload(ids, 1, numTokens), backend.upload(cos, numTokens, half),
-                backend.upload(sin, numTokens, half), meta, backend.upload(logitRows, 1, numLogitRows));
-             Tensor logits = model.forward(in, cache)) {
-            result = fullRows == null
-                    ? new StepLogits(backend.download(logits), config.vocabSize(), firstRowOfSeq)
-                    : select(logits, fullRows, specs, firstRowOfSeq);
+        R result;
+        Tensor idsTensor = backend.upload(ids, 1, numTokens);
+        try (var in = new StepInput(idsTensor, backend.upload(cos, numTokens, half),
+                backend.upload(sin, numTokens, half), meta, backend.upload(logitRows, 1, numLogitRows))) {
+            forwardInto(fwd, idsTensor, queryStarts);  // a forwarded sequence computes one token: its row is its start
+            try (Tensor logits = model.forward(in, cache)) {
+                result = pick.from(logits, firstRowOfSeq);
+            }
         }
         for (int s = 0; s < numSeqs; s++) seqs.get(s).advanceComputed(counts[s]);
         return result;
@@ -304,7 +415,7 @@ public final class ModelRunner implements AutoCloseable {
      * runs eagerly over the graph's tensors (which also sets up everything the recording needs), then
      * records. Padding rows compute a token 0 at position 0 that is written nowhere (slot -1) and ignored.
      */
-    private StepLogits runGraph(List<Sequence> seqs, boolean[] fullRows, SampleSpec[] specs) {
+    private <R> R runGraph(List<Sequence> seqs, Forwarded fwd, Pick<R> pick) {
         int numSeqs = seqs.size();
         int batch = 1;
         for (int b : GRAPH_BATCHES) {
@@ -357,9 +468,10 @@ public final class ModelRunner implements AutoCloseable {
         if (g == null) {
             g = new DecodeGraph(batch, width);
             g.write(ids, cos, sin, starts, lens, table, slots, rows);
+            forwardInto(fwd, g.input.tokenIds(), rows);  // row s is sequence s
             DecodeGraph made = g;
             try (Tensor eager = model.forward(g.input, cache)) {
-                StepLogits result = select(eager, padded(fullRows, batch), specs, firstRows(numSeqs));
+                R result = pick.from(eager, firstRows(numSeqs));
                 Tensor shared = graphLogits.computeIfAbsent(batch, b -> backend.allocate(DType.F32, b, config.vocabSize()));
                 g.graph = backend.capture(() -> model.forward(made.input, cache, shared));
                 g.logits = shared;
@@ -372,15 +484,12 @@ public final class ModelRunner implements AutoCloseable {
             }
         }
         g.write(ids, cos, sin, starts, lens, table, slots, rows);
+        forwardInto(fwd, g.input.tokenIds(), rows);
         g.graph.replay();
         logits = g.logits;
-        StepLogits result = select(logits, padded(fullRows, batch), specs, firstRows(numSeqs));
+        R result = pick.from(logits, firstRows(numSeqs));
         for (int s = 0; s < numSeqs; s++) seqs.get(s).advanceComputed(1);
         return result;
-    }
-
-    private static boolean[] padded(boolean[] fullRows, int batch) {
-        return fullRows.length == batch ? fullRows : Arrays.copyOf(fullRows, batch);
     }
 
     private static int[] firstRows(int numSeqs) {

@@ -47,6 +47,18 @@ public final class Sequence {
     }
 
     /**
+     * Replaces output token {@code i} (a placeholder appended before its value was known; see {@code
+     * ModelRunner.launch}).
+     */
+    public void setToken(int i, int token) {
+        if (i < numPromptTokens || i >= numTokens) {
+            throw new IllegalArgumentException("sequence " + id + ": token " + i + " is not an output token (prompt "
+                    + numPromptTokens + ", tokens " + numTokens + ")");
+        }
+        tokens[i] = token;
+    }
+
+    /**
      * Marks the first {@code n} tokens as already in the cache (a prefix-cache hit or blocks shared with
      * another sample): their KV must be in this sequence's blocks.
      */

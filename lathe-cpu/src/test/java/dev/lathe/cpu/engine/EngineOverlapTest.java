@@ -1,0 +1,156 @@
+package dev.lathe.cpu.engine;
+
+import dev.lathe.core.checkpoint.DType;
+import dev.lathe.core.engine.EngineConfig;
+import dev.lathe.core.engine.EngineRequest;
+import dev.lathe.core.engine.LlmEngine;
+import dev.lathe.core.engine.RequestStream;
+import dev.lathe.core.model.LlamaModel;
+import dev.lathe.core.model.LoadProgress;
+import dev.lathe.core.model.ModelLoader;
+import dev.lathe.core.sampling.SamplingParams;
+import dev.lathe.cpu.CpuBackend;
+import dev.lathe.cpu.RecordingGraphBackend;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.function.Function;
+
+import static dev.lathe.cpu.engine.EngineEndToEndTest.BLOCK;
+import static dev.lathe.cpu.engine.EngineEndToEndTest.EOS;
+import static dev.lathe.cpu.engine.EngineEndToEndTest.MAX_LEN;
+import static dev.lathe.cpu.engine.EngineEndToEndTest.alone;
+import static dev.lathe.cpu.engine.EngineEndToEndTest.collect;
+import static dev.lathe.cpu.engine.EngineEndToEndTest.config;
+import static dev.lathe.cpu.engine.EngineEndToEndTest.params;
+import static dev.lathe.cpu.engine.EngineEndToEndTest.prompts;
+import static org.assertj.core.api.Assertions.assertThat;
+
+/**
+ * With {@link LlmEngine#OVERLAP_PROPERTY}: steps of plain greedy rows are launched before the previous step's
+ * picks are processed, their last tokens fed from the previous picks on the backend. Every request still gets
+ * exactly the tokens it gets alone, with graphs, prefix caching, preemption, stops and rows that need the host
+ * mixed in.
+ */
+class EngineOverlapTest {
+    private String before;
+    private RecordingGraphBackend recording;
+    private LlamaModel graphModel;
+
+    @BeforeAll
+    static void reference() {
+        EngineEndToEndTest.load();  // the 64 prompts, their parameters and each one's tokens alone
+    }
+
+    @AfterAll
+    static void release() {
+        EngineEndToEndTest.close();
+    }
+
+    @BeforeEach
+    void overlapOn() {
+        before = System.getProperty(LlmEngine.OVERLAP_PROPERTY);
+        System.setProperty(LlmEngine.OVERLAP_PROPERTY, "true");
+        recording = new RecordingGraphBackend(new CpuBackend(2));
+        graphModel = ModelLoader.synthetic(EngineEndToEndTest.model.config(), recording, DType.BF16, 11, LoadProgress.NONE);
+    }
+
+    @AfterEach
+    void restore() {
+        graphModel.close();
+        recording.close();
+        if (before == null) System.clearProperty(LlmEngine.OVERLAP_PROPERTY);
+        else System.setProperty(LlmEngine.OVERLAP_PROPERTY, before);
+    }
+
+    private long preemptions;  // of the last run
+
+    private List<int[]> run(EngineConfig c, Function<Integer, SamplingParams> paramsOf) {
+        try (var e = new LlmEngine("tiny", graphModel, null, EOS, c)) {
+            var streams = new ArrayList<RequestStream>();
+            for (int i = 0; i < 64; i++) streams.add(e.submit(new EngineRequest("o" + i, prompts.get(i), paramsOf.apply(i), null)));
+            var got = new ArrayList<int[]>();
+            for (var s : streams) got.add(collect(s));
+            EngineEndToEndTest.awaitIdle(e);
+            assertThat(e.stats().kvBlocksUsed()).as("every block released").isZero();
+            preemptions = e.stats().preemptions();
+            return got;
+        } catch (InterruptedException ex) {
+            throw new AssertionError(ex);
+        }
+    }
+
+    private static void assertSameAsAlone(List<int[]> got) {
+        for (int i = 0; i < 64; i++) {
+            assertThat(got.get(i)).as("request %d (prompt %d tokens)", i, prompts.get(i).length).isEqualTo(alone.get(i));
+        }
+    }
+
+    @Test
+    void greedyStepsRunAheadAndMatchEachAlone() {
+        assertSameAsAlone(run(config(512, true), params::get));
+        assertThat(recording.asyncPicks()).as("steps launched ahead of their outputs").isPositive();
+        assertThat(recording.forwardedTokens()).as("tokens fed from the previous step's picks").isPositive();
+        assertThat(recording.replays()).as("decode steps as graph replays").isPositive();
+    }
+
+    @Test
+    void runningAheadSurvivesPreemptionUnderATinyCache() {
+        assertSameAsAlone(run(config(MAX_LEN / BLOCK + 2, true), params::get));
+        assertThat(preemptions).as("the tiny pool forces preemption").isPositive();
+        assertThat(recording.forwardedTokens()).isPositive();
+    }
+
+    @Test
+    void runningAheadWithoutPrefixCachingMatchesEachAlone() {
+        assertSameAsAlone(run(config(512, false), params::get));
+        assertThat(recording.forwardedTokens()).isPositive();
+    }
+
+    /**
+     * A stop token ends requests mid-way: the step the engine launched past it for them is dropped, and each
+     * request's tokens are those the engine gives without running ahead.
+     */
+    @Test
+    void stopsFoundOneStepLateDropTheExtraToken() {
+        Function<Integer, SamplingParams> stopping = i -> {
+            int[] a = alone.get(i);
+            if (a.length < 3) return params.get(i);
+            return params.get(i).toBuilder().stopTokenIds(List.of(a[a.length / 2])).build();
+        };
+        List<int[]> reference;
+        System.setProperty(LlmEngine.OVERLAP_PROPERTY, "false");
+        try (var e = new LlmEngine("tiny", EngineEndToEndTest.model, null, EOS, config(512, true))) {
+            var streams = new ArrayList<RequestStream>();
+            for (int i = 0; i < 64; i++) streams.add(e.submit(new EngineRequest("s" + i, prompts.get(i), stopping.apply(i), null)));
+            reference = new ArrayList<>();
+            for (var st : streams) reference.add(collect(st));
+        } finally {
+            System.setProperty(LlmEngine.OVERLAP_PROPERTY, "true");
+        }
+        List<int[]> got = run(config(512, true), stopping);
+        int endedEarly = 0;
+        for (int i = 0; i < 64; i++) {
+            assertThat(got.get(i)).as("request %d", i).isEqualTo(reference.get(i));
+            if (got.get(i).length < alone.get(i).length) endedEarly++;
+        }
+        assertThat(endedEarly).as("requests a stop token ended early").isPositive();
+        assertThat(recording.forwardedTokens()).isPositive();
+    }
+
+    /** Rows that need the whole logits row (logprobs, a logit bias) make their steps wait; the others run ahead. */
+    @Test
+    void stepsWithRowsForTheHostWaitAndStillMatch() {
+        assertSameAsAlone(run(config(512, true), i -> switch (i % 4) {
+            case 1 -> params.get(i).toBuilder().logprobs(1).build();
+            case 2 -> params.get(i).toBuilder().logitBias(java.util.Map.of(3, 0f)).build();
+            default -> params.get(i);
+        }));
+        assertThat(recording.forwardedTokens()).isPositive();
+    }
+}
