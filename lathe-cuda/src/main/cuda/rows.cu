@@ -65,3 +65,18 @@ extern "C" __global__ void split_columns(const SplitColumnsParams p) {
         p.dst[i] = p.src[r * p.src_cols + p.col_offset + j];
     }
 }
+
+struct ForwardTokensParams {
+    const int* tokens;  // the previous step's picks
+    const int* pairs;   // [2 * n]: source rows, then destination rows
+    int* ids;           // this step's token ids
+    int n;
+};
+
+// ids[pairs[n + i]] = tokens[pairs[i]]: a step's input tokens taken from the previous step's picks on the device.
+extern "C" __global__ void forward_tokens(const ForwardTokensParams p) {
+    LATHE_PDL_WAIT();
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < p.n; i += gridDim.x * blockDim.x) {
+        p.ids[p.pairs[p.n + i]] = p.tokens[p.pairs[i]];
+    }
+}

@@ -736,6 +736,14 @@ public final class CudaBackend implements Backend {
         return old;
     }
 
+    /** An I32 tensor's values (for tests). */
+    int[] downloadInts(Tensor t) {
+        CudaTensor c = ints(t, "downloadInts", "t");
+        int[] out = new int[Math.toIntExact(c.size())];
+        copyOut(c, MemorySegment.ofArray(out));
+        return out;
+    }
+
     /** A BF16 or F16 tensor's values, widened to float (for tests). */
     float[] download16(Tensor t) {
         CudaTensor c = cuda(t, "download16", "t");
@@ -1201,6 +1209,108 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
+    public boolean supportsAsyncSteps() { return true; }
+
+    /**
+     * argmax_rows into a device tensor, then its copy into a pinned host slot, queued; the slot's event says when
+     * the picks are there. Slots are few and reused: a step and the one launched after it hold one each.
+     */
+    @Override
+    public PendingTokens argmaxRowsAsync(Tensor x) {
+        CudaTensor xt = floats(x, "argmaxRowsAsync", "x");
+        int rows = xt.rows();
+        if (rows == 0 || xt.cols() == 0) {
+            throw shapes("argmaxRowsAsync", "x " + xt.shape(), "need at least one row of at least one column");
+        }
+        CudaTensor out = (CudaTensor) allocate(DType.I32, 1, rows);
+        HostSlot slot = null;
+        try {
+            kernels.argmaxRows.launch(stream, rows, 1, ARGMAX_THREADS, xt.address(), out.address(), rows, xt.cols());
+            slot = hostSlot(4L * rows);
+            stream.copyToHost(slot.buffer.segment(), out.buffer(), 0, 4L * rows);
+            slot.ready.record(stream);
+        } catch (RuntimeException | Error e) {
+            if (slot != null) releaseSlot(slot);
+            out.close();
+            throw e;
+        }
+        HostSlot held = slot;
+        return new PendingTokens() {
+            private boolean closed;
+
+            @Override public Tensor tokens() { return out; }
+
+            @Override
+            public int[] await() {
+                if (closed) throw new IllegalStateException("argmaxRowsAsync: picks read after close");
+                held.ready.synchronize();
+                int[] ids = new int[rows];
+                MemorySegment.copy(held.buffer.segment(), java.lang.foreign.ValueLayout.JAVA_INT, 0, ids, 0, rows);
+                return ids;
+            }
+
+            @Override
+            public void close() {
+                if (closed) return;
+                closed = true;
+                out.close();
+                releaseSlot(held);  // its copy was queued before anything that could take the slot again
+            }
+        };
+    }
+
+    /** A pinned host buffer and the event recorded after the copy into it. */
+    private record HostSlot(PinnedBuffer buffer, Event ready) {}
+
+    private final java.util.ArrayDeque<HostSlot> freeSlots = new java.util.ArrayDeque<>();
+    private final List<HostSlot> allSlots = new java.util.ArrayList<>();
+
+    // slots are taken on the stream's thread and may be given back from an engine thread without the backend's lock
+    private HostSlot hostSlot(long bytes) {
+        synchronized (freeSlots) {
+            for (var it = freeSlots.iterator(); it.hasNext(); ) {
+                HostSlot s = it.next();
+                if (s.buffer.bytes() >= bytes) {
+                    it.remove();
+                    return s;  // a copy still pending into it (closed unread) lands before the next one: same stream
+                }
+            }
+            HostSlot s = new HostSlot(context.allocatePinned(Math.max(bytes, 64L << 10)), context.createEvent());
+            allSlots.add(s);
+            return s;
+        }
+    }
+
+    private void releaseSlot(HostSlot slot) {
+        synchronized (freeSlots) {
+            freeSlots.push(slot);
+        }
+    }
+
+    @Override
+    public void forwardTokens(Tensor tokens, int[] srcRows, Tensor ids, int[] dstRows) {
+        CudaTensor from = ints(tokens, "forwardTokens", "tokens"), into = ints(ids, "forwardTokens", "ids");
+        int n = srcRows.length;
+        if (dstRows.length != n) {
+            throw new IllegalArgumentException("forwardTokens: " + n + " source rows for " + dstRows.length + " targets");
+        }
+        if (n == 0) return;
+        int[] pairs = new int[2 * n];
+        for (int i = 0; i < n; i++) {
+            if (srcRows[i] < 0 || srcRows[i] >= from.size() || dstRows[i] < 0 || dstRows[i] >= into.size()) {
+                throw new IllegalArgumentException("forwardTokens: pair " + i + " (" + srcRows[i] + " -> " + dstRows[i]
+                        + ") outside tokens " + from.shape() + " or ids " + into.shape());
+            }
+            pairs[i] = srcRows[i];
+            pairs[n + i] = dstRows[i];
+        }
+        try (CudaTensor p = (CudaTensor) upload(pairs, 1, 2 * n)) {
+            kernels.forwardTokens.launch(stream, Math.min((n + 255) / 256, 1024), 1, 256, from.address(), p.address(),
+                    into.address(), n);
+        }
+    }
+
+    @Override
     public int[] argmaxRows(Tensor x) {
         CudaTensor xt = floats(x, "argmaxRows", "x");
         int rows = xt.rows();
@@ -1222,6 +1332,10 @@ public final class CudaBackend implements Backend {
             stream.synchronize();
         } finally {
             if (planWork != null) planWork.close();
+            for (HostSlot slot : allSlots) {
+                slot.ready.close();
+                slot.buffer.close();
+            }
             pool.release();
             graphPool.release();
             for (int i = 0; i < 2; i++) {

@@ -21,6 +21,7 @@ import static dev.lathe.cuda.driver.KernelParams.struct;
  * struct field for field; keep the two in the same order.
  */
 final class Kernels implements AutoCloseable {
+    final Kernel forwardTokens;
     final Kernel embedding, gatherRows, splitColumns, rmsNorm, rope, writeKv, ropeWriteKv, attention, siluMul, randomNormal,
             convertFromF32, biasAdd, probe, gemv1, gemv2, gemv4, gemv8, gemv1Glu, gemv2Glu, gemv4Glu, gemv8Glu, argmaxRows, sampleRows, splitFromF32, sumHalves;
     /** Tensor-core prefill attention, one kernel per cache type and head size: BF16/F16 x 64/128. */
@@ -45,6 +46,8 @@ final class Kernels implements AutoCloseable {
                     ptr("ids"), ptr("table"), ptr("out"), i32("n"), i32("hidden"), i32("vocab"), i32("dtype")));
             gatherRows = rows.kernel("gather_rows", struct("gather_rows",
                     ptr("x"), ptr("rows"), ptr("out"), i32("m"), i32("cols"), i32("x_rows")));
+            forwardTokens = rows.kernel("forward_tokens", struct("forward_tokens",
+                    ptr("tokens"), ptr("pairs"), ptr("ids"), i32("n")));
             splitColumns = rows.kernel("split_columns", struct("split_columns",
                     ptr("src"), ptr("dst"), i64("rows"), i32("src_cols"), i32("col_offset"), i32("dst_cols")));
             rmsNorm = byName.get("norm").kernel("rms_norm", struct("rms_norm",

@@ -45,6 +45,19 @@ class CudaEngineTest {
 
     @Test
     void concurrentGreedyRequestsMatchEachAloneUpToNearTies() throws Exception {
+        concurrentGreedyRequests(false);
+    }
+
+    /**
+     * The same with steps launched ahead of their outputs (-Dlathe.engine.overlap=true): picks kept on the GPU
+     * (argmaxRowsAsync), the next step's tokens fed from them there (forwardTokens).
+     */
+    @Test
+    void concurrentGreedyRequestsRunningAheadMatchEachAloneUpToNearTies() throws Exception {
+        concurrentGreedyRequests(true);
+    }
+
+    private void concurrentGreedyRequests(boolean overlap) throws Exception {
         try (CudaBackend gpu = new CudaBackend(0); Checkpoint ckpt = Checkpoint.open(SHIPPED);
              LlamaModel model = ModelLoader.load(ckpt.config(), ckpt, gpu, LoadProgress.NONE)) {
             int vocab = model.config().vocabSize();
@@ -93,7 +106,16 @@ class CudaEngineTest {
             }
 
             var config = new EngineConfig(32, 64, 16, 512, 128, 1000, true, DType.BF16);  // steps of at most 64 tokens
-            try (var engine = new LlmEngine("kjv-tiny", model, null, List.of(), config)) {
+            String before = System.getProperty(LlmEngine.OVERLAP_PROPERTY);
+            System.setProperty(LlmEngine.OVERLAP_PROPERTY, Boolean.toString(overlap));
+            LlmEngine built;
+            try {
+                built = new LlmEngine("kjv-tiny", model, null, List.of(), config);
+            } finally {
+                if (before == null) System.clearProperty(LlmEngine.OVERLAP_PROPERTY);
+                else System.setProperty(LlmEngine.OVERLAP_PROPERTY, before);
+            }
+            try (var engine = built) {
                 List<RequestStream> streams = new ArrayList<>();
                 for (int i = 0; i < 64; i++) {
                     var p = SamplingParams.builder().temperature(0).maxTokens(maxTokens.get(i)).ignoreEos(true).build();
@@ -112,7 +134,8 @@ class CudaEngineTest {
                     assertThat(margins.get(i)[d]).as("request %d first differs at token %d (got %d, alone %d): not a near tie",
                             i, d, got[d], want[d]).isLessThan(NEAR_TIE);
                 }
-                System.out.printf("engine on the GPU: %d of 64 requests equal their solo run token for token%n", exact);
+                System.out.printf("engine on the GPU%s: %d of 64 requests equal their solo run token for token%n",
+                        overlap ? ", running ahead" : "", exact);
                 for (int w = 0; w < 200 && (engine.stats().running() > 0 || engine.stats().kvBlocksUsed() > 0); w++) {
                     Thread.sleep(10);
                 }

@@ -530,6 +530,37 @@ class CudaOpsTest {
     }
 
     /**
+     * Picks kept on the device (argmaxRowsAsync) equal argmaxRows, NaN rows included; forwardTokens puts chosen picks
+     * into another step's ids on the device; the host slots are reused across many steps.
+     */
+    @Test
+    void picksKeptOnTheDeviceFeedTheNextStepsIds() {
+        int rows = 37, vocab = 1000;
+        for (int round = 0; round < 6; round++) {
+            float[] x = normal(random, rows * vocab, 1f);
+            x[5 * vocab + 17] = Float.NaN;
+            try (Tensor xt = gpu.upload(x, rows, vocab); Tensor ids = gpu.upload(new int[20], 1, 20);
+                 var picks = gpu.argmaxRowsAsync(xt)) {
+                int[] want = gpu.argmaxRows(xt);
+                assertThat(want[5]).isEqualTo(-1);
+                gpu.forwardTokens(picks.tokens(), new int[]{3, 0, 36, 3}, ids, new int[]{19, 0, 7, 8});
+                assertThat(picks.await()).containsExactly(want);
+                int[] expect = new int[20];
+                expect[19] = want[3];
+                expect[0] = want[0];
+                expect[7] = want[36];
+                expect[8] = want[3];
+                assertThat(gpu.downloadInts(ids)).containsExactly(expect);
+            }
+        }
+        assertThatThrownBy(() -> {
+            try (Tensor t = gpu.upload(new int[4], 1, 4); Tensor ids = gpu.upload(new int[4], 1, 4)) {
+                gpu.forwardTokens(t, new int[]{4}, ids, new int[]{0});
+            }
+        }).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("outside");
+    }
+
+    /**
      * SiLU-and-multiply from a 16-bit gate/up product into the same format (the fused MLP with lathe.mlp.gate16):
      * eight values a thread where inner is a multiple of 8, one otherwise; either way the bits of the float32 kernel
      * on the same (exactly widened) inputs, rounded to nearest even.
