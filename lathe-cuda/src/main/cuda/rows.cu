@@ -74,9 +74,10 @@ struct ForwardTokensParams {
 };
 
 // ids[pairs[n + i]] = tokens[pairs[i]]: a step's input tokens taken from the previous step's picks on the device.
+// A negative pick (a row that held a NaN) becomes token 0; the engine ends that sequence when it reads the pick.
 extern "C" __global__ void forward_tokens(const ForwardTokensParams p) {
     LATHE_PDL_WAIT();
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < p.n; i += gridDim.x * blockDim.x) {
-        p.ids[p.pairs[p.n + i]] = p.tokens[p.pairs[i]];
+        p.ids[p.pairs[p.n + i]] = max(0, p.tokens[p.pairs[i]]);
     }
 }

@@ -71,7 +71,7 @@ public final class CpuBackend implements Backend {
                 throw new IllegalArgumentException("forwardTokens: pair " + i + " (" + srcRows[i] + " -> " + dstRows[i]
                         + ") outside tokens [" + from.length + "] or ids [" + into.length + "]");
             }
-            into[dstRows[i]] = from[srcRows[i]];
+            into[dstRows[i]] = Math.max(0, from[srcRows[i]]);  // a NaN row's -1: see Backend.forwardTokens
         }
     }
 

@@ -927,9 +927,17 @@ public final class CudaBackend implements Backend {
             plan(meta, FLASH_GQA_TILE_ROWS);
             gqa = planItems <= MAX_GRID_Y;  // else the plain kernel's 64-row items may still fit the grid
         }
-        // the flash kernels write float32 or the cache's own 16-bit format
-        Kernel flash = ot.dtype() != DType.F32 && ot.dtype() != c.dtype() ? null
-                : gqa ? flashGqaKernel(c.dtype(), headDim) : flashKernel(c.dtype(), headDim);
+        // the flash kernels write float32 or the cache's own 16-bit format; another 16-bit output (an F16 model
+        // over a BF16 cache) takes float32 from them and is rounded after
+        if (ot.dtype() != DType.F32 && ot.dtype() != c.dtype() && flashKernel(c.dtype(), headDim) != null) {
+            try (CudaTensor f32 = (CudaTensor) allocate(DType.F32, ot.rows(), ot.cols())) {
+                attention(q, cache, layer, meta, scale, f32);
+                kernels.convertFromF32.launch(stream, Kernels.elementBlocks(f32.size()), 1, 256,
+                        f32.address(), ot.address(), f32.size(), dtypeCode(ot.dtype()));
+            }
+            return;
+        }
+        Kernel flash = gqa ? flashGqaKernel(c.dtype(), headDim) : flashKernel(c.dtype(), headDim);
         if (flash != null) {
             plan(meta, gqa ? FLASH_GQA_TILE_ROWS : FLASH_TILE_ROWS);
             if (planLongestRun >= FLASH_MIN_QUERY_ROWS && planItems <= MAX_GRID_Y) {
@@ -1304,7 +1312,9 @@ public final class CudaBackend implements Backend {
             pairs[i] = srcRows[i];
             pairs[n + i] = dstRows[i];
         }
-        try (CudaTensor p = (CudaTensor) upload(pairs, 1, 2 * n)) {
+        // queued, not upload(): that waits for the stream, which holds the previous step still running
+        try (CudaTensor p = (CudaTensor) allocate(DType.I32, 1, 2 * n)) {
+            queueCopyIn(MemorySegment.ofArray(pairs), p.buffer(), 0);
             kernels.forwardTokens.launch(stream, Math.min((n + 255) / 256, 1024), 1, 256, from.address(), p.address(),
                     into.address(), n);
         }

@@ -943,13 +943,17 @@ class CudaOpsTest {
      */
     private void attentionWritesTheGemmFormatAsItsRounding(String what, Tensor qt, KvCache cache, int layer, AttentionMetadata meta,
                                                           float scale, float[] got, DType cacheType) {
+        // the cache's own format (or BF16 for a float32 cache), then the other 16-bit format: an F16 model over a
+        // BF16 cache, whose flash output is rounded after
         DType format = cacheType == DType.F16 ? DType.F16 : DType.BF16;
-        try (Tensor out16 = gpu.allocate(format, qt.rows(), qt.cols())) {
-            gpu.attention(qt, cache, layer, meta, scale, out16);
-            float[] want = round(format, got), have = gpu.download16(out16);
-            int firstDiff = Arrays.mismatch(have, want);
-            assertThat(firstDiff).as("%s: %s output against the float32 output rounded, first difference at %d", what, format, firstDiff)
-                    .isEqualTo(-1);
+        for (DType f : cacheType == DType.F32 ? List.of(format) : List.of(format, format == DType.F16 ? DType.BF16 : DType.F16)) {
+            try (Tensor out16 = gpu.allocate(f, qt.rows(), qt.cols())) {
+                gpu.attention(qt, cache, layer, meta, scale, out16);
+                float[] want = round(f, got), have = gpu.download16(out16);
+                int firstDiff = Arrays.mismatch(have, want);
+                assertThat(firstDiff).as("%s: %s output against the float32 output rounded, first difference at %d", what, f, firstDiff)
+                        .isEqualTo(-1);
+            }
         }
     }
 

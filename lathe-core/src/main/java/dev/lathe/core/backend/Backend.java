@@ -289,8 +289,9 @@ public interface Backend extends AutoCloseable {
 
     /**
      * {@code ids[dstRows[i]] = tokens[srcRows[i]]} for I32 tensors {@code [1, n]}, after all queued work: a step's
-     * input tokens taken from the previous step's picks without a trip through the host. Only backends that
-     * {@link #supportsAsyncSteps} implement it.
+     * input tokens taken from the previous step's picks without a trip through the host. A negative pick (a row
+     * that held a NaN) becomes token 0, so that one bad row cannot fail the step of every other sequence; its own
+     * sequence ends when the engine reads the pick. Only backends that {@link #supportsAsyncSteps} implement it.
      */
     default void forwardTokens(Tensor tokens, int[] srcRows, Tensor ids, int[] dstRows) {
         throw new UnsupportedOperationException(name() + " backend: no token forwarding between steps");

@@ -275,6 +275,11 @@ public final class LlmEngine implements Engine {
     /** One engine step; returns the nanoseconds spent inside the model runner. */
     private long stepTimed() {
         SchedulerOutput out = scheduler.schedule();
+        for (long id : out.preempted()) {
+            batch.remove(id);
+            SampleState st = bySeq.get(id);
+            if (st != null) st.seq = null;
+        }
         if (out.isEmpty() && inFlight != null) return completeInFlight();  // every sequence waits for its pick
         if (out.isEmpty()) {
             throw new IllegalStateException("the scheduler found nothing to run with " + scheduler.numWaiting()
@@ -283,11 +288,6 @@ public final class LlmEngine implements Engine {
         }
         var seqs = new ArrayList<Sequence>(out.numSequences());
         int[] counts = new int[out.numSequences()];
-        for (long id : out.preempted()) {
-            batch.remove(id);
-            SampleState st = bySeq.get(id);
-            if (st != null) st.seq = null;
-        }
         for (var ns : out.newSequences()) {
             var seq = new Sequence(ns.seqId(), ns.tokens());
             for (int b : ns.blocks()) seq.addBlock(b);

@@ -470,8 +470,9 @@ public final class ModelRunner implements AutoCloseable {
             g.write(ids, cos, sin, starts, lens, table, slots, rows);
             forwardInto(fwd, g.input.tokenIds(), rows);  // row s is sequence s
             DecodeGraph made = g;
+            R result = null;
             try (Tensor eager = model.forward(g.input, cache)) {
-                R result = pick.from(eager, firstRows(numSeqs));
+                result = pick.from(eager, firstRows(numSeqs));
                 Tensor shared = graphLogits.computeIfAbsent(batch, b -> backend.allocate(DType.F32, b, config.vocabSize()));
                 g.graph = backend.capture(() -> model.forward(made.input, cache, shared));
                 g.logits = shared;
@@ -480,6 +481,13 @@ public final class ModelRunner implements AutoCloseable {
                 return result;
             } catch (RuntimeException | Error e) {
                 g.close();
+                if (result instanceof AutoCloseable pending) {  // picks on their way (launch): nobody will read them
+                    try {
+                        pending.close();
+                    } catch (Exception again) {
+                        e.addSuppressed(again);
+                    }
+                }
                 throw e;
             }
         }

@@ -143,6 +143,55 @@ class EngineOverlapTest {
         assertThat(recording.forwardedTokens()).isPositive();
     }
 
+    /**
+     * A pick of -1 (a logits row that held a NaN) ends only its own request: the step that took it as an input
+     * token runs for everyone else, who still get exactly their tokens alone.
+     */
+    @Test
+    void aNaNPickEndsOnlyItsOwnRequest() throws Exception {
+        var poisoning = new dev.lathe.core.backend.ForwardingBackend(new CpuBackend(2)) {
+            int calls;
+
+            @Override
+            public PendingTokens argmaxRowsAsync(dev.lathe.core.backend.Tensor x) {
+                PendingTokens real = super.argmaxRowsAsync(x);
+                if (++calls != 12) return real;
+                int[] ids = real.await();
+                real.close();
+                ids[0] = -1;  // row 0 of the 12th step launched ahead held a NaN
+                var t = upload(ids, 1, ids.length);
+                return new PendingTokens() {
+                    @Override public dev.lathe.core.backend.Tensor tokens() { return t; }
+                    @Override public int[] await() { return ids.clone(); }
+                    @Override public void close() { t.close(); }
+                };
+            }
+        };
+        try (var m = ModelLoader.synthetic(EngineEndToEndTest.model.config(), poisoning, DType.BF16, 11, LoadProgress.NONE);
+             var e = new LlmEngine("tiny", m, null, EOS, config(512, true))) {
+            var streams = new ArrayList<RequestStream>();
+            for (int i = 0; i < 64; i++) streams.add(e.submit(new EngineRequest("n" + i, prompts.get(i), params.get(i), null)));
+            int failed = 0;
+            for (int i = 0; i < 64; i++) {
+                var ids = new ArrayList<Integer>();
+                dev.lathe.core.engine.RequestOutput o;
+                while ((o = streams.get(i).poll(60, java.util.concurrent.TimeUnit.SECONDS)) != null) {
+                    for (int t : o.tokenIds()) ids.add(t);
+                }
+                if (streams.get(i).error() != null) {
+                    failed++;
+                    assertThat(streams.get(i).error()).hasMessageContaining("NaN");
+                    continue;
+                }
+                assertThat(ids.stream().mapToInt(Integer::intValue).toArray()).as("request %d", i).isEqualTo(alone.get(i));
+            }
+            assertThat(poisoning.calls).as("steps launched ahead").isGreaterThanOrEqualTo(12);
+            assertThat(failed).as("requests ended by the NaN pick").isEqualTo(1);
+            EngineEndToEndTest.awaitIdle(e);
+            assertThat(e.stats().kvBlocksUsed()).isZero();
+        }
+    }
+
     /** Rows that need the whole logits row (logprobs, a logit bias) make their steps wait; the others run ahead. */
     @Test
     void stepsWithRowsForTheHostWaitAndStillMatch() {
