@@ -192,6 +192,72 @@ class EngineOverlapTest {
         }
     }
 
+    /**
+     * A budget of 6 tokens a step: sequences holding a placeholder are often left out of the next step, and a
+     * tiny cache preempts them while their pick is on its way.
+     */
+    @Test
+    void placeholdersLeftOutOfAStepOrPreemptedKeepTheirTokens() {
+        var small = new EngineConfig(16, 6, BLOCK, MAX_LEN / BLOCK + 2, MAX_LEN, 1000, true, DType.F32);
+        assertSameAsAlone(run(small, params::get));
+        assertThat(preemptions).as("the tiny pool forces preemption").isPositive();
+        assertThat(recording.forwardedTokens()).isPositive();
+    }
+
+    /** One or two tokens: a pick that is a sequence's last by length gets no placeholder, and nothing runs past it. */
+    @Test
+    void shortRequestsEndWithoutAStepPastTheirLastToken() {
+        List<int[]> got = run(config(512, true), i -> params.get(i).toBuilder().maxTokens(1 + i % 2).build());
+        for (int i = 0; i < 64; i++) {
+            int[] want = alone.get(i);
+            assertThat(got.get(i)).as("request %d", i).isEqualTo(java.util.Arrays.copyOf(want, Math.min(1 + i % 2, want.length)));
+        }
+        assertThat(recording.forwardedTokens()).as("two-token requests take their second token ahead").isPositive();
+    }
+
+    /** Two greedy samples a request: the fork step waits for the host, the samples' later steps run ahead. */
+    @Test
+    void greedySamplesRunAheadAfterTheirFork() throws Exception {
+        try (var e = new LlmEngine("tiny", graphModel, null, EOS, config(512, true))) {
+            EngineEndToEndTest.runTwoSamplesEach(e, "f");
+            EngineEndToEndTest.awaitIdle(e);
+            assertThat(e.stats().kvBlocksUsed()).isZero();
+        }
+        assertThat(recording.forwardedTokens()).isPositive();
+    }
+
+    /** Requests aborted while their picks are in flight free everything; the others keep their tokens. */
+    @Test
+    void abortsWhileAPickIsInFlightLeaveTheOthersAlone() throws Exception {
+        try (var e = new LlmEngine("tiny", graphModel, null, EOS, config(512, true))) {
+            var streams = new ArrayList<RequestStream>();
+            for (int i = 0; i < 64; i++) streams.add(e.submit(new EngineRequest("a" + i, prompts.get(i), params.get(i), null)));
+            var first = new java.util.HashMap<Integer, int[]>();
+            for (int i = 0; i < 64; i += 5) {
+                // at least one delta in, then abort
+                first.put(i, streams.get(i).poll(60, java.util.concurrent.TimeUnit.SECONDS).tokenIds());
+                streams.get(i).abort();
+            }
+            for (int i = 0; i < 64; i++) {
+                int[] got = collect(streams.get(i));
+                if (i % 5 == 0) {
+                    // what arrived before the abort is a prefix of the request's tokens alone
+                    int[] head = first.get(i);
+                    int[] all = java.util.Arrays.copyOf(head, head.length + got.length);
+                    System.arraycopy(got, 0, all, head.length, got.length);
+                    int[] want = alone.get(i);
+                    assertThat(all.length).isLessThanOrEqualTo(want.length);
+                    assertThat(all).as("request %d, aborted", i).isEqualTo(java.util.Arrays.copyOf(want, all.length));
+                } else {
+                    assertThat(got).as("request %d", i).isEqualTo(alone.get(i));
+                }
+            }
+            EngineEndToEndTest.awaitIdle(e);
+            assertThat(e.stats().kvBlocksUsed()).as("every block released").isZero();
+        }
+        assertThat(recording.forwardedTokens()).isPositive();
+    }
+
     /** Rows that need the whole logits row (logprobs, a logit bias) make their steps wait; the others run ahead. */
     @Test
     void stepsWithRowsForTheHostWaitAndStillMatch() {
