@@ -96,6 +96,10 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--json", paramLabel = "FILE", description = "write the result record to FILE")
     Path json;
 
+    @Option(names = "--progress-seconds", defaultValue = "30", paramLabel = "S",
+            description = "print progress to stderr every S seconds while requests run; 0 = never (default: ${DEFAULT-VALUE})")
+    int progressSeconds;
+
     @Spec CommandSpec spec;
 
     private long totalMemory; // of the GPU, when the backend has one
@@ -114,7 +118,7 @@ final class BenchCommand implements Callable<Integer> {
                     .seed(temperature == 0 ? null : seed).build();
             Result r;
             try (var engine = LlmEngine.of(m, config)) {
-                r = run(engine, prompts, params);
+                r = run(engine, prompts, params, progressSeconds * 1000L, new PrintWriter(System.err, true));
             }
             print(out, m, backend, config, r);
             if (json != null) writeJson(m, backend, config, r);
@@ -163,6 +167,15 @@ final class BenchCommand implements Callable<Integer> {
 
     /** Submits everything, then follows each stream on its own virtual thread while sampling the engine's stats. */
     static Result run(LlmEngine engine, int[][] prompts, SamplingParams params) throws InterruptedException {
+        return run(engine, prompts, params, 0, null);
+    }
+
+    /**
+     * As {@link #run(LlmEngine, int[][], SamplingParams)}, printing a progress line to {@code progress} every
+     * {@code progressMillis} (0: never), so that a run cut short by a time limit still says how far it got.
+     */
+    static Result run(LlmEngine engine, int[][] prompts, SamplingParams params, long progressMillis, PrintWriter progress)
+            throws InterruptedException {
         int n = prompts.length;
         long[] first = new long[n], last = new long[n];
         int[] tokens = new int[n];
@@ -187,11 +200,23 @@ final class BenchCommand implements Callable<Integer> {
             }));
         }
         int peakRunning = 0, peakBlocks = 0;
+        long every = progressMillis > 0 && progress != null ? progressMillis * 1_000_000L : Long.MAX_VALUE;
+        long nextReport = t0 + every;
         for (Thread t : threads) {
             while (!t.join(java.time.Duration.ofMillis(2))) {
                 var s = engine.stats();
                 peakRunning = Math.max(peakRunning, s.running());
                 peakBlocks = Math.max(peakBlocks, s.kvBlocksUsed());
+                long now = System.nanoTime();
+                if (now >= nextReport) {
+                    nextReport = now + every;
+                    int done = 0;
+                    for (Thread u : threads) if (!u.isAlive()) done++;
+                    double secs = (now - t0) / 1e9;
+                    progress.printf(Locale.ROOT, "[%.0f s] %d of %d requests done, %d output tokens (%.1f tok/s so far),"
+                                    + " %d running, %d waiting, %d preemptions%n", secs, done, n, s.generatedTokens(),
+                            s.generatedTokens() / secs, s.running(), s.waiting(), s.preemptions());
+                }
             }
         }
         long end = 0, out = 0, in = 0;
