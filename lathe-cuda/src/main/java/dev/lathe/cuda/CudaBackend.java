@@ -638,10 +638,7 @@ public final class CudaBackend implements Backend {
             throw shapes("siluMul16", "x " + xt.shape() + ", out " + ot.shape(), "need x [n, 2I] and out [n, I]");
         }
         try (CudaTensor x16 = inFormat(xt, ot.dtype())) {
-            long count = (long) n * inner;
-            kernels.siluMul.launch(stream, Kernels.elementBlocks(inner % 8 == 0 ? count / 8 : count), 1, 256,
-                    x16 != null ? x16.address() : xt.address(), ot.address(), (long) n, inner, dtypeCode(ot.dtype()),
-                    dtypeCode(ot.dtype()));
+            siluMul(x16 != null ? x16.address() : xt.address(), ot.dtype(), ot.address(), ot.dtype(), n, inner);
         }
     }
 
@@ -687,11 +684,7 @@ public final class CudaBackend implements Backend {
             } else {
                 linear(h, gateUp, gateUpBias, gateUpOut);
             }
-            long count = (long) n * inner;
-            // silu_mul takes eight values a thread where both sides are the same 16-bit format and inner % 8 == 0
-            boolean byEight = gateUpOut.dtype() == dn.dtype() && inner % 8 == 0;
-            kernels.siluMul.launch(stream, Kernels.elementBlocks(byEight ? count / 8 : count), 1, 256,
-                    gateUpOut.address(), act.address(), (long) n, inner, dtypeCode(dn.dtype()), dtypeCode(gateUpOut.dtype()));
+            siluMul(gateUpOut.address(), gateUpOut.dtype(), act.address(), dn.dtype(), n, inner);
             gemm.run(stream, dn.dtype(), dn.address(), act.address(), ot.address(), n, dn.cols(), dn.rows(), !capturing());
             if (db != null) {
                 kernels.biasAdd.launch(stream, Kernels.elementBlocks(ot.size()), 1, 256,
@@ -1137,8 +1130,19 @@ public final class CudaBackend implements Backend {
             throw shapes("siluMul", "x " + xt.shape() + ", out " + ot.shape(), "need x [n, 2I] and out [n, I]");
         }
         if (ot.size() == 0) return;
-        kernels.siluMul.launch(stream, Kernels.elementBlocks(ot.size()), 1, 256,
-                xt.address(), ot.address(), (long) ot.rows(), inner, dtypeCode(DType.F32), dtypeCode(DType.F32));
+        siluMul(xt.address(), DType.F32, ot.address(), DType.F32, ot.rows(), inner);
+    }
+
+    /**
+     * silu_mul over x [n, 2 inner] into out [n, inner]. The kernel takes eight values a thread where both sides
+     * are the same 16-bit format and inner is a multiple of 8 (given 16-byte aligned buffers, which pooled ones
+     * are), one otherwise: the grid is sized to match.
+     */
+    private void siluMul(long x, DType xType, long out, DType outType, int n, int inner) {
+        long count = (long) n * inner;
+        boolean byEight = xType == outType && xType != DType.F32 && inner % 8 == 0;
+        kernels.siluMul.launch(stream, Kernels.elementBlocks(byEight ? count / 8 : count), 1, 256,
+                x, out, (long) n, inner, dtypeCode(outType), dtypeCode(xType));
     }
 
     /** Indices outside x give rows of NaN. */

@@ -47,7 +47,7 @@ public record EngineConfig(int maxNumSeqs, int maxNumBatchedTokens, int blockSiz
      * Sequences per step by default. KV capacity bounds a step's batch anyway where sequences are long; where they
      * are short, more sequences per step make the GEMMs wider. On an H100 (Llama-3-8B, BF16), 128/128 x 3000 gave
      * 13,810 tok/s at 1024 against 12,165 at 256 in one call, and 128/2048 x 1000 8,469 at 1024 against 8,449 at
-     * 256 (another call). vLLM picks 1024 for large-memory GPUs as well.
+     * 256 (another call).
      */
     public static final int DEFAULT_MAX_NUM_SEQS = 1024;
 

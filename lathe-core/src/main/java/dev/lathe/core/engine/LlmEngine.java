@@ -99,10 +99,10 @@ public final class LlmEngine implements Engine {
     private long generatedTokens, steps;
     private long runnerNanos, hostNanos;  // engine-thread time inside and around runner.step (see EngineStats)
     /**
-     * A launched step whose picks are not processed yet (see {@link #OVERLAP_PROPERTY}): its sequences that
-     * became ready, their rows in it (-1: skip), the pending picks and the step's sequences (to end on failure).
+     * A launched step whose picks are not processed yet (see {@link #OVERLAP_PROPERTY}): the samples that became
+     * ready (null: skip) and their rows in it, the pending picks, and every sample of the step (to end on failure).
      */
-    private record InFlight(List<Long> ready, int[] rows, ModelRunner.PendingStep pending, List<Sequence> seqs) {}
+    private record InFlight(SampleState[] ready, int[] rows, ModelRunner.PendingStep pending, SampleState[] all) {}
 
     private InFlight inFlight;
 
@@ -288,6 +288,7 @@ public final class LlmEngine implements Engine {
         }
         var seqs = new ArrayList<Sequence>(out.numSequences());
         int[] counts = new int[out.numSequences()];
+        var states = new SampleState[out.numSequences()];  // per row, looked up once
         for (var ns : out.newSequences()) {
             var seq = new Sequence(ns.seqId(), ns.tokens());
             for (int b : ns.blocks()) seq.addBlock(b);
@@ -300,6 +301,7 @@ public final class LlmEngine implements Engine {
             }
             st.seq = seq;
             st.row = seqs.size();
+            states[seqs.size()] = st;
             counts[seqs.size()] = ns.numScheduled();
             seqs.add(seq);
         }
@@ -308,17 +310,27 @@ public final class LlmEngine implements Engine {
             for (int b : rs.newBlocks()) seq.addBlock(b);
             SampleState st = bySeq.get(rs.seqId());
             if (st != null) st.row = seqs.size();
+            states[seqs.size()] = st;
             counts[seqs.size()] = rs.numScheduled();
             seqs.add(seq);
         }
         // a sequence gets its logits row in full only if it samples this step and needs more than the argmax,
         // and, with device sampling, more than the backend's draw
+        // and a sequence whose last token is the previous step's pick, still on the device, takes it from its row there
         boolean[] fullRows = new boolean[seqs.size()];
         SampleSpec[] specs = null;
+        int[] tokenFrom = null;
         for (int i = 0; i < fullRows.length; i++) {
             Sequence seq = seqs.get(i);
             if (seq.numComputed() + counts[i] < seq.numTokens()) continue; // mid-prompt: nothing sampled
-            SampleState st = bySeq.get(seq.id());
+            SampleState st = states[i];
+            if (st != null && st.pendingRow >= 0) {
+                if (tokenFrom == null) {
+                    tokenFrom = new int[seqs.size()];
+                    java.util.Arrays.fill(tokenFrom, -1);
+                }
+                tokenFrom[i] = st.pendingRow;
+            }
             boolean logprobs = st != null && st.request.request.params().logprobs() != null;
             boolean forks = st != null && st.index == 0 && st.output.numOutput() == 0 && scheduler.pendingForks(seq.id()) > 0;
             fullRows[i] = st == null || !st.sampler.isPlainArgmax() || logprobs || forks;
@@ -329,19 +341,6 @@ public final class LlmEngine implements Engine {
                     specs[i] = spec;
                     fullRows[i] = false;
                 }
-            }
-        }
-        // sequences whose last token is the previous step's pick, still on the device: their row there
-        int[] tokenFrom = null;
-        if (inFlight != null) {
-            for (int i = 0; i < seqs.size(); i++) {
-                SampleState st = bySeq.get(seqs.get(i).id());
-                if (st == null || st.pendingRow < 0) continue;
-                if (tokenFrom == null) {
-                    tokenFrom = new int[seqs.size()];
-                    java.util.Arrays.fill(tokenFrom, -1);
-                }
-                tokenFrom[i] = st.pendingRow;
             }
         }
         // a step of plain greedy rows only may run ahead of its outputs' processing
@@ -360,10 +359,7 @@ public final class LlmEngine implements Engine {
             long spent = System.nanoTime() - runnerStart;
             if (inFlight != null) spent += completeInFlight();  // the step before this one stands on its own
             // the step failed as a whole: end the requests in it, keep serving the others
-            for (Sequence s : seqs) {
-                SampleState st = bySeq.get(s.id());
-                if (st != null && !st.finished) abortRequest(st.request, e);
-            }
+            for (SampleState st : states) if (st != null && !st.finished) abortRequest(st.request, e);
             return spent;
         }
         long inRunner = System.nanoTime() - runnerStart;
@@ -377,14 +373,13 @@ public final class LlmEngine implements Engine {
         }
         // each ready sequence holds a placeholder for the token this step picks, so the next step can compute it,
         // unless that token is its last by length
+        var readyStates = new SampleState[ready.size()];
         int[] rows = new int[ready.size()];
         for (int i = 0; i < rows.length; i++) {
             long seqId = ready.get(i);
             SampleState st = bySeq.get(seqId);
-            if (st == null || st.finished) {
-                rows[i] = -1;
-                continue;
-            }
+            if (st == null || st.finished) continue;
+            readyStates[i] = st;
             rows[i] = st.row;
             if (st.output.numOutput() + 1 < st.request.maxTokens) {
                 st.pendingPos = scheduler.numTokens(seqId);
@@ -393,7 +388,7 @@ public final class LlmEngine implements Engine {
                 st.seq.append(PLACEHOLDER);
             }
         }
-        inFlight = new InFlight(ready, rows, launched, seqs);
+        inFlight = new InFlight(readyStates, rows, launched, states);
         return inRunner;
     }
 
@@ -409,20 +404,16 @@ public final class LlmEngine implements Engine {
         try {
             logits = f.pending().await();
         } catch (RuntimeException e) {
-            for (Sequence s : f.seqs()) {
-                SampleState st = bySeq.get(s.id());
-                if (st != null && !st.finished) abortRequest(st.request, e);
-            }
+            for (SampleState st : f.all()) if (st != null && !st.finished) abortRequest(st.request, e);
             return System.nanoTime() - start;
         } finally {
             f.pending().close();  // the step after it, if any, is queued already: the device reads its picks first
         }
         long waited = System.nanoTime() - start;
         for (int i = 0; i < f.rows().length; i++) {
-            if (f.rows()[i] < 0) continue;
-            long seqId = f.ready().get(i);
-            SampleState st = bySeq.get(seqId);
+            SampleState st = f.ready()[i];
             if (st == null || st.finished) continue;  // aborted, or ended by a sibling's failure
+            long seqId = st.seqId;
             try {
                 int token = logits.argmax(f.rows()[i]);
                 if (st.pendingRow >= 0) {

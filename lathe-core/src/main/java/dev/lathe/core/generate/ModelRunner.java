@@ -123,7 +123,8 @@ public final class ModelRunner implements AutoCloseable {
      * for every computed token when {@code allLogits}, else for the last computed token of each sequence.
      */
     public StepLogits step(List<Sequence> seqs, int[] counts, boolean allLogits) {
-        return run(seqs, counts, allLogits, null);
+        return run(seqs, counts, allLogits, null, null,
+                (logits, firstRowOfSeq) -> new StepLogits(backend.download(logits), config.vocabSize(), firstRowOfSeq));
     }
 
     /**
@@ -160,8 +161,7 @@ public final class ModelRunner implements AutoCloseable {
             throw new IllegalArgumentException("the " + backend.name() + " backend does not sample rows itself; pass no specs");
         }
         Forwarded fwd = forwarded(seqs, counts, tokenFrom, previous);
-        return run(seqs, counts, false, fullRows, fwd, (logits, firstRowOfSeq) -> select(logits,
-                fullRows.length == logits.rows() ? fullRows : Arrays.copyOf(fullRows, logits.rows()), specs, firstRowOfSeq));
+        return run(seqs, counts, false, fullRows, fwd, (logits, firstRowOfSeq) -> select(logits, fullRows, specs, firstRowOfSeq));
     }
 
     /**
@@ -256,15 +256,6 @@ public final class ModelRunner implements AutoCloseable {
         R from(Tensor logits, int[] firstRowOfSeq);
     }
 
-    private StepLogits run(List<Sequence> seqs, int[] counts, boolean allLogits, boolean[] fullRows) {
-        if (fullRows == null) {
-            return run(seqs, counts, allLogits, null, null,
-                    (logits, firstRowOfSeq) -> new StepLogits(backend.download(logits), config.vocabSize(), firstRowOfSeq));
-        }
-        return run(seqs, counts, allLogits, fullRows, null, (logits, firstRowOfSeq) -> select(logits,
-                fullRows.length == logits.rows() ? fullRows : Arrays.copyOf(fullRows, logits.rows()), null, firstRowOfSeq));
-    }
-
     private <R> R run(List<Sequence> seqs, int[] counts, boolean allLogits, boolean[] fullRows, Forwarded fwd, Pick<R> pick) {
         if (fullRows != null && useGraphs && decodeOnly(counts) && seqs.size() <= GRAPH_BATCHES[GRAPH_BATCHES.length - 1]) {
             return runGraph(seqs, fwd, pick);
@@ -337,7 +328,9 @@ public final class ModelRunner implements AutoCloseable {
         return result;
     }
 
+    /** Argmax, draws and the full rows asked for; {@code fullRows} and {@code specs} are per sequence (graph rows past them are padding). */
     private StepLogits select(Tensor logits, boolean[] fullRows, SampleSpec[] specs, int[] firstRowOfSeq) {
+        if (fullRows.length < logits.rows()) fullRows = Arrays.copyOf(fullRows, logits.rows());  // graph padding
         int vocab = config.vocabSize();
         int drawn = 0;
         if (specs != null) for (SampleSpec s : specs) if (s != null) drawn++;
