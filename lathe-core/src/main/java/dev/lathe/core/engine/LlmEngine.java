@@ -47,7 +47,8 @@ public final class LlmEngine implements Engine {
      * processed the previous step's tokens, where the backend {@link
      * dev.lathe.core.backend.Backend#supportsAsyncSteps keeps greedy picks on the device}. Then the host's work
      * on step N (outputs, stops, the next schedule) runs while the device computes step N + 1. Only steps whose
-     * every row is a plain greedy pick run ahead; any other step waits as before. Off by default until measured.
+     * every row is a plain greedy pick run ahead; any other step waits as before. On by default; {@code false}
+     * turns it off.
      */
     public static final String OVERLAP_PROPERTY = "lathe.engine.overlap";
 
@@ -123,7 +124,8 @@ public final class LlmEngine implements Engine {
                     config.numBlocks(), config.maxModelLen(), config.kvCacheDtype()));
         }
         this.deviceSampling = model.backend().supportsSampling() && deviceSamplingRequested();
-        this.overlap = model.backend().supportsAsyncSteps() && Boolean.getBoolean(OVERLAP_PROPERTY);
+        this.overlap = model.backend().supportsAsyncSteps()
+                && Boolean.parseBoolean(System.getProperty(OVERLAP_PROPERTY, "true"));
         this.kv = new KvCacheManager(new BlockPool(config.numBlocks(), config.blockSize()), config.enablePrefixCaching());
         this.scheduler = new Scheduler(config.schedulerConfig(), kv);
         this.stats = new EngineStats(0, 0, config.numBlocks(), 0, 0, 0, 0, 0, 0, 0, 0);
