@@ -25,13 +25,14 @@ import java.util.Optional;
 
 /**
  * The NVIDIA GPU backend. All work is queued in order on one stream; {@link #download} waits for it.
- * Uploads go through a pinned staging buffer and wait for their copy, so the caller's array may change
- * right after. Weights stay in their stored format (F32, F16, BF16); activations are F32.
+ * Uploads and writes are packed into a pinned staging ring and queued, so the caller's array may change
+ * right after and the host does not wait for work queued before. Weights stay in their stored format (F32, F16, BF16); activations are F32.
  *
  * <p>Not thread-safe: one thread drives a backend at a time (any thread; the context follows it).
  */
 public final class CudaBackend implements Backend {
-    private static final long STAGING_CHUNK = 16L << 20;
+    /** Pinned bytes for host-to-device copies ({@link StagingRing}); one copy moves at most half of it at a time. */
+    private static final long STAGING_BYTES = 32L << 20, STAGING_CHUNK = STAGING_BYTES / 2;
     private static final int NORM_THREADS_MAX = 512;
     static final int MAX_HEAD_DIM = 256;
     /** The most rows the gemv kernels take (gemv8). */
@@ -110,10 +111,10 @@ public final class CudaBackend implements Backend {
     private final Stream stream;
     private final Kernels kernels;
     private final Gemm gemm;
-    private final PinnedBuffer[] staging = new PinnedBuffer[2];
-    private final Event[] stagingFree = new Event[2];
-    private final boolean[] stagingBusy = new boolean[2];
-    private int nextStaging;
+    private final PinnedBuffer staging;
+    private final StagingRing<Event> ring;
+    private final java.util.ArrayDeque<Event> freeFences = new java.util.ArrayDeque<>();
+    private final java.util.ArrayList<Event> allFences = new java.util.ArrayList<>();
     private final int multiprocessors;
     private final boolean fusedGlu = Boolean.parseBoolean(System.getProperty(GEMV_GLU_PROPERTY, "true"));
     private boolean fusedMlp = Boolean.parseBoolean(System.getProperty(FUSED_MLP_PROPERTY, "true"));
@@ -150,19 +151,14 @@ public final class CudaBackend implements Backend {
         Stream s = null;
         Kernels k = null;
         Gemm g = null;
+        PinnedBuffer st = null;
         try {
             s = context.createStream();
             k = new Kernels(context);
             g = new Gemm(context);
-            for (int i = 0; i < 2; i++) {
-                staging[i] = context.allocatePinned(STAGING_CHUNK);
-                stagingFree[i] = context.createEvent();
-            }
+            st = context.allocatePinned(STAGING_BYTES);
         } catch (RuntimeException | Error e) {
-            for (int i = 0; i < 2; i++) {
-                if (staging[i] != null) staging[i].close();
-                if (stagingFree[i] != null) stagingFree[i].close();
-            }
+            if (st != null) st.close();
             if (g != null) g.close();
             if (k != null) k.close();
             if (s != null) s.close();
@@ -172,6 +168,28 @@ public final class CudaBackend implements Backend {
         this.stream = s;
         this.kernels = k;
         this.gemm = g;
+        this.staging = st;
+        this.ring = new StagingRing<>(STAGING_BYTES, new StagingRing.Fences<>() {
+            @Override
+            public Event record() {
+                Event e = freeFences.pollFirst();
+                if (e == null) {
+                    e = context.createEvent();
+                    allFences.add(e);
+                }
+                e.record(stream);
+                return e;
+            }
+
+            @Override
+            public void await(Event fence) { fence.synchronize(); }
+
+            @Override
+            public boolean isComplete(Event fence) { return fence.isComplete(); }
+
+            @Override
+            public void recycle(Event fence) { freeFences.addLast(fence); }
+        });
     }
 
     @Override
@@ -198,19 +216,21 @@ public final class CudaBackend implements Backend {
         return new CudaTensor(from.obtain((long) rows * cols * dtype.byteSize()), dtype, rows, cols, from::recycle);
     }
 
+    /** Queued like {@link #write}: the data is packed at once, and the host does not wait for the stream. */
     @Override
     public Tensor upload(float[] data, int rows, int cols) {
         checkCount("upload", data.length, rows, cols);
         CudaTensor t = (CudaTensor) allocate(DType.F32, rows, cols);
-        copyIn(MemorySegment.ofArray(data), t.buffer(), 0);
+        queueCopyIn(MemorySegment.ofArray(data), t.buffer(), 0);
         return t;
     }
 
+    /** Queued like {@link #write}: the data is packed at once, and the host does not wait for the stream. */
     @Override
     public Tensor upload(int[] data, int rows, int cols) {
         checkCount("upload", data.length, rows, cols);
         CudaTensor t = (CudaTensor) allocate(DType.I32, rows, cols);
-        copyIn(MemorySegment.ofArray(data), t.buffer(), 0);
+        queueCopyIn(MemorySegment.ofArray(data), t.buffer(), 0);
         return t;
     }
 
@@ -242,7 +262,7 @@ public final class CudaBackend implements Backend {
     public Graph capture(Runnable ops) {
         if (allocating != pool) throw new IllegalStateException("capture: already capturing");
         stream.synchronize();
-        stagingBusy[0] = stagingBusy[1] = false;
+        ring.drained();
         context.makeCurrent();
         var driver = context.driver();
         driver.streamBeginCapture(stream.handle(), Driver.CAPTURE_MODE_RELAXED);
@@ -323,46 +343,54 @@ public final class CudaBackend implements Backend {
 
 
     /**
-     * Host bytes to the device through the two pinned staging buffers: while chunk i copies, chunk i+1 is
-     * packed into the other buffer. Returns once every byte has arrived.
+     * Host bytes to the device through the staging ring, in chunks of at most half of it: while chunk i copies,
+     * chunk i+1 is packed. Returns once every byte has arrived.
      */
     private void copyIn(MemorySegment src, DeviceBuffer dst, long dstOffset) {
         queueCopyIn(src, dst, dstOffset);
         stream.synchronize();
-        stagingBusy[0] = stagingBusy[1] = false;
+        ring.drained();
     }
 
     /**
-     * Queues the copy of {@code src} through the staging buffers and returns without waiting for the device:
-     * the bytes are packed into pinned memory first, so the caller may change {@code src} at once, and work
-     * queued later on the stream sees them.
+     * Queues the copy of {@code src} through the staging ring and returns without waiting for the device: the
+     * bytes are packed into pinned memory first, so the caller may change {@code src} at once, and work queued
+     * later on the stream sees them. Only a copy that laps the ring while its oldest ranges are still queued
+     * waits, for those ranges' copies.
      */
     private void queueCopyIn(MemorySegment src, DeviceBuffer dst, long dstOffset) {
-        long total = src.byteSize();
-        int which = nextStaging;  // alternate across calls too, so back-to-back small copies do not wait on each other
-        for (long done = 0; done < total; done += STAGING_CHUNK, which ^= 1) {
-            long n = Math.min(STAGING_CHUNK, total - done);
-            if (stagingBusy[which]) stagingFree[which].synchronize();
-            MemorySegment buf = staging[which].segment();
-            MemorySegment.copy(src, done, buf, 0, n);
-            stream.copyToDevice(dst, dstOffset + done, buf, n);
-            stagingFree[which].record(stream);
-            stagingBusy[which] = true;
+        if (allocating != pool) {
+            // a captured copy would read its staging range again at every replay, long after it was reused
+            throw new IllegalStateException("cuda backend: host data cannot be copied inside a graph capture; "
+                    + "write it into a tensor the graph reads before replaying the graph");
         }
-        nextStaging = which;
+        long total = src.byteSize();
+        MemorySegment buf = staging.segment();
+        for (long done = 0; done < total; done += STAGING_CHUNK) {
+            long n = Math.min(STAGING_CHUNK, total - done);
+            long at = ring.reserve(n);
+            MemorySegment.copy(src, done, buf, at, n);
+            stream.copyToDevice(dst, dstOffset + done, buf.asSlice(at, n), n);
+            ring.queued();
+        }
     }
 
     private void copyOut(CudaTensor src, MemorySegment dst) { copyOut(src.buffer(), src.bytes(), dst); }
 
     private void copyOut(DeviceBuffer src, long total, MemorySegment dst) {
-        MemorySegment buf = staging[0].segment();
+        MemorySegment buf = staging.segment();
         for (long done = 0; done < total; done += STAGING_CHUNK) {
             long n = Math.min(STAGING_CHUNK, total - done);
-            stream.copyToHost(buf, src, done, n);
+            long at = ring.reserve(n);
+            stream.copyToHost(buf.asSlice(at, n), src, done, n);
             stream.synchronize();
-            MemorySegment.copy(buf, 0, dst, done, n);
+            ring.drained();
+            MemorySegment.copy(buf, at, dst, done, n);
         }
-        if (total == 0) stream.synchronize();
+        if (total == 0) {
+            stream.synchronize();
+            ring.drained();
+        }
     }
 
     @Override
@@ -1352,10 +1380,9 @@ public final class CudaBackend implements Backend {
             }
             pool.release();
             graphPool.release();
-            for (int i = 0; i < 2; i++) {
-                staging[i].close();
-                stagingFree[i].close();
-            }
+            ring.drained();
+            for (Event e : allFences) e.close();
+            staging.close();
             gemm.close();
             kernels.close();
             stream.close();

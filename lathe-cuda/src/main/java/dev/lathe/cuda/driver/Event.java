@@ -22,6 +22,12 @@ public final class Event implements AutoCloseable {
         context.driver().eventSynchronize(handle());
     }
 
+    /** Whether the work queued before the last {@link #record} has completed; does not wait. */
+    public boolean isComplete() {
+        context.makeCurrent();
+        return context.driver().eventQuery(handle());
+    }
+
     /** Milliseconds from {@code this} to {@code end}; both must have been recorded and completed. */
     public float millisTo(Event end) {
         context.makeCurrent();

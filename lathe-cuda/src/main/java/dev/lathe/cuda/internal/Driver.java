@@ -35,7 +35,7 @@ public final class Driver {
             cuCtxSetCurrent, cuCtxSynchronize, cuMemAlloc, cuMemFree, cuMemcpyHtoD, cuMemcpyDtoH,
             cuMemcpyHtoDAsync, cuMemcpyDtoHAsync, cuMemcpyDtoDAsync, cuMemHostAlloc, cuMemFreeHost,
             cuMemGetInfo, cuStreamCreate, cuStreamSynchronize, cuStreamDestroy, cuEventCreate, cuEventRecord,
-            cuEventSynchronize, cuEventElapsedTime, cuEventDestroy, cuModuleLoadData, cuModuleUnload,
+            cuEventSynchronize, cuEventQuery, cuEventElapsedTime, cuEventDestroy, cuModuleLoadData, cuModuleUnload,
             cuModuleGetFunction, cuFuncGetAttribute, cuLaunchKernel, cuLaunchKernelEx, cuGetErrorName, cuGetErrorString, cuStreamBeginCapture,
             cuStreamEndCapture, cuGraphInstantiateWithFlags, cuGraphLaunch, cuGraphExecDestroy, cuGraphDestroy;
     private final String location;
@@ -69,6 +69,7 @@ public final class Driver {
         cuEventCreate = bind(lib, "cuEventCreate", ADDRESS, JAVA_INT);
         cuEventRecord = bind(lib, "cuEventRecord", ADDRESS, ADDRESS);
         cuEventSynchronize = bind(lib, "cuEventSynchronize", ADDRESS);
+        cuEventQuery = bind(lib, "cuEventQuery", ADDRESS);
         cuEventElapsedTime = lib.find("cuEventElapsedTime_v2").isPresent()
                 ? bind(lib, "cuEventElapsedTime_v2", ADDRESS, ADDRESS, ADDRESS)
                 : bind(lib, "cuEventElapsedTime", ADDRESS, ADDRESS, ADDRESS);
@@ -324,6 +325,19 @@ public final class Driver {
 
     public void eventSynchronize(MemorySegment event) {
         try { check((int) cuEventSynchronize.invokeExact(event), "cuEventSynchronize"); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    /** CUresult of cuEventQuery for an event whose work is still queued. */
+    private static final int CUDA_ERROR_NOT_READY = 600;
+
+    /** Whether the work before the event's last record has completed (cuEventQuery), without waiting. */
+    public boolean eventQuery(MemorySegment event) {
+        try {
+            int rc = (int) cuEventQuery.invokeExact(event);
+            if (rc == CUDA_ERROR_NOT_READY) return false;
+            check(rc, "cuEventQuery");
+            return true;
+        } catch (Throwable t) { throw rethrow(t); }
     }
 
     /** Milliseconds between two recorded, completed events. */
