@@ -383,8 +383,25 @@ public final class ModelRunner implements AutoCloseable {
 
     // ---- decode steps as captured graphs ----------------------------------------------------------
 
+    /**
+     * System property: the largest decode batch run from a captured graph (default 512); larger decode steps run
+     * eagerly. Graphs are recorded for powers of two up to 256, then every multiple of 128 up to this.
+     */
+    public static final String GRAPH_MAX_BATCH_PROPERTY = "lathe.graphs.maxBatch";
+    private static final int GRAPH_MAX_BATCH_DEFAULT = 512;
     /** Batch sizes decode graphs are recorded for; a step runs in the smallest that holds it, padded. */
-    private static final int[] GRAPH_BATCHES = {1, 2, 4, 8, 16, 32, 64, 128, 256, 384, 512};
+    private static final int[] GRAPH_BATCHES = graphBatchesUpTo(Integer.getInteger(GRAPH_MAX_BATCH_PROPERTY, GRAPH_MAX_BATCH_DEFAULT));
+
+    static int[] graphBatchesUpTo(int max) {
+        if (max < 1) {
+            throw new IllegalArgumentException(GRAPH_MAX_BATCH_PROPERTY + " is " + max + ": the largest graph batch must be 1 or more");
+        }
+        var sizes = new java.util.ArrayList<Integer>();
+        for (int b = 1; b <= Math.min(max, 256); b *= 2) sizes.add(b);
+        for (int b = 384; b <= max; b += 128) sizes.add(b);
+        if (sizes.getLast() != max) sizes.add(max);
+        return sizes.stream().mapToInt(Integer::intValue).toArray();
+    }
     /** Block-table widths are powers of two from this many blocks up to what maxModelLen needs. */
     private static final int GRAPH_MIN_TABLE_WIDTH = 16;
 
