@@ -89,6 +89,27 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], uint32_t add
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
 }
 
+// Division of non-negative ints below 2^31 by a divisor fixed for the kernel (the cache's block size), as a
+// multiply-high, an add and a shift: with s = ceil(log2 d) and m = floor(2^32 (2^s - d) / d) + 1,
+// floor(t / d) = (umulhi(t, m) + t) >> s (division by invariant integers using multiplication, Granlund and
+// Montgomery). A runtime `t / d` is a long instruction sequence, and the tile loaders divide once per key.
+struct BlockDiv {
+    int d;
+    uint32_t m;
+    int s;
+    __device__ __forceinline__ explicit BlockDiv(int divisor) : d(divisor) {
+        s = 0;
+        while ((1 << s) < d) s++;
+        m = static_cast<uint32_t>(((1ull << 32) * ((1ull << s) - static_cast<unsigned long long>(d))) / d + 1);
+    }
+    __device__ __forceinline__ int div(int t) const { return static_cast<int>((__umulhi(static_cast<uint32_t>(t), m) + static_cast<uint32_t>(t)) >> s); }
+    // the cache slot of position t in a sequence with block table `table`
+    __device__ __forceinline__ long long slot(const int* table, int t) const {
+        const int b = div(t);
+        return (long long)table[b] * d + (t - b * d);
+    }
+};
+
 // Byte offset of chunk `chunk` (8 values) of key row `key` in a swizzled tile of D-value rows.
 template <int D> __device__ __forceinline__ uint32_t tile_offset(int key, int chunk) {
     return static_cast<uint32_t>((key * D + ((chunk ^ (key & 7)) << 3)) * 2);
@@ -97,7 +118,7 @@ template <int D> __device__ __forceinline__ uint32_t tile_offset(int key, int ch
 // Queues the copy of keys k0..k0+BN-1 (rows past `last` are zero-filled) into `tile`.
 template <int D, int BN = FA_BN>
 __device__ __forceinline__ void load_tile(uint32_t tile, const uint16_t* cache, const int* table, int k0, int last,
-                                          int block_size, int num_kv_heads, int kv_head) {
+                                          const BlockDiv& blocks, int num_kv_heads, int kv_head) {
     constexpr int CHUNKS = D / 8;
     static_assert(BN * CHUNKS % (FA_WARPS * 32) == 0, "the block's threads share the tile's chunks evenly");
 #pragma unroll
@@ -108,11 +129,34 @@ __device__ __forceinline__ void load_tile(uint32_t tile, const uint16_t* cache, 
         const uint16_t* src = cache;
         int bytes = 0;
         if (t <= last) {
-            long long slot = (long long)table[t / block_size] * block_size + t % block_size;
-            src = cache + (slot * num_kv_heads + kv_head) * D + chunk * 8;
+            src = cache + (blocks.slot(table, t) * num_kv_heads + kv_head) * D + chunk * 8;
             bytes = 16;
         }
         cp_async16(tile + tile_offset<D>(key, chunk), src, bytes);
+    }
+}
+
+// load_tile for the K and the V tile of the same keys at once: each key's cache row is found once for both.
+template <int D, int BN>
+__device__ __forceinline__ void load_kv_tiles(uint32_t k_tile, uint32_t v_tile, const uint16_t* k_cache, const uint16_t* v_cache,
+                                              const int* table, int k0, int last, const BlockDiv& blocks, int num_kv_heads,
+                                              int kv_head) {
+    constexpr int CHUNKS = D / 8;
+    static_assert(BN * CHUNKS % (FA_WARPS * 32) == 0, "the block's threads share the tile's chunks evenly");
+#pragma unroll
+    for (int i = 0; i < BN * CHUNKS / (FA_WARPS * 32); i++) {
+        int idx = threadIdx.x + i * FA_WARPS * 32;
+        int key = idx / CHUNKS, chunk = idx % CHUNKS;
+        int t = k0 + key;
+        long long at = 0;
+        int bytes = 0;
+        if (t <= last) {
+            at = (blocks.slot(table, t) * num_kv_heads + kv_head) * D + chunk * 8;
+            bytes = 16;
+        }
+        const uint32_t to = tile_offset<D>(key, chunk);
+        cp_async16(k_tile + to, k_cache + at, bytes);
+        cp_async16(v_tile + to, v_cache + at, bytes);
     }
 }
 
@@ -223,12 +267,16 @@ __device__ __forceinline__ void softmax_tile(float (&s)[NB][4], uint32_t (&pf)[N
     }
     l_a = l_a * corr_a + sum_a;
     l_b = l_b * corr_b + sum_b;
+    // once the running max has settled, most tiles leave it as it is: then O keeps its scale (corr is exactly
+    // 1 for every row of the warp) and the DB * 4 multiplications are skipped, warp-uniformly
+    if (__any_sync(0xffffffffu, corr_a != 1.f || corr_b != 1.f)) {
 #pragma unroll
-    for (int i = 0; i < DB; i++) {
-        o[i][0] *= corr_a;
-        o[i][1] *= corr_a;
-        o[i][2] *= corr_b;
-        o[i][3] *= corr_b;
+        for (int i = 0; i < DB; i++) {
+            o[i][0] *= corr_a;
+            o[i][1] *= corr_a;
+            o[i][2] *= corr_b;
+            o[i][3] *= corr_b;
+        }
     }
 }
 
@@ -287,6 +335,7 @@ __device__ __forceinline__ void flash_attention(const FlashAttentionParams& p) {
     const int key_hi = pos0 + rows - 1;
     const int kv_head = head / (p.num_heads / p.num_kv_heads);
     const int* table = p.block_tables + (long long)seq * p.max_blocks_per_seq;
+    const BlockDiv blocks(p.block_size);
     const uint16_t* kc = static_cast<const uint16_t*>(p.k_cache);
     const uint16_t* vc = static_cast<const uint16_t*>(p.v_cache);
     const uint32_t k_base = smem_addr(k_tile), v_base = smem_addr(v_tile);
@@ -313,12 +362,12 @@ __device__ __forceinline__ void flash_attention(const FlashAttentionParams& p) {
     const int mi = lane >> 3, mr = lane & 7;
 
     const int tiles = (key_hi - key_lo) / FA_BN + 1;
-    load_tile<D>(k_base, kc, table, key_lo, key_hi, p.block_size, p.num_kv_heads, kv_head);
+    load_tile<D>(k_base, kc, table, key_lo, key_hi, blocks, p.num_kv_heads, kv_head);
     cp_async_commit();
     for (int it = 0; it < tiles; it++) {
         const int k0 = key_lo + it * FA_BN;
         __syncthreads();  // every warp is done with v_tile (P V of the previous tile)
-        load_tile<D>(v_base, vc, table, k0, key_hi, p.block_size, p.num_kv_heads, kv_head);
+        load_tile<D>(v_base, vc, table, k0, key_hi, blocks, p.num_kv_heads, kv_head);
         cp_async_commit();
         cp_async_wait<1>();  // this tile's K has landed (this thread's part) ...
         __syncthreads();     // ... and everybody's
@@ -338,7 +387,7 @@ __device__ __forceinline__ void flash_attention(const FlashAttentionParams& p) {
         cp_async_wait<0>();  // this tile's V has landed
         __syncthreads();     // and every warp is done reading k_tile
         if (it + 1 < tiles) {
-            load_tile<D>(k_base, kc, table, k0 + FA_BN, key_hi, p.block_size, p.num_kv_heads, kv_head);
+            load_tile<D>(k_base, kc, table, k0 + FA_BN, key_hi, blocks, p.num_kv_heads, kv_head);
             cp_async_commit();
         }
 
@@ -385,6 +434,7 @@ __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& 
     const int key_lo = window > 0 ? max(0, pos0 - window + 1) : 0;
     const int key_hi = pos0 + rows - 1;
     const int* table = p.block_tables + (long long)seq * p.max_blocks_per_seq;
+    const BlockDiv blocks(p.block_size);
     const uint16_t* kc = static_cast<const uint16_t*>(p.k_cache);
     const uint16_t* vc = static_cast<const uint16_t*>(p.v_cache);
 
@@ -404,8 +454,8 @@ __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& 
     const int mi = lane >> 3, mr = lane & 7;
 
     const int tiles = (key_hi - key_lo) / GQ_BN + 1;
-    load_tile<D, GQ_BN>(smem_addr(k_tile[0]), kc, table, key_lo, key_hi, p.block_size, p.num_kv_heads, kv_head);
-    load_tile<D, GQ_BN>(smem_addr(v_tile[0]), vc, table, key_lo, key_hi, p.block_size, p.num_kv_heads, kv_head);
+    load_kv_tiles<D, GQ_BN>(smem_addr(k_tile[0]), smem_addr(v_tile[0]), kc, vc, table, key_lo, key_hi, blocks,
+                            p.num_kv_heads, kv_head);
     cp_async_commit();
     for (int it = 0; it < tiles; it++) {
         const int k0 = key_lo + it * GQ_BN;
@@ -414,8 +464,8 @@ __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& 
         __syncthreads();     // ... everybody's, and every warp is done with tile it - 1's stage
         if (it + 1 < tiles) {
             const int next = stage ^ 1;
-            load_tile<D, GQ_BN>(smem_addr(k_tile[next]), kc, table, k0 + GQ_BN, key_hi, p.block_size, p.num_kv_heads, kv_head);
-            load_tile<D, GQ_BN>(smem_addr(v_tile[next]), vc, table, k0 + GQ_BN, key_hi, p.block_size, p.num_kv_heads, kv_head);
+            load_kv_tiles<D, GQ_BN>(smem_addr(k_tile[next]), smem_addr(v_tile[next]), kc, vc, table, k0 + GQ_BN, key_hi,
+                                    blocks, p.num_kv_heads, kv_head);
             cp_async_commit();
         }
         const uint32_t k_base = smem_addr(k_tile[stage]), v_base = smem_addr(v_tile[stage]);
@@ -448,7 +498,8 @@ FLASH_ENTRY(flash_attention_f16_d64, flash_attention, __half, 64, FA_WARPS * 32)
 FLASH_ENTRY(flash_attention_f16_d128, flash_attention, __half, 128, FA_WARPS * 32)
 
 // grid (num_kv_heads * group / 4, num_items of GQ_BM rows), FA_WARPS * 32 threads, three blocks an SM (168 registers
-// a thread: no spills at sm_90a, 4 bytes at sm_80 to sm_89 for head_dim 128); see flash_attention_gqa
+// a thread: none spilled at sm_80, 8 bytes spilled at sm_90a for head_dim 128); see
+// flash_attention_gqa
 FLASH_ENTRY(flash_attention_gqa_bf16_d64, flash_attention_gqa, __nv_bfloat16, 64, FA_WARPS * 32, 3)
 FLASH_ENTRY(flash_attention_gqa_bf16_d128, flash_attention_gqa, __nv_bfloat16, 128, FA_WARPS * 32, 3)
 FLASH_ENTRY(flash_attention_gqa_f16_d64, flash_attention_gqa, __half, 64, FA_WARPS * 32, 3)
