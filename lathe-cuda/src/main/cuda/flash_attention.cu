@@ -14,18 +14,8 @@
 // per-thread partial sums l), rounds P to the cache type and accumulates O += P V (mma, F32 accumulators).
 // V of tile j loads while S of tile j is computed, K of tile j+1 while P V of tile j is.
 //
-// Shared memory rows hold head_dim 16-bit values as 16-byte chunks; chunk c of key row r is stored at
-// chunk c ^ (r & 7), so the eight rows one ldmatrix phase reads hit eight different bank groups.
-//
-// mma.m16n8k16 fragments (g = lane / 4, t = lane % 4; PTX ISA "Matrix Fragments for mma.m16n8k16"):
-//   A 16x16 row-major, 4 regs: a0 (row g, cols 2t,2t+1), a1 (row g+8, same cols), a2 (row g, cols 2t+8,+9),
-//     a3 (row g+8, cols 2t+8,+9); the lower column in the low half of each register.
-//   B 16x8, 2 regs: b0 (k rows 2t,2t+1, col g), b1 (k rows 2t+8,+9, col g).
-//   C/D 16x8 F32, 4 regs: c0,c1 (row g, cols 2t,2t+1), c2,c3 (row g+8, cols 2t,2t+1).
-// For S = Q K^T, B[k=d][n=key] = K[key][d]: a K row (key-major, d contiguous) gives b0/b1 through plain
-// ldmatrix. For O += P V, B[k=key][n=d] = V[key][d] needs ldmatrix.trans. The S accumulators of two
-// adjacent 8-key blocks are exactly the A fragment of P for those 16 keys.
-#include "common.cuh"
+// The mma fragments and the tile layout are described in mma_attention.cuh.
+#include "mma_attention.cuh"
 using namespace lathe;
 
 #define FA_WARPS 4
@@ -51,69 +41,6 @@ struct FlashAttentionParams {
 };
 
 namespace {
-
-template <typename T> struct Mma;
-
-template <> struct Mma<__nv_bfloat16> {
-    static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
-        __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // .x = lo in the low half
-        return *reinterpret_cast<uint32_t*>(&v);
-    }
-    static __device__ __forceinline__ void run(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-                     "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-    }
-};
-
-template <> struct Mma<__half> {
-    static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
-        __half2 v = __floats2half2_rn(lo, hi);
-        return *reinterpret_cast<uint32_t*>(&v);
-    }
-    static __device__ __forceinline__ void run(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
-                     "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-    }
-};
-
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
-}
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], uint32_t addr) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
-}
-
-// Division of non-negative ints below 2^31 by a divisor fixed for the kernel (the cache's block size), as a
-// multiply-high, an add and a shift: with s = ceil(log2 d) and m = floor(2^32 (2^s - d) / d) + 1,
-// floor(t / d) = (umulhi(t, m) + t) >> s (division by invariant integers using multiplication, Granlund and
-// Montgomery). A runtime `t / d` is a long instruction sequence, and the tile loaders divide once per key.
-struct BlockDiv {
-    int d;
-    uint32_t m;
-    int s;
-    __device__ __forceinline__ explicit BlockDiv(int divisor) : d(divisor) {
-        s = 0;
-        while ((1 << s) < d) s++;
-        m = static_cast<uint32_t>(((1ull << 32) * ((1ull << s) - static_cast<unsigned long long>(d))) / d + 1);
-    }
-    __device__ __forceinline__ int div(int t) const { return static_cast<int>((__umulhi(static_cast<uint32_t>(t), m) + static_cast<uint32_t>(t)) >> s); }
-    // the cache slot of position t in a sequence with block table `table`
-    __device__ __forceinline__ long long slot(const int* table, int t) const {
-        const int b = div(t);
-        return (long long)table[b] * d + (t - b * d);
-    }
-};
-
-// Byte offset of chunk `chunk` (8 values) of key row `key` in a swizzled tile of D-value rows.
-template <int D> __device__ __forceinline__ uint32_t tile_offset(int key, int chunk) {
-    return static_cast<uint32_t>((key * D + ((chunk ^ (key & 7)) << 3)) * 2);
-}
 
 // Queues the copy of keys k0..k0+BN-1 (rows past `last` are zero-filled) into `tile`.
 template <int D, int BN = FA_BN>
@@ -160,41 +87,6 @@ __device__ __forceinline__ void load_kv_tiles(uint32_t k_tile, uint32_t v_tile, 
     }
 }
 
-// S = Q K^T for one tile of NB * 8 keys from the K tile at k_base (mma m16n8k16; S zeroed first). ldmatrix
-// lane roles: lane supplies row mr = lane & 7 of 8x8 matrix mi = lane >> 3.
-template <typename T, int D, int NB>
-__device__ __forceinline__ void qk_tile(float (&s)[NB][4], const uint32_t (&qf)[D / 16][4], uint32_t k_base, int mi, int mr) {
-#pragma unroll
-    for (int n = 0; n < NB; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
-#pragma unroll
-    for (int k = 0; k < D / 16; k++) {
-#pragma unroll
-        for (int n2 = 0; n2 < NB / 2; n2++) {
-            // matrices: keys 16n2+{0..7, 0..7, 8..15, 8..15} x d chunks {2k, 2k+1, 2k, 2k+1}
-            uint32_t b[4];
-            ldmatrix_x4(b, k_base + tile_offset<D>(n2 * 16 + (mi >> 1) * 8 + mr, 2 * k + (mi & 1)));
-            Mma<T>::run(s[2 * n2], qf[k], b[0], b[1]);
-            Mma<T>::run(s[2 * n2 + 1], qf[k], b[2], b[3]);
-        }
-    }
-}
-
-// O += P V for one tile of KB * 16 keys from the V tile at v_base (P as A fragments, 16 keys each).
-template <typename T, int D, int KB>
-__device__ __forceinline__ void pv_tile(float (&o)[D / 8][4], const uint32_t (&pf)[KB][4], uint32_t v_base, int mi, int mr) {
-#pragma unroll
-    for (int k = 0; k < KB; k++) {
-#pragma unroll
-        for (int d2 = 0; d2 < D / 16; d2++) {
-            // matrices: keys 16k+{0..7, 8..15, 0..7, 8..15} x d chunks {2d2, 2d2, 2d2+1, 2d2+1}, transposed
-            uint32_t b[4];
-            ldmatrix_x4_trans(b, v_base + tile_offset<D>(k * 16 + (mi & 1) * 8 + mr, 2 * d2 + (mi >> 1)));
-            Mma<T>::run(o[2 * d2], pf[k], b[0], b[1]);
-            Mma<T>::run(o[2 * d2 + 1], pf[k], b[2], b[3]);
-        }
-    }
-}
-
 // Q fragments of global rows row_a and row_a + 8 of one head, rounded to T once; a row that is not valid is zero
 // (computed on, never stored).
 template <typename T, int D>
@@ -215,77 +107,6 @@ __device__ __forceinline__ void load_q(uint32_t (&qf)[D / 16][4], const FlashAtt
         qf[k][2] = Mma<T>::pack(x2.x, x2.y);
         qf[k][3] = Mma<T>::pack(x3.x, x3.y);
     }
-}
-
-// One key tile's online softmax for this thread's rows a and b (S holds NB blocks of 8 keys from k0): scale to
-// log2 units, mask keys after the row's position or before its window where `mask` says the tile may hold
-// some, update the running max m and this thread's part of the row sums l, rescale O, and round P into A
-// fragments of 16 keys each for P V.
-template <typename T, int NB, int DB>
-__device__ __forceinline__ void softmax_tile(float (&s)[NB][4], uint32_t (&pf)[NB / 2][4], float (&o)[DB][4], float& m_a,
-                                             float& m_b, float& l_a, float& l_b, int k0, int pos_a, int pos_b, int window,
-                                             bool mask, float c, int t4) {
-    float mx_a = -INFINITY, mx_b = -INFINITY;
-#pragma unroll
-    for (int n = 0; n < NB; n++) {
-#pragma unroll
-        for (int e = 0; e < 2; e++) {
-            int key = k0 + n * 8 + 2 * t4 + e;
-            float sa = s[n][e] * c, sb = s[n][2 + e] * c;
-            if (mask) {
-                if (key > pos_a || (window > 0 && key <= pos_a - window)) sa = -INFINITY;
-                if (key > pos_b || (window > 0 && key <= pos_b - window)) sb = -INFINITY;
-            }
-            s[n][e] = sa;
-            s[n][2 + e] = sb;
-            mx_a = fmaxf(mx_a, sa);
-            mx_b = fmaxf(mx_b, sb);
-        }
-    }
-    // the four threads of a quad share rows g and g+8
-#pragma unroll
-    for (int off = 1; off < 4; off <<= 1) {
-        mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, off));
-        mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, off));
-    }
-    const float new_a = fmaxf(m_a, mx_a), new_b = fmaxf(m_b, mx_b);
-    // a row with no key yet keeps m = -inf: subtract 0 instead, so exp2 gives 0, not NaN
-    const float use_a = new_a == -INFINITY ? 0.f : new_a, use_b = new_b == -INFINITY ? 0.f : new_b;
-    const float corr_a = exp2f(m_a - use_a), corr_b = exp2f(m_b - use_b);
-    m_a = new_a;
-    m_b = new_b;
-    float sum_a = 0.f, sum_b = 0.f;
-#pragma unroll
-    for (int n = 0; n < NB; n++) {
-        float p0 = exp2f(s[n][0] - use_a), p1 = exp2f(s[n][1] - use_a);
-        float p2 = exp2f(s[n][2] - use_b), p3 = exp2f(s[n][3] - use_b);
-        sum_a += p0 + p1;
-        sum_b += p2 + p3;
-        // n even: a0 (row g) / a1 (row g+8) of key chunk n/2; n odd: a2 / a3
-        pf[n >> 1][(n & 1) * 2] = Mma<T>::pack(p0, p1);
-        pf[n >> 1][(n & 1) * 2 + 1] = Mma<T>::pack(p2, p3);
-    }
-    l_a = l_a * corr_a + sum_a;
-    l_b = l_b * corr_b + sum_b;
-    // once the running max has settled, most tiles leave it as it is: then O keeps its scale (corr is exactly
-    // 1 for every row of the warp) and the DB * 4 multiplications are skipped, warp-uniformly
-    if (__any_sync(0xffffffffu, corr_a != 1.f || corr_b != 1.f)) {
-#pragma unroll
-        for (int i = 0; i < DB; i++) {
-            o[i][0] *= corr_a;
-            o[i][1] *= corr_a;
-            o[i][2] *= corr_b;
-            o[i][3] *= corr_b;
-        }
-    }
-}
-
-// x and y at out + at (an even element offset): a float2 store for F32, else one 32-bit store of the pair in T
-// (the cache's 16-bit format), rounded to nearest even.
-template <typename T>
-__device__ __forceinline__ void store_pair(void* out, bool out16, long long at, float x, float y) {
-    if (out16) static_cast<uint32_t*>(out)[at / 2] = Mma<T>::pack(x, y);
-    else static_cast<float2*>(out)[at / 2] = make_float2(x, y);
 }
 
 // O / l of global rows row_a and row_a + 8 of one head, stored where valid; every valid row has seen at least

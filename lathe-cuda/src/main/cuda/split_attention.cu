@@ -11,7 +11,7 @@
 // With one piece (enough rows x KV heads to fill the GPU) the block writes the output; with several, each
 // writes its (max, sum, unnormalised acc) and attention_combine merges them. Head dims: multiples of 32 up
 // to 256 (DPL = head_dim / 32); CudaBackend sends other sizes to attention.cu's row kernel.
-#include "common.cuh"
+#include "mma_attention.cuh"
 using namespace lathe;
 
 #define SPLIT_WARPS 4
@@ -305,6 +305,131 @@ __device__ __forceinline__ void split_attention_tiled(const SplitAttentionParams
     }
 }
 
+// The same work on tensor cores for 16-bit caches of head size 64 or 128 and up to 16 query heads per KV head
+// (CudaBackend.MMA_DECODE_PROPERTY): one warp a block, over the same grid (query row, KV head, context piece).
+// The row's query heads of the KV head are the 16 rows of the mma's A operand (head g and g + 8 for a thread,
+// zero past the group), so one pass over the piece's keys scores every head of the group at once. The warp
+// copies tiles of MD_BN keys, K and V, into shared memory (double-buffered: tile j + 1 is in flight while tile
+// j is used) and runs the flash kernels' tile steps on them (mma_attention.cuh): S = Q K^T, the online
+// softmax in F32 masking keys past the piece, P rounded to the cache type, O += P V. Q is rounded to the cache
+// type once. Compared with split_attention_tiled this trades F32 products for 16-bit ones, the flash kernels'
+// numerics, to issue a small fraction of the instructions per key: the lane-per-key kernel computes every
+// product of every head with scalar FMAs, which held decode attention well below the memory's speed.
+#define MD_BN 32
+
+template <typename T, int D>
+__device__ __forceinline__ void split_attention_mma(const SplitAttentionParams& p) {
+    constexpr int KC = D / 16, NB = MD_BN / 8, DB = D / 8;
+    constexpr int CHUNKS = D / 8;           // 16-byte pieces of a K or V row
+    constexpr int ROWS_AT_ONCE = 32 / CHUNKS;  // rows one copy instruction of the warp covers
+    __shared__ __align__(128) uint16_t k_tile[2][MD_BN * D];
+    __shared__ __align__(128) uint16_t v_tile[2][MD_BN * D];
+
+    const Piece w = piece_of_block(p);
+    const int lane = threadIdx.x & 31;
+    const int g = lane >> 2, t4 = lane & 3, mi = lane >> 3, mr = lane & 7;
+    const int head_a = w.kv_head * w.group + g;  // this thread's rows: heads head_a and head_a + 8 of the group
+    const bool va = g < w.group, vb = g + 8 < w.group;
+
+    uint32_t qf[KC][4];
+    {
+        const float* qa = p.q + ((long long)w.row * p.num_heads + head_a) * D;
+        const float* qb = qa + 8 * D;
+#pragma unroll
+        for (int k = 0; k < KC; k++) {
+            const int d = k * 16 + 2 * t4;
+            const float2 x0 = va ? *reinterpret_cast<const float2*>(qa + d) : make_float2(0.f, 0.f);
+            const float2 x1 = vb ? *reinterpret_cast<const float2*>(qb + d) : make_float2(0.f, 0.f);
+            const float2 x2 = va ? *reinterpret_cast<const float2*>(qa + d + 8) : make_float2(0.f, 0.f);
+            const float2 x3 = vb ? *reinterpret_cast<const float2*>(qb + d + 8) : make_float2(0.f, 0.f);
+            qf[k][0] = Mma<T>::pack(x0.x, x0.y);
+            qf[k][1] = Mma<T>::pack(x1.x, x1.y);
+            qf[k][2] = Mma<T>::pack(x2.x, x2.y);
+            qf[k][3] = Mma<T>::pack(x3.x, x3.y);
+        }
+    }
+
+    float o[DB][4];
+#pragma unroll
+    for (int i = 0; i < DB; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+    float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.f, l_b = 0.f;
+    const float c = p.scale * 1.4426950408889634f;  // scores in log2 units
+    const BlockDiv blocks(p.block_size);
+    const uint16_t* kc = static_cast<const uint16_t*>(p.k_cache);
+    const uint16_t* vc = static_cast<const uint16_t*>(p.v_cache);
+    const int tiles = w.lo <= w.hi ? (w.hi - w.lo) / MD_BN + 1 : 0;
+
+    // queues keys t0 .. t0 + MD_BN - 1 into `stage`: lane i finds the cache row of key t0 + i (-1 past the
+    // piece), then each copy instruction of the warp moves ROWS_AT_ONCE whole rows, K and V
+    auto load = [&](int t0, int stage) {
+        const int t = t0 + lane;
+        const long long mine = t <= w.hi ? (blocks.slot(w.table, t) * p.num_kv_heads + w.kv_head) * D : -1;
+        const uint32_t k_dst = smem_addr(k_tile[stage]), v_dst = smem_addr(v_tile[stage]);
+#pragma unroll
+        for (int i = 0; i < MD_BN / ROWS_AT_ONCE; i++) {
+            const int key = i * ROWS_AT_ONCE + lane / CHUNKS, chunk = lane % CHUNKS;
+            const long long at = __shfl_sync(0xffffffffu, mine, key);
+            const long long from = at >= 0 ? at + chunk * 8 : 0;
+            const int bytes = at >= 0 ? 16 : 0;  // zero-filled past the piece
+            const uint32_t to = tile_offset<D>(key, chunk);
+            cp_async16(k_dst + to, kc + from, bytes);
+            cp_async16(v_dst + to, vc + from, bytes);
+        }
+    };
+
+    if (tiles > 0) load(w.lo, 0);
+    cp_async_commit();
+    for (int it = 0; it < tiles; it++) {
+        const int k0 = w.lo + it * MD_BN;
+        if (it + 1 < tiles) load(k0 + MD_BN, (it + 1) & 1);  // that stage's readers passed the __syncwarp below
+        cp_async_commit();
+        cp_async_wait<1>();  // this lane's copies of tile it have landed ...
+        __syncwarp();        // ... and every lane's
+        float s[NB][4];
+        qk_tile<T, D, NB>(s, qf, smem_addr(k_tile[it & 1]), mi, mr);
+        // keys past the piece's last (zero-filled, or another piece's) are masked; the piece starts inside the window
+        uint32_t pf[MD_BN / 16][4];
+        softmax_tile<T, NB, DB>(s, pf, o, m_a, m_b, l_a, l_b, k0, w.hi, w.hi, 0, k0 + MD_BN - 1 > w.hi, c, t4);
+        pv_tile<T, D, MD_BN / 16>(o, pf, smem_addr(v_tile[it & 1]), mi, mr);
+        __syncwarp();  // every lane is done with this stage before it is filled again
+    }
+
+    // the quad's partial sums; rows past the group are never stored
+#pragma unroll
+    for (int off = 1; off < 4; off <<= 1) {
+        l_a += __shfl_xor_sync(0xffffffffu, l_a, off);
+        l_b += __shfl_xor_sync(0xffffffffu, l_b, off);
+    }
+    const long long rh_a = (long long)w.row * p.num_heads + head_a;
+#pragma unroll
+    for (int half = 0; half < 2; half++) {
+        if (!(half == 0 ? va : vb)) continue;
+        const long long rh = rh_a + 8 * half;
+        const float l = half == 0 ? l_a : l_b, m = half == 0 ? m_a : m_b;
+        if (p.splits == 1) {
+            const float inv = 1.f / l;  // every row has at least its own key
+#pragma unroll
+            for (int i = 0; i < DB; i++) {
+                const long long at = rh * D + i * 8 + 2 * t4;
+                store_f(p.out, p.out_dtype, at, o[i][2 * half] * inv);
+                store_f(p.out, p.out_dtype, at + 1, o[i][2 * half + 1] * inv);
+            }
+        } else {
+            const long long at = rh * p.splits + w.piece;
+            float* acc = p.part_acc + at * D;
+#pragma unroll
+            for (int i = 0; i < DB; i++) {
+                *reinterpret_cast<float2*>(acc + i * 8 + 2 * t4) = make_float2(o[i][2 * half], o[i][2 * half + 1]);
+            }
+            if (t4 == 0) {
+                // attention_combine works in natural-log units: m / log2(e); -inf for an empty piece, with l = 0
+                p.part_ml[2 * at] = m * 0.6931471805599453f;
+                p.part_ml[2 * at + 1] = l;
+            }
+        }
+    }
+}
+
 // One kernel per head size (DPL = head_dim / 32), so each keeps only the registers its size needs. 16-bit
 // caches go through shared-memory tiles; F32 caches read K and V rows straight from global memory.
 template <int DPL>
@@ -332,6 +457,16 @@ SPLIT_KERNEL(5)
 SPLIT_KERNEL(6)
 SPLIT_KERNEL(7)
 SPLIT_KERNEL(8)
+
+// split_attention_mma entries: grid (rows, KV heads, pieces), one warp a block; see split_attention_mma
+#define SPLIT_MMA_KERNEL(NAME, T, D) \
+    extern "C" __global__ void __launch_bounds__(32) NAME(const SplitAttentionParams p) { LATHE_PDL_WAIT(); \
+        split_attention_mma<T, D>(p); \
+    }
+SPLIT_MMA_KERNEL(split_attention_mma_bf16_d64, __nv_bfloat16, 64)
+SPLIT_MMA_KERNEL(split_attention_mma_bf16_d128, __nv_bfloat16, 128)
+SPLIT_MMA_KERNEL(split_attention_mma_f16_d64, __half, 64)
+SPLIT_MMA_KERNEL(split_attention_mma_f16_d128, __half, 128)
 
 struct CombineParams {
     const float* part_acc;  // [rows, heads, splits, head_dim]

@@ -106,6 +106,16 @@ public final class CudaBackend implements Backend {
      * in one piece (OpTimings).
      */
     public static final String MAX_SPLITS_PROPERTY = "lathe.attention.maxSplits";
+    /**
+     * System property: {@code true} runs decode attention (the split-context kernel's rows) on tensor cores where
+     * the cache is BF16 or F16, the head size 64 or 128 and a KV head serves at most 16 query heads
+     * (split_attention_mma: one warp a block, the group's heads as the mma's rows, 32-key tiles). Its numbers are
+     * the flash kernels': q and the softmax weights rounded to the cache type. Default false.
+     */
+    public static final String MMA_DECODE_PROPERTY = "lathe.attention.mmaDecode";
+    /** split_attention_mma: the most query heads per KV head (the mma's 16 rows), the blocks per SM its split aims at. */
+    static final int MMA_DECODE_MAX_GROUP = 16;
+    private static final int MMA_DECODE_BLOCKS_PER_SM = 8;
 
     private final CudaContext context;
     private final Stream stream;
@@ -122,6 +132,7 @@ public final class CudaBackend implements Backend {
     private boolean mlpGate16 = Boolean.parseBoolean(System.getProperty(MLP_GATE16_PROPERTY, "true"));
     private int gemvMaxRows = Math.clamp(Integer.getInteger(GEMV_ROWS_PROPERTY, 2), 0, GEMV_MAX_ROWS);
     private int maxSplits = Math.clamp(Integer.getInteger(MAX_SPLITS_PROPERTY, MAX_SPLITS), 1, MAX_SPLITS);
+    private boolean mmaDecode = Boolean.parseBoolean(System.getProperty(MMA_DECODE_PROPERTY, "false"));
     private final BufferPool pool;
     /**
      * Buffers of the tensors allocated while capturing graphs: kept apart from {@link #pool}, so that work
@@ -912,7 +923,8 @@ public final class CudaBackend implements Backend {
      * Three kernels: the flash kernel (flash_attention.cu: tensor cores, 64 query rows of one sequence per
      * block, or 16 rows of four heads in its grouped-query variant) when the cache is BF16 or F16, headDim is 64 or 128 and the step's longest query run is at
      * least {@link #FLASH_MIN_QUERY_ROWS} rows; otherwise the split-context kernel (split_attention.cu) for
-     * head sizes that are multiples of 32, and the row-per-block kernel (attention.cu) for the rest. The
+     * head sizes that are multiples of 32 (its tensor-core variant under {@link #MMA_DECODE_PROPERTY}), and the
+     * row-per-block kernel (attention.cu) for the rest. The
      * flash kernel rounds q and the softmax weights to the cache type; the others compute in F32 throughout.
      * With {@link #FLASH_GQA_PROPERTY} on and a multiple of 4 query heads per KV head, the flash kernel's
      * grouped-query variant takes its place (16-row work items).
@@ -997,8 +1009,9 @@ public final class CudaBackend implements Backend {
         int headDim = c.headDim(), rows = rowList != 0 ? planShortRows : qt.rows(), window = meta.slidingWindow();
         int span = 1;  // the most keys any row attends to
         for (int ctx : meta.hostContextLens()) span = Math.max(span, window > 0 ? Math.min(window, ctx) : ctx);
+        Kernel mma = mmaDecode && heads / c.numKvHeads() <= MMA_DECODE_MAX_GROUP ? splitMmaKernel(c.dtype(), headDim) : null;
         long blocks = (long) rows * c.numKvHeads();
-        long target = (long) SPLIT_BLOCKS_PER_SM * multiprocessors;
+        long target = (long) (mma != null ? MMA_DECODE_BLOCKS_PER_SM : SPLIT_BLOCKS_PER_SM) * multiprocessors;
         int splits = blocks >= target ? 1 : (int) Math.min(maxSplits, (target + blocks - 1) / blocks);
         splits = Math.max(1, Math.min(splits, (span + SPLIT_MIN_CHUNK - 1) / SPLIT_MIN_CHUNK));
         int chunk = ((span + splits - 1) / splits + 31) / 32 * 32;
@@ -1007,9 +1020,10 @@ public final class CudaBackend implements Backend {
             splits = 1;
             chunk = (span + 31) / 32 * 32;
         }
-        Kernel k = kernels.splitAttention[headDim / 32 - 1];
+        Kernel k = mma != null ? mma : kernels.splitAttention[headDim / 32 - 1];
+        int threads = mma != null ? 32 : SPLIT_THREADS;
         if (splits == 1) {
-            k.launch3(stream, rows, c.numKvHeads(), 1, SPLIT_THREADS,
+            k.launch3(stream, rows, c.numKvHeads(), 1, threads,
                     qt.address(), c.keys(layer), c.values(layer), ot.address(), 0L, 0L, starts.address(), lens.address(),
                     tables.address(), rowList, meta.numSeqs(), heads, c.numKvHeads(), headDim, c.blockSize(), tables.cols(),
                     window, dtypeCode(c.dtype()), 1, chunk, dtypeCode(ot.dtype()), scale);
@@ -1018,7 +1032,7 @@ public final class CudaBackend implements Backend {
         int parts = Math.toIntExact((long) rows * heads * splits);
         try (CudaTensor acc = (CudaTensor) allocate(DType.F32, parts, headDim);
              CudaTensor ml = (CudaTensor) allocate(DType.F32, parts, 2)) {
-            k.launch3(stream, rows, c.numKvHeads(), splits, SPLIT_THREADS,
+            k.launch3(stream, rows, c.numKvHeads(), splits, threads,
                     qt.address(), c.keys(layer), c.values(layer), ot.address(), acc.address(), ml.address(),
                     starts.address(), lens.address(), tables.address(), 0L, meta.numSeqs(), heads, c.numKvHeads(), headDim,
                     c.blockSize(), tables.cols(), window, dtypeCode(c.dtype()), splits, chunk, dtypeCode(ot.dtype()), scale);
@@ -1035,6 +1049,24 @@ public final class CudaBackend implements Backend {
             default -> null;
         };
     }
+
+    /** The tensor-core decode kernel for a cache type and head size, or null where it has none. */
+    private Kernel splitMmaKernel(DType dtype, int headDim) {
+        return switch (dtype) {
+            case BF16 -> headDim == 64 ? kernels.splitMmaBf16D64 : headDim == 128 ? kernels.splitMmaBf16D128 : null;
+            case F16 -> headDim == 64 ? kernels.splitMmaF16D64 : headDim == 128 ? kernels.splitMmaF16D128 : null;
+            default -> null;
+        };
+    }
+
+    /** Turns the tensor-core decode kernel (see {@link #MMA_DECODE_PROPERTY}) on or off; returns the old setting. */
+    boolean mmaDecode(boolean on) {
+        boolean old = mmaDecode;
+        mmaDecode = on;
+        return old;
+    }
+
+    boolean mmaDecode() { return mmaDecode; }
 
     /** The grouped-query flash kernel for a cache type and head size, or null where it has none. */
     private Kernel flashGqaKernel(DType dtype, int headDim) {

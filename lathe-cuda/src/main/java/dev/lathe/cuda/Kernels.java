@@ -30,6 +30,8 @@ final class Kernels implements AutoCloseable {
     final Kernel flashGqaBf16D64, flashGqaBf16D128, flashGqaF16D64, flashGqaF16D128;
     /** split_attention_K for head_dim = 32 K, K = 1..8 (index K - 1), and the merge of their pieces. */
     final Kernel[] splitAttention = new Kernel[8];
+    /** The same on tensor cores for 16-bit caches: BF16/F16 x head size 64/128 (split_attention_mma). */
+    final Kernel splitMmaBf16D64, splitMmaBf16D128, splitMmaF16D64, splitMmaF16D128;
     final Kernel attentionCombine;
     private final List<CudaModule> modules = new ArrayList<>();
 
@@ -89,13 +91,11 @@ final class Kernels implements AutoCloseable {
                     ptr("out"), ptr("bias"), i64("rows"), i32("cols"), i32("dtype")));
             probe = convert.kernel("probe", struct("probe", ptr("out"), i32("n")));
             CudaModule split = byName.get("split_attention");
-            for (int k = 1; k <= 8; k++) {
-                splitAttention[k - 1] = split.kernel("split_attention_" + k, struct("split_attention_" + k,
-                        ptr("q"), ptr("k_cache"), ptr("v_cache"), ptr("out"), ptr("part_acc"), ptr("part_ml"),
-                        ptr("query_starts"), ptr("context_lens"), ptr("block_tables"), ptr("row_list"), i32("num_seqs"),
-                        i32("num_heads"), i32("num_kv_heads"), i32("head_dim"), i32("block_size"), i32("max_blocks_per_seq"),
-                        i32("sliding_window"), i32("dtype"), i32("splits"), i32("chunk"), i32("out_dtype"), f32("scale")));
-            }
+            for (int k = 1; k <= 8; k++) splitAttention[k - 1] = split.kernel("split_attention_" + k, splitParams("split_attention_" + k));
+            splitMmaBf16D64 = split.kernel("split_attention_mma_bf16_d64", splitParams("split_attention_mma_bf16_d64"));
+            splitMmaBf16D128 = split.kernel("split_attention_mma_bf16_d128", splitParams("split_attention_mma_bf16_d128"));
+            splitMmaF16D64 = split.kernel("split_attention_mma_f16_d64", splitParams("split_attention_mma_f16_d64"));
+            splitMmaF16D128 = split.kernel("split_attention_mma_f16_d128", splitParams("split_attention_mma_f16_d128"));
             attentionCombine = split.kernel("attention_combine", struct("attention_combine",
                     ptr("part_acc"), ptr("part_ml"), ptr("out"), i32("heads"), i32("head_dim"), i32("splits"), i32("out_dtype")));
             CudaModule gemv = byName.get("gemv");
@@ -120,6 +120,14 @@ final class Kernels implements AutoCloseable {
     private static KernelParams gemvParams(String name) {
         return struct(name, ptr("x"), ptr("w"), ptr("bias"), ptr("out"), i32("n"), i32("in"), i32("out_f"),
                 i32("dtype"), i32("bias_dtype"), i32("glu_inner"));
+    }
+
+    /** SplitAttentionParams of split_attention.cu. */
+    private static KernelParams splitParams(String kernel) {
+        return struct(kernel, ptr("q"), ptr("k_cache"), ptr("v_cache"), ptr("out"), ptr("part_acc"), ptr("part_ml"),
+                ptr("query_starts"), ptr("context_lens"), ptr("block_tables"), ptr("row_list"), i32("num_seqs"),
+                i32("num_heads"), i32("num_kv_heads"), i32("head_dim"), i32("block_size"), i32("max_blocks_per_seq"),
+                i32("sliding_window"), i32("dtype"), i32("splits"), i32("chunk"), i32("out_dtype"), f32("scale"));
     }
 
     /** FlashAttentionParams of flash_attention.cu. */

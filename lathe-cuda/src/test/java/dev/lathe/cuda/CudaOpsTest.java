@@ -674,7 +674,8 @@ class CudaOpsTest {
     /** A 16-bit cache and a flash head size, but no query run of a full tile: an F32 kernel, held to 1e-5. */
     @Test
     void shortQueryRunsStayInFloat32OnSixteenBitCaches() {
-        runAttention(DType.BF16, 32, 8, 128, 16, 0, List.of(new Seq(300, 63), new Seq(50, 1), new Seq(129, 1)));
+        withMmaDecode(false, () -> runAttention(DType.BF16, 32, 8, 128, 16, 0,
+                List.of(new Seq(300, 63), new Seq(50, 1), new Seq(129, 1))));
     }
 
     // The split-context kernel (split_attention.cu): head sizes that are multiples of 32, no full query tile.
@@ -785,6 +786,62 @@ class CudaOpsTest {
                 List.of(new Seq(150, 131), new Seq(64, 64), new Seq(200, 65))));
     }
 
+    // The tensor-core decode kernel (split_attention_mma, CudaBackend.MMA_DECODE_PROPERTY): the split kernel's rows
+    // on 16-bit caches of head size 64 or 128, the group's heads as the mma's rows, held to the flash bound.
+
+    @ParameterizedTest
+    @EnumSource(value = DType.class, names = {"BF16", "F16"})
+    void tensorCoreDecodeMergesThePiecesOfALongContext(DType cacheType) {
+        withMmaDecode(true, () -> splitting(() -> {
+            runAttention(cacheType, 32, 8, 128, 16, 0, List.of(new Seq(2048, 1)));
+            runAttention(cacheType, 32, 8, 128, 16, 0, List.of(new Seq(1000, 1), new Seq(37, 1), new Seq(513, 2), new Seq(5, 0)));
+        }));
+    }
+
+    @Test
+    void tensorCoreDecodeRunsUnsplitForManyRows() {
+        List<Seq> seqs = new ArrayList<>();
+        for (int i = 0; i < 80; i++) seqs.add(new Seq(1 + (i * 37) % 300, 1));
+        withMmaDecode(true, () -> runAttention(DType.BF16, 32, 8, 128, 16, 0, seqs));
+    }
+
+    @Test
+    void tensorCoreDecodeHonoursTheWindowInEveryPieceAtHeadDim64() {
+        withMmaDecode(true, () -> splitting(() ->
+                runAttention(DType.BF16, 8, 2, 64, 16, 100, List.of(new Seq(700, 1), new Seq(60, 3), new Seq(250, 1)))));
+    }
+
+    @Test
+    void tensorCoreDecodeTakesGroupsOfOneToSixteenAndOddBlockSizes() {
+        // 16 query heads per KV head fill the mma's rows; 1 uses one of them; 24-slot blocks are not a power of two
+        withMmaDecode(true, () -> splitting(() -> {
+            runAttention(DType.BF16, 32, 2, 128, 24, 0, List.of(new Seq(777, 1), new Seq(3, 1), new Seq(100, 4)));
+            runAttention(DType.F16, 4, 4, 64, 24, 0, List.of(new Seq(500, 1), new Seq(49, 2)));
+        }));
+    }
+
+    @Test
+    void tensorCoreDecodeServesShortRowsBesideAPrefill() {
+        // the short query runs of a step the grouped flash kernel serves go to the tensor-core decode kernel
+        withMmaDecode(true, () -> groupedFlash(() -> runAttention(DType.BF16, 32, 8, 128, 16, 0,
+                List.of(new Seq(50, 1), new Seq(70, 70), new Seq(129, 1), new Seq(1, 1), new Seq(40, 15)))));
+    }
+
+    @Test
+    void groupsAboveSixteenStayOnTheFloat32Kernel() {
+        withMmaDecode(true, () -> runAttention(DType.BF16, 32, 1, 64, 16, 0, List.of(new Seq(200, 1), new Seq(20, 2))));
+    }
+
+    /** Runs {@code test} with the tensor-core decode kernel on or off. */
+    private static void withMmaDecode(boolean on, Runnable test) {
+        boolean old = gpu.mmaDecode(on);
+        try {
+            test.run();
+        } finally {
+            gpu.mmaDecode(old);
+        }
+    }
+
     /** Runs {@code test} with the grouped-query flash kernel on. */
     private static void groupedFlash(Runnable test) { withGroupedFlash(true, test); }
 
@@ -848,6 +905,10 @@ class CudaOpsTest {
             // SPLIT_MAX_QUERY_RUN rows go to the split kernel
             boolean flash = (cacheType == DType.BF16 || cacheType == DType.F16) && (headDim == 64 || headDim == 128)
                     && longest >= CudaBackend.FLASH_MIN_QUERY_ROWS;
+            // and the split kernel's rows run on tensor cores (split_attention_mma) with the flash kernels' numbers
+            // where that is on, the cache 16-bit, the head size 64 or 128 and a KV head serves at most 16 query heads
+            boolean mmaRows = gpu.mmaDecode() && (cacheType == DType.BF16 || cacheType == DType.F16)
+                    && (headDim == 64 || headDim == 128) && heads / kvHeads <= CudaBackend.MMA_DECODE_MAX_GROUP;
             // The flash kernel rounds q to the cache type by design, as the cache rounds K and V: the reference
             // takes the same rounded q for its rows (and the cache-rounded K, V) and is otherwise exact.
             float[] qRounded = round(cacheType, q), kq = round(cacheType, k), vq = round(cacheType, v);
@@ -857,7 +918,8 @@ class CudaOpsTest {
             for (int s = 0, t0 = 0; s < numSeqs; s++) {
                 Seq sq = seqs.get(s);
                 boolean flashSeq = flash && sq.queries > CudaBackend.SPLIT_MAX_QUERY_RUN;
-                float[] qq = flashSeq ? qRounded : q;
+                boolean tensorCores = flashSeq || mmaRows;
+                float[] qq = tensorCores ? qRounded : q;
                 for (int i = 0; i < sq.queries; i++) {
                     flashRow[starts[s] + i] = flashSeq;
                     int row = starts[s] + i, pos = sq.context - sq.queries + i;
@@ -890,18 +952,19 @@ class CudaOpsTest {
                             }
                             int at = (row * heads + h) * headDim + d;
                             want[at] = (float) (acc / sum);
-                            if (flashSeq) tol[at] = flashTolerance(cacheType, headDim, n, sigma, absAcc / sum, absV / sum);
+                            if (tensorCores) tol[at] = flashTolerance(cacheType, headDim, n, sigma, absAcc / sum, absV / sum);
                         }
                     }
                 }
                 t0 += sq.context;
             }
             String what = "attention " + cacheType + " headDim " + headDim + " window " + window + (flash ? " (flash)" : "")
-                    + " seed " + seed;
+                    + (mmaRows ? " (tensor-core decode)" : "") + " seed " + seed;
             float[] got = gpu.download(out);
             attentionWritesTheGemmFormatAsItsRounding(what, qt, cache, layer, meta, scale, got, cacheType);
             if (!flash) {
-                assertClose(what, got, want, 1e-5);
+                if (mmaRows) assertWithin(what, got, want, tol);
+                else assertClose(what, got, want, 1e-5);
                 return;
             }
             // the flash kernel's rows against its derived bound, the split kernel's rows (float32) as above
@@ -923,7 +986,19 @@ class CudaOpsTest {
                 }
             }
             assertWithin(what, Arrays.copyOf(gotFlash, nf), Arrays.copyOf(wantFlash, nf), Arrays.copyOf(tolFlash, nf));
-            if (ns > 0) assertClose(what + ", short query runs (split kernel)", Arrays.copyOf(gotSplit, ns), Arrays.copyOf(wantSplit, ns), 1e-5);
+            if (ns > 0 && mmaRows) {
+                double[] tolSplit = new double[q.length];
+                for (int r = 0, at = 0; r < numTokens; r++) {
+                    if (!flashRow[r]) {
+                        System.arraycopy(tol, r * rowWidth, tolSplit, at, rowWidth);
+                        at += rowWidth;
+                    }
+                }
+                assertWithin(what + ", short query runs (tensor-core split kernel)", Arrays.copyOf(gotSplit, ns),
+                        Arrays.copyOf(wantSplit, ns), Arrays.copyOf(tolSplit, ns));
+            } else if (ns > 0) {
+                assertClose(what + ", short query runs (split kernel)", Arrays.copyOf(gotSplit, ns), Arrays.copyOf(wantSplit, ns), 1e-5);
+            }
             // every layer of a step reuses the metadata, and with it the work list uploaded for the first
             try (Tensor again = poisoned(numTokens, heads * headDim)) {
                 gpu.attention(qt, cache, layer, meta, scale, again);
