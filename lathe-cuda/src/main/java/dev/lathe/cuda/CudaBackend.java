@@ -110,7 +110,9 @@ public final class CudaBackend implements Backend {
      * System property: {@code true} runs decode attention (the split-context kernel's rows) on tensor cores where
      * the cache is BF16 or F16, the head size 64 or 128 and a KV head serves at most 16 query heads
      * (split_attention_mma: one warp a block, the group's heads as the mma's rows, 32-key tiles). Its numbers are
-     * the flash kernels': q and the softmax weights rounded to the cache type. Default false.
+     * the flash kernels': q and the softmax weights rounded to the cache type. Default true; {@code false} keeps the
+     * float32 lane-per-key kernel. On an H100 (one call): 128/128 x 3000 16,667 against 16,009 tok/s, 2048/128 x 300
+     * 1,717 against 1,652.
      */
     public static final String MMA_DECODE_PROPERTY = "lathe.attention.mmaDecode";
     /** split_attention_mma: the most query heads per KV head (the mma's 16 rows), the blocks per SM its split aims at. */
@@ -132,7 +134,7 @@ public final class CudaBackend implements Backend {
     private boolean mlpGate16 = Boolean.parseBoolean(System.getProperty(MLP_GATE16_PROPERTY, "true"));
     private int gemvMaxRows = Math.clamp(Integer.getInteger(GEMV_ROWS_PROPERTY, 2), 0, GEMV_MAX_ROWS);
     private int maxSplits = Math.clamp(Integer.getInteger(MAX_SPLITS_PROPERTY, MAX_SPLITS), 1, MAX_SPLITS);
-    private boolean mmaDecode = Boolean.parseBoolean(System.getProperty(MMA_DECODE_PROPERTY, "false"));
+    private boolean mmaDecode = Boolean.parseBoolean(System.getProperty(MMA_DECODE_PROPERTY, "true"));
     private final BufferPool pool;
     /**
      * Buffers of the tensors allocated while capturing graphs: kept apart from {@link #pool}, so that work

@@ -679,15 +679,16 @@ class CudaOpsTest {
     }
 
     // The split-context kernel (split_attention.cu): head sizes that are multiples of 32, no full query tile.
-    // A lone long decode row is cut into many pieces that attention_combine merges; many rows run unsplit.
+    // A lone long decode row is cut into many pieces that attention_combine merges; many rows run unsplit. These
+    // cases run its float32 lane-per-key kernel; the tensor-core decode kernel's cases follow the flash ones.
 
     @ParameterizedTest
     @EnumSource(value = DType.class, names = {"F32", "F16", "BF16"})
     void splitAttentionMergesThePiecesOfALongContext(DType cacheType) {
-        splitting(() -> {
+        withMmaDecode(false, () -> splitting(() -> {
             runAttention(cacheType, 32, 8, 128, 16, 0, List.of(new Seq(2048, 1)));
             runAttention(cacheType, 32, 8, 128, 16, 0, List.of(new Seq(1000, 1), new Seq(37, 1), new Seq(513, 2), new Seq(5, 0)));
-        });
+        }));
     }
 
     /** Runs {@code test} with context splitting allowed (up to 64 pieces, whatever the default). */
@@ -702,14 +703,15 @@ class CudaOpsTest {
 
     @Test
     void splitAttentionHonoursTheWindowInEveryPiece() {
-        splitting(() -> runAttention(DType.BF16, 8, 2, 64, 16, 100, List.of(new Seq(700, 1), new Seq(60, 3), new Seq(250, 1))));
+        withMmaDecode(false, () -> splitting(() ->
+                runAttention(DType.BF16, 8, 2, 64, 16, 100, List.of(new Seq(700, 1), new Seq(60, 3), new Seq(250, 1)))));
     }
 
     @Test
     void splitAttentionRunsUnsplitForManyRows() {
         List<Seq> seqs = new ArrayList<>();
         for (int i = 0; i < 80; i++) seqs.add(new Seq(1 + (i * 37) % 300, 1));
-        runAttention(DType.BF16, 32, 8, 128, 16, 0, seqs);
+        withMmaDecode(false, () -> runAttention(DType.BF16, 32, 8, 128, 16, 0, seqs));
     }
 
     @ParameterizedTest
