@@ -115,9 +115,17 @@ public final class CudaBackend implements Backend {
      * 1,717 against 1,652.
      */
     public static final String MMA_DECODE_PROPERTY = "lathe.attention.mmaDecode";
-    /** split_attention_mma: the most query heads per KV head (the mma's 16 rows), the blocks per SM its split aims at. */
+    /** split_attention_mma: the most query heads per KV head (the mma's 16 rows). */
     static final int MMA_DECODE_MAX_GROUP = 16;
-    private static final int MMA_DECODE_BLOCKS_PER_SM = 8;
+    /**
+     * System property: the one-warp blocks per SM that the tensor-core decode kernel's context split aims at (1 to
+     * 64, default 8): rows x KV heads below that many blocks per SM are cut into pieces. At head size 128 an H100
+     * SM holds about 6 such blocks at once (32 KB of shared memory each), so with 1.5 waves of blocks half of the
+     * last wave's places stay empty; a larger aim cuts long contexts into more pieces and evens the waves out, at the
+     * cost of the merge. Not measured yet beyond the default.
+     */
+    public static final String MMA_DECODE_BLOCKS_PER_SM_PROPERTY = "lathe.attention.mmaBlocksPerSm";
+    private final int mmaDecodeBlocksPerSm = Math.clamp(Integer.getInteger(MMA_DECODE_BLOCKS_PER_SM_PROPERTY, 8), 1, 64);
 
     private final CudaContext context;
     private final Stream stream;
@@ -1013,7 +1021,7 @@ public final class CudaBackend implements Backend {
         for (int ctx : meta.hostContextLens()) span = Math.max(span, window > 0 ? Math.min(window, ctx) : ctx);
         Kernel mma = mmaDecode && heads / c.numKvHeads() <= MMA_DECODE_MAX_GROUP ? splitMmaKernel(c.dtype(), headDim) : null;
         long blocks = (long) rows * c.numKvHeads();
-        long target = (long) (mma != null ? MMA_DECODE_BLOCKS_PER_SM : SPLIT_BLOCKS_PER_SM) * multiprocessors;
+        long target = (long) (mma != null ? mmaDecodeBlocksPerSm : SPLIT_BLOCKS_PER_SM) * multiprocessors;
         int splits = blocks >= target ? 1 : (int) Math.min(maxSplits, (target + blocks - 1) / blocks);
         splits = Math.max(1, Math.min(splits, (span + SPLIT_MIN_CHUNK - 1) / SPLIT_MIN_CHUNK));
         int chunk = ((span + splits - 1) / splits + 31) / 32 * 32;
