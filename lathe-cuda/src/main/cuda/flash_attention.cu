@@ -63,16 +63,17 @@ __device__ __forceinline__ void load_tile(uint32_t tile, const uint16_t* cache, 
     }
 }
 
-// load_tile for the K and the V tile of the same keys at once: each key's cache row is found once for both.
-template <int D, int BN>
+// load_tile for the K and the V tile of the same keys at once, by NT threads: each key's cache row is found once
+// for both.
+template <int D, int BN, int NT = FA_WARPS * 32>
 __device__ __forceinline__ void load_kv_tiles(uint32_t k_tile, uint32_t v_tile, const uint16_t* k_cache, const uint16_t* v_cache,
                                               const int* table, int k0, int last, const BlockDiv& blocks, int num_kv_heads,
                                               int kv_head) {
     constexpr int CHUNKS = D / 8;
-    static_assert(BN * CHUNKS % (FA_WARPS * 32) == 0, "the block's threads share the tile's chunks evenly");
+    static_assert(BN * CHUNKS % NT == 0, "the block's threads share the tile's chunks evenly");
 #pragma unroll
-    for (int i = 0; i < BN * CHUNKS / (FA_WARPS * 32); i++) {
-        int idx = threadIdx.x + i * FA_WARPS * 32;
+    for (int i = 0; i < BN * CHUNKS / NT; i++) {
+        int idx = threadIdx.x + i * NT;
         int key = idx / CHUNKS, chunk = idx % CHUNKS;
         int t = k0 + key;
         long long at = 0;
@@ -227,10 +228,15 @@ __device__ __forceinline__ void flash_attention(const FlashAttentionParams& p) {
 // of them walk the same tiles and masks. The fragment layout and the arithmetic are those of
 // flash_attention: Q rounded to the cache type once, S and the online softmax in F32, P rounded to the
 // cache type for P V. Grid (num_kv_heads * group / 4, work items of GQ_BM rows); group a multiple of 4.
+//
+// With RG = 2 row groups (CudaBackend.FLASH_GQA_ROWS_PROPERTY), the block has eight warps: warps w and w + 4 take
+// the same head over rows 0-15 and 16-31 of a 32-row item. Each K/V tile then serves twice the rows, which halves
+// the tile traffic from L2 (at 2048 queries of one layer, about 0.5 GB with 16-row items) at the cost of fewer
+// blocks on an SM (one of 256 threads instead of three of 128).
 #define GQ_BM 16
 #define GQ_BN 32
 
-template <typename T, int D>
+template <typename T, int D, int RG = 1>
 __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& p) {
     constexpr int KC = D / 16;      // 16-wide k steps of Q K^T
     constexpr int NB = GQ_BN / 8;   // 8-key blocks of S per tile
@@ -238,18 +244,20 @@ __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& 
     __shared__ __align__(128) uint16_t k_tile[2][GQ_BN * D];
     __shared__ __align__(128) uint16_t v_tile[2][GQ_BN * D];
 
+    constexpr int NT = FA_WARPS * RG * 32;  // threads of the block
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = lane >> 2, t4 = lane & 3;
+    const int rg = RG == 1 ? 0 : warp / FA_WARPS;  // this warp's row group
     const int group = p.num_heads / p.num_kv_heads;
     const int blocks_per_kv = group / FA_WARPS;  // >= 1: the host launches this kernel only for groups of 4k heads
     const int kv_head = blockIdx.x / blocks_per_kv;
-    const int head = kv_head * group + (blockIdx.x % blocks_per_kv) * FA_WARPS + warp;
+    const int head = kv_head * group + (blockIdx.x % blocks_per_kv) * FA_WARPS + (RG == 1 ? warp : warp % FA_WARPS);
     const int item = blockIdx.y;
 
     const int seq = p.work[2 * item], first = p.work[2 * item + 1];
     const int q_start = p.query_starts[seq];
     const int q_len = p.query_starts[seq + 1] - q_start;
-    const int rows = min(GQ_BM, q_len - first);            // valid rows of this item, >= 1
+    const int rows = min(GQ_BM * RG, q_len - first);       // valid rows of this item, >= 1
     const int pos0 = p.context_lens[seq] - q_len + first;  // position of row 0
     const int window = p.sliding_window;
     const int key_lo = window > 0 ? max(0, pos0 - window + 1) : 0;
@@ -260,8 +268,9 @@ __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& 
     const uint16_t* vc = static_cast<const uint16_t*>(p.v_cache);
 
     // this thread's two rows; rows past the item's end compute on zero queries and are never stored
-    const int r_a = g, r_b = g + 8;
+    const int r_a = rg * GQ_BM + g, r_b = r_a + 8;
     const int pos_a = pos0 + r_a, pos_b = pos0 + r_b;
+    const int warp_pos0 = pos0 + rg * GQ_BM;  // position of this warp's first row
 
     uint32_t qf[KC][4];
     load_q<T, D>(qf, p, (long long)(q_start + first + r_a), head, r_a < rows, r_b < rows, t4);
@@ -275,8 +284,8 @@ __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& 
     const int mi = lane >> 3, mr = lane & 7;
 
     const int tiles = (key_hi - key_lo) / GQ_BN + 1;
-    load_kv_tiles<D, GQ_BN>(smem_addr(k_tile[0]), smem_addr(v_tile[0]), kc, vc, table, key_lo, key_hi, blocks,
-                            p.num_kv_heads, kv_head);
+    load_kv_tiles<D, GQ_BN, NT>(smem_addr(k_tile[0]), smem_addr(v_tile[0]), kc, vc, table, key_lo, key_hi, blocks,
+                                p.num_kv_heads, kv_head);
     cp_async_commit();
     for (int it = 0; it < tiles; it++) {
         const int k0 = key_lo + it * GQ_BN;
@@ -285,8 +294,8 @@ __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& 
         __syncthreads();     // ... everybody's, and every warp is done with tile it - 1's stage
         if (it + 1 < tiles) {
             const int next = stage ^ 1;
-            load_kv_tiles<D, GQ_BN>(smem_addr(k_tile[next]), smem_addr(v_tile[next]), kc, vc, table, k0 + GQ_BN, key_hi,
-                                    blocks, p.num_kv_heads, kv_head);
+            load_kv_tiles<D, GQ_BN, NT>(smem_addr(k_tile[next]), smem_addr(v_tile[next]), kc, vc, table, k0 + GQ_BN,
+                                        key_hi, blocks, p.num_kv_heads, kv_head);
             cp_async_commit();
         }
         const uint32_t k_base = smem_addr(k_tile[stage]), v_base = smem_addr(v_tile[stage]);
@@ -295,7 +304,7 @@ __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& 
         qk_tile<T, D, NB>(s, qf, k_base, mi, mr);
 
         // scale; mask keys after the row's position (and zero-filled keys past key_hi) or before its window
-        const bool mask = k0 + GQ_BN - 1 > pos0 || window > 0;
+        const bool mask = k0 + GQ_BN - 1 > warp_pos0 || window > 0;
         uint32_t pf[GQ_BN / 16][4];
         softmax_tile<T, NB, DB>(s, pf, o, m_a, m_b, l_a, l_b, k0, pos_a, pos_b, window, mask, c, t4);
         pv_tile<T, D, GQ_BN / 16>(o, pf, v_base, mi, mr);
@@ -325,3 +334,14 @@ FLASH_ENTRY(flash_attention_gqa_bf16_d64, flash_attention_gqa, __nv_bfloat16, 64
 FLASH_ENTRY(flash_attention_gqa_bf16_d128, flash_attention_gqa, __nv_bfloat16, 128, FA_WARPS * 32, 3)
 FLASH_ENTRY(flash_attention_gqa_f16_d64, flash_attention_gqa, __half, 64, FA_WARPS * 32, 3)
 FLASH_ENTRY(flash_attention_gqa_f16_d128, flash_attention_gqa, __half, 128, FA_WARPS * 32, 3)
+
+// the same with two row groups (32-row items): grid (num_kv_heads * group / 4, num_items of 2 * GQ_BM rows),
+// 2 * FA_WARPS * 32 threads, one block an SM
+#define FLASH_GQA32_ENTRY(NAME, T, D) \
+    extern "C" __global__ void __launch_bounds__(2 * FA_WARPS * 32, 1) NAME(const FlashAttentionParams p) { LATHE_PDL_WAIT(); \
+        flash_attention_gqa<T, D, 2>(p); \
+    }
+FLASH_GQA32_ENTRY(flash_attention_gqa32_bf16_d64, __nv_bfloat16, 64)
+FLASH_GQA32_ENTRY(flash_attention_gqa32_bf16_d128, __nv_bfloat16, 128)
+FLASH_GQA32_ENTRY(flash_attention_gqa32_f16_d64, __half, 64)
+FLASH_GQA32_ENTRY(flash_attention_gqa32_f16_d128, __half, 128)

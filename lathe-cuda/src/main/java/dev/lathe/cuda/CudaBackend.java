@@ -81,6 +81,12 @@ public final class CudaBackend implements Backend {
      * throughput 1,433 against 1,412 tok/s in the same call; {@code false} keeps the plain kernel.
      */
     public static final String FLASH_GQA_PROPERTY = "lathe.flash.gqa";
+    /**
+     * System property: the query rows of a grouped-query flash work item, 16 (default) or 32. With 32, a block of
+     * eight warps takes the four heads over 32 rows (flash_attention_gqa32_*), so each K/V tile copied from L2
+     * serves twice the rows; an SM then holds one such block instead of three of four warps. Not measured yet.
+     */
+    public static final String FLASH_GQA_ROWS_PROPERTY = "lathe.flash.gqaRows";
     /** Threads per block of the flash kernel: FA_WARPS = 4 warps, 16 query rows each. */
     private static final int FLASH_THREADS = 128;
     /**
@@ -158,6 +164,7 @@ public final class CudaBackend implements Backend {
     private AttentionMetadata planFor;
     private int planLongestRun, planItems, planShortRows, planTileRows;
     private boolean flashGqa = Boolean.parseBoolean(System.getProperty(FLASH_GQA_PROPERTY, "true"));
+    private int flashGqaRows = gqaRows(Integer.getInteger(FLASH_GQA_ROWS_PROPERTY, FLASH_GQA_TILE_ROWS));
     private boolean planUploaded;
     private DeviceBuffer planWork;
     private boolean closed;
@@ -967,7 +974,7 @@ public final class CudaBackend implements Backend {
         int group = heads / c.numKvHeads();
         boolean gqa = flashGqa && group % 4 == 0 && flashGqaKernel(c.dtype(), headDim) != null;
         if (gqa) {
-            plan(meta, FLASH_GQA_TILE_ROWS);
+            plan(meta, flashGqaRows);
             gqa = planItems <= MAX_GRID_Y;  // else the plain kernel's 64-row items may still fit the grid
         }
         // the flash kernels write float32 or the cache's own 16-bit format; another 16-bit output (an F16 model
@@ -982,10 +989,11 @@ public final class CudaBackend implements Backend {
         }
         Kernel flash = gqa ? flashGqaKernel(c.dtype(), headDim) : flashKernel(c.dtype(), headDim);
         if (flash != null) {
-            plan(meta, gqa ? FLASH_GQA_TILE_ROWS : FLASH_TILE_ROWS);
+            plan(meta, gqa ? flashGqaRows : FLASH_TILE_ROWS);
             if (planLongestRun >= FLASH_MIN_QUERY_ROWS && planItems <= MAX_GRID_Y) {
                 long work = uploadPlan(meta);
-                flash.launch(stream, gqa ? c.numKvHeads() * (group / 4) : heads, planItems, FLASH_THREADS,
+                int threads = gqa ? FLASH_THREADS * (flashGqaRows / FLASH_GQA_TILE_ROWS) : FLASH_THREADS;
+                flash.launch(stream, gqa ? c.numKvHeads() * (group / 4) : heads, planItems, threads,
                         qt.address(), c.keys(layer), c.values(layer), ot.address(), work, starts.address(),
                         lens.address(), tables.address(), heads, c.numKvHeads(), c.blockSize(), tables.cols(),
                         meta.slidingWindow(), dtypeCode(ot.dtype()), scale);
@@ -1069,6 +1077,21 @@ public final class CudaBackend implements Backend {
         };
     }
 
+    /** Sets the grouped-query flash kernel's item rows (see {@link #FLASH_GQA_ROWS_PROPERTY}); returns the old setting. */
+    int flashGqaRows(int rows) {
+        int old = flashGqaRows;
+        flashGqaRows = gqaRows(rows);
+        return old;
+    }
+
+    private static int gqaRows(int rows) {
+        if (rows != FLASH_GQA_TILE_ROWS && rows != 2 * FLASH_GQA_TILE_ROWS) {
+            throw new IllegalArgumentException(FLASH_GQA_ROWS_PROPERTY + " is " + rows + ": the grouped-query flash kernel takes "
+                    + FLASH_GQA_TILE_ROWS + " or " + 2 * FLASH_GQA_TILE_ROWS + " query rows a work item");
+        }
+        return rows;
+    }
+
     /** Turns the tensor-core decode kernel (see {@link #MMA_DECODE_PROPERTY}) on or off; returns the old setting. */
     boolean mmaDecode(boolean on) {
         boolean old = mmaDecode;
@@ -1078,8 +1101,15 @@ public final class CudaBackend implements Backend {
 
     boolean mmaDecode() { return mmaDecode; }
 
-    /** The grouped-query flash kernel for a cache type and head size, or null where it has none. */
+    /** The grouped-query flash kernel for a cache type and head size (and the item rows set), or null where it has none. */
     private Kernel flashGqaKernel(DType dtype, int headDim) {
+        if (flashGqaRows == 2 * FLASH_GQA_TILE_ROWS) {
+            return switch (dtype) {
+                case BF16 -> headDim == 64 ? kernels.flashGqa32Bf16D64 : headDim == 128 ? kernels.flashGqa32Bf16D128 : null;
+                case F16 -> headDim == 64 ? kernels.flashGqa32F16D64 : headDim == 128 ? kernels.flashGqa32F16D128 : null;
+                default -> null;
+            };
+        }
         return switch (dtype) {
             case BF16 -> headDim == 64 ? kernels.flashGqaBf16D64 : headDim == 128 ? kernels.flashGqaBf16D128 : null;
             case F16 -> headDim == 64 ? kernels.flashGqaF16D64 : headDim == 128 ? kernels.flashGqaF16D128 : null;

@@ -28,6 +28,8 @@ final class Kernels implements AutoCloseable {
     final Kernel flashBf16D64, flashBf16D128, flashF16D64, flashF16D128;
     /** The grouped-query variant of the same (four query heads of one KV head per block). */
     final Kernel flashGqaBf16D64, flashGqaBf16D128, flashGqaF16D64, flashGqaF16D128;
+    /** The grouped-query variant over 32-row items (eight warps a block). */
+    final Kernel flashGqa32Bf16D64, flashGqa32Bf16D128, flashGqa32F16D64, flashGqa32F16D128;
     /** split_attention_K for head_dim = 32 K, K = 1..8 (index K - 1), and the merge of their pieces. */
     final Kernel[] splitAttention = new Kernel[8];
     /** The same on tensor cores for 16-bit caches: BF16/F16 x head size 64/128 (split_attention_mma). */
@@ -77,6 +79,10 @@ final class Kernels implements AutoCloseable {
             flashGqaBf16D128 = flash.kernel("flash_attention_gqa_bf16_d128", flashParams("flash_attention_gqa_bf16_d128"));
             flashGqaF16D64 = flash.kernel("flash_attention_gqa_f16_d64", flashParams("flash_attention_gqa_f16_d64"));
             flashGqaF16D128 = flash.kernel("flash_attention_gqa_f16_d128", flashParams("flash_attention_gqa_f16_d128"));
+            flashGqa32Bf16D64 = flash.kernel("flash_attention_gqa32_bf16_d64", flashParams("flash_attention_gqa32_bf16_d64"));
+            flashGqa32Bf16D128 = flash.kernel("flash_attention_gqa32_bf16_d128", flashParams("flash_attention_gqa32_bf16_d128"));
+            flashGqa32F16D64 = flash.kernel("flash_attention_gqa32_f16_d64", flashParams("flash_attention_gqa32_f16_d64"));
+            flashGqa32F16D128 = flash.kernel("flash_attention_gqa32_f16_d128", flashParams("flash_attention_gqa32_f16_d128"));
             siluMul = byName.get("activation").kernel("silu_mul", struct("silu_mul",
                     ptr("x"), ptr("out"), i64("n"), i32("inner"), i32("dtype"), i32("x_dtype")));
             randomNormal = byName.get("random").kernel("random_normal", struct("random_normal",

@@ -844,6 +844,31 @@ class CudaOpsTest {
         }
     }
 
+    /** The grouped-query kernel over 32-row items (CudaBackend.FLASH_GQA_ROWS_PROPERTY): eight warps, two row groups. */
+    @ParameterizedTest
+    @EnumSource(value = DType.class, names = {"BF16", "F16"})
+    void groupedFlashAttentionOver32RowItems(DType cacheType) {
+        int old = gpu.flashGqaRows(32);
+        try {
+            groupedFlash(() -> {
+                runAttention(cacheType, 32, 8, 128, 16, 0, List.of(new Seq(300, 300), new Seq(1000, 700)));
+                // 131 = 4 x 32 + 3 and 65 = 2 x 32 + 1 rows: partial items, a second row group with no row or a few
+                runAttention(cacheType, 16, 2, 128, 32, 0, List.of(new Seq(150, 131), new Seq(64, 64), new Seq(200, 65)));
+                runAttention(cacheType, 8, 2, 64, 8, 20, List.of(new Seq(400, 200), new Seq(90, 90), new Seq(30, 1)));
+                runAttention(cacheType, 32, 8, 128, 16, 0,
+                        List.of(new Seq(50, 1), new Seq(70, 70), new Seq(129, 1), new Seq(40, 15), new Seq(60, 16)));
+            });
+        } finally {
+            gpu.flashGqaRows(old);
+        }
+    }
+
+    @Test
+    void groupedFlashItemRowsOtherThan16Or32AreRejected() {
+        assertThatThrownBy(() -> gpu.flashGqaRows(64)).isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("lathe.flash.gqaRows is 64");
+    }
+
     /** Runs {@code test} with the grouped-query flash kernel on. */
     private static void groupedFlash(Runnable test) { withGroupedFlash(true, test); }
 
