@@ -189,6 +189,36 @@ public final class CpuBackend implements Backend {
         norm(rs, os, w.vector("addRmsNorm"), eps);
     }
 
+    /** Every weight and step: {@link #linearAdd} and {@link #mlpAdd} run the op into a scratch tensor, then add it. */
+    @Override
+    public boolean addsIntoResidual(Weight w, int rows) { return true; }
+
+    @Override
+    public void linearAdd(Tensor x, Weight w, Weight bias, Tensor acc) {
+        try (Tensor t = allocate(DType.F32, acc.rows(), acc.cols())) {
+            linear(x, w, bias, t);
+            addInto(acc, t, "linearAdd");
+        }
+    }
+
+    @Override
+    public void mlpAdd(Tensor h, Weight gateUp, Weight gateUpBias, Weight down, Weight downBias, Tensor acc) {
+        try (Tensor t = allocate(DType.F32, acc.rows(), acc.cols())) {
+            mlp(h, gateUp, gateUpBias, down, downBias, t);
+            addInto(acc, t, "mlpAdd");
+        }
+    }
+
+    /** acc += x elementwise, the add {@link #addRmsNorm} does. */
+    private void addInto(Tensor acc, Tensor x, String op) {
+        CpuTensor at = cpu(acc, op, "acc"), xt = cpu(x, op, "x");
+        float[] as = at.floats(op, "acc"), xs = xt.floats(op, "x");
+        if (!sameShape(at, xt)) throw shapes(op, "acc " + at.shape() + ", product " + xt.shape(), "acc must be [n, out]");
+        pool.forRange(as.length, PARALLEL_ELEMENTS, (i0, i1) -> {
+            for (int i = i0; i < i1; i++) as[i] += xs[i];
+        });
+    }
+
     private static void checkNormShapes(String op, CpuTensor x, CpuTensor out, CpuWeight w) {
         if (!sameShape(x, out) || w.rows() != 1 || x.cols() % w.cols() != 0) {
             throw shapes(op, "x " + x.shape() + ", weight '" + w.name() + "' " + w.shape() + ", out " + out.shape(),

@@ -716,11 +716,65 @@ public final class CudaBackend implements Backend {
      */
     @Override
     public void mlp(Tensor h, Weight gateUp, Weight gateUpBias, Weight down, Weight downBias, Tensor out) {
-        CudaTensor ht = activations(h, "mlp", "h"), ot = floats(out, "mlp", "out");
+        mlp(h, gateUp, gateUpBias, down, downBias, out, false);
+    }
+
+    /**
+     * Where the GEMMs take x in the weight's 16-bit format ({@link #activationFormat}) and the MLP runs fused:
+     * {@link #linearAdd} and {@link #mlpAdd} add their product into the residual inside cuBLASLt's GEMM (beta 1),
+     * so the residual add needs no product written and read back. Used by the model under
+     * {@link dev.lathe.core.model.LlamaModel#RESIDUAL_ADD_PROPERTY}.
+     */
+    @Override
+    public boolean addsIntoResidual(Weight w, int rows) {
+        return fusedMlp && activationFormat(w, rows) != DType.F32;
+    }
+
+    @Override
+    public void linearAdd(Tensor x, Weight w, Weight bias, Tensor acc) {
+        CudaTensor xt = activations(x, "linearAdd", "x"), at = floats(acc, "linearAdd", "acc");
+        CudaWeight wt = cuda(w);
+        int n = xt.rows();
+        if (!addsIntoResidual(w, n) || (xt.dtype() != DType.F32 && xt.dtype() != wt.dtype())) {
+            throw new IllegalArgumentException("linearAdd: x " + xt.dtype() + " with " + n + " rows for w '" + wt.name() + "' of "
+                    + wt.dtype() + "; it takes x in F32 or w's 16-bit format where addsIntoResidual says so");
+        }
+        if (xt.cols() != wt.cols() || at.rows() != n || at.cols() != wt.rows()) {
+            throw shapes("linearAdd", "x " + xt.shape() + ", w '" + wt.name() + "' " + wt.shape() + ", acc " + at.shape(),
+                    "need x [n, in], w [out, in], acc [n, out]");
+        }
+        CudaWeight bt = bias == null ? null : cuda(bias);
+        if (bt != null && (bt.rows() != 1 || bt.cols() != wt.rows())) {
+            throw shapes("linearAdd", "w '" + wt.name() + "' " + wt.shape() + ", bias " + bt.shape(), "bias must be [1, w.rows]");
+        }
+        try (CudaTensor converted = inFormat(xt, wt.dtype())) {
+            long xa = converted != null ? converted.address() : xt.address();
+            gemm.run(stream, wt.dtype(), DType.F32, wt.address(), xa, at.address(), n, wt.cols(), wt.rows(), false, true);
+        }
+        if (bt != null) {
+            kernels.biasAdd.launch(stream, Kernels.elementBlocks(at.size()), 1, 256,
+                    at.address(), bt.address(), (long) at.rows(), at.cols(), dtypeCode(bt.dtype()));
+        }
+    }
+
+    @Override
+    public void mlpAdd(Tensor h, Weight gateUp, Weight gateUpBias, Weight down, Weight downBias, Tensor acc) {
+        mlp(h, gateUp, gateUpBias, down, downBias, acc, true);
+    }
+
+    private void mlp(Tensor h, Weight gateUp, Weight gateUpBias, Weight down, Weight downBias, Tensor out, boolean accumulate) {
+        String op = accumulate ? "mlpAdd" : "mlp";
+        CudaTensor ht = activations(h, op, "h"), ot = floats(out, op, "out");
         CudaWeight gu = cuda(gateUp), dn = cuda(down);
         int n = ht.rows(), inner = gu.rows() / 2;
         if (!fusedMlp || n <= SPLIT_MAX_ROWS || gu.dtype() == DType.F32 || dn.dtype() != gu.dtype()
                 || gu.rows() % 2 != 0 || dn.cols() != inner || ot.rows() != n || ot.cols() != dn.rows()) {
+            if (accumulate) {
+                throw new IllegalArgumentException("mlpAdd: h " + ht.shape() + " " + ht.dtype() + ", gate/up '" + gu.name() + "' "
+                        + gu.shape() + " " + gu.dtype() + ", down '" + dn.name() + "' " + dn.shape() + " " + dn.dtype() + ", acc "
+                        + ot.shape() + ": it needs the fused MLP (16-bit weights of one format, more than " + SPLIT_MAX_ROWS
+                        + " rows) where addsIntoResidual says so");
+            }
             Backend.super.mlp(h, gateUp, gateUpBias, down, downBias, out);
             return;
         }
@@ -741,7 +795,8 @@ public final class CudaBackend implements Backend {
                 linear(h, gateUp, gateUpBias, gateUpOut);
             }
             siluMul(gateUpOut.address(), gateUpOut.dtype(), act.address(), dn.dtype(), n, inner);
-            gemm.run(stream, dn.dtype(), dn.address(), act.address(), ot.address(), n, dn.cols(), dn.rows(), !capturing());
+            gemm.run(stream, dn.dtype(), DType.F32, dn.address(), act.address(), ot.address(), n, dn.cols(), dn.rows(),
+                    !capturing() && !accumulate, accumulate);
             if (db != null) {
                 kernels.biasAdd.launch(stream, Kernels.elementBlocks(ot.size()), 1, 256,
                         ot.address(), db.address(), (long) ot.rows(), ot.cols(), dtypeCode(db.dtype()));

@@ -135,13 +135,23 @@ final class Gemm implements AutoCloseable {
 
     /** As {@link #run(Stream, DType, long, long, long, int, int, int, boolean)}, D stored as {@code outType} (F32 or {@code type}). */
     void run(Stream stream, DType type, DType outType, long w, long x, long out, int n, int in, int outF, boolean mayTime) {
+        run(stream, type, outType, w, x, out, n, in, outF, mayTime, false);
+    }
+
+    /**
+     * As above; with {@code accumulate}, D = x w^T + D (beta 1, C the same F32 matrix as D) instead of D = x w^T. An
+     * accumulating call is never timed: timing runs the product again and again into D.
+     */
+    void run(Stream stream, DType type, DType outType, long w, long x, long out, int n, int in, int outF, boolean mayTime,
+             boolean accumulate) {
         if (outType != DType.F32 && outType != type) {
             throw new IllegalArgumentException("GEMM output " + outType + " for " + type + " operands: F32 or " + type);
         }
+        if (accumulate && outType != DType.F32) throw new IllegalArgumentException("GEMM accumulates into F32 only, not " + outType);
         context.makeCurrent();
         Plan p = plans.computeIfAbsent(new Shape(type, n, in, outF, outType), this::plan);
-        if (!p.timed && mayTime && p.candidates.length > 1) choose(p, stream, w, x, out);
-        matmul(p, p.candidates[p.chosen], stream, w, x, out);
+        if (!p.timed && mayTime && !accumulate && p.candidates.length > 1) choose(p, stream, w, x, out);
+        matmul(p, p.candidates[p.chosen], stream, w, x, out, accumulate ? one : zero);
     }
 
     /**
@@ -173,7 +183,7 @@ final class Gemm implements AutoCloseable {
         context.makeCurrent();
         Plan p = plans.get(new Shape(type, n, in, outF));
         if (p == null) throw new IllegalStateException("no plan for n=" + n + " in=" + in + " out=" + outF + ": call candidateCount first");
-        matmul(p, p.candidates[index], stream, w, x, out);
+        matmul(p, p.candidates[index], stream, w, x, out, zero);
     }
 
     /** Shapes tuned so far, each with the index of the kept algorithm in cuBLASLt's heuristic order. */
@@ -185,8 +195,8 @@ final class Gemm implements AutoCloseable {
         return out;
     }
 
-    private void matmul(Plan p, MemorySegment algo, Stream stream, long w, long x, long out) {
-        lt.matmul(handle, p.desc, one, w, p.a, x, p.b, zero, out, p.d, out, p.d, algo,
+    private void matmul(Plan p, MemorySegment algo, Stream stream, long w, long x, long out, MemorySegment beta) {
+        lt.matmul(handle, p.desc, one, w, p.a, x, p.b, beta, out, p.d, out, p.d, algo,
                 workspace.address(), WORKSPACE_BYTES, stream.handle());
     }
 
@@ -202,7 +212,7 @@ final class Gemm implements AutoCloseable {
             for (int i = 0; i < p.candidates.length; i++) {
                 float perRun;
                 try {
-                    matmul(p, p.candidates[i], stream, w, x, out);
+                    matmul(p, p.candidates[i], stream, w, x, out, zero);
                     float probe = timedRuns(p, p.candidates[i], stream, w, x, out, start, end, 1);
                     int runs = Math.clamp((int) Math.ceil(TUNE_MILLIS / Math.max(probe, 1e-3f)), TUNE_MIN_RUNS, TUNE_MAX_RUNS);
                     perRun = timedRuns(p, p.candidates[i], stream, w, x, out, start, end, runs) / runs;
@@ -227,7 +237,7 @@ final class Gemm implements AutoCloseable {
     /** Milliseconds of {@code runs} back-to-back runs of one algorithm, between two events. */
     private float timedRuns(Plan p, MemorySegment algo, Stream stream, long w, long x, long out, Event start, Event end, int runs) {
         start.record(stream);
-        for (int r = 0; r < runs; r++) matmul(p, algo, stream, w, x, out);
+        for (int r = 0; r < runs; r++) matmul(p, algo, stream, w, x, out, zero);
         end.record(stream);
         end.synchronize();
         return start.millisTo(end);

@@ -182,6 +182,57 @@ class CudaOpsTest {
         }
     }
 
+    /**
+     * linearAdd and mlpAdd (LlamaModel.RESIDUAL_ADD_PROPERTY) add their product into an F32 residual inside the GEMM
+     * (beta 1): the same float32 sum, bit for bit, as linear / mlp into a float32 tensor added after, which is what
+     * the model's addRmsNorm does without the switch. (Should cuBLASLt ever add the residual before its last partial
+     * sums, this fails and the switch's claim of equal numbers must go.)
+     */
+    @Test
+    void linearAddAndMlpAddAddTheProductIntoTheResidual() {
+        int n = 130, in = 256, outF = 192, inner = 320;
+        float[] w = normal(random, outF * in, 0.05f), b = normal(random, outF, 1f);
+        float[] gu = normal(random, 2 * inner * in, 0.05f), dn = normal(random, outF * inner, 0.05f);
+        try (Weight wt = gpu.load(weight("w", DType.BF16, w, outF, in)); Weight bt = gpu.load(weight("b", DType.BF16, b, 1, outF));
+             Weight gt = gpu.load(weight("gu", DType.BF16, gu, 2 * inner, in)); Weight dt = gpu.load(weight("dn", DType.BF16, dn, outF, inner));
+             Tensor xf = gpu.upload(normal(random, n * in, 1f), n, in); Tensor x16 = gpu.allocate(DType.BF16, n, in)) {
+            assertThat(gpu.addsIntoResidual(wt, n)).isTrue();
+            assertThat(gpu.addsIntoResidual(wt, 64)).as("64 rows take split activations, not the 16-bit GEMM").isFalse();
+            try (Weight ones = gpu.load(weight("ones", DType.F32, filled(in, 1f), in))) {
+                gpu.rmsNorm(xf, ones, 1e-5f, x16);  // x in the weights' format, as the model's norms write it
+            }
+            float[] r = normal(random, n * outF, 4f);
+            try (Tensor acc = gpu.upload(r, n, outF); Tensor product = poisoned(n, outF)) {
+                gpu.linearAdd(x16, wt, bt, acc);
+                gpu.linear(x16, wt, bt, product);
+                assertAddedExactly("linearAdd seed " + seed, gpu.download(acc), r, gpu.download(product));
+            }
+            try (Tensor acc = gpu.upload(r, n, outF); Tensor product = poisoned(n, outF)) {
+                gpu.mlpAdd(x16, gt, null, dt, null, acc);
+                gpu.mlp(x16, gt, null, dt, null, product);
+                assertAddedExactly("mlpAdd seed " + seed, gpu.download(acc), r, gpu.download(product));
+            }
+            try (Tensor small = gpu.allocate(DType.F32, 64, in); Tensor acc = gpu.upload(new float[64 * outF], 64, outF)) {
+                assertThatThrownBy(() -> gpu.linearAdd(small, wt, bt, acc)).isInstanceOf(IllegalArgumentException.class)
+                        .hasMessageContaining("addsIntoResidual");
+            }
+        }
+    }
+
+    private static float[] filled(int n, float v) {
+        float[] a = new float[n];
+        Arrays.fill(a, v);
+        return a;
+    }
+
+    private static void assertAddedExactly(String what, float[] got, float[] residual, float[] product) {
+        float[] want = new float[got.length];
+        for (int i = 0; i < want.length; i++) want[i] = residual[i] + product[i];
+        int first = Arrays.mismatch(got, want);
+        assertThat(first).as("%s: first element that is not residual + product (%s)", what,
+                first < 0 ? "" : got[first] + " against " + residual[first] + " + " + product[first]).isEqualTo(-1);
+    }
+
     @Test
     void addRmsNormUpdatesTheResidualAndNormsIt() {
         int n = 7, h = 4101;

@@ -209,6 +209,25 @@ public interface Backend extends AutoCloseable {
      */
     default DType activationFormat(Weight w, int rows) { return DType.F32; }
 
+    /**
+     * Whether {@link #linearAdd} (with weight {@code w}) and {@link #mlpAdd} (with {@code w} as gate/up or down) are
+     * available for a step of {@code rows} rows, x taken in {@link #activationFormat}. Default false.
+     */
+    default boolean addsIntoResidual(Weight w, int rows) { return false; }
+
+    /**
+     * {@code acc += x @ w^T (+ bias)} for an F32 {@code acc} {@code [n, out]}: the same numbers as {@link #linear} into
+     * a float32 tensor added to acc, where {@link #addsIntoResidual} allows it (a backend may add inside the product).
+     */
+    default void linearAdd(Tensor x, Weight w, Weight bias, Tensor acc) {
+        throw new UnsupportedOperationException(name() + " backend: no linearAdd (see addsIntoResidual)");
+    }
+
+    /** {@code acc += mlp(h, ...)} for an F32 {@code acc}, as {@link #linearAdd} is to {@link #linear}. */
+    default void mlpAdd(Tensor h, Weight gateUp, Weight gateUpBias, Weight down, Weight downBias, Tensor acc) {
+        throw new UnsupportedOperationException(name() + " backend: no mlpAdd (see addsIntoResidual)");
+    }
+
     /** Whether {@link #sampleRows} draws tokens where the logits are. */
     default boolean supportsSampling() { return false; }
 

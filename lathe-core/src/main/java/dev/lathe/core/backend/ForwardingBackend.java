@@ -57,6 +57,11 @@ public abstract class ForwardingBackend implements Backend {
         inner.mlp(h, gateUp, gateUpBias, down, downBias, out);
     }
     @Override public void linearSiluMul(Tensor x, Weight w, Weight bias, Tensor out) { inner.linearSiluMul(x, w, bias, out); }
+    @Override public boolean addsIntoResidual(Weight w, int rows) { return inner.addsIntoResidual(w, rows); }
+    @Override public void linearAdd(Tensor x, Weight w, Weight bias, Tensor acc) { inner.linearAdd(x, w, bias, acc); }
+    @Override public void mlpAdd(Tensor h, Weight gateUp, Weight gateUpBias, Weight down, Weight downBias, Tensor acc) {
+        inner.mlpAdd(h, gateUp, gateUpBias, down, downBias, acc);
+    }
     @Override public void gatherRows(Tensor x, Tensor rows, Tensor out) { inner.gatherRows(x, rows, out); }
     @Override public boolean supportsSampling() { return inner.supportsSampling(); }
     @Override public DType activationFormat(Weight w, int rows) { return inner.activationFormat(w, rows); }

@@ -27,6 +27,17 @@ import java.util.List;
  * </pre>
  */
 public final class LlamaModel implements AutoCloseable {
+    /**
+     * System property, read at each forward: {@code true} lets the o projection and the MLP add their products into
+     * the residual stream inside the product ({@link Backend#linearAdd}, {@link Backend#mlpAdd}) where the backend
+     * {@link Backend#addsIntoResidual can}, and the norms after them only normalize. The same numbers as the add in
+     * {@link Backend#addRmsNorm}, with the float32 product neither written nor read back. Default false: not yet
+     * measured on a GPU.
+     */
+    public static final String RESIDUAL_ADD_PROPERTY = "lathe.model.residualAdd";
+
+    private static boolean residualAddRequested() { return Boolean.getBoolean(RESIDUAL_ADD_PROPERTY); }
+
     private final ModelConfig config;
     private final Backend backend;
     private final Weight embedding;   // [vocab, hidden]
@@ -89,6 +100,10 @@ public final class LlamaModel implements AutoCloseable {
             // attention writes the o projection's input in that format too, where every layer's takes it
             DType oFormat = backend.activationFormat(first.o(), n);
             boolean oDirect = oFormat != DType.F32 && layers.stream().allMatch(w -> backend.activationFormat(w.o(), n) == oFormat);
+            // the o projection and the MLP add their products into the residual inside the GEMM where the backend can
+            // and RESIDUAL_ADD_PROPERTY asks for it; the norms then only normalize
+            boolean addInGemm = residualAddRequested() && layers.stream().allMatch(w -> backend.addsIntoResidual(w.o(), n)
+                    && backend.addsIntoResidual(w.gateUp(), n) && backend.addsIntoResidual(w.down(), n));
             try (Tensor hAct = direct ? backend.allocate(actFormat, n, hidden) : null;
                  Tensor attnOut = backend.allocate(oDirect ? oFormat : DType.F32, n, config.qSize())) {
                 Tensor x = direct ? hAct : h;
@@ -108,11 +123,19 @@ public final class LlamaModel implements AutoCloseable {
                         backend.writeKv(cache, l, k, v, attn.slotMapping());
                     }
                     backend.attention(q, cache, l, attn, attentionScale, attnOut);
-                    backend.linear(attnOut, w.o(), w.oBias(), proj);
-                    backend.addRmsNorm(residual, proj, w.postAttentionNorm(), eps, x);
-                    backend.mlp(x, w.gateUp(), w.gateUpBias(), w.down(), w.downBias(), proj);
                     boolean last = l + 1 == layers.size();
-                    backend.addRmsNorm(residual, proj, last ? finalNorm : layers.get(l + 1).inputNorm(), eps, last ? h : x);
+                    Weight nextNorm = last ? finalNorm : layers.get(l + 1).inputNorm();
+                    if (addInGemm) {
+                        backend.linearAdd(attnOut, w.o(), w.oBias(), residual);
+                        backend.rmsNorm(residual, w.postAttentionNorm(), eps, x);
+                        backend.mlpAdd(x, w.gateUp(), w.gateUpBias(), w.down(), w.downBias(), residual);
+                        backend.rmsNorm(residual, nextNorm, eps, last ? h : x);
+                    } else {
+                        backend.linear(attnOut, w.o(), w.oBias(), proj);
+                        backend.addRmsNorm(residual, proj, w.postAttentionNorm(), eps, x);
+                        backend.mlp(x, w.gateUp(), w.gateUpBias(), w.down(), w.downBias(), proj);
+                        backend.addRmsNorm(residual, proj, nextNorm, eps, last ? h : x);
+                    }
                 }
             }
             int m = in.logitRows().cols();

@@ -1,0 +1,69 @@
+package dev.lathe.cpu;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import dev.lathe.core.backend.Backend;
+import dev.lathe.core.backend.ForwardingBackend;
+import dev.lathe.core.backend.Tensor;
+import dev.lathe.core.backend.Weight;
+import dev.lathe.core.checkpoint.DType;
+import dev.lathe.core.config.ModelConfig;
+import dev.lathe.core.config.RopeScaling;
+import dev.lathe.core.generate.ModelRunner;
+import dev.lathe.core.generate.Sequence;
+import dev.lathe.core.model.LlamaModel;
+import dev.lathe.core.model.LoadProgress;
+import dev.lathe.core.model.ModelLoader;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Random;
+import org.junit.jupiter.api.Test;
+
+/** {@link LlamaModel#RESIDUAL_ADD_PROPERTY}: the residual adds moved into the products change no number. */
+class ResidualAddTest {
+    private static final ModelConfig CONFIG = new ModelConfig("LlamaForCausalLM", "llama", 97, 48, 80, 2, 4, 2, 16, 64, 1e-5,
+            10000, RopeScaling.NONE, false, true, true, false, 0, 1, List.of(2), "bfloat16");  // o and MLP biases too
+
+    /**
+     * With {@link LlamaModel#RESIDUAL_ADD_PROPERTY} the o projection and the MLP add into the residual themselves and
+     * the norms only normalize: the same float32 adds in the same order, so the logits are the same bits. The model
+     * with the switch runs over a backend that counts those calls, with the same synthetic weights.
+     */
+    @Test
+    void addingIntoTheResidualInsideTheProductsGivesTheSameLogits() {
+        int[] prompt = new Random(9).ints(23, 0, 97).toArray();
+        int[] adds = new int[2];
+        float[] plain, fused;
+        try (CpuBackend backend = new CpuBackend(2)) {
+            plain = logits(backend, prompt);
+            Backend counting = new ForwardingBackend(backend) {
+                @Override public void linearAdd(Tensor x, Weight w, Weight bias, Tensor acc) {
+                    adds[0]++;
+                    super.linearAdd(x, w, bias, acc);
+                }
+                @Override public void mlpAdd(Tensor h, Weight gateUp, Weight gateUpBias, Weight down, Weight downBias, Tensor acc) {
+                    adds[1]++;
+                    super.mlpAdd(h, gateUp, gateUpBias, down, downBias, acc);
+                }
+            };
+            String before = System.getProperty(LlamaModel.RESIDUAL_ADD_PROPERTY);
+            System.setProperty(LlamaModel.RESIDUAL_ADD_PROPERTY, "true");
+            try {
+                fused = logits(counting, prompt);
+            } finally {
+                if (before == null) System.clearProperty(LlamaModel.RESIDUAL_ADD_PROPERTY);
+                else System.setProperty(LlamaModel.RESIDUAL_ADD_PROPERTY, before);
+            }
+        }
+        assertThat(adds).as("linearAdd and mlpAdd calls, one each a layer").containsExactly(2, 2);
+        assertThat(Arrays.mismatch(fused, plain)).as("first logit that differs").isEqualTo(-1);
+    }
+
+    /** The logits of every prompt position, in one step, from synthetic weights of seed 7 over {@code backend}. */
+    private static float[] logits(Backend backend, int[] prompt) {
+        try (LlamaModel model = ModelLoader.synthetic(CONFIG, backend, DType.BF16, 7, LoadProgress.NONE);
+             var r = new ModelRunner(model, ModelRunner.CacheConfig.forSequences(64, 4, 4, DType.F32))) {
+            return r.step(List.of(new Sequence(0, prompt)), new int[]{prompt.length}, true).data();
+        }
+    }
+}
