@@ -1,4 +1,7 @@
-// Paged attention for decode steps (and short prefills): a lane per key, the context split across blocks.
+// Paged attention for decode steps (and short prefills), the context split across blocks. Two kernels over the
+// same grid and pieces: split_attention_mma (further down) runs 16-bit caches of head size 64 or 128, with at
+// most 16 query heads per KV head, on tensor cores, one warp a block; the lane-per-key kernel described here runs the rest (and 16-bit caches when
+// CudaBackend.MMA_DECODE_PROPERTY is off), in float32 throughout.
 //
 // Grid (query row, KV head, context piece), 4 warps a block. The query heads that share the KV head (GQA)
 // are spread over the warps. For 16-bit caches the block loads each tile of 32 key and value rows into

@@ -149,6 +149,7 @@ public final class CudaBackend implements Backend {
     private int gemvMaxRows = Math.clamp(Integer.getInteger(GEMV_ROWS_PROPERTY, 2), 0, GEMV_MAX_ROWS);
     private int maxSplits = Math.clamp(Integer.getInteger(MAX_SPLITS_PROPERTY, MAX_SPLITS), 1, MAX_SPLITS);
     private boolean mmaDecode = Boolean.parseBoolean(System.getProperty(MMA_DECODE_PROPERTY, "true"));
+    private String lastDecodeLaunch = "none";
     private final BufferPool pool;
     /**
      * Buffers of the tensors allocated while capturing graphs: kept apart from {@link #pool}, so that work
@@ -397,9 +398,12 @@ public final class CudaBackend implements Backend {
         for (long done = 0; done < total; done += STAGING_CHUNK) {
             long n = Math.min(STAGING_CHUNK, total - done);
             long at = ring.reserve(n);
-            MemorySegment.copy(src, done, buf, at, n);
-            stream.copyToDevice(dst, dstOffset + done, buf.asSlice(at, n), n);
-            ring.queued();
+            try {
+                MemorySegment.copy(src, done, buf, at, n);
+                stream.copyToDevice(dst, dstOffset + done, buf.asSlice(at, n), n);
+            } finally {
+                ring.queued();  // also when the copy failed: a fence on nothing queued is harmless, a range left unfenced is not
+            }
         }
     }
 
@@ -410,7 +414,11 @@ public final class CudaBackend implements Backend {
         for (long done = 0; done < total; done += STAGING_CHUNK) {
             long n = Math.min(STAGING_CHUNK, total - done);
             long at = ring.reserve(n);
-            stream.copyToHost(buf.asSlice(at, n), src, done, n);
+            try {
+                stream.copyToHost(buf.asSlice(at, n), src, done, n);
+            } finally {
+                ring.queued();  // as in queueCopyIn: never leave the range unfenced
+            }
             stream.synchronize();
             ring.drained();
             MemorySegment.copy(buf, at, dst, done, n);
@@ -1006,6 +1014,7 @@ public final class CudaBackend implements Backend {
         CudaKvCache c = cuda(cache);
         CudaTensor qt = floats(q, "attention", "q"), ot = activations(out, "attention", "out");
         int headDim = c.headDim();
+        lastDecodeLaunch = "none";
         if (!sameShape(qt, ot) || qt.cols() % headDim != 0 || (qt.cols() / headDim) % c.numKvHeads() != 0
                 || qt.rows() != meta.numTokens()) {
             throw shapes("attention", "q " + qt.shape() + ", out " + ot.shape() + ", cache kvHeads=" + c.numKvHeads()
@@ -1095,6 +1104,7 @@ public final class CudaBackend implements Backend {
         }
         Kernel k = mma != null ? mma : kernels.splitAttention[headDim / 32 - 1];
         int threads = mma != null ? 32 : SPLIT_THREADS;
+        lastDecodeLaunch = (mma != null ? "tensor cores" : "float32") + ", " + splits + (splits == 1 ? " piece" : " pieces");
         if (splits == 1) {
             k.launch3(stream, rows, c.numKvHeads(), 1, threads,
                     qt.address(), c.keys(layer), c.values(layer), ot.address(), 0L, 0L, starts.address(), lens.address(),
@@ -1155,6 +1165,9 @@ public final class CudaBackend implements Backend {
     }
 
     boolean mmaDecode() { return mmaDecode; }
+
+    /** The split-context kernel the last decode attention ran, and its pieces ("tensor cores, 1 piece"); for tests. */
+    String lastDecodeLaunch() { return lastDecodeLaunch; }
 
     /** The grouped-query flash kernel for a cache type and head size (and the item rows set), or null where it has none. */
     private Kernel flashGqaKernel(DType dtype, int headDim) {
@@ -1471,7 +1484,7 @@ public final class CudaBackend implements Backend {
             pairs[i] = srcRows[i];
             pairs[n + i] = dstRows[i];
         }
-        // queued, not upload(): that waits for the stream, which holds the previous step still running
+        // queued through the staging ring: nothing here waits for the stream, which holds the previous step still running
         try (CudaTensor p = (CudaTensor) allocate(DType.I32, 1, 2 * n)) {
             queueCopyIn(MemorySegment.ofArray(pairs), p.buffer(), 0);
             kernels.forwardTokens.launch(stream, Math.min((n + 255) / 256, 1024), 1, 256, from.address(), p.address(),

@@ -846,16 +846,22 @@ class CudaOpsTest {
     @EnumSource(value = DType.class, names = {"BF16", "F16"})
     void tensorCoreDecodeMergesThePiecesOfALongContext(DType cacheType) {
         withMmaDecode(true, () -> splitting(() -> {
-            runAttention(cacheType, 32, 8, 128, 16, 0, List.of(new Seq(2048, 1)));
+            assertThat(runAttention(cacheType, 32, 8, 128, 16, 0, List.of(new Seq(2048, 1)))).endsWith("pieces");
             runAttention(cacheType, 32, 8, 128, 16, 0, List.of(new Seq(1000, 1), new Seq(37, 1), new Seq(513, 2), new Seq(5, 0)));
         }));
     }
 
+    /** One piece a row (the kernel writes the output itself, no merge), as enough rows would give on any GPU. */
     @Test
-    void tensorCoreDecodeRunsUnsplitForManyRows() {
+    void tensorCoreDecodeWritesUnsplitRowsItself() {
         List<Seq> seqs = new ArrayList<>();
         for (int i = 0; i < 80; i++) seqs.add(new Seq(1 + (i * 37) % 300, 1));
-        withMmaDecode(true, () -> runAttention(DType.BF16, 32, 8, 128, 16, 0, seqs));
+        int old = gpu.maxAttentionSplits(1);
+        try {
+            withMmaDecode(true, () -> assertThat(runAttention(DType.BF16, 32, 8, 128, 16, 0, seqs)).isEqualTo("tensor cores, 1 piece"));
+        } finally {
+            gpu.maxAttentionSplits(old);
+        }
     }
 
     @Test
@@ -933,7 +939,8 @@ class CudaOpsTest {
         }
     }
 
-    private void runAttention(DType cacheType, int heads, int kvHeads, int headDim, int blockSize, int window, List<Seq> seqs) {
+    /** Checks one attention call against the dense reference; returns {@link CudaBackend#lastDecodeLaunch} of that call. */
+    private String runAttention(DType cacheType, int heads, int kvHeads, int headDim, int blockSize, int window, List<Seq> seqs) {
         int numSeqs = seqs.size(), layers = 2, layer = 1;
         int maxBlocks = 0, totalBlocks = 0;
         for (Seq s : seqs) {
@@ -976,6 +983,7 @@ class CudaOpsTest {
                      gpu.upload(new int[numTokens], 1, numTokens), starts, lens, window)) {
             gpu.writeKv(cache, layer, kt, vt, slotT);
             gpu.attention(qt, cache, layer, meta, scale, out);
+            String launch = gpu.lastDecodeLaunch();
             int longest = 0;
             for (Seq sq : seqs) longest = Math.max(longest, sq.queries);
             // CudaBackend's dispatch rule, restated: the flash kernel for 16-bit caches of head size 64 or 128
@@ -1038,12 +1046,17 @@ class CudaOpsTest {
             }
             String what = "attention " + cacheType + " headDim " + headDim + " window " + window + (flash ? " (flash)" : "")
                     + (mmaRows ? " (tensor-core decode)" : "") + " seed " + seed;
+            // the rows the split-context kernel takes ran on the kernel the rule above names
+            boolean splitRows = seqs.stream().anyMatch(sq -> sq.queries > 0 && (!flash || sq.queries <= CudaBackend.SPLIT_MAX_QUERY_RUN));
+            if (headDim % 32 == 0 && splitRows) {
+                assertThat(launch).as(what + ": decode kernel").startsWith(mmaRows ? "tensor cores" : "float32");
+            }
             float[] got = gpu.download(out);
             attentionWritesTheGemmFormatAsItsRounding(what, qt, cache, layer, meta, scale, got, cacheType);
             if (!flash) {
                 if (mmaRows) assertWithin(what, got, want, tol);
                 else assertClose(what, got, want, 1e-5);
-                return;
+                return launch;
             }
             // the flash kernel's rows against its derived bound, the split kernel's rows (float32) as above
             int rowWidth = heads * headDim;
@@ -1086,6 +1099,7 @@ class CudaOpsTest {
                 assertThat(firstDiff).as(what + ": second call with the same metadata differs first at element %d", firstDiff)
                         .isEqualTo(-1);
             }
+            return launch;
         }
     }
 
@@ -1134,15 +1148,21 @@ class CudaOpsTest {
      *    l likewise; each is off by at most (n + n/32 + 8) * 2^-23 relative to its sum of magnitudes, which
      *    for O is A_d * l and for l is l: together at most 2 * (n + n/32 + 8) * 2^-23 * A_d, and the final
      *    division 2^-24 |o_d| <= 2^-24 A_d.
+     * 4. The tensor-core decode kernel (split_attention_mma) runs the same tile steps on 32-key tiles, over
+     *    pieces of at least 32 keys when the context is split; attention_combine then merges the pieces. Each
+     *    piece has its own running max m_p, stored in natural-log units (m_p * ln 2: one more rounding of an
+     *    exponent of size at most sigma, inside the 8 spare units of 2.) and weighted by expf(m_p - M) (2 ulp,
+     *    inside 2.'s 2^-20); merging is one more rescale and add of O and of l per piece, at most n/32 more
+     *    than 3. counts.
      *
-     * tol = A_d * (u + e^(2 delta) - 1 + 2^-22 * (n + n/32 + 9)) + [F16] 2^-25 * sum_j |v_jd| / Z + 1e-6,
+     * tol = A_d * (u + e^(2 delta) - 1 + 2^-22 * (n + 2 n/32 + 9)) + [F16] 2^-25 * sum_j |v_jd| / Z + 1e-6,
      * the last term for anything smaller that was missed (BF16/F32 underflow of far-below-max weights).
      */
     private static double flashTolerance(DType cacheType, int headDim, int keys, double sigma, double weightedAbsV,
                                          double absVOverZ) {
         double u = cacheType == DType.BF16 ? 0x1p-8 : 0x1p-11;
         double delta = (headDim + 8) * 0x1p-23 * sigma + 0x1p-20;
-        double f32Sums = 0x1p-22 * (keys + keys / 32.0 + 9);
+        double f32Sums = 0x1p-22 * (keys + 2 * keys / 32.0 + 9);
         double subnormal = cacheType == DType.F16 ? 0x1p-25 * absVOverZ : 0;
         return weightedAbsV * (u + Math.expm1(2 * delta) + f32Sums) + subnormal + 1e-6;
     }
