@@ -58,7 +58,7 @@ final class Bf16Format implements WeightFormat {
         for (; i + l <= n; i += l) {
             a0 = load(w, wOff + 2L * i).fma(FloatVector.fromArray(F, x, xOff + i), a0);
         }
-        float s = a0.add(a1).add(a2.add(a3)).reduceLanes(VectorOperators.ADD);
+        float s = VectorMath.sum(a0.add(a1).add(a2.add(a3)));
         for (; i < n; i++) s += toFloat(w.get(SHORT, wOff + 2L * i)) * x[xOff + i];
         return s;
     }

@@ -52,7 +52,7 @@ final class F16Format implements WeightFormat {
         for (; i + l <= n; i += l) {
             a0 = load(w, wOff + 2L * i).fma(FloatVector.fromArray(F, x, xOff + i), a0);
         }
-        float s = a0.add(a1).reduceLanes(VectorOperators.ADD);
+        float s = VectorMath.sum(a0.add(a1));
         for (; i < n; i++) s += Float.float16ToFloat(w.get(SHORT, wOff + 2L * i)) * x[xOff + i];
         return s;
     }

@@ -2,7 +2,6 @@ package dev.lathe.cpu;
 
 import dev.lathe.core.checkpoint.DType;
 import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
 import java.lang.foreign.MemorySegment;
@@ -37,7 +36,7 @@ final class F32Format implements WeightFormat {
         for (; i + l <= n; i += l) {
             a0 = load(w, wOff + 4L * i).fma(FloatVector.fromArray(F, x, xOff + i), a0);
         }
-        float s = a0.add(a1).add(a2.add(a3)).reduceLanes(VectorOperators.ADD);
+        float s = VectorMath.sum(a0.add(a1).add(a2.add(a3)));
         for (; i < n; i++) s += w.get(FLOAT, wOff + 4L * i) * x[xOff + i];
         return s;
     }

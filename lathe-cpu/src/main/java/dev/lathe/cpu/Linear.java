@@ -1,7 +1,6 @@
 package dev.lathe.cpu;
 
 import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
@@ -104,14 +103,14 @@ final class Linear {
             a3 = u.fma(xd, a3);
             b3 = v.fma(xd, b3);
         }
-        acc[0] = a0.reduceLanes(VectorOperators.ADD);
-        acc[1] = a1.reduceLanes(VectorOperators.ADD);
-        acc[2] = a2.reduceLanes(VectorOperators.ADD);
-        acc[3] = a3.reduceLanes(VectorOperators.ADD);
-        acc[4] = b0.reduceLanes(VectorOperators.ADD);
-        acc[5] = b1.reduceLanes(VectorOperators.ADD);
-        acc[6] = b2.reduceLanes(VectorOperators.ADD);
-        acc[7] = b3.reduceLanes(VectorOperators.ADD);
+        acc[0] = VectorMath.sum(a0);
+        acc[1] = VectorMath.sum(a1);
+        acc[2] = VectorMath.sum(a2);
+        acc[3] = VectorMath.sum(a3);
+        acc[4] = VectorMath.sum(b0);
+        acc[5] = VectorMath.sum(b1);
+        acc[6] = VectorMath.sum(b2);
+        acc[7] = VectorMath.sum(b3);
         for (; i < in; i++) {
             float u = w[w0 + i], v = w[w1 + i];
             for (int k = 0; k < 4; k++) {
