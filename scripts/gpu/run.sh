@@ -11,6 +11,7 @@
 #                               its transformers peer when LATHE_CHECK_PEER=1), TTFT at 2048, batch-256 decode and
 #                               128/128 throughput runs, each under its own limit; JSON records go into records.tar
 #   bash .device/run.sh ab      switches against the defaults in one call (see ab below)
+#   bash .device/run.sh profile  the device time of each op in a 2048-token prefill step and a decode step (see profile below)
 #   bash .device/run.sh throughput   offline throughput, 3000 requests, with the transformers batch-64 peer
 #   bash .device/run.sh serving      serving sweep against `lathe serve` (pack with LATHE_PACK_SERVER=1)
 #   bash .device/run.sh pairs        offline throughput at other lengths (LATHE_PAIRS="IN/OUT:REQUESTS ...")
@@ -310,6 +311,23 @@ ab() {
   grep -E "^(==|TTFT|TPOT|host)|output  |engine host" "$log"
 }
 
+# Where a step's device time goes: `bench latency --profile` times each op of one 2048-token prefill step and one
+# decode step (decode graphs off, so that step's ops run one by one), for the defaults and then for each set of
+# JVM flags in LATHE_PROFILE_FLAGS (space-separated sets, flags comma-separated, as for ab).
+profile() {
+  setup
+  local log=$OUT_DIR/profile.log flag
+  set +e
+  for flag in "" ${LATHE_PROFILE_FLAGS:-}; do
+    lathe_with "-Dlathe.graphs=false${flag:+,$flag}"
+    echo "== profile ${flag:-(defaults)}" >> "$log"
+    timeout 90 "${LATHE_WITH[@]}" bench latency --backend cuda --model synthetic:llama-3-8b --card "$CARD" --batch 1 \
+        --input-len 2048 --output-len 2 --warmup 2 --iterations 3 --profile >> "$log" 2>&1
+  done
+  set -e
+  grep -v "iteration" "$log"
+}
+
 # issue 6's serving sweep: `lathe serve` on the GPU, `lathe bench serving` at concurrency 1 ... 256 with 1024
 # input and 128 output tokens (LATHE_SERVING_PER_LEVEL prompts per request in flight at each level), then
 # `lathe bench throughput` offline on the same lengths, once with as many sequences per step as the
@@ -427,6 +445,7 @@ quick() {
 
 case "$mode" in
   ab) ab ;;
+  profile) profile ;;
   quick) quick ;;
   tests) tests ;;
   records) records ;;

@@ -17,8 +17,10 @@ import java.nio.file.Path;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
 import java.util.Random;
 import java.util.concurrent.Callable;
 
@@ -41,6 +43,8 @@ final class BenchLatencyCommand implements Callable<Integer> {
     @Option(names = "--json", description = "write the record here") Path json;
     @Option(names = "--card", description = "the device, as the record should name it (e.g. from nvidia-smi)") String card;
     @Option(names = "--peer-json", description = "a peer's result from the same run, embedded in the record") Path peerJson;
+    @Option(names = "--profile", description = "after the timed iterations, time each op of one more prefill step and one"
+            + " decode step on the device, and print (and record) the totals by op") boolean profile;
 
     record Iteration(double ttftMs, double[] stepMs, double[] hostMs) {}
 
@@ -50,7 +54,8 @@ final class BenchLatencyCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--batch, --input-len, --output-len and --iterations must be at least 1");
         }
         try (Backend inner = modelOptions.openBackend();
-             TimedBackend backend = new TimedBackend(inner);
+             OpProfiler profiler = new OpProfiler(inner);
+             TimedBackend backend = new TimedBackend(profiler);
              LoadedModel m = modelOptions.load(backend)) {
             int maxLen = inputLen + outputLen;
             if (modelOptions.maxModelLen == 0) modelOptions.maxModelLen = Math.min(maxLen, m.config().maxPositionEmbeddings());
@@ -63,7 +68,8 @@ final class BenchLatencyCommand implements Callable<Integer> {
                     System.err.printf(Locale.ROOT, "%s iteration %d: TTFT %.2f ms, TPOT %.3f ms%n", it < warmup ? "warm-up" : "timed",
                             it, r.ttftMs(), mean(r.stepMs()));
                 }
-                report(m, backend.name(), timed);
+                Map<String, List<OpProfiler.Row>> profiles = profile ? profile(runner, profiler, rnd, m.config().vocabSize()) : Map.of();
+                report(m, backend.name(), timed, profiles);
             }
         }
         return 0;
@@ -99,7 +105,38 @@ final class BenchLatencyCommand implements Callable<Integer> {
         return new Iteration(ttft, steps, host);
     }
 
-    private void report(LoadedModel m, String backendName, List<Iteration> timed) throws IOException {
+    /**
+     * One more prefill step of the batch, then one decode step, each with its ops timed ({@link OpProfiler}). A decode
+     * step replayed from a CUDA graph calls no op: its table is empty then (-Dlathe.graphs=false runs it eagerly).
+     */
+    private Map<String, List<OpProfiler.Row>> profile(ModelRunner runner, OpProfiler profiler, Random rnd, int vocab) {
+        List<Sequence> seqs = new ArrayList<>();
+        for (int b = 0; b < batch; b++) seqs.add(new Sequence(10_000 + b, rnd.ints(inputLen, 0, vocab).toArray()));
+        int[] counts = new int[batch];
+        Arrays.fill(counts, inputLen);
+        boolean[] greedy = new boolean[batch];
+        Map<String, List<OpProfiler.Row>> out = new LinkedHashMap<>();
+        try {
+            profiler.start();
+            var logits = runner.step(seqs, counts, greedy);
+            out.put("prefill", profiler.stop());
+            for (int s = 0; s < batch; s++) seqs.get(s).append(logits.argmax(s));
+            if (outputLen > 1) {
+                Arrays.fill(counts, 1);
+                profiler.start();
+                runner.step(seqs, counts, greedy);
+                out.put("decode", profiler.stop());
+            }
+        } finally {
+            seqs.forEach(runner::free);
+        }
+        out.forEach((step, rows) -> System.out.printf(Locale.ROOT, "ops of one %s step of batch %d (device time between marks):%n%s",
+                step, batch, rows.isEmpty() ? "  none called: the step ran as a CUDA graph\n" : OpProfiler.table(rows)));
+        return out;
+    }
+
+    private void report(LoadedModel m, String backendName, List<Iteration> timed, Map<String, List<OpProfiler.Row>> profiles)
+            throws IOException {
         double[] ttft = timed.stream().mapToDouble(Iteration::ttftMs).sorted().toArray();
         double[] tpot = timed.stream().flatMapToDouble(i -> Arrays.stream(i.stepMs())).sorted().toArray();
         double[] host = timed.stream().flatMapToDouble(i -> Arrays.stream(i.hostMs())).sorted().toArray();
@@ -141,6 +178,13 @@ final class BenchLatencyCommand implements Callable<Integer> {
             r.put("decode_tok_s", decodeTokS);
             r.put("host_ms_per_step_mean", mean(host));
             r.put("host_share_of_step", hostShare);
+        }
+        if (!profiles.isEmpty()) {
+            ObjectNode prof = rec.putObject("op_profile_ms");
+            profiles.forEach((step, rows) -> {
+                ObjectNode s = prof.putObject(step);
+                for (OpProfiler.Row row : rows) s.putObject(row.op()).put("calls", row.calls()).put("ms", row.millis());
+            });
         }
         if (peerJson != null && Files.exists(peerJson)) rec.set("peer_same_run", mapper.readTree(peerJson.toFile()));
         Files.writeString(json, mapper.writeValueAsString(rec));

@@ -3,6 +3,7 @@ package dev.lathe.cuda;
 import dev.lathe.core.backend.AttentionMetadata;
 import dev.lathe.core.backend.Backend;
 import dev.lathe.core.backend.KvCache;
+import dev.lathe.core.backend.Mark;
 import dev.lathe.core.backend.SampleSpec;
 import dev.lathe.core.backend.Tensor;
 import dev.lathe.core.backend.Weight;
@@ -232,6 +233,27 @@ public final class CudaBackend implements Backend {
 
     /** Waits for all queued work. */
     public void synchronize() { stream.synchronize(); }
+
+    /** A CUDA event recorded on the stream: {@link Mark#millisTo} is the device time between two of them. */
+    @Override
+    public Mark mark() {
+        if (capturing()) throw new IllegalStateException("mark: not inside a graph capture");
+        Event e = context.createEvent();
+        e.record(stream);
+        return new EventMark(e);
+    }
+
+    private record EventMark(Event event) implements Mark {
+        @Override
+        public double millisTo(Mark later) {
+            if (!(later instanceof EventMark l)) throw new IllegalArgumentException("millisTo: a CUDA mark against " + later);
+            l.event.synchronize();
+            return event.millisTo(l.event);
+        }
+
+        @Override
+        public void close() { event.close(); }
+    }
 
     // ---- memory -------------------------------------------------------------------------------
 

@@ -19,6 +19,12 @@ public interface Backend extends AutoCloseable {
 
     // ---- memory -------------------------------------------------------------------------------
 
+    /**
+     * A mark at the end of the work queued so far, for timing ops ({@link Mark#millisTo}). Default: the host's clock
+     * now, right for a backend whose ops have finished when they return. Not for use inside {@link #capture}.
+     */
+    default Mark mark() { return Mark.hostNow(); }
+
     /** A new, uninitialised {@code [rows, cols]} tensor. */
     Tensor allocate(DType dtype, int rows, int cols);
 

@@ -18,6 +18,7 @@ public abstract class ForwardingBackend implements Backend {
     protected ForwardingBackend(Backend inner) { this.inner = inner; }
 
     @Override public String name() { return inner.name(); }
+    @Override public Mark mark() { return inner.mark(); }
     @Override public Tensor allocate(DType dtype, int rows, int cols) { return inner.allocate(dtype, rows, cols); }
     @Override public Tensor upload(float[] data, int rows, int cols) { return inner.upload(data, rows, cols); }
     @Override public Tensor upload(int[] data, int rows, int cols) { return inner.upload(data, rows, cols); }

@@ -1,0 +1,116 @@
+package dev.lathe.cli;
+
+import dev.lathe.core.backend.AttentionMetadata;
+import dev.lathe.core.backend.Backend;
+import dev.lathe.core.backend.ForwardingBackend;
+import dev.lathe.core.backend.KvCache;
+import dev.lathe.core.backend.Mark;
+import dev.lathe.core.backend.Tensor;
+import dev.lathe.core.backend.Weight;
+
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.regex.Pattern;
+
+/**
+ * Times the model's ops on the device while {@link #start}ed: a {@link Backend#mark} before and after each op, summed
+ * by op and weight (the layer index taken out of the weight's name, so "linear self_attn.qkv_proj" gathers every
+ * layer's). Off, it only forwards. Marks order the device's queue, so a profiled step runs slower than a plain one
+ * (kernels no longer overlap their neighbours' ends); the shares are what it is for.
+ */
+final class OpProfiler extends ForwardingBackend {
+    private static final Pattern LAYER = Pattern.compile("^model\\.layers\\.\\d+\\.|\\.weight$");
+
+    /** Totals of one op label. */
+    record Row(String op, int calls, double millis) {}
+
+    private record Timed(String op, Mark from, Mark to) {}
+
+    private final List<Timed> timed = new ArrayList<>();
+    private boolean on;
+
+    OpProfiler(Backend inner) { super(inner); }
+
+    /** Times every op from now until {@link #stop}. */
+    void start() {
+        timed.forEach(t -> { t.from.close(); t.to.close(); });
+        timed.clear();
+        on = true;
+    }
+
+    /** Stops timing; returns the totals by op label, largest first (waits for the device to finish the ops). */
+    List<Row> stop() {
+        on = false;
+        Map<String, double[]> sums = new LinkedHashMap<>();
+        for (Timed t : timed) {
+            double[] s = sums.computeIfAbsent(t.op, k -> new double[2]);
+            s[0]++;
+            s[1] += t.from.millisTo(t.to);
+        }
+        timed.forEach(t -> { t.from.close(); t.to.close(); });
+        timed.clear();
+        List<Row> rows = new ArrayList<>();
+        sums.forEach((op, s) -> rows.add(new Row(op, (int) s[0], s[1])));
+        rows.sort((a, b) -> Double.compare(b.millis, a.millis));
+        return rows;
+    }
+
+    /** The rows as a table with each op's share of their total. */
+    static String table(List<Row> rows) {
+        double total = rows.stream().mapToDouble(Row::millis).sum();
+        var out = new StringBuilder(String.format(Locale.ROOT, "%-44s %6s %10s %7s%n", "op", "calls", "ms", "share"));
+        for (Row r : rows) {
+            out.append(String.format(Locale.ROOT, "%-44s %6d %10.3f %6.1f%%%n", r.op, r.calls, r.millis,
+                    total > 0 ? 100 * r.millis / total : 0));
+        }
+        out.append(String.format(Locale.ROOT, "%-44s %6s %10.3f%n", "sum of the ops", "", total));
+        return out.toString();
+    }
+
+    private static String label(String op, Weight w) { return w == null ? op : op + " " + LAYER.matcher(w.name()).replaceAll(""); }
+
+    private void time(String op, Runnable body) {
+        if (!on) {
+            body.run();
+            return;
+        }
+        Mark from = inner.mark();
+        body.run();
+        timed.add(new Timed(op, from, inner.mark()));
+    }
+
+    @Override public void embedding(Weight table, Tensor ids, Tensor out) { time("embedding", () -> super.embedding(table, ids, out)); }
+    @Override public void rmsNorm(Tensor x, Weight weight, float eps, Tensor out) { time("rmsNorm", () -> super.rmsNorm(x, weight, eps, out)); }
+    @Override public void addRmsNorm(Tensor residual, Tensor x, Weight weight, float eps, Tensor out) {
+        time("addRmsNorm", () -> super.addRmsNorm(residual, x, weight, eps, out));
+    }
+    @Override public void linear(Tensor x, Weight w, Weight bias, Tensor out) { time(label("linear", w), () -> super.linear(x, w, bias, out)); }
+    @Override public void linearAdd(Tensor x, Weight w, Weight bias, Tensor acc) {
+        time(label("linearAdd", w), () -> super.linearAdd(x, w, bias, acc));
+    }
+    @Override public void splitColumns(Tensor src, Tensor... outs) { time("splitColumns", () -> super.splitColumns(src, outs)); }
+    @Override public void rope(Tensor x, Tensor cos, Tensor sin) { time("rope", () -> super.rope(x, cos, sin)); }
+    @Override public void writeKv(KvCache cache, int layer, Tensor k, Tensor v, Tensor slotMapping) {
+        time("writeKv", () -> super.writeKv(cache, layer, k, v, slotMapping));
+    }
+    @Override public void ropeWriteKv(Tensor qkv, Tensor q, Tensor cos, Tensor sin, KvCache cache, int layer, Tensor slotMapping) {
+        time("ropeWriteKv", () -> super.ropeWriteKv(qkv, q, cos, sin, cache, layer, slotMapping));
+    }
+    @Override public void attention(Tensor q, KvCache cache, int layer, AttentionMetadata meta, float scale, Tensor out) {
+        time("attention", () -> super.attention(q, cache, layer, meta, scale, out));
+    }
+    @Override public void siluMul(Tensor x, Tensor out) { time("siluMul", () -> super.siluMul(x, out)); }
+    @Override public void mlp(Tensor h, Weight gateUp, Weight gateUpBias, Weight down, Weight downBias, Tensor out) {
+        time("mlp (gate/up, SiLU, down)", () -> super.mlp(h, gateUp, gateUpBias, down, downBias, out));
+    }
+    @Override public void mlpAdd(Tensor h, Weight gateUp, Weight gateUpBias, Weight down, Weight downBias, Tensor acc) {
+        time("mlpAdd (gate/up, SiLU, down)", () -> super.mlpAdd(h, gateUp, gateUpBias, down, downBias, acc));
+    }
+    @Override public void linearSiluMul(Tensor x, Weight w, Weight bias, Tensor out) {
+        time(label("linearSiluMul", w), () -> super.linearSiluMul(x, w, bias, out));
+    }
+    @Override public void gatherRows(Tensor x, Tensor rows, Tensor out) { time("gatherRows", () -> super.gatherRows(x, rows, out)); }
+}
