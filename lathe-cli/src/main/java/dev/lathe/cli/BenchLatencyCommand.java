@@ -106,8 +106,9 @@ final class BenchLatencyCommand implements Callable<Integer> {
     }
 
     /**
-     * One more prefill step of the batch, then one decode step, each with its ops timed ({@link OpProfiler}). A decode
-     * step replayed from a CUDA graph calls no op: its table is empty then (-Dlathe.graphs=false runs it eagerly).
+     * One more prefill step of the batch, then one decode step, each with its ops timed ({@link OpProfiler}). Where
+     * decode steps run as CUDA graphs, a decode step calls no op one by one (and a graph being recorded cannot be
+     * timed), so only the prefill step is profiled; -Dlathe.graphs=false runs decode steps eagerly.
      */
     private Map<String, List<OpProfiler.Row>> profile(ModelRunner runner, OpProfiler profiler, Random rnd, int vocab) {
         List<Sequence> seqs = new ArrayList<>();
@@ -116,12 +117,18 @@ final class BenchLatencyCommand implements Callable<Integer> {
         Arrays.fill(counts, inputLen);
         boolean[] greedy = new boolean[batch];
         Map<String, List<OpProfiler.Row>> out = new LinkedHashMap<>();
+        if (inputLen == 1 && ModelRunner.graphsEnabled(profiler)) {  // a one-token prefill is a decode step: a graph
+            System.out.println("a one-token prefill runs as a CUDA graph: run with -Dlathe.graphs=false to profile it");
+            return out;
+        }
         try {
             profiler.start();
             var logits = runner.step(seqs, counts, greedy);
             out.put("prefill", profiler.stop());
             for (int s = 0; s < batch; s++) seqs.get(s).append(logits.argmax(s));
-            if (outputLen > 1) {
+            if (outputLen > 1 && ModelRunner.graphsEnabled(profiler)) {
+                System.out.println("decode steps run as CUDA graphs: run with -Dlathe.graphs=false to profile one");
+            } else if (outputLen > 1) {
                 Arrays.fill(counts, 1);
                 profiler.start();
                 runner.step(seqs, counts, greedy);
@@ -131,7 +138,7 @@ final class BenchLatencyCommand implements Callable<Integer> {
             seqs.forEach(runner::free);
         }
         out.forEach((step, rows) -> System.out.printf(Locale.ROOT, "ops of one %s step of batch %d (device time between marks):%n%s",
-                step, batch, rows.isEmpty() ? "  none called: the step ran as a CUDA graph\n" : OpProfiler.table(rows)));
+                step, batch, OpProfiler.table(rows)));
         return out;
     }
 
