@@ -1114,16 +1114,10 @@ public final class CudaBackend implements Backend {
         int span = 1;  // the most keys any row attends to
         for (int ctx : meta.hostContextLens()) span = Math.max(span, window > 0 ? Math.min(window, ctx) : ctx);
         Kernel mma = mmaDecode && heads / c.numKvHeads() <= MMA_DECODE_MAX_GROUP ? splitMmaKernel(c.dtype(), headDim) : null;
-        long blocks = (long) rows * c.numKvHeads();
         long target = (long) (mma != null ? mmaDecodeBlocksPerSm : SPLIT_BLOCKS_PER_SM) * multiprocessors;
-        int splits = blocks >= target ? 1 : (int) Math.min(maxSplits, (target + blocks - 1) / blocks);
-        splits = Math.max(1, Math.min(splits, (span + SPLIT_MIN_CHUNK - 1) / SPLIT_MIN_CHUNK));
-        int chunk = ((span + splits - 1) / splits + 31) / 32 * 32;
-        splits = (span + chunk - 1) / chunk;
-        if (rowList != 0) {  // attention_combine would write every row
-            splits = 1;
-            chunk = (span + 31) / 32 * 32;
-        }
+        // with a row list, one piece: attention_combine would write every row
+        int chunk = splitChunk((long) rows * c.numKvHeads(), target, span, rowList != 0 ? 1 : maxSplits);
+        int splits = (span + chunk - 1) / chunk;
         Kernel k = mma != null ? mma : kernels.splitAttention[headDim / 32 - 1];
         int threads = mma != null ? 32 : SPLIT_THREADS;
         lastDecodeLaunch = (mma != null ? "tensor cores" : "float32") + ", " + splits + (splits == 1 ? " piece" : " pieces");
@@ -1144,6 +1138,17 @@ public final class CudaBackend implements Backend {
             kernels.attentionCombine.launch(stream, rows, heads, Math.min(headDim, 128),
                     acc.address(), ml.address(), ot.address(), heads, headDim, splits, dtypeCode(ot.dtype()));
         }
+    }
+
+    /**
+     * The keys per piece (a multiple of 32) of a split-context launch of {@code blocks} = rows x KV heads blocks over
+     * contexts of up to {@code span} keys: one piece where the blocks reach {@code target}, else as many as take them
+     * there, at most {@code maxSplits} and at most one a {@link #SPLIT_MIN_CHUNK} keys of the span.
+     */
+    static int splitChunk(long blocks, long target, int span, int maxSplits) {
+        int splits = blocks >= target ? 1 : (int) Math.min(maxSplits, (target + blocks - 1) / blocks);
+        splits = Math.max(1, Math.min(splits, (span + SPLIT_MIN_CHUNK - 1) / SPLIT_MIN_CHUNK));
+        return ((span + splits - 1) / splits + 31) / 32 * 32;
     }
 
     /** The flash kernel for a cache type and head size, or null where it has none. */
