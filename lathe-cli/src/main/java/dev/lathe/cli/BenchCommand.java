@@ -100,6 +100,11 @@ final class BenchCommand implements Callable<Integer> {
             description = "print progress to stderr every S seconds while requests run; 0 = never (default: ${DEFAULT-VALUE})")
     int progressSeconds;
 
+    @Option(names = "--deadline-seconds", defaultValue = "0", paramLabel = "S",
+            description = "give up, with an error and no record, once the run will outlast S seconds: when, from S/2 on,"
+                    + " the output tokens still wanted at the last 10 s's rate would end past S; 0 = never")
+    double deadlineSeconds;
+
     @Spec CommandSpec spec;
 
     private long totalMemory; // of the GPU, when the backend has one
@@ -118,7 +123,8 @@ final class BenchCommand implements Callable<Integer> {
                     .seed(temperature == 0 ? null : seed).build();
             Result r;
             try (var engine = LlmEngine.of(m, config)) {
-                r = run(engine, prompts, params, progressSeconds * 1000L, new PrintWriter(System.err, true));
+                r = run(engine, prompts, params, progressSeconds * 1000L, new PrintWriter(System.err, true),
+                        deadlineSeconds > 0 ? new Deadline(deadlineSeconds, deadlineSeconds / 2, 10) : null);
             }
             print(out, m, backend, config, r);
             if (json != null) writeJson(m, backend, config, r);
@@ -176,6 +182,24 @@ final class BenchCommand implements Callable<Integer> {
      */
     static Result run(LlmEngine engine, int[][] prompts, SamplingParams params, long progressMillis, PrintWriter progress)
             throws InterruptedException {
+        return run(engine, prompts, params, progressMillis, progress, null);
+    }
+
+    /** {@code --deadline-seconds}: the limit, the seconds before it may stop a run, and the window of the rate it uses. */
+    record Deadline(double seconds, double graceSeconds, double windowSeconds) {}
+
+    /**
+     * As above, giving up when {@code deadline} (null: none) cannot be met: from its grace on, once a window, the
+     * output tokens still wanted (every request runs to its max tokens) at the rate of the last window would end
+     * past the deadline. Then every request is aborted and an {@link IllegalStateException} says how far the run
+     * got. The grace matters: while prompts are being prefilled few tokens come out, and a rate from then would give
+     * up on a run that was going to make it; {@code --deadline-seconds} waits half the deadline.
+     */
+    static Result run(LlmEngine engine, int[][] prompts, SamplingParams params, long progressMillis, PrintWriter progress,
+                      Deadline deadline) throws InterruptedException {
+        if (deadline != null && params.maxTokens() == null) {
+            throw new IllegalArgumentException("--deadline-seconds needs requests with max tokens");
+        }
         int n = prompts.length;
         long[] first = new long[n], last = new long[n];
         int[] tokens = new int[n];
@@ -201,7 +225,11 @@ final class BenchCommand implements Callable<Integer> {
         }
         int peakRunning = 0, peakBlocks = 0;
         long every = progressMillis > 0 && progress != null ? progressMillis * 1_000_000L : Long.MAX_VALUE;
-        long nextReport = t0 + every;
+        long nextReport = every == Long.MAX_VALUE ? Long.MAX_VALUE : t0 + every;  // no report: never (t0 + MAX would wrap)
+        long window = deadline == null ? Long.MAX_VALUE : (long) (deadline.windowSeconds() * 1e9);
+        long nextCheck = deadline == null ? Long.MAX_VALUE : t0 + window;
+        long windowStart = t0, windowTokens = 0;
+        long wanted = (long) n * (params.maxTokens() == null ? 0 : params.maxTokens());
         for (Thread t : threads) {
             while (!t.join(java.time.Duration.ofMillis(2))) {
                 var s = engine.stats();
@@ -216,6 +244,20 @@ final class BenchCommand implements Callable<Integer> {
                     progress.printf(Locale.ROOT, "[%.0f s] %d of %d requests done, %d output tokens (%.1f tok/s so far),"
                                     + " %d running, %d waiting, %d preemptions%n", secs, done, n, s.generatedTokens(),
                             s.generatedTokens() / secs, s.running(), s.waiting(), s.preemptions());
+                }
+                if (now >= nextCheck) {
+                    double secs = (now - t0) / 1e9, rate = (s.generatedTokens() - windowTokens) / ((now - windowStart) / 1e9);
+                    double projected = secs + (wanted - s.generatedTokens()) / Math.max(rate, 1e-9);
+                    if (secs >= deadline.graceSeconds() && projected > deadline.seconds()) {
+                        for (RequestStream st : streams) st.abort();
+                        throw new IllegalStateException(String.format(Locale.ROOT, "gave up after %.1f s: %d of %d output tokens"
+                                        + " at %.1f tok/s over the last %.1f s would end at about %.0f s, past --deadline-seconds %s;"
+                                        + " no record written", secs, s.generatedTokens(), wanted, rate, deadline.windowSeconds(),
+                                projected, deadline.seconds()));
+                    }
+                    windowStart = now;
+                    windowTokens = s.generatedTokens();
+                    nextCheck = now + window;
                 }
             }
         }
