@@ -160,12 +160,15 @@ PY
 throughput_pair() {
   local spec=$1 limit=$2 log=$3 in_len out_len n
   in_len=${spec%%/*}; out_len=${spec#*/}; out_len=${out_len%%:*}; n=${spec##*:}
-  # the run gives up by itself once it will not end inside the limit (less the model's load), which leaves the
-  # rest of the call's time for what comes after
+  # a long run (limit 300 s or more) gives up by itself once it will not end inside the limit less the model's
+  # load, which leaves the rest of the call's time for what comes after; short runs are not worth the risk of
+  # giving up on a rate measured while prompts were still being prefilled
+  local -a deadline=()
+  [ "$limit" -ge 300 ] && deadline=(--deadline-seconds $((limit - 30)))
   # shellcheck disable=SC2086
   timeout "$limit" "${LATHE[@]}" bench throughput --backend "${LATHE_PAIRS_BACKEND:-cuda}" \
       --model "${LATHE_PAIRS_MODEL:-synthetic:llama-3-8b}" --input-len "$in_len" --output-len "$out_len" --num-requests "$n" \
-      --deadline-seconds $((limit > 60 ? limit - 30 : limit)) \
+      "${deadline[@]}" \
       ${LATHE_PAIR_ARGS:-} --json "$OUT_DIR/throughput-$in_len-$out_len.json" >> "$log" 2>&1
 }
 
