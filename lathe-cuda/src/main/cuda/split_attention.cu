@@ -43,6 +43,7 @@ struct SplitAttentionParams {
     int chunk;                  // keys per piece, a multiple of 32
     int out_dtype;              // F32, or the 16-bit format the next GEMM takes
     float scale;
+    int heads_fastest;          // 1: grid (KV head, row, piece), so a row's KV heads run side by side; 0: (row, KV head, piece)
 };
 
 __device__ __forceinline__ float warp_max(float v) {
@@ -81,8 +82,9 @@ struct Piece {
 
 __device__ __forceinline__ Piece piece_of_block(const SplitAttentionParams& p) {
     Piece w;
-    w.row = p.row_list != nullptr ? p.row_list[blockIdx.x] : blockIdx.x;
-    w.kv_head = blockIdx.y;
+    const int r = p.heads_fastest ? blockIdx.y : blockIdx.x;
+    w.row = p.row_list != nullptr ? p.row_list[r] : r;
+    w.kv_head = p.heads_fastest ? blockIdx.x : blockIdx.y;
     w.piece = blockIdx.z;
     const RowPlace place = place_of_row(p.query_starts, p.context_lens, p.num_seqs, w.row);
     w.table = p.block_tables + (long long)place.seq * p.max_blocks_per_seq;

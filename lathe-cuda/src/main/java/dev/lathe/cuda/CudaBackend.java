@@ -132,6 +132,13 @@ public final class CudaBackend implements Backend {
      * cost of the merge. Not measured yet beyond the default.
      */
     public static final String MMA_DECODE_BLOCKS_PER_SM_PROPERTY = "lathe.attention.mmaBlocksPerSm";
+    /**
+     * System property: {@code true} launches the split-context kernels with the KV head fastest in the grid, so that
+     * the blocks running together read a row's KV heads, which lie side by side in the cache ([slot, kv head, dim]),
+     * rather than one KV head of many sequences, 2 KB apart. No number changes. Default false: not measured yet.
+     */
+    public static final String HEADS_FASTEST_PROPERTY = "lathe.attention.headsFastest";
+    private boolean headsFastest = Boolean.getBoolean(HEADS_FASTEST_PROPERTY);
     private final int mmaDecodeBlocksPerSm = Math.clamp(Integer.getInteger(MMA_DECODE_BLOCKS_PER_SM_PROPERTY, 8), 1, 64);
 
     private final CudaContext context;
@@ -1120,21 +1127,25 @@ public final class CudaBackend implements Backend {
         int splits = (span + chunk - 1) / chunk;
         Kernel k = mma != null ? mma : kernels.splitAttention[headDim / 32 - 1];
         int threads = mma != null ? 32 : SPLIT_THREADS;
-        lastDecodeLaunch = (mma != null ? "tensor cores" : "float32") + ", " + splits + (splits == 1 ? " piece" : " pieces");
+        boolean kvFirst = headsFastest && rows <= MAX_GRID_Y;
+        int gx = kvFirst ? c.numKvHeads() : rows, gy = kvFirst ? rows : c.numKvHeads();
+        lastDecodeLaunch = (mma != null ? "tensor cores" : "float32") + ", " + splits + (splits == 1 ? " piece" : " pieces")
+                + (kvFirst ? ", heads fastest" : "");
         if (splits == 1) {
-            k.launch3(stream, rows, c.numKvHeads(), 1, threads,
+            k.launch3(stream, gx, gy, 1, threads,
                     qt.address(), c.keys(layer), c.values(layer), ot.address(), 0L, 0L, starts.address(), lens.address(),
                     tables.address(), rowList, meta.numSeqs(), heads, c.numKvHeads(), headDim, c.blockSize(), tables.cols(),
-                    window, dtypeCode(c.dtype()), 1, chunk, dtypeCode(ot.dtype()), scale);
+                    window, dtypeCode(c.dtype()), 1, chunk, dtypeCode(ot.dtype()), scale, kvFirst ? 1 : 0);
             return;
         }
         int parts = Math.toIntExact((long) rows * heads * splits);
         try (CudaTensor acc = (CudaTensor) allocate(DType.F32, parts, headDim);
              CudaTensor ml = (CudaTensor) allocate(DType.F32, parts, 2)) {
-            k.launch3(stream, rows, c.numKvHeads(), splits, threads,
+            k.launch3(stream, gx, gy, splits, threads,
                     qt.address(), c.keys(layer), c.values(layer), ot.address(), acc.address(), ml.address(),
                     starts.address(), lens.address(), tables.address(), 0L, meta.numSeqs(), heads, c.numKvHeads(), headDim,
-                    c.blockSize(), tables.cols(), window, dtypeCode(c.dtype()), splits, chunk, dtypeCode(ot.dtype()), scale);
+                    c.blockSize(), tables.cols(), window, dtypeCode(c.dtype()), splits, chunk, dtypeCode(ot.dtype()), scale,
+                    kvFirst ? 1 : 0);
             kernels.attentionCombine.launch(stream, rows, heads, Math.min(headDim, 128),
                     acc.address(), ml.address(), ot.address(), heads, headDim, splits, dtypeCode(ot.dtype()));
         }
@@ -1182,6 +1193,13 @@ public final class CudaBackend implements Backend {
                     + FLASH_GQA_TILE_ROWS + " or " + 2 * FLASH_GQA_TILE_ROWS + " query rows a work item");
         }
         return rows;
+    }
+
+    /** Turns the KV-head-first grid of the split-context kernels (see {@link #HEADS_FASTEST_PROPERTY}) on or off; returns the old setting. */
+    boolean headsFastest(boolean on) {
+        boolean old = headsFastest;
+        headsFastest = on;
+        return old;
     }
 
     /** Turns the tensor-core decode kernel (see {@link #MMA_DECODE_PROPERTY}) on or off; returns the old setting. */

@@ -133,7 +133,8 @@ final class Kernels implements AutoCloseable {
         return struct(kernel, ptr("q"), ptr("k_cache"), ptr("v_cache"), ptr("out"), ptr("part_acc"), ptr("part_ml"),
                 ptr("query_starts"), ptr("context_lens"), ptr("block_tables"), ptr("row_list"), i32("num_seqs"),
                 i32("num_heads"), i32("num_kv_heads"), i32("head_dim"), i32("block_size"), i32("max_blocks_per_seq"),
-                i32("sliding_window"), i32("dtype"), i32("splits"), i32("chunk"), i32("out_dtype"), f32("scale"));
+                i32("sliding_window"), i32("dtype"), i32("splits"), i32("chunk"), i32("out_dtype"), f32("scale"),
+                i32("heads_fastest"));
     }
 
     /** FlashAttentionParams of flash_attention.cu. */

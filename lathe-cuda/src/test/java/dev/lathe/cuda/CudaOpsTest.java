@@ -886,6 +886,26 @@ class CudaOpsTest {
                 List.of(new Seq(50, 1), new Seq(70, 70), new Seq(129, 1), new Seq(1, 1), new Seq(40, 15)))));
     }
 
+    /** The split-context kernels with the KV head fastest in the grid (HEADS_FASTEST_PROPERTY): the same cases. */
+    @Test
+    void decodeKernelsServeAGridWithTheKvHeadFastest() {
+        boolean old = gpu.headsFastest(true);
+        try {
+            for (boolean tensorCores : new boolean[]{true, false}) {
+                withMmaDecode(tensorCores, () -> splitting(() -> {
+                    assertThat(runAttention(DType.BF16, 32, 8, 128, 16, 0,
+                            List.of(new Seq(1000, 1), new Seq(37, 1), new Seq(513, 2), new Seq(5, 0)))).endsWith("heads fastest");
+                    runAttention(DType.F16, 8, 2, 64, 16, 100, List.of(new Seq(700, 1), new Seq(60, 3), new Seq(250, 1)));
+                }));
+            }
+            // short rows beside a prefill (a row list), one piece each
+            groupedFlash(() -> runAttention(DType.BF16, 32, 8, 128, 16, 0,
+                    List.of(new Seq(50, 1), new Seq(70, 70), new Seq(129, 1), new Seq(40, 15))));
+        } finally {
+            gpu.headsFastest(old);
+        }
+    }
+
     @Test
     void groupsAboveSixteenStayOnTheFloat32Kernel() {
         withMmaDecode(true, () -> runAttention(DType.BF16, 32, 1, 64, 16, 0, List.of(new Seq(200, 1), new Seq(20, 2))));
