@@ -157,7 +157,9 @@ public final class CudaBackend implements Backend {
     private int gemvMaxRows = Math.clamp(Integer.getInteger(GEMV_ROWS_PROPERTY, 2), 0, GEMV_MAX_ROWS);
     private int maxSplits = Math.clamp(Integer.getInteger(MAX_SPLITS_PROPERTY, MAX_SPLITS), 1, MAX_SPLITS);
     private boolean mmaDecode = Boolean.parseBoolean(System.getProperty(MMA_DECODE_PROPERTY, "true"));
-    private String lastDecodeLaunch = "none";
+    /** The last split-context launch (for {@link #lastDecodeLaunch}): pieces (0: none), tensor cores, KV head first. */
+    private int lastDecodePieces;
+    private boolean lastDecodeMma, lastDecodeKvFirst;
     private final BufferPool pool;
     /**
      * Buffers of the tensors allocated while capturing graphs: kept apart from {@link #pool}, so that work
@@ -417,7 +419,7 @@ public final class CudaBackend implements Backend {
      * waits, for those ranges' copies.
      */
     private void queueCopyIn(MemorySegment src, DeviceBuffer dst, long dstOffset) {
-        if (allocating != pool) {
+        if (capturing()) {
             // a captured copy would read its staging range again at every replay, long after it was reused
             throw new IllegalStateException("cuda backend: host data cannot be copied inside a graph capture; "
                     + "write it into a tensor the graph reads before replaying the graph");
@@ -615,15 +617,7 @@ public final class CudaBackend implements Backend {
     @Override
     public void linear(Tensor x, Weight w, Weight bias, Tensor out) {
         CudaTensor xt = activations(x, "linear", "x"), ot = floats(out, "linear", "out");
-        CudaWeight wt = cuda(w);
-        CudaWeight bt = null;
-        if (bias != null) {
-            bt = cuda(bias);
-            if (bt.rows() != 1 || bt.cols() != wt.rows()) {
-                throw shapes("linear", "w '" + wt.name() + "' " + wt.shape() + ", bias '" + bt.name() + "' " + bt.shape(),
-                        "bias must be [1, w.rows]");
-            }
-        }
+        CudaWeight wt = cuda(w), bt = bias(bias, wt, "linear");
         if (xt.cols() != wt.cols() || ot.rows() != xt.rows() || ot.cols() != wt.rows()) {
             throw shapes("linear", "x " + xt.shape() + ", w '" + wt.name() + "' " + wt.shape() + ", out " + ot.shape(),
                     "need x [n, in], w [out, in], out [n, out]");
@@ -656,10 +650,29 @@ public final class CudaBackend implements Backend {
             }
             return;
         }
-        // x in the weight's format: as given (F32 weights, or a norm wrote it so), or rounded into a pooled copy
+        gemmLinear(xt, wt, bt, ot, false);
+    }
+
+    /** {@code bias} as a [1, w.rows] CUDA weight, or null; {@code op} names the caller in the error. */
+    private static CudaWeight bias(Weight bias, CudaWeight wt, String op) {
+        if (bias == null) return null;
+        CudaWeight bt = cuda(bias);
+        if (bt.rows() != 1 || bt.cols() != wt.rows()) {
+            throw shapes(op, "w '" + wt.name() + "' " + wt.shape() + ", bias '" + bt.name() + "' " + bt.shape(), "bias must be [1, w.rows]");
+        }
+        return bt;
+    }
+
+    /**
+     * The GEMM path of {@link #linear} and {@link #linearAdd}: x in the weight's format (as given: F32 weights, or
+     * a norm wrote it so; else rounded into a pooled copy), one cuBLASLt GEMM writing (or, {@code accumulate},
+     * adding into) the F32 out, then the bias.
+     */
+    private void gemmLinear(CudaTensor xt, CudaWeight wt, CudaWeight bt, CudaTensor ot, boolean accumulate) {
         try (CudaTensor converted = inFormat(xt, wt.dtype())) {
             long xa = converted != null ? converted.address() : xt.address();
-            gemm.run(stream, wt.dtype(), wt.address(), xa, ot.address(), n, wt.cols(), wt.rows(), !capturing());
+            gemm.run(stream, wt.dtype(), DType.F32, wt.address(), xa, ot.address(), xt.rows(), wt.cols(), wt.rows(), !capturing(),
+                    accumulate);
         }
         if (bt != null) {
             kernels.biasAdd.launch(stream, Kernels.elementBlocks(ot.size()), 1, 256,
@@ -770,7 +783,7 @@ public final class CudaBackend implements Backend {
     @Override
     public void linearAdd(Tensor x, Weight w, Weight bias, Tensor acc) {
         CudaTensor xt = activations(x, "linearAdd", "x"), at = floats(acc, "linearAdd", "acc");
-        CudaWeight wt = cuda(w);
+        CudaWeight wt = cuda(w), bt = bias(bias, wt, "linearAdd");
         int n = xt.rows();
         if (!addsIntoResidual(w, n) || (xt.dtype() != DType.F32 && xt.dtype() != wt.dtype())) {
             throw new IllegalArgumentException("linearAdd: x " + xt.dtype() + " with " + n + " rows for w '" + wt.name() + "' of "
@@ -780,18 +793,7 @@ public final class CudaBackend implements Backend {
             throw shapes("linearAdd", "x " + xt.shape() + ", w '" + wt.name() + "' " + wt.shape() + ", acc " + at.shape(),
                     "need x [n, in], w [out, in], acc [n, out]");
         }
-        CudaWeight bt = bias == null ? null : cuda(bias);
-        if (bt != null && (bt.rows() != 1 || bt.cols() != wt.rows())) {
-            throw shapes("linearAdd", "w '" + wt.name() + "' " + wt.shape() + ", bias " + bt.shape(), "bias must be [1, w.rows]");
-        }
-        try (CudaTensor converted = inFormat(xt, wt.dtype())) {
-            long xa = converted != null ? converted.address() : xt.address();
-            gemm.run(stream, wt.dtype(), DType.F32, wt.address(), xa, at.address(), n, wt.cols(), wt.rows(), false, true);
-        }
-        if (bt != null) {
-            kernels.biasAdd.launch(stream, Kernels.elementBlocks(at.size()), 1, 256,
-                    at.address(), bt.address(), (long) at.rows(), at.cols(), dtypeCode(bt.dtype()));
-        }
+        gemmLinear(xt, wt, bt, at, true);
     }
 
     @Override
@@ -833,7 +835,7 @@ public final class CudaBackend implements Backend {
             }
             siluMul(gateUpOut.address(), gateUpOut.dtype(), act.address(), dn.dtype(), n, inner);
             gemm.run(stream, dn.dtype(), DType.F32, dn.address(), act.address(), ot.address(), n, dn.cols(), dn.rows(),
-                    !capturing() && !accumulate, accumulate);
+                    !capturing(), accumulate);
             if (db != null) {
                 kernels.biasAdd.launch(stream, Kernels.elementBlocks(ot.size()), 1, 256,
                         ot.address(), db.address(), (long) ot.rows(), ot.cols(), dtypeCode(db.dtype()));
@@ -1043,7 +1045,7 @@ public final class CudaBackend implements Backend {
         CudaKvCache c = cuda(cache);
         CudaTensor qt = floats(q, "attention", "q"), ot = activations(out, "attention", "out");
         int headDim = c.headDim();
-        lastDecodeLaunch = "none";
+        lastDecodePieces = 0;
         if (!sameShape(qt, ot) || qt.cols() % headDim != 0 || (qt.cols() / headDim) % c.numKvHeads() != 0
                 || qt.rows() != meta.numTokens()) {
             throw shapes("attention", "q " + qt.shape() + ", out " + ot.shape() + ", cache kvHeads=" + c.numKvHeads()
@@ -1070,20 +1072,20 @@ public final class CudaBackend implements Backend {
             plan(meta, flashGqaRows);
             gqa = planItems <= MAX_GRID_Y;  // else the plain kernel's 64-row items may still fit the grid
         }
-        // the flash kernels write float32 or the cache's own 16-bit format; another 16-bit output (an F16 model
-        // over a BF16 cache) takes float32 from them and is rounded after
-        if (ot.dtype() != DType.F32 && ot.dtype() != c.dtype() && flashKernel(c.dtype(), headDim) != null) {
-            try (CudaTensor f32 = (CudaTensor) allocate(DType.F32, ot.rows(), ot.cols())) {
-                attention(q, cache, layer, meta, scale, f32);
-                kernels.convertFromF32.launch(stream, Kernels.elementBlocks(f32.size()), 1, 256,
-                        f32.address(), ot.address(), f32.size(), dtypeCode(ot.dtype()));
-            }
-            return;
-        }
         Kernel flash = gqa ? flashGqaKernel(c.dtype(), headDim) : flashKernel(c.dtype(), headDim);
         if (flash != null) {
             plan(meta, gqa ? flashGqaRows : FLASH_TILE_ROWS);
             if (planLongestRun >= FLASH_MIN_QUERY_ROWS && planItems <= MAX_GRID_Y) {
+                // the flash kernels write float32 or the cache's own 16-bit format; another 16-bit output (an F16
+                // model over a BF16 cache) takes float32 from them and is rounded after (the other kernels write any)
+                if (ot.dtype() != DType.F32 && ot.dtype() != c.dtype()) {
+                    try (CudaTensor f32 = (CudaTensor) allocate(DType.F32, ot.rows(), ot.cols())) {
+                        attention(q, cache, layer, meta, scale, f32);
+                        kernels.convertFromF32.launch(stream, Kernels.elementBlocks(f32.size()), 1, 256,
+                                f32.address(), ot.address(), f32.size(), dtypeCode(ot.dtype()));
+                    }
+                    return;
+                }
                 long work = uploadPlan(meta);
                 int threads = gqa ? FLASH_THREADS * (flashGqaRows / FLASH_GQA_TILE_ROWS) : FLASH_THREADS;
                 flash.launch(stream, gqa ? c.numKvHeads() * (group / 4) : heads, planItems, threads,
@@ -1129,8 +1131,9 @@ public final class CudaBackend implements Backend {
         int threads = mma != null ? 32 : SPLIT_THREADS;
         boolean kvFirst = headsFastest && rows <= MAX_GRID_Y;
         int gx = kvFirst ? c.numKvHeads() : rows, gy = kvFirst ? rows : c.numKvHeads();
-        lastDecodeLaunch = (mma != null ? "tensor cores" : "float32") + ", " + splits + (splits == 1 ? " piece" : " pieces")
-                + (kvFirst ? ", heads fastest" : "");
+        lastDecodePieces = splits;
+        lastDecodeMma = mma != null;
+        lastDecodeKvFirst = kvFirst;
         if (splits == 1) {
             k.launch3(stream, gx, gy, 1, threads,
                     qt.address(), c.keys(layer), c.values(layer), ot.address(), 0L, 0L, starts.address(), lens.address(),
@@ -1164,20 +1167,22 @@ public final class CudaBackend implements Backend {
 
     /** The flash kernel for a cache type and head size, or null where it has none. */
     private Kernel flashKernel(DType dtype, int headDim) {
+        return byCacheType(dtype, headDim, kernels.flashBf16D64, kernels.flashBf16D128, kernels.flashF16D64, kernels.flashF16D128);
+    }
+
+    /** One of a tensor-core kernel family's four entries (BF16/F16 cache x head size 64/128), or null for other caches. */
+    private static Kernel byCacheType(DType dtype, int headDim, Kernel bf16d64, Kernel bf16d128, Kernel f16d64, Kernel f16d128) {
         return switch (dtype) {
-            case BF16 -> headDim == 64 ? kernels.flashBf16D64 : headDim == 128 ? kernels.flashBf16D128 : null;
-            case F16 -> headDim == 64 ? kernels.flashF16D64 : headDim == 128 ? kernels.flashF16D128 : null;
+            case BF16 -> headDim == 64 ? bf16d64 : headDim == 128 ? bf16d128 : null;
+            case F16 -> headDim == 64 ? f16d64 : headDim == 128 ? f16d128 : null;
             default -> null;
         };
     }
 
     /** The tensor-core decode kernel for a cache type and head size, or null where it has none. */
     private Kernel splitMmaKernel(DType dtype, int headDim) {
-        return switch (dtype) {
-            case BF16 -> headDim == 64 ? kernels.splitMmaBf16D64 : headDim == 128 ? kernels.splitMmaBf16D128 : null;
-            case F16 -> headDim == 64 ? kernels.splitMmaF16D64 : headDim == 128 ? kernels.splitMmaF16D128 : null;
-            default -> null;
-        };
+        return byCacheType(dtype, headDim, kernels.splitMmaBf16D64, kernels.splitMmaBf16D128, kernels.splitMmaF16D64,
+                kernels.splitMmaF16D128);
     }
 
     /** Sets the grouped-query flash kernel's item rows (see {@link #FLASH_GQA_ROWS_PROPERTY}); returns the old setting. */
@@ -1212,22 +1217,19 @@ public final class CudaBackend implements Backend {
     boolean mmaDecode() { return mmaDecode; }
 
     /** The split-context kernel the last decode attention ran, and its pieces ("tensor cores, 1 piece"); for tests. */
-    String lastDecodeLaunch() { return lastDecodeLaunch; }
+    String lastDecodeLaunch() {
+        if (lastDecodePieces == 0) return "none";
+        return (lastDecodeMma ? "tensor cores" : "float32") + ", " + lastDecodePieces + (lastDecodePieces == 1 ? " piece" : " pieces")
+                + (lastDecodeKvFirst ? ", heads fastest" : "");
+    }
 
     /** The grouped-query flash kernel for a cache type and head size (and the item rows set), or null where it has none. */
     private Kernel flashGqaKernel(DType dtype, int headDim) {
-        if (flashGqaRows == 2 * FLASH_GQA_TILE_ROWS) {
-            return switch (dtype) {
-                case BF16 -> headDim == 64 ? kernels.flashGqa32Bf16D64 : headDim == 128 ? kernels.flashGqa32Bf16D128 : null;
-                case F16 -> headDim == 64 ? kernels.flashGqa32F16D64 : headDim == 128 ? kernels.flashGqa32F16D128 : null;
-                default -> null;
-            };
-        }
-        return switch (dtype) {
-            case BF16 -> headDim == 64 ? kernels.flashGqaBf16D64 : headDim == 128 ? kernels.flashGqaBf16D128 : null;
-            case F16 -> headDim == 64 ? kernels.flashGqaF16D64 : headDim == 128 ? kernels.flashGqaF16D128 : null;
-            default -> null;
-        };
+        return flashGqaRows == 2 * FLASH_GQA_TILE_ROWS
+                ? byCacheType(dtype, headDim, kernels.flashGqa32Bf16D64, kernels.flashGqa32Bf16D128, kernels.flashGqa32F16D64,
+                        kernels.flashGqa32F16D128)
+                : byCacheType(dtype, headDim, kernels.flashGqaBf16D64, kernels.flashGqaBf16D128, kernels.flashGqaF16D64,
+                        kernels.flashGqaF16D128);
     }
 
     /** Turns the grouped-query flash kernel (see {@link #FLASH_GQA_PROPERTY}) on or off; returns the old setting. */
