@@ -54,8 +54,9 @@ final class BenchLatencyCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--batch, --input-len, --output-len and --iterations must be at least 1");
         }
         try (Backend inner = modelOptions.openBackend();
-             OpProfiler profiler = new OpProfiler(inner);
-             TimedBackend backend = new TimedBackend(profiler);
+             // the profiler sits between the model and the device only when asked for: it wraps every op
+             OpProfiler profiler = profile ? new OpProfiler(inner) : null;
+             TimedBackend backend = new TimedBackend(profile ? profiler : inner);
              LoadedModel m = modelOptions.load(backend)) {
             int maxLen = inputLen + outputLen;
             if (modelOptions.maxModelLen == 0) modelOptions.maxModelLen = Math.min(maxLen, m.config().maxPositionEmbeddings());

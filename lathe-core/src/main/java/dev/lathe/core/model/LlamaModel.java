@@ -28,15 +28,13 @@ import java.util.List;
  */
 public final class LlamaModel implements AutoCloseable {
     /**
-     * System property, read at each forward: {@code true} lets the o projection and the MLP add their products into
+     * System property, read when the model is built: {@code true} lets the o projection and the MLP add their products into
      * the residual stream inside the product ({@link Backend#linearAdd}, {@link Backend#mlpAdd}) where the backend
      * {@link Backend#addsIntoResidual can}, and the norms after them only normalize. The same numbers as the add in
      * {@link Backend#addRmsNorm}, with the float32 product neither written nor read back. Default false: not yet
      * measured on a GPU.
      */
     public static final String RESIDUAL_ADD_PROPERTY = "lathe.model.residualAdd";
-
-    private static boolean residualAddRequested() { return Boolean.getBoolean(RESIDUAL_ADD_PROPERTY); }
 
     private final ModelConfig config;
     private final Backend backend;
@@ -46,6 +44,7 @@ public final class LlamaModel implements AutoCloseable {
     private final Weight lmHead;      // [vocab, hidden]; the embedding itself when tied
     private final float eps;
     private final float attentionScale;
+    private final boolean residualAdd = Boolean.getBoolean(RESIDUAL_ADD_PROPERTY);
 
     LlamaModel(ModelConfig config, Backend backend, Weight embedding, List<LayerWeights> layers,
                Weight finalNorm, Weight lmHead) {
@@ -102,7 +101,7 @@ public final class LlamaModel implements AutoCloseable {
             boolean oDirect = oFormat != DType.F32 && layers.stream().allMatch(w -> backend.activationFormat(w.o(), n) == oFormat);
             // the o projection and the MLP add their products into the residual inside the GEMM where the backend can
             // and RESIDUAL_ADD_PROPERTY asks for it; the norms then only normalize
-            boolean addInGemm = residualAddRequested() && layers.stream().allMatch(w -> backend.addsIntoResidual(w.o(), n)
+            boolean addInGemm = residualAdd && layers.stream().allMatch(w -> backend.addsIntoResidual(w.o(), n)
                     && backend.addsIntoResidual(w.gateUp(), n) && backend.addsIntoResidual(w.down(), n));
             try (Tensor hAct = direct ? backend.allocate(actFormat, n, hidden) : null;
                  Tensor attnOut = backend.allocate(oDirect ? oFormat : DType.F32, n, config.qSize())) {
