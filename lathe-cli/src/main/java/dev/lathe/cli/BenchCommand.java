@@ -102,7 +102,7 @@ final class BenchCommand implements Callable<Integer> {
 
     @Option(names = "--deadline-seconds", defaultValue = "0", paramLabel = "S",
             description = "give up, with an error and no record, once the run will outlast S seconds: when, from S/2 on,"
-                    + " the output tokens still wanted at the last 10 s's rate would end past S; 0 = never")
+                    + " the output tokens still wanted at the mean rate so far would end past S; 0 = never")
     double deadlineSeconds;
 
     @Spec CommandSpec spec;
@@ -185,15 +185,17 @@ final class BenchCommand implements Callable<Integer> {
         return run(engine, prompts, params, progressMillis, progress, null);
     }
 
-    /** {@code --deadline-seconds}: the limit, the seconds before it may stop a run, and the window of the rate it uses. */
-    record Deadline(double seconds, double graceSeconds, double windowSeconds) {}
+    /** {@code --deadline-seconds}: the limit, the seconds before it may stop a run, and how often it looks. */
+    record Deadline(double seconds, double graceSeconds, double checkSeconds) {}
 
     /**
-     * As above, giving up when {@code deadline} (null: none) cannot be met: from its grace on, once a window, the
-     * output tokens still wanted (every request runs to its max tokens) at the rate of the last window would end
+     * As above, giving up when {@code deadline} (null: none) cannot be met: from its grace on, at every check, the
+     * output tokens still wanted (every request runs to its max tokens) at the mean rate since the start would end
      * past the deadline. Then every request is aborted and an {@link IllegalStateException} says how far the run
-     * got. The grace matters: while prompts are being prefilled few tokens come out, and a rate from then would give
-     * up on a run that was going to make it; {@code --deadline-seconds} waits half the deadline.
+     * got. The rate is the whole run's, not a recent window's: with long prompts the output comes in waves (a
+     * batch of prefills, then decodes), and a 10 s window in a prefill trough once gave up on a run that was on
+     * course. The grace matters too: while the first prompts are being prefilled few tokens come out;
+     * {@code --deadline-seconds} waits half the deadline.
      */
     static Result run(LlmEngine engine, int[][] prompts, SamplingParams params, long progressMillis, PrintWriter progress,
                       Deadline deadline) throws InterruptedException {
@@ -226,9 +228,8 @@ final class BenchCommand implements Callable<Integer> {
         int peakRunning = 0, peakBlocks = 0;
         long every = progressMillis > 0 && progress != null ? progressMillis * 1_000_000L : Long.MAX_VALUE;
         long nextReport = every == Long.MAX_VALUE ? Long.MAX_VALUE : t0 + every;  // no report: never (t0 + MAX would wrap)
-        long window = deadline == null ? Long.MAX_VALUE : (long) (deadline.windowSeconds() * 1e9);
-        long nextCheck = deadline == null ? Long.MAX_VALUE : t0 + window;
-        long windowStart = t0, windowTokens = 0;
+        long checkEvery = deadline == null ? Long.MAX_VALUE : (long) (deadline.checkSeconds() * 1e9);
+        long nextCheck = deadline == null ? Long.MAX_VALUE : t0 + checkEvery;
         long wanted = (long) n * (params.maxTokens() == null ? 0 : params.maxTokens());
         for (Thread t : threads) {
             while (!t.join(java.time.Duration.ofMillis(2))) {
@@ -246,18 +247,16 @@ final class BenchCommand implements Callable<Integer> {
                             s.generatedTokens() / secs, s.running(), s.waiting(), s.preemptions());
                 }
                 if (now >= nextCheck) {
-                    double secs = (now - t0) / 1e9, rate = (s.generatedTokens() - windowTokens) / ((now - windowStart) / 1e9);
+                    double secs = (now - t0) / 1e9, rate = s.generatedTokens() / secs;
                     double projected = secs + (wanted - s.generatedTokens()) / Math.max(rate, 1e-9);
                     if (secs >= deadline.graceSeconds() && projected > deadline.seconds()) {
                         for (RequestStream st : streams) st.abort();
                         throw new IllegalStateException(String.format(Locale.ROOT, "gave up after %.1f s: %d of %d output tokens"
-                                        + " at %.1f tok/s over the last %.1f s would end at about %.0f s, past --deadline-seconds %s;"
-                                        + " no record written", secs, s.generatedTokens(), wanted, rate, deadline.windowSeconds(),
+                                        + " at the %.1f tok/s so far would end at about %.0f s, past --deadline-seconds %s;"
+                                        + " no record written", secs, s.generatedTokens(), wanted, rate,
                                 projected, deadline.seconds()));
                     }
-                    windowStart = now;
-                    windowTokens = s.generatedTokens();
-                    nextCheck = now + window;
+                    nextCheck = now + checkEvery;
                 }
             }
         }
