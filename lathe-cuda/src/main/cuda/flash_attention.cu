@@ -223,41 +223,42 @@ __device__ __forceinline__ void flash_attention(const FlashAttentionParams& p) {
 
 // The grouped-query variant (CudaBackend.FLASH_GQA_PROPERTY): the block's four warps take four query heads
 // that share one KV head, over the same GQ_BM = 16 query rows, so each K/V tile is copied from the cache
-// once for four heads instead of once per head. Tiles are GQ_BN = 32 keys, double-buffered: tile j + 1 is
-// in flight while the warps work on tile j, with one barrier per tile. Every warp has the same rows, so all
-// of them walk the same tiles and masks. The fragment layout and the arithmetic are those of
-// flash_attention: Q rounded to the cache type once, S and the online softmax in F32, P rounded to the
-// cache type for P V. Grid (num_kv_heads * group / 4, work items of GQ_BM rows); group a multiple of 4.
+// once for four heads instead of once per head. Tiles are BN keys (32, or 64 under
+// CudaBackend.FLASH_GQA_KEYS_PROPERTY), double-buffered: tile j + 1 is in flight while the warps work on tile j,
+// with one barrier per tile. Every warp has the same rows, so all of them walk the same tiles and masks. The
+// fragment layout and the arithmetic are those of flash_attention: Q rounded to the cache type once, S and the
+// online softmax in F32, P rounded to the cache type for P V. Grid (num_kv_heads * group / 4, work items of
+// GQ_BM rows); group a multiple of 4.
 //
-// With RG = 2 row groups (CudaBackend.FLASH_GQA_ROWS_PROPERTY), the block has eight warps: warps w and w + 4 take
-// the same head over rows 0-15 and 16-31 of a 32-row item. Each K/V tile then serves twice the rows, which halves
-// the tile traffic from L2 (at 2048 queries of one layer, about 0.5 GB with 16-row items) at the cost of fewer
-// blocks on an SM (one of 256 threads instead of three of 128).
+// With BN = 64 a warp has twice the independent mma chains per tile and half the barriers, row-max reductions and
+// O rescales per key, for 246 instead of 168 registers at head_dim 128 (two blocks an SM instead of three).
 #define GQ_BM 16
-#define GQ_BN 32
+// The grouped-query kernel's dynamic shared memory: two stages of a K and a V tile (CudaBackend launches with it)
+#define GQA_SMEM_BYTES(BN, D) (2 * 2 * (BN) * (D) * 2)
 
-template <typename T, int D, int RG = 1>
+template <typename T, int D, int BN>
 __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& p) {
     constexpr int KC = D / 16;      // 16-wide k steps of Q K^T
-    constexpr int NB = GQ_BN / 8;   // 8-key blocks of S per tile
+    constexpr int NB = BN / 8;   // 8-key blocks of S per tile
     constexpr int DB = D / 8;       // 8-wide d blocks of O
-    __shared__ __align__(128) uint16_t k_tile[2][GQ_BN * D];
-    __shared__ __align__(128) uint16_t v_tile[2][GQ_BN * D];
+    // dynamic shared memory of GQA_SMEM_BYTES(BN, D): K tiles of stages 0 and 1, then V tiles of stages 0 and 1
+    extern __shared__ __align__(128) uint16_t gqa_smem[];
+    constexpr uint32_t TILE_BYTES = BN * D * 2;
+    const uint32_t smem = smem_addr(gqa_smem);  // K tile of stage s at smem + s * TILE_BYTES, its V tile 2 tiles on
 
-    constexpr int NT = FA_WARPS * RG * 32;  // threads of the block
+    constexpr int NT = FA_WARPS * 32;  // threads of the block
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = lane >> 2, t4 = lane & 3;
-    const int rg = RG == 1 ? 0 : warp / FA_WARPS;  // this warp's row group
     const int group = p.num_heads / p.num_kv_heads;
     const int blocks_per_kv = group / FA_WARPS;  // >= 1: the host launches this kernel only for groups of 4k heads
     const int kv_head = blockIdx.x / blocks_per_kv;
-    const int head = kv_head * group + (blockIdx.x % blocks_per_kv) * FA_WARPS + (RG == 1 ? warp : warp % FA_WARPS);
+    const int head = kv_head * group + (blockIdx.x % blocks_per_kv) * FA_WARPS + warp;
     const int item = blockIdx.y;
 
     const int seq = p.work[2 * item], first = p.work[2 * item + 1];
     const int q_start = p.query_starts[seq];
     const int q_len = p.query_starts[seq + 1] - q_start;
-    const int rows = min(GQ_BM * RG, q_len - first);       // valid rows of this item, >= 1
+    const int rows = min(GQ_BM, q_len - first);            // valid rows of this item, >= 1
     const int pos0 = p.context_lens[seq] - q_len + first;  // position of row 0
     const int window = p.sliding_window;
     const int key_lo = window > 0 ? max(0, pos0 - window + 1) : 0;
@@ -268,9 +269,8 @@ __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& 
     const uint16_t* vc = static_cast<const uint16_t*>(p.v_cache);
 
     // this thread's two rows; rows past the item's end compute on zero queries and are never stored
-    const int r_a = rg * GQ_BM + g, r_b = r_a + 8;
+    const int r_a = g, r_b = r_a + 8;
     const int pos_a = pos0 + r_a, pos_b = pos0 + r_b;
-    const int warp_pos0 = pos0 + rg * GQ_BM;  // position of this warp's first row
 
     uint32_t qf[KC][4];
     load_q<T, D>(qf, p, (long long)(q_start + first + r_a), head, r_a < rows, r_b < rows, t4);
@@ -283,31 +283,31 @@ __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& 
     const float c = p.scale * 1.4426950408889634f;
     const int mi = lane >> 3, mr = lane & 7;
 
-    const int tiles = (key_hi - key_lo) / GQ_BN + 1;
-    load_kv_tiles<D, GQ_BN, NT>(smem_addr(k_tile[0]), smem_addr(v_tile[0]), kc, vc, table, key_lo, key_hi, blocks,
+    const int tiles = (key_hi - key_lo) / BN + 1;
+    load_kv_tiles<D, BN, NT>(smem, smem + 2 * TILE_BYTES, kc, vc, table, key_lo, key_hi, blocks,
                                 p.num_kv_heads, kv_head);
     cp_async_commit();
     for (int it = 0; it < tiles; it++) {
-        const int k0 = key_lo + it * GQ_BN;
+        const int k0 = key_lo + it * BN;
         const int stage = it & 1;
         cp_async_wait<0>();  // this thread's part of tile it has landed ...
         __syncthreads();     // ... everybody's, and every warp is done with tile it - 1's stage
         if (it + 1 < tiles) {
             const int next = stage ^ 1;
-            load_kv_tiles<D, GQ_BN, NT>(smem_addr(k_tile[next]), smem_addr(v_tile[next]), kc, vc, table, k0 + GQ_BN,
+            load_kv_tiles<D, BN, NT>(smem + next * TILE_BYTES, smem + (2 + next) * TILE_BYTES, kc, vc, table, k0 + BN,
                                         key_hi, blocks, p.num_kv_heads, kv_head);
             cp_async_commit();
         }
-        const uint32_t k_base = smem_addr(k_tile[stage]), v_base = smem_addr(v_tile[stage]);
+        const uint32_t k_base = smem + stage * TILE_BYTES, v_base = smem + (2 + stage) * TILE_BYTES;
 
         float s[NB][4];
         qk_tile<T, D, NB>(s, qf, k_base, mi, mr);
 
         // scale; mask keys after the row's position (and zero-filled keys past key_hi) or before its window
-        const bool mask = k0 + GQ_BN - 1 > warp_pos0 || window > 0;
-        uint32_t pf[GQ_BN / 16][4];
+        const bool mask = k0 + BN - 1 > pos0 || window > 0;
+        uint32_t pf[BN / 16][4];
         softmax_tile<T, NB, DB>(s, pf, o, m_a, m_b, l_a, l_b, k0, pos_a, pos_b, window, mask, c, t4);
-        pv_tile<T, D, GQ_BN / 16>(o, pf, v_base, mi, mr);
+        pv_tile<T, D, BN / 16>(o, pf, v_base, mi, mr);
     }
 
     store_o<T, D>(o, l_a, l_b, p, (long long)(q_start + first + r_a), head, r_a < rows, r_b < rows, t4);
@@ -327,21 +327,18 @@ FLASH_ENTRY(flash_attention_bf16_d128, flash_attention, __nv_bfloat16, 128, FA_W
 FLASH_ENTRY(flash_attention_f16_d64, flash_attention, __half, 64, FA_WARPS * 32)
 FLASH_ENTRY(flash_attention_f16_d128, flash_attention, __half, 128, FA_WARPS * 32)
 
-// grid (num_kv_heads * group / 4, num_items of GQ_BM rows), FA_WARPS * 32 threads, three blocks an SM (168 registers
-// a thread: none spilled at sm_80, 8 bytes spilled at sm_90a for head_dim 128); see
-// flash_attention_gqa
-FLASH_ENTRY(flash_attention_gqa_bf16_d64, flash_attention_gqa, __nv_bfloat16, 64, FA_WARPS * 32, 3)
-FLASH_ENTRY(flash_attention_gqa_bf16_d128, flash_attention_gqa, __nv_bfloat16, 128, FA_WARPS * 32, 3)
-FLASH_ENTRY(flash_attention_gqa_f16_d64, flash_attention_gqa, __half, 64, FA_WARPS * 32, 3)
-FLASH_ENTRY(flash_attention_gqa_f16_d128, flash_attention_gqa, __half, 128, FA_WARPS * 32, 3)
-
-// the same with two row groups (32-row items): grid (num_kv_heads * group / 4, num_items of 2 * GQ_BM rows),
-// 2 * FA_WARPS * 32 threads, one block an SM
-#define FLASH_GQA32_ENTRY(NAME, T, D) \
-    extern "C" __global__ void __launch_bounds__(2 * FA_WARPS * 32, 1) NAME(const FlashAttentionParams p) { LATHE_PDL_WAIT(); \
-        flash_attention_gqa<T, D, 2>(p); \
+// grid (num_kv_heads * group / 4, num_items of GQ_BM rows), FA_WARPS * 32 threads; see flash_attention_gqa.
+// 32-key tiles: three blocks an SM (168 registers a thread at head_dim 128, none spilled).
+#define FLASH_GQA_ENTRY(NAME, T, D, BN, MIN_BLOCKS) \
+    extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, MIN_BLOCKS) NAME(const FlashAttentionParams p) { LATHE_PDL_WAIT(); \
+        flash_attention_gqa<T, D, BN>(p); \
     }
-FLASH_GQA32_ENTRY(flash_attention_gqa32_bf16_d64, __nv_bfloat16, 64)
-FLASH_GQA32_ENTRY(flash_attention_gqa32_bf16_d128, __nv_bfloat16, 128)
-FLASH_GQA32_ENTRY(flash_attention_gqa32_f16_d64, __half, 64)
-FLASH_GQA32_ENTRY(flash_attention_gqa32_f16_d128, __half, 128)
+FLASH_GQA_ENTRY(flash_attention_gqa_bf16_d64, __nv_bfloat16, 64, 32, 3)
+FLASH_GQA_ENTRY(flash_attention_gqa_bf16_d128, __nv_bfloat16, 128, 32, 3)
+FLASH_GQA_ENTRY(flash_attention_gqa_f16_d64, __half, 64, 32, 3)
+FLASH_GQA_ENTRY(flash_attention_gqa_f16_d128, __half, 128, 32, 3)
+// 64-key tiles: three blocks an SM at head_dim 64, two at 128 (none spilled at sm_90a)
+FLASH_GQA_ENTRY(flash_attention_gqa_k64_bf16_d64, __nv_bfloat16, 64, 64, 3)
+FLASH_GQA_ENTRY(flash_attention_gqa_k64_bf16_d128, __nv_bfloat16, 128, 64, 2)
+FLASH_GQA_ENTRY(flash_attention_gqa_k64_f16_d64, __half, 64, 64, 3)
+FLASH_GQA_ENTRY(flash_attention_gqa_k64_f16_d128, __half, 128, 64, 2)

@@ -83,11 +83,11 @@ public final class CudaBackend implements Backend {
      */
     public static final String FLASH_GQA_PROPERTY = "lathe.flash.gqa";
     /**
-     * System property: the query rows of a grouped-query flash work item, 16 (default) or 32. With 32, a block of
-     * eight warps takes the four heads over 32 rows (flash_attention_gqa32_*), so each K/V tile copied from L2
-     * serves twice the rows; an SM then holds one such block instead of three of four warps. Not measured yet.
+     * System property: the keys of a grouped-query flash tile, 32 (default) or 64. With 64 (flash_attention_gqa_k64_*)
+     * each warp has twice the independent mma chains per tile and half the barriers, row-max reductions and rescales
+     * per key, at 246 registers a thread (two blocks an SM at head size 128 instead of three). Not measured yet.
      */
-    public static final String FLASH_GQA_ROWS_PROPERTY = "lathe.flash.gqaRows";
+    public static final String FLASH_GQA_KEYS_PROPERTY = "lathe.flash.gqaKeys";
     /** Threads per block of the flash kernel: FA_WARPS = 4 warps, 16 query rows each. */
     private static final int FLASH_THREADS = 128;
     /**
@@ -175,7 +175,7 @@ public final class CudaBackend implements Backend {
     private AttentionMetadata planFor;
     private int planLongestRun, planItems, planShortRows, planTileRows;
     private boolean flashGqa = Boolean.parseBoolean(System.getProperty(FLASH_GQA_PROPERTY, "true"));
-    private int flashGqaRows = gqaRows(Integer.getInteger(FLASH_GQA_ROWS_PROPERTY, FLASH_GQA_TILE_ROWS));
+    private int flashGqaKeys = gqaKeys(Integer.getInteger(FLASH_GQA_KEYS_PROPERTY, 32));
     private boolean planUploaded;
     private DeviceBuffer planWork;
     private boolean closed;
@@ -1069,12 +1069,12 @@ public final class CudaBackend implements Backend {
         int group = heads / c.numKvHeads();
         boolean gqa = flashGqa && group % 4 == 0 && flashGqaKernel(c.dtype(), headDim) != null;
         if (gqa) {
-            plan(meta, flashGqaRows);
+            plan(meta, FLASH_GQA_TILE_ROWS);
             gqa = planItems <= MAX_GRID_Y;  // else the plain kernel's 64-row items may still fit the grid
         }
         Kernel flash = gqa ? flashGqaKernel(c.dtype(), headDim) : flashKernel(c.dtype(), headDim);
         if (flash != null) {
-            plan(meta, gqa ? flashGqaRows : FLASH_TILE_ROWS);
+            plan(meta, gqa ? FLASH_GQA_TILE_ROWS : FLASH_TILE_ROWS);
             if (planLongestRun >= FLASH_MIN_QUERY_ROWS && planItems <= MAX_GRID_Y) {
                 // the flash kernels write float32 or the cache's own 16-bit format; another 16-bit output (an F16
                 // model over a BF16 cache) takes float32 from them and is rounded after (the other kernels write any)
@@ -1087,8 +1087,7 @@ public final class CudaBackend implements Backend {
                     return;
                 }
                 long work = uploadPlan(meta);
-                int threads = gqa ? FLASH_THREADS * (flashGqaRows / FLASH_GQA_TILE_ROWS) : FLASH_THREADS;
-                flash.launch(stream, gqa ? c.numKvHeads() * (group / 4) : heads, planItems, threads,
+                flash.launch(stream, gqa ? c.numKvHeads() * (group / 4) : heads, planItems, FLASH_THREADS,
                         qt.address(), c.keys(layer), c.values(layer), ot.address(), work, starts.address(),
                         lens.address(), tables.address(), heads, c.numKvHeads(), c.blockSize(), tables.cols(),
                         meta.slidingWindow(), dtypeCode(ot.dtype()), scale);
@@ -1185,19 +1184,19 @@ public final class CudaBackend implements Backend {
                 kernels.splitMmaF16D128);
     }
 
-    /** Sets the grouped-query flash kernel's item rows (see {@link #FLASH_GQA_ROWS_PROPERTY}); returns the old setting. */
-    int flashGqaRows(int rows) {
-        int old = flashGqaRows;
-        flashGqaRows = gqaRows(rows);
+    /** Sets the grouped-query flash kernel's tile keys (see {@link #FLASH_GQA_KEYS_PROPERTY}); returns the old setting. */
+    int flashGqaKeys(int keys) {
+        int old = flashGqaKeys;
+        flashGqaKeys = gqaKeys(keys);
         return old;
     }
 
-    private static int gqaRows(int rows) {
-        if (rows != FLASH_GQA_TILE_ROWS && rows != 2 * FLASH_GQA_TILE_ROWS) {
-            throw new IllegalArgumentException(FLASH_GQA_ROWS_PROPERTY + " is " + rows + ": the grouped-query flash kernel takes "
-                    + FLASH_GQA_TILE_ROWS + " or " + 2 * FLASH_GQA_TILE_ROWS + " query rows a work item");
+    private static int gqaKeys(int keys) {
+        if (keys != 32 && keys != 64) {
+            throw new IllegalArgumentException(FLASH_GQA_KEYS_PROPERTY + " is " + keys
+                    + ": the grouped-query flash kernel takes tiles of 32 or 64 keys");
         }
-        return rows;
+        return keys;
     }
 
     /** Turns the KV-head-first grid of the split-context kernels (see {@link #HEADS_FASTEST_PROPERTY}) on or off; returns the old setting. */
@@ -1223,11 +1222,11 @@ public final class CudaBackend implements Backend {
                 + (lastDecodeKvFirst ? ", heads fastest" : "");
     }
 
-    /** The grouped-query flash kernel for a cache type and head size (and the item rows set), or null where it has none. */
+    /** The grouped-query flash kernel for a cache type and head size (and the tile keys set), or null where it has none. */
     private Kernel flashGqaKernel(DType dtype, int headDim) {
-        return flashGqaRows == 2 * FLASH_GQA_TILE_ROWS
-                ? byCacheType(dtype, headDim, kernels.flashGqa32Bf16D64, kernels.flashGqa32Bf16D128, kernels.flashGqa32F16D64,
-                        kernels.flashGqa32F16D128)
+        return flashGqaKeys == 64
+                ? byCacheType(dtype, headDim, kernels.flashGqaK64Bf16D64, kernels.flashGqaK64Bf16D128, kernels.flashGqaK64F16D64,
+                        kernels.flashGqaK64F16D128)
                 : byCacheType(dtype, headDim, kernels.flashGqaBf16D64, kernels.flashGqaBf16D128, kernels.flashGqaF16D64,
                         kernels.flashGqaF16D128);
     }

@@ -29,7 +29,7 @@ final class Kernels implements AutoCloseable {
     /** The grouped-query variant of the same (four query heads of one KV head per block). */
     final Kernel flashGqaBf16D64, flashGqaBf16D128, flashGqaF16D64, flashGqaF16D128;
     /** The grouped-query variant over 32-row items (eight warps a block). */
-    final Kernel flashGqa32Bf16D64, flashGqa32Bf16D128, flashGqa32F16D64, flashGqa32F16D128;
+    final Kernel flashGqaK64Bf16D64, flashGqaK64Bf16D128, flashGqaK64F16D64, flashGqaK64F16D128;
     /** split_attention_K for head_dim = 32 K, K = 1..8 (index K - 1), and the merge of their pieces. */
     final Kernel[] splitAttention = new Kernel[8];
     /** The same on tensor cores for 16-bit caches: BF16/F16 x head size 64/128 (split_attention_mma). */
@@ -79,10 +79,15 @@ final class Kernels implements AutoCloseable {
             flashGqaBf16D128 = flash.kernel("flash_attention_gqa_bf16_d128", flashParams("flash_attention_gqa_bf16_d128"));
             flashGqaF16D64 = flash.kernel("flash_attention_gqa_f16_d64", flashParams("flash_attention_gqa_f16_d64"));
             flashGqaF16D128 = flash.kernel("flash_attention_gqa_f16_d128", flashParams("flash_attention_gqa_f16_d128"));
-            flashGqa32Bf16D64 = flash.kernel("flash_attention_gqa32_bf16_d64", flashParams("flash_attention_gqa32_bf16_d64"));
-            flashGqa32Bf16D128 = flash.kernel("flash_attention_gqa32_bf16_d128", flashParams("flash_attention_gqa32_bf16_d128"));
-            flashGqa32F16D64 = flash.kernel("flash_attention_gqa32_f16_d64", flashParams("flash_attention_gqa32_f16_d64"));
-            flashGqa32F16D128 = flash.kernel("flash_attention_gqa32_f16_d128", flashParams("flash_attention_gqa32_f16_d128"));
+            flashGqaK64Bf16D64 = flash.kernel("flash_attention_gqa_k64_bf16_d64", flashParams("flash_attention_gqa_k64_bf16_d64"));
+            flashGqaK64Bf16D128 = flash.kernel("flash_attention_gqa_k64_bf16_d128", flashParams("flash_attention_gqa_k64_bf16_d128"));
+            flashGqaK64F16D64 = flash.kernel("flash_attention_gqa_k64_f16_d64", flashParams("flash_attention_gqa_k64_f16_d64"));
+            flashGqaK64F16D128 = flash.kernel("flash_attention_gqa_k64_f16_d128", flashParams("flash_attention_gqa_k64_f16_d128"));
+            // their dynamic shared memory: two stages of a K and a V tile of 16-bit values (GQA_SMEM_BYTES)
+            for (Kernel k : List.of(flashGqaBf16D64, flashGqaF16D64)) gqaShared(k, 32, 64);
+            for (Kernel k : List.of(flashGqaBf16D128, flashGqaF16D128)) gqaShared(k, 32, 128);
+            for (Kernel k : List.of(flashGqaK64Bf16D64, flashGqaK64F16D64)) gqaShared(k, 64, 64);
+            for (Kernel k : List.of(flashGqaK64Bf16D128, flashGqaK64F16D128)) gqaShared(k, 64, 128);
             siluMul = byName.get("activation").kernel("silu_mul", struct("silu_mul",
                     ptr("x"), ptr("out"), i64("n"), i32("inner"), i32("dtype"), i32("x_dtype")));
             randomNormal = byName.get("random").kernel("random_normal", struct("random_normal",
@@ -138,6 +143,14 @@ final class Kernels implements AutoCloseable {
     }
 
     /** FlashAttentionParams of flash_attention.cu. */
+    /**
+     * Gives a grouped-query flash kernel with {@code keys}-key tiles at head size {@code headDim} its dynamic shared
+     * memory: two stages of a K and a V tile of 16-bit values (GQA_SMEM_BYTES in flash_attention.cu).
+     */
+    private static void gqaShared(Kernel k, int keys, int headDim) {
+        k.withDynamicShared(2 * 2 * keys * headDim * 2);
+    }
+
     private static KernelParams flashParams(String kernel) {
         return struct(kernel, ptr("q"), ptr("k_cache"), ptr("v_cache"), ptr("out"), ptr("work"), ptr("query_starts"),
                 ptr("context_lens"), ptr("block_tables"), i32("num_heads"), i32("num_kv_heads"), i32("block_size"),

@@ -8,6 +8,7 @@ import dev.lathe.core.backend.SeededRandom;
 import dev.lathe.core.backend.Tensor;
 import dev.lathe.core.backend.Weight;
 import dev.lathe.core.checkpoint.DType;
+import dev.lathe.core.checkpoint.Floats;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.BeforeEach;
@@ -184,9 +185,10 @@ class CudaOpsTest {
 
     /**
      * linearAdd and mlpAdd (LlamaModel.RESIDUAL_ADD_PROPERTY) add their product into an F32 residual inside the GEMM
-     * (beta 1): the same float32 sum, bit for bit, as linear / mlp into a float32 tensor added after, which is what
-     * the model's addRmsNorm does without the switch. (Should cuBLASLt ever add the residual before its last partial
-     * sums, this fails and the switch's claim of equal numbers must go.)
+     * (beta 1): without a bias, the same float32 sum, bit for bit, as linear / mlp into a float32 tensor added after,
+     * which is what the model's addRmsNorm does without the switch. (Should cuBLASLt ever add the residual before its
+     * last partial sums, this fails and the switch's claim of equal numbers must go.) A bias is added after the
+     * residual, (residual + product) + bias, which is one rounding away from residual + (product + bias).
      */
     @Test
     void linearAddAndMlpAddAddTheProductIntoTheResidual() {
@@ -202,15 +204,23 @@ class CudaOpsTest {
                 gpu.rmsNorm(xf, ones, 1e-5f, x16);  // x in the weights' format, as the model's norms write it
             }
             float[] r = normal(random, n * outF, 4f);
-            try (Tensor acc = gpu.upload(r, n, outF); Tensor product = poisoned(n, outF)) {
-                gpu.linearAdd(x16, wt, bt, acc);
-                gpu.linear(x16, wt, bt, product);
-                assertAddedExactly("linearAdd seed " + seed, gpu.download(acc), r, gpu.download(product));
+            float[] product;
+            try (Tensor p = poisoned(n, outF)) {
+                gpu.linear(x16, wt, null, p);
+                product = gpu.download(p);
             }
-            try (Tensor acc = gpu.upload(r, n, outF); Tensor product = poisoned(n, outF)) {
+            try (Tensor acc = gpu.upload(r, n, outF)) {
+                gpu.linearAdd(x16, wt, null, acc);
+                assertAddedExactly("linearAdd seed " + seed, gpu.download(acc), r, product, null);
+            }
+            try (Tensor acc = gpu.upload(r, n, outF)) {
+                gpu.linearAdd(x16, wt, bt, acc);
+                assertAddedExactly("linearAdd with a bias, seed " + seed, gpu.download(acc), r, product, bf16Bias(b, n));
+            }
+            try (Tensor acc = gpu.upload(r, n, outF); Tensor mlpOut = poisoned(n, outF)) {
                 gpu.mlpAdd(x16, gt, null, dt, null, acc);
-                gpu.mlp(x16, gt, null, dt, null, product);
-                assertAddedExactly("mlpAdd seed " + seed, gpu.download(acc), r, gpu.download(product));
+                gpu.mlp(x16, gt, null, dt, null, mlpOut);
+                assertAddedExactly("mlpAdd seed " + seed, gpu.download(acc), r, gpu.download(mlpOut), null);
             }
             try (Tensor small = gpu.allocate(DType.F32, 64, in); Tensor acc = gpu.upload(new float[64 * outF], 64, outF)) {
                 assertThatThrownBy(() -> gpu.linearAdd(small, wt, bt, acc)).isInstanceOf(IllegalArgumentException.class)
@@ -219,15 +229,26 @@ class CudaOpsTest {
         }
     }
 
+    /** {@code b} rounded to BF16 (as a BF16 weight holds it), repeated for {@code rows} rows. */
+    private static float[] bf16Bias(float[] b, int rows) {
+        float[] out = new float[rows * b.length];
+        for (int i = 0; i < out.length; i++) out[i] = Floats.bf16ToFloat(Floats.floatToBf16(b[i % b.length]));
+        return out;
+    }
+
     private static float[] filled(int n, float v) {
         float[] a = new float[n];
         Arrays.fill(a, v);
         return a;
     }
 
-    private static void assertAddedExactly(String what, float[] got, float[] residual, float[] product) {
+    /** got must be exactly residual + product, then + bias where bias is not null, each sum rounded to float32. */
+    private static void assertAddedExactly(String what, float[] got, float[] residual, float[] product, float[] bias) {
         float[] want = new float[got.length];
-        for (int i = 0; i < want.length; i++) want[i] = residual[i] + product[i];
+        for (int i = 0; i < want.length; i++) {
+            want[i] = residual[i] + product[i];
+            if (bias != null) want[i] += bias[i];
+        }
         int first = Arrays.mismatch(got, want);
         assertThat(first).as("%s: first element that is not residual + product (%s)", what,
                 first < 0 ? "" : got[first] + " against " + residual[first] + " + " + product[first]).isEqualTo(-1);
@@ -846,7 +867,7 @@ class CudaOpsTest {
     @EnumSource(value = DType.class, names = {"BF16", "F16"})
     void tensorCoreDecodeMergesThePiecesOfALongContext(DType cacheType) {
         withMmaDecode(true, () -> splitting(() -> {
-            assertThat(runAttention(cacheType, 32, 8, 128, 16, 0, List.of(new Seq(2048, 1)))).endsWith("pieces");
+            assertThat(runAttention(cacheType, 32, 8, 128, 16, 0, List.of(new Seq(2048, 1)))).matches("tensor cores, \\d+ pieces(, heads fastest)?");
             runAttention(cacheType, 32, 8, 128, 16, 0, List.of(new Seq(1000, 1), new Seq(37, 1), new Seq(513, 2), new Seq(5, 0)));
         }));
     }
@@ -858,7 +879,8 @@ class CudaOpsTest {
         for (int i = 0; i < 80; i++) seqs.add(new Seq(1 + (i * 37) % 300, 1));
         int old = gpu.maxAttentionSplits(1);
         try {
-            withMmaDecode(true, () -> assertThat(runAttention(DType.BF16, 32, 8, 128, 16, 0, seqs)).isEqualTo("tensor cores, 1 piece"));
+            // (with -Dlathe.attention.headsFastest=true on the JVM, the grid order shows too)
+            withMmaDecode(true, () -> assertThat(runAttention(DType.BF16, 32, 8, 128, 16, 0, seqs)).matches("tensor cores, 1 piece(, heads fastest)?"));
         } finally {
             gpu.maxAttentionSplits(old);
         }
@@ -921,29 +943,30 @@ class CudaOpsTest {
         }
     }
 
-    /** The grouped-query kernel over 32-row items (CudaBackend.FLASH_GQA_ROWS_PROPERTY): eight warps, two row groups. */
+    /** The grouped-query kernel over 64-key tiles (CudaBackend.FLASH_GQA_KEYS_PROPERTY), launched with 64 KB of dynamic shared memory at head size 128. */
     @ParameterizedTest
     @EnumSource(value = DType.class, names = {"BF16", "F16"})
-    void groupedFlashAttentionOver32RowItems(DType cacheType) {
-        int old = gpu.flashGqaRows(32);
+    void groupedFlashAttentionOver64KeyTiles(DType cacheType) {
+        int old = gpu.flashGqaKeys(64);
         try {
             groupedFlash(() -> {
                 runAttention(cacheType, 32, 8, 128, 16, 0, List.of(new Seq(300, 300), new Seq(1000, 700)));
-                // 131 = 4 x 32 + 3 and 65 = 2 x 32 + 1 rows: partial items, a second row group with no row or a few
+                // 131 and 65 rows: partial items; 64 = one full tile; windows that start and end inside a tile
                 runAttention(cacheType, 16, 2, 128, 32, 0, List.of(new Seq(150, 131), new Seq(64, 64), new Seq(200, 65)));
                 runAttention(cacheType, 8, 2, 64, 8, 20, List.of(new Seq(400, 200), new Seq(90, 90), new Seq(30, 1)));
+                runAttention(cacheType, 8, 2, 128, 16, 100, List.of(new Seq(700, 300), new Seq(129, 129)));
                 runAttention(cacheType, 32, 8, 128, 16, 0,
                         List.of(new Seq(50, 1), new Seq(70, 70), new Seq(129, 1), new Seq(40, 15), new Seq(60, 16)));
             });
         } finally {
-            gpu.flashGqaRows(old);
+            gpu.flashGqaKeys(old);
         }
     }
 
     @Test
-    void groupedFlashItemRowsOtherThan16Or32AreRejected() {
-        assertThatThrownBy(() -> gpu.flashGqaRows(64)).isInstanceOf(IllegalArgumentException.class)
-                .hasMessageContaining("lathe.flash.gqaRows is 64");
+    void groupedFlashTileKeysOtherThan32Or64AreRejected() {
+        assertThatThrownBy(() -> gpu.flashGqaKeys(128)).isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("lathe.flash.gqaKeys is 128");
     }
 
     /** Runs {@code test} with the grouped-query flash kernel on. */

@@ -13,6 +13,8 @@ public final class Kernel {
     private final KernelParams params;
     /** Launched with programmatic stream serialization: asked for, and the loaded code has the wait (sm_90+). */
     private final boolean dependent;
+    /** Dynamic shared memory of each launch, in bytes (see {@link #withDynamicShared}). */
+    private int sharedBytes;
 
     Kernel(CudaContext context, String name, MemorySegment function, KernelParams params) {
         this.context = context;
@@ -24,6 +26,24 @@ public final class Kernel {
     }
 
     public String name() { return name; }
+
+    /**
+     * Gives every launch {@code bytes} of dynamic shared memory ({@code extern __shared__}), raising the function's
+     * limit above the default 48 KB where needed; a size the device cannot give fails here, naming the kernel.
+     */
+    public Kernel withDynamicShared(int bytes) {
+        if (bytes < 0) throw new IllegalArgumentException(name + ": dynamic shared memory of " + bytes + " bytes");
+        context.makeCurrent();
+        try {
+            context.driver().setFunctionAttribute(function, dev.lathe.cuda.internal.Driver.FUNC_ATTR_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes);
+        } catch (RuntimeException e) {
+            throw new IllegalStateException(name + ": cannot have " + bytes + " bytes of dynamic shared memory on this device", e);
+        }
+        sharedBytes = bytes;
+        return this;
+    }
+
+    public int dynamicSharedBytes() { return sharedBytes; }
 
     public KernelParams params() { return params; }
 
@@ -47,9 +67,9 @@ public final class Kernel {
             MemorySegment argv = arena.allocate(ADDRESS);
             argv.set(ADDRESS, 0, struct);
             if (dependent) {
-                context.driver().launchKernelDependent(arena, function, gridX, gridY, gridZ, blockX, stream.handle(), argv);
+                context.driver().launchKernelDependent(arena, function, gridX, gridY, gridZ, blockX, sharedBytes, stream.handle(), argv);
             } else {
-                context.driver().launchKernel(function, gridX, gridY, gridZ, blockX, 1, 1, 0, stream.handle(), argv);
+                context.driver().launchKernel(function, gridX, gridY, gridZ, blockX, 1, 1, sharedBytes, stream.handle(), argv);
             }
         }
     }

@@ -36,7 +36,7 @@ public final class Driver {
             cuMemcpyHtoDAsync, cuMemcpyDtoHAsync, cuMemcpyDtoDAsync, cuMemHostAlloc, cuMemFreeHost,
             cuMemGetInfo, cuStreamCreate, cuStreamSynchronize, cuStreamDestroy, cuEventCreate, cuEventRecord,
             cuEventSynchronize, cuEventQuery, cuEventElapsedTime, cuEventDestroy, cuModuleLoadData, cuModuleUnload,
-            cuModuleGetFunction, cuFuncGetAttribute, cuLaunchKernel, cuLaunchKernelEx, cuGetErrorName, cuGetErrorString, cuStreamBeginCapture,
+            cuModuleGetFunction, cuFuncGetAttribute, cuFuncSetAttribute, cuLaunchKernel, cuLaunchKernelEx, cuGetErrorName, cuGetErrorString, cuStreamBeginCapture,
             cuStreamEndCapture, cuGraphInstantiateWithFlags, cuGraphLaunch, cuGraphExecDestroy, cuGraphDestroy;
     private final String location;
 
@@ -81,6 +81,7 @@ public final class Driver {
                 JAVA_INT, JAVA_INT, ADDRESS, ADDRESS, ADDRESS);
         cuLaunchKernelEx = bind(lib, "cuLaunchKernelEx", ADDRESS, ADDRESS, ADDRESS, ADDRESS);
         cuFuncGetAttribute = bind(lib, "cuFuncGetAttribute", ADDRESS, JAVA_INT, ADDRESS);
+        cuFuncSetAttribute = bind(lib, "cuFuncSetAttribute", ADDRESS, JAVA_INT, JAVA_INT);
         cuGetErrorName = bind(lib, "cuGetErrorName", JAVA_INT, ADDRESS);
         cuStreamBeginCapture = bind(lib, "cuStreamBeginCapture_v2", ADDRESS, JAVA_INT);
         cuStreamEndCapture = bind(lib, "cuStreamEndCapture", ADDRESS, ADDRESS);
@@ -191,6 +192,15 @@ public final class Driver {
             MemorySegment v = a.allocate(JAVA_INT);
             check((int) cuFuncGetAttribute.invokeExact(v, attribute, function), "cuFuncGetAttribute");
             return v.get(JAVA_INT, 0);
+        } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    /** CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES: the dynamic shared memory a launch may ask for (48 KB unless raised). */
+    public static final int FUNC_ATTR_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
+
+    public void setFunctionAttribute(MemorySegment function, int attribute, int value) {
+        try {
+            check((int) cuFuncSetAttribute.invokeExact(function, attribute, value), "cuFuncSetAttribute");
         } catch (Throwable t) { throw rethrow(t); }
     }
 
@@ -422,9 +432,9 @@ public final class Driver {
     /**
      * cuLaunchKernelEx with programmatic stream serialization allowed: the kernel may begin before the
      * previous kernel on the stream has finished, and must wait for it itself (griddepcontrol.wait) before
-     * touching memory. One-dimensional blocks, no dynamic shared memory.
+     * touching memory. One-dimensional blocks, {@code sharedBytes} of dynamic shared memory.
      */
-    public void launchKernelDependent(Arena arena, MemorySegment function, int gx, int gy, int gz, int bx,
+    public void launchKernelDependent(Arena arena, MemorySegment function, int gx, int gy, int gz, int bx, int sharedBytes,
                                       MemorySegment stream, MemorySegment kernelParams) {
         MemorySegment attr = arena.allocate(LAUNCH_ATTRIBUTE_BYTES, 8);
         attr.set(JAVA_INT, 0, ATTR_PROGRAMMATIC_STREAM_SERIALIZATION);
@@ -436,7 +446,7 @@ public final class Driver {
         config.set(JAVA_INT, 12, bx);
         config.set(JAVA_INT, 16, 1);
         config.set(JAVA_INT, 20, 1);
-        config.set(JAVA_INT, 24, 0);        // sharedMemBytes
+        config.set(JAVA_INT, 24, sharedBytes);  // sharedMemBytes
         config.set(ADDRESS, 32, stream);    // hStream
         config.set(ADDRESS, 40, attr);      // attrs
         config.set(JAVA_INT, 48, 1);        // numAttrs
