@@ -292,7 +292,7 @@ check() {
 # class path); by default one set, the float32 activation path of
 # session 4 (fused norms, 16-bit gate/up product and grouped-query flash off). For each: the 2048-token TTFT,
 # 128/128 x LATHE_AB_REQUESTS (default 3000) at max-num-seqs LATHE_AB_SEQS (default 1024) and 2048/128 x 300
-# (LATHE_AB_2048=0 leaves it out). About 2 minutes a set.
+# (LATHE_AB_2048=0 leaves it out; LATHE_AB_128=0 leaves 128/128 out). About 2 minutes a set.
 ab() {
   setup
   local log=$OUT_DIR/ab.log flag
@@ -303,11 +303,13 @@ ab() {
     lathe_with "$flag"
     echo "== TTFT 2048 ${flag:-(defaults)}" >> "$log"
     timeout 40 "${LATHE_WITH[@]}" "${base[@]}" --batch 1 --input-len 2048 --output-len 1 --warmup 2 --iterations 5 >> "$log" 2>&1
-    echo "== 128/128 x ${LATHE_AB_REQUESTS:-3000}, max-num-seqs ${LATHE_AB_SEQS:-1024} ${flag:-(defaults)}" >> "$log"
-    local -a record=()
-    [ -z "$flag" ] && record=(--json "$OUT_DIR/throughput-128-128-ab-defaults.json")
-    timeout 75 "${LATHE_WITH[@]}" bench throughput --backend cuda --model synthetic:llama-3-8b --input-len 128 --output-len 128 \
-        --num-requests "${LATHE_AB_REQUESTS:-3000}" --max-num-seqs "${LATHE_AB_SEQS:-1024}" "${record[@]}" >> "$log" 2>&1
+    if [ "${LATHE_AB_128:-1}" = 1 ]; then
+      echo "== 128/128 x ${LATHE_AB_REQUESTS:-3000}, max-num-seqs ${LATHE_AB_SEQS:-1024} ${flag:-(defaults)}" >> "$log"
+      local -a record=()
+      [ -z "$flag" ] && record=(--json "$OUT_DIR/throughput-128-128-ab-defaults.json")
+      timeout 75 "${LATHE_WITH[@]}" bench throughput --backend cuda --model synthetic:llama-3-8b --input-len 128 --output-len 128 \
+          --num-requests "${LATHE_AB_REQUESTS:-3000}" --max-num-seqs "${LATHE_AB_SEQS:-1024}" "${record[@]}" >> "$log" 2>&1
+    fi
     [ "${LATHE_AB_2048:-1}" = 1 ] || continue
     echo "== 2048/128 x 300 ${flag:-(defaults)}" >> "$log"
     timeout 60 "${LATHE_WITH[@]}" bench throughput --backend cuda --model synthetic:llama-3-8b --input-len 2048 --output-len 128 \
