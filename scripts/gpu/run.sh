@@ -336,6 +336,23 @@ profile() {
   grep -v "iteration" "$log"
 }
 
+# Hardware counters of the prefill kernels: Nsight Compute (clocks left alone) over one 2048-token TTFT run, for
+# the kernels matching LATHE_NCU_KERNELS (a regular expression), skipping LATHE_NCU_SKIP launches and reporting the
+# next LATHE_NCU_COUNT, with the sections of LATHE_NCU_SET (default "detailed").
+ncu_prefill() {
+  setup
+  local log=$OUT_DIR/ncu.txt
+  set +e
+  timeout "${LATHE_NCU_LIMIT:-240}" ncu --clock-control none --target-processes all \
+      -k "regex:${LATHE_NCU_KERNELS:-flash_attention_gqa|rope_write_kv|rms_norm|silu_mul}" \
+      --launch-skip "${LATHE_NCU_SKIP:-0}" --launch-count "${LATHE_NCU_COUNT:-8}" --set "${LATHE_NCU_SET:-detailed}" \
+      "${LATHE[@]}" bench latency --backend cuda --model synthetic:llama-3-8b --card "$CARD" --batch 1 \
+      --input-len 2048 --output-len 1 --warmup 0 --iterations 1 > "$log" 2>&1
+  echo "ncu exit code: $?" >> "$log"
+  set -e
+  grep -E "^  [a-z_0-9]+.*\(|Duration|Compute \(SM\) Throughput|Memory Throughput|DRAM Throughput|Achieved Occupancy|Theoretical Occupancy|Registers Per|Block Limit|Warp Cycles Per Issued|Issue Slots Busy|L1/TEX Hit|L2 Hit|Executed Ipc|Stall|exit code" "$log" | head -150
+}
+
 # issue 6's serving sweep: `lathe serve` on the GPU, `lathe bench serving` at concurrency 1 ... 256 with 1024
 # input and 128 output tokens (LATHE_SERVING_PER_LEVEL prompts per request in flight at each level), then
 # `lathe bench throughput` offline on the same lengths, once with as many sequences per step as the
@@ -454,6 +471,7 @@ quick() {
 case "$mode" in
   ab) ab ;;
   profile) profile ;;
+  ncu) ncu_prefill ;;
   quick) quick ;;
   tests) tests ;;
   records) records ;;
@@ -463,5 +481,5 @@ case "$mode" in
   throughput) throughput ;;
   pack) pack ;;
   device) device ;;
-  *) echo "usage: $0 [pack|device|throughput|check|serving|pairs|records|tests|quick|ab]" >&2; exit 2 ;;
+  *) echo "usage: $0 [pack|device|throughput|check|serving|pairs|records|tests|quick|ab|profile|ncu]" >&2; exit 2 ;;
 esac
