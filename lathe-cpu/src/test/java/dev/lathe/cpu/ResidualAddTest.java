@@ -35,7 +35,7 @@ class ResidualAddTest {
         int[] adds = new int[2];
         float[] plain, fused;
         try (CpuBackend backend = new CpuBackend(2)) {
-            plain = logits(backend, prompt);
+            plain = withResidualAdd("false", () -> logits(backend, prompt));
             Backend counting = new ForwardingBackend(backend) {
                 @Override public void linearAdd(Tensor x, Weight w, Weight bias, Tensor acc) {
                     adds[0]++;
@@ -46,17 +46,22 @@ class ResidualAddTest {
                     super.mlpAdd(h, gateUp, gateUpBias, down, downBias, acc);
                 }
             };
-            String before = System.getProperty(LlamaModel.RESIDUAL_ADD_PROPERTY);
-            System.setProperty(LlamaModel.RESIDUAL_ADD_PROPERTY, "true");
-            try {
-                fused = logits(counting, prompt);
-            } finally {
-                if (before == null) System.clearProperty(LlamaModel.RESIDUAL_ADD_PROPERTY);
-                else System.setProperty(LlamaModel.RESIDUAL_ADD_PROPERTY, before);
-            }
+            fused = withResidualAdd("true", () -> logits(counting, prompt));
         }
         assertThat(adds).as("linearAdd and mlpAdd calls, one each a layer").containsExactly(2, 2);
         assertThat(Arrays.mismatch(fused, plain)).as("first logit that differs").isEqualTo(-1);
+    }
+
+    /** {@code run}'s result with {@link LlamaModel#RESIDUAL_ADD_PROPERTY} set to {@code value} while the model is built. */
+    private static float[] withResidualAdd(String value, java.util.function.Supplier<float[]> run) {
+        String before = System.getProperty(LlamaModel.RESIDUAL_ADD_PROPERTY);
+        System.setProperty(LlamaModel.RESIDUAL_ADD_PROPERTY, value);
+        try {
+            return run.get();
+        } finally {
+            if (before == null) System.clearProperty(LlamaModel.RESIDUAL_ADD_PROPERTY);
+            else System.setProperty(LlamaModel.RESIDUAL_ADD_PROPERTY, before);
+        }
     }
 
     /** The logits of every prompt position, in one step, from synthetic weights of seed 7 over {@code backend}. */

@@ -31,8 +31,9 @@ public final class LlamaModel implements AutoCloseable {
      * System property, read when the model is built: {@code true} lets the o projection and the MLP add their products into
      * the residual stream inside the product ({@link Backend#linearAdd}, {@link Backend#mlpAdd}) where the backend
      * {@link Backend#addsIntoResidual can}, and the norms after them only normalize. The same numbers as the add in
-     * {@link Backend#addRmsNorm}, with the float32 product neither written nor read back. Default false: not yet
-     * measured on a GPU.
+     * {@link Backend#addRmsNorm}, with the float32 product neither written nor read back. Default true: on an H100,
+     * 2048/128 x 300 ran at 1,740.7 against 1,718.3 tok/s and 1,734.0 against 1,717.6 in two calls; {@code false}
+     * keeps the adds in the norms.
      */
     public static final String RESIDUAL_ADD_PROPERTY = "lathe.model.residualAdd";
 
@@ -44,7 +45,7 @@ public final class LlamaModel implements AutoCloseable {
     private final Weight lmHead;      // [vocab, hidden]; the embedding itself when tied
     private final float eps;
     private final float attentionScale;
-    private final boolean residualAdd = Boolean.getBoolean(RESIDUAL_ADD_PROPERTY);
+    private final boolean residualAdd = Boolean.parseBoolean(System.getProperty(RESIDUAL_ADD_PROPERTY, "true"));
 
     LlamaModel(ModelConfig config, Backend backend, Weight embedding, List<LayerWeights> layers,
                Weight finalNorm, Weight lmHead) {
