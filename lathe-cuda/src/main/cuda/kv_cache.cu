@@ -44,51 +44,42 @@ struct RopeWriteKvParams {
     int dtype;            // cache storage format
 };
 
-// The loop of rope_write_kv over index type I: unsigned 32-bit where every index fits (three divisions per element
-// pair cost far less than in 64 bits), else 64-bit.
-template <typename I>
-__device__ __forceinline__ void rope_write_kv_loop(const RopeWriteKvParams& p, I total) {
-    const I all_heads = (I)(p.heads + 2 * p.kv_heads);
-    const I half = (I)p.half;
-    const int head_dim = 2 * p.half;
-    for (I i = (I)global_index(); i < total; i += (I)global_stride()) {
-        int j = (int)(i % half);
-        I rh = i / half;
-        int h = (int)(rh % all_heads);
-        long long r = (long long)(rh / all_heads);
-        const float* src = p.qkv + (r * (long long)all_heads + h) * head_dim;
-        float x1 = src[j], x2 = src[j + p.half];
-        if (h < p.heads + p.kv_heads) {
-            float c = p.cos[r * p.half + j], s = p.sin[r * p.half + j];
-            float y1 = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s));
-            float y2 = __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s));
-            if (h < p.heads) {
-                float* dst = p.q + (r * p.heads + h) * head_dim;
-                dst[j] = y1;
-                dst[j + p.half] = y2;
-                continue;
-            }
-            x1 = y1;
-            x2 = y2;
-        }
-        long long slot = p.slots[r];
-        if (slot < 0 || slot >= p.num_slots) continue;
-        bool is_k = h < p.heads + p.kv_heads;
-        int kv_head = is_k ? h - p.heads : h - p.heads - p.kv_heads;
-        long long at = slot * p.kv_heads * head_dim + (long long)kv_head * head_dim + j;
-        void* cache = is_k ? p.k_cache : p.v_cache;
-        store_f(cache, p.dtype, at, x1);
-        store_f(cache, p.dtype, at + p.half, x2);
-    }
-}
-
-// splitColumns + rope(q) + rope(k) + write_kv in one pass: one thread per (token, head of q, k or v, j < half),
-// handling elements j and j + half. The rotation is the same arithmetic as rope(), so the cache and q hold the
-// same values as the unfused ops. A slot outside [0, num_slots) writes no K/V (q is still written).
+// splitColumns + rope(q) + rope(k) + write_kv in one pass. Grid (n, ceil((heads + 2 * kv_heads) * half / blockDim)):
+// block (r, y) takes token r, and its thread t the element pair p = y * blockDim + t of that token, head p / half,
+// elements j = p % half and j + half (one division a thread, a shift when half is a power of two; neighbouring
+// threads read and write neighbouring elements). The rotation is the same arithmetic as rope(), so the cache and q
+// hold the same values as the unfused ops. A slot outside [0, num_slots) writes no K/V (q is still written).
 extern "C" __global__ void rope_write_kv(const RopeWriteKvParams p) {
     LATHE_PDL_WAIT();
-    const long long total = p.n * (p.heads + 2 * p.kv_heads) * p.half;
-    // i + stride must not wrap in 32 bits either
-    if (total + global_stride() < (1LL << 32)) rope_write_kv_loop<unsigned>(p, (unsigned)total);
-    else rope_write_kv_loop<long long>(p, total);
+    const int all_heads = p.heads + 2 * p.kv_heads;
+    const int pair = blockIdx.y * blockDim.x + threadIdx.x;
+    if (pair >= all_heads * p.half) return;
+    const bool pow2 = (p.half & (p.half - 1)) == 0;
+    const int h = pow2 ? pair >> (__ffs(p.half) - 1) : pair / p.half;
+    const int j = pair - h * p.half;
+    const long long r = blockIdx.x;
+    const int head_dim = 2 * p.half;
+    const float* src = p.qkv + (r * all_heads + h) * head_dim;
+    float x1 = src[j], x2 = src[j + p.half];
+    if (h < p.heads + p.kv_heads) {
+        const float c = p.cos[r * p.half + j], s = p.sin[r * p.half + j];
+        const float y1 = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s));
+        const float y2 = __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s));
+        if (h < p.heads) {
+            float* dst = p.q + (r * p.heads + h) * head_dim;
+            dst[j] = y1;
+            dst[j + p.half] = y2;
+            return;
+        }
+        x1 = y1;
+        x2 = y2;
+    }
+    const long long slot = p.slots[r];
+    if (slot < 0 || slot >= p.num_slots) return;
+    const bool is_k = h < p.heads + p.kv_heads;
+    const int kv_head = is_k ? h - p.heads : h - p.heads - p.kv_heads;
+    const long long at = slot * p.kv_heads * head_dim + (long long)kv_head * head_dim + j;
+    void* cache = is_k ? p.k_cache : p.v_cache;
+    store_f(cache, p.dtype, at, x1);
+    store_f(cache, p.dtype, at + p.half, x2);
 }

@@ -14,10 +14,73 @@ struct RmsNormParams {
     int out_dtype;         // DT_F32, or a weight format (rounded to nearest even): the next GEMM's input
 };
 
-// One block per group. Pass 1 sums squares (and updates the residual); pass 2 scales. Every element
-// is read and written by the same thread in both passes, so an F32 out may alias x or residual.
+// The float4 path of rms_norm: d a multiple of 4 and at most NORM_VEC * 4 values a thread. Each thread keeps its
+// float4s in registers between the two passes, so x and the residual are read once.
+#define NORM_VEC 8
+
+template <int NV>
+__device__ __forceinline__ void rms_norm_vec(const RmsNormParams& p) {
+    const long long base = (long long)blockIdx.x * p.d;
+    const int d4 = p.d >> 2;
+    const float4* x4 = reinterpret_cast<const float4*>(p.x + base);
+    float4* r4 = p.residual != nullptr ? reinterpret_cast<float4*>(p.residual + base) : nullptr;
+    float4 v[NV];
+    float ss = 0.f;
+#pragma unroll
+    for (int k = 0; k < NV; k++) {
+        const int i = threadIdx.x + k * blockDim.x;
+        if (i < d4) {
+            float4 a = x4[i];
+            if (r4 != nullptr) {
+                const float4 r = r4[i];
+                a = make_float4(r.x + a.x, r.y + a.y, r.z + a.z, r.w + a.w);
+                r4[i] = a;
+            }
+            v[k] = a;
+            ss += a.x * a.x;
+            ss += a.y * a.y;
+            ss += a.z * a.z;
+            ss += a.w * a.w;
+        }
+    }
+    ss = block_sum(ss);
+    const float inv = (float)(1.0 / sqrt((double)(ss / p.d + p.eps)));
+#pragma unroll
+    for (int k = 0; k < NV; k++) {
+        const int i = threadIdx.x + k * blockDim.x;
+        if (i < d4) {
+            const int j = 4 * i;
+            const float y0 = __fmul_rn(__fmul_rn(v[k].x, inv), load_f(p.weight, p.dtype, j));
+            const float y1 = __fmul_rn(__fmul_rn(v[k].y, inv), load_f(p.weight, p.dtype, j + 1));
+            const float y2 = __fmul_rn(__fmul_rn(v[k].z, inv), load_f(p.weight, p.dtype, j + 2));
+            const float y3 = __fmul_rn(__fmul_rn(v[k].w, inv), load_f(p.weight, p.dtype, j + 3));
+            if (p.out_dtype == DT_BF16) {
+                __nv_bfloat162 lo = __floats2bfloat162_rn(y0, y1), hi = __floats2bfloat162_rn(y2, y3);
+                uint2 packed = make_uint2(*reinterpret_cast<uint32_t*>(&lo), *reinterpret_cast<uint32_t*>(&hi));
+                reinterpret_cast<uint2*>(static_cast<__nv_bfloat16*>(p.out) + base)[i] = packed;
+            } else if (p.out_dtype == DT_F16) {
+                __half2 lo = __floats2half2_rn(y0, y1), hi = __floats2half2_rn(y2, y3);
+                uint2 packed = make_uint2(*reinterpret_cast<uint32_t*>(&lo), *reinterpret_cast<uint32_t*>(&hi));
+                reinterpret_cast<uint2*>(static_cast<__half*>(p.out) + base)[i] = packed;
+            } else {
+                reinterpret_cast<float4*>(static_cast<float*>(p.out) + base)[i] = make_float4(y0, y1, y2, y3);
+            }
+        }
+    }
+}
+
+// One block per group. Where d is a multiple of 4 that the block covers in at most NORM_VEC float4s a thread (and
+// the rows are 16-byte aligned, which d % 4 == 0 gives for the pool's buffers), the float4 path above; otherwise
+// pass 1 sums squares (and updates the residual) and pass 2 scales, every element read and written by the same
+// thread in both passes, so an F32 out may alias x or residual (the float4 path reads all before it writes, too).
 extern "C" __global__ void rms_norm(const RmsNormParams p) {
     LATHE_PDL_WAIT();
+    const bool aligned = ((reinterpret_cast<uintptr_t>(p.x) | reinterpret_cast<uintptr_t>(p.out)
+                           | reinterpret_cast<uintptr_t>(p.residual)) & 15) == 0;
+    if ((p.d & 3) == 0 && aligned && p.d <= 4 * NORM_VEC * (int)blockDim.x) {
+        rms_norm_vec<NORM_VEC>(p);
+        return;
+    }
     long long base = (long long)blockIdx.x * p.d;
     float ss = 0.f;
     for (int j = threadIdx.x; j < p.d; j += blockDim.x) {

@@ -1046,9 +1046,10 @@ public final class CudaBackend implements Backend {
                             + " and slotMapping [1, n]");
         }
         int heads = qt.cols() / headDim;
-        long total = (long) n * (heads + 2L * c.numKvHeads()) * half;
-        if (total == 0) return;
-        kernels.ropeWriteKv.launch(stream, Kernels.elementBlocks(total), 1, 256,
+        if (n == 0) return;
+        // grid (token, 256 element pairs of its heads); see rope_write_kv
+        long pairs = (heads + 2L * c.numKvHeads()) * half;
+        kernels.ropeWriteKv.launch(stream, n, Math.toIntExact((pairs + 255) / 256), 256,
                 xt.address(), qt.address(), c.keys(layer), c.values(layer), ct.address(), st.address(), mt.address(),
                 c.slots(), (long) n, heads, c.numKvHeads(), half, dtypeCode(c.dtype()));
     }

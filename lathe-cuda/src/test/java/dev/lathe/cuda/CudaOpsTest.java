@@ -114,16 +114,21 @@ class CudaOpsTest {
         }
     }
 
-    @Test
-    void rmsNormNormalisesEachGroup() {
-        int n = 5, heads = 3, d = 97;
+    /** Odd group widths take the kernel's two-pass loop, multiples of 4 its float4 path (4096: 2 float4s a thread). */
+    @ParameterizedTest
+    @ValueSource(ints = {97, 4096, 132})
+    void rmsNormNormalisesEachGroup(int d) {
+        int n = 5, heads = 3;
         float[] x = normal(random, n * heads * d, 2f), w = normal(random, d, 1f);
         try (Weight wt = gpu.load(weight("norm", DType.BF16, w, d)); Tensor xt = gpu.upload(x, n, heads * d);
-             Tensor out = poisoned(n, heads * d)) {
+             Tensor out = poisoned(n, heads * d); Tensor out16 = gpu.allocate(DType.BF16, n, heads * d)) {
+            float[] want = rmsNorm(x, round(DType.BF16, w), 1e-5f);
             gpu.rmsNorm(xt, wt, 1e-5f, out);
-            assertClose("rmsNorm seed " + seed, gpu.download(out), rmsNorm(x, round(DType.BF16, w), 1e-5f), 1e-6);
+            assertClose("rmsNorm seed " + seed, gpu.download(out), want, 1e-6);
+            gpu.rmsNorm(xt, wt, 1e-5f, out16);  // the GEMM input format: the float32 result rounded once
+            assertThat(gpu.download16(out16)).as("rmsNorm into BF16, seed %d", seed).containsExactly(round(DType.BF16, gpu.download(out)));
             gpu.rmsNorm(xt, wt, 1e-5f, xt);  // in place
-            assertClose("rmsNorm in place seed " + seed, gpu.download(xt), rmsNorm(x, round(DType.BF16, w), 1e-5f), 1e-6);
+            assertClose("rmsNorm in place seed " + seed, gpu.download(xt), want, 1e-6);
         }
     }
 
@@ -238,9 +243,10 @@ class CudaOpsTest {
                 first < 0 ? "" : got[first] + " against " + residual[first] + " + " + product[first]).isEqualTo(-1);
     }
 
-    @Test
-    void addRmsNormUpdatesTheResidualAndNormsIt() {
-        int n = 7, h = 4101;
+    @ParameterizedTest
+    @ValueSource(ints = {4101, 4096})
+    void addRmsNormUpdatesTheResidualAndNormsIt(int h) {
+        int n = 7;
         float[] r = normal(random, n * h, 1f), x = normal(random, n * h, 1f), w = normal(random, h, 1f);
         try (Weight wt = gpu.load(weight("norm", DType.F32, w, h)); Tensor rt = gpu.upload(r, n, h);
              Tensor xt = gpu.upload(x, n, h); Tensor out = poisoned(n, h)) {
@@ -492,7 +498,12 @@ class CudaOpsTest {
     @ParameterizedTest
     @EnumSource(value = DType.class, names = {"BF16", "F32"})
     void ropeWriteKvEqualsSplitRopeAndWrite(DType cacheType) {
-        int n = 7, heads = 6, kvHeads = 2, headDim = 64, half = headDim / 2, blocks = 5, blockSize = 4;
+        // head sizes of 32 pairs (two blocks of pairs a token), 48 (not a power of two) and 64 (the Llama shape)
+        for (int headDim : new int[]{64, 96, 128}) ropeWriteKvEqualsSplitRopeAndWrite(cacheType, headDim);
+    }
+
+    private void ropeWriteKvEqualsSplitRopeAndWrite(DType cacheType, int headDim) {
+        int n = 7, heads = 6, kvHeads = 2, half = headDim / 2, blocks = 5, blockSize = 4;
         int qWidth = heads * headDim, kvWidth = kvHeads * headDim;
         float[] qkv = normal(random, n * (qWidth + 2 * kvWidth), 2f);
         float[] cos = new float[n * half], sin = new float[n * half];
@@ -518,9 +529,9 @@ class CudaOpsTest {
             gpu.rope(qApart, ct, st);
             gpu.rope(k, ct, st);
             gpu.writeKv(apart, 1, k, v, slotT);
-            assertThat(gpu.download(qFused)).as("q, seed %d", seed).containsExactly(gpu.download(qApart));
+            assertThat(gpu.download(qFused)).as("q, head size %d, seed %d", headDim, seed).containsExactly(gpu.download(qApart));
             byte[] a = gpu.cacheBytes(fused), b = gpu.cacheBytes(apart);
-            assertThat(Arrays.equals(a, b)).as("cache bytes, seed %d", seed).isTrue();
+            assertThat(Arrays.equals(a, b)).as("cache bytes, head size %d, seed %d", headDim, seed).isTrue();
             byte[] before;
             try (KvCache untouched = gpu.allocateKvCache(2, blocks, blockSize, kvHeads, headDim, cacheType)) {
                 for (int layer = 0; layer < 2; layer++) gpu.writeKv(untouched, layer, fill, fill, all);
