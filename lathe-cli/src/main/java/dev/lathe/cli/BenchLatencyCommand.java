@@ -69,8 +69,10 @@ final class BenchLatencyCommand implements Callable<Integer> {
                     System.err.printf(Locale.ROOT, "%s iteration %d: TTFT %.2f ms, TPOT %.3f ms%n", it < warmup ? "warm-up" : "timed",
                             it, r.ttftMs(), mean(r.stepMs()));
                 }
-                Map<String, List<OpProfiler.Row>> profiles = profile ? profile(runner, profiler, rnd, m.config().vocabSize()) : Map.of();
-                report(m, backend.name(), timed, profiles);
+                Map<String, double[]> steps = new LinkedHashMap<>();
+                Map<String, List<OpProfiler.Row>> profiles = profile ? profile(runner, profiler, rnd, m.config().vocabSize(), steps)
+                        : Map.of();
+                report(m, backend.name(), timed, profiles, steps);
             }
         }
         return 0;
@@ -109,9 +111,11 @@ final class BenchLatencyCommand implements Callable<Integer> {
     /**
      * One more prefill step of the batch, then one decode step, each with its ops timed ({@link OpProfiler}). Where
      * decode steps run as CUDA graphs, a decode step calls no op one by one (and a graph being recorded cannot be
-     * timed), so only the prefill step is profiled; -Dlathe.graphs=false runs decode steps eagerly.
+     * timed), so only the prefill step is profiled; -Dlathe.graphs=false runs decode steps eagerly. Into {@code steps}
+     * go each profiled step's wall time (host, the whole step with its result) and its ops' device span.
      */
-    private Map<String, List<OpProfiler.Row>> profile(ModelRunner runner, OpProfiler profiler, Random rnd, int vocab) {
+    private Map<String, List<OpProfiler.Row>> profile(ModelRunner runner, OpProfiler profiler, Random rnd, int vocab,
+                                                      Map<String, double[]> steps) {
         List<Sequence> seqs = new ArrayList<>();
         for (int b = 0; b < batch; b++) seqs.add(new Sequence(10_000 + b, rnd.ints(inputLen, 0, vocab).toArray()));
         int[] counts = new int[batch];
@@ -124,27 +128,39 @@ final class BenchLatencyCommand implements Callable<Integer> {
         }
         try {
             profiler.start();
+            long t0 = System.nanoTime();
             var logits = runner.step(seqs, counts, greedy);
+            double wall = (System.nanoTime() - t0) / 1e6;
             out.put("prefill", profiler.stop());
+            steps.put("prefill", new double[]{wall, profiler.lastSpanMillis()});
             for (int s = 0; s < batch; s++) seqs.get(s).append(logits.argmax(s));
             if (outputLen > 1 && ModelRunner.graphsEnabled(profiler)) {
                 System.out.println("decode steps run as CUDA graphs: run with -Dlathe.graphs=false to profile one");
             } else if (outputLen > 1) {
                 Arrays.fill(counts, 1);
                 profiler.start();
+                long t1 = System.nanoTime();
                 runner.step(seqs, counts, greedy);
+                double decodeWall = (System.nanoTime() - t1) / 1e6;
                 out.put("decode", profiler.stop());
+                steps.put("decode", new double[]{decodeWall, profiler.lastSpanMillis()});
             }
         } finally {
             seqs.forEach(runner::free);
         }
-        out.forEach((step, rows) -> System.out.printf(Locale.ROOT, "ops of one %s step of batch %d (device time between marks):%n%s",
-                step, batch, OpProfiler.table(rows)));
+        out.forEach((step, rows) -> {
+            System.out.printf(Locale.ROOT, "ops of one %s step of batch %d (device time between marks):%n%s", step, batch,
+                    OpProfiler.table(rows));
+            double ops = rows.stream().mapToDouble(OpProfiler.Row::millis).sum();
+            double[] t = steps.get(step);
+            System.out.printf(Locale.ROOT, "step wall time %.3f ms: device span of its ops %.3f ms (the ops %.3f, gaps between"
+                    + " them %.3f), outside the span %.3f ms%n", t[0], t[1], ops, t[1] - ops, t[0] - t[1]);
+        });
         return out;
     }
 
-    private void report(LoadedModel m, String backendName, List<Iteration> timed, Map<String, List<OpProfiler.Row>> profiles)
-            throws IOException {
+    private void report(LoadedModel m, String backendName, List<Iteration> timed, Map<String, List<OpProfiler.Row>> profiles,
+                        Map<String, double[]> steps) throws IOException {
         double[] ttft = timed.stream().mapToDouble(Iteration::ttftMs).sorted().toArray();
         double[] tpot = timed.stream().flatMapToDouble(i -> Arrays.stream(i.stepMs())).sorted().toArray();
         double[] host = timed.stream().flatMapToDouble(i -> Arrays.stream(i.hostMs())).sorted().toArray();
@@ -193,6 +209,8 @@ final class BenchLatencyCommand implements Callable<Integer> {
                 ObjectNode s = prof.putObject(step);
                 for (OpProfiler.Row row : rows) s.putObject(row.op()).put("calls", row.calls()).put("ms", row.millis());
             });
+            ObjectNode spans = rec.putObject("op_profile_steps");
+            steps.forEach((step, t) -> spans.putObject(step).put("wall_ms", t[0]).put("ops_span_ms", t[1]));
         }
         if (peerJson != null && Files.exists(peerJson)) rec.set("peer_same_run", mapper.readTree(peerJson.toFile()));
         Files.writeString(json, mapper.writeValueAsString(rec));

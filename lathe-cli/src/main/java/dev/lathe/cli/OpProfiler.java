@@ -31,6 +31,7 @@ final class OpProfiler extends ForwardingBackend {
 
     private final List<Timed> timed = new ArrayList<>();
     private boolean on;
+    private double lastSpan;
 
     OpProfiler(Backend inner) { super(inner); }
 
@@ -44,6 +45,7 @@ final class OpProfiler extends ForwardingBackend {
     /** Stops timing; returns the totals by op label, largest first (waits for the device to finish the ops). */
     List<Row> stop() {
         on = false;
+        lastSpan = timed.isEmpty() ? 0 : timed.getFirst().from.millisTo(timed.getLast().to);
         Map<String, double[]> sums = new LinkedHashMap<>();
         for (Timed t : timed) {
             double[] s = sums.computeIfAbsent(t.op, k -> new double[2]);
@@ -57,6 +59,12 @@ final class OpProfiler extends ForwardingBackend {
         rows.sort((a, b) -> Double.compare(b.millis, a.millis));
         return rows;
     }
+
+    /**
+     * Device time from the start of the first op to the end of the last one of the last {@link #stop}ped run: the ops'
+     * sum plus the gaps between them, where the device waited for the host to queue the next op.
+     */
+    double lastSpanMillis() { return lastSpan; }
 
     /** The rows as a table with each op's share of their total. */
     static String table(List<Row> rows) {

@@ -213,6 +213,12 @@ class CliTest {
         assertThat(layers).as("one attention a layer").isPositive();
         assertThat(prefill.get("linear self_attn.qkv_proj").get("calls").asInt()).isEqualTo(layers);
         assertThat(prefill.get("embedding").get("calls").asInt()).isEqualTo(1);
+        // the step's wall time holds the span from its first op to its last, which holds the ops one after another
+        JsonNode step = new ObjectMapper().readTree(json.toFile()).get("op_profile_steps").get("prefill");
+        double ops = 0;
+        for (var it = prefill.fields(); it.hasNext(); ) ops += it.next().getValue().get("ms").asDouble();
+        assertThat(step.get("ops_span_ms").asDouble()).as("span of the ops").isGreaterThanOrEqualTo(ops - 1e-6);
+        assertThat(step.get("wall_ms").asDouble()).as("wall time of the step").isGreaterThanOrEqualTo(step.get("ops_span_ms").asDouble());
     }
 
     @Test
