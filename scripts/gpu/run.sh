@@ -321,7 +321,8 @@ ab() {
 
 # Where a step's device time goes: `bench latency --profile` times each op of one 2048-token prefill step and one
 # decode step (decode graphs off, so that step's ops run one by one), for the defaults and then for each set of
-# JVM flags in LATHE_PROFILE_FLAGS (space-separated sets, flags comma-separated, as for ab).
+# JVM flags in LATHE_PROFILE_FLAGS (space-separated sets, flags comma-separated, as for ab); LATHE_PROFILE_ITERATIONS
+# timed TTFT iterations come first (default 3).
 profile() {
   setup
   local log=$OUT_DIR/profile.log flag
@@ -330,7 +331,7 @@ profile() {
     lathe_with "-Dlathe.graphs=false${flag:+,$flag}"
     echo "== profile ${flag:-(defaults)}" >> "$log"
     timeout 90 "${LATHE_WITH[@]}" bench latency --backend cuda --model synthetic:llama-3-8b --card "$CARD" --batch 1 \
-        --input-len 2048 --output-len 2 --warmup 2 --iterations 3 --profile >> "$log" 2>&1
+        --input-len 2048 --output-len 2 --warmup 2 --iterations "${LATHE_PROFILE_ITERATIONS:-3}" --profile >> "$log" 2>&1
   done
   set -e
   grep -v "iteration" "$log"

@@ -130,9 +130,9 @@ final class BenchLatencyCommand implements Callable<Integer> {
             profiler.start();
             long t0 = System.nanoTime();
             var logits = runner.step(seqs, counts, greedy);
-            double wall = (System.nanoTime() - t0) / 1e6;
+            long end = System.nanoTime();
             out.put("prefill", profiler.stop());
-            steps.put("prefill", new double[]{wall, profiler.lastSpanMillis()});
+            steps.put("prefill", stepTimes(t0, end, profiler));
             for (int s = 0; s < batch; s++) seqs.get(s).append(logits.argmax(s));
             if (outputLen > 1 && ModelRunner.graphsEnabled(profiler)) {
                 System.out.println("decode steps run as CUDA graphs: run with -Dlathe.graphs=false to profile one");
@@ -141,9 +141,9 @@ final class BenchLatencyCommand implements Callable<Integer> {
                 profiler.start();
                 long t1 = System.nanoTime();
                 runner.step(seqs, counts, greedy);
-                double decodeWall = (System.nanoTime() - t1) / 1e6;
+                long end1 = System.nanoTime();
                 out.put("decode", profiler.stop());
-                steps.put("decode", new double[]{decodeWall, profiler.lastSpanMillis()});
+                steps.put("decode", stepTimes(t1, end1, profiler));
             }
         } finally {
             seqs.forEach(runner::free);
@@ -155,8 +155,21 @@ final class BenchLatencyCommand implements Callable<Integer> {
             double[] t = steps.get(step);
             System.out.printf(Locale.ROOT, "step wall time %.3f ms: device span of its ops %.3f ms (the ops %.3f, gaps between"
                     + " them %.3f), outside the span %.3f ms%n", t[0], t[1], ops, t[1] - ops, t[0] - t[1]);
+            System.out.printf(Locale.ROOT, "host: %.3f ms before the first op was called, %.3f ms calling the ops, %.3f ms from"
+                    + " the last op's return to the step's%n", t[2], t[3], t[4]);
         });
         return out;
+    }
+
+    /**
+     * A profiled step's times in ms: wall, device span of its ops, then on the host clock the time before its first
+     * op was called, the time from then until the last op returned, and the rest of the step after that.
+     */
+    private static double[] stepTimes(long start, long end, OpProfiler profiler) {
+        long first = profiler.firstCallNanos() == 0 ? start : profiler.firstCallNanos();
+        long last = profiler.lastReturnNanos() == 0 ? start : profiler.lastReturnNanos();
+        return new double[]{(end - start) / 1e6, profiler.lastSpanMillis(), (first - start) / 1e6, (last - first) / 1e6,
+                (end - last) / 1e6};
     }
 
     private void report(LoadedModel m, String backendName, List<Iteration> timed, Map<String, List<OpProfiler.Row>> profiles,
@@ -210,7 +223,8 @@ final class BenchLatencyCommand implements Callable<Integer> {
                 for (OpProfiler.Row row : rows) s.putObject(row.op()).put("calls", row.calls()).put("ms", row.millis());
             });
             ObjectNode spans = rec.putObject("op_profile_steps");
-            steps.forEach((step, t) -> spans.putObject(step).put("wall_ms", t[0]).put("ops_span_ms", t[1]));
+            steps.forEach((step, t) -> spans.putObject(step).put("wall_ms", t[0]).put("ops_span_ms", t[1])
+                    .put("host_before_first_op_ms", t[2]).put("host_calling_ops_ms", t[3]).put("host_after_last_op_ms", t[4]));
         }
         if (peerJson != null && Files.exists(peerJson)) rec.set("peer_same_run", mapper.readTree(peerJson.toFile()));
         Files.writeString(json, mapper.writeValueAsString(rec));

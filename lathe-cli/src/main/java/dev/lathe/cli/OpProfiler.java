@@ -32,6 +32,7 @@ final class OpProfiler extends ForwardingBackend {
     private final List<Timed> timed = new ArrayList<>();
     private boolean on;
     private double lastSpan;
+    private long firstCallNanos, lastReturnNanos;  // host clock: the first op called, the last op returned
 
     OpProfiler(Backend inner) { super(inner); }
 
@@ -39,6 +40,7 @@ final class OpProfiler extends ForwardingBackend {
     void start() {
         timed.forEach(t -> { t.from.close(); t.to.close(); });
         timed.clear();
+        firstCallNanos = lastReturnNanos = 0;
         on = true;
     }
 
@@ -66,6 +68,12 @@ final class OpProfiler extends ForwardingBackend {
      */
     double lastSpanMillis() { return lastSpan; }
 
+    /** Host clock ({@link System#nanoTime}) when the first op of the last run was called; 0 when none was. */
+    long firstCallNanos() { return firstCallNanos; }
+
+    /** Host clock when the last op of the last run returned (queued, on a device that runs asynchronously). */
+    long lastReturnNanos() { return lastReturnNanos; }
+
     /** The rows as a table with each op's share of their total. */
     static String table(List<Row> rows) {
         double total = rows.stream().mapToDouble(Row::millis).sum();
@@ -85,9 +93,11 @@ final class OpProfiler extends ForwardingBackend {
             body.run();
             return;
         }
+        if (timed.isEmpty()) firstCallNanos = System.nanoTime();
         Mark from = inner.mark();
         body.run();
         timed.add(new Timed(op, from, inner.mark()));
+        lastReturnNanos = System.nanoTime();
     }
 
     @Override public void embedding(Weight table, Tensor ids, Tensor out) { time("embedding", () -> super.embedding(table, ids, out)); }
