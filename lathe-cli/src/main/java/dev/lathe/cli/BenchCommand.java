@@ -93,6 +93,11 @@ final class BenchCommand implements Callable<Integer> {
             + " tokens fit in the KV cache, so none is preempted (default: admit what fits now, preempt when blocks run out)")
     boolean guaranteeNoEvict;
 
+    @Option(names = "--admission-watermark", paramLabel = "F", defaultValue = "" + EngineConfig.DEFAULT_ADMISSION_WATERMARK,
+            description = "share of the KV blocks a request may not take while others run, so that they can grow before"
+                    + " one is preempted; 0 admits down to the last block (default: ${DEFAULT-VALUE})")
+    double admissionWatermark;
+
     @Option(names = "--json", paramLabel = "FILE", description = "write the result record to FILE")
     Path json;
 
@@ -156,7 +161,7 @@ final class BenchCommand implements Callable<Integer> {
             }
         }
         return new EngineConfig(maxNumSeqs, maxNumBatchedTokens, bs, blocks, len, numRequests, !noPrefixCaching, dtype,
-                guaranteeNoEvict);
+                guaranteeNoEvict, admissionWatermark);
     }
 
     private int[][] prompts(int vocab) {
@@ -327,6 +332,7 @@ final class BenchCommand implements Callable<Integer> {
         engine.put("max_model_len", c.maxModelLen());
         engine.put("prefix_caching", c.enablePrefixCaching());
         engine.put("scheduler_policy", c.guaranteeNoEvict() ? "guaranteed_no_evict" : "max_utilization");
+        engine.put("admission_watermark", c.admissionWatermark());
         rec.put("engine", engine);
         var res = new LinkedHashMap<String, Object>();
         res.put("duration_s", r.seconds());

@@ -17,14 +17,32 @@ import dev.lathe.core.config.ModelConfig;
  * @param guaranteeNoEvict      admit requests only while every running one's prompt + max tokens fits in the KV cache,
  *                              so none is ever preempted (see {@link SchedulerConfig#guaranteeNoEvict}); false admits
  *                              what fits now and preempts when blocks run out
+ * @param admissionWatermark    the share of the KV blocks a request may not take while others run (see
+ *                              {@link SchedulerConfig#admissionWatermark}); {@link #DEFAULT_ADMISSION_WATERMARK} by default
  */
 public record EngineConfig(int maxNumSeqs, int maxNumBatchedTokens, int blockSize, int numBlocks, int maxModelLen,
-                           int maxWaiting, boolean enablePrefixCaching, DType kvCacheDtype, boolean guaranteeNoEvict) {
+                           int maxWaiting, boolean enablePrefixCaching, DType kvCacheDtype, boolean guaranteeNoEvict,
+                           double admissionWatermark) {
+    /**
+     * The default admission watermark: 1% of the blocks stay free when a request is admitted beside running ones, as
+     * vLLM's block manager keeps. A simulation of this scheduler's rules (the H100 records' step costs fitted, its
+     * preemption counts within 1% of the measured ones) had it cut the preemptions of 128/2048 x 1000 from 1,601
+     * to 1,061 and of 2048/2048 x 1000 from 681 to 337; not yet measured on a GPU.
+     */
+    public static final double DEFAULT_ADMISSION_WATERMARK = 0.01;
+
     /** Maximum utilisation: admits what fits now and preempts when blocks run out. */
     public EngineConfig(int maxNumSeqs, int maxNumBatchedTokens, int blockSize, int numBlocks, int maxModelLen,
                         int maxWaiting, boolean enablePrefixCaching, DType kvCacheDtype) {
         this(maxNumSeqs, maxNumBatchedTokens, blockSize, numBlocks, maxModelLen, maxWaiting, enablePrefixCaching,
                 kvCacheDtype, false);
+    }
+
+    /** With the default admission watermark. */
+    public EngineConfig(int maxNumSeqs, int maxNumBatchedTokens, int blockSize, int numBlocks, int maxModelLen,
+                        int maxWaiting, boolean enablePrefixCaching, DType kvCacheDtype, boolean guaranteeNoEvict) {
+        this(maxNumSeqs, maxNumBatchedTokens, blockSize, numBlocks, maxModelLen, maxWaiting, enablePrefixCaching,
+                kvCacheDtype, guaranteeNoEvict, DEFAULT_ADMISSION_WATERMARK);
     }
 
     public EngineConfig {
@@ -35,6 +53,9 @@ public record EngineConfig(int maxNumSeqs, int maxNumBatchedTokens, int blockSiz
         positive("maxModelLen", maxModelLen);
         positive("maxWaiting", maxWaiting);
         if (kvCacheDtype == null) throw new IllegalArgumentException("kvCacheDtype missing");
+        if (!(admissionWatermark >= 0 && admissionWatermark < 1)) {
+            throw new IllegalArgumentException("admissionWatermark must be in [0, 1), got " + admissionWatermark);
+        }
         long blocksPerSeq = (maxModelLen + (long) blockSize - 1) / blockSize;
         if (blocksPerSeq > numBlocks) {
             throw new IllegalArgumentException("numBlocks = " + numBlocks + " blocks of " + blockSize
@@ -62,36 +83,43 @@ public record EngineConfig(int maxNumSeqs, int maxNumBatchedTokens, int blockSiz
                 4096, true, DType.F32);
     }
 
-    public SchedulerConfig schedulerConfig() { return new SchedulerConfig(maxNumSeqs, maxNumBatchedTokens, guaranteeNoEvict); }
+    public SchedulerConfig schedulerConfig() {
+        return new SchedulerConfig(maxNumSeqs, maxNumBatchedTokens, guaranteeNoEvict, admissionWatermark);
+    }
 
     public EngineConfig withNumBlocks(int n) {
         return new EngineConfig(maxNumSeqs, maxNumBatchedTokens, blockSize, n, maxModelLen, maxWaiting,
-                enablePrefixCaching, kvCacheDtype, guaranteeNoEvict);
+                enablePrefixCaching, kvCacheDtype, guaranteeNoEvict, admissionWatermark);
     }
 
     public EngineConfig withMaxNumSeqs(int n) {
         return new EngineConfig(n, maxNumBatchedTokens, blockSize, numBlocks, maxModelLen, maxWaiting,
-                enablePrefixCaching, kvCacheDtype, guaranteeNoEvict);
+                enablePrefixCaching, kvCacheDtype, guaranteeNoEvict, admissionWatermark);
     }
 
     public EngineConfig withMaxNumBatchedTokens(int n) {
         return new EngineConfig(maxNumSeqs, n, blockSize, numBlocks, maxModelLen, maxWaiting, enablePrefixCaching,
-                kvCacheDtype, guaranteeNoEvict);
+                kvCacheDtype, guaranteeNoEvict, admissionWatermark);
     }
 
     public EngineConfig withMaxWaiting(int n) {
         return new EngineConfig(maxNumSeqs, maxNumBatchedTokens, blockSize, numBlocks, maxModelLen, n,
-                enablePrefixCaching, kvCacheDtype, guaranteeNoEvict);
+                enablePrefixCaching, kvCacheDtype, guaranteeNoEvict, admissionWatermark);
     }
 
     public EngineConfig withPrefixCaching(boolean on) {
         return new EngineConfig(maxNumSeqs, maxNumBatchedTokens, blockSize, numBlocks, maxModelLen, maxWaiting, on,
-                kvCacheDtype, guaranteeNoEvict);
+                kvCacheDtype, guaranteeNoEvict, admissionWatermark);
     }
 
     public EngineConfig withGuaranteeNoEvict(boolean on) {
         return new EngineConfig(maxNumSeqs, maxNumBatchedTokens, blockSize, numBlocks, maxModelLen, maxWaiting,
-                enablePrefixCaching, kvCacheDtype, on);
+                enablePrefixCaching, kvCacheDtype, on, admissionWatermark);
+    }
+
+    public EngineConfig withAdmissionWatermark(double share) {
+        return new EngineConfig(maxNumSeqs, maxNumBatchedTokens, blockSize, numBlocks, maxModelLen, maxWaiting,
+                enablePrefixCaching, kvCacheDtype, guaranteeNoEvict, share);
     }
 
     private static void positive(String name, int v) {

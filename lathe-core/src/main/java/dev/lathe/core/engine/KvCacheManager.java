@@ -103,6 +103,16 @@ public final class KvCacheManager {
     }
 
     /**
+     * Free blocks a new sequence of {@code numTokens} tokens takes once all of them have blocks: those past its
+     * cached {@code prefix}, and the prefix blocks that sit unreferenced on the free list.
+     */
+    public int blocksToAdmit(CachedPrefix prefix, int numTokens) {
+        int revived = 0;
+        for (int b : prefix.blocks()) if (pool.refCount(b) == 0) revived++;
+        return Math.max(0, blocksFor(numTokens) - prefix.blocks().length) + revived;
+    }
+
+    /**
      * Gives sequence {@code seqId} blocks for {@code numComputed + numNewTokens} tokens: the cached prefix
      * first (only for a sequence without blocks), then fresh blocks. All or nothing: returns null and
      * changes nothing when the pool cannot supply them.

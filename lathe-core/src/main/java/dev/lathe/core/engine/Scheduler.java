@@ -24,7 +24,9 @@ import java.util.Map;
  * sequence is admitted in a step that preempted. With {@link SchedulerConfig#guaranteeNoEvict} a waiting
  * sequence is admitted only while the blocks of every running sequence's prompt + max tokens and its own fit
  * in the pool, so running sequences never run out (unless one outgrows its max tokens); the first sequence is
- * always admitted when it fits now.
+ * always admitted when it fits now. With an {@link SchedulerConfig#admissionWatermark} a waiting sequence is
+ * admitted only while the blocks its tokens so far need leave that share of the pool free (unless nothing runs),
+ * so that the running sequences can grow for a while before anyone is preempted.
  *
  * <p>{@code n > 1}: a request enters as its first sample, holding {@code n} slots; when its prompt is
  * computed the caller samples {@code n} first tokens and {@link #fork}s the others, which share the full
@@ -116,6 +118,7 @@ public final class Scheduler {
         }
 
         int slots = 0;
+        int watermark = (int) (config.admissionWatermark() * kv.numBlocks());  // blocks an admission must leave free
         long reserved = 0;  // blocks the running sequences may come to hold (no-evict admission only)
         for (Seq s : running) {
             slots += s.slots();
@@ -126,6 +129,7 @@ public final class Scheduler {
             if (slots + s.slots() > config.maxNumSeqs()) break;
             if (config.guaranteeNoEvict() && reserved + reservation(s) > kv.numBlocks() && !running.isEmpty()) break;
             var prefix = kv.findCachedPrefix(s.tokens, s.numTokens, s.salt);
+            if (watermark > 0 && !running.isEmpty() && kv.numFreeBlocks() - kv.blocksToAdmit(prefix, s.numTokens) < watermark) break;
             int n = Math.min(s.numTokens - prefix.numTokens(), budget);
             if (kv.allocate(s.id, prefix, prefix.numTokens(), n, s.salt) == null) break;
             waiting.pollFirst();

@@ -9,12 +9,24 @@ package dev.lathe.core.engine;
  *                             prompt + max tokens, and its own, fit in the pool, so that no sequence is preempted
  *                             (TensorRT-LLM's GUARANTEED_NO_EVICT); false admits whatever fits now and preempts the
  *                             youngest when blocks run out (maximum utilisation)
+ * @param admissionWatermark   the share of the pool's blocks a waiting sequence may not take while others run: it is
+ *                             admitted only when the free blocks, less those its tokens so far need, stay at or above
+ *                             {@code (int) (admissionWatermark * blocks)}. The slack lets the running sequences grow
+ *                             for a while before one must be preempted and recomputed; 0 admits down to the last block
  */
-public record SchedulerConfig(int maxNumSeqs, int maxNumBatchedTokens, boolean guaranteeNoEvict) {
+public record SchedulerConfig(int maxNumSeqs, int maxNumBatchedTokens, boolean guaranteeNoEvict, double admissionWatermark) {
     /** Maximum utilisation: admit what fits now, preempt when blocks run out. */
     public SchedulerConfig(int maxNumSeqs, int maxNumBatchedTokens) { this(maxNumSeqs, maxNumBatchedTokens, false); }
 
+    /** No admission watermark. */
+    public SchedulerConfig(int maxNumSeqs, int maxNumBatchedTokens, boolean guaranteeNoEvict) {
+        this(maxNumSeqs, maxNumBatchedTokens, guaranteeNoEvict, 0);
+    }
+
     public SchedulerConfig {
+        if (!(admissionWatermark >= 0 && admissionWatermark < 1)) {
+            throw new IllegalArgumentException("admissionWatermark must be in [0, 1), got " + admissionWatermark);
+        }
         if (maxNumSeqs < 1) throw new IllegalArgumentException("maxNumSeqs must be >= 1, got " + maxNumSeqs);
         if (maxNumBatchedTokens < 1) {
             throw new IllegalArgumentException("maxNumBatchedTokens must be >= 1, got " + maxNumBatchedTokens);

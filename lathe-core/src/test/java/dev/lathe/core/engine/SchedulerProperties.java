@@ -45,8 +45,10 @@ class SchedulerProperties {
                                                          @ForAll @IntRange(min = 3, max = 6) int maxNumSeqs,
                                                          @ForAll @IntRange(min = 1, max = 24) int budget,
                                                          @ForAll boolean prefixCaching,
-                                                         @ForAll boolean noEvict) {
-        var d = new SchedulerDriver(numBlocks, blockSize, prefixCaching, new SchedulerConfig(maxNumSeqs, budget, noEvict));
+                                                         @ForAll boolean noEvict,
+                                                         @ForAll @IntRange(min = 0, max = 3) int watermarkTenths) {
+        var d = new SchedulerDriver(numBlocks, blockSize, prefixCaching,
+                new SchedulerConfig(maxNumSeqs, budget, noEvict, watermarkTenths / 10.0));
         boolean everyRequestFitsAlone = true;  // its samples' whole lengths within the pool: no-evict then never preempts
         d.afterSchedule = out -> freshBlocksAreUnshared(d, out);
         int capacity = numBlocks * blockSize;

@@ -6,6 +6,7 @@ import java.util.Arrays;
 
 import static dev.lathe.core.engine.SchedulerDriver.prompt;
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 /** The scheduler on fabricated runner outputs: no model, only token counts and blocks. */
 class SchedulerTest {
@@ -276,5 +277,69 @@ class SchedulerTest {
         assertThat(d.scheduler.preemptions()).isZero();
         assertThat(d.finished).containsExactlyInAnyOrder(1L, 2L, 3L);
         assertThat(d.finished.getFirst()).isEqualTo(1L);
+    }
+
+    /**
+     * A 10% watermark of 40 blocks keeps 4 free when admitting beside a running request: with 20 blocks held by the
+     * first, a second of 18 blocks (22 + 18 = 40, none left) waits, one of 16 (4 left) is admitted. Without the
+     * watermark the 18-block one is admitted at once.
+     */
+    @Test
+    void theAdmissionWatermarkKeepsItsShareOfTheBlocksFreeBesideRunningRequests() {
+        for (int second : new int[]{72, 64}) {  // 18 or 16 blocks of 4
+            for (double watermark : new double[]{0.1, 0}) {
+                var d = new SchedulerDriver(40, 4, false, new SchedulerConfig(8, 512, false, watermark));
+                d.add(1, SchedulerDriver.prompt(0, 79), 40);   // 20 blocks, also with its first output token
+                d.step();
+                assertThat(d.pool.numFree()).isEqualTo(20);
+                d.add(2, SchedulerDriver.prompt(500, second), 1);
+                d.step();
+                boolean admitted = d.scheduler.isRunning(2) || d.finished.contains(2L);
+                boolean expected = watermark == 0 || second == 64;
+                assertThat(admitted).as("%d-token request beside 20 held blocks, watermark %s", second, watermark)
+                        .isEqualTo(expected);
+            }
+        }
+    }
+
+    /** Nothing running: the watermark does not hold back a request that fits (else a large one could never start). */
+    @Test
+    void theAdmissionWatermarkNeverHoldsBackTheOnlyRequest() {
+        var d = new SchedulerDriver(40, 4, false, new SchedulerConfig(8, 512, false, 0.5));
+        d.add(1, SchedulerDriver.prompt(0, 150), 2);  // 38 of 40 blocks
+        d.step();
+        assertThat(d.scheduler.isRunning(1)).isTrue();
+        d.runToEnd(100);
+        assertThat(d.finished).containsExactly(1L);
+        assertThat(d.pool.numFree()).isEqualTo(40);
+    }
+
+    /**
+     * A stream under KV pressure: 40 requests of 16 prompt + 32 output tokens (12 blocks of 4 each, whole) through 100
+     * blocks, 64 tokens a step, so that requests finish and others take their blocks while the rest grow. With a 10%
+     * watermark every request still ends with its 32 tokens and every block comes back, and fewer requests are
+     * preempted than when admissions may take the last free block.
+     */
+    @Test
+    void theAdmissionWatermarkPreemptsLessAndLosesNothing() {
+        long[] preemptions = new long[2];
+        double[] watermarks = {0, 0.1};
+        for (int w = 0; w < 2; w++) {
+            var d = new SchedulerDriver(100, 4, false, new SchedulerConfig(64, 64, false, watermarks[w]));
+            for (int i = 0; i < 40; i++) d.add(i, SchedulerDriver.prompt(100 * i, 16), 32);
+            d.runToEnd(2000);
+            assertThat(d.outputs.values()).as("watermark %s: outputs", watermarks[w]).hasSize(40).allMatch(n -> n == 32);
+            assertThat(d.pool.numFree()).as("blocks back in the pool").isEqualTo(100);
+            preemptions[w] = d.scheduler.preemptions();
+        }
+        assertThat(preemptions[0]).as("preemptions without the watermark").isPositive();
+        assertThat(preemptions[1]).as("preemptions with the watermark (without: %d)", preemptions[0]).isLessThan(preemptions[0]);
+    }
+
+    @Test
+    void anAdmissionWatermarkOutsideZeroToOneIsRefused() {
+        assertThatThrownBy(() -> new SchedulerConfig(8, 64, false, 1.0)).isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("admissionWatermark");
+        assertThatThrownBy(() -> new SchedulerConfig(8, 64, false, -0.1)).isInstanceOf(IllegalArgumentException.class);
     }
 }
