@@ -232,16 +232,23 @@ __device__ __forceinline__ void flash_attention(const FlashAttentionParams& p) {
 //
 // With BN = 64 a warp has twice the independent mma chains per tile and half the barriers, row-max reductions and
 // O rescales per key, for 246 instead of 168 registers at head_dim 128 (two blocks an SM instead of three).
+//
+// With QS (CudaBackend.FLASH_GQA_Q_SHARED_PROPERTY) each warp keeps its Q rows in shared memory and reads them
+// back a k step at a time, instead of holding them in 32 registers (head_dim 128) for the whole kernel: 124
+// registers instead of 168, so four blocks fit on an SM instead of three (16 warps instead of 12), for 16 KB more
+// shared memory a block and one more ldmatrix per k step.
 #define GQ_BM 16
-// The grouped-query kernel's dynamic shared memory: two stages of a K and a V tile (CudaBackend launches with it)
-#define GQA_SMEM_BYTES(BN, D) (2 * 2 * (BN) * (D) * 2)
+// The grouped-query kernel's dynamic shared memory: two stages of a K and a V tile, then with QS each warp's Q rows
+// (CudaBackend launches with it)
+#define GQA_SMEM_BYTES(BN, D, QS) (2 * 2 * (BN) * (D) * 2 + ((QS) ? FA_WARPS * GQ_BM * (D) * 2 : 0))
 
-template <typename T, int D, int BN>
+template <typename T, int D, int BN, bool QS = false>
 __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& p) {
     constexpr int KC = D / 16;      // 16-wide k steps of Q K^T
     constexpr int NB = BN / 8;   // 8-key blocks of S per tile
     constexpr int DB = D / 8;       // 8-wide d blocks of O
-    // dynamic shared memory of GQA_SMEM_BYTES(BN, D): K tiles of stages 0 and 1, then V tiles of stages 0 and 1
+    // dynamic shared memory of GQA_SMEM_BYTES(BN, D, QS): K tiles of stages 0 and 1, V tiles of stages 0 and 1, then
+    // (QS) the warps' Q rows
     extern __shared__ __align__(128) uint16_t gqa_smem[];
     constexpr uint32_t TILE_BYTES = BN * D * 2;
     const uint32_t smem = smem_addr(gqa_smem);  // K tile of stage s at smem + s * TILE_BYTES, its V tile 2 tiles on
@@ -272,8 +279,17 @@ __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& 
     const int r_a = g, r_b = r_a + 8;
     const int pos_a = pos0 + r_a, pos_b = pos0 + r_b;
 
-    uint32_t qf[KC][4];
-    load_q<T, D>(qf, p, (long long)(q_start + first + r_a), head, r_a < rows, r_b < rows, t4);
+    uint32_t qf[QS ? 1 : KC][4];  // the Q fragments held in registers (without QS)
+    const uint32_t q_rows = smem + 4 * TILE_BYTES + warp * (GQ_BM * D * 2);  // this warp's Q rows (with QS)
+    if constexpr (QS) {
+        uint32_t qt[KC][4];
+        load_q<T, D>(qt, p, (long long)(q_start + first + r_a), head, r_a < rows, r_b < rows, t4);
+        store_q_rows<D>(q_rows, qt, g, t4);
+        __syncwarp();  // only this warp reads its rows, first after the first __syncthreads below
+    } else {
+        load_q<T, D>(reinterpret_cast<uint32_t (&)[KC][4]>(qf), p, (long long)(q_start + first + r_a), head, r_a < rows,
+                     r_b < rows, t4);
+    }
 
     float o[DB][4];
 #pragma unroll
@@ -301,7 +317,8 @@ __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& 
         const uint32_t k_base = smem + stage * TILE_BYTES, v_base = smem + (2 + stage) * TILE_BYTES;
 
         float s[NB][4];
-        qk_tile<T, D, NB>(s, qf, k_base, mi, mr);
+        if constexpr (QS) qk_tile_q_shared<T, D, NB>(s, q_rows, k_base, mi, mr);
+        else qk_tile<T, D, NB>(s, reinterpret_cast<const uint32_t (&)[KC][4]>(qf), k_base, mi, mr);
 
         // scale; mask keys after the row's position (and zero-filled keys past key_hi) or before its window
         const bool mask = k0 + BN - 1 > pos0 || window > 0;
@@ -342,3 +359,12 @@ FLASH_GQA_ENTRY(flash_attention_gqa_k64_bf16_d64, __nv_bfloat16, 64, 64, 3)
 FLASH_GQA_ENTRY(flash_attention_gqa_k64_bf16_d128, __nv_bfloat16, 128, 64, 2)
 FLASH_GQA_ENTRY(flash_attention_gqa_k64_f16_d64, __half, 64, 64, 3)
 FLASH_GQA_ENTRY(flash_attention_gqa_k64_f16_d128, __half, 128, 64, 2)
+// 32-key tiles with Q in shared memory: four blocks an SM
+#define FLASH_GQA_QS_ENTRY(NAME, T, D) \
+    extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 4) NAME(const FlashAttentionParams p) { LATHE_PDL_WAIT(); \
+        flash_attention_gqa<T, D, 32, true>(p); \
+    }
+FLASH_GQA_QS_ENTRY(flash_attention_gqa_qs_bf16_d64, __nv_bfloat16, 64)
+FLASH_GQA_QS_ENTRY(flash_attention_gqa_qs_bf16_d128, __nv_bfloat16, 128)
+FLASH_GQA_QS_ENTRY(flash_attention_gqa_qs_f16_d64, __half, 64)
+FLASH_GQA_QS_ENTRY(flash_attention_gqa_qs_f16_d128, __half, 128)

@@ -102,6 +102,43 @@ __device__ __forceinline__ void qk_tile(float (&s)[NB][4], const uint32_t (&qf)[
     }
 }
 
+// qk_tile with Q's A fragments read from shared memory at q_base (16 rows of D values, swizzled as a tile; see
+// store_q_rows) one k step at a time, instead of held in 4 * D / 16 registers for the whole kernel.
+template <typename T, int D, int NB>
+__device__ __forceinline__ void qk_tile_q_shared(float (&s)[NB][4], uint32_t q_base, uint32_t k_base, int mi, int mr) {
+#pragma unroll
+    for (int n = 0; n < NB; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+#pragma unroll
+    for (int k = 0; k < D / 16; k++) {
+        // matrices: rows {0..7, 8..15, 0..7, 8..15} x d chunks {2k, 2k, 2k+1, 2k+1}: a0, a1, a2, a3
+        uint32_t a[4];
+        ldmatrix_x4(a, q_base + tile_offset<D>((mi & 1) * 8 + mr, 2 * k + (mi >> 1)));
+#pragma unroll
+        for (int n2 = 0; n2 < NB / 2; n2++) {
+            uint32_t b[4];
+            ldmatrix_x4(b, k_base + tile_offset<D>(n2 * 16 + (mi >> 1) * 8 + mr, 2 * k + (mi & 1)));
+            Mma<T>::run(s[2 * n2], a, b[0], b[1]);
+            Mma<T>::run(s[2 * n2 + 1], a, b[2], b[3]);
+        }
+    }
+}
+
+// Stores A fragments of 16 rows (this thread's a0..a3 for each 16-wide k step, as qk_tile takes them) at q_base in
+// the swizzled tile layout, where qk_tile_q_shared finds them again.
+template <int D>
+__device__ __forceinline__ void store_q_rows(uint32_t q_base, const uint32_t (&qf)[D / 16][4], int g, int t4) {
+#pragma unroll
+    for (int k = 0; k < D / 16; k++) {
+        // a0: row g, chunk 2k; a1: row g + 8, chunk 2k; a2: row g, chunk 2k + 1; a3: row g + 8, chunk 2k + 1; the
+        // pair of values at 2 * t4 within the chunk
+#pragma unroll
+        for (int r = 0; r < 4; r++) {
+            const uint32_t at = q_base + tile_offset<D>(g + (r & 1) * 8, 2 * k + (r >> 1)) + 4 * t4;
+            asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(at), "r"(qf[k][r]) : "memory");
+        }
+    }
+}
+
 // O += P V for one tile of KB * 16 keys from the V tile at v_base (P as A fragments, 16 keys each).
 template <typename T, int D, int KB>
 __device__ __forceinline__ void pv_tile(float (&o)[D / 8][4], const uint32_t (&pf)[KB][4], uint32_t v_base, int mi, int mr) {

@@ -89,6 +89,13 @@ public final class CudaBackend implements Backend {
      * gain (6.55 against 6.35 ms of attention in a 2048-token prefill; 2048/128 x 300 1,708 against 1,718 tok/s).
      */
     public static final String FLASH_GQA_KEYS_PROPERTY = "lathe.flash.gqaKeys";
+    /**
+     * System property: {@code true} runs the grouped-query flash kernel (32-key tiles) with each warp's Q rows in
+     * shared memory instead of registers (flash_attention_gqa_qs_*): 128 registers a thread instead of 168 at head
+     * size 128, so four blocks fit on an SM instead of three. Under Nsight Compute the 32-key kernel ran 12 warps an SM
+     * with half its issue slots idle. Off by default: not measured yet. No effect with 64-key tiles.
+     */
+    public static final String FLASH_GQA_Q_SHARED_PROPERTY = "lathe.flash.gqaQShared";
     /** Threads per block of the flash kernel: FA_WARPS = 4 warps, 16 query rows each. */
     private static final int FLASH_THREADS = 128;
     /**
@@ -177,6 +184,7 @@ public final class CudaBackend implements Backend {
     private int planLongestRun, planItems, planShortRows, planTileRows;
     private boolean flashGqa = Boolean.parseBoolean(System.getProperty(FLASH_GQA_PROPERTY, "true"));
     private int flashGqaKeys = gqaKeys(Integer.getInteger(FLASH_GQA_KEYS_PROPERTY, 32));
+    private boolean flashGqaQShared = Boolean.getBoolean(FLASH_GQA_Q_SHARED_PROPERTY);
     private boolean planUploaded;
     private DeviceBuffer planWork;
     private boolean closed;
@@ -1246,8 +1254,19 @@ public final class CudaBackend implements Backend {
                 + (lastDecodeKvFirst ? ", heads fastest" : "");
     }
 
-    /** The grouped-query flash kernel for a cache type and head size (and the tile keys set), or null where it has none. */
+    /** Turns Q rows in shared memory for the grouped-query flash kernel (see {@link #FLASH_GQA_Q_SHARED_PROPERTY}) on or off; returns the old setting. */
+    boolean flashGqaQShared(boolean on) {
+        boolean old = flashGqaQShared;
+        flashGqaQShared = on;
+        return old;
+    }
+
+    /** The grouped-query flash kernel for a cache type and head size (and the variant set), or null where it has none. */
     private Kernel flashGqaKernel(DType dtype, int headDim) {
+        if (flashGqaKeys == 32 && flashGqaQShared) {
+            return byCacheType(dtype, headDim, kernels.flashGqaQsBf16D64, kernels.flashGqaQsBf16D128, kernels.flashGqaQsF16D64,
+                    kernels.flashGqaQsF16D128);
+        }
         return flashGqaKeys == 64
                 ? byCacheType(dtype, headDim, kernels.flashGqaK64Bf16D64, kernels.flashGqaK64Bf16D128, kernels.flashGqaK64F16D64,
                         kernels.flashGqaK64F16D128)

@@ -958,6 +958,25 @@ class CudaOpsTest {
         }
     }
 
+    /** The grouped-query kernel with Q rows in shared memory (CudaBackend.FLASH_GQA_Q_SHARED_PROPERTY): 48 KB of dynamic shared memory at head size 128. */
+    @ParameterizedTest
+    @EnumSource(value = DType.class, names = {"BF16", "F16"})
+    void groupedFlashAttentionWithQRowsInSharedMemory(DType cacheType) {
+        boolean old = gpu.flashGqaQShared(true);
+        try {
+            groupedFlash(() -> {
+                runAttention(cacheType, 32, 8, 128, 16, 0, List.of(new Seq(300, 300), new Seq(1000, 700)));
+                runAttention(cacheType, 16, 2, 128, 32, 0, List.of(new Seq(150, 131), new Seq(64, 64), new Seq(200, 65)));
+                runAttention(cacheType, 8, 2, 64, 8, 20, List.of(new Seq(400, 200), new Seq(90, 90), new Seq(30, 1)));
+                runAttention(cacheType, 8, 2, 128, 16, 100, List.of(new Seq(700, 300), new Seq(129, 129)));
+                runAttention(cacheType, 32, 8, 128, 16, 0,
+                        List.of(new Seq(50, 1), new Seq(70, 70), new Seq(129, 1), new Seq(40, 15), new Seq(60, 16)));
+            });
+        } finally {
+            gpu.flashGqaQShared(old);
+        }
+    }
+
     @Test
     void groupedFlashTileKeysOtherThan32Or64AreRejected() {
         assertThatThrownBy(() -> gpu.flashGqaKeys(128)).isInstanceOf(IllegalArgumentException.class)
