@@ -38,7 +38,11 @@ class RopeTest {
             Rope rope = new Rope(config(scaling, 131072));
             int half = rope.half();
             // out of order, past the first table size, then far past it, then small again: every growth path
-            int[][] calls = {{0, 5, 1023}, {1024, 3, 2047, 2048}, {70000, 1, 131071}, {7}};
+            // with runs of consecutive positions among them (a prompt chunk: one copy from the table): one that makes
+            // the table grow, one inside it, and two that only look like one at their ends
+            int[] across = java.util.stream.IntStream.range(1000, 1100).toArray();
+            int[] run = java.util.stream.IntStream.range(100, 164).toArray();
+            int[][] calls = {{0, 5, 1023}, across, {1024, 3, 2047, 2048}, {70000, 1, 131071}, {7}, run, {5, 7, 6}, {5, 6, 8, 8}};
             for (int[] positions : calls) {
                 float[] cos = new float[(positions.length + 2) * half], sin = new float[(positions.length + 2) * half];
                 rope.fill(positions, 0, positions.length, rope.invFreq(positions.length), cos, sin, 2);
