@@ -23,17 +23,26 @@ public interface EngineFactory {
      * @param kvShare      share of what is left for KV that this engine takes (several models on one GPU)
      */
     record Settings(int maxModelLen, int blockSize, int maxWaiting, DType kvCacheDtype, double gpuMemoryUtilization,
-                    double kvShare, int maxNumSeqs, int maxNumBatchedTokens, boolean guaranteeNoEvict) {
+                    double kvShare, int maxNumSeqs, int maxNumBatchedTokens, boolean guaranteeNoEvict,
+                    double admissionWatermark) {
         /** maxNumSeqs or maxNumBatchedTokens 0: {@link EngineConfig#defaults}'s. */
         public Settings {
             if (maxModelLen < 2 || blockSize < 1 || maxWaiting < 0 || kvCacheDtype == null
                     || !(gpuMemoryUtilization > 0 && gpuMemoryUtilization <= 1) || !(kvShare > 0 && kvShare <= 1)
-                    || maxNumSeqs < 0 || maxNumBatchedTokens < 0) {
+                    || maxNumSeqs < 0 || maxNumBatchedTokens < 0 || !(admissionWatermark >= 0 && admissionWatermark < 1)) {
                 throw new IllegalArgumentException("engine settings out of range: maxModelLen=" + maxModelLen
                         + " blockSize=" + blockSize + " maxWaiting=" + maxWaiting + " kvCacheDtype=" + kvCacheDtype
                         + " gpuMemoryUtilization=" + gpuMemoryUtilization + " kvShare=" + kvShare + " (shares in (0, 1])"
-                        + " maxNumSeqs=" + maxNumSeqs + " maxNumBatchedTokens=" + maxNumBatchedTokens + " (0 = default)");
+                        + " maxNumSeqs=" + maxNumSeqs + " maxNumBatchedTokens=" + maxNumBatchedTokens + " (0 = default)"
+                        + " admissionWatermark=" + admissionWatermark + " (in [0, 1))");
             }
+        }
+
+        /** With the default admission watermark ({@link EngineConfig#DEFAULT_ADMISSION_WATERMARK}). */
+        public Settings(int maxModelLen, int blockSize, int maxWaiting, DType kvCacheDtype, double gpuMemoryUtilization,
+                        double kvShare, int maxNumSeqs, int maxNumBatchedTokens, boolean guaranteeNoEvict) {
+            this(maxModelLen, blockSize, maxWaiting, kvCacheDtype, gpuMemoryUtilization, kvShare, maxNumSeqs,
+                    maxNumBatchedTokens, guaranteeNoEvict, EngineConfig.DEFAULT_ADMISSION_WATERMARK);
         }
 
         public Settings(int maxModelLen, int blockSize, int maxWaiting, DType kvCacheDtype, double gpuMemoryUtilization,
@@ -65,7 +74,8 @@ public interface EngineFactory {
                         s.blockSize(), s.kvCacheDtype(), d.maxNumBatchedTokens(), d.maxNumSeqs(), blocksPerSeq)
                 : Math.max(blocksPerSeq, (int) ((long) d.numBlocks() * d.blockSize() / s.blockSize()));
         var config = new EngineConfig(d.maxNumSeqs(), d.maxNumBatchedTokens(), s.blockSize(), numBlocks,
-                s.maxModelLen(), Math.max(1, s.maxWaiting()), true, s.kvCacheDtype(), s.guaranteeNoEvict());
+                s.maxModelLen(), Math.max(1, s.maxWaiting()), true, s.kvCacheDtype(), s.guaranteeNoEvict(),
+                s.admissionWatermark());
         return new LlmEngine(name, model.model(), model.tokenizer().orElse(null), model.eosTokenIds(), config);
     };
 }

@@ -12,13 +12,14 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 class EngineFactoryTest {
     @Test
     void stepLimitsAndAdmissionPolicyReachTheEngine() throws Exception {
-        var settings = new EngineFactory.Settings(256, 16, 8, DType.F32, 0.9, 1.0, 3, 300, true);
+        var settings = new EngineFactory.Settings(256, 16, 8, DType.F32, 0.9, 1.0, 3, 300, true, 0.05);
         try (var engine = (LlmEngine) EngineFactory.DEFAULT.create("m", TestModels.model(), settings)) {
             EngineConfig c = engine.config();
             assertThat(c.maxNumSeqs()).isEqualTo(3);
             assertThat(c.maxNumBatchedTokens()).isEqualTo(300);
             assertThat(c.guaranteeNoEvict()).isTrue();
             assertThat(c.schedulerConfig().guaranteeNoEvict()).isTrue();
+            assertThat(c.schedulerConfig().admissionWatermark()).isEqualTo(0.05);
         }
     }
 
@@ -30,6 +31,7 @@ class EngineFactoryTest {
             assertThat(c.maxNumSeqs()).isEqualTo(d.maxNumSeqs());
             assertThat(c.maxNumBatchedTokens()).isEqualTo(d.maxNumBatchedTokens());
             assertThat(c.guaranteeNoEvict()).isFalse();
+            assertThat(c.admissionWatermark()).isEqualTo(EngineConfig.DEFAULT_ADMISSION_WATERMARK);
         }
     }
 
@@ -37,5 +39,7 @@ class EngineFactoryTest {
     void negativeLimitsAreRefused() {
         assertThatThrownBy(() -> new EngineFactory.Settings(256, 16, 8, DType.F32, 0.9, 1.0, -1, 0, false))
                 .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("maxNumSeqs=-1");
+        assertThatThrownBy(() -> new EngineFactory.Settings(256, 16, 8, DType.F32, 0.9, 1.0, 0, 0, false, 1.0))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("admissionWatermark=1.0");
     }
 }
