@@ -234,9 +234,9 @@ __device__ __forceinline__ void flash_attention(const FlashAttentionParams& p) {
 // O rescales per key, for 246 instead of 168 registers at head_dim 128 (two blocks an SM instead of three).
 //
 // With QS (CudaBackend.FLASH_GQA_Q_SHARED_PROPERTY) each warp keeps its Q rows in shared memory and reads them
-// back a k step at a time, instead of holding them in 32 registers (head_dim 128) for the whole kernel: 124
-// registers instead of 168, so four blocks fit on an SM instead of three (16 warps instead of 12), for 16 KB more
-// shared memory a block and one more ldmatrix per k step.
+// back a k step at a time, instead of holding them in 32 registers (head_dim 128) for the whole kernel: 128
+// registers instead of 168 (24 bytes spilled at head_dim 128 for sm_90a), so four blocks fit on an SM instead of three
+// (16 warps instead of 12), for 16 KB more shared memory a block and one more ldmatrix per k step.
 #define GQ_BM 16
 // The grouped-query kernel's dynamic shared memory: two stages of a K and a V tile, then with QS each warp's Q rows
 // (CudaBackend launches with it)
@@ -287,8 +287,7 @@ __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& 
         store_q_rows<D>(q_rows, qt, g, t4);
         __syncwarp();  // only this warp reads its rows, first after the first __syncthreads below
     } else {
-        load_q<T, D>(reinterpret_cast<uint32_t (&)[KC][4]>(qf), p, (long long)(q_start + first + r_a), head, r_a < rows,
-                     r_b < rows, t4);
+        load_q<T, D>(qf, p, (long long)(q_start + first + r_a), head, r_a < rows, r_b < rows, t4);
     }
 
     float o[DB][4];
@@ -318,7 +317,7 @@ __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& 
 
         float s[NB][4];
         if constexpr (QS) qk_tile_q_shared<T, D, NB>(s, q_rows, k_base, mi, mr);
-        else qk_tile<T, D, NB>(s, reinterpret_cast<const uint32_t (&)[KC][4]>(qf), k_base, mi, mr);
+        else qk_tile<T, D, NB>(s, qf, k_base, mi, mr);
 
         // scale; mask keys after the row's position (and zero-filled keys past key_hi) or before its window
         const bool mask = k0 + BN - 1 > pos0 || window > 0;
