@@ -675,7 +675,8 @@ public final class CudaBackend implements Backend {
     /**
      * The GEMM path of {@link #linear} and {@link #linearAdd}: x in the weight's format (as given: F32 weights, or
      * a norm wrote it so; else rounded into a pooled copy), one cuBLASLt GEMM writing (or, {@code accumulate},
-     * adding into) the F32 out, then the bias.
+     * adding into) the F32 out, then the bias. Accumulating with a bias, the product and its bias go to a pooled
+     * tensor first and are added into out after, so that out + (product + bias) rounds as the unfused ops do.
      */
     private void gemmLinear(CudaTensor xt, CudaWeight wt, CudaWeight bt, CudaTensor ot, boolean accumulate) {
         if (accumulate && bt != null) {
@@ -789,8 +790,8 @@ public final class CudaBackend implements Backend {
     /**
      * Where the GEMMs take x in the weight's 16-bit format ({@link #activationFormat}) and the MLP runs fused:
      * {@link #linearAdd} and {@link #mlpAdd} add their product into the residual inside cuBLASLt's GEMM (beta 1),
-     * so the residual add needs no product written and read back. Used by the model under
-     * {@link dev.lathe.core.model.LlamaModel#RESIDUAL_ADD_PROPERTY}.
+     * so the residual add needs no product written and read back (with a bias it still does; see gemmLinear). Used by
+     * the model under {@link dev.lathe.core.model.LlamaModel#RESIDUAL_ADD_PROPERTY}.
      */
     @Override
     public boolean addsIntoResidual(Weight w, int rows) {
