@@ -406,6 +406,26 @@ pairs() {
   set -e
 }
 
+# One pair (LATHE_POLICY_PAIR, default 2048/128:300) under the defaults, then under each set of `bench throughput`
+# options in LATHE_POLICY_SETS (space-separated sets, options comma-separated, e.g.
+# "--admission-watermark=0 --admission-watermark=0.05 --guarantee-no-evict"), LATHE_POLICY_LIMIT seconds each
+# (default 120); records throughput-IN-OUT-policyN.json, N counting from 0 for the defaults; one log, policies.log.
+policies() {
+  setup
+  local spec=${LATHE_POLICY_PAIR:-2048/128:300} set i=0 log=$OUT_DIR/policies.log name
+  name=${spec%%:*}
+  name=${name/\//-}
+  set +e
+  for set in "" ${LATHE_POLICY_SETS:-}; do
+    echo "== $spec ${set:-(defaults)}" >> "$log"
+    LATHE_PAIR_ARGS="${set//,/ }" throughput_pair "$spec" "${LATHE_POLICY_LIMIT:-120}" "$log"
+    [ -f "$OUT_DIR/throughput-$name.json" ] && mv "$OUT_DIR/throughput-$name.json" "$OUT_DIR/throughput-$name-policy$i.json"
+    i=$((i + 1))
+  done
+  set -e
+  grep -E "^==|output  |KV blocks used" "$log"
+}
+
 # One call for issue 5's records after a change: the GPU tests (LATHE_TEST_LIMIT; LATHE_SKIP_TESTS=1 skips them),
 # the 3000-request 128/128 record with the options of LATHE_RECORDS_ARGS and its transformers batch-64 peer, the
 # same at LATHE_RECORDS_SEQS sequences per step when set, then the pairs of LATHE_PAIRS (default 2048/128:1000,
@@ -477,10 +497,11 @@ case "$mode" in
   tests) tests ;;
   records) records ;;
   pairs) pairs ;;
+  policies) policies ;;
   serving) serving ;;
   check) check ;;
   throughput) throughput ;;
   pack) pack ;;
   device) device ;;
-  *) echo "usage: $0 [pack|device|throughput|check|serving|pairs|records|tests|quick|ab|profile|ncu]" >&2; exit 2 ;;
+  *) echo "usage: $0 [pack|device|throughput|check|serving|pairs|policies|records|tests|quick|ab|profile|ncu]" >&2; exit 2 ;;
 esac
