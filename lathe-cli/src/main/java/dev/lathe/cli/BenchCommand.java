@@ -113,6 +113,7 @@ final class BenchCommand implements Callable<Integer> {
     @Spec CommandSpec spec;
 
     private long totalMemory; // of the GPU, when the backend has one
+    private long freeAfterRun = -1; // device memory free once the requests are done, before the engine closes; -1: none
 
     @Override
     public Integer call() throws Exception {
@@ -130,6 +131,9 @@ final class BenchCommand implements Callable<Integer> {
             try (var engine = LlmEngine.of(m, config)) {
                 r = run(engine, prompts, params, progressSeconds * 1000L, new PrintWriter(System.err, true),
                         deadlineSeconds > 0 ? new Deadline(deadlineSeconds, deadlineSeconds / 2, 10) : null);
+                // the device's pools keep what they took at the run's peak, so this is its headroom; read before the
+                // engine's close gives the KV cache back
+                freeAfterRun = m.model().backend().memory().map(Backend.Memory::freeBytes).orElse(-1L);
             }
             print(out, m, backend, config, r);
             if (json != null) writeJson(m, backend, config, r);
@@ -298,6 +302,10 @@ final class BenchCommand implements Callable<Integer> {
                 r.totalBlocks(), c.blockSize(), r.preemptions());
         out.printf(Locale.ROOT, "  engine host     %.3f ms per step over %d steps (%.1f%% of the engine's stepping time)%n",
                 r.hostMsPerStep(), r.steps(), 100 * r.hostShare());
+        if (freeAfterRun >= 0) {
+            out.printf(Locale.ROOT, "  device memory   %.2f GiB free after the run, of %.2f GiB (pooled buffers kept at their peak)%n",
+                    freeAfterRun / (double) (1L << 30), totalMemory / (double) (1L << 30));
+        }
         out.flush();
     }
 
@@ -350,6 +358,7 @@ final class BenchCommand implements Callable<Integer> {
         res.put("engine_steps", r.steps());
         res.put("engine_host_ms_per_step", r.hostMsPerStep());
         res.put("engine_host_share", r.hostShare());
+        if (freeAfterRun >= 0) res.put("device_free_bytes_after_run", freeAfterRun);
         rec.put("results", res);
         rec.put("git_commit", gitCommit());
         rec.put("date", Instant.now().toString());
