@@ -288,7 +288,7 @@ check() {
   done
   set -e
   grep -E "tests (successful|failed)|exit code" "$out/gpu-tests.log"
-  grep -E "^(==|TTFT|TPOT|host)|output  |peak|KV blocks|engine host" "$out/bench.log"
+  grep -E "^(==|TTFT|TPOT|host)|output  |peak|KV blocks|engine host|device memory" "$out/bench.log"
 }
 
 # The defaults against other JVM flag sets in the same call (one log, ab.log). LATHE_AB_FLAGS lists the sets,
@@ -405,7 +405,7 @@ pairs() {
     log="$OUT_DIR/throughput-${log/\//-}.log"
     throughput_pair "$spec" "${LATHE_PAIR_LIMIT:-280}" "$log"
     echo "$spec: exit $?"
-    tail -11 "$log"
+    tail -12 "$log"
   done
   set -e
 }
@@ -427,7 +427,7 @@ policies() {
     i=$((i + 1))
   done
   set -e
-  grep -E "^==|output  |KV blocks used" "$log"
+  grep -E "^==|output  |KV blocks used|device memory" "$log"
 }
 
 # One call for issue 5's records after a change: the GPU tests (LATHE_TEST_LIMIT; LATHE_SKIP_TESTS=1 skips them),
