@@ -343,7 +343,10 @@ profile() {
 
 # Hardware counters of the prefill kernels: Nsight Compute (clocks left alone) over one 2048-token TTFT run, for
 # the kernels matching LATHE_NCU_KERNELS (a regular expression), skipping LATHE_NCU_SKIP launches and reporting the
-# next LATHE_NCU_COUNT, with the sections of LATHE_NCU_SET (default "detailed").
+# next LATHE_NCU_COUNT, with the sections of LATHE_NCU_SET (default "detailed"). LATHE_NCU_ARGS replaces the shape
+# options of that `bench latency` run: for the decode kernels at long contexts, e.g.
+# LATHE_NCU_KERNELS=split_attention LATHE_NCU_ARGS="--batch 64 --input-len 2048 --output-len 3" with
+# LATHE_TEST_JVM_FLAGS=-Dlathe.graphs=false (the decode steps then launch their kernels one by one).
 ncu_prefill() {
   setup
   local log=$OUT_DIR/ncu.txt
@@ -351,8 +354,8 @@ ncu_prefill() {
   timeout "${LATHE_NCU_LIMIT:-240}" ncu --clock-control none --target-processes all \
       -k "regex:${LATHE_NCU_KERNELS:-flash_attention_gqa|rope_write_kv|rms_norm|silu_mul}" \
       --launch-skip "${LATHE_NCU_SKIP:-0}" --launch-count "${LATHE_NCU_COUNT:-8}" --set "${LATHE_NCU_SET:-detailed}" \
-      "${LATHE[@]}" bench latency --backend cuda --model synthetic:llama-3-8b --card "$CARD" --batch 1 \
-      --input-len 2048 --output-len 1 --warmup 0 --iterations 1 > "$log" 2>&1
+      "${LATHE[@]}" bench latency --backend cuda --model synthetic:llama-3-8b --card "$CARD" \
+      ${LATHE_NCU_ARGS:---batch 1 --input-len 2048 --output-len 1} --warmup 0 --iterations 1 > "$log" 2>&1
   echo "ncu exit code: $?" >> "$log"
   set -e
   grep -E "^  [a-z_0-9]+.*\(|Duration|Compute \(SM\) Throughput|Memory Throughput|DRAM Throughput|Achieved Occupancy|Theoretical Occupancy|Registers Per|Block Limit|Warp Cycles Per Issued|Issue Slots Busy|L1/TEX Hit|L2 Hit|Executed Ipc|Stall|exit code" "$log" | head -150
