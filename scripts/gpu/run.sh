@@ -354,11 +354,12 @@ ncu_prefill() {
   timeout "${LATHE_NCU_LIMIT:-240}" ncu --clock-control none --target-processes all \
       -k "regex:${LATHE_NCU_KERNELS:-flash_attention_gqa|rope_write_kv|rms_norm|silu_mul}" \
       --launch-skip "${LATHE_NCU_SKIP:-0}" --launch-count "${LATHE_NCU_COUNT:-8}" --set "${LATHE_NCU_SET:-detailed}" \
+      --section WarpStateStats --section SchedulerStats \
       "${LATHE[@]}" bench latency --backend cuda --model synthetic:llama-3-8b --card "$CARD" \
       ${LATHE_NCU_ARGS:---batch 1 --input-len 2048 --output-len 1} --warmup 0 --iterations 1 > "$log" 2>&1
   echo "ncu exit code: $?" >> "$log"
   set -e
-  grep -E "^  [a-z_0-9]+.*\(|Duration|Compute \(SM\) Throughput|Memory Throughput|DRAM Throughput|Achieved Occupancy|Theoretical Occupancy|Registers Per|Block Limit|Warp Cycles Per Issued|Issue Slots Busy|L1/TEX Hit|L2 Hit|Executed Ipc|Stall|exit code" "$log" | head -150
+  grep -E "^  [a-z_0-9]+.*\(|Duration|Compute \(SM\) Throughput|Memory Throughput|DRAM Throughput|Achieved Occupancy|Theoretical Occupancy|Registers Per|Block Limit|Warp Cycles Per Issued|Issue Slots Busy|No Eligible|L1/TEX Hit|L2 Hit|Executed Ipc|[Ss]tall|exit code" "$log" | head -200
 }
 
 # issue 6's serving sweep: `lathe serve` on the GPU, `lathe bench serving` at concurrency 1 ... 256 with 1024
