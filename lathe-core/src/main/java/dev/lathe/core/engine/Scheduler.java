@@ -24,8 +24,8 @@ import java.util.Map;
  * sequence is admitted in a step that preempted. With {@link SchedulerConfig#guaranteeNoEvict} a waiting
  * sequence is admitted only while the blocks of every running sequence's prompt + max tokens and its own fit
  * in the pool, so running sequences never run out (unless one outgrows its max tokens); the first sequence is
- * always admitted when it fits now. With an {@link SchedulerConfig#admissionWatermark} a waiting sequence is
- * admitted only while the blocks its tokens so far need leave that share of the pool free (unless nothing runs),
+ * always admitted when it fits now. Without no-evict, an {@link SchedulerConfig#admissionWatermark} admits a waiting
+ * sequence only while the blocks its tokens so far need leave that share of the pool free (unless nothing runs),
  * so that the running sequences can grow for a while before anyone is preempted.
  *
  * <p>{@code n > 1}: a request enters as its first sample, holding {@code n} slots; when its prompt is
@@ -118,7 +118,8 @@ public final class Scheduler {
         }
 
         int slots = 0;
-        int watermark = (int) (config.admissionWatermark() * kv.numBlocks());  // blocks an admission must leave free
+        // blocks an admission must leave free; none under no-evict, which reserves every running sequence's growth
+        int watermark = config.guaranteeNoEvict() ? 0 : (int) (config.admissionWatermark() * kv.numBlocks());
         long reserved = 0;  // blocks the running sequences may come to hold (no-evict admission only)
         for (Seq s : running) {
             slots += s.slots();

@@ -12,7 +12,8 @@ package dev.lathe.core.engine;
  * @param admissionWatermark   the share of the pool's blocks a waiting sequence may not take while others run: it is
  *                             admitted only when the free blocks, less those its tokens so far need, stay at or above
  *                             {@code (int) (admissionWatermark * blocks)}. The slack lets the running sequences grow
- *                             for a while before one must be preempted and recomputed; 0 admits down to the last block
+ *                             for a while before one must be preempted and recomputed; 0 admits down to the last block.
+ *                             Not applied under {@code guaranteeNoEvict}, which reserves that growth already
  */
 public record SchedulerConfig(int maxNumSeqs, int maxNumBatchedTokens, boolean guaranteeNoEvict, double admissionWatermark) {
     /** Maximum utilisation: admit what fits now, preempt when blocks run out. */

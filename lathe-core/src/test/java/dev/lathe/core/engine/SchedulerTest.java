@@ -336,6 +336,17 @@ class SchedulerTest {
         assertThat(preemptions[1]).as("preemptions with the watermark (without: %d)", preemptions[0]).isLessThan(preemptions[0]);
     }
 
+    /** Under no-evict the watermark is not applied: the reservations of whole lengths already leave room to grow. */
+    @Test
+    void noEvictAdmissionIgnoresTheWatermark() {
+        var d = new SchedulerDriver(40, 4, false, new SchedulerConfig(8, 512, true, 0.5));
+        d.add(1, SchedulerDriver.prompt(0, 8), 8);    // 4 blocks reserved, 2 taken
+        d.add(2, SchedulerDriver.prompt(100, 80), 4); // 21 reserved (25 of 40), 20 taken: 18 left, under the watermark's 20
+        d.step();
+        assertThat(d.scheduler.isRunning(1) && d.scheduler.isRunning(2))
+                .as("both admitted although the second leaves less than half the pool free").isTrue();
+    }
+
     @Test
     void anAdmissionWatermarkOutsideZeroToOneIsRefused() {
         assertThatThrownBy(() -> new SchedulerConfig(8, 64, false, 1.0)).isInstanceOf(IllegalArgumentException.class)
