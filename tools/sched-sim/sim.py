@@ -6,7 +6,7 @@ It follows the scheduler's rules: running sequences first, oldest first, each ta
 when a running sequence cannot get its next block the youngest running one is preempted (its blocks freed, its
 prompt and output recomputed later); waiting sequences are admitted in arrival order while budget, sequence slots
 and blocks last, none in a step that preempted; --no-evict admits only while every running sequence's whole
-length fits; a watermark keeps a share of the blocks free when admitting beside running sequences. Freed blocks
+length fits; otherwise a watermark keeps a share of the blocks free when admitting beside running sequences. Freed blocks
 go to the tail of a least-recently-freed list, a sequence's last block first, and keep their prefix-cache entry
 until handed out again: a preempted sequence that comes back takes its leading blocks that are still cached and
 recomputes from there. It does not model the step overlap.
@@ -100,7 +100,7 @@ def simulate(inp, out, n, blocks=25047, bs=16, budget=8192, max_seqs=1024, no_ev
             if no_evict and running and reserved + need(inp + out) > blocks:
                 break
             hit = cached_prefix(s) if prefix_cache else 0
-            if mark and running and len(free) - (need(tokens[s]) - hit) - hit < mark:
+            if mark and not no_evict and running and len(free) - (need(tokens[s]) - hit) - hit < mark:
                 break  # the revived blocks leave the free list too
             k = min(tokens[s] - hit * bs, left)
             req = need(hit * bs + k) - hit
