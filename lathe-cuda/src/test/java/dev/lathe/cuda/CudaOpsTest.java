@@ -944,15 +944,7 @@ class CudaOpsTest {
     void groupedFlashAttentionOver64KeyTiles(DType cacheType) {
         int old = gpu.flashGqaKeys(64);
         try {
-            groupedFlash(() -> {
-                runAttention(cacheType, 32, 8, 128, 16, 0, List.of(new Seq(300, 300), new Seq(1000, 700)));
-                // 131 and 65 rows: partial items; 64 = one full tile; windows that start and end inside a tile
-                runAttention(cacheType, 16, 2, 128, 32, 0, List.of(new Seq(150, 131), new Seq(64, 64), new Seq(200, 65)));
-                runAttention(cacheType, 8, 2, 64, 8, 20, List.of(new Seq(400, 200), new Seq(90, 90), new Seq(30, 1)));
-                runAttention(cacheType, 8, 2, 128, 16, 100, List.of(new Seq(700, 300), new Seq(129, 129)));
-                runAttention(cacheType, 32, 8, 128, 16, 0,
-                        List.of(new Seq(50, 1), new Seq(70, 70), new Seq(129, 1), new Seq(40, 15), new Seq(60, 16)));
-            });
+            groupedFlash(() -> groupedFlashVariantCases(cacheType));
         } finally {
             gpu.flashGqaKeys(old);
         }
@@ -964,17 +956,24 @@ class CudaOpsTest {
     void groupedFlashAttentionWithQRowsInSharedMemory(DType cacheType) {
         boolean old = gpu.flashGqaQShared(true);
         try {
-            groupedFlash(() -> {
-                runAttention(cacheType, 32, 8, 128, 16, 0, List.of(new Seq(300, 300), new Seq(1000, 700)));
-                runAttention(cacheType, 16, 2, 128, 32, 0, List.of(new Seq(150, 131), new Seq(64, 64), new Seq(200, 65)));
-                runAttention(cacheType, 8, 2, 64, 8, 20, List.of(new Seq(400, 200), new Seq(90, 90), new Seq(30, 1)));
-                runAttention(cacheType, 8, 2, 128, 16, 100, List.of(new Seq(700, 300), new Seq(129, 129)));
-                runAttention(cacheType, 32, 8, 128, 16, 0,
-                        List.of(new Seq(50, 1), new Seq(70, 70), new Seq(129, 1), new Seq(40, 15), new Seq(60, 16)));
-            });
+            groupedFlash(() -> groupedFlashVariantCases(cacheType));
         } finally {
             gpu.flashGqaQShared(old);
         }
+    }
+
+    /**
+     * The shapes a grouped-query flash variant must get right: Llama's 32 heads over 8 KV heads, 131 and 65 rows (partial
+     * items), 64 rows (one full tile), head size 64, sliding windows that start and end inside a tile, and short rows
+     * beside a prefill.
+     */
+    private void groupedFlashVariantCases(DType cacheType) {
+        runAttention(cacheType, 32, 8, 128, 16, 0, List.of(new Seq(300, 300), new Seq(1000, 700)));
+        runAttention(cacheType, 16, 2, 128, 32, 0, List.of(new Seq(150, 131), new Seq(64, 64), new Seq(200, 65)));
+        runAttention(cacheType, 8, 2, 64, 8, 20, List.of(new Seq(400, 200), new Seq(90, 90), new Seq(30, 1)));
+        runAttention(cacheType, 8, 2, 128, 16, 100, List.of(new Seq(700, 300), new Seq(129, 129)));
+        runAttention(cacheType, 32, 8, 128, 16, 0,
+                List.of(new Seq(50, 1), new Seq(70, 70), new Seq(129, 1), new Seq(40, 15), new Seq(60, 16)));
     }
 
     @Test
