@@ -69,10 +69,8 @@ final class BenchLatencyCommand implements Callable<Integer> {
                     System.err.printf(Locale.ROOT, "%s iteration %d: TTFT %.2f ms, TPOT %.3f ms%n", it < warmup ? "warm-up" : "timed",
                             it, r.ttftMs(), mean(r.stepMs()));
                 }
-                Map<String, double[]> steps = new LinkedHashMap<>();
-                Map<String, List<OpProfiler.Row>> profiles = profile ? profile(runner, profiler, rnd, m.config().vocabSize(), steps)
-                        : Map.of();
-                report(m, backend.name(), timed, profiles, steps);
+                Map<String, OpProfiler.Profile> profiles = profile ? profile(runner, profiler, rnd, m.config().vocabSize()) : Map.of();
+                report(m, backend.name(), timed, profiles);
             }
         }
         return 0;
@@ -111,69 +109,49 @@ final class BenchLatencyCommand implements Callable<Integer> {
     /**
      * One more prefill step of the batch, then one decode step, each with its ops timed ({@link OpProfiler}). Where
      * decode steps run as CUDA graphs, a decode step calls no op one by one (and a graph being recorded cannot be
-     * timed), so only the prefill step is profiled; -Dlathe.graphs=false runs decode steps eagerly. Into {@code steps}
-     * go each profiled step's wall time (host, the whole step with its result) and its ops' device span.
+     * timed), so only the prefill step is profiled; -Dlathe.graphs=false runs decode steps eagerly.
      */
-    private Map<String, List<OpProfiler.Row>> profile(ModelRunner runner, OpProfiler profiler, Random rnd, int vocab,
-                                                      Map<String, double[]> steps) {
+    private Map<String, OpProfiler.Profile> profile(ModelRunner runner, OpProfiler profiler, Random rnd, int vocab) {
         List<Sequence> seqs = new ArrayList<>();
         for (int b = 0; b < batch; b++) seqs.add(new Sequence(10_000 + b, rnd.ints(inputLen, 0, vocab).toArray()));
         int[] counts = new int[batch];
         Arrays.fill(counts, inputLen);
         boolean[] greedy = new boolean[batch];
-        Map<String, List<OpProfiler.Row>> out = new LinkedHashMap<>();
+        Map<String, OpProfiler.Profile> out = new LinkedHashMap<>();
         if (inputLen == 1 && ModelRunner.graphsEnabled(profiler)) {  // a one-token prefill is a decode step: a graph
             System.out.println("a one-token prefill runs as a CUDA graph: run with -Dlathe.graphs=false to profile it");
             return out;
         }
         try {
             profiler.start();
-            long t0 = System.nanoTime();
             var logits = runner.step(seqs, counts, greedy);
-            long end = System.nanoTime();
             out.put("prefill", profiler.stop());
-            steps.put("prefill", stepTimes(t0, end, profiler));
             for (int s = 0; s < batch; s++) seqs.get(s).append(logits.argmax(s));
             if (outputLen > 1 && ModelRunner.graphsEnabled(profiler)) {
                 System.out.println("decode steps run as CUDA graphs: run with -Dlathe.graphs=false to profile one");
             } else if (outputLen > 1) {
                 Arrays.fill(counts, 1);
                 profiler.start();
-                long t1 = System.nanoTime();
                 runner.step(seqs, counts, greedy);
-                long end1 = System.nanoTime();
                 out.put("decode", profiler.stop());
-                steps.put("decode", stepTimes(t1, end1, profiler));
             }
         } finally {
             seqs.forEach(runner::free);
         }
-        out.forEach((step, rows) -> {
+        out.forEach((step, p) -> {
             System.out.printf(Locale.ROOT, "ops of one %s step of batch %d (device time between marks):%n%s", step, batch,
-                    OpProfiler.table(rows));
-            double ops = rows.stream().mapToDouble(OpProfiler.Row::millis).sum();
-            double[] t = steps.get(step);
+                    OpProfiler.table(p.rows()));
             System.out.printf(Locale.ROOT, "step wall time %.3f ms: device span of its ops %.3f ms (the ops %.3f, gaps between"
-                    + " them %.3f), outside the span %.3f ms%n", t[0], t[1], ops, t[1] - ops, t[0] - t[1]);
+                    + " them %.3f), outside the span %.3f ms%n", p.wallMs(), p.spanMs(), p.opsMs(), p.spanMs() - p.opsMs(),
+                    p.wallMs() - p.spanMs());
             System.out.printf(Locale.ROOT, "host: %.3f ms before the first op was called, %.3f ms calling the ops, %.3f ms from"
-                    + " the last op's return to the step's%n", t[2], t[3], t[4]);
+                    + " the last op's return to the step's%n", p.beforeFirstOpMs(), p.callingOpsMs(), p.afterLastOpMs());
         });
         return out;
     }
 
-    /**
-     * A profiled step's times in ms: wall, device span of its ops, then on the host clock the time before its first
-     * op was called, the time from then until the last op returned, and the rest of the step after that.
-     */
-    private static double[] stepTimes(long start, long end, OpProfiler profiler) {
-        long first = profiler.firstCallNanos() == 0 ? start : profiler.firstCallNanos();
-        long last = profiler.lastReturnNanos() == 0 ? start : profiler.lastReturnNanos();
-        return new double[]{(end - start) / 1e6, profiler.lastSpanMillis(), (first - start) / 1e6, (last - first) / 1e6,
-                (end - last) / 1e6};
-    }
-
-    private void report(LoadedModel m, String backendName, List<Iteration> timed, Map<String, List<OpProfiler.Row>> profiles,
-                        Map<String, double[]> steps) throws IOException {
+    private void report(LoadedModel m, String backendName, List<Iteration> timed, Map<String, OpProfiler.Profile> profiles)
+            throws IOException {
         double[] ttft = timed.stream().mapToDouble(Iteration::ttftMs).sorted().toArray();
         double[] tpot = timed.stream().flatMapToDouble(i -> Arrays.stream(i.stepMs())).sorted().toArray();
         double[] host = timed.stream().flatMapToDouble(i -> Arrays.stream(i.hostMs())).sorted().toArray();
@@ -217,14 +195,14 @@ final class BenchLatencyCommand implements Callable<Integer> {
             r.put("host_share_of_step", hostShare);
         }
         if (!profiles.isEmpty()) {
-            ObjectNode prof = rec.putObject("op_profile_ms");
-            profiles.forEach((step, rows) -> {
+            ObjectNode prof = rec.putObject("op_profile_ms"), spans = rec.putObject("op_profile_steps");
+            profiles.forEach((step, p) -> {
                 ObjectNode s = prof.putObject(step);
-                for (OpProfiler.Row row : rows) s.putObject(row.op()).put("calls", row.calls()).put("ms", row.millis());
+                for (OpProfiler.Row row : p.rows()) s.putObject(row.op()).put("calls", row.calls()).put("ms", row.millis());
+                spans.putObject(step).put("wall_ms", p.wallMs()).put("ops_span_ms", p.spanMs())
+                        .put("host_before_first_op_ms", p.beforeFirstOpMs()).put("host_calling_ops_ms", p.callingOpsMs())
+                        .put("host_after_last_op_ms", p.afterLastOpMs());
             });
-            ObjectNode spans = rec.putObject("op_profile_steps");
-            steps.forEach((step, t) -> spans.putObject(step).put("wall_ms", t[0]).put("ops_span_ms", t[1])
-                    .put("host_before_first_op_ms", t[2]).put("host_calling_ops_ms", t[3]).put("host_after_last_op_ms", t[4]));
         }
         if (peerJson != null && Files.exists(peerJson)) rec.set("peer_same_run", mapper.readTree(peerJson.toFile()));
         Files.writeString(json, mapper.writeValueAsString(rec));

@@ -27,12 +27,23 @@ final class OpProfiler extends ForwardingBackend {
     /** Totals of one op label. */
     record Row(String op, int calls, double millis) {}
 
+    /**
+     * One timed run, from {@link #start} to {@link #stop}: the totals by op label (largest first), the run's wall time
+     * on the host, the device span from the start of its first op to the end of its last (the ops' sum plus the gaps
+     * where the device waited for the host to queue the next op), and on the host clock the time before its first op
+     * was called, from then until its last op returned (queued, on a device that runs asynchronously), and after that.
+     * All in ms.
+     */
+    record Profile(List<Row> rows, double wallMs, double spanMs, double beforeFirstOpMs, double callingOpsMs,
+                   double afterLastOpMs) {
+        double opsMs() { return rows.stream().mapToDouble(Row::millis).sum(); }
+    }
+
     private record Timed(String op, Mark from, Mark to) {}
 
     private final List<Timed> timed = new ArrayList<>();
     private boolean on;
-    private double lastSpan;
-    private long firstCallNanos, lastReturnNanos;  // host clock: the first op called, the last op returned
+    private long startNanos, firstCallNanos, lastReturnNanos;  // host clock: start, the first op called, the last returned
 
     OpProfiler(Backend inner) { super(inner); }
 
@@ -40,14 +51,15 @@ final class OpProfiler extends ForwardingBackend {
     void start() {
         timed.forEach(t -> { t.from.close(); t.to.close(); });
         timed.clear();
-        firstCallNanos = lastReturnNanos = 0;
         on = true;
+        startNanos = firstCallNanos = lastReturnNanos = System.nanoTime();
     }
 
-    /** Stops timing; returns the totals by op label, largest first (waits for the device to finish the ops). */
-    List<Row> stop() {
+    /** Stops timing and returns the run (waits for the device to finish the ops). */
+    Profile stop() {
+        long end = System.nanoTime();
         on = false;
-        lastSpan = timed.isEmpty() ? 0 : timed.getFirst().from.millisTo(timed.getLast().to);
+        double span = timed.isEmpty() ? 0 : timed.getFirst().from.millisTo(timed.getLast().to);
         Map<String, double[]> sums = new LinkedHashMap<>();
         for (Timed t : timed) {
             double[] s = sums.computeIfAbsent(t.op, k -> new double[2]);
@@ -59,20 +71,9 @@ final class OpProfiler extends ForwardingBackend {
         List<Row> rows = new ArrayList<>();
         sums.forEach((op, s) -> rows.add(new Row(op, (int) s[0], s[1])));
         rows.sort((a, b) -> Double.compare(b.millis, a.millis));
-        return rows;
+        return new Profile(rows, (end - startNanos) / 1e6, span, (firstCallNanos - startNanos) / 1e6,
+                (lastReturnNanos - firstCallNanos) / 1e6, (end - lastReturnNanos) / 1e6);
     }
-
-    /**
-     * Device time from the start of the first op to the end of the last one of the last {@link #stop}ped run: the ops'
-     * sum plus the gaps between them, where the device waited for the host to queue the next op.
-     */
-    double lastSpanMillis() { return lastSpan; }
-
-    /** Host clock ({@link System#nanoTime}) when the first op of the last run was called; 0 when none was. */
-    long firstCallNanos() { return firstCallNanos; }
-
-    /** Host clock when the last op of the last run returned (queued, on a device that runs asynchronously). */
-    long lastReturnNanos() { return lastReturnNanos; }
 
     /** The rows as a table with each op's share of their total. */
     static String table(List<Row> rows) {
@@ -93,7 +94,7 @@ final class OpProfiler extends ForwardingBackend {
             body.run();
             return;
         }
-        if (timed.isEmpty()) firstCallNanos = System.nanoTime();
+        if (timed.isEmpty()) firstCallNanos = System.nanoTime();  // (with no op at all, the three host times are 0, 0, wall)
         Mark from = inner.mark();
         body.run();
         timed.add(new Timed(op, from, inner.mark()));
