@@ -1,6 +1,5 @@
 // Gated activations.
 #include "common.cuh"
-#include <type_traits>
 using namespace lathe;
 
 struct SiluMulParams {
@@ -37,8 +36,7 @@ __device__ __forceinline__ void silu_mul_x8(const SiluMulParams& p) {
 #pragma unroll
         for (int i = 0; i < 4; i++) {
             const float y0 = silu_times(a[2 * i], b[2 * i]), y1 = silu_times(a[2 * i + 1], b[2 * i + 1]);
-            if constexpr (std::is_same<T, __nv_bfloat16>::value) op[i] = __floats2bfloat162_rn(y0, y1);
-            else op[i] = __floats2half2_rn(y0, y1);
+            op[i] = Pair16<T>::narrow(y0, y1);
         }
         reinterpret_cast<int4*>(static_cast<T*>(p.out))[v] = o;
     }

@@ -51,11 +51,19 @@ template <typename T> struct Pair16;
 template <> struct Pair16<__nv_bfloat16> {
     using type = __nv_bfloat162;
     static __device__ __forceinline__ float2 widen(const type& h) { return __bfloat1622float2(h); }
+    static __device__ __forceinline__ type narrow(float lo, float hi) { return __floats2bfloat162_rn(lo, hi); }  // .x = lo
 };
 template <> struct Pair16<__half> {
     using type = __half2;
     static __device__ __forceinline__ float2 widen(const type& h) { return __half22float2(h); }
+    static __device__ __forceinline__ type narrow(float lo, float hi) { return __floats2half2_rn(lo, hi); }
 };
+
+// lo and hi rounded to nearest even in T, as one 32-bit word (lo in the low half)
+template <typename T> __device__ __forceinline__ uint32_t pack_pair(float lo, float hi) {
+    typename Pair16<T>::type v = Pair16<T>::narrow(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&v);
+}
 
 // The eight 16-bit values of one 16-byte load, widened to float.
 template <typename T> __device__ __forceinline__ void widen8(const int4& raw, float* f) {

@@ -42,14 +42,14 @@ struct FlashAttentionParams {
 
 namespace {
 
-// Queues the copy of keys k0..k0+BN-1 (rows past `last` are zero-filled) into `tile`.
-template <int D, int BN = FA_BN>
+// Queues the copy of keys k0..k0+FA_BN-1 (rows past `last` are zero-filled) into `tile`.
+template <int D>
 __device__ __forceinline__ void load_tile(uint32_t tile, const uint16_t* cache, const int* table, int k0, int last,
                                           const BlockDiv& blocks, int num_kv_heads, int kv_head) {
     constexpr int CHUNKS = D / 8;
-    static_assert(BN * CHUNKS % (FA_WARPS * 32) == 0, "the block's threads share the tile's chunks evenly");
+    static_assert(FA_BN * CHUNKS % (FA_WARPS * 32) == 0, "the block's threads share the tile's chunks evenly");
 #pragma unroll
-    for (int i = 0; i < BN * CHUNKS / (FA_WARPS * 32); i++) {
+    for (int i = 0; i < FA_BN * CHUNKS / (FA_WARPS * 32); i++) {
         int idx = threadIdx.x + i * FA_WARPS * 32;
         int key = idx / CHUNKS, chunk = idx % CHUNKS;
         int t = k0 + key;
@@ -63,13 +63,13 @@ __device__ __forceinline__ void load_tile(uint32_t tile, const uint16_t* cache, 
     }
 }
 
-// load_tile for the K and the V tile of the same keys at once, by NT threads: each key's cache row is found once
-// for both.
-template <int D, int BN, int NT = FA_WARPS * 32>
+// load_tile for the K and the V tile of BN keys at once, by the block's FA_WARPS * 32 threads: each key's cache row
+// is found once for both.
+template <int D, int BN>
 __device__ __forceinline__ void load_kv_tiles(uint32_t k_tile, uint32_t v_tile, const uint16_t* k_cache, const uint16_t* v_cache,
                                               const int* table, int k0, int last, const BlockDiv& blocks, int num_kv_heads,
                                               int kv_head) {
-    constexpr int CHUNKS = D / 8;
+    constexpr int CHUNKS = D / 8, NT = FA_WARPS * 32;
     static_assert(BN * CHUNKS % NT == 0, "the block's threads share the tile's chunks evenly");
 #pragma unroll
     for (int i = 0; i < BN * CHUNKS / NT; i++) {
@@ -95,19 +95,7 @@ __device__ __forceinline__ void load_q(uint32_t (&qf)[D / 16][4], const FlashAtt
                                        bool va, bool vb, int t4) {
     const long long stride = (long long)p.num_heads * D;
     const float* qa = p.q + row_a * stride + (long long)head * D;
-    const float* qb = qa + 8 * stride;
-#pragma unroll
-    for (int k = 0; k < D / 16; k++) {
-        int d = k * 16 + 2 * t4;
-        float2 x0 = va ? *reinterpret_cast<const float2*>(qa + d) : make_float2(0.f, 0.f);
-        float2 x1 = vb ? *reinterpret_cast<const float2*>(qb + d) : make_float2(0.f, 0.f);
-        float2 x2 = va ? *reinterpret_cast<const float2*>(qa + d + 8) : make_float2(0.f, 0.f);
-        float2 x3 = vb ? *reinterpret_cast<const float2*>(qb + d + 8) : make_float2(0.f, 0.f);
-        qf[k][0] = Mma<T>::pack(x0.x, x0.y);
-        qf[k][1] = Mma<T>::pack(x1.x, x1.y);
-        qf[k][2] = Mma<T>::pack(x2.x, x2.y);
-        qf[k][3] = Mma<T>::pack(x3.x, x3.y);
-    }
+    q_fragments<T, D>(qf, qa, qa + 8 * stride, va, vb, t4);
 }
 
 // O / l of global rows row_a and row_a + 8 of one head, stored where valid; every valid row has seen at least
@@ -115,11 +103,7 @@ __device__ __forceinline__ void load_q(uint32_t (&qf)[D / 16][4], const FlashAtt
 template <typename T, int D>
 __device__ __forceinline__ void store_o(const float (&o)[D / 8][4], float l_a, float l_b, const FlashAttentionParams& p,
                                         long long row_a, int head, bool va, bool vb, int t4) {
-#pragma unroll
-    for (int off = 1; off < 4; off <<= 1) {
-        l_a += __shfl_xor_sync(0xffffffffu, l_a, off);
-        l_b += __shfl_xor_sync(0xffffffffu, l_b, off);
-    }
+    quad_sums(l_a, l_b);
     const long long stride = (long long)p.num_heads * D;
     const long long a = row_a * stride + (long long)head * D + 2 * t4;
     const bool out16 = p.out_dtype != DT_F32;
@@ -231,29 +215,26 @@ __device__ __forceinline__ void flash_attention(const FlashAttentionParams& p) {
 // GQ_BM rows); group a multiple of 4.
 //
 // With BN = 64 a warp has twice the independent mma chains per tile and half the barriers, row-max reductions and
-// O rescales per key, for 246 instead of 168 registers at head_dim 128 (two blocks an SM instead of three).
+// O rescales per key, for 246 instead of 168 registers at head_dim 128 on sm_90a (two blocks an H100 SM instead of
+// three).
 //
 // With QS (CudaBackend.FLASH_GQA_Q_SHARED_PROPERTY) each warp keeps its Q rows in shared memory and reads them
 // back a k step at a time, instead of holding them in 32 registers (head_dim 128) for the whole kernel: 128
-// registers instead of 168 (24 bytes spilled at head_dim 128 for sm_90a), so four blocks fit on an SM instead of three
+// registers instead of 168 (24 bytes spilled at head_dim 128), so four blocks fit on an H100 SM instead of three
 // (16 warps instead of 12), for 16 KB more shared memory a block and one more ldmatrix per k step.
 #define GQ_BM 16
-// The grouped-query kernel's dynamic shared memory: two stages of a K and a V tile, then with QS each warp's Q rows
-// (CudaBackend launches with it)
-#define GQA_SMEM_BYTES(BN, D, QS) (2 * 2 * (BN) * (D) * 2 + ((QS) ? FA_WARPS * GQ_BM * (D) * 2 : 0))
 
 template <typename T, int D, int BN, bool QS = false>
 __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& p) {
     constexpr int KC = D / 16;      // 16-wide k steps of Q K^T
     constexpr int NB = BN / 8;   // 8-key blocks of S per tile
     constexpr int DB = D / 8;       // 8-wide d blocks of O
-    // dynamic shared memory of GQA_SMEM_BYTES(BN, D, QS): K tiles of stages 0 and 1, V tiles of stages 0 and 1, then
-    // (QS) the warps' Q rows
+    // dynamic shared memory (its size set by Kernels.gqaShared): K tiles of stages 0 and 1, V tiles of stages 0 and 1,
+    // then (QS) the warps' Q rows
     extern __shared__ __align__(128) uint16_t gqa_smem[];
     constexpr uint32_t TILE_BYTES = BN * D * 2;
     const uint32_t smem = smem_addr(gqa_smem);  // K tile of stage s at smem + s * TILE_BYTES, its V tile 2 tiles on
 
-    constexpr int NT = FA_WARPS * 32;  // threads of the block
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = lane >> 2, t4 = lane & 3;
     const int group = p.num_heads / p.num_kv_heads;
@@ -299,7 +280,7 @@ __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& 
     const int mi = lane >> 3, mr = lane & 7;
 
     const int tiles = (key_hi - key_lo) / BN + 1;
-    load_kv_tiles<D, BN, NT>(smem, smem + 2 * TILE_BYTES, kc, vc, table, key_lo, key_hi, blocks,
+    load_kv_tiles<D, BN>(smem, smem + 2 * TILE_BYTES, kc, vc, table, key_lo, key_hi, blocks,
                                 p.num_kv_heads, kv_head);
     cp_async_commit();
     for (int it = 0; it < tiles; it++) {
@@ -309,7 +290,7 @@ __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& 
         __syncthreads();     // ... everybody's, and every warp is done with tile it - 1's stage
         if (it + 1 < tiles) {
             const int next = stage ^ 1;
-            load_kv_tiles<D, BN, NT>(smem + next * TILE_BYTES, smem + (2 + next) * TILE_BYTES, kc, vc, table, k0 + BN,
+            load_kv_tiles<D, BN>(smem + next * TILE_BYTES, smem + (2 + next) * TILE_BYTES, kc, vc, table, k0 + BN,
                                         key_hi, blocks, p.num_kv_heads, kv_head);
             cp_async_commit();
         }
@@ -344,7 +325,8 @@ FLASH_ENTRY(flash_attention_f16_d64, flash_attention, __half, 64, FA_WARPS * 32)
 FLASH_ENTRY(flash_attention_f16_d128, flash_attention, __half, 128, FA_WARPS * 32)
 
 // grid (num_kv_heads * group / 4, num_items of GQ_BM rows), FA_WARPS * 32 threads; see flash_attention_gqa.
-// 32-key tiles: three blocks an SM (168 registers a thread at head_dim 128, none spilled).
+// 32-key tiles: three blocks an SM (168 registers a thread at head_dim 128, none spilled). The occupancy notes here
+// are for sm_90a (H100); SMs with less shared memory hold fewer of the larger blocks.
 #define FLASH_GQA_ENTRY(NAME, T, D, BN, MIN_BLOCKS) \
     extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, MIN_BLOCKS) NAME(const FlashAttentionParams p) { LATHE_PDL_WAIT(); \
         flash_attention_gqa<T, D, BN>(p); \
@@ -353,7 +335,7 @@ FLASH_GQA_ENTRY(flash_attention_gqa_bf16_d64, __nv_bfloat16, 64, 32, 3)
 FLASH_GQA_ENTRY(flash_attention_gqa_bf16_d128, __nv_bfloat16, 128, 32, 3)
 FLASH_GQA_ENTRY(flash_attention_gqa_f16_d64, __half, 64, 32, 3)
 FLASH_GQA_ENTRY(flash_attention_gqa_f16_d128, __half, 128, 32, 3)
-// 64-key tiles: three blocks an SM at head_dim 64, two at 128 (none spilled at sm_90a)
+// 64-key tiles: three blocks an SM at head_dim 64, two at 128 (none spilled)
 FLASH_GQA_ENTRY(flash_attention_gqa_k64_bf16_d64, __nv_bfloat16, 64, 64, 3)
 FLASH_GQA_ENTRY(flash_attention_gqa_k64_bf16_d128, __nv_bfloat16, 128, 64, 2)
 FLASH_GQA_ENTRY(flash_attention_gqa_k64_f16_d64, __half, 64, 64, 3)

@@ -23,10 +23,7 @@ namespace {
 template <typename T> struct Mma;
 
 template <> struct Mma<__nv_bfloat16> {
-    static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
-        __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // .x = lo in the low half
-        return *reinterpret_cast<uint32_t*>(&v);
-    }
+    static __device__ __forceinline__ uint32_t pack(float lo, float hi) { return pack_pair<__nv_bfloat16>(lo, hi); }
     static __device__ __forceinline__ void run(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
         asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
                      "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
@@ -36,10 +33,7 @@ template <> struct Mma<__nv_bfloat16> {
 };
 
 template <> struct Mma<__half> {
-    static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
-        __half2 v = __floats2half2_rn(lo, hi);
-        return *reinterpret_cast<uint32_t*>(&v);
-    }
+    static __device__ __forceinline__ uint32_t pack(float lo, float hi) { return pack_pair<__half>(lo, hi); }
     static __device__ __forceinline__ void run(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
         asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
                      "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
@@ -60,7 +54,8 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], uint32_t add
 // Division of non-negative ints below 2^31 by a divisor fixed for the kernel (the cache's block size), as a
 // multiply-high, an add and a shift: with s = ceil(log2 d) and m = floor(2^32 (2^s - d) / d) + 1,
 // floor(t / d) = (umulhi(t, m) + t) >> s (division by invariant integers using multiplication, Granlund and
-// Montgomery). A runtime `t / d` is a long instruction sequence, and the tile loaders divide once per key.
+// Montgomery). A runtime `t / d` is a long instruction sequence, and the tile loaders divide once per key (the decode
+// kernel's) or per 16-byte chunk (the flash kernels').
 struct BlockDiv {
     int d;
     uint32_t m;
@@ -136,6 +131,34 @@ __device__ __forceinline__ void store_q_rows(uint32_t q_base, const uint32_t (&q
             const uint32_t at = q_base + tile_offset<D>(g + (r & 1) * 8, 2 * k + (r >> 1)) + 4 * t4;
             asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(at), "r"(qf[k][r]) : "memory");
         }
+    }
+}
+
+// A fragments of Q rows a and b (head_dim D floats at qa and qb; b is row a + 8 of the mma's rows), rounded to T
+// once; a row that is not valid (va, vb false) is zero, computed on and never stored.
+template <typename T, int D>
+__device__ __forceinline__ void q_fragments(uint32_t (&qf)[D / 16][4], const float* qa, const float* qb, bool va, bool vb,
+                                            int t4) {
+#pragma unroll
+    for (int k = 0; k < D / 16; k++) {
+        const int d = k * 16 + 2 * t4;
+        const float2 x0 = va ? *reinterpret_cast<const float2*>(qa + d) : make_float2(0.f, 0.f);
+        const float2 x1 = vb ? *reinterpret_cast<const float2*>(qb + d) : make_float2(0.f, 0.f);
+        const float2 x2 = va ? *reinterpret_cast<const float2*>(qa + d + 8) : make_float2(0.f, 0.f);
+        const float2 x3 = vb ? *reinterpret_cast<const float2*>(qb + d + 8) : make_float2(0.f, 0.f);
+        qf[k][0] = Mma<T>::pack(x0.x, x0.y);
+        qf[k][1] = Mma<T>::pack(x1.x, x1.y);
+        qf[k][2] = Mma<T>::pack(x2.x, x2.y);
+        qf[k][3] = Mma<T>::pack(x3.x, x3.y);
+    }
+}
+
+// The row sums l_a and l_b of a quad (the four lanes that share rows a and b), each lane's part added up.
+__device__ __forceinline__ void quad_sums(float& l_a, float& l_b) {
+#pragma unroll
+    for (int off = 1; off < 4; off <<= 1) {
+        l_a += __shfl_xor_sync(0xffffffffu, l_a, off);
+        l_b += __shfl_xor_sync(0xffffffffu, l_b, off);
     }
 }
 

@@ -18,8 +18,8 @@ struct RmsNormParams {
 // float4s in registers between the two passes, so x and the residual are read once.
 #define NORM_VEC 8
 
-template <int NV>
 __device__ __forceinline__ void rms_norm_vec(const RmsNormParams& p) {
+    constexpr int NV = NORM_VEC;
     const long long base = (long long)blockIdx.x * p.d;
     const int d4 = p.d >> 2;
     const float4* x4 = reinterpret_cast<const float4*>(p.x + base);
@@ -55,13 +55,11 @@ __device__ __forceinline__ void rms_norm_vec(const RmsNormParams& p) {
             const float y2 = __fmul_rn(__fmul_rn(v[k].z, inv), load_f(p.weight, p.dtype, j + 2));
             const float y3 = __fmul_rn(__fmul_rn(v[k].w, inv), load_f(p.weight, p.dtype, j + 3));
             if (p.out_dtype == DT_BF16) {
-                __nv_bfloat162 lo = __floats2bfloat162_rn(y0, y1), hi = __floats2bfloat162_rn(y2, y3);
-                uint2 packed = make_uint2(*reinterpret_cast<uint32_t*>(&lo), *reinterpret_cast<uint32_t*>(&hi));
-                reinterpret_cast<uint2*>(static_cast<__nv_bfloat16*>(p.out) + base)[i] = packed;
+                reinterpret_cast<uint2*>(static_cast<uint16_t*>(p.out) + base)[i] =
+                        make_uint2(pack_pair<__nv_bfloat16>(y0, y1), pack_pair<__nv_bfloat16>(y2, y3));
             } else if (p.out_dtype == DT_F16) {
-                __half2 lo = __floats2half2_rn(y0, y1), hi = __floats2half2_rn(y2, y3);
-                uint2 packed = make_uint2(*reinterpret_cast<uint32_t*>(&lo), *reinterpret_cast<uint32_t*>(&hi));
-                reinterpret_cast<uint2*>(static_cast<__half*>(p.out) + base)[i] = packed;
+                reinterpret_cast<uint2*>(static_cast<uint16_t*>(p.out) + base)[i] =
+                        make_uint2(pack_pair<__half>(y0, y1), pack_pair<__half>(y2, y3));
             } else {
                 reinterpret_cast<float4*>(static_cast<float*>(p.out) + base)[i] = make_float4(y0, y1, y2, y3);
             }
@@ -78,7 +76,7 @@ extern "C" __global__ void rms_norm(const RmsNormParams p) {
     const bool aligned = ((reinterpret_cast<uintptr_t>(p.x) | reinterpret_cast<uintptr_t>(p.out)
                            | reinterpret_cast<uintptr_t>(p.residual)) & 15) == 0;
     if ((p.d & 3) == 0 && aligned && p.d <= 4 * NORM_VEC * (int)blockDim.x) {
-        rms_norm_vec<NORM_VEC>(p);
+        rms_norm_vec(p);
         return;
     }
     long long base = (long long)blockIdx.x * p.d;

@@ -77,7 +77,7 @@ struct ForwardTokensParams {
 // A negative pick (a row that held a NaN) becomes token 0; the engine ends that sequence when it reads the pick.
 extern "C" __global__ void forward_tokens(const ForwardTokensParams p) {
     LATHE_PDL_WAIT();
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < p.n; i += gridDim.x * blockDim.x) {
+    for (long long i = global_index(); i < p.n; i += global_stride()) {
         p.ids[p.pairs[p.n + i]] = max(0, p.tokens[p.pairs[i]]);
     }
 }

@@ -3,7 +3,7 @@
 // most 16 query heads per KV head, on tensor cores, one warp a block; the lane-per-key kernel described here runs the rest (and 16-bit caches when
 // CudaBackend.MMA_DECODE_PROPERTY is off), in float32 throughout.
 //
-// Grid (query row, KV head, context piece), 4 warps a block. The query heads that share the KV head (GQA)
+// Grid (query row, KV head, context piece), or (KV head, query row, piece) with heads_fastest; 4 warps a block. The query heads that share the KV head (GQA)
 // are spread over the warps. For 16-bit caches the block loads each tile of 32 key and value rows into
 // shared memory once for all of them; F32 caches are read by each warp from global memory (L2). A warp
 // walks its piece 32 keys at a time: lane i computes the score of key t0 + i over the whole head (16-byte
@@ -73,7 +73,8 @@ template <typename T> __device__ __forceinline__ float load_t(const void* base, 
     return static_cast<float>(static_cast<const T*>(base)[i]);
 }
 
-// What a block works on: grid (query row, or its index in row_list; KV head; context piece), the piece's keys
+// What a block works on: grid (query row, or its index in row_list; KV head; context piece), x and y swapped with
+// heads_fastest, the piece's keys
 // lo..hi of the row's sequence (empty when lo > hi), that sequence's block table and the query heads per KV head.
 struct Piece {
     int row, kv_head, piece, lo, hi, group;
@@ -311,7 +312,7 @@ __device__ __forceinline__ void split_attention_tiled(const SplitAttentionParams
 }
 
 // The same work on tensor cores for 16-bit caches of head size 64 or 128 and up to 16 query heads per KV head
-// (CudaBackend.MMA_DECODE_PROPERTY): one warp a block, over the same grid (query row, KV head, context piece).
+// (CudaBackend.MMA_DECODE_PROPERTY): one warp a block, over the same grid (query row, KV head, context piece; x and y swapped with heads_fastest).
 // The row's query heads of the KV head are the 16 rows of the mma's A operand (head g and g + 8 for a thread,
 // zero past the group), so one pass over the piece's keys scores every head of the group at once. The warp
 // copies tiles of MD_BN keys, K and V, into shared memory (double-buffered: tile j + 1 is in flight while tile
@@ -337,22 +338,8 @@ __device__ __forceinline__ void split_attention_mma(const SplitAttentionParams& 
     const bool va = g < w.group, vb = g + 8 < w.group;
 
     uint32_t qf[KC][4];
-    {
-        const float* qa = p.q + ((long long)w.row * p.num_heads + head_a) * D;
-        const float* qb = qa + 8 * D;
-#pragma unroll
-        for (int k = 0; k < KC; k++) {
-            const int d = k * 16 + 2 * t4;
-            const float2 x0 = va ? *reinterpret_cast<const float2*>(qa + d) : make_float2(0.f, 0.f);
-            const float2 x1 = vb ? *reinterpret_cast<const float2*>(qb + d) : make_float2(0.f, 0.f);
-            const float2 x2 = va ? *reinterpret_cast<const float2*>(qa + d + 8) : make_float2(0.f, 0.f);
-            const float2 x3 = vb ? *reinterpret_cast<const float2*>(qb + d + 8) : make_float2(0.f, 0.f);
-            qf[k][0] = Mma<T>::pack(x0.x, x0.y);
-            qf[k][1] = Mma<T>::pack(x1.x, x1.y);
-            qf[k][2] = Mma<T>::pack(x2.x, x2.y);
-            qf[k][3] = Mma<T>::pack(x3.x, x3.y);
-        }
-    }
+    const float* qa = p.q + ((long long)w.row * p.num_heads + head_a) * D;
+    q_fragments<T, D>(qf, qa, qa + 8 * D, va, vb, t4);
 
     float o[DB][4];
 #pragma unroll
@@ -399,12 +386,7 @@ __device__ __forceinline__ void split_attention_mma(const SplitAttentionParams& 
         __syncwarp();  // every lane is done with this stage before it is filled again
     }
 
-    // the quad's partial sums; rows past the group are never stored
-#pragma unroll
-    for (int off = 1; off < 4; off <<= 1) {
-        l_a += __shfl_xor_sync(0xffffffffu, l_a, off);
-        l_b += __shfl_xor_sync(0xffffffffu, l_b, off);
-    }
+    quad_sums(l_a, l_b);  // rows past the group are never stored
     const long long rh_a = (long long)w.row * p.num_heads + head_a;
 #pragma unroll
     for (int half = 0; half < 2; half++) {
@@ -463,7 +445,8 @@ SPLIT_KERNEL(6)
 SPLIT_KERNEL(7)
 SPLIT_KERNEL(8)
 
-// split_attention_mma entries: grid (rows, KV heads, pieces), one warp a block; see split_attention_mma
+// split_attention_mma entries: grid (rows, KV heads, pieces), or (KV heads, rows, pieces) with heads_fastest, one warp
+// a block; see split_attention_mma
 #define SPLIT_MMA_KERNEL(NAME, T, D) \
     extern "C" __global__ void __launch_bounds__(32) NAME(const SplitAttentionParams p) { LATHE_PDL_WAIT(); \
         split_attention_mma<T, D>(p); \

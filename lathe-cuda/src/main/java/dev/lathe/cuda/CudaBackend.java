@@ -85,14 +85,14 @@ public final class CudaBackend implements Backend {
     /**
      * System property: the keys of a grouped-query flash tile, 32 (default) or 64. With 64 (flash_attention_gqa_k64_*)
      * each warp has twice the independent mma chains per tile and half the barriers, row-max reductions and rescales
-     * per key, at 246 registers a thread (two blocks an SM at head size 128 instead of three). Measured on an H100: no
+     * per key, at 246 registers a thread (two blocks an H100 SM at head size 128 instead of three). Measured on an H100: no
      * gain (6.55 against 6.35 ms of attention in a 2048-token prefill; 2048/128 x 300 1,708 against 1,718 tok/s).
      */
     public static final String FLASH_GQA_KEYS_PROPERTY = "lathe.flash.gqaKeys";
     /**
      * System property: {@code true} runs the grouped-query flash kernel (32-key tiles) with each warp's Q rows in
      * shared memory instead of registers (flash_attention_gqa_qs_*): 128 registers a thread instead of 168 at head
-     * size 128, so four blocks fit on an SM instead of three. Under Nsight Compute the 32-key kernel ran 12 warps an SM
+     * size 128, so four blocks fit on an H100 SM instead of three. Under Nsight Compute the 32-key kernel ran 12 warps an SM
      * with half its issue slots idle. Off by default: not measured yet. No effect with 64-key tiles.
      */
     public static final String FLASH_GQA_Q_SHARED_PROPERTY = "lathe.flash.gqaQShared";
@@ -1110,7 +1110,8 @@ public final class CudaBackend implements Backend {
             plan(meta, gqa ? FLASH_GQA_TILE_ROWS : FLASH_TILE_ROWS);
             if (planLongestRun >= FLASH_MIN_QUERY_ROWS && planItems <= MAX_GRID_Y) {
                 // the flash kernels write float32 or the cache's own 16-bit format; another 16-bit output (an F16
-                // model over a BF16 cache) takes float32 from them and is rounded after (the other kernels write any)
+                // model over a BF16 cache) takes float32 from them and is rounded after (the other kernels write any).
+                // A third output format inside the kernels cost the default grouped-query kernel 12-20 bytes of spill.
                 if (ot.dtype() != DType.F32 && ot.dtype() != c.dtype()) {
                     try (CudaTensor f32 = (CudaTensor) allocate(DType.F32, ot.rows(), ot.cols())) {
                         attention(q, cache, layer, meta, scale, f32);

@@ -28,8 +28,9 @@ final class Kernels implements AutoCloseable {
     final Kernel flashBf16D64, flashBf16D128, flashF16D64, flashF16D128;
     /** The grouped-query variant of the same (four query heads of one KV head per block). */
     final Kernel flashGqaBf16D64, flashGqaBf16D128, flashGqaF16D64, flashGqaF16D128;
-    /** The grouped-query variant over 32-row items (eight warps a block). */
+    /** The grouped-query variant over 64-key tiles. */
     final Kernel flashGqaK64Bf16D64, flashGqaK64Bf16D128, flashGqaK64F16D64, flashGqaK64F16D128;
+    /** The grouped-query variant with each warp's Q rows in shared memory. */
     final Kernel flashGqaQsBf16D64, flashGqaQsBf16D128, flashGqaQsF16D64, flashGqaQsF16D128;
     /** split_attention_K for head_dim = 32 K, K = 1..8 (index K - 1), and the merge of their pieces. */
     final Kernel[] splitAttention = new Kernel[8];
@@ -88,7 +89,7 @@ final class Kernels implements AutoCloseable {
             flashGqaQsBf16D128 = flash.kernel("flash_attention_gqa_qs_bf16_d128", flashParams("flash_attention_gqa_qs_bf16_d128"));
             flashGqaQsF16D64 = flash.kernel("flash_attention_gqa_qs_f16_d64", flashParams("flash_attention_gqa_qs_f16_d64"));
             flashGqaQsF16D128 = flash.kernel("flash_attention_gqa_qs_f16_d128", flashParams("flash_attention_gqa_qs_f16_d128"));
-            // their dynamic shared memory: two stages of a K and a V tile of 16-bit values, and Q rows (GQA_SMEM_BYTES)
+            // their dynamic shared memory: two stages of a K and a V tile of 16-bit values, and Q rows (see gqaShared)
             for (Kernel k : List.of(flashGqaBf16D64, flashGqaF16D64)) gqaShared(k, 32, 64, false);
             for (Kernel k : List.of(flashGqaBf16D128, flashGqaF16D128)) gqaShared(k, 32, 128, false);
             for (Kernel k : List.of(flashGqaK64Bf16D64, flashGqaK64F16D64)) gqaShared(k, 64, 64, false);
@@ -149,16 +150,16 @@ final class Kernels implements AutoCloseable {
                 i32("heads_fastest"));
     }
 
-    /** FlashAttentionParams of flash_attention.cu. */
     /**
      * Gives a grouped-query flash kernel with {@code keys}-key tiles at head size {@code headDim} its dynamic shared
      * memory: two stages of a K and a V tile of 16-bit values, and with {@code qRows} 16 Q rows for each of its 4
-     * warps (GQA_SMEM_BYTES in flash_attention.cu).
+     * warps: the layout flash_attention_gqa (flash_attention.cu) carves its dynamic shared memory into.
      */
     private static void gqaShared(Kernel k, int keys, int headDim, boolean qRows) {
         k.withDynamicShared(2 * 2 * keys * headDim * 2 + (qRows ? 4 * 16 * headDim * 2 : 0));
     }
 
+    /** FlashAttentionParams of flash_attention.cu. */
     private static KernelParams flashParams(String kernel) {
         return struct(kernel, ptr("q"), ptr("k_cache"), ptr("v_cache"), ptr("out"), ptr("work"), ptr("query_starts"),
                 ptr("context_lens"), ptr("block_tables"), i32("num_heads"), i32("num_kv_heads"), i32("block_size"),
