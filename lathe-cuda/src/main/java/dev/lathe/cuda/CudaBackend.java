@@ -330,8 +330,7 @@ public final class CudaBackend implements Backend {
     @Override
     public Graph capture(Runnable ops) {
         if (allocating != pool) throw new IllegalStateException("capture: already capturing");
-        stream.synchronize();
-        ring.drained();
+        drain();
         context.makeCurrent();
         var driver = context.driver();
         driver.streamBeginCapture(stream.handle(), Driver.CAPTURE_MODE_RELAXED);
@@ -417,8 +416,7 @@ public final class CudaBackend implements Backend {
      */
     private void copyIn(MemorySegment src, DeviceBuffer dst, long dstOffset) {
         queueCopyIn(src, dst, dstOffset);
-        stream.synchronize();
-        ring.drained();
+        drain();
     }
 
     /**
@@ -447,6 +445,12 @@ public final class CudaBackend implements Backend {
         }
     }
 
+    /** Waits for the stream; then every staging range is free again. */
+    private void drain() {
+        stream.synchronize();
+        ring.drained();
+    }
+
     private void copyOut(CudaTensor src, MemorySegment dst) { copyOut(src.buffer(), src.bytes(), dst); }
 
     private void copyOut(DeviceBuffer src, long total, MemorySegment dst) {
@@ -459,13 +463,11 @@ public final class CudaBackend implements Backend {
             } finally {
                 ring.queued();  // as in queueCopyIn: never leave the range unfenced
             }
-            stream.synchronize();
-            ring.drained();
+            drain();
             MemorySegment.copy(buf, at, dst, done, n);
         }
         if (total == 0) {
-            stream.synchronize();
-            ring.drained();
+            drain();
         }
     }
 
@@ -852,17 +854,7 @@ public final class CudaBackend implements Backend {
                 linear(h, gateUp, gateUpBias, gateUpOut);
             }
             siluMul(gateUpOut.address(), gateUpOut.dtype(), act.address(), dn.dtype(), n, inner);
-            // with a down bias, an accumulating MLP adds (product + bias) into out, the order of the unfused ops
-            try (CudaTensor product = accumulate && db != null ? (CudaTensor) allocate(DType.F32, n, dn.rows()) : null) {
-                CudaTensor target = product != null ? product : ot;
-                gemm.run(stream, dn.dtype(), DType.F32, dn.address(), act.address(), target.address(), n, dn.cols(), dn.rows(),
-                        !capturing(), accumulate && product == null);
-                if (db != null) {
-                    kernels.biasAdd.launch(stream, Kernels.elementBlocks(target.size()), 1, 256,
-                            target.address(), db.address(), (long) target.rows(), target.cols(), dtypeCode(db.dtype()));
-                }
-                if (product != null) addInto(ot, product);
-            }
+            gemmLinear(act, dn, db, ot, accumulate);  // act is in the down weights' format already
         }
     }
 
@@ -1576,8 +1568,7 @@ public final class CudaBackend implements Backend {
             pairs[n + i] = dstRows[i];
         }
         // queued through the staging ring: nothing here waits for the stream, which holds the previous step still running
-        try (CudaTensor p = (CudaTensor) allocate(DType.I32, 1, 2 * n)) {
-            queueCopyIn(MemorySegment.ofArray(pairs), p.buffer(), 0);
+        try (CudaTensor p = (CudaTensor) upload(pairs, 1, 2 * n)) {
             kernels.forwardTokens.launch(stream, Math.min((n + 255) / 256, 1024), 1, 256, from.address(), p.address(),
                     into.address(), n);
         }
@@ -1611,7 +1602,6 @@ public final class CudaBackend implements Backend {
             }
             pool.release();
             graphPool.release();
-            ring.drained();
             for (Event e : allFences) e.close();
             staging.close();
             gemm.close();

@@ -43,8 +43,6 @@ public final class Kernel {
         return this;
     }
 
-    public int dynamicSharedBytes() { return sharedBytes; }
-
     public KernelParams params() { return params; }
 
     /**
