@@ -178,21 +178,19 @@ public final class CpuBackend implements Backend {
         CpuTensor rt = cpu(residual, "addRmsNorm", "residual"), xt = cpu(x, "addRmsNorm", "x");
         CpuTensor ot = cpu(out, "addRmsNorm", "out");
         CpuWeight w = cpu(weight);
-        float[] rs = rt.floats("addRmsNorm", "residual"), xs = xt.floats("addRmsNorm", "x"), os = ot.floats("addRmsNorm", "out");
+        float[] rs = rt.floats("addRmsNorm", "residual"), os = ot.floats("addRmsNorm", "out");
         if (!sameShape(rt, xt)) {
             throw shapes("addRmsNorm", "residual " + rt.shape() + ", x " + xt.shape(), "residual and x must have one shape");
         }
         checkNormShapes("addRmsNorm", rt, ot, w);
-        pool.forRange(rs.length, PARALLEL_ELEMENTS, (i0, i1) -> {
-            for (int i = i0; i < i1; i++) rs[i] += xs[i];
-        });
+        addInto(residual, x, "addRmsNorm");
         norm(rs, os, w.vector("addRmsNorm"), eps);
     }
 
-    /** Every weight and step: {@link #linearAdd} and {@link #mlpAdd} run the op into a scratch tensor, then add it. */
-    @Override
-    public boolean addsIntoResidual(Weight w, int rows) { return true; }
-
+    /**
+     * {@link #linearAdd} and {@link #mlpAdd}: the op into a scratch tensor, then the add. Nothing is saved on the CPU,
+     * so {@link #addsIntoResidual} stays false and the model adds in the norms; a caller may still ask for them.
+     */
     @Override
     public void linearAdd(Tensor x, Weight w, Weight bias, Tensor acc) {
         try (Tensor t = allocate(DType.F32, acc.rows(), acc.cols())) {

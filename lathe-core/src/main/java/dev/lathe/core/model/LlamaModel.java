@@ -87,8 +87,7 @@ public final class LlamaModel implements AutoCloseable {
              Tensor qkv = backend.allocate(DType.F32, n, config.qkvSize());
              Tensor q = backend.allocate(DType.F32, n, config.qSize());
              Tensor k = backend.allocate(DType.F32, n, config.kvSize());
-             Tensor v = backend.allocate(DType.F32, n, config.kvSize());
-             Tensor proj = backend.allocate(DType.F32, n, hidden)) {
+             Tensor v = backend.allocate(DType.F32, n, config.kvSize())) {
 
             // the norms' outputs feed the projections: in the backend's GEMM input format where it has one for
             // this step (activationFormat), else float32; the final norm's output feeds the LM head in float32
@@ -104,7 +103,8 @@ public final class LlamaModel implements AutoCloseable {
             // and RESIDUAL_ADD_PROPERTY asks for it; the norms then only normalize
             boolean addInGemm = residualAdd && layers.stream().allMatch(w -> backend.addsIntoResidual(w.o(), n)
                     && backend.addsIntoResidual(w.gateUp(), n) && backend.addsIntoResidual(w.down(), n));
-            try (Tensor hAct = direct ? backend.allocate(actFormat, n, hidden) : null;
+            try (Tensor proj = addInGemm ? null : backend.allocate(DType.F32, n, hidden);  // the products, where norms add them
+                 Tensor hAct = direct ? backend.allocate(actFormat, n, hidden) : null;
                  Tensor attnOut = backend.allocate(oDirect ? oFormat : DType.F32, n, config.qSize())) {
                 Tensor x = direct ? hAct : h;
                 backend.embedding(embedding, in.tokenIds(), residual);
