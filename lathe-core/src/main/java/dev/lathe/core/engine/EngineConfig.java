@@ -118,11 +118,6 @@ public record EngineConfig(int maxNumSeqs, int maxNumBatchedTokens, int blockSiz
                 enablePrefixCaching, kvCacheDtype, on, admissionWatermark);
     }
 
-    public EngineConfig withAdmissionWatermark(double share) {
-        return new EngineConfig(maxNumSeqs, maxNumBatchedTokens, blockSize, numBlocks, maxModelLen, maxWaiting,
-                enablePrefixCaching, kvCacheDtype, guaranteeNoEvict, share);
-    }
-
     private static void positive(String name, int v) {
         if (v < 1) throw new IllegalArgumentException(name + " must be >= 1, got " + v);
     }

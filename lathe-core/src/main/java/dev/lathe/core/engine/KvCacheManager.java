@@ -107,9 +107,14 @@ public final class KvCacheManager {
      * cached {@code prefix}, and the prefix blocks that sit unreferenced on the free list.
      */
     public int blocksToAdmit(CachedPrefix prefix, int numTokens) {
-        int revived = 0;
-        for (int b : prefix.blocks()) if (pool.refCount(b) == 0) revived++;
-        return Math.max(0, blocksFor(numTokens) - prefix.blocks().length) + revived;
+        return Math.max(0, blocksFor(numTokens) - prefix.blocks().length) + revived(prefix);
+    }
+
+    /** The prefix blocks that sit unreferenced on the free list: taking them takes them off it. */
+    private int revived(CachedPrefix prefix) {
+        int n = 0;
+        for (int b : prefix.blocks()) if (pool.refCount(b) == 0) n++;
+        return n;
     }
 
     /**
@@ -124,9 +129,7 @@ public final class KvCacheManager {
         }
         int have = s == null ? prefix.blocks().length : s.numBlocks;
         int fresh = Math.max(0, blocksFor(numComputed + numNewTokens) - have);
-        int revived = 0; // prefix blocks now on the free list leave it when referenced
-        for (int b : prefix.blocks()) if (pool.refCount(b) == 0) revived++;
-        if (fresh + revived > pool.numFree()) return null;
+        if (fresh + revived(prefix) > pool.numFree()) return null;
         if (s == null) {
             s = new SeqBlocks();
             s.seedHash = seedHash(salt);

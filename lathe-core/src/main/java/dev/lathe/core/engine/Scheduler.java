@@ -65,10 +65,13 @@ public final class Scheduler {
     private final List<Seq> running = new ArrayList<>(); // oldest first
     private long nextArrival;
     private long preemptions;
+    /** Blocks an admission beside running sequences must leave free; none under no-evict, which reserves their growth. */
+    private final int watermark;
 
     public Scheduler(SchedulerConfig config, KvCacheManager kv) {
         this.config = config;
         this.kv = kv;
+        this.watermark = config.guaranteeNoEvict() ? 0 : (int) (config.admissionWatermark() * kv.numBlocks());
     }
 
     public KvCacheManager kvCache() { return kv; }
@@ -118,8 +121,6 @@ public final class Scheduler {
         }
 
         int slots = 0;
-        // blocks an admission must leave free; none under no-evict, which reserves every running sequence's growth
-        int watermark = config.guaranteeNoEvict() ? 0 : (int) (config.admissionWatermark() * kv.numBlocks());
         long reserved = 0;  // blocks the running sequences may come to hold (no-evict admission only)
         for (Seq s : running) {
             slots += s.slots();

@@ -123,7 +123,7 @@ public final class ModelRunner implements AutoCloseable {
      * for every computed token when {@code allLogits}, else for the last computed token of each sequence.
      */
     public StepLogits step(List<Sequence> seqs, int[] counts, boolean allLogits) {
-        return run(seqs, counts, allLogits, null, null,
+        return run(seqs, counts, allLogits, false, null,
                 (logits, firstRowOfSeq) -> new StepLogits(backend.download(logits), config.vocabSize(), firstRowOfSeq));
     }
 
@@ -161,7 +161,7 @@ public final class ModelRunner implements AutoCloseable {
             throw new IllegalArgumentException("the " + backend.name() + " backend does not sample rows itself; pass no specs");
         }
         Forwarded fwd = forwarded(seqs, counts, tokenFrom, previous);
-        return run(seqs, counts, false, fullRows, fwd, (logits, firstRowOfSeq) -> select(logits, fullRows, specs, firstRowOfSeq));
+        return run(seqs, counts, false, true, fwd, (logits, firstRowOfSeq) -> select(logits, fullRows, specs, firstRowOfSeq));
     }
 
     /**
@@ -175,7 +175,7 @@ public final class ModelRunner implements AutoCloseable {
             throw new IllegalStateException("the " + backend.name() + " backend does not keep token picks on the device");
         }
         Forwarded fwd = forwarded(seqs, counts, tokenFrom, previous);
-        return run(seqs, counts, false, new boolean[seqs.size()], fwd,
+        return run(seqs, counts, false, true, fwd,
                 (logits, firstRowOfSeq) -> new PendingStep(backend.argmaxRowsAsync(logits), firstRowOfSeq, config.vocabSize()));
     }
 
@@ -256,8 +256,9 @@ public final class ModelRunner implements AutoCloseable {
         R from(Tensor logits, int[] firstRowOfSeq);
     }
 
-    private <R> R run(List<Sequence> seqs, int[] counts, boolean allLogits, boolean[] fullRows, Forwarded fwd, Pick<R> pick) {
-        if (fullRows != null && useGraphs && decodeOnly(counts) && seqs.size() <= GRAPH_BATCHES[GRAPH_BATCHES.length - 1]) {
+    /** One step; a decode-only step may replay a captured graph where {@code mayReplay} (its pick works on padded rows). */
+    private <R> R run(List<Sequence> seqs, int[] counts, boolean allLogits, boolean mayReplay, Forwarded fwd, Pick<R> pick) {
+        if (mayReplay && useGraphs && decodeOnly(counts) && seqs.size() <= GRAPH_BATCHES[GRAPH_BATCHES.length - 1]) {
             return runGraph(seqs, fwd, pick);
         }
         int numSeqs = seqs.size();

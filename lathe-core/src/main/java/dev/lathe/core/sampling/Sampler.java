@@ -56,7 +56,7 @@ public final class Sampler {
     private final int[] biasIds;            // logit bias as parallel arrays, ascending id
     private final float[] biasValues;
     private final TokenCounts generated = new TokenCounts();
-    private final boolean countsTokens;  // a penalty reads the generated tokens' counts
+    private final boolean hasPenalty;  // repetition, frequency or presence: reads the generated tokens' counts
     private int numGenerated;
 
     /**
@@ -70,7 +70,7 @@ public final class Sampler {
         if (vocabSize < 1) throw new IllegalArgumentException("vocabSize must be >= 1, got " + vocabSize);
         this.params = params;
         this.vocabSize = vocabSize;
-        this.countsTokens = params.repetitionPenalty() != 1 || params.frequencyPenalty() != 0 || params.presencePenalty() != 0;
+        this.hasPenalty = params.repetitionPenalty() != 1 || params.frequencyPenalty() != 0 || params.presencePenalty() != 0;
         this.seed = params.seed() != null ? params.seed()
                 : SEED_BASE ^ SeededRandom.bits(System.nanoTime(), UNSEEDED.incrementAndGet());
         for (int i = 0; i < promptIds.length; i++) checkId("promptIds[" + i + "]", promptIds[i]);
@@ -109,8 +109,7 @@ public final class Sampler {
      */
     public boolean isPlainArgmax() {
         return params.isGreedy() && biasIds.length == 0
-                && (numGenerated >= params.minTokens() || maskedBeforeMin.length == 0)
-                && params.repetitionPenalty() == 1 && params.frequencyPenalty() == 0 && params.presencePenalty() == 0;
+                && (numGenerated >= params.minTokens() || maskedBeforeMin.length == 0) && !hasPenalty;
     }
 
     /**
@@ -121,7 +120,7 @@ public final class Sampler {
      */
     public SampleSpec deviceSpec() {
         if (params.isGreedy() || biasIds.length != 0 || (numGenerated < params.minTokens() && maskedBeforeMin.length != 0)
-                || params.repetitionPenalty() != 1 || params.frequencyPenalty() != 0 || params.presencePenalty() != 0) {
+                || hasPenalty) {
             return null;
         }
         return new SampleSpec((float) (1.0 / params.temperature()), Math.max(0, params.topK()), params.topP(),
@@ -160,7 +159,7 @@ public final class Sampler {
     /** Records the token chosen for this step, so that penalties and min_tokens see it. */
     public void accept(int token) {
         checkId("accepted token", token);
-        if (countsTokens) generated.add(token);  // only the penalties read the counts
+        if (hasPenalty) generated.add(token);  // only the penalties read the counts
         numGenerated++;
     }
 

@@ -22,7 +22,7 @@ class StreamEmitterTest {
     }
 
     @Test
-    void aThreadedEmitterDeliversNothingBeforeAFlushThenEverythingInOrder() throws InterruptedException {
+    void aThreadedEmitterDeliversEverythingInOrderByItsLastFlush() throws InterruptedException {
         var a = new QueueRequestStream("a", id -> {});
         var b = new QueueRequestStream("b", id -> {});
         try (var emitter = new StreamEmitter("test-streams", true)) {
@@ -34,7 +34,7 @@ class StreamEmitterTest {
             assertThat(b.poll(50, TimeUnit.MILLISECONDS)).isNotNull();  // flushed batches arrive
             emitter.push(b, delta("b", 5000));
             emitter.end(b, new IllegalStateException("failed"));
-            // not flushed yet: a's last deltas and its end wait for the flush (here: close)
+            // not flushed yet: a's last deltas and its end, and b's, go out with the flush in close
         }
         List<Integer> gotA = drain(a);
         assertThat(gotA).hasSize(500);
