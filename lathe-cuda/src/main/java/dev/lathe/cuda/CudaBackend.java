@@ -1103,7 +1103,7 @@ public final class CudaBackend implements Backend {
             if (planLongestRun >= FLASH_MIN_QUERY_ROWS && planItems <= MAX_GRID_Y) {
                 // the flash kernels write float32 or the cache's own 16-bit format; another 16-bit output (an F16
                 // model over a BF16 cache) takes float32 from them and is rounded after (the other kernels write any).
-                // A third output format inside the kernels cost the default grouped-query kernel 12-20 bytes of spill.
+                // A third output format inside the kernels cost the default grouped-query kernel 8-20 bytes of spill.
                 if (ot.dtype() != DType.F32 && ot.dtype() != c.dtype()) {
                     try (CudaTensor f32 = (CudaTensor) allocate(DType.F32, ot.rows(), ot.cols())) {
                         attention(q, cache, layer, meta, scale, f32);
