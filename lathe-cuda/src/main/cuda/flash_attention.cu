@@ -218,19 +218,22 @@ __device__ __forceinline__ void flash_attention(const FlashAttentionParams& p) {
 // O rescales per key, for 246 instead of 168 registers at head_dim 128 on sm_90a (two blocks an H100 SM instead of
 // three).
 //
-// With QS (CudaBackend.FLASH_GQA_Q_SHARED_PROPERTY) each warp keeps its Q rows in shared memory and reads them
-// back a k step at a time, instead of holding them in 32 registers (head_dim 128) for the whole kernel: 128
-// registers instead of 168 (24 bytes spilled at head_dim 128), so four blocks fit on an H100 SM instead of three
-// (16 warps instead of 12), for 16 KB more shared memory a block and one more ldmatrix per k step.
+// With MT > 0 (CudaBackend.FLASH_GQA_WARP_ROWS_PROPERTY) each warp takes MT tiles of 16 query rows (items of
+// MT * 16 rows) and keeps its Q rows in shared memory, reading them back a k step at a time instead of holding them
+// in registers; each K and V fragment read from shared memory then feeds MT mma instead of one, and a warp has MT
+// times the independent mma chains per tile and per barrier. MT = 2 at head_dim 128: two blocks an H100 SM (launch
+// bounds), 32 KB of Q rows a block beside the 32 KB of K/V stages.
 #define GQ_BM 16
 
-template <typename T, int D, int BN, bool QS = false>
+template <typename T, int D, int BN, int MT = 0>
 __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& p) {
+    constexpr bool QS = MT > 0;     // Q rows in shared memory
+    constexpr int M = QS ? MT : 1;  // 16-row tiles of a warp
     constexpr int KC = D / 16;      // 16-wide k steps of Q K^T
-    constexpr int NB = BN / 8;   // 8-key blocks of S per tile
+    constexpr int NB = BN / 8;      // 8-key blocks of S per tile
     constexpr int DB = D / 8;       // 8-wide d blocks of O
     // dynamic shared memory (its size set by Kernels.gqaShared): K tiles of stages 0 and 1, V tiles of stages 0 and 1,
-    // then (QS) the warps' Q rows
+    // then (QS) the warps' Q rows, M * 16 a warp
     extern __shared__ __align__(128) uint16_t gqa_smem[];
     constexpr uint32_t TILE_BYTES = BN * D * 2;
     const uint32_t smem = smem_addr(gqa_smem);  // K tile of stage s at smem + s * TILE_BYTES, its V tile 2 tiles on
@@ -246,7 +249,7 @@ __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& 
     const int seq = p.work[2 * item], first = p.work[2 * item + 1];
     const int q_start = p.query_starts[seq];
     const int q_len = p.query_starts[seq + 1] - q_start;
-    const int rows = min(GQ_BM, q_len - first);            // valid rows of this item, >= 1
+    const int rows = min(GQ_BM * M, q_len - first);        // valid rows of this item, >= 1
     const int pos0 = p.context_lens[seq] - q_len + first;  // position of row 0
     const int window = p.sliding_window;
     const int key_lo = window > 0 ? max(0, pos0 - window + 1) : 0;
@@ -256,26 +259,33 @@ __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& 
     const uint16_t* kc = static_cast<const uint16_t*>(p.k_cache);
     const uint16_t* vc = static_cast<const uint16_t*>(p.v_cache);
 
-    // this thread's two rows; rows past the item's end compute on zero queries and are never stored
-    const int r_a = g, r_b = r_a + 8;
-    const int pos_a = pos0 + r_a, pos_b = pos0 + r_b;
-
+    // this thread's rows: g and g + 8 of each 16-row tile; rows past the item's end compute on zero queries and are
+    // never stored
     uint32_t qf[QS ? 1 : KC][4];  // the Q fragments held in registers (without QS)
-    const uint32_t q_rows = smem + 4 * TILE_BYTES + warp * (GQ_BM * D * 2);  // this warp's Q rows (with QS)
+    const uint32_t q_rows = smem + 4 * TILE_BYTES + warp * (M * GQ_BM * D * 2);  // this warp's Q rows (with QS)
     if constexpr (QS) {
-        uint32_t qt[KC][4];
-        load_q<T, D>(qt, p, (long long)(q_start + first + r_a), head, r_a < rows, r_b < rows, t4);
-        store_q_rows<D>(q_rows, qt, g, t4);
+#pragma unroll
+        for (int m = 0; m < M; m++) {
+            uint32_t qt[KC][4];
+            const int r = m * GQ_BM + g;
+            load_q<T, D>(qt, p, (long long)(q_start + first + r), head, r < rows, r + 8 < rows, t4);
+            store_q_rows<D>(q_rows + m * (GQ_BM * D * 2), qt, g, t4);
+        }
         __syncwarp();  // only this warp reads its rows, first after the first __syncthreads below
     } else {
-        load_q<T, D>(qf, p, (long long)(q_start + first + r_a), head, r_a < rows, r_b < rows, t4);
+        load_q<T, D>(qf, p, (long long)(q_start + first + g), head, g < rows, g + 8 < rows, t4);
     }
 
-    float o[DB][4];
+    float o[M][DB][4];
+    float m_a[M], m_b[M];  // running max of the scaled scores (log2 units) of rows g and g + 8 of each tile
+    float l_a[M], l_b[M];  // this thread's part of their row sums
 #pragma unroll
-    for (int i = 0; i < DB; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
-    float m_a = -INFINITY, m_b = -INFINITY;  // running max of the scaled scores (log2 units)
-    float l_a = 0.f, l_b = 0.f;              // this thread's part of the row sums
+    for (int m = 0; m < M; m++) {
+#pragma unroll
+        for (int i = 0; i < DB; i++) o[m][i][0] = o[m][i][1] = o[m][i][2] = o[m][i][3] = 0.f;
+        m_a[m] = m_b[m] = -INFINITY;
+        l_a[m] = l_b[m] = 0.f;
+    }
     const float c = p.scale * 1.4426950408889634f;
     const int mi = lane >> 3, mr = lane & 7;
 
@@ -296,18 +306,27 @@ __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& 
         }
         const uint32_t k_base = smem + stage * TILE_BYTES, v_base = smem + (2 + stage) * TILE_BYTES;
 
-        float s[NB][4];
-        if constexpr (QS) qk_tile_q_shared<T, D, NB>(s, q_rows, k_base, mi, mr);
-        else qk_tile<T, D, NB>(s, qf, k_base, mi, mr);
+        float s[M][NB][4];
+        if constexpr (QS) qk_tile_q_shared<T, D, NB, M>(s, q_rows, k_base, mi, mr);
+        else qk_tile<T, D, NB>(s[0], qf, k_base, mi, mr);
 
         // scale; mask keys after the row's position (and zero-filled keys past key_hi) or before its window
         const bool mask = k0 + BN - 1 > pos0 || window > 0;
-        uint32_t pf[BN / 16][4];
-        softmax_tile<T, NB, DB>(s, pf, o, m_a, m_b, l_a, l_b, k0, pos_a, pos_b, window, mask, c, t4);
-        pv_tile<T, D, BN / 16>(o, pf, v_base, mi, mr);
+        uint32_t pf[M][BN / 16][4];
+#pragma unroll
+        for (int m = 0; m < M; m++) {
+            const int pos_a = pos0 + m * GQ_BM + g;
+            softmax_tile<T, NB, DB>(s[m], pf[m], o[m], m_a[m], m_b[m], l_a[m], l_b[m], k0, pos_a, pos_a + 8, window, mask,
+                                    c, t4);
+        }
+        pv_tile_rows<T, D, BN / 16, M>(o, pf, v_base, mi, mr);
     }
 
-    store_o<T, D>(o, l_a, l_b, p, (long long)(q_start + first + r_a), head, r_a < rows, r_b < rows, t4);
+#pragma unroll
+    for (int m = 0; m < M; m++) {
+        const int r = m * GQ_BM + g;
+        store_o<T, D>(o[m], l_a[m], l_b[m], p, (long long)(q_start + first + r), head, r < rows, r + 8 < rows, t4);
+    }
 }
 
 }  // namespace
@@ -340,12 +359,12 @@ FLASH_GQA_ENTRY(flash_attention_gqa_k64_bf16_d64, __nv_bfloat16, 64, 64, 3)
 FLASH_GQA_ENTRY(flash_attention_gqa_k64_bf16_d128, __nv_bfloat16, 128, 64, 2)
 FLASH_GQA_ENTRY(flash_attention_gqa_k64_f16_d64, __half, 64, 64, 3)
 FLASH_GQA_ENTRY(flash_attention_gqa_k64_f16_d128, __half, 128, 64, 2)
-// 32-key tiles with Q in shared memory: four blocks an SM
-#define FLASH_GQA_QS_ENTRY(NAME, T, D) \
-    extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 4) NAME(const FlashAttentionParams p) { LATHE_PDL_WAIT(); \
-        flash_attention_gqa<T, D, 32, true>(p); \
+// MT = 2: 32-row items, grid (num_kv_heads * group / 4, num_items of 2 * GQ_BM rows), two blocks an SM.
+#define FLASH_GQA_W32_ENTRY(NAME, T, D) \
+    extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 2) NAME(const FlashAttentionParams p) { LATHE_PDL_WAIT(); \
+        flash_attention_gqa<T, D, 32, 2>(p); \
     }
-FLASH_GQA_QS_ENTRY(flash_attention_gqa_qs_bf16_d64, __nv_bfloat16, 64)
-FLASH_GQA_QS_ENTRY(flash_attention_gqa_qs_bf16_d128, __nv_bfloat16, 128)
-FLASH_GQA_QS_ENTRY(flash_attention_gqa_qs_f16_d64, __half, 64)
-FLASH_GQA_QS_ENTRY(flash_attention_gqa_qs_f16_d128, __half, 128)
+FLASH_GQA_W32_ENTRY(flash_attention_gqa_w32_bf16_d64, __nv_bfloat16, 64)
+FLASH_GQA_W32_ENTRY(flash_attention_gqa_w32_bf16_d128, __nv_bfloat16, 128)
+FLASH_GQA_W32_ENTRY(flash_attention_gqa_w32_f16_d64, __half, 64)
+FLASH_GQA_W32_ENTRY(flash_attention_gqa_w32_f16_d128, __half, 128)

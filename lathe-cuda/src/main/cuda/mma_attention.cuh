@@ -97,23 +97,32 @@ __device__ __forceinline__ void qk_tile(float (&s)[NB][4], const uint32_t (&qf)[
     }
 }
 
-// qk_tile with Q's A fragments read from shared memory at q_base (16 rows of D values, swizzled as a tile; see
-// store_q_rows) one k step at a time, instead of held in 4 * D / 16 registers for the whole kernel.
-template <typename T, int D, int NB>
-__device__ __forceinline__ void qk_tile_q_shared(float (&s)[NB][4], uint32_t q_base, uint32_t k_base, int mi, int mr) {
+// qk_tile for M tiles of 16 query rows at once, with Q's A fragments read from shared memory (tile m's 16 rows of
+// D values at q_base + m * 32 * D, swizzled as a K tile; see store_q_rows) one k step at a time instead of held in
+// registers for the whole kernel. Each K fragment serves all M row tiles, so a tile's K is read from shared memory
+// once per M * 16 rows.
+template <typename T, int D, int NB, int M>
+__device__ __forceinline__ void qk_tile_q_shared(float (&s)[M][NB][4], uint32_t q_base, uint32_t k_base, int mi, int mr) {
 #pragma unroll
-    for (int n = 0; n < NB; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+    for (int m = 0; m < M; m++) {
+#pragma unroll
+        for (int n = 0; n < NB; n++) s[m][n][0] = s[m][n][1] = s[m][n][2] = s[m][n][3] = 0.f;
+    }
 #pragma unroll
     for (int k = 0; k < D / 16; k++) {
         // matrices: rows {0..7, 8..15, 0..7, 8..15} x d chunks {2k, 2k, 2k+1, 2k+1}: a0, a1, a2, a3
-        uint32_t a[4];
-        ldmatrix_x4(a, q_base + tile_offset<D>((mi & 1) * 8 + mr, 2 * k + (mi >> 1)));
+        uint32_t a[M][4];
+#pragma unroll
+        for (int m = 0; m < M; m++) ldmatrix_x4(a[m], q_base + m * (16 * D * 2) + tile_offset<D>((mi & 1) * 8 + mr, 2 * k + (mi >> 1)));
 #pragma unroll
         for (int n2 = 0; n2 < NB / 2; n2++) {
             uint32_t b[4];
             ldmatrix_x4(b, k_base + tile_offset<D>(n2 * 16 + (mi >> 1) * 8 + mr, 2 * k + (mi & 1)));
-            Mma<T>::run(s[2 * n2], a, b[0], b[1]);
-            Mma<T>::run(s[2 * n2 + 1], a, b[2], b[3]);
+#pragma unroll
+            for (int m = 0; m < M; m++) {
+                Mma<T>::run(s[m][2 * n2], a[m], b[0], b[1]);
+                Mma<T>::run(s[m][2 * n2 + 1], a[m], b[2], b[3]);
+            }
         }
     }
 }
@@ -162,6 +171,27 @@ __device__ __forceinline__ void quad_sums(float& l_a, float& l_b) {
     }
 }
 
+// O += P V for one tile of KB * 16 keys from the V tile at v_base, for M tiles of 16 query rows (P as A fragments,
+// 16 keys each); each V fragment serves all M row tiles.
+template <typename T, int D, int KB, int M>
+__device__ __forceinline__ void pv_tile_rows(float (&o)[M][D / 8][4], const uint32_t (&pf)[M][KB][4], uint32_t v_base, int mi,
+                                             int mr) {
+#pragma unroll
+    for (int k = 0; k < KB; k++) {
+#pragma unroll
+        for (int d2 = 0; d2 < D / 16; d2++) {
+            // matrices: keys 16k+{0..7, 8..15, 0..7, 8..15} x d chunks {2d2, 2d2, 2d2+1, 2d2+1}, transposed
+            uint32_t b[4];
+            ldmatrix_x4_trans(b, v_base + tile_offset<D>(k * 16 + (mi & 1) * 8 + mr, 2 * d2 + (mi >> 1)));
+#pragma unroll
+            for (int m = 0; m < M; m++) {
+                Mma<T>::run(o[m][2 * d2], pf[m][k], b[0], b[1]);
+                Mma<T>::run(o[m][2 * d2 + 1], pf[m][k], b[2], b[3]);
+            }
+        }
+    }
+}
+
 // O += P V for one tile of KB * 16 keys from the V tile at v_base (P as A fragments, 16 keys each).
 template <typename T, int D, int KB>
 __device__ __forceinline__ void pv_tile(float (&o)[D / 8][4], const uint32_t (&pf)[KB][4], uint32_t v_base, int mi, int mr) {
@@ -169,7 +199,6 @@ __device__ __forceinline__ void pv_tile(float (&o)[D / 8][4], const uint32_t (&p
     for (int k = 0; k < KB; k++) {
 #pragma unroll
         for (int d2 = 0; d2 < D / 16; d2++) {
-            // matrices: keys 16k+{0..7, 8..15, 0..7, 8..15} x d chunks {2d2, 2d2, 2d2+1, 2d2+1}, transposed
             uint32_t b[4];
             ldmatrix_x4_trans(b, v_base + tile_offset<D>(k * 16 + (mi & 1) * 8 + mr, 2 * d2 + (mi >> 1)));
             Mma<T>::run(o[2 * d2], pf[k], b[0], b[1]);

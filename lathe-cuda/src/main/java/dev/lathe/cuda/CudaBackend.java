@@ -72,8 +72,6 @@ public final class CudaBackend implements Backend {
     private static final int ARGMAX_THREADS = 1024;
     /** Query rows per block of the flash kernel (FA_BM in flash_attention.cu). */
     static final int FLASH_TILE_ROWS = 64;
-    /** Query rows per block of the grouped-query flash kernel (GQ_BM in flash_attention.cu); see {@link #FLASH_GQA_PROPERTY}. */
-    static final int FLASH_GQA_TILE_ROWS = 16;
     /**
      * System property: {@code true} runs prefill attention with the grouped-query flash kernel where the query
      * heads per KV head are a multiple of 4: a block's four warps take four heads of one KV head over 16 query
@@ -90,12 +88,14 @@ public final class CudaBackend implements Backend {
      */
     public static final String FLASH_GQA_KEYS_PROPERTY = "lathe.flash.gqaKeys";
     /**
-     * System property: {@code true} runs the grouped-query flash kernel (32-key tiles) with each warp's Q rows in
-     * shared memory instead of registers (flash_attention_gqa_qs_*): 128 registers a thread instead of 168 at head
-     * size 128, so four blocks fit on an H100 SM instead of three. Under Nsight Compute the 32-key kernel ran 12 warps an SM
-     * with half its issue slots idle. Off by default: not measured yet. No effect with 64-key tiles.
+     * System property: query rows a warp of the grouped-query flash kernel takes, 16 (default) or 32. With 32
+     * (flash_attention_gqa_w32_*, 32-key tiles only) each warp holds two 16-row tiles, keeps their Q rows in shared
+     * memory and feeds every K and V fragment it reads from shared memory to two mma instead of one; work items are 32
+     * rows, two blocks an H100 SM (255 registers a thread at head size 128, none spilled). Off until measured. No
+     * effect with 64-key tiles. (Q rows in shared memory at 16 rows a warp, four blocks an SM, was measured and
+     * dropped: 2048/128 x 300 1,734.7 against 1,743.7 tok/s on an H100.)
      */
-    public static final String FLASH_GQA_Q_SHARED_PROPERTY = "lathe.flash.gqaQShared";
+    public static final String FLASH_GQA_WARP_ROWS_PROPERTY = "lathe.flash.gqaWarpRows";
     /** Threads per block of the flash kernel: FA_WARPS = 4 warps, 16 query rows each. */
     private static final int FLASH_THREADS = 128;
     /**
@@ -184,7 +184,7 @@ public final class CudaBackend implements Backend {
     private int planLongestRun, planItems, planShortRows, planTileRows;
     private boolean flashGqa = Boolean.parseBoolean(System.getProperty(FLASH_GQA_PROPERTY, "true"));
     private int flashGqaKeys = gqaKeys(Integer.getInteger(FLASH_GQA_KEYS_PROPERTY, 32));
-    private boolean flashGqaQShared = Boolean.getBoolean(FLASH_GQA_Q_SHARED_PROPERTY);
+    private int flashGqaWarpRows = gqaWarpRows(Integer.getInteger(FLASH_GQA_WARP_ROWS_PROPERTY, 16));
     private boolean planUploaded;
     private DeviceBuffer planWork;
     private boolean closed;
@@ -1094,12 +1094,12 @@ public final class CudaBackend implements Backend {
         int group = heads / c.numKvHeads();
         boolean gqa = flashGqa && group % 4 == 0 && flashGqaKernel(c.dtype(), headDim) != null;
         if (gqa) {
-            plan(meta, FLASH_GQA_TILE_ROWS);
+            plan(meta, gqaTileRows());
             gqa = planItems <= MAX_GRID_Y;  // else the plain kernel's 64-row items may still fit the grid
         }
         Kernel flash = gqa ? flashGqaKernel(c.dtype(), headDim) : flashKernel(c.dtype(), headDim);
         if (flash != null) {
-            plan(meta, gqa ? FLASH_GQA_TILE_ROWS : FLASH_TILE_ROWS);
+            plan(meta, gqa ? gqaTileRows() : FLASH_TILE_ROWS);
             if (planLongestRun >= FLASH_MIN_QUERY_ROWS && planItems <= MAX_GRID_Y) {
                 // the flash kernels write float32 or the cache's own 16-bit format; another 16-bit output (an F16
                 // model over a BF16 cache) takes float32 from them and is rounded after (the other kernels write any).
@@ -1248,18 +1248,32 @@ public final class CudaBackend implements Backend {
                 + (lastDecodeKvFirst ? ", heads fastest" : "");
     }
 
-    /** Turns Q rows in shared memory for the grouped-query flash kernel (see {@link #FLASH_GQA_Q_SHARED_PROPERTY}) on or off; returns the old setting. */
-    boolean flashGqaQShared(boolean on) {
-        boolean old = flashGqaQShared;
-        flashGqaQShared = on;
+    /** Sets the query rows a warp of the grouped-query flash kernel takes (see {@link #FLASH_GQA_WARP_ROWS_PROPERTY}); returns the old setting. */
+    int flashGqaWarpRows(int rows) {
+        int old = flashGqaWarpRows;
+        flashGqaWarpRows = gqaWarpRows(rows);
         return old;
     }
 
+    private static int gqaWarpRows(int rows) {
+        if (rows != 16 && rows != 32) {
+            throw new IllegalArgumentException(FLASH_GQA_WARP_ROWS_PROPERTY + " is " + rows
+                    + ": a warp of the grouped-query flash kernel takes 16 or 32 query rows");
+        }
+        return rows;
+    }
+
+    /** Whether the grouped-query flash kernel runs 32 rows a warp: {@link #FLASH_GQA_WARP_ROWS_PROPERTY} 32 over 32-key tiles. */
+    private boolean gqaWide() { return flashGqaWarpRows == 32 && flashGqaKeys == 32; }
+
+    /** Query rows of a grouped-query flash work item (GQ_BM times the warp's 16-row tiles in flash_attention.cu). */
+    private int gqaTileRows() { return gqaWide() ? 32 : 16; }
+
     /** The grouped-query flash kernel for a cache type and head size (and the variant set), or null where it has none. */
     private Kernel flashGqaKernel(DType dtype, int headDim) {
-        if (flashGqaKeys == 32 && flashGqaQShared) {
-            return byCacheType(dtype, headDim, kernels.flashGqaQsBf16D64, kernels.flashGqaQsBf16D128, kernels.flashGqaQsF16D64,
-                    kernels.flashGqaQsF16D128);
+        if (gqaWide()) {
+            return byCacheType(dtype, headDim, kernels.flashGqaW32Bf16D64, kernels.flashGqaW32Bf16D128, kernels.flashGqaW32F16D64,
+                    kernels.flashGqaW32F16D128);
         }
         return flashGqaKeys == 64
                 ? byCacheType(dtype, headDim, kernels.flashGqaK64Bf16D64, kernels.flashGqaK64Bf16D128, kernels.flashGqaK64F16D64,
@@ -1304,7 +1318,7 @@ public final class CudaBackend implements Backend {
     /**
      * The device address of {@link #plan}'s work list, uploaded on first use: pairs (sequence, first query row
      * within it), one per tile of up to the plan's tile rows ({@link #FLASH_TILE_ROWS}, or {@link
-     * #FLASH_GQA_TILE_ROWS} for the grouped-query kernel), those with the most keys first so the
+     * #gqaTileRows} for the grouped-query kernel), those with the most keys first so the
      * longest blocks start early and the short ones fill in behind them (sequences of up to {@link
      * #SPLIT_MAX_QUERY_RUN} query rows have none); then the {@link #planShortRows} rows of those sequences,
      * for the split kernel, at byte offset {@code 8 * planItems}. The upload is queued, not waited

@@ -31,7 +31,7 @@ final class Kernels implements AutoCloseable {
     /** The grouped-query variant over 64-key tiles. */
     final Kernel flashGqaK64Bf16D64, flashGqaK64Bf16D128, flashGqaK64F16D64, flashGqaK64F16D128;
     /** The grouped-query variant with each warp's Q rows in shared memory. */
-    final Kernel flashGqaQsBf16D64, flashGqaQsBf16D128, flashGqaQsF16D64, flashGqaQsF16D128;
+    final Kernel flashGqaW32Bf16D64, flashGqaW32Bf16D128, flashGqaW32F16D64, flashGqaW32F16D128;
     /** split_attention_K for head_dim = 32 K, K = 1..8 (index K - 1), and the merge of their pieces. */
     final Kernel[] splitAttention = new Kernel[8];
     /** The same on tensor cores for 16-bit caches: BF16/F16 x head size 64/128 (split_attention_mma). */
@@ -85,17 +85,17 @@ final class Kernels implements AutoCloseable {
             flashGqaK64Bf16D128 = flash.kernel("flash_attention_gqa_k64_bf16_d128", flashParams("flash_attention_gqa_k64_bf16_d128"));
             flashGqaK64F16D64 = flash.kernel("flash_attention_gqa_k64_f16_d64", flashParams("flash_attention_gqa_k64_f16_d64"));
             flashGqaK64F16D128 = flash.kernel("flash_attention_gqa_k64_f16_d128", flashParams("flash_attention_gqa_k64_f16_d128"));
-            flashGqaQsBf16D64 = flash.kernel("flash_attention_gqa_qs_bf16_d64", flashParams("flash_attention_gqa_qs_bf16_d64"));
-            flashGqaQsBf16D128 = flash.kernel("flash_attention_gqa_qs_bf16_d128", flashParams("flash_attention_gqa_qs_bf16_d128"));
-            flashGqaQsF16D64 = flash.kernel("flash_attention_gqa_qs_f16_d64", flashParams("flash_attention_gqa_qs_f16_d64"));
-            flashGqaQsF16D128 = flash.kernel("flash_attention_gqa_qs_f16_d128", flashParams("flash_attention_gqa_qs_f16_d128"));
+            flashGqaW32Bf16D64 = flash.kernel("flash_attention_gqa_w32_bf16_d64", flashParams("flash_attention_gqa_w32_bf16_d64"));
+            flashGqaW32Bf16D128 = flash.kernel("flash_attention_gqa_w32_bf16_d128", flashParams("flash_attention_gqa_w32_bf16_d128"));
+            flashGqaW32F16D64 = flash.kernel("flash_attention_gqa_w32_f16_d64", flashParams("flash_attention_gqa_w32_f16_d64"));
+            flashGqaW32F16D128 = flash.kernel("flash_attention_gqa_w32_f16_d128", flashParams("flash_attention_gqa_w32_f16_d128"));
             // their dynamic shared memory: two stages of a K and a V tile of 16-bit values, and Q rows (see gqaShared)
-            for (Kernel k : List.of(flashGqaBf16D64, flashGqaF16D64)) gqaShared(k, 32, 64, false);
-            for (Kernel k : List.of(flashGqaBf16D128, flashGqaF16D128)) gqaShared(k, 32, 128, false);
-            for (Kernel k : List.of(flashGqaK64Bf16D64, flashGqaK64F16D64)) gqaShared(k, 64, 64, false);
-            for (Kernel k : List.of(flashGqaK64Bf16D128, flashGqaK64F16D128)) gqaShared(k, 64, 128, false);
-            for (Kernel k : List.of(flashGqaQsBf16D64, flashGqaQsF16D64)) gqaShared(k, 32, 64, true);
-            for (Kernel k : List.of(flashGqaQsBf16D128, flashGqaQsF16D128)) gqaShared(k, 32, 128, true);
+            for (Kernel k : List.of(flashGqaBf16D64, flashGqaF16D64)) gqaShared(k, 32, 64, 0);
+            for (Kernel k : List.of(flashGqaBf16D128, flashGqaF16D128)) gqaShared(k, 32, 128, 0);
+            for (Kernel k : List.of(flashGqaK64Bf16D64, flashGqaK64F16D64)) gqaShared(k, 64, 64, 0);
+            for (Kernel k : List.of(flashGqaK64Bf16D128, flashGqaK64F16D128)) gqaShared(k, 64, 128, 0);
+            for (Kernel k : List.of(flashGqaW32Bf16D64, flashGqaW32F16D64)) gqaShared(k, 32, 64, 32);
+            for (Kernel k : List.of(flashGqaW32Bf16D128, flashGqaW32F16D128)) gqaShared(k, 32, 128, 32);
             siluMul = byName.get("activation").kernel("silu_mul", struct("silu_mul",
                     ptr("x"), ptr("out"), i64("n"), i32("inner"), i32("dtype"), i32("x_dtype")));
             randomNormal = byName.get("random").kernel("random_normal", struct("random_normal",
@@ -152,11 +152,12 @@ final class Kernels implements AutoCloseable {
 
     /**
      * Gives a grouped-query flash kernel with {@code keys}-key tiles at head size {@code headDim} its dynamic shared
-     * memory: two stages of a K and a V tile of 16-bit values, and with {@code qRows} 16 Q rows for each of its 4
-     * warps: the layout flash_attention_gqa (flash_attention.cu) carves its dynamic shared memory into.
+     * memory: two stages of a K and a V tile of 16-bit values, then {@code qRows} Q rows (0 where Q stays in
+     * registers) for each of its 4 warps: the layout flash_attention_gqa (flash_attention.cu) carves its dynamic
+     * shared memory into.
      */
-    private static void gqaShared(Kernel k, int keys, int headDim, boolean qRows) {
-        k.withDynamicShared(2 * 2 * keys * headDim * 2 + (qRows ? 4 * 16 * headDim * 2 : 0));
+    private static void gqaShared(Kernel k, int keys, int headDim, int qRows) {
+        k.withDynamicShared(2 * 2 * keys * headDim * 2 + 4 * qRows * headDim * 2);
     }
 
     /** FlashAttentionParams of flash_attention.cu. */

@@ -950,15 +950,18 @@ class CudaOpsTest {
         }
     }
 
-    /** The grouped-query kernel with Q rows in shared memory (CudaBackend.FLASH_GQA_Q_SHARED_PROPERTY): 48 KB of dynamic shared memory at head size 128. */
+    /**
+     * The grouped-query kernel with 32 query rows a warp (CudaBackend.FLASH_GQA_WARP_ROWS_PROPERTY): 32-row items, two
+     * 16-row tiles a warp, Q rows in 32 KB of shared memory at head size 128 beside the K/V stages.
+     */
     @ParameterizedTest
     @EnumSource(value = DType.class, names = {"BF16", "F16"})
-    void groupedFlashAttentionWithQRowsInSharedMemory(DType cacheType) {
-        boolean old = gpu.flashGqaQShared(true);
+    void groupedFlashAttentionWith32RowsAWarp(DType cacheType) {
+        int old = gpu.flashGqaWarpRows(32);
         try {
             groupedFlash(() -> groupedFlashVariantCases(cacheType));
         } finally {
-            gpu.flashGqaQShared(old);
+            gpu.flashGqaWarpRows(old);
         }
     }
 
