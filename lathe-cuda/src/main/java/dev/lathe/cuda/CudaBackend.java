@@ -58,6 +58,18 @@ public final class CudaBackend implements Backend {
      */
     public static final String FUSED_NORM_PROPERTY = "lathe.norm.fused";
     /**
+     * System property: {@code true} launches the norms of long steps (at least {@link #NORM_NARROW_MIN_ROWS} rows of
+     * a width that is a multiple of 4) with as few threads a row as the kernel's float4 path allows, NORM_VEC = 8
+     * float4s a thread (128 at width 4096 instead of 512): every thread has eight loads in flight, the block sum
+     * spans 4 warps instead of 16, and 16 rows fit on an SM at once, so a 2048-row step is one wave on an H100. The
+     * same formula; only the order in which the sum of squares is added up differs. Off until measured.
+     */
+    public static final String NORM_NARROW_PROPERTY = "lathe.norm.narrow";
+    /** Rows from which {@link #NORM_NARROW_PROPERTY} applies; fewer (decode) keep the wide blocks. */
+    static final int NORM_NARROW_MIN_ROWS = 256;
+    /** float4s a thread of rms_norm's vector path (NORM_VEC in norm.cu). */
+    private static final int NORM_VEC = 8;
+    /**
      * System property: {@code true} lets the fused long-step MLP ({@link #FUSED_MLP_PROPERTY}) keep the gate/up
      * product in the weight format: the GEMM writes 16-bit output and SiLU-and-multiply reads it, half the bytes
      * both ways. Not the same numbers: the product is rounded before the activation (as BF16 inference stacks
@@ -161,6 +173,7 @@ public final class CudaBackend implements Backend {
     private final boolean fusedGlu = Boolean.parseBoolean(System.getProperty(GEMV_GLU_PROPERTY, "true"));
     private boolean fusedMlp = Boolean.parseBoolean(System.getProperty(FUSED_MLP_PROPERTY, "true"));
     private boolean fusedNorm = Boolean.parseBoolean(System.getProperty(FUSED_NORM_PROPERTY, "true"));
+    private boolean narrowNorm = Boolean.getBoolean(NORM_NARROW_PROPERTY);
     private boolean mlpGate16 = Boolean.parseBoolean(System.getProperty(MLP_GATE16_PROPERTY, "true"));
     private int gemvMaxRows = Math.clamp(Integer.getInteger(GEMV_ROWS_PROPERTY, 2), 0, GEMV_MAX_ROWS);
     private int maxSplits = Math.clamp(Integer.getInteger(MAX_SPLITS_PROPERTY, MAX_SPLITS), 1, MAX_SPLITS);
@@ -600,10 +613,29 @@ public final class CudaBackend implements Backend {
     private void norm(long residual, CudaTensor x, CudaWeight w, float eps, CudaTensor out) {
         long groups = x.size() / w.cols();
         if (groups == 0) return;
-        int threads = Math.min(NORM_THREADS_MAX, Math.max(32, (w.cols() + 31) / 32 * 32));
-        kernels.rmsNorm.launch(stream, Math.toIntExact(groups), 1, threads,
+        kernels.rmsNorm.launch(stream, Math.toIntExact(groups), 1, normThreads(groups, w.cols()),
                 residual, x.address(), w.address(), out.address(), (int) groups, w.cols(), dtypeCode(w.dtype()), eps,
                 dtypeCode(out.dtype()));
+    }
+
+    /**
+     * Threads a row of rms_norm: one per element up to {@link #NORM_THREADS_MAX}; under {@link #NORM_NARROW_PROPERTY}, for
+     * long steps of a width that is a multiple of 4, the fewest (a multiple of 32) that cover it with NORM_VEC float4s
+     * each, which the kernel's float4 path takes.
+     */
+    int normThreads(long rows, int d) {
+        int wide = Math.min(NORM_THREADS_MAX, Math.max(32, (d + 31) / 32 * 32));
+        if (!narrowNorm || rows < NORM_NARROW_MIN_ROWS || d % 4 != 0) return wide;
+        int perThread = 4 * NORM_VEC;
+        int narrow = Math.max(32, ((d + perThread - 1) / perThread + 31) / 32 * 32);
+        return Math.min(wide, narrow);
+    }
+
+    /** Turns {@link #NORM_NARROW_PROPERTY} on or off; returns the old setting. */
+    boolean narrowNorm(boolean on) {
+        boolean old = narrowNorm;
+        narrowNorm = on;
+        return old;
     }
 
     private static void checkNormShapes(String op, CudaTensor x, CudaTensor out, CudaWeight w) {

@@ -133,6 +133,37 @@ class CudaOpsTest {
     }
 
     /**
+     * Long steps under lathe.norm.narrow: 128 threads a row at width 4096 (eight float4s each) and 32 at width 132,
+     * the residual updated exactly, the norm within float32 rounding of the reference and its BF16 output the float32
+     * one rounded once; fewer rows than CudaBackend.NORM_NARROW_MIN_ROWS keep the wide blocks.
+     */
+    @ParameterizedTest
+    @ValueSource(ints = {4096, 132})
+    void narrowNormBlocksServeLongSteps(int d) {
+        int n = CudaBackend.NORM_NARROW_MIN_ROWS + 44;
+        boolean old = gpu.narrowNorm(true);
+        try {
+            assertThat(gpu.normThreads(n, d)).isEqualTo(d == 4096 ? 128 : 32);
+            assertThat(gpu.normThreads(CudaBackend.NORM_NARROW_MIN_ROWS - 1, d)).isEqualTo(d == 4096 ? 512 : 160);
+            float[] r = normal(random, n * d, 1f), x = normal(random, n * d, 1f), w = normal(random, d, 1f);
+            try (Weight wt = gpu.load(weight("norm", DType.BF16, w, d)); Tensor rt = gpu.upload(r, n, d);
+                 Tensor xt = gpu.upload(x, n, d); Tensor out = poisoned(n, d); Tensor out16 = gpu.allocate(DType.BF16, n, d)) {
+                gpu.addRmsNorm(rt, xt, wt, 1e-5f, out);
+                float[] sum = new float[n * d];
+                for (int i = 0; i < sum.length; i++) sum[i] = r[i] + x[i];
+                assertThat(gpu.download(rt)).as("residual, seed " + seed).containsExactly(sum);
+                assertClose("narrow addRmsNorm seed " + seed, gpu.download(out), rmsNorm(sum, round(DType.BF16, w), 1e-5f), 1e-6);
+                gpu.rmsNorm(rt, wt, 1e-5f, out16);
+                gpu.rmsNorm(rt, wt, 1e-5f, out);
+                assertThat(gpu.download16(out16)).as("narrow rmsNorm into BF16, seed %d", seed)
+                        .containsExactly(round(DType.BF16, gpu.download(out)));
+            }
+        } finally {
+            gpu.narrowNorm(old);
+        }
+    }
+
+    /**
      * A norm writing BF16 or F16 (lathe.norm.fused) stores exactly its float32 result rounded to nearest even, and
      * the GEMM takes such a tensor as it is: D in float32 and in the weight format agree to the format's precision.
      */
