@@ -151,12 +151,13 @@ class CudaOpsTest {
                 gpu.addRmsNorm(rt, xt, wt, 1e-5f, out);
                 float[] sum = new float[n * d];
                 for (int i = 0; i < sum.length; i++) sum[i] = r[i] + x[i];
-                assertThat(gpu.download(rt)).as("residual, seed " + seed).containsExactly(sum);
+                // Arrays.mismatch: AssertJ's containsExactly diffs the arrays as lists first, minutes over a million floats
+                assertThat(Arrays.mismatch(gpu.download(rt), sum)).as("residual, seed %d: first differing element", seed).isEqualTo(-1);
                 assertClose("narrow addRmsNorm seed " + seed, gpu.download(out), rmsNorm(sum, round(DType.BF16, w), 1e-5f), 1e-6);
                 gpu.rmsNorm(rt, wt, 1e-5f, out16);
                 gpu.rmsNorm(rt, wt, 1e-5f, out);
-                assertThat(gpu.download16(out16)).as("narrow rmsNorm into BF16, seed %d", seed)
-                        .containsExactly(round(DType.BF16, gpu.download(out)));
+                assertThat(Arrays.mismatch(gpu.download16(out16), round(DType.BF16, gpu.download(out))))
+                        .as("narrow rmsNorm into BF16, seed %d: first differing element", seed).isEqualTo(-1);
             }
         } finally {
             gpu.narrowNorm(old);
@@ -852,7 +853,7 @@ class CudaOpsTest {
     }
 
     // The grouped-query flash kernel (CudaBackend.FLASH_GQA_PROPERTY, the default where heads per KV head are a
-    // multiple of 4): the same cases and bounds, four query heads of one KV head per block over 16 rows, 32-key
+    // multiple of 4): the same cases and bounds, four query heads of one KV head per block over 32 rows (16 a warp under gqaWarpRows=16), 32-key
     // double-buffered tiles. The cases above run the plain kernel with it off.
 
     @ParameterizedTest
@@ -880,7 +881,7 @@ class CudaOpsTest {
 
     @Test
     void groupedFlashAttentionTakesGroupsOfEightAndPartialItems() {
-        // 8 query heads per KV head: two blocks per KV head; 131 and 65 rows end in partial 16-row items;
+        // 8 query heads per KV head: two blocks per KV head; 131 and 65 rows end in partial 32-row items;
         // 200 - 65 cached tokens before the 65-row chunk; 32-slot blocks
         groupedFlash(() -> runAttention(DType.BF16, 16, 2, 128, 32, 0,
                 List.of(new Seq(150, 131), new Seq(64, 64), new Seq(200, 65))));
@@ -982,13 +983,13 @@ class CudaOpsTest {
     }
 
     /**
-     * The grouped-query kernel with 32 query rows a warp (CudaBackend.FLASH_GQA_WARP_ROWS_PROPERTY): 32-row items, two
-     * 16-row tiles a warp, Q rows in 32 KB of shared memory at head size 128 beside the K/V stages.
+     * The grouped-query kernel with 16 query rows a warp (CudaBackend.FLASH_GQA_WARP_ROWS_PROPERTY 16; the other
+     * grouped-query tests run the default, 32 rows a warp: two 16-row tiles, Q rows in shared memory).
      */
     @ParameterizedTest
     @EnumSource(value = DType.class, names = {"BF16", "F16"})
-    void groupedFlashAttentionWith32RowsAWarp(DType cacheType) {
-        int old = gpu.flashGqaWarpRows(32);
+    void groupedFlashAttentionWith16RowsAWarp(DType cacheType) {
+        int old = gpu.flashGqaWarpRows(16);
         try {
             groupedFlash(() -> groupedFlashVariantCases(cacheType));
         } finally {
@@ -1014,6 +1015,12 @@ class CudaOpsTest {
     void groupedFlashTileKeysOtherThan32Or64AreRejected() {
         assertThatThrownBy(() -> gpu.flashGqaKeys(128)).isInstanceOf(IllegalArgumentException.class)
                 .hasMessageContaining("lathe.flash.gqaKeys is 128");
+    }
+
+    @Test
+    void groupedFlashWarpRowsOtherThan16Or32AreRejected() {
+        assertThatThrownBy(() -> gpu.flashGqaWarpRows(64)).isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("lathe.flash.gqaWarpRows is 64");
     }
 
     /** Runs {@code test} with the grouped-query flash kernel on. */
