@@ -106,8 +106,9 @@ public final class CudaBackend implements Backend {
      * (flash_attention_gqa_w32_*, 32-key tiles only) each warp holds two 16-row tiles, keeps their Q rows in shared
      * memory and feeds every K and V fragment it reads from shared memory to two mma instead of one; work items are 32
      * rows, two blocks an H100 SM (255 registers a thread at head size 128, none spilled). No effect with 64-key
-     * tiles. Measured on an H100 in one call: attention of a 2048-token prefill 5.96 against 7.02 ms (16 rows), TTFT
-     * 52.30 against 54.38 ms (with {@link #NORM_NARROW_PROPERTY} on). (Q rows in shared memory at 16 rows a warp, four blocks an SM, was measured and
+     * tiles. Measured on an H100: attention of a 2048-token prefill 5.96 against 7.02 ms (16 rows); with {@link
+     * #NORM_NARROW_PROPERTY}, against both off in one call, TTFT 52.80 against 55.47 ms and 2048/128 x 300 1,784.0
+     * against 1,757.4 tok/s. (Q rows in shared memory at 16 rows a warp, four blocks an SM, was measured and
      * dropped: 2048/128 x 300 1,734.7 against 1,743.7 tok/s on an H100.)
      */
     public static final String FLASH_GQA_WARP_ROWS_PROPERTY = "lathe.flash.gqaWarpRows";
