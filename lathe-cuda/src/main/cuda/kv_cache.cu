@@ -29,7 +29,7 @@ extern "C" __global__ void write_kv(const WriteKvParams p) {
 }
 
 struct RopeWriteKvParams {
-    const float* qkv;     // [n, (heads + 2 * kv_heads) * 2 * half]: q heads, then k heads, then v heads
+    const void* qkv;      // [n, (heads + 2 * kv_heads) * 2 * half] in `qkv_dtype`: q heads, then k heads, then v heads
     float* q;             // [n, heads * 2 * half]: the rotated queries
     void* k_cache;        // this layer's keys   [num_slots, kv_heads * 2 * half]
     void* v_cache;        // this layer's values, same layout
@@ -42,6 +42,7 @@ struct RopeWriteKvParams {
     int kv_heads;
     int half;
     int dtype;            // cache storage format
+    int qkv_dtype;        // F32, or a 16-bit format (CudaBackend.projectionFormat)
 };
 
 // splitColumns + rope(q) + rope(k) + write_kv in one pass. Grid (n, ceil((heads + 2 * kv_heads) * half / blockDim)):
@@ -59,8 +60,15 @@ extern "C" __global__ void rope_write_kv(const RopeWriteKvParams p) {
     const int j = pair - h * p.half;
     const long long r = blockIdx.x;
     const int head_dim = 2 * p.half;
-    const float* src = p.qkv + (r * all_heads + h) * head_dim;
-    float x1 = src[j], x2 = src[j + p.half];
+    const long long src = (r * all_heads + h) * head_dim;
+    float x1, x2;
+    if (p.qkv_dtype == DT_F32) {
+        x1 = static_cast<const float*>(p.qkv)[src + j];
+        x2 = static_cast<const float*>(p.qkv)[src + j + p.half];
+    } else {
+        x1 = load_f(p.qkv, p.qkv_dtype, src + j);
+        x2 = load_f(p.qkv, p.qkv_dtype, src + j + p.half);
+    }
     if (h < p.heads + p.kv_heads) {
         const float c = p.cos[r * p.half + j], s = p.sin[r * p.half + j];
         const float y1 = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s));

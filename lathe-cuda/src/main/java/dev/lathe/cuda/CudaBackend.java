@@ -78,6 +78,14 @@ public final class CudaBackend implements Backend {
      * do). On by default: a 2048-token TTFT of 66.3 against 67.6 ms in one H100 call; {@code false} keeps float32.
      */
     public static final String MLP_GATE16_PROPERTY = "lathe.mlp.gate16";
+    /**
+     * System property: {@code true} lets a long step's qkv projection write its product in the weight's 16-bit format
+     * ({@link #projectionFormat}) for rope_write_kv to read: the GEMM writes half the bytes (not float32 with its
+     * wider epilogue) and the rope kernel reads half. Not the same numbers: q and k are rounded once before the
+     * rotation (v goes into a cache of that format either way, with the same bits), as BF16 inference stacks
+     * compute. Off until measured.
+     */
+    public static final String QKV16_PROPERTY = "lathe.qkv.out16";
     /** System property: {@code false} runs {@link #linearSiluMul} as linear then siluMul (default true: one kernel). */
     public static final String GEMV_GLU_PROPERTY = "lathe.gemv.glu";
     private static final int GEMV_WARPS = 8;
@@ -179,6 +187,7 @@ public final class CudaBackend implements Backend {
     private boolean fusedNorm = Boolean.parseBoolean(System.getProperty(FUSED_NORM_PROPERTY, "true"));
     private boolean narrowNorm = Boolean.parseBoolean(System.getProperty(NORM_NARROW_PROPERTY, "true"));
     private boolean mlpGate16 = Boolean.parseBoolean(System.getProperty(MLP_GATE16_PROPERTY, "true"));
+    private boolean qkv16 = Boolean.getBoolean(QKV16_PROPERTY);
     private int gemvMaxRows = Math.clamp(Integer.getInteger(GEMV_ROWS_PROPERTY, 2), 0, GEMV_MAX_ROWS);
     private int maxSplits = Math.clamp(Integer.getInteger(MAX_SPLITS_PROPERTY, MAX_SPLITS), 1, MAX_SPLITS);
     private boolean mmaDecode = Boolean.parseBoolean(System.getProperty(MMA_DECODE_PROPERTY, "true"));
@@ -663,7 +672,7 @@ public final class CudaBackend implements Backend {
      */
     @Override
     public void linear(Tensor x, Weight w, Weight bias, Tensor out) {
-        CudaTensor xt = activations(x, "linear", "x"), ot = floats(out, "linear", "out");
+        CudaTensor xt = activations(x, "linear", "x"), ot = activations(out, "linear", "out");
         CudaWeight wt = cuda(w), bt = bias(bias, wt, "linear");
         if (xt.cols() != wt.cols() || ot.rows() != xt.rows() || ot.cols() != wt.rows()) {
             throw shapes("linear", "x " + xt.shape() + ", w '" + wt.name() + "' " + wt.shape() + ", out " + ot.shape(),
@@ -675,6 +684,19 @@ public final class CudaBackend implements Backend {
             throw new IllegalArgumentException("linear: x is " + xt.dtype() + " with " + n + " rows for w '" + wt.name()
                     + "' of " + wt.dtype() + "; x must be F32, or in w's format with more than " + SPLIT_MAX_ROWS
                     + " rows (see activationFormat)");
+        }
+        if (ot.dtype() != DType.F32) {
+            // the 16-bit product of projectionFormat: one GEMM writing the weight's format, no bias
+            if (ot.dtype() != wt.dtype() || bt != null || n <= SPLIT_MAX_ROWS || n <= gemvMaxRows) {
+                throw new IllegalArgumentException("linear: out is " + ot.dtype() + " for w '" + wt.name() + "' of "
+                        + wt.dtype() + (bt != null ? " with a bias" : "") + " over " + n + " rows; out must be F32, or w's "
+                        + "16-bit format without a bias where projectionFormat says so");
+            }
+            try (CudaTensor converted = inFormat(xt, wt.dtype())) {
+                long xa = converted != null ? converted.address() : xt.address();
+                gemm.run(stream, wt.dtype(), wt.dtype(), wt.address(), xa, ot.address(), n, wt.cols(), wt.rows(), !capturing());
+            }
+            return;
         }
         if (n <= gemvMaxRows) {
             Kernel k = n == 1 ? kernels.gemv1 : n == 2 ? kernels.gemv2 : n <= 4 ? kernels.gemv4 : kernels.gemv8;
@@ -915,6 +937,22 @@ public final class CudaBackend implements Backend {
         return fusedNorm && sixteen && rows > SPLIT_MAX_ROWS && rows > gemvMaxRows ? wt.dtype() : DType.F32;
     }
 
+    /**
+     * With {@link #QKV16_PROPERTY} on: the weight's 16-bit format where {@link #activationFormat} is that format too
+     * (more than {@link #SPLIT_MAX_ROWS} rows, cuBLASLt's path); F32 otherwise.
+     */
+    @Override
+    public DType projectionFormat(Weight w, int rows) {
+        return qkv16 ? activationFormat(w, rows) : DType.F32;
+    }
+
+    /** Turns the 16-bit qkv product (see {@link #QKV16_PROPERTY}) on or off; returns the old setting. */
+    boolean qkv16(boolean on) {
+        boolean old = qkv16;
+        qkv16 = on;
+        return old;
+    }
+
     /** Turns the 16-bit gate/up product (see {@link #MLP_GATE16_PROPERTY}) on or off; returns the old setting. */
     boolean mlpGate16(boolean on) {
         boolean old = mlpGate16;
@@ -1070,7 +1108,7 @@ public final class CudaBackend implements Backend {
     @Override
     public void ropeWriteKv(Tensor qkv, Tensor q, Tensor cos, Tensor sin, KvCache cache, int layer, Tensor slotMapping) {
         CudaKvCache c = cuda(cache);
-        CudaTensor xt = floats(qkv, "ropeWriteKv", "qkv"), qt = floats(q, "ropeWriteKv", "q");
+        CudaTensor xt = activations(qkv, "ropeWriteKv", "qkv"), qt = floats(q, "ropeWriteKv", "q");
         CudaTensor ct = floats(cos, "ropeWriteKv", "cos"), st = floats(sin, "ropeWriteKv", "sin");
         CudaTensor mt = ints(slotMapping, "ropeWriteKv", "slotMapping");
         int headDim = c.headDim(), half = ct.cols(), kvWidth = c.numKvHeads() * headDim;
@@ -1088,7 +1126,7 @@ public final class CudaBackend implements Backend {
         long pairs = (heads + 2L * c.numKvHeads()) * half;
         kernels.ropeWriteKv.launch(stream, n, Math.toIntExact((pairs + 255) / 256), 256,
                 xt.address(), qt.address(), c.keys(layer), c.values(layer), ct.address(), st.address(), mt.address(),
-                c.slots(), (long) n, heads, c.numKvHeads(), half, dtypeCode(c.dtype()));
+                c.slots(), (long) n, heads, c.numKvHeads(), half, dtypeCode(c.dtype()), dtypeCode(xt.dtype()));
     }
 
     /**

@@ -573,6 +573,58 @@ class CudaOpsTest {
         }
     }
 
+    /**
+     * lathe.qkv.out16: a long step's qkv projection written in the weight format (the float32 product rounded, to the
+     * GEMM's precision), refused with a bias or at rows that take the split or gemv path; rope_write_kv reading it
+     * gives q and cache bytes equal to those from a float32 qkv holding the same rounded values.
+     */
+    @ParameterizedTest
+    @EnumSource(value = DType.class, names = {"BF16", "F16"})
+    void qkvInTheWeightFormatFeedsRopeWriteKv(DType format) {
+        int n = 100, in = 256, heads = 4, kvHeads = 2, headDim = 64, half = headDim / 2, blocks = 30, blockSize = 4;
+        int width = (heads + 2 * kvHeads) * headDim;
+        float[] x = normal(random, n * in, 1f), w = normal(random, width * in, 0.05f), b = normal(random, width, 1f);
+        float[] cos = new float[n * half], sin = new float[n * half];
+        for (int i = 0; i < cos.length; i++) {
+            double angle = random.nextDouble() * 20 - 10;
+            cos[i] = (float) Math.cos(angle);
+            sin[i] = (float) Math.sin(angle);
+        }
+        int[] slots = new int[n];
+        for (int i = 0; i < n; i++) slots[i] = i % 7 == 3 ? -1 : (i * 37) % (blocks * blockSize);  // distinct slots, some padding
+        boolean old = gpu.qkv16(false);
+        try (Weight wt = gpu.load(weight("qkv", format, w, width, in)); Weight bt = gpu.load(weight("bias", format, b, width));
+             Tensor xt = gpu.upload(x, n, in); Tensor out32 = poisoned(n, width); Tensor out16 = gpu.allocate(format, n, width);
+             Tensor ct = gpu.upload(cos, n, half); Tensor st = gpu.upload(sin, n, half); Tensor slotT = gpu.upload(slots, 1, n);
+             Tensor q16 = poisoned(n, heads * headDim); Tensor q32 = poisoned(n, heads * headDim);
+             KvCache from16 = gpu.allocateKvCache(1, blocks, blockSize, kvHeads, headDim, format);
+             KvCache from32 = gpu.allocateKvCache(1, blocks, blockSize, kvHeads, headDim, format)) {
+            assertThat(gpu.projectionFormat(wt, n)).isEqualTo(DType.F32);
+            gpu.qkv16(true);
+            assertThat(gpu.projectionFormat(wt, n)).isEqualTo(format);
+            assertThat(gpu.projectionFormat(wt, CudaBackend.SPLIT_MAX_ROWS)).isEqualTo(DType.F32);
+            gpu.linear(xt, wt, null, out32);
+            gpu.linear(xt, wt, null, out16);
+            float[] rounded = gpu.download16(out16);
+            assertClose("qkv in " + format + ", seed " + seed, rounded, round(format, gpu.download(out32)), 4e-3);
+            assertThatThrownBy(() -> gpu.linear(xt, wt, bt, out16)).isInstanceOf(IllegalArgumentException.class)
+                    .hasMessageContaining("without a bias");
+            try (Tensor fewX = gpu.upload(Arrays.copyOf(x, 10 * in), 10, in); Tensor few16 = gpu.allocate(format, 10, width)) {
+                assertThatThrownBy(() -> gpu.linear(fewX, wt, null, few16)).isInstanceOf(IllegalArgumentException.class)
+                        .hasMessageContaining("projectionFormat");
+            }
+            try (Tensor asF32 = gpu.upload(rounded, n, width)) {
+                gpu.ropeWriteKv(out16, q16, ct, st, from16, 0, slotT);
+                gpu.ropeWriteKv(asF32, q32, ct, st, from32, 0, slotT);
+            }
+            assertThat(Arrays.mismatch(gpu.download(q16), gpu.download(q32))).as("q, seed %d: first differing element", seed)
+                    .isEqualTo(-1);
+            assertThat(Arrays.equals(gpu.cacheBytes(from16), gpu.cacheBytes(from32))).as("cache bytes, seed %d", seed).isTrue();
+        } finally {
+            gpu.qkv16(old);
+        }
+    }
+
     /** The fused GEMV + SiLU-and-multiply against the two ops, bit for bit, for every GEMV row count and with bias. */
     @ParameterizedTest
     @EnumSource(value = DType.class, names = {"BF16", "F16", "F32"})

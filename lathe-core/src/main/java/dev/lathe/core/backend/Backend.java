@@ -120,7 +120,8 @@ public interface Backend extends AutoCloseable {
 
     /**
      * {@code out = x @ w^T (+ bias)}: x {@code [n, in]}, w {@code [out, in]}, bias {@code [1, out]} or null. x is F32,
-     * or in the format {@link #activationFormat} gives for w and n rows.
+     * or in the format {@link #activationFormat} gives for w and n rows; out is F32, or (no bias) in the format
+     * {@link #projectionFormat} gives.
      */
     void linear(Tensor x, Weight w, Weight bias, Tensor out);
 
@@ -145,7 +146,7 @@ public interface Backend extends AutoCloseable {
      * query heads, then the key heads, then the value heads) into {@code q} ({@code [n, qWidth]}), applies
      * {@link #rope} to the queries and keys and {@link #writeKv writes} keys and values into the cache at
      * {@code slotMapping} (-1 = padding, written nowhere). Equal to those four ops, which this default runs;
-     * a backend may fuse them.
+     * a backend may fuse them. {@code qkv} is F32, or in the {@link #projectionFormat} of its projection.
      */
     default void ropeWriteKv(Tensor qkv, Tensor q, Tensor cos, Tensor sin, KvCache cache, int layer, Tensor slotMapping) {
         int rest = qkv.cols() - q.cols();
@@ -214,6 +215,14 @@ public interface Backend extends AutoCloseable {
      * activations to it before the product anyway, so that the norm's output is the same numbers either way.
      */
     default DType activationFormat(Weight w, int rows) { return DType.F32; }
+
+    /**
+     * The format in which {@link #linear} may write, with no bias, the product of weight {@code w} over {@code rows}
+     * rows when only {@link #ropeWriteKv} reads it back (the fused qkv projection): F32 (this default, always
+     * accepted), or the weight's 16-bit format, where the product is rounded to it once (the cache stores K and V in
+     * such a format anyway) for half the bytes written and read.
+     */
+    default DType projectionFormat(Weight w, int rows) { return DType.F32; }
 
     /**
      * Whether {@link #linearAdd} (with weight {@code w}) and {@link #mlpAdd} (with {@code w} as gate/up or down) are

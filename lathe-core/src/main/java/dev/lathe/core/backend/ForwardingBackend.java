@@ -66,6 +66,7 @@ public abstract class ForwardingBackend implements Backend {
     @Override public void gatherRows(Tensor x, Tensor rows, Tensor out) { inner.gatherRows(x, rows, out); }
     @Override public boolean supportsSampling() { return inner.supportsSampling(); }
     @Override public DType activationFormat(Weight w, int rows) { return inner.activationFormat(w, rows); }
+    @Override public DType projectionFormat(Weight w, int rows) { return inner.projectionFormat(w, rows); }
     @Override public int[] sampleRows(Tensor logits, SampleSpec[] specs) { return inner.sampleRows(logits, specs); }
     @Override public int[] argmaxRows(Tensor x) { return inner.argmaxRows(x); }
     @Override public boolean supportsAsyncSteps() { return inner.supportsAsyncSteps(); }

@@ -82,9 +82,14 @@ public final class LlamaModel implements AutoCloseable {
         int n = in.numTokens();
         int hidden = config.hiddenSize();
         var attn = in.attention();
+        // the qkv projection feeds only ropeWriteKv where no layer norms q and k or adds a bias: then in the backend's
+        // projection format for this step (the same for every layer), else float32
+        DType projection = backend.projectionFormat(layers.getFirst().qkv(), n);
+        DType qkvFormat = layers.stream().allMatch(w -> w.qNorm() == null && w.qkvBias() == null
+                && backend.projectionFormat(w.qkv(), n) == projection) ? projection : DType.F32;
         try (Tensor residual = backend.allocate(DType.F32, n, hidden);
              Tensor h = backend.allocate(DType.F32, n, hidden);
-             Tensor qkv = backend.allocate(DType.F32, n, config.qkvSize());
+             Tensor qkv = backend.allocate(qkvFormat, n, config.qkvSize());
              Tensor q = backend.allocate(DType.F32, n, config.qSize());
              Tensor k = backend.allocate(DType.F32, n, config.kvSize());
              Tensor v = backend.allocate(DType.F32, n, config.kvSize())) {
