@@ -303,7 +303,7 @@ final class BenchCommand implements Callable<Integer> {
         out.printf(Locale.ROOT, "  engine host     %.3f ms per step over %d steps (%.1f%% of the engine's stepping time)%n",
                 r.hostMsPerStep(), r.steps(), 100 * r.hostShare());
         if (freeAfterRun >= 0) {
-            out.printf(Locale.ROOT, "  device memory   %.2f GiB free after the run, of %.2f GiB (pooled buffers kept at their peak)%n",
+            out.printf(Locale.ROOT, "  device memory   %.2f GiB free after the run, of %.2f GiB (the pool keeps a buffer of every size the run met: a lower bound on the headroom)%n",
                     freeAfterRun / (double) (1L << 30), totalMemory / (double) (1L << 30));
         }
         out.flush();
