@@ -121,6 +121,15 @@ public final class CudaBackend implements Backend {
      * dropped: 2048/128 x 300 1,734.7 against 1,743.7 tok/s on an H100.)
      */
     public static final String FLASH_GQA_WARP_ROWS_PROPERTY = "lathe.flash.gqaWarpRows";
+    /**
+     * System property: {@code true} runs the grouped-query flash kernel with S = Q K^T on wgmma where the GPU is an
+     * sm_90 (H100/H200) (flash_attention_gqa_wg_*, 16 rows a warp, 32-key tiles): the block's four warps are one
+     * warpgroup whose 4 heads x 16 rows are the 64 rows of wgmma.m64n32k16, with Q in registers and the K tile read
+     * by the tensor cores from shared memory, so a tile's S costs the warpgroup D / 16 instructions instead of each
+     * warp's mma and ldmatrix; P V stays on mma.sync. Takes precedence over {@link #FLASH_GQA_WARP_ROWS_PROPERTY}
+     * 32. Off until measured.
+     */
+    public static final String FLASH_GQA_WGMMA_PROPERTY = "lathe.flash.gqaWgmma";
     /** Threads per block of the flash kernel: FA_WARPS = 4 warps, 16 query rows each. */
     private static final int FLASH_THREADS = 128;
     /**
@@ -212,6 +221,8 @@ public final class CudaBackend implements Backend {
     private boolean flashGqa = Boolean.parseBoolean(System.getProperty(FLASH_GQA_PROPERTY, "true"));
     private int flashGqaKeys = gqaKeys(Integer.getInteger(FLASH_GQA_KEYS_PROPERTY, 32));
     private int flashGqaWarpRows = gqaWarpRows(Integer.getInteger(FLASH_GQA_WARP_ROWS_PROPERTY, 32));
+    private boolean flashGqaWgmma = Boolean.getBoolean(FLASH_GQA_WGMMA_PROPERTY);
+    private String lastFlashKernel = "none";
     private boolean planUploaded;
     private DeviceBuffer planWork;
     private boolean closed;
@@ -1188,6 +1199,7 @@ public final class CudaBackend implements Backend {
                     return;
                 }
                 long work = uploadPlan(meta);
+                lastFlashKernel = flash.name();
                 flash.launch(stream, gqa ? c.numKvHeads() * (group / 4) : heads, planItems, FLASH_THREADS,
                         qt.address(), c.keys(layer), c.values(layer), ot.address(), work, starts.address(),
                         lens.address(), tables.address(), heads, c.numKvHeads(), c.blockSize(), tables.cols(),
@@ -1338,14 +1350,36 @@ public final class CudaBackend implements Backend {
         return rows;
     }
 
+    /** Whether the grouped-query flash kernel runs S on wgmma: {@link #FLASH_GQA_WGMMA_PROPERTY} over 32-key tiles on an sm_90 GPU. */
+    private boolean gqaWgmma() {
+        return flashGqaWgmma && flashGqaKeys == 32 && context.info().computeMajor() == 9 && context.info().computeMinor() == 0;
+    }
+
     /** Whether the grouped-query flash kernel runs 32 rows a warp: {@link #FLASH_GQA_WARP_ROWS_PROPERTY} 32 over 32-key tiles. */
-    private boolean gqaWide() { return flashGqaWarpRows == 32 && flashGqaKeys == 32; }
+    private boolean gqaWide() { return flashGqaWarpRows == 32 && flashGqaKeys == 32 && !gqaWgmma(); }
+
+    /** Turns S on wgmma for the grouped-query flash kernel (see {@link #FLASH_GQA_WGMMA_PROPERTY}) on or off; returns the old setting. */
+    boolean flashGqaWgmma(boolean on) {
+        boolean old = flashGqaWgmma;
+        flashGqaWgmma = on;
+        return old;
+    }
+
+    /** The name of the flash kernel the last prefill attention launched ("none" before any); for tests. */
+    String lastFlashKernel() { return lastFlashKernel; }
+
+    /** Whether this GPU can run {@link #FLASH_GQA_WGMMA_PROPERTY}'s kernel (sm_90); for tests. */
+    boolean wgmmaCapable() { return context.info().computeMajor() == 9 && context.info().computeMinor() == 0; }
 
     /** Query rows of a grouped-query flash work item (GQ_BM times the warp's 16-row tiles in flash_attention.cu). */
     private int gqaTileRows() { return gqaWide() ? 32 : 16; }
 
     /** The grouped-query flash kernel for a cache type and head size (and the variant set), or null where it has none. */
     private Kernel flashGqaKernel(DType dtype, int headDim) {
+        if (gqaWgmma()) {
+            return byCacheType(dtype, headDim, kernels.flashGqaWgBf16D64, kernels.flashGqaWgBf16D128, kernels.flashGqaWgF16D64,
+                    kernels.flashGqaWgF16D128);
+        }
         if (gqaWide()) {
             return byCacheType(dtype, headDim, kernels.flashGqaW32Bf16D64, kernels.flashGqaW32Bf16D128, kernels.flashGqaW32F16D64,
                     kernels.flashGqaW32F16D128);

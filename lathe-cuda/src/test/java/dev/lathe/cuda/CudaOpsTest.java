@@ -912,6 +912,7 @@ class CudaOpsTest {
     @EnumSource(value = DType.class, names = {"BF16", "F16"})
     void groupedFlashAttentionMatchesDenseSoftmaxOnLlamaShapes(DType cacheType) {
         groupedFlash(() -> runAttention(cacheType, 32, 8, 128, 16, 0, List.of(new Seq(300, 300), new Seq(1000, 700))));
+        assertThat(gpu.lastFlashKernel()).contains("_w32_");  // the default: 32 rows a warp
     }
 
     @ParameterizedTest
@@ -1029,6 +1030,7 @@ class CudaOpsTest {
         int old = gpu.flashGqaKeys(64);
         try {
             groupedFlash(() -> groupedFlashVariantCases(cacheType));
+            assertThat(gpu.lastFlashKernel()).contains("_k64_");
         } finally {
             gpu.flashGqaKeys(old);
         }
@@ -1044,8 +1046,23 @@ class CudaOpsTest {
         int old = gpu.flashGqaWarpRows(16);
         try {
             groupedFlash(() -> groupedFlashVariantCases(cacheType));
+            assertThat(gpu.lastFlashKernel()).isEqualTo("flash_attention_gqa_" + cacheType.name().toLowerCase(java.util.Locale.ROOT) + "_d128");
         } finally {
             gpu.flashGqaWarpRows(old);
+        }
+    }
+
+    /** The grouped-query kernel with S on wgmma (CudaBackend.FLASH_GQA_WGMMA_PROPERTY), on an sm_90 GPU only. */
+    @ParameterizedTest
+    @EnumSource(value = DType.class, names = {"BF16", "F16"})
+    void groupedFlashAttentionWithSOnWgmma(DType cacheType) {
+        org.junit.jupiter.api.Assumptions.assumeTrue(gpu.wgmmaCapable(), "wgmma needs an sm_90 GPU");
+        boolean old = gpu.flashGqaWgmma(true);
+        try {
+            groupedFlash(() -> groupedFlashVariantCases(cacheType));
+            assertThat(gpu.lastFlashKernel()).contains("_wg_");
+        } finally {
+            gpu.flashGqaWgmma(old);
         }
     }
 
