@@ -232,18 +232,77 @@ __device__ __forceinline__ void flash_attention(const FlashAttentionParams& p) {
 // bounds), 32 KB of Q rows a block beside the 32 KB of K/V stages.
 #define GQ_BM 16
 
-template <typename T, int D, int BN, int MT = 0>
+// With WG, S = Q K^T runs on wgmma (sm_90a; CudaBackend.FLASH_GQA_WGMMA_PROPERTY): the block's four
+// warps are one warpgroup, and their 4 heads x 16 rows are the 64 rows of wgmma.m64n32k16. A comes from the
+// registers (each warp's Q fragments, the mma.m16n8k16 A layout, which is wgmma's for its 16 rows), B is the K tile
+// in shared memory in wg_tile_offset's layout, read by the tensor cores through a matrix descriptor; the
+// accumulators come back in the m16n8 layout of qk_tile, so the softmax and P V (mma.sync over the V tile) stay
+// as they are. Per tile the warpgroup issues D / 16 wgmma instead of each warp's D / 16 * BN / 8 mma and
+// D / 16 * BN / 16 ldmatrix.
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define LATHE_WGMMA 1
+#endif
+
+#ifdef LATHE_WGMMA
+// Matrix descriptor of a K-major operand with 128-byte swizzle at shared address `addr`: 8-row atoms of 1 KB apart
+// (stride byte offset 1024), leading byte offset unused (1), base offset 0 (the atoms are 1 KB aligned; a start
+// address moved by k * 32 bytes within an atom selects k step k, as the swizzle is applied to the address).
+__device__ __forceinline__ uint64_t wg_desc(uint32_t addr) {
+    return static_cast<uint64_t>((addr & 0x3FFFF) >> 4) | (static_cast<uint64_t>(1) << 16)
+           | (static_cast<uint64_t>(1024 >> 4) << 32) | (static_cast<uint64_t>(1) << 62);
+}
+
+template <typename T> struct Wgmma;
+#define LATHE_WGMMA_N32(TYPE)                                                                                          \
+    static __device__ __forceinline__ void run(float (&s)[4][4], const uint32_t (&a)[4], uint64_t desc, int accumulate) { \
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n"                                                       \
+                     "wgmma.mma_async.sync.aligned.m64n32k16.f32." TYPE "." TYPE " "                                    \
+                     "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, {%16,%17,%18,%19}, %20, p, 1, 1, 0;\n}\n" \
+                     : "+f"(s[0][0]), "+f"(s[0][1]), "+f"(s[0][2]), "+f"(s[0][3]), "+f"(s[1][0]), "+f"(s[1][1]),       \
+                       "+f"(s[1][2]), "+f"(s[1][3]), "+f"(s[2][0]), "+f"(s[2][1]), "+f"(s[2][2]), "+f"(s[2][3]),       \
+                       "+f"(s[3][0]), "+f"(s[3][1]), "+f"(s[3][2]), "+f"(s[3][3])                                      \
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate)                           \
+                     : "memory");                                                                                      \
+    }
+template <> struct Wgmma<__nv_bfloat16> { LATHE_WGMMA_N32("bf16") };
+template <> struct Wgmma<__half> { LATHE_WGMMA_N32("f16") };
+#undef LATHE_WGMMA_N32
+
+#endif
+
+// S = Q K^T for one 32-key tile: D / 16 wgmma over the K tile at k_tile (wg_tile_offset layout), the first
+// overwriting S, then waited for. sm_90a only (declared everywhere, so that flash_attention_gqa parses).
+template <typename T, int D>
+__device__ __forceinline__ void qk_tile_wgmma(float (&s)[4][4], const uint32_t (&qf)[D / 16][4], uint32_t k_tile) {
+#ifdef LATHE_WGMMA
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#pragma unroll
+    for (int k = 0; k < D / 16; k++) {
+        // k step k: d values 16k..16k+15, 32 bytes into the 128-byte rows of half k / 4
+        Wgmma<T>::run(s, qf[k], wg_desc(k_tile + (k >> 2) * (32 * 128) + (k & 3) * 32), k > 0);
+    }
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+#else
+    __trap();
+#endif
+}
+
+
+template <typename T, int D, int BN, int MT = 0, bool WG = false>
 __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& p) {
+    static_assert(!WG || (MT == 0 && BN == 32), "S on wgmma takes Q from registers over 32-key tiles");
     constexpr bool QS = MT > 0;     // Q rows in shared memory
     constexpr int M = QS ? MT : 1;  // 16-row tiles of a warp
     constexpr int KC = D / 16;      // 16-wide k steps of Q K^T
     constexpr int NB = BN / 8;      // 8-key blocks of S per tile
     constexpr int DB = D / 8;       // 8-wide d blocks of O
     // dynamic shared memory (its size set by Kernels.gqaShared): K tiles of stages 0 and 1, V tiles of stages 0 and 1,
-    // then (QS) the warps' Q rows, M * 16 a warp
+    // then (QS) the warps' Q rows, M * 16 a warp; with WG from the first 1 KB boundary (1 KB more is given)
     extern __shared__ __align__(128) uint16_t gqa_smem[];
     constexpr uint32_t TILE_BYTES = BN * D * 2;
-    const uint32_t smem = smem_addr(gqa_smem);  // K tile of stage s at smem + s * TILE_BYTES, its V tile 2 tiles on
+    // K tile of stage s at smem + s * TILE_BYTES, its V tile 2 tiles on
+    const uint32_t smem = WG ? (smem_addr(gqa_smem) + 1023u) & ~1023u : smem_addr(gqa_smem);
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = lane >> 2, t4 = lane & 3;
@@ -297,24 +356,27 @@ __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& 
     const int mi = lane >> 3, mr = lane & 7;
 
     const int tiles = (key_hi - key_lo) / BN + 1;
-    load_kv_tiles<D, BN>(smem, smem + 2 * TILE_BYTES, kc, vc, table, key_lo, key_hi, blocks,
+    load_kv_tiles<D, BN, WG>(smem, smem + 2 * TILE_BYTES, kc, vc, table, key_lo, key_hi, blocks,
                                 p.num_kv_heads, kv_head);
     cp_async_commit();
     for (int it = 0; it < tiles; it++) {
         const int k0 = key_lo + it * BN;
         const int stage = it & 1;
         cp_async_wait<0>();  // this thread's part of tile it has landed ...
+        // (WG: ... and is visible to the tensor cores' reads of the K tile, which go through the async proxy ...)
+        if constexpr (WG) asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
         __syncthreads();     // ... everybody's, and every warp is done with tile it - 1's stage
         if (it + 1 < tiles) {
             const int next = stage ^ 1;
-            load_kv_tiles<D, BN>(smem + next * TILE_BYTES, smem + (2 + next) * TILE_BYTES, kc, vc, table, k0 + BN,
+            load_kv_tiles<D, BN, WG>(smem + next * TILE_BYTES, smem + (2 + next) * TILE_BYTES, kc, vc, table, k0 + BN,
                                         key_hi, blocks, p.num_kv_heads, kv_head);
             cp_async_commit();
         }
         const uint32_t k_base = smem + stage * TILE_BYTES, v_base = smem + (2 + stage) * TILE_BYTES;
 
         float s[M][NB][4];
-        if constexpr (QS) qk_tile_q_shared<T, D, NB, M>(s, q_rows, k_base, mi, mr);
+        if constexpr (WG) qk_tile_wgmma<T, D>(s[0], qf, k_base);
+        else if constexpr (QS) qk_tile_q_shared<T, D, NB, M>(s, q_rows, k_base, mi, mr);
         else qk_tile<T, D, NB>(s[0], qf, k_base, mi, mr);
 
         // scale; mask keys after the row's position (and zero-filled keys past key_hi) or before its window
@@ -334,131 +396,6 @@ __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& 
         const int r = m * GQ_BM + g;
         store_o<T, D>(o[m], l_a[m], l_b[m], p, (long long)(q_start + first + r), head, r < rows, r + 8 < rows, t4);
     }
-}
-
-// The grouped-query kernel with S = Q K^T on wgmma (sm_90a; CudaBackend.FLASH_GQA_WGMMA_PROPERTY): the block's four
-// warps are one warpgroup, and their 4 heads x 16 rows are the 64 rows of wgmma.m64n32k16. A comes from the
-// registers (each warp's Q fragments, the mma.m16n8k16 A layout, which is wgmma's for its 16 rows), B is the K tile
-// in shared memory in wg_tile_offset's layout, read by the tensor cores through a matrix descriptor; the
-// accumulators come back in the m16n8 layout of qk_tile, so the softmax and P V (mma.sync over the V tile) are
-// flash_attention_gqa's. Per tile the warpgroup issues D / 16 wgmma instead of each warp's D / 16 * BN / 8 mma and
-// D / 16 * BN / 16 ldmatrix.
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#define LATHE_WGMMA 1
-#endif
-
-#ifdef LATHE_WGMMA
-// Matrix descriptor of a K-major operand with 128-byte swizzle at shared address `addr`: 8-row atoms of 1 KB apart
-// (stride byte offset 1024), leading byte offset unused (1), base offset 0 (the atoms are 1 KB aligned; a start
-// address moved by k * 32 bytes within an atom selects k step k, as the swizzle is applied to the address).
-__device__ __forceinline__ uint64_t wg_desc(uint32_t addr) {
-    return static_cast<uint64_t>((addr & 0x3FFFF) >> 4) | (static_cast<uint64_t>(1) << 16)
-           | (static_cast<uint64_t>(1024 >> 4) << 32) | (static_cast<uint64_t>(1) << 62);
-}
-
-template <typename T> struct Wgmma;
-#define LATHE_WGMMA_N32(TYPE)                                                                                          \
-    static __device__ __forceinline__ void run(float (&s)[4][4], const uint32_t (&a)[4], uint64_t desc, int accumulate) { \
-        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n"                                                       \
-                     "wgmma.mma_async.sync.aligned.m64n32k16.f32." TYPE "." TYPE " "                                    \
-                     "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, {%16,%17,%18,%19}, %20, p, 1, 1, 0;\n}\n" \
-                     : "+f"(s[0][0]), "+f"(s[0][1]), "+f"(s[0][2]), "+f"(s[0][3]), "+f"(s[1][0]), "+f"(s[1][1]),       \
-                       "+f"(s[1][2]), "+f"(s[1][3]), "+f"(s[2][0]), "+f"(s[2][1]), "+f"(s[2][2]), "+f"(s[2][3]),       \
-                       "+f"(s[3][0]), "+f"(s[3][1]), "+f"(s[3][2]), "+f"(s[3][3])                                      \
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate)                           \
-                     : "memory");                                                                                      \
-    }
-template <> struct Wgmma<__nv_bfloat16> { LATHE_WGMMA_N32("bf16") };
-template <> struct Wgmma<__half> { LATHE_WGMMA_N32("f16") };
-#undef LATHE_WGMMA_N32
-
-// S = Q K^T for one 32-key tile: D / 16 wgmma over the K tile at k_tile (wg_tile_offset layout), the first
-// overwriting S, then waited for.
-template <typename T, int D>
-__device__ __forceinline__ void qk_tile_wgmma(float (&s)[4][4], const uint32_t (&qf)[D / 16][4], uint32_t k_tile) {
-    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-#pragma unroll
-    for (int k = 0; k < D / 16; k++) {
-        // k step k: d values 16k..16k+15, 32 bytes into the 128-byte rows of half k / 4
-        Wgmma<T>::run(s, qf[k], wg_desc(k_tile + (k >> 2) * (32 * 128) + (k & 3) * 32), k > 0);
-    }
-    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-}
-#endif
-
-template <typename T, int D>
-__device__ __forceinline__ void flash_attention_gqa_wg(const FlashAttentionParams& p) {
-#ifdef LATHE_WGMMA
-    constexpr int BN = 32, NB = BN / 8, DB = D / 8;
-    // dynamic shared memory (Kernels.gqaShared, 1 KB more than the tiles): from the first 1 KB boundary, K tiles of
-    // stages 0 and 1, V tiles of stages 0 and 1
-    extern __shared__ __align__(128) uint16_t gqa_smem[];
-    constexpr uint32_t TILE_BYTES = BN * D * 2;
-    const uint32_t smem = (smem_addr(gqa_smem) + 1023u) & ~1023u;
-
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int g = lane >> 2, t4 = lane & 3;
-    const int group = p.num_heads / p.num_kv_heads;
-    const int blocks_per_kv = group / FA_WARPS;
-    const int kv_head = blockIdx.x / blocks_per_kv;
-    const int head = kv_head * group + (blockIdx.x % blocks_per_kv) * FA_WARPS + warp;
-    const int item = blockIdx.y;
-
-    const int seq = p.work[2 * item], first = p.work[2 * item + 1];
-    const int q_start = p.query_starts[seq];
-    const int q_len = p.query_starts[seq + 1] - q_start;
-    const int rows = min(GQ_BM, q_len - first);
-    const int pos0 = p.context_lens[seq] - q_len + first;
-    const int window = p.sliding_window;
-    const int key_lo = window > 0 ? max(0, pos0 - window + 1) : 0;
-    const int key_hi = pos0 + rows - 1;
-    const int* table = p.block_tables + (long long)seq * p.max_blocks_per_seq;
-    const BlockDiv blocks(p.block_size);
-    const uint16_t* kc = static_cast<const uint16_t*>(p.k_cache);
-    const uint16_t* vc = static_cast<const uint16_t*>(p.v_cache);
-
-    uint32_t qf[D / 16][4];
-    load_q<T, D>(qf, p, (long long)(q_start + first + g), head, g < rows, g + 8 < rows, t4);
-
-    float o[1][DB][4];
-#pragma unroll
-    for (int i = 0; i < DB; i++) o[0][i][0] = o[0][i][1] = o[0][i][2] = o[0][i][3] = 0.f;
-    float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.f, l_b = 0.f;
-    const float c = p.scale * 1.4426950408889634f;
-    const int mi = lane >> 3, mr = lane & 7;
-
-    const int tiles = (key_hi - key_lo) / BN + 1;
-    load_kv_tiles<D, BN, true>(smem, smem + 2 * TILE_BYTES, kc, vc, table, key_lo, key_hi, blocks, p.num_kv_heads, kv_head);
-    cp_async_commit();
-    for (int it = 0; it < tiles; it++) {
-        const int k0 = key_lo + it * BN;
-        const int stage = it & 1;
-        cp_async_wait<0>();  // this thread's part of tile it has landed ...
-        // ... made visible to the tensor cores' (async proxy) reads of the K tile ...
-        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-        __syncthreads();     // ... everybody's, and every warp is done with tile it - 1's stage
-        if (it + 1 < tiles) {
-            const int next = stage ^ 1;
-            load_kv_tiles<D, BN, true>(smem + next * TILE_BYTES, smem + (2 + next) * TILE_BYTES, kc, vc, table, k0 + BN,
-                                       key_hi, blocks, p.num_kv_heads, kv_head);
-            cp_async_commit();
-        }
-        const uint32_t k_base = smem + stage * TILE_BYTES, v_base = smem + (2 + stage) * TILE_BYTES;
-
-        float s[NB][4];
-        qk_tile_wgmma<T, D>(s, qf, k_base);
-
-        const bool mask = k0 + BN - 1 > pos0 || window > 0;
-        uint32_t pf[1][BN / 16][4];
-        softmax_tile<T, NB, DB>(s, pf[0], o[0], m_a, m_b, l_a, l_b, k0, pos0 + g, pos0 + g + 8, window, mask, c, t4);
-        pv_tile_rows<T, D, BN / 16, 1>(o, pf, v_base, mi, mr);
-    }
-
-    store_o<T, D>(o[0], l_a, l_b, p, (long long)(q_start + first + g), head, g < rows, g + 8 < rows, t4);
-#else
-    __trap();  // launched only on sm_90a (CudaBackend checks the device)
-#endif
 }
 
 }  // namespace
@@ -500,7 +437,16 @@ FLASH_GQA_W32_ENTRY(flash_attention_gqa_w32_bf16_d64, __nv_bfloat16, 64)
 FLASH_GQA_W32_ENTRY(flash_attention_gqa_w32_bf16_d128, __nv_bfloat16, 128)
 FLASH_GQA_W32_ENTRY(flash_attention_gqa_w32_f16_d64, __half, 64)
 FLASH_GQA_W32_ENTRY(flash_attention_gqa_w32_f16_d128, __half, 128)
-// S on wgmma (sm_90a only): 16-row items, grid as flash_attention_gqa's; see flash_attention_gqa_wg.
+// S on wgmma (sm_90a only; WG): 16-row items, grid as flash_attention_gqa's. Other targets get a kernel that traps
+// (CudaBackend launches these on sm_90 GPUs only).
+template <typename T, int D>
+__device__ __forceinline__ void flash_attention_gqa_wg(const FlashAttentionParams& p) {
+#ifdef LATHE_WGMMA
+    flash_attention_gqa<T, D, 32, 0, true>(p);
+#else
+    __trap();
+#endif
+}
 #define FLASH_GQA_WG_ENTRY(NAME, T, D) \
     extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 3) NAME(const FlashAttentionParams p) { LATHE_PDL_WAIT(); \
         flash_attention_gqa_wg<T, D>(p); \
