@@ -63,16 +63,19 @@ __device__ __forceinline__ void load_tile(uint32_t tile, const uint16_t* cache, 
     }
 }
 
-// Byte offset of chunk `chunk` (8 values) of key row `key` in a K tile of BN rows laid out for wgmma (WG): the
+// Byte offset of chunk `chunk` (8 values) of key row `key` in a K or V tile of BN rows laid out for wgmma (WG): the
 // tile's d range in 64-value halves, each half BN rows of 128 bytes, chunk c of row r at c ^ (r & 7) within its
-// row: the canonical K-major layout with 128-byte swizzle, 8-row atoms of 1 KB one after the other.
+// row: with 128-byte swizzle, the canonical K-major layout of K for S = Q K^T (8-row atoms of 1 KB one after the
+// other) and the canonical MN-major layout of V for O += P V (8-key atoms 1 KB apart along the keys, the two d
+// halves BN * 128 bytes apart).
 template <int D, int BN> __device__ __forceinline__ uint32_t wg_tile_offset(int key, int chunk) {
     return static_cast<uint32_t>((chunk >> 3) * (BN * 128) + key * 128 + (((chunk & 7) ^ (key & 7)) << 4));
 }
 
 // load_tile for the K and the V tile of BN keys at once, by the block's FA_WARPS * 32 threads: each key's cache row
-// is found once for both. With WG the K tile takes wg_tile_offset's layout (the V tile keeps tile_offset's).
-template <int D, int BN, bool WG = false>
+// is found once for both. With WG >= 1 the K tile takes wg_tile_offset's layout, with WG = 2 the V tile too (else
+// tile_offset's).
+template <int D, int BN, int WG = 0>
 __device__ __forceinline__ void load_kv_tiles(uint32_t k_tile, uint32_t v_tile, const uint16_t* k_cache, const uint16_t* v_cache,
                                               const int* table, int k0, int last, const BlockDiv& blocks, int num_kv_heads,
                                               int kv_head) {
@@ -90,8 +93,9 @@ __device__ __forceinline__ void load_kv_tiles(uint32_t k_tile, uint32_t v_tile, 
             bytes = 16;
         }
         const uint32_t to = tile_offset<D>(key, chunk);
-        cp_async16(k_tile + (WG ? wg_tile_offset<D, BN>(key, chunk) : to), k_cache + at, bytes);
-        cp_async16(v_tile + to, v_cache + at, bytes);
+        const uint32_t wg = WG > 0 ? wg_tile_offset<D, BN>(key, chunk) : to;
+        cp_async16(k_tile + wg, k_cache + at, bytes);
+        cp_async16(v_tile + (WG > 1 ? wg : to), v_cache + at, bytes);
     }
 }
 
@@ -232,23 +236,27 @@ __device__ __forceinline__ void flash_attention(const FlashAttentionParams& p) {
 // bounds), 32 KB of Q rows a block beside the 32 KB of K/V stages.
 #define GQ_BM 16
 
-// With WG, S = Q K^T runs on wgmma (sm_90a; CudaBackend.FLASH_GQA_WGMMA_PROPERTY): the block's four
+// With WG >= 1, S = Q K^T runs on wgmma (sm_90a; CudaBackend.FLASH_GQA_WGMMA_PROPERTY): the block's four
 // warps are one warpgroup, and their 4 heads x 16 rows are the 64 rows of wgmma.m64n32k16. A comes from the
 // registers (each warp's Q fragments, the mma.m16n8k16 A layout, which is wgmma's for its 16 rows), B is the K tile
 // in shared memory in wg_tile_offset's layout, read by the tensor cores through a matrix descriptor; the
-// accumulators come back in the m16n8 layout of qk_tile, so the softmax and P V (mma.sync over the V tile) stay
-// as they are. Per tile the warpgroup issues D / 16 wgmma instead of each warp's D / 16 * BN / 8 mma and
-// D / 16 * BN / 16 ldmatrix.
+// accumulators come back in the m16n8 layout of qk_tile, so the softmax stays as it is. Per tile the warpgroup
+// issues D / 16 wgmma instead of each warp's D / 16 * BN / 8 mma and D / 16 * BN / 16 ldmatrix. With WG = 2,
+// O += P V runs on wgmma.m64n{D}k16 as well (CudaBackend.FLASH_GQA_WGMMA_PV_PROPERTY): A = P from the registers
+// (the softmax writes it in the A layout), B = the V tile in the same swizzled layout, read MN-major; O's
+// accumulators keep the m16n8 layout the softmax rescales and store_o writes. Otherwise P V stays on mma.sync.
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define LATHE_WGMMA 1
 #endif
 
 #ifdef LATHE_WGMMA
-// Matrix descriptor of a K-major operand with 128-byte swizzle at shared address `addr`: 8-row atoms of 1 KB apart
-// (stride byte offset 1024), leading byte offset unused (1), base offset 0 (the atoms are 1 KB aligned; a start
-// address moved by k * 32 bytes within an atom selects k step k, as the swizzle is applied to the address).
-__device__ __forceinline__ uint64_t wg_desc(uint32_t addr) {
-    return static_cast<uint64_t>((addr & 0x3FFFF) >> 4) | (static_cast<uint64_t>(1) << 16)
+// Matrix descriptor of an operand with 128-byte swizzle at shared address `addr`, atoms of 8 rows x 128 bytes
+// (1 KB, 1 KB aligned; base offset 0). K-major (K of S = Q K^T): atoms 1 KB apart along the keys (stride byte
+// offset), the leading byte offset unused (16); a start address moved by k * 32 bytes within an atom selects k step
+// k, as the swizzle is applied to the address. MN-major (V of O += P V): atoms 1 KB apart along the keys (stride
+// byte offset), `leading` bytes apart along head_dim (the tile's two d halves).
+__device__ __forceinline__ uint64_t wg_desc(uint32_t addr, uint32_t leading = 16) {
+    return static_cast<uint64_t>((addr & 0x3FFFF) >> 4) | (static_cast<uint64_t>(leading >> 4) << 16)
            | (static_cast<uint64_t>(1024 >> 4) << 32) | (static_cast<uint64_t>(1) << 62);
 }
 
@@ -268,6 +276,53 @@ template <> struct Wgmma<__nv_bfloat16> { LATHE_WGMMA_N32("bf16") };
 template <> struct Wgmma<__half> { LATHE_WGMMA_N32("f16") };
 #undef LATHE_WGMMA_N32
 
+// O += P V over 16 keys (N = head_dim 64 or 128): A = P from registers, B = the V tile, MN-major (transposed), so
+// the last immediate is 1.
+template <typename T, int N> struct WgmmaPv;
+#define LATHE_WGMMA_PV64(T, TYPE)                                                                            \
+    template <> struct WgmmaPv<T, 64> {                                                                             \
+        static __device__ __forceinline__ void pv(float (&o)[8][4], const uint32_t (&a)[4], uint64_t desc) {      \
+            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"                                                \
+                         "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE " {"                          \
+                         "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15," \
+                     "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31" \
+                         "}, {%32,%33,%34,%35}, %36, p, 1, 1, 1;\n}\n"                                   \
+                         : "+f"(o[0][0]), "+f"(o[0][1]), "+f"(o[0][2]), "+f"(o[0][3]), "+f"(o[1][0]), "+f"(o[1][1]), "+f"(o[1][2]), "+f"(o[1][3]),  \
+                       "+f"(o[2][0]), "+f"(o[2][1]), "+f"(o[2][2]), "+f"(o[2][3]), "+f"(o[3][0]), "+f"(o[3][1]), "+f"(o[3][2]), "+f"(o[3][3]),  \
+                       "+f"(o[4][0]), "+f"(o[4][1]), "+f"(o[4][2]), "+f"(o[4][3]), "+f"(o[5][0]), "+f"(o[5][1]), "+f"(o[5][2]), "+f"(o[5][3]),  \
+                       "+f"(o[6][0]), "+f"(o[6][1]), "+f"(o[6][2]), "+f"(o[6][3]), "+f"(o[7][0]), "+f"(o[7][1]), "+f"(o[7][2]), "+f"(o[7][3]) \
+                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1)                        \
+                         : "memory");                                                                          \
+        }                                                                                                     \
+    };
+#define LATHE_WGMMA_PV128(T, TYPE)                                                                            \
+    template <> struct WgmmaPv<T, 128> {                                                                             \
+        static __device__ __forceinline__ void pv(float (&o)[16][4], const uint32_t (&a)[4], uint64_t desc) {      \
+            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"                                                \
+                         "wgmma.mma_async.sync.aligned.m64n128k16.f32." TYPE "." TYPE " {"                          \
+                         "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15," \
+                     "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31," \
+                     "%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47," \
+                     "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63" \
+                         "}, {%64,%65,%66,%67}, %68, p, 1, 1, 1;\n}\n"                                   \
+                         : "+f"(o[0][0]), "+f"(o[0][1]), "+f"(o[0][2]), "+f"(o[0][3]), "+f"(o[1][0]), "+f"(o[1][1]), "+f"(o[1][2]), "+f"(o[1][3]),  \
+                       "+f"(o[2][0]), "+f"(o[2][1]), "+f"(o[2][2]), "+f"(o[2][3]), "+f"(o[3][0]), "+f"(o[3][1]), "+f"(o[3][2]), "+f"(o[3][3]),  \
+                       "+f"(o[4][0]), "+f"(o[4][1]), "+f"(o[4][2]), "+f"(o[4][3]), "+f"(o[5][0]), "+f"(o[5][1]), "+f"(o[5][2]), "+f"(o[5][3]),  \
+                       "+f"(o[6][0]), "+f"(o[6][1]), "+f"(o[6][2]), "+f"(o[6][3]), "+f"(o[7][0]), "+f"(o[7][1]), "+f"(o[7][2]), "+f"(o[7][3]),  \
+                       "+f"(o[8][0]), "+f"(o[8][1]), "+f"(o[8][2]), "+f"(o[8][3]), "+f"(o[9][0]), "+f"(o[9][1]), "+f"(o[9][2]), "+f"(o[9][3]),  \
+                       "+f"(o[10][0]), "+f"(o[10][1]), "+f"(o[10][2]), "+f"(o[10][3]), "+f"(o[11][0]), "+f"(o[11][1]), "+f"(o[11][2]), "+f"(o[11][3]),  \
+                       "+f"(o[12][0]), "+f"(o[12][1]), "+f"(o[12][2]), "+f"(o[12][3]), "+f"(o[13][0]), "+f"(o[13][1]), "+f"(o[13][2]), "+f"(o[13][3]),  \
+                       "+f"(o[14][0]), "+f"(o[14][1]), "+f"(o[14][2]), "+f"(o[14][3]), "+f"(o[15][0]), "+f"(o[15][1]), "+f"(o[15][2]), "+f"(o[15][3]) \
+                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1)                        \
+                         : "memory");                                                                          \
+        }                                                                                                     \
+    };
+LATHE_WGMMA_PV64(__nv_bfloat16, "bf16")
+LATHE_WGMMA_PV128(__nv_bfloat16, "bf16")
+LATHE_WGMMA_PV64(__half, "f16")
+LATHE_WGMMA_PV128(__half, "f16")
+#undef LATHE_WGMMA_PV64
+#undef LATHE_WGMMA_PV128
 #endif
 
 // S = Q K^T for one 32-key tile: D / 16 wgmma over the K tile at k_tile (wg_tile_offset layout), the first
@@ -288,10 +343,25 @@ __device__ __forceinline__ void qk_tile_wgmma(float (&s)[4][4], const uint32_t (
 #endif
 }
 
+// O += P V for one 32-key tile: two wgmma (16 keys each) over the V tile at v_tile (wg_tile_offset layout, read
+// MN-major), then waited for. sm_90a only, as qk_tile_wgmma.
+template <typename T, int D>
+__device__ __forceinline__ void pv_tile_wgmma(float (&o)[D / 8][4], const uint32_t (&pf)[2][4], uint32_t v_tile) {
+#ifdef LATHE_WGMMA
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");  // o was rescaled, pf written, since the last wgmma
+#pragma unroll
+    for (int k = 0; k < 2; k++) WgmmaPv<T, D>::pv(o, pf[k], wg_desc(v_tile + k * (16 * 128), 32 * 128));
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+#else
+    __trap();
+#endif
+}
 
-template <typename T, int D, int BN, int MT = 0, bool WG = false>
+
+template <typename T, int D, int BN, int MT = 0, int WG = 0>
 __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& p) {
-    static_assert(!WG || (MT == 0 && BN == 32), "S on wgmma takes Q from registers over 32-key tiles");
+    static_assert(WG == 0 || (MT == 0 && BN == 32), "S on wgmma takes Q from registers over 32-key tiles");
     constexpr bool QS = MT > 0;     // Q rows in shared memory
     constexpr int M = QS ? MT : 1;  // 16-row tiles of a warp
     constexpr int KC = D / 16;      // 16-wide k steps of Q K^T
@@ -302,7 +372,7 @@ __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& 
     extern __shared__ __align__(128) uint16_t gqa_smem[];
     constexpr uint32_t TILE_BYTES = BN * D * 2;
     // K tile of stage s at smem + s * TILE_BYTES, its V tile 2 tiles on
-    const uint32_t smem = WG ? (smem_addr(gqa_smem) + 1023u) & ~1023u : smem_addr(gqa_smem);
+    const uint32_t smem = WG > 0 ? (smem_addr(gqa_smem) + 1023u) & ~1023u : smem_addr(gqa_smem);
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = lane >> 2, t4 = lane & 3;
@@ -364,7 +434,7 @@ __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& 
         const int stage = it & 1;
         cp_async_wait<0>();  // this thread's part of tile it has landed ...
         // (WG: ... and is visible to the tensor cores' reads of the K tile, which go through the async proxy ...)
-        if constexpr (WG) asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+        if constexpr (WG > 0) asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
         __syncthreads();     // ... everybody's, and every warp is done with tile it - 1's stage
         if (it + 1 < tiles) {
             const int next = stage ^ 1;
@@ -375,7 +445,7 @@ __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& 
         const uint32_t k_base = smem + stage * TILE_BYTES, v_base = smem + (2 + stage) * TILE_BYTES;
 
         float s[M][NB][4];
-        if constexpr (WG) qk_tile_wgmma<T, D>(s[0], qf, k_base);
+        if constexpr (WG > 0) qk_tile_wgmma<T, D>(s[0], qf, k_base);
         else if constexpr (QS) qk_tile_q_shared<T, D, NB, M>(s, q_rows, k_base, mi, mr);
         else qk_tile<T, D, NB>(s[0], qf, k_base, mi, mr);
 
@@ -388,7 +458,8 @@ __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& 
             softmax_tile<T, NB, DB>(s[m], pf[m], o[m], m_a[m], m_b[m], l_a[m], l_b[m], k0, pos_a, pos_a + 8, window, mask,
                                     c, t4);
         }
-        pv_tile_rows<T, D, BN / 16, M>(o, pf, v_base, mi, mr);
+        if constexpr (WG > 1) pv_tile_wgmma<T, D>(o[0], pf[0], v_base);
+        else pv_tile_rows<T, D, BN / 16, M>(o, pf, v_base, mi, mr);
     }
 
 #pragma unroll
@@ -439,19 +510,24 @@ FLASH_GQA_W32_ENTRY(flash_attention_gqa_w32_f16_d64, __half, 64)
 FLASH_GQA_W32_ENTRY(flash_attention_gqa_w32_f16_d128, __half, 128)
 // S on wgmma (sm_90a only; WG): 16-row items, grid as flash_attention_gqa's. Other targets get a kernel that traps
 // (CudaBackend launches these on sm_90 GPUs only).
-template <typename T, int D>
+template <typename T, int D, int WG>
 __device__ __forceinline__ void flash_attention_gqa_wg(const FlashAttentionParams& p) {
 #ifdef LATHE_WGMMA
-    flash_attention_gqa<T, D, 32, 0, true>(p);
+    flash_attention_gqa<T, D, 32, 0, WG>(p);
 #else
     __trap();
 #endif
 }
-#define FLASH_GQA_WG_ENTRY(NAME, T, D) \
+#define FLASH_GQA_WG_ENTRY(NAME, T, D, WG) \
     extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 3) NAME(const FlashAttentionParams p) { LATHE_PDL_WAIT(); \
-        flash_attention_gqa_wg<T, D>(p); \
+        flash_attention_gqa_wg<T, D, WG>(p); \
     }
-FLASH_GQA_WG_ENTRY(flash_attention_gqa_wg_bf16_d64, __nv_bfloat16, 64)
-FLASH_GQA_WG_ENTRY(flash_attention_gqa_wg_bf16_d128, __nv_bfloat16, 128)
-FLASH_GQA_WG_ENTRY(flash_attention_gqa_wg_f16_d64, __half, 64)
-FLASH_GQA_WG_ENTRY(flash_attention_gqa_wg_f16_d128, __half, 128)
+FLASH_GQA_WG_ENTRY(flash_attention_gqa_wg_bf16_d64, __nv_bfloat16, 64, 1)
+FLASH_GQA_WG_ENTRY(flash_attention_gqa_wg_bf16_d128, __nv_bfloat16, 128, 1)
+FLASH_GQA_WG_ENTRY(flash_attention_gqa_wg_f16_d64, __half, 64, 1)
+FLASH_GQA_WG_ENTRY(flash_attention_gqa_wg_f16_d128, __half, 128, 1)
+// and O += P V on wgmma too (WG = 2)
+FLASH_GQA_WG_ENTRY(flash_attention_gqa_wgv_bf16_d64, __nv_bfloat16, 64, 2)
+FLASH_GQA_WG_ENTRY(flash_attention_gqa_wgv_bf16_d128, __nv_bfloat16, 128, 2)
+FLASH_GQA_WG_ENTRY(flash_attention_gqa_wgv_f16_d64, __half, 64, 2)
+FLASH_GQA_WG_ENTRY(flash_attention_gqa_wgv_f16_d128, __half, 128, 2)

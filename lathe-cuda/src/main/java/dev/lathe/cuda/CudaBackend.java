@@ -130,6 +130,12 @@ public final class CudaBackend implements Backend {
      * 32. Off until measured.
      */
     public static final String FLASH_GQA_WGMMA_PROPERTY = "lathe.flash.gqaWgmma";
+    /**
+     * System property: {@code true} runs O += P V on wgmma as well, where {@link #FLASH_GQA_WGMMA_PROPERTY} applies
+     * (flash_attention_gqa_wgv_*): P from the registers, the V tile read MN-major from the same swizzled shared-memory
+     * layout as K. Off until measured.
+     */
+    public static final String FLASH_GQA_WGMMA_PV_PROPERTY = "lathe.flash.gqaWgmmaPv";
     /** Threads per block of the flash kernel: FA_WARPS = 4 warps, 16 query rows each. */
     private static final int FLASH_THREADS = 128;
     /**
@@ -222,6 +228,7 @@ public final class CudaBackend implements Backend {
     private int flashGqaKeys = gqaKeys(Integer.getInteger(FLASH_GQA_KEYS_PROPERTY, 32));
     private int flashGqaWarpRows = gqaWarpRows(Integer.getInteger(FLASH_GQA_WARP_ROWS_PROPERTY, 32));
     private boolean flashGqaWgmma = Boolean.getBoolean(FLASH_GQA_WGMMA_PROPERTY);
+    private boolean flashGqaWgmmaPv = Boolean.getBoolean(FLASH_GQA_WGMMA_PV_PROPERTY);
     private String lastFlashKernel = "none";
     private boolean planUploaded;
     private DeviceBuffer planWork;
@@ -1368,6 +1375,13 @@ public final class CudaBackend implements Backend {
     /** The name of the flash kernel the last prefill attention launched ("none" before any); for tests. */
     String lastFlashKernel() { return lastFlashKernel; }
 
+    /** Turns P V on wgmma (see {@link #FLASH_GQA_WGMMA_PV_PROPERTY}) on or off; returns the old setting. */
+    boolean flashGqaWgmmaPv(boolean on) {
+        boolean old = flashGqaWgmmaPv;
+        flashGqaWgmmaPv = on;
+        return old;
+    }
+
     /** Whether this GPU can run {@link #FLASH_GQA_WGMMA_PROPERTY}'s kernel (sm_90); for tests. */
     boolean wgmmaCapable() { return context.info().computeMajor() == 9 && context.info().computeMinor() == 0; }
 
@@ -1377,8 +1391,11 @@ public final class CudaBackend implements Backend {
     /** The grouped-query flash kernel for a cache type and head size (and the variant set), or null where it has none. */
     private Kernel flashGqaKernel(DType dtype, int headDim) {
         if (gqaWgmma()) {
-            return byCacheType(dtype, headDim, kernels.flashGqaWgBf16D64, kernels.flashGqaWgBf16D128, kernels.flashGqaWgF16D64,
-                    kernels.flashGqaWgF16D128);
+            return flashGqaWgmmaPv
+                    ? byCacheType(dtype, headDim, kernels.flashGqaWgvBf16D64, kernels.flashGqaWgvBf16D128, kernels.flashGqaWgvF16D64,
+                            kernels.flashGqaWgvF16D128)
+                    : byCacheType(dtype, headDim, kernels.flashGqaWgBf16D64, kernels.flashGqaWgBf16D128, kernels.flashGqaWgF16D64,
+                            kernels.flashGqaWgF16D128);
         }
         if (gqaWide()) {
             return byCacheType(dtype, headDim, kernels.flashGqaW32Bf16D64, kernels.flashGqaW32Bf16D128, kernels.flashGqaW32F16D64,

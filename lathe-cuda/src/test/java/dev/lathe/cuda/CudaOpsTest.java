@@ -1066,6 +1066,21 @@ class CudaOpsTest {
         }
     }
 
+    /** The same with O += P V on wgmma too (CudaBackend.FLASH_GQA_WGMMA_PV_PROPERTY). */
+    @ParameterizedTest
+    @EnumSource(value = DType.class, names = {"BF16", "F16"})
+    void groupedFlashAttentionWithSAndPvOnWgmma(DType cacheType) {
+        org.junit.jupiter.api.Assumptions.assumeTrue(gpu.wgmmaCapable(), "wgmma needs an sm_90 GPU");
+        boolean old = gpu.flashGqaWgmma(true), oldPv = gpu.flashGqaWgmmaPv(true);
+        try {
+            groupedFlash(() -> groupedFlashVariantCases(cacheType));
+            assertThat(gpu.lastFlashKernel()).contains("_wgv_");
+        } finally {
+            gpu.flashGqaWgmma(old);
+            gpu.flashGqaWgmmaPv(oldPv);
+        }
+    }
+
     /**
      * The shapes a grouped-query flash variant must get right: Llama's 32 heads over 8 KV heads, 131 and 65 rows (partial
      * items), 64 rows (one full tile), head size 64, sliding windows that start and end inside a tile, and short rows
