@@ -198,6 +198,8 @@ public final class CudaBackend implements Backend {
     private final java.util.ArrayDeque<Event> freeFences = new java.util.ArrayDeque<>();
     private final java.util.ArrayList<Event> allFences = new java.util.ArrayList<>();
     private final int multiprocessors;
+    /** Whether the GPU is an sm_90 (H100/H200), which the wgmma kernels need. */
+    private final boolean sm90;
     private final boolean fusedGlu = Boolean.parseBoolean(System.getProperty(GEMV_GLU_PROPERTY, "true"));
     private boolean fusedMlp = Boolean.parseBoolean(System.getProperty(FUSED_MLP_PROPERTY, "true"));
     private boolean fusedNorm = Boolean.parseBoolean(System.getProperty(FUSED_NORM_PROPERTY, "true"));
@@ -239,7 +241,9 @@ public final class CudaBackend implements Backend {
         this.context = CudaContext.open(ordinal);
         this.pool = new BufferPool(context);
         this.graphPool = new BufferPool(context, true);
-        this.multiprocessors = context.info().multiprocessors();
+        DeviceInfo info = context.info();
+        this.multiprocessors = info.multiprocessors();
+        this.sm90 = info.computeMajor() == 9 && info.computeMinor() == 0;
         this.allocating = pool;
         Stream s = null;
         Kernels k = null;
@@ -1359,7 +1363,7 @@ public final class CudaBackend implements Backend {
 
     /** Whether the grouped-query flash kernel runs S on wgmma: {@link #FLASH_GQA_WGMMA_PROPERTY} over 32-key tiles on an sm_90 GPU. */
     private boolean gqaWgmma() {
-        return flashGqaWgmma && flashGqaKeys == 32 && context.info().computeMajor() == 9 && context.info().computeMinor() == 0;
+        return flashGqaWgmma && flashGqaKeys == 32 && sm90;
     }
 
     /** Whether the grouped-query flash kernel runs 32 rows a warp: {@link #FLASH_GQA_WARP_ROWS_PROPERTY} 32 over 32-key tiles. */
@@ -1383,7 +1387,7 @@ public final class CudaBackend implements Backend {
     }
 
     /** Whether this GPU can run {@link #FLASH_GQA_WGMMA_PROPERTY}'s kernel (sm_90); for tests. */
-    boolean wgmmaCapable() { return context.info().computeMajor() == 9 && context.info().computeMinor() == 0; }
+    boolean wgmmaCapable() { return sm90; }
 
     /** Query rows of a grouped-query flash work item (GQ_BM times the warp's 16-row tiles in flash_attention.cu). */
     private int gqaTileRows() { return gqaWide() ? 32 : 16; }
