@@ -1,0 +1,81 @@
+package dev.lathe.cpu;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import dev.lathe.core.backend.Backend;
+import dev.lathe.core.backend.ForwardingBackend;
+import dev.lathe.core.backend.KvCache;
+import dev.lathe.core.backend.Tensor;
+import dev.lathe.core.backend.Weight;
+import dev.lathe.core.checkpoint.DType;
+import dev.lathe.core.config.ModelConfig;
+import dev.lathe.core.config.RopeScaling;
+import dev.lathe.core.generate.ModelRunner;
+import dev.lathe.core.generate.Sequence;
+import dev.lathe.core.model.LlamaModel;
+import dev.lathe.core.model.LoadProgress;
+import dev.lathe.core.model.ModelLoader;
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.IdentityHashMap;
+import java.util.List;
+import java.util.Random;
+import java.util.Set;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+/**
+ * {@link Backend#projectionFormat}: where a backend offers a 16-bit qkv product, {@link LlamaModel} allocates the qkv
+ * tensor in that format and hands it to linear and ropeWriteKv, and only there; with a qkv bias or q/k norms it
+ * stays float32. The CPU backend has no 16-bit tensors, so the backend here answers BF16 and stands a float32 tensor
+ * in for the 16-bit one, which leaves every number as it was.
+ */
+class ProjectionFormatTest {
+    @ParameterizedTest(name = "attention bias {0}, q/k norms {1}")
+    @CsvSource({"false, false, 2", "true, false, 0", "false, true, 0"})
+    void llamaWritesTheQkvProductInTheProjectionFormatOnlyWithoutBiasOrNorms(boolean bias, boolean qkNorm, int expected) {
+        ModelConfig config = new ModelConfig("LlamaForCausalLM", "llama", 97, 48, 80, 2, 4, 2, 16, 64, 1e-5, 10000,
+                RopeScaling.NONE, false, bias, false, qkNorm, 0, 1, List.of(2), "bfloat16");
+        int[] prompt = new Random(5).ints(19, 0, 97).toArray();
+        Set<Tensor> sixteen = Collections.newSetFromMap(new IdentityHashMap<>());
+        int[] calls = new int[3];  // 16-bit allocations, linear into one, ropeWriteKv from one
+        float[] plain, offered;
+        try (CpuBackend cpu = new CpuBackend(2)) {
+            plain = logits(cpu, config, prompt);
+            Backend offering = new ForwardingBackend(cpu) {
+                @Override public DType projectionFormat(Weight w, int rows) { return DType.BF16; }
+                @Override public Tensor allocate(DType dtype, int rows, int cols) {
+                    if (dtype != DType.BF16) return super.allocate(dtype, rows, cols);
+                    calls[0]++;
+                    Tensor t = super.allocate(DType.F32, rows, cols);
+                    sixteen.add(t);
+                    return t;
+                }
+                @Override public void linear(Tensor x, Weight w, Weight b, Tensor out) {
+                    if (sixteen.contains(out)) {
+                        calls[1]++;
+                        assertThat(b).as("no bias into the projection format").isNull();
+                    }
+                    super.linear(x, w, b, out);
+                }
+                @Override public void ropeWriteKv(Tensor qkv, Tensor q, Tensor cos, Tensor sin, KvCache cache, int layer,
+                                                  Tensor slotMapping) {
+                    if (sixteen.contains(qkv)) calls[2]++;
+                    super.ropeWriteKv(qkv, q, cos, sin, cache, layer, slotMapping);
+                }
+            };
+            offered = logits(offering, config, prompt);
+        }
+        assertThat(calls).as("16-bit allocations, linear into them, ropeWriteKv from them")
+                .containsExactly(Math.min(expected, 1), expected, expected);
+        assertThat(Arrays.mismatch(offered, plain)).as("first logit that differs").isEqualTo(-1);
+    }
+
+    /** The logits of every prompt position, in one step, from synthetic weights of seed 7 over {@code backend}. */
+    private static float[] logits(Backend backend, ModelConfig config, int[] prompt) {
+        try (LlamaModel model = ModelLoader.synthetic(config, backend, DType.BF16, 7, LoadProgress.NONE);
+             var r = new ModelRunner(model, ModelRunner.CacheConfig.forSequences(64, 4, 4, DType.F32))) {
+            return r.step(List.of(new Sequence(0, prompt)), new int[]{prompt.length}, true).data();
+        }
+    }
+}
