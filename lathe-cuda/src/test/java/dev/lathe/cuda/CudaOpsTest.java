@@ -1187,42 +1187,44 @@ class CudaOpsTest {
                 boolean flashSeq = flash && sq.queries > CudaBackend.SPLIT_MAX_QUERY_RUN;
                 boolean tensorCores = flashSeq || mmaRows;
                 float[] qq = tensorCores ? qRounded : q;
-                for (int i = 0; i < sq.queries; i++) {
-                    flashRow[starts[s] + i] = flashSeq;
-                    int row = starts[s] + i, pos = sq.context - sq.queries + i;
+                for (int i = 0; i < sq.queries; i++) flashRow[starts[s] + i] = flashSeq;
+                // every (row, head) on its own: the float64 reference of the long cases dominates the GPU suite's time,
+                // so it runs on all cores
+                final int seqStart = starts[s], kv0 = t0;
+                java.util.stream.IntStream.range(0, sq.queries * heads).parallel().forEach(task -> {
+                    int i = task / heads, h = task % heads;
+                    int row = seqStart + i, pos = sq.context - sq.queries + i;
                     int first = window > 0 ? Math.max(0, pos - window + 1) : 0;
                     int n = pos - first + 1;
-                    for (int h = 0; h < heads; h++) {
-                        int kvh = h / (heads / kvHeads);
-                        double[] score = new double[n];
-                        double max = Double.NEGATIVE_INFINITY, sigma = 0;
-                        for (int t = first; t <= pos; t++) {
-                            double dot = 0, abs = 0;
-                            for (int d = 0; d < headDim; d++) {
-                                double term = (double) qq[(row * heads + h) * headDim + d] * kq[(t0 + t) * width + kvh * headDim + d];
-                                dot += term;
-                                abs += Math.abs(term);
-                            }
-                            score[t - first] = dot * scale;
-                            sigma = Math.max(sigma, abs * scale);
-                            max = Math.max(max, score[t - first]);
-                        }
-                        double sum = 0;
-                        for (int t = 0; t < n; t++) sum += score[t] = Math.exp(score[t] - max);
+                    int kvh = h / (heads / kvHeads);
+                    double[] score = new double[n];
+                    double max = Double.NEGATIVE_INFINITY, sigma = 0;
+                    for (int t = first; t <= pos; t++) {
+                        double dot = 0, abs = 0;
                         for (int d = 0; d < headDim; d++) {
-                            double acc = 0, absAcc = 0, absV = 0;
-                            for (int t = first; t <= pos; t++) {
-                                double vv = vq[(t0 + t) * width + kvh * headDim + d];
-                                acc += score[t - first] * vv;
-                                absAcc += score[t - first] * Math.abs(vv);
-                                absV += Math.abs(vv);
-                            }
-                            int at = (row * heads + h) * headDim + d;
-                            want[at] = (float) (acc / sum);
-                            if (tensorCores) tol[at] = flashTolerance(cacheType, headDim, n, sigma, absAcc / sum, absV / sum);
+                            double term = (double) qq[(row * heads + h) * headDim + d] * kq[(kv0 + t) * width + kvh * headDim + d];
+                            dot += term;
+                            abs += Math.abs(term);
                         }
+                        score[t - first] = dot * scale;
+                        sigma = Math.max(sigma, abs * scale);
+                        max = Math.max(max, score[t - first]);
                     }
-                }
+                    double sum = 0;
+                    for (int t = 0; t < n; t++) sum += score[t] = Math.exp(score[t] - max);
+                    for (int d = 0; d < headDim; d++) {
+                        double acc = 0, absAcc = 0, absV = 0;
+                        for (int t = first; t <= pos; t++) {
+                            double vv = vq[(kv0 + t) * width + kvh * headDim + d];
+                            acc += score[t - first] * vv;
+                            absAcc += score[t - first] * Math.abs(vv);
+                            absV += Math.abs(vv);
+                        }
+                        int at = (row * heads + h) * headDim + d;
+                        want[at] = (float) (acc / sum);
+                        if (tensorCores) tol[at] = flashTolerance(cacheType, headDim, n, sigma, absAcc / sum, absV / sum);
+                    }
+                });
                 t0 += sq.context;
             }
             String what = "attention " + cacheType + " headDim " + headDim + " window " + window + (flash ? " (flash)" : "")
