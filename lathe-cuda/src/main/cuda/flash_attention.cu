@@ -260,81 +260,85 @@ __device__ __forceinline__ uint64_t wg_desc(uint32_t addr, uint32_t leading = 16
            | (static_cast<uint64_t>(1024 >> 4) << 32) | (static_cast<uint64_t>(1) << 62);
 }
 
-template <typename T> struct Wgmma;
-#define LATHE_WGMMA_N32(TYPE)                                                                                          \
-    static __device__ __forceinline__ void run(float (&s)[4][4], const uint32_t (&a)[4], uint64_t desc, int accumulate) { \
-        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n"                                                       \
-                     "wgmma.mma_async.sync.aligned.m64n32k16.f32." TYPE "." TYPE " "                                    \
-                     "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, {%16,%17,%18,%19}, %20, p, 1, 1, 0;\n}\n" \
-                     : "+f"(s[0][0]), "+f"(s[0][1]), "+f"(s[0][2]), "+f"(s[0][3]), "+f"(s[1][0]), "+f"(s[1][1]),       \
-                       "+f"(s[1][2]), "+f"(s[1][3]), "+f"(s[2][0]), "+f"(s[2][1]), "+f"(s[2][2]), "+f"(s[2][3]),       \
-                       "+f"(s[3][0]), "+f"(s[3][1]), "+f"(s[3][2]), "+f"(s[3][3])                                      \
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate)                           \
-                     : "memory");                                                                                      \
-    }
-template <> struct Wgmma<__nv_bfloat16> { LATHE_WGMMA_N32("bf16") };
-template <> struct Wgmma<__half> { LATHE_WGMMA_N32("f16") };
-#undef LATHE_WGMMA_N32
-
-// O += P V over 16 keys (N = head_dim 64 or 128): A = P from registers, B = the V tile, MN-major (transposed), so
-// the last immediate is 1.
-template <typename T, int N> struct WgmmaPv;
-#define LATHE_WGMMA_PV64(T, TYPE) \
-    template <> struct WgmmaPv<T, 64> { \
-        static __device__ __forceinline__ void pv(float (&o)[8][4], const uint32_t (&a)[4], uint64_t desc) { \
+// D (64 x N, f32, the m16n8 layout per warp) = A B, or += with `accumulate`: A from the registers (each warp's 16 rows
+// in the mma.m16n8k16 A layout), B (16 x N) through the descriptor, K-major (TRANS_B 0: K of S = Q K^T) or MN-major
+// (TRANS_B 1: V of O += P V).
+template <typename T, int N> struct Wgmma;
+#define LATHE_WGMMA_N32(T, TYPE) \
+    template <> struct Wgmma<T, 32> { \
+        template <int TRANS_B> \
+        static __device__ __forceinline__ void run(float (&d)[4][4], const uint32_t (&a)[4], uint64_t desc, int accumulate) { \
+            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n" \
+                         "wgmma.mma_async.sync.aligned.m64n32k16.f32." TYPE "." TYPE " {" \
+                         "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15" \
+                         "}, {%16,%17,%18,%19}, %20, p, 1, 1, %22;\n}\n" \
+                         : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), \
+                           "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]) \
+                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate), "n"(TRANS_B) \
+                         : "memory"); \
+        } \
+    };
+#define LATHE_WGMMA_N64(T, TYPE) \
+    template <> struct Wgmma<T, 64> { \
+        template <int TRANS_B> \
+        static __device__ __forceinline__ void run(float (&d)[8][4], const uint32_t (&a)[4], uint64_t desc, int accumulate) { \
             asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n" \
                          "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE " {" \
                          "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15," \
                          "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31" \
-                         "}, {%32,%33,%34,%35}, %36, p, 1, 1, 1;\n}\n" \
-                         : "+f"(o[0][0]), "+f"(o[0][1]), "+f"(o[0][2]), "+f"(o[0][3]), "+f"(o[1][0]), "+f"(o[1][1]), "+f"(o[1][2]), "+f"(o[1][3]), \
-                           "+f"(o[2][0]), "+f"(o[2][1]), "+f"(o[2][2]), "+f"(o[2][3]), "+f"(o[3][0]), "+f"(o[3][1]), "+f"(o[3][2]), "+f"(o[3][3]), \
-                           "+f"(o[4][0]), "+f"(o[4][1]), "+f"(o[4][2]), "+f"(o[4][3]), "+f"(o[5][0]), "+f"(o[5][1]), "+f"(o[5][2]), "+f"(o[5][3]), \
-                           "+f"(o[6][0]), "+f"(o[6][1]), "+f"(o[6][2]), "+f"(o[6][3]), "+f"(o[7][0]), "+f"(o[7][1]), "+f"(o[7][2]), "+f"(o[7][3]) \
-                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1) \
+                         "}, {%32,%33,%34,%35}, %36, p, 1, 1, %38;\n}\n" \
+                         : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), \
+                           "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), \
+                           "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), \
+                           "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]) \
+                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate), "n"(TRANS_B) \
                          : "memory"); \
         } \
     };
-#define LATHE_WGMMA_PV128(T, TYPE) \
-    template <> struct WgmmaPv<T, 128> { \
-        static __device__ __forceinline__ void pv(float (&o)[16][4], const uint32_t (&a)[4], uint64_t desc) { \
+#define LATHE_WGMMA_N128(T, TYPE) \
+    template <> struct Wgmma<T, 128> { \
+        template <int TRANS_B> \
+        static __device__ __forceinline__ void run(float (&d)[16][4], const uint32_t (&a)[4], uint64_t desc, int accumulate) { \
             asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n" \
                          "wgmma.mma_async.sync.aligned.m64n128k16.f32." TYPE "." TYPE " {" \
                          "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15," \
                          "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31," \
                          "%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47," \
                          "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63" \
-                         "}, {%64,%65,%66,%67}, %68, p, 1, 1, 1;\n}\n" \
-                         : "+f"(o[0][0]), "+f"(o[0][1]), "+f"(o[0][2]), "+f"(o[0][3]), "+f"(o[1][0]), "+f"(o[1][1]), "+f"(o[1][2]), "+f"(o[1][3]), \
-                           "+f"(o[2][0]), "+f"(o[2][1]), "+f"(o[2][2]), "+f"(o[2][3]), "+f"(o[3][0]), "+f"(o[3][1]), "+f"(o[3][2]), "+f"(o[3][3]), \
-                           "+f"(o[4][0]), "+f"(o[4][1]), "+f"(o[4][2]), "+f"(o[4][3]), "+f"(o[5][0]), "+f"(o[5][1]), "+f"(o[5][2]), "+f"(o[5][3]), \
-                           "+f"(o[6][0]), "+f"(o[6][1]), "+f"(o[6][2]), "+f"(o[6][3]), "+f"(o[7][0]), "+f"(o[7][1]), "+f"(o[7][2]), "+f"(o[7][3]), \
-                           "+f"(o[8][0]), "+f"(o[8][1]), "+f"(o[8][2]), "+f"(o[8][3]), "+f"(o[9][0]), "+f"(o[9][1]), "+f"(o[9][2]), "+f"(o[9][3]), \
-                           "+f"(o[10][0]), "+f"(o[10][1]), "+f"(o[10][2]), "+f"(o[10][3]), "+f"(o[11][0]), "+f"(o[11][1]), "+f"(o[11][2]), "+f"(o[11][3]), \
-                           "+f"(o[12][0]), "+f"(o[12][1]), "+f"(o[12][2]), "+f"(o[12][3]), "+f"(o[13][0]), "+f"(o[13][1]), "+f"(o[13][2]), "+f"(o[13][3]), \
-                           "+f"(o[14][0]), "+f"(o[14][1]), "+f"(o[14][2]), "+f"(o[14][3]), "+f"(o[15][0]), "+f"(o[15][1]), "+f"(o[15][2]), "+f"(o[15][3]) \
-                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1) \
+                         "}, {%64,%65,%66,%67}, %68, p, 1, 1, %70;\n}\n" \
+                         : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), \
+                           "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), \
+                           "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), \
+                           "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]), \
+                           "+f"(d[8][0]), "+f"(d[8][1]), "+f"(d[8][2]), "+f"(d[8][3]), "+f"(d[9][0]), "+f"(d[9][1]), "+f"(d[9][2]), "+f"(d[9][3]), \
+                           "+f"(d[10][0]), "+f"(d[10][1]), "+f"(d[10][2]), "+f"(d[10][3]), "+f"(d[11][0]), "+f"(d[11][1]), "+f"(d[11][2]), "+f"(d[11][3]), \
+                           "+f"(d[12][0]), "+f"(d[12][1]), "+f"(d[12][2]), "+f"(d[12][3]), "+f"(d[13][0]), "+f"(d[13][1]), "+f"(d[13][2]), "+f"(d[13][3]), \
+                           "+f"(d[14][0]), "+f"(d[14][1]), "+f"(d[14][2]), "+f"(d[14][3]), "+f"(d[15][0]), "+f"(d[15][1]), "+f"(d[15][2]), "+f"(d[15][3]) \
+                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate), "n"(TRANS_B) \
                          : "memory"); \
         } \
     };
-LATHE_WGMMA_PV64(__nv_bfloat16, "bf16")
-LATHE_WGMMA_PV128(__nv_bfloat16, "bf16")
-LATHE_WGMMA_PV64(__half, "f16")
-LATHE_WGMMA_PV128(__half, "f16")
-#undef LATHE_WGMMA_PV64
-#undef LATHE_WGMMA_PV128
+LATHE_WGMMA_N32(__nv_bfloat16, "bf16")
+LATHE_WGMMA_N64(__nv_bfloat16, "bf16")
+LATHE_WGMMA_N128(__nv_bfloat16, "bf16")
+LATHE_WGMMA_N32(__half, "f16")
+LATHE_WGMMA_N64(__half, "f16")
+LATHE_WGMMA_N128(__half, "f16")
+#undef LATHE_WGMMA_N32
+#undef LATHE_WGMMA_N64
+#undef LATHE_WGMMA_N128
 #endif
 
-// S = Q K^T for one 32-key tile: D / 16 wgmma over the K tile at k_tile (wg_tile_offset layout), the first
+// S = Q K^T for one tile of BN keys: D / 16 wgmma over the K tile at k_tile (wg_tile_offset layout), the first
 // overwriting S, then waited for. sm_90a only (declared everywhere, so that flash_attention_gqa parses).
-template <typename T, int D>
-__device__ __forceinline__ void qk_tile_wgmma(float (&s)[4][4], const uint32_t (&qf)[D / 16][4], uint32_t k_tile) {
+template <typename T, int D, int BN>
+__device__ __forceinline__ void qk_tile_wgmma(float (&s)[BN / 8][4], const uint32_t (&qf)[D / 16][4], uint32_t k_tile) {
 #ifdef LATHE_WGMMA
     asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
 #pragma unroll
     for (int k = 0; k < D / 16; k++) {
         // k step k: d values 16k..16k+15, 32 bytes into the 128-byte rows of half k / 4
-        Wgmma<T>::run(s, qf[k], wg_desc(k_tile + (k >> 2) * (32 * 128) + (k & 3) * 32), k > 0);
+        Wgmma<T, BN>::template run<0>(s, qf[k], wg_desc(k_tile + (k >> 2) * (BN * 128) + (k & 3) * 32), k > 0);
     }
     asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
     asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
@@ -343,14 +347,14 @@ __device__ __forceinline__ void qk_tile_wgmma(float (&s)[4][4], const uint32_t (
 #endif
 }
 
-// O += P V for one 32-key tile: two wgmma (16 keys each) over the V tile at v_tile (wg_tile_offset layout, read
-// MN-major), then waited for. sm_90a only, as qk_tile_wgmma.
-template <typename T, int D>
-__device__ __forceinline__ void pv_tile_wgmma(float (&o)[D / 8][4], const uint32_t (&pf)[2][4], uint32_t v_tile) {
+// O += P V for one tile of BN keys: BN / 16 wgmma (16 keys each) over the V tile at v_tile (wg_tile_offset layout,
+// read MN-major: 8-key atoms 1 KB apart, the d halves BN * 128 bytes apart), then waited for. sm_90a only.
+template <typename T, int D, int BN>
+__device__ __forceinline__ void pv_tile_wgmma(float (&o)[D / 8][4], const uint32_t (&pf)[BN / 16][4], uint32_t v_tile) {
 #ifdef LATHE_WGMMA
     asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");  // o was rescaled, pf written, since the last wgmma
 #pragma unroll
-    for (int k = 0; k < 2; k++) WgmmaPv<T, D>::pv(o, pf[k], wg_desc(v_tile + k * (16 * 128), 32 * 128));
+    for (int k = 0; k < BN / 16; k++) Wgmma<T, D>::template run<1>(o, pf[k], wg_desc(v_tile + k * (16 * 128), BN * 128), 1);
     asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
     asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
 #else
@@ -361,7 +365,7 @@ __device__ __forceinline__ void pv_tile_wgmma(float (&o)[D / 8][4], const uint32
 
 template <typename T, int D, int BN, int MT = 0, int WG = 0>
 __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& p) {
-    static_assert(WG == 0 || (MT == 0 && BN == 32), "S on wgmma takes Q from registers over 32-key tiles");
+    static_assert(WG == 0 || MT == 0, "S on wgmma takes Q from registers");
     constexpr bool QS = MT > 0;     // Q rows in shared memory
     constexpr int M = QS ? MT : 1;  // 16-row tiles of a warp
     constexpr int KC = D / 16;      // 16-wide k steps of Q K^T
@@ -445,7 +449,7 @@ __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& 
         const uint32_t k_base = smem + stage * TILE_BYTES, v_base = smem + (2 + stage) * TILE_BYTES;
 
         float s[M][NB][4];
-        if constexpr (WG > 0) qk_tile_wgmma<T, D>(s[0], qf, k_base);
+        if constexpr (WG > 0) qk_tile_wgmma<T, D, BN>(s[0], qf, k_base);
         else if constexpr (QS) qk_tile_q_shared<T, D, NB, M>(s, q_rows, k_base, mi, mr);
         else qk_tile<T, D, NB>(s[0], qf, k_base, mi, mr);
 
@@ -458,7 +462,7 @@ __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& 
             softmax_tile<T, NB, DB>(s[m], pf[m], o[m], m_a[m], m_b[m], l_a[m], l_b[m], k0, pos_a, pos_a + 8, window, mask,
                                     c, t4);
         }
-        if constexpr (WG > 1) pv_tile_wgmma<T, D>(o[0], pf[0], v_base);
+        if constexpr (WG > 1) pv_tile_wgmma<T, D, BN>(o[0], pf[0], v_base);
         else pv_tile_rows<T, D, BN / 16, M>(o, pf, v_base, mi, mr);
     }
 
@@ -510,24 +514,29 @@ FLASH_GQA_W32_ENTRY(flash_attention_gqa_w32_f16_d64, __half, 64)
 FLASH_GQA_W32_ENTRY(flash_attention_gqa_w32_f16_d128, __half, 128)
 // S on wgmma (sm_90a only; WG): 16-row items, grid as flash_attention_gqa's. Other targets get a kernel that traps
 // (CudaBackend launches these on sm_90 GPUs only).
-template <typename T, int D, int WG>
+template <typename T, int D, int BN, int WG>
 __device__ __forceinline__ void flash_attention_gqa_wg(const FlashAttentionParams& p) {
 #ifdef LATHE_WGMMA
-    flash_attention_gqa<T, D, 32, 0, WG>(p);
+    flash_attention_gqa<T, D, BN, 0, WG>(p);
 #else
     __trap();
 #endif
 }
-#define FLASH_GQA_WG_ENTRY(NAME, T, D, WG) \
-    extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 3) NAME(const FlashAttentionParams p) { LATHE_PDL_WAIT(); \
-        flash_attention_gqa_wg<T, D, WG>(p); \
+#define FLASH_GQA_WG_ENTRY(NAME, T, D, BN, WG, MIN_BLOCKS) \
+    extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, MIN_BLOCKS) NAME(const FlashAttentionParams p) { LATHE_PDL_WAIT(); \
+        flash_attention_gqa_wg<T, D, BN, WG>(p); \
     }
-FLASH_GQA_WG_ENTRY(flash_attention_gqa_wg_bf16_d64, __nv_bfloat16, 64, 1)
-FLASH_GQA_WG_ENTRY(flash_attention_gqa_wg_bf16_d128, __nv_bfloat16, 128, 1)
-FLASH_GQA_WG_ENTRY(flash_attention_gqa_wg_f16_d64, __half, 64, 1)
-FLASH_GQA_WG_ENTRY(flash_attention_gqa_wg_f16_d128, __half, 128, 1)
+FLASH_GQA_WG_ENTRY(flash_attention_gqa_wg_bf16_d64, __nv_bfloat16, 64, 32, 1, 3)
+FLASH_GQA_WG_ENTRY(flash_attention_gqa_wg_bf16_d128, __nv_bfloat16, 128, 32, 1, 3)
+FLASH_GQA_WG_ENTRY(flash_attention_gqa_wg_f16_d64, __half, 64, 32, 1, 3)
+FLASH_GQA_WG_ENTRY(flash_attention_gqa_wg_f16_d128, __half, 128, 32, 1, 3)
 // and O += P V on wgmma too (WG = 2)
-FLASH_GQA_WG_ENTRY(flash_attention_gqa_wgv_bf16_d64, __nv_bfloat16, 64, 2)
-FLASH_GQA_WG_ENTRY(flash_attention_gqa_wgv_bf16_d128, __nv_bfloat16, 128, 2)
-FLASH_GQA_WG_ENTRY(flash_attention_gqa_wgv_f16_d64, __half, 64, 2)
-FLASH_GQA_WG_ENTRY(flash_attention_gqa_wgv_f16_d128, __half, 128, 2)
+FLASH_GQA_WG_ENTRY(flash_attention_gqa_wgv_bf16_d64, __nv_bfloat16, 64, 32, 2, 3)
+FLASH_GQA_WG_ENTRY(flash_attention_gqa_wgv_bf16_d128, __nv_bfloat16, 128, 32, 2, 3)
+FLASH_GQA_WG_ENTRY(flash_attention_gqa_wgv_f16_d64, __half, 64, 32, 2, 3)
+FLASH_GQA_WG_ENTRY(flash_attention_gqa_wgv_f16_d128, __half, 128, 32, 2, 3)
+// both on wgmma over 64-key tiles (CudaBackend.FLASH_GQA_KEYS_PROPERTY 64): half the barriers, fences and waits a key
+FLASH_GQA_WG_ENTRY(flash_attention_gqa_wgv_k64_bf16_d64, __nv_bfloat16, 64, 64, 2, 2)
+FLASH_GQA_WG_ENTRY(flash_attention_gqa_wgv_k64_bf16_d128, __nv_bfloat16, 128, 64, 2, 2)
+FLASH_GQA_WG_ENTRY(flash_attention_gqa_wgv_k64_f16_d64, __half, 64, 64, 2, 2)
+FLASH_GQA_WG_ENTRY(flash_attention_gqa_wgv_k64_f16_d128, __half, 128, 64, 2, 2)

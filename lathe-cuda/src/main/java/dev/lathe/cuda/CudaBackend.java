@@ -133,7 +133,8 @@ public final class CudaBackend implements Backend {
     /**
      * System property: {@code true} runs O += P V on wgmma as well, where {@link #FLASH_GQA_WGMMA_PROPERTY} applies
      * (flash_attention_gqa_wgv_*): P from the registers, the V tile read MN-major from the same swizzled shared-memory
-     * layout as K. Off until measured.
+     * layout as K. With {@link #FLASH_GQA_KEYS_PROPERTY} 64 both run over 64-key tiles (flash_attention_gqa_wgv_k64_*,
+     * 194 registers at head size 128, two blocks an SM): half the barriers, fences and waits a key. Off until measured.
      */
     public static final String FLASH_GQA_WGMMA_PV_PROPERTY = "lathe.flash.gqaWgmmaPv";
     /** Threads per block of the flash kernel: FA_WARPS = 4 warps, 16 query rows each. */
@@ -1361,9 +1362,12 @@ public final class CudaBackend implements Backend {
         return rows;
     }
 
-    /** Whether the grouped-query flash kernel runs S on wgmma: {@link #FLASH_GQA_WGMMA_PROPERTY} over 32-key tiles on an sm_90 GPU. */
+    /**
+     * Whether the grouped-query flash kernel runs S on wgmma: {@link #FLASH_GQA_WGMMA_PROPERTY} on an sm_90 GPU, over
+     * 32-key tiles, or 64-key ones with {@link #FLASH_GQA_WGMMA_PV_PROPERTY}.
+     */
     private boolean gqaWgmma() {
-        return flashGqaWgmma && flashGqaKeys == 32 && sm90;
+        return flashGqaWgmma && sm90 && (flashGqaKeys == 32 || flashGqaWgmmaPv);
     }
 
     /** Whether the grouped-query flash kernel runs 32 rows a warp: {@link #FLASH_GQA_WARP_ROWS_PROPERTY} 32 over 32-key tiles. */
@@ -1395,6 +1399,10 @@ public final class CudaBackend implements Backend {
     /** The grouped-query flash kernel for a cache type and head size (and the variant set), or null where it has none. */
     private Kernel flashGqaKernel(DType dtype, int headDim) {
         if (gqaWgmma()) {
+            if (flashGqaWgmmaPv && flashGqaKeys == 64) {
+                return byCacheType(dtype, headDim, kernels.flashGqaWgvK64Bf16D64, kernels.flashGqaWgvK64Bf16D128,
+                        kernels.flashGqaWgvK64F16D64, kernels.flashGqaWgvK64F16D128);
+            }
             return flashGqaWgmmaPv
                     ? byCacheType(dtype, headDim, kernels.flashGqaWgvBf16D64, kernels.flashGqaWgvBf16D128, kernels.flashGqaWgvF16D64,
                             kernels.flashGqaWgvF16D128)

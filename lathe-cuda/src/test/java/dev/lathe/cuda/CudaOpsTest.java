@@ -1081,6 +1081,23 @@ class CudaOpsTest {
         }
     }
 
+    /** S and P V on wgmma over 64-key tiles (CudaBackend.FLASH_GQA_KEYS_PROPERTY 64 with both wgmma switches). */
+    @ParameterizedTest
+    @EnumSource(value = DType.class, names = {"BF16", "F16"})
+    void groupedFlashAttentionOnWgmmaOver64KeyTiles(DType cacheType) {
+        org.junit.jupiter.api.Assumptions.assumeTrue(gpu.wgmmaCapable(), "wgmma needs an sm_90 GPU");
+        boolean old = gpu.flashGqaWgmma(true), oldPv = gpu.flashGqaWgmmaPv(true);
+        int oldKeys = gpu.flashGqaKeys(64);
+        try {
+            groupedFlash(() -> groupedFlashVariantCases(cacheType));
+            assertThat(gpu.lastFlashKernel()).contains("_wgv_k64_");
+        } finally {
+            gpu.flashGqaWgmma(old);
+            gpu.flashGqaWgmmaPv(oldPv);
+            gpu.flashGqaKeys(oldKeys);
+        }
+    }
+
     /**
      * The shapes a grouped-query flash variant must get right: Llama's 32 heads over 8 KV heads, 131 and 65 rows (partial
      * items), 64 rows (one full tile), head size 64, sliding windows that start and end inside a tile, and short rows
