@@ -18,6 +18,8 @@
 #   bash .device/run.sh tests        the GPU tests alone
 #   bash .device/run.sh quick        most GPU tests, batch-1 decode, batch 4 and 8 with two gemv row limits
 #   bash .device/run.sh records      GPU tests, then issue 5's 128/128 record with its peer, and pairs (see records below)
+#   bash .device/run.sh ncu          Nsight Compute counters of chosen kernels in one TTFT run (see ncu_prefill below)
+#   bash .device/run.sh nsys         an Nsight Systems timeline of TTFT runs, as CSV (see nsys_ttft below)
 set -euo pipefail
 mode=${1:-pack}
 console_version=1.14.1   # JUnit Platform of JUnit Jupiter 5.14.1
@@ -362,6 +364,30 @@ ncu_prefill() {
   grep -E "^  [a-z_0-9]+.*\(|Duration|Compute \(SM\) Throughput|Memory Throughput|DRAM Throughput|Achieved Occupancy|Theoretical Occupancy|Registers Per|Block Limit|Warp Cycles Per Issued|Issue Slots Busy|No Eligible|L1/TEX Hit|L2 Hit|Executed Ipc|[Ss]tall|exit code" "$log" | head -200
 }
 
+# A timeline of TTFT runs: Nsight Systems (CUDA API and kernels, no CPU sampling) over one `bench latency` at 2048
+# tokens with LATHE_TTFT_WARMUP warm-up prefills and 3 timed ones (LATHE_NSYS_ARGS replaces the shape options), then
+# `nsys stats` of the GPU trace and the API calls into nsys.txt. Shows what the device waits for between the step's
+# start and its first kernel (the profile's embedding row), and the host's gaps between launches.
+nsys_ttft() {
+  setup
+  local log=$OUT_DIR/nsys.txt
+  if ! command -v nsys > /dev/null 2>&1; then
+    echo "nsys is not on this machine's PATH" | tee "$log"
+    return 0
+  fi
+  set +e
+  lathe_with "-Dlathe.graphs=false"
+  timeout "${LATHE_NSYS_LIMIT:-240}" nsys profile --trace=cuda --sample=none --cpuctxsw=none --force-overwrite=true \
+      -o "$OUT_DIR/ttft" "${LATHE_WITH[@]}" bench latency --backend cuda --model synthetic:llama-3-8b --card "$CARD" \
+      ${LATHE_NSYS_ARGS:---batch 1 --input-len 2048 --output-len 1} --warmup "$TTFT_WARMUP" --iterations 3 > "$log" 2>&1
+  echo "nsys exit code: $?" >> "$log"
+  nsys stats --report cuda_api_sum --report cuda_gpu_kern_sum --format csv --output "$OUT_DIR/ttft" "$OUT_DIR/ttft.nsys-rep" >> "$log" 2>&1
+  nsys stats --report cuda_gpu_trace --format csv --output "$OUT_DIR/ttft-trace" "$OUT_DIR/ttft.nsys-rep" >> "$log" 2>&1
+  set -e
+  rm -f "$OUT_DIR/ttft.sqlite"
+  tail -20 "$log"
+}
+
 # issue 6's serving sweep: `lathe serve` on the GPU, `lathe bench serving` at concurrency 1 ... 256 with 1024
 # input and 128 output tokens (LATHE_SERVING_PER_LEVEL prompts per request in flight at each level), then
 # `lathe bench throughput` offline on the same lengths, once with as many sequences per step as the
@@ -501,6 +527,7 @@ case "$mode" in
   ab) ab ;;
   profile) profile ;;
   ncu) ncu_prefill ;;
+  nsys) nsys_ttft ;;
   quick) quick ;;
   tests) tests ;;
   records) records ;;
