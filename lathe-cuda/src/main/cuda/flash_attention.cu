@@ -263,59 +263,83 @@ __device__ __forceinline__ uint64_t wg_desc(uint32_t addr, uint32_t leading = 16
 // D (64 x N, f32, the m16n8 layout per warp) = A B, or += with `accumulate`: A from the registers (each warp's 16 rows
 // in the mma.m16n8k16 A layout), B (16 x N) through the descriptor, K-major (TRANS_B 0: K of S = Q K^T) or MN-major
 // (TRANS_B 1: V of O += P V).
+// D (64 x N, f32, the m16n8 layout per warp) = A B, or += with `accumulate`. run: A from the registers (each warp's
+// 16 rows in the mma.m16n8k16 A layout), B (16 x N) through a descriptor, K-major (TRANS_B 0: K of S = Q K^T) or
+// MN-major (TRANS_B 1: V of O += P V). run_ss: A (64 x 16, K-major) through a descriptor too, B K-major.
+// D (64 x N, f32, the m16n8 layout per warp) = A B, or += with `accumulate`. run: A from the registers (each warp's
+// 16 rows in the mma.m16n8k16 A layout), B (16 x N) through a descriptor, K-major (TRANS_B 0: K of S = Q K^T) or
+// MN-major (TRANS_B 1: V of O += P V). run_ss: A (64 x 16, K-major) through a descriptor too, B K-major.
 template <typename T, int N> struct Wgmma;
+// the 16 accumulator operands of a 64 x 32 D, and their places in the instruction
+#define LATHE_WGMMA_D32 "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), \
+    "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3])
+#define LATHE_WGMMA_DREGS32 "{" "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15" "}"
+// the 32 accumulator operands of a 64 x 64 D, and their places in the instruction
+#define LATHE_WGMMA_D64 "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), \
+    "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), \
+    "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), \
+    "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
+#define LATHE_WGMMA_DREGS64 "{" "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15," \
+    "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31" "}"
+// the 64 accumulator operands of a 64 x 128 D, and their places in the instruction
+#define LATHE_WGMMA_D128 "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), \
+    "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), \
+    "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), \
+    "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]), \
+    "+f"(d[8][0]), "+f"(d[8][1]), "+f"(d[8][2]), "+f"(d[8][3]), "+f"(d[9][0]), "+f"(d[9][1]), "+f"(d[9][2]), "+f"(d[9][3]), \
+    "+f"(d[10][0]), "+f"(d[10][1]), "+f"(d[10][2]), "+f"(d[10][3]), "+f"(d[11][0]), "+f"(d[11][1]), "+f"(d[11][2]), "+f"(d[11][3]), \
+    "+f"(d[12][0]), "+f"(d[12][1]), "+f"(d[12][2]), "+f"(d[12][3]), "+f"(d[13][0]), "+f"(d[13][1]), "+f"(d[13][2]), "+f"(d[13][3]), \
+    "+f"(d[14][0]), "+f"(d[14][1]), "+f"(d[14][2]), "+f"(d[14][3]), "+f"(d[15][0]), "+f"(d[15][1]), "+f"(d[15][2]), "+f"(d[15][3])
+#define LATHE_WGMMA_DREGS128 "{" "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15," \
+    "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31," \
+    "%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47," \
+    "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63" "}"
 #define LATHE_WGMMA_N32(T, TYPE) \
     template <> struct Wgmma<T, 32> { \
         template <int TRANS_B> \
         static __device__ __forceinline__ void run(float (&d)[4][4], const uint32_t (&a)[4], uint64_t desc, int accumulate) { \
-            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n" \
-                         "wgmma.mma_async.sync.aligned.m64n32k16.f32." TYPE "." TYPE " {" \
-                         "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15" \
-                         "}, {%16,%17,%18,%19}, %20, p, 1, 1, %22;\n}\n" \
-                         : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), \
-                           "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]) \
-                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate), "n"(TRANS_B) \
-                         : "memory"); \
+            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\nwgmma.mma_async.sync.aligned.m64n32k16.f32." TYPE "." TYPE " " \
+                         LATHE_WGMMA_DREGS32 ", {%16,%17,%18,%19}, %20, p, 1, 1, %22;\n}\n" \
+                         : LATHE_WGMMA_D32 \
+                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate), "n"(TRANS_B) : "memory"); \
+        } \
+        static __device__ __forceinline__ void run_ss(float (&d)[4][4], uint64_t desc_a, uint64_t desc_b, int accumulate) { \
+            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\nwgmma.mma_async.sync.aligned.m64n32k16.f32." TYPE "." TYPE " " \
+                         LATHE_WGMMA_DREGS32 ", %16, %17, p, 1, 1, 0, 0;\n}\n" \
+                         : LATHE_WGMMA_D32 \
+                         : "l"(desc_a), "l"(desc_b), "r"(accumulate) : "memory"); \
         } \
     };
 #define LATHE_WGMMA_N64(T, TYPE) \
     template <> struct Wgmma<T, 64> { \
         template <int TRANS_B> \
         static __device__ __forceinline__ void run(float (&d)[8][4], const uint32_t (&a)[4], uint64_t desc, int accumulate) { \
-            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n" \
-                         "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE " {" \
-                         "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15," \
-                         "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31" \
-                         "}, {%32,%33,%34,%35}, %36, p, 1, 1, %38;\n}\n" \
-                         : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), \
-                           "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), \
-                           "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), \
-                           "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]) \
-                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate), "n"(TRANS_B) \
-                         : "memory"); \
+            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\nwgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE " " \
+                         LATHE_WGMMA_DREGS64 ", {%32,%33,%34,%35}, %36, p, 1, 1, %38;\n}\n" \
+                         : LATHE_WGMMA_D64 \
+                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate), "n"(TRANS_B) : "memory"); \
+        } \
+        static __device__ __forceinline__ void run_ss(float (&d)[8][4], uint64_t desc_a, uint64_t desc_b, int accumulate) { \
+            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\nwgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE " " \
+                         LATHE_WGMMA_DREGS64 ", %32, %33, p, 1, 1, 0, 0;\n}\n" \
+                         : LATHE_WGMMA_D64 \
+                         : "l"(desc_a), "l"(desc_b), "r"(accumulate) : "memory"); \
         } \
     };
 #define LATHE_WGMMA_N128(T, TYPE) \
     template <> struct Wgmma<T, 128> { \
         template <int TRANS_B> \
         static __device__ __forceinline__ void run(float (&d)[16][4], const uint32_t (&a)[4], uint64_t desc, int accumulate) { \
-            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n" \
-                         "wgmma.mma_async.sync.aligned.m64n128k16.f32." TYPE "." TYPE " {" \
-                         "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15," \
-                         "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31," \
-                         "%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47," \
-                         "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63" \
-                         "}, {%64,%65,%66,%67}, %68, p, 1, 1, %70;\n}\n" \
-                         : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), \
-                           "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), \
-                           "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), \
-                           "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]), \
-                           "+f"(d[8][0]), "+f"(d[8][1]), "+f"(d[8][2]), "+f"(d[8][3]), "+f"(d[9][0]), "+f"(d[9][1]), "+f"(d[9][2]), "+f"(d[9][3]), \
-                           "+f"(d[10][0]), "+f"(d[10][1]), "+f"(d[10][2]), "+f"(d[10][3]), "+f"(d[11][0]), "+f"(d[11][1]), "+f"(d[11][2]), "+f"(d[11][3]), \
-                           "+f"(d[12][0]), "+f"(d[12][1]), "+f"(d[12][2]), "+f"(d[12][3]), "+f"(d[13][0]), "+f"(d[13][1]), "+f"(d[13][2]), "+f"(d[13][3]), \
-                           "+f"(d[14][0]), "+f"(d[14][1]), "+f"(d[14][2]), "+f"(d[14][3]), "+f"(d[15][0]), "+f"(d[15][1]), "+f"(d[15][2]), "+f"(d[15][3]) \
-                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate), "n"(TRANS_B) \
-                         : "memory"); \
+            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\nwgmma.mma_async.sync.aligned.m64n128k16.f32." TYPE "." TYPE " " \
+                         LATHE_WGMMA_DREGS128 ", {%64,%65,%66,%67}, %68, p, 1, 1, %70;\n}\n" \
+                         : LATHE_WGMMA_D128 \
+                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate), "n"(TRANS_B) : "memory"); \
+        } \
+        static __device__ __forceinline__ void run_ss(float (&d)[16][4], uint64_t desc_a, uint64_t desc_b, int accumulate) { \
+            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\nwgmma.mma_async.sync.aligned.m64n128k16.f32." TYPE "." TYPE " " \
+                         LATHE_WGMMA_DREGS128 ", %64, %65, p, 1, 1, 0, 0;\n}\n" \
+                         : LATHE_WGMMA_D128 \
+                         : "l"(desc_a), "l"(desc_b), "r"(accumulate) : "memory"); \
         } \
     };
 LATHE_WGMMA_N32(__nv_bfloat16, "bf16")
@@ -327,6 +351,12 @@ LATHE_WGMMA_N128(__half, "f16")
 #undef LATHE_WGMMA_N32
 #undef LATHE_WGMMA_N64
 #undef LATHE_WGMMA_N128
+#undef LATHE_WGMMA_D32
+#undef LATHE_WGMMA_DREGS32
+#undef LATHE_WGMMA_D64
+#undef LATHE_WGMMA_DREGS64
+#undef LATHE_WGMMA_D128
+#undef LATHE_WGMMA_DREGS128
 #endif
 
 // S = Q K^T for one tile of BN keys: D / 16 wgmma over the K tile at k_tile (wg_tile_offset layout), the first
@@ -347,14 +377,57 @@ __device__ __forceinline__ void qk_tile_wgmma(float (&s)[BN / 8][4], const uint3
 #endif
 }
 
-// O += P V for one tile of BN keys: BN / 16 wgmma (16 keys each) over the V tile at v_tile (wg_tile_offset layout,
-// read MN-major: 8-key atoms 1 KB apart, the d halves BN * 128 bytes apart), then waited for. sm_90a only.
-template <typename T, int D, int BN>
-__device__ __forceinline__ void pv_tile_wgmma(float (&o)[D / 8][4], const uint32_t (&pf)[BN / 16][4], uint32_t v_tile) {
+// S = Q K^T for M tiles of 64 query rows (4 heads x 16 rows each) with Q in shared memory at q_tiles (tile m at
+// q_tiles + m * 64 * D * 2, wg_tile_offset's layout over 64 rows): M * D / 16 wgmma with A through a descriptor, each
+// K descriptor serving the M tiles, then waited for. sm_90a only.
+template <typename T, int D, int BN, int M>
+__device__ __forceinline__ void qk_tiles_wgmma_ss(float (&s)[M][BN / 8][4], uint32_t q_tiles, uint32_t k_tile) {
+#ifdef LATHE_WGMMA
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#pragma unroll
+    for (int k = 0; k < D / 16; k++) {
+        const uint64_t kd = wg_desc(k_tile + (k >> 2) * (BN * 128) + (k & 3) * 32);
+#pragma unroll
+        for (int m = 0; m < M; m++) {
+            const uint64_t qd = wg_desc(q_tiles + m * (64 * D * 2) + (k >> 2) * (64 * 128) + (k & 3) * 32);
+            Wgmma<T, BN>::run_ss(s[m], qd, kd, k > 0);
+        }
+    }
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+#else
+    __trap();
+#endif
+}
+
+// Stores this thread's A fragments of rows g and g + 8 of a 16-row slice (rows `row0` + ... of a 64-row Q tile at
+// q_tile, wg_tile_offset's layout) for qk_tiles_wgmma_ss.
+template <int D>
+__device__ __forceinline__ void store_q_wg(uint32_t q_tile, const uint32_t (&qf)[D / 16][4], int row0, int g, int t4) {
+#pragma unroll
+    for (int k = 0; k < D / 16; k++) {
+#pragma unroll
+        for (int r = 0; r < 4; r++) {
+            // a0: row g, chunk 2k; a1: row g + 8, chunk 2k; a2: row g, chunk 2k + 1; a3: row g + 8, chunk 2k + 1
+            const uint32_t at = q_tile + wg_tile_offset<D, 64>(row0 + g + (r & 1) * 8, 2 * k + (r >> 1)) + 4 * t4;
+            asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(at), "r"(qf[k][r]) : "memory");
+        }
+    }
+}
+
+// O += P V for one tile of BN keys and M tiles of 64 query rows: BN / 16 wgmma a row tile (16 keys each) over the V
+// tile at v_tile (wg_tile_offset layout, read MN-major: 8-key atoms 1 KB apart, the d halves BN * 128 bytes apart),
+// then waited for. sm_90a only.
+template <typename T, int D, int BN, int M>
+__device__ __forceinline__ void pv_tile_wgmma(float (&o)[M][D / 8][4], const uint32_t (&pf)[M][BN / 16][4], uint32_t v_tile) {
 #ifdef LATHE_WGMMA
     asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");  // o was rescaled, pf written, since the last wgmma
 #pragma unroll
-    for (int k = 0; k < BN / 16; k++) Wgmma<T, D>::template run<1>(o, pf[k], wg_desc(v_tile + k * (16 * 128), BN * 128), 1);
+    for (int k = 0; k < BN / 16; k++) {
+        const uint64_t vd = wg_desc(v_tile + k * (16 * 128), BN * 128);
+#pragma unroll
+        for (int m = 0; m < M; m++) Wgmma<T, D>::template run<1>(o[m], pf[m][k], vd, 1);
+    }
     asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
     asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
 #else
@@ -365,7 +438,7 @@ __device__ __forceinline__ void pv_tile_wgmma(float (&o)[D / 8][4], const uint32
 
 template <typename T, int D, int BN, int MT = 0, int WG = 0>
 __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& p) {
-    static_assert(WG == 0 || MT == 0, "S on wgmma takes Q from registers");
+    static_assert(WG == 0 || MT == 0 || (WG == 2 && MT == 2), "32 rows a warp on wgmma runs both products there");
     constexpr bool QS = MT > 0;     // Q rows in shared memory
     constexpr int M = QS ? MT : 1;  // 16-row tiles of a warp
     constexpr int KC = D / 16;      // 16-wide k steps of Q K^T
@@ -402,16 +475,20 @@ __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& 
     // this thread's rows: g and g + 8 of each 16-row tile; rows past the item's end compute on zero queries and are
     // never stored
     uint32_t qf[QS ? 1 : KC][4];  // the Q fragments held in registers (without QS)
-    const uint32_t q_rows = smem + 4 * TILE_BYTES + warp * (M * GQ_BM * D * 2);  // this warp's Q rows (with QS)
+    // this warp's Q rows (with QS); with WG the M tiles of 64 rows (4 heads x 16) of the whole block
+    const uint32_t q_rows = smem + 4 * TILE_BYTES + (WG > 0 ? 0 : warp * (M * GQ_BM * D * 2));
     if constexpr (QS) {
 #pragma unroll
         for (int m = 0; m < M; m++) {
             uint32_t qt[KC][4];
             const int r = m * GQ_BM + g;
             load_q<T, D>(qt, p, (long long)(q_start + first + r), head, r < rows, r + 8 < rows, t4);
-            store_q_rows<D>(q_rows + m * (GQ_BM * D * 2), qt, g, t4);
+            if constexpr (WG > 0) store_q_wg<D>(q_rows + m * (64 * D * 2), qt, warp * GQ_BM, g, t4);
+            else store_q_rows<D>(q_rows + m * (GQ_BM * D * 2), qt, g, t4);
         }
-        __syncwarp();  // only this warp reads its rows, first after the first __syncthreads below
+        // only this warp reads its rows (with WG the tensor cores read all four warps' rows, after the fence and the
+        // __syncthreads at the top of the first tile)
+        __syncwarp();
     } else {
         load_q<T, D>(qf, p, (long long)(q_start + first + g), head, g < rows, g + 8 < rows, t4);
     }
@@ -449,7 +526,8 @@ __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& 
         const uint32_t k_base = smem + stage * TILE_BYTES, v_base = smem + (2 + stage) * TILE_BYTES;
 
         float s[M][NB][4];
-        if constexpr (WG > 0) qk_tile_wgmma<T, D, BN>(s[0], qf, k_base);
+        if constexpr (WG > 0 && QS) qk_tiles_wgmma_ss<T, D, BN, M>(s, q_rows, k_base);
+        else if constexpr (WG > 0) qk_tile_wgmma<T, D, BN>(s[0], qf, k_base);
         else if constexpr (QS) qk_tile_q_shared<T, D, NB, M>(s, q_rows, k_base, mi, mr);
         else qk_tile<T, D, NB>(s[0], qf, k_base, mi, mr);
 
@@ -462,7 +540,7 @@ __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& 
             softmax_tile<T, NB, DB>(s[m], pf[m], o[m], m_a[m], m_b[m], l_a[m], l_b[m], k0, pos_a, pos_a + 8, window, mask,
                                     c, t4);
         }
-        if constexpr (WG > 1) pv_tile_wgmma<T, D, BN>(o[0], pf[0], v_base);
+        if constexpr (WG > 1) pv_tile_wgmma<T, D, BN, M>(o, pf, v_base);
         else pv_tile_rows<T, D, BN / 16, M>(o, pf, v_base, mi, mr);
     }
 
@@ -514,10 +592,10 @@ FLASH_GQA_W32_ENTRY(flash_attention_gqa_w32_f16_d64, __half, 64)
 FLASH_GQA_W32_ENTRY(flash_attention_gqa_w32_f16_d128, __half, 128)
 // S on wgmma (sm_90a only; WG): 16-row items, grid as flash_attention_gqa's. Other targets get a kernel that traps
 // (CudaBackend launches these on sm_90 GPUs only).
-template <typename T, int D, int BN, int WG>
+template <typename T, int D, int BN, int WG, int MT = 0>
 __device__ __forceinline__ void flash_attention_gqa_wg(const FlashAttentionParams& p) {
 #ifdef LATHE_WGMMA
-    flash_attention_gqa<T, D, BN, 0, WG>(p);
+    flash_attention_gqa<T, D, BN, MT, WG>(p);
 #else
     __trap();
 #endif
@@ -535,6 +613,15 @@ FLASH_GQA_WG_ENTRY(flash_attention_gqa_wgv_bf16_d64, __nv_bfloat16, 64, 32, 2, 3
 FLASH_GQA_WG_ENTRY(flash_attention_gqa_wgv_bf16_d128, __nv_bfloat16, 128, 32, 2, 3)
 FLASH_GQA_WG_ENTRY(flash_attention_gqa_wgv_f16_d64, __half, 64, 32, 2, 3)
 FLASH_GQA_WG_ENTRY(flash_attention_gqa_wgv_f16_d128, __half, 128, 32, 2, 3)
+// both on wgmma at 32 rows a warp (MT = 2): two 64-row tiles a block, Q in shared memory
+#define FLASH_GQA_WG32_ENTRY(NAME, T, D) \
+    extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 2) NAME(const FlashAttentionParams p) { LATHE_PDL_WAIT(); \
+        flash_attention_gqa_wg<T, D, 32, 2, 2>(p); \
+    }
+FLASH_GQA_WG32_ENTRY(flash_attention_gqa_wgv_w32_bf16_d64, __nv_bfloat16, 64)
+FLASH_GQA_WG32_ENTRY(flash_attention_gqa_wgv_w32_bf16_d128, __nv_bfloat16, 128)
+FLASH_GQA_WG32_ENTRY(flash_attention_gqa_wgv_w32_f16_d64, __half, 64)
+FLASH_GQA_WG32_ENTRY(flash_attention_gqa_wgv_w32_f16_d128, __half, 128)
 // both on wgmma over 64-key tiles (CudaBackend.FLASH_GQA_KEYS_PROPERTY 64): half the barriers, fences and waits a key
 FLASH_GQA_WG_ENTRY(flash_attention_gqa_wgv_k64_bf16_d64, __nv_bfloat16, 64, 64, 2, 2)
 FLASH_GQA_WG_ENTRY(flash_attention_gqa_wgv_k64_bf16_d128, __nv_bfloat16, 128, 64, 2, 2)

@@ -134,7 +134,11 @@ public final class CudaBackend implements Backend {
      * System property: {@code true} runs O += P V on wgmma as well, where {@link #FLASH_GQA_WGMMA_PROPERTY} applies
      * (flash_attention_gqa_wgv_*): P from the registers, the V tile read MN-major from the same swizzled shared-memory
      * layout as K. With {@link #FLASH_GQA_KEYS_PROPERTY} 64 both run over 64-key tiles (flash_attention_gqa_wgv_k64_*,
-     * 194 registers at head size 128, two blocks an SM): half the barriers, fences and waits a key. Off until measured.
+     * 194 registers at head size 128, two blocks an SM): half the barriers, fences and waits a key. With 32-key tiles
+     * and {@link #FLASH_GQA_WARP_ROWS_PROPERTY} 32 (its default), each warp takes 32 rows: the block's two 64-row
+     * tiles (4 heads x 16 rows each) share every K and V tile, Q is read by the tensor cores from shared memory
+     * (flash_attention_gqa_wgv_w32_*, 217 registers at head size 128, two blocks an SM); with 16, 16 rows
+     * (flash_attention_gqa_wgv_*). Off until measured.
      */
     public static final String FLASH_GQA_WGMMA_PV_PROPERTY = "lathe.flash.gqaWgmmaPv";
     /** Threads per block of the flash kernel: FA_WARPS = 4 warps, 16 query rows each. */
@@ -1373,6 +1377,9 @@ public final class CudaBackend implements Backend {
     /** Whether the grouped-query flash kernel runs 32 rows a warp: {@link #FLASH_GQA_WARP_ROWS_PROPERTY} 32 over 32-key tiles. */
     private boolean gqaWide() { return flashGqaWarpRows == 32 && flashGqaKeys == 32 && !gqaWgmma(); }
 
+    /** Whether the wgmma kernel runs 32 rows a warp: both products on wgmma, 32-key tiles, {@link #FLASH_GQA_WARP_ROWS_PROPERTY} 32. */
+    private boolean gqaWgmmaWide() { return gqaWgmma() && flashGqaWgmmaPv && flashGqaKeys == 32 && flashGqaWarpRows == 32; }
+
     /** Turns S on wgmma for the grouped-query flash kernel (see {@link #FLASH_GQA_WGMMA_PROPERTY}) on or off; returns the old setting. */
     boolean flashGqaWgmma(boolean on) {
         boolean old = flashGqaWgmma;
@@ -1394,11 +1401,15 @@ public final class CudaBackend implements Backend {
     boolean wgmmaCapable() { return sm90; }
 
     /** Query rows of a grouped-query flash work item (GQ_BM times the warp's 16-row tiles in flash_attention.cu). */
-    private int gqaTileRows() { return gqaWide() ? 32 : 16; }
+    private int gqaTileRows() { return gqaWide() || gqaWgmmaWide() ? 32 : 16; }
 
     /** The grouped-query flash kernel for a cache type and head size (and the variant set), or null where it has none. */
     private Kernel flashGqaKernel(DType dtype, int headDim) {
         if (gqaWgmma()) {
+            if (gqaWgmmaWide()) {
+                return byCacheType(dtype, headDim, kernels.flashGqaWgvW32Bf16D64, kernels.flashGqaWgvW32Bf16D128,
+                        kernels.flashGqaWgvW32F16D64, kernels.flashGqaWgvW32F16D128);
+            }
             if (flashGqaWgmmaPv && flashGqaKeys == 64) {
                 return byCacheType(dtype, headDim, kernels.flashGqaWgvK64Bf16D64, kernels.flashGqaWgvK64Bf16D128,
                         kernels.flashGqaWgvK64F16D64, kernels.flashGqaWgvK64F16D128);

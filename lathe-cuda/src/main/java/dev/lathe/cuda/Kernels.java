@@ -38,6 +38,8 @@ final class Kernels implements AutoCloseable {
     final Kernel flashGqaWgvBf16D64, flashGqaWgvBf16D128, flashGqaWgvF16D64, flashGqaWgvF16D128;
     /** The same over 64-key tiles. */
     final Kernel flashGqaWgvK64Bf16D64, flashGqaWgvK64Bf16D128, flashGqaWgvK64F16D64, flashGqaWgvK64F16D128;
+    /** The same at 32 rows a warp (two 64-row tiles a block, Q in shared memory). */
+    final Kernel flashGqaWgvW32Bf16D64, flashGqaWgvW32Bf16D128, flashGqaWgvW32F16D64, flashGqaWgvW32F16D128;
     /** split_attention_K for head_dim = 32 K, K = 1..8 (index K - 1), and the merge of their pieces. */
     final Kernel[] splitAttention = new Kernel[8];
     /** The same on tensor cores for 16-bit caches: BF16/F16 x head size 64/128 (split_attention_mma). */
@@ -107,6 +109,10 @@ final class Kernels implements AutoCloseable {
             flashGqaWgvK64Bf16D128 = flash.kernel("flash_attention_gqa_wgv_k64_bf16_d128", flashParams("flash_attention_gqa_wgv_k64_bf16_d128"));
             flashGqaWgvK64F16D64 = flash.kernel("flash_attention_gqa_wgv_k64_f16_d64", flashParams("flash_attention_gqa_wgv_k64_f16_d64"));
             flashGqaWgvK64F16D128 = flash.kernel("flash_attention_gqa_wgv_k64_f16_d128", flashParams("flash_attention_gqa_wgv_k64_f16_d128"));
+            flashGqaWgvW32Bf16D64 = flash.kernel("flash_attention_gqa_wgv_w32_bf16_d64", flashParams("flash_attention_gqa_wgv_w32_bf16_d64"));
+            flashGqaWgvW32Bf16D128 = flash.kernel("flash_attention_gqa_wgv_w32_bf16_d128", flashParams("flash_attention_gqa_wgv_w32_bf16_d128"));
+            flashGqaWgvW32F16D64 = flash.kernel("flash_attention_gqa_wgv_w32_f16_d64", flashParams("flash_attention_gqa_wgv_w32_f16_d64"));
+            flashGqaWgvW32F16D128 = flash.kernel("flash_attention_gqa_wgv_w32_f16_d128", flashParams("flash_attention_gqa_wgv_w32_f16_d128"));
             // their dynamic shared memory: two stages of a K and a V tile of 16-bit values, and Q rows (see gqaShared)
             for (Kernel k : List.of(flashGqaBf16D64, flashGqaF16D64)) gqaShared(k, 32, 64, 0);
             for (Kernel k : List.of(flashGqaBf16D128, flashGqaF16D128)) gqaShared(k, 32, 128, 0);
@@ -123,6 +129,11 @@ final class Kernels implements AutoCloseable {
             }
             for (Kernel k : List.of(flashGqaWgvK64Bf16D64, flashGqaWgvK64F16D64)) k.withDynamicShared(2 * 2 * 64 * 64 * 2 + 1024);
             for (Kernel k : List.of(flashGqaWgvK64Bf16D128, flashGqaWgvK64F16D128)) k.withDynamicShared(2 * 2 * 64 * 128 * 2 + 1024);
+            // and two 64-row tiles of Q
+            for (Kernel k : List.of(flashGqaWgvW32Bf16D64, flashGqaWgvW32F16D64)) k.withDynamicShared(2 * 2 * 32 * 64 * 2 + 2 * 64 * 64 * 2 + 1024);
+            for (Kernel k : List.of(flashGqaWgvW32Bf16D128, flashGqaWgvW32F16D128)) {
+                k.withDynamicShared(2 * 2 * 32 * 128 * 2 + 2 * 64 * 128 * 2 + 1024);
+            }
             siluMul = byName.get("activation").kernel("silu_mul", struct("silu_mul",
                     ptr("x"), ptr("out"), i64("n"), i32("inner"), i32("dtype"), i32("x_dtype")));
             randomNormal = byName.get("random").kernel("random_normal", struct("random_normal",

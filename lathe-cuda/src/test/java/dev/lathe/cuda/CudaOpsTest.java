@@ -1052,49 +1052,46 @@ class CudaOpsTest {
         }
     }
 
-    /** The grouped-query kernel with S on wgmma (CudaBackend.FLASH_GQA_WGMMA_PROPERTY), on an sm_90 GPU only. */
+    // The wgmma kernels (CudaBackend.FLASH_GQA_WGMMA_PROPERTY and FLASH_GQA_WGMMA_PV_PROPERTY), on an sm_90 GPU only.
+
     @ParameterizedTest
     @EnumSource(value = DType.class, names = {"BF16", "F16"})
     void groupedFlashAttentionWithSOnWgmma(DType cacheType) {
-        org.junit.jupiter.api.Assumptions.assumeTrue(gpu.wgmmaCapable(), "wgmma needs an sm_90 GPU");
-        boolean old = gpu.flashGqaWgmma(true);
-        try {
-            groupedFlash(() -> groupedFlashVariantCases(cacheType));
-            assertThat(gpu.lastFlashKernel()).contains("_wg_");
-        } finally {
-            gpu.flashGqaWgmma(old);
-        }
+        onWgmma(cacheType, false, 32, 16, "flash_attention_gqa_wg_");
     }
 
-    /** The same with O += P V on wgmma too (CudaBackend.FLASH_GQA_WGMMA_PV_PROPERTY). */
     @ParameterizedTest
     @EnumSource(value = DType.class, names = {"BF16", "F16"})
     void groupedFlashAttentionWithSAndPvOnWgmma(DType cacheType) {
-        org.junit.jupiter.api.Assumptions.assumeTrue(gpu.wgmmaCapable(), "wgmma needs an sm_90 GPU");
-        boolean old = gpu.flashGqaWgmma(true), oldPv = gpu.flashGqaWgmmaPv(true);
-        try {
-            groupedFlash(() -> groupedFlashVariantCases(cacheType));
-            assertThat(gpu.lastFlashKernel()).contains("_wgv_");
-        } finally {
-            gpu.flashGqaWgmma(old);
-            gpu.flashGqaWgmmaPv(oldPv);
-        }
+        onWgmma(cacheType, true, 32, 16, "flash_attention_gqa_wgv_" + cacheType.name().toLowerCase(java.util.Locale.ROOT));
     }
 
-    /** S and P V on wgmma over 64-key tiles (CudaBackend.FLASH_GQA_KEYS_PROPERTY 64 with both wgmma switches). */
+    /** Both products at 32 rows a warp (the default warp rows): two 64-row tiles a block, Q in shared memory. */
+    @ParameterizedTest
+    @EnumSource(value = DType.class, names = {"BF16", "F16"})
+    void groupedFlashAttentionOnWgmmaAt32RowsAWarp(DType cacheType) {
+        onWgmma(cacheType, true, 32, 32, "flash_attention_gqa_wgv_w32_");
+    }
+
     @ParameterizedTest
     @EnumSource(value = DType.class, names = {"BF16", "F16"})
     void groupedFlashAttentionOnWgmmaOver64KeyTiles(DType cacheType) {
+        onWgmma(cacheType, true, 64, 32, "flash_attention_gqa_wgv_k64_");
+    }
+
+    /** The variant cases with S on wgmma (and P V with {@code pv}) at those tile keys and warp rows, run by {@code kernel}. */
+    private void onWgmma(DType cacheType, boolean pv, int keys, int warpRows, String kernel) {
         org.junit.jupiter.api.Assumptions.assumeTrue(gpu.wgmmaCapable(), "wgmma needs an sm_90 GPU");
-        boolean old = gpu.flashGqaWgmma(true), oldPv = gpu.flashGqaWgmmaPv(true);
-        int oldKeys = gpu.flashGqaKeys(64);
+        boolean old = gpu.flashGqaWgmma(true), oldPv = gpu.flashGqaWgmmaPv(pv);
+        int oldKeys = gpu.flashGqaKeys(keys), oldRows = gpu.flashGqaWarpRows(warpRows);
         try {
             groupedFlash(() -> groupedFlashVariantCases(cacheType));
-            assertThat(gpu.lastFlashKernel()).contains("_wgv_k64_");
+            assertThat(gpu.lastFlashKernel()).startsWith(kernel);
         } finally {
             gpu.flashGqaWgmma(old);
             gpu.flashGqaWgmmaPv(oldPv);
             gpu.flashGqaKeys(oldKeys);
+            gpu.flashGqaWarpRows(oldRows);
         }
     }
 
