@@ -68,7 +68,7 @@ __device__ __forceinline__ void load_tile(uint32_t tile, const uint16_t* cache, 
 // row: with 128-byte swizzle, the canonical K-major layout of K for S = Q K^T (8-row atoms of 1 KB one after the
 // other) and the canonical MN-major layout of V for O += P V (8-key atoms 1 KB apart along the keys, the two d
 // halves BN * 128 bytes apart).
-template <int D, int BN> __device__ __forceinline__ uint32_t wg_tile_offset(int key, int chunk) {
+template <int BN> __device__ __forceinline__ uint32_t wg_tile_offset(int key, int chunk) {
     return static_cast<uint32_t>((chunk >> 3) * (BN * 128) + key * 128 + (((chunk & 7) ^ (key & 7)) << 4));
 }
 
@@ -93,7 +93,7 @@ __device__ __forceinline__ void load_kv_tiles(uint32_t k_tile, uint32_t v_tile, 
             bytes = 16;
         }
         const uint32_t to = tile_offset<D>(key, chunk);
-        const uint32_t wg = WG > 0 ? wg_tile_offset<D, BN>(key, chunk) : to;
+        const uint32_t wg = WG > 0 ? wg_tile_offset<BN>(key, chunk) : to;
         cp_async16(k_tile + wg, k_cache + at, bytes);
         cp_async16(v_tile + (WG > 1 ? wg : to), v_cache + at, bytes);
     }
@@ -209,7 +209,7 @@ __device__ __forceinline__ void flash_attention(const FlashAttentionParams& p) {
         }
 
         if (live) {
-            pv_tile<T, D, FA_BN / 16>(o, pf, v_base, mi, mr);
+            pv_tile<T, D, FA_BN / 16>(&o, &pf, v_base, mi, mr);
         }
     }
 
@@ -409,7 +409,7 @@ __device__ __forceinline__ void store_q_wg(uint32_t q_tile, const uint32_t (&qf)
 #pragma unroll
         for (int r = 0; r < 4; r++) {
             // a0: row g, chunk 2k; a1: row g + 8, chunk 2k; a2: row g, chunk 2k + 1; a3: row g + 8, chunk 2k + 1
-            const uint32_t at = q_tile + wg_tile_offset<D, 64>(row0 + g + (r & 1) * 8, 2 * k + (r >> 1)) + 4 * t4;
+            const uint32_t at = q_tile + wg_tile_offset<64>(row0 + g + (r & 1) * 8, 2 * k + (r >> 1)) + 4 * t4;
             asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(at), "r"(qf[k][r]) : "memory");
         }
     }
@@ -541,7 +541,7 @@ __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& 
                                     c, t4);
         }
         if constexpr (WG > 1) pv_tile_wgmma<T, D, BN, M>(o, pf, v_base);
-        else pv_tile_rows<T, D, BN / 16, M>(o, pf, v_base, mi, mr);
+        else pv_tile<T, D, BN / 16, M>(o, pf, v_base, mi, mr);
     }
 
 #pragma unroll

@@ -61,14 +61,7 @@ extern "C" __global__ void rope_write_kv(const RopeWriteKvParams p) {
     const long long r = blockIdx.x;
     const int head_dim = 2 * p.half;
     const long long src = (r * all_heads + h) * head_dim;
-    float x1, x2;
-    if (p.qkv_dtype == DT_F32) {
-        x1 = static_cast<const float*>(p.qkv)[src + j];
-        x2 = static_cast<const float*>(p.qkv)[src + j + p.half];
-    } else {
-        x1 = load_f(p.qkv, p.qkv_dtype, src + j);
-        x2 = load_f(p.qkv, p.qkv_dtype, src + j + p.half);
-    }
+    float x1 = load_f(p.qkv, p.qkv_dtype, src + j), x2 = load_f(p.qkv, p.qkv_dtype, src + j + p.half);
     if (h < p.heads + p.kv_heads) {
         const float c = p.cos[r * p.half + j], s = p.sin[r * p.half + j];
         const float y1 = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s));

@@ -21,26 +21,20 @@ namespace lathe {
 namespace {
 
 template <typename T> struct Mma;
-
-template <> struct Mma<__nv_bfloat16> {
-    static __device__ __forceinline__ uint32_t pack(float lo, float hi) { return pack_pair<__nv_bfloat16>(lo, hi); }
-    static __device__ __forceinline__ void run(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-                     "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-    }
-};
-
-template <> struct Mma<__half> {
-    static __device__ __forceinline__ uint32_t pack(float lo, float hi) { return pack_pair<__half>(lo, hi); }
-    static __device__ __forceinline__ void run(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
-                     "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-    }
-};
+// pack: two floats rounded to T in one register (lo in the low half); run: d += a b on the tensor cores
+#define LATHE_MMA(T, TYPE) \
+    template <> struct Mma<T> { \
+        static __device__ __forceinline__ uint32_t pack(float lo, float hi) { return pack_pair<T>(lo, hi); } \
+        static __device__ __forceinline__ void run(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) { \
+            asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." TYPE "." TYPE ".f32 " \
+                         "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n" \
+                         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]) \
+                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1)); \
+        } \
+    };
+LATHE_MMA(__nv_bfloat16, "bf16")
+LATHE_MMA(__half, "f16")
+#undef LATHE_MMA
 
 __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
@@ -171,11 +165,10 @@ __device__ __forceinline__ void quad_sums(float& l_a, float& l_b) {
     }
 }
 
-// O += P V for one tile of KB * 16 keys from the V tile at v_base, for M tiles of 16 query rows (P as A fragments,
-// 16 keys each); each V fragment serves all M row tiles.
-template <typename T, int D, int KB, int M>
-__device__ __forceinline__ void pv_tile_rows(float (&o)[M][D / 8][4], const uint32_t (&pf)[M][KB][4], uint32_t v_base, int mi,
-                                             int mr) {
+// O += P V for one tile of KB * 16 keys from the V tile at v_base, for M tiles of 16 query rows (o and pf point at
+// M tiles' accumulators and P fragments; a single tile passes &o and &pf); each V fragment serves all M row tiles.
+template <typename T, int D, int KB, int M = 1>
+__device__ __forceinline__ void pv_tile(float (*o)[D / 8][4], const uint32_t (*pf)[KB][4], uint32_t v_base, int mi, int mr) {
 #pragma unroll
     for (int k = 0; k < KB; k++) {
 #pragma unroll
@@ -188,21 +181,6 @@ __device__ __forceinline__ void pv_tile_rows(float (&o)[M][D / 8][4], const uint
                 Mma<T>::run(o[m][2 * d2], pf[m][k], b[0], b[1]);
                 Mma<T>::run(o[m][2 * d2 + 1], pf[m][k], b[2], b[3]);
             }
-        }
-    }
-}
-
-// O += P V for one tile of KB * 16 keys from the V tile at v_base (P as A fragments, 16 keys each).
-template <typename T, int D, int KB>
-__device__ __forceinline__ void pv_tile(float (&o)[D / 8][4], const uint32_t (&pf)[KB][4], uint32_t v_base, int mi, int mr) {
-#pragma unroll
-    for (int k = 0; k < KB; k++) {
-#pragma unroll
-        for (int d2 = 0; d2 < D / 16; d2++) {
-            uint32_t b[4];
-            ldmatrix_x4_trans(b, v_base + tile_offset<D>(k * 16 + (mi & 1) * 8 + mr, 2 * d2 + (mi >> 1)));
-            Mma<T>::run(o[2 * d2], pf[k], b[0], b[1]);
-            Mma<T>::run(o[2 * d2 + 1], pf[k], b[2], b[3]);
         }
     }
 }

@@ -382,7 +382,7 @@ __device__ __forceinline__ void split_attention_mma(const SplitAttentionParams& 
         // keys past the piece's last (zero-filled, or another piece's) are masked; the piece starts inside the window
         uint32_t pf[MD_BN / 16][4];
         softmax_tile<T, NB, DB>(s, pf, o, m_a, m_b, l_a, l_b, k0, w.hi, w.hi, 0, k0 + MD_BN - 1 > w.hi, c, t4);
-        pv_tile<T, D, MD_BN / 16>(o, pf, smem_addr(v_tile[it & 1]), mi, mr);
+        pv_tile<T, D, MD_BN / 16>(&o, &pf, smem_addr(v_tile[it & 1]), mi, mr);
         __syncwarp();  // every lane is done with this stage before it is filled again
     }
 

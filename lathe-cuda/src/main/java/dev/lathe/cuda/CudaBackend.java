@@ -720,10 +720,7 @@ public final class CudaBackend implements Backend {
                         + wt.dtype() + (bt != null ? " with a bias" : "") + " over " + n + " rows; out must be F32, or w's "
                         + "16-bit format without a bias where projectionFormat says so");
             }
-            try (CudaTensor converted = inFormat(xt, wt.dtype())) {
-                long xa = converted != null ? converted.address() : xt.address();
-                gemm.run(stream, wt.dtype(), wt.dtype(), wt.address(), xa, ot.address(), n, wt.cols(), wt.rows(), !capturing());
-            }
+            gemmLinear(xt, wt, null, ot, false);
             return;
         }
         if (n <= gemvMaxRows) {
@@ -763,7 +760,7 @@ public final class CudaBackend implements Backend {
     /**
      * The GEMM path of {@link #linear} and {@link #linearAdd}: x in the weight's format (as given: F32 weights, or
      * a norm wrote it so; else rounded into a pooled copy), one cuBLASLt GEMM writing (or, {@code accumulate},
-     * adding into) the F32 out, then the bias. Accumulating with a bias, the product and its bias go to a pooled
+     * adding into) out, F32 or (projectionFormat, no bias) the weight's format, then the bias. Accumulating with a bias, the product and its bias go to a pooled
      * tensor first and are added into out after, so that out + (product + bias) rounds as the unfused ops do.
      */
     private void gemmLinear(CudaTensor xt, CudaWeight wt, CudaWeight bt, CudaTensor ot, boolean accumulate) {
@@ -777,7 +774,7 @@ public final class CudaBackend implements Backend {
         }
         try (CudaTensor converted = inFormat(xt, wt.dtype())) {
             long xa = converted != null ? converted.address() : xt.address();
-            gemm.run(stream, wt.dtype(), DType.F32, wt.address(), xa, ot.address(), xt.rows(), wt.cols(), wt.rows(), !capturing(),
+            gemm.run(stream, wt.dtype(), ot.dtype(), wt.address(), xa, ot.address(), xt.rows(), wt.cols(), wt.rows(), !capturing(),
                     accumulate);
         }
         if (bt != null) {
@@ -1194,14 +1191,16 @@ public final class CudaBackend implements Backend {
         if (qt.rows() == 0) return;
         int heads = qt.cols() / headDim;
         int group = heads / c.numKvHeads();
-        boolean gqa = flashGqa && group % 4 == 0 && flashGqaKernel(c.dtype(), headDim) != null;
+        GqaVariant variant = gqaVariant();
+        Kernel gqaKernel = flashGqa && group % 4 == 0 ? variant.kernel(c.dtype(), headDim) : null;
+        boolean gqa = gqaKernel != null;
         if (gqa) {
-            plan(meta, gqaTileRows());
+            plan(meta, variant.tileRows());
             gqa = planItems <= MAX_GRID_Y;  // else the plain kernel's 64-row items may still fit the grid
         }
-        Kernel flash = gqa ? flashGqaKernel(c.dtype(), headDim) : flashKernel(c.dtype(), headDim);
+        Kernel flash = gqa ? gqaKernel : flashKernel(c.dtype(), headDim);
         if (flash != null) {
-            plan(meta, gqa ? gqaTileRows() : FLASH_TILE_ROWS);
+            plan(meta, gqa ? variant.tileRows() : FLASH_TILE_ROWS);
             if (planLongestRun >= FLASH_MIN_QUERY_ROWS && planItems <= MAX_GRID_Y) {
                 // the flash kernels write float32 or the cache's own 16-bit format; another 16-bit output (an F16
                 // model over a BF16 cache) takes float32 from them and is rounded after (the other kernels write any).
@@ -1366,20 +1365,6 @@ public final class CudaBackend implements Backend {
         return rows;
     }
 
-    /**
-     * Whether the grouped-query flash kernel runs S on wgmma: {@link #FLASH_GQA_WGMMA_PROPERTY} on an sm_90 GPU, over
-     * 32-key tiles, or 64-key ones with {@link #FLASH_GQA_WGMMA_PV_PROPERTY}.
-     */
-    private boolean gqaWgmma() {
-        return flashGqaWgmma && sm90 && (flashGqaKeys == 32 || flashGqaWgmmaPv);
-    }
-
-    /** Whether the grouped-query flash kernel runs 32 rows a warp: {@link #FLASH_GQA_WARP_ROWS_PROPERTY} 32 over 32-key tiles. */
-    private boolean gqaWide() { return flashGqaWarpRows == 32 && flashGqaKeys == 32 && !gqaWgmma(); }
-
-    /** Whether the wgmma kernel runs 32 rows a warp: both products on wgmma, 32-key tiles, {@link #FLASH_GQA_WARP_ROWS_PROPERTY} 32. */
-    private boolean gqaWgmmaWide() { return gqaWgmma() && flashGqaWgmmaPv && flashGqaKeys == 32 && flashGqaWarpRows == 32; }
-
     /** Turns S on wgmma for the grouped-query flash kernel (see {@link #FLASH_GQA_WGMMA_PROPERTY}) on or off; returns the old setting. */
     boolean flashGqaWgmma(boolean on) {
         boolean old = flashGqaWgmma;
@@ -1400,35 +1385,31 @@ public final class CudaBackend implements Backend {
     /** Whether this GPU can run {@link #FLASH_GQA_WGMMA_PROPERTY}'s kernel (sm_90); for tests. */
     boolean wgmmaCapable() { return sm90; }
 
-    /** Query rows of a grouped-query flash work item (GQ_BM times the warp's 16-row tiles in flash_attention.cu). */
-    private int gqaTileRows() { return gqaWide() || gqaWgmmaWide() ? 32 : 16; }
+    /** A grouped-query flash kernel by cache type and head size, and the query rows of its work items (GQ_BM times a warp's 16-row tiles). */
+    private record GqaVariant(int tileRows, Kernel bf16d64, Kernel bf16d128, Kernel f16d64, Kernel f16d128) {
+        /** The kernel for a cache type and head size, or null where the variant has none. */
+        Kernel kernel(DType dtype, int headDim) { return byCacheType(dtype, headDim, bf16d64, bf16d128, f16d64, f16d128); }
+    }
 
-    /** The grouped-query flash kernel for a cache type and head size (and the variant set), or null where it has none. */
-    private Kernel flashGqaKernel(DType dtype, int headDim) {
-        if (gqaWgmma()) {
-            if (gqaWgmmaWide()) {
-                return byCacheType(dtype, headDim, kernels.flashGqaWgvW32Bf16D64, kernels.flashGqaWgvW32Bf16D128,
-                        kernels.flashGqaWgvW32F16D64, kernels.flashGqaWgvW32F16D128);
-            }
-            if (flashGqaWgmmaPv && flashGqaKeys == 64) {
-                return byCacheType(dtype, headDim, kernels.flashGqaWgvK64Bf16D64, kernels.flashGqaWgvK64Bf16D128,
-                        kernels.flashGqaWgvK64F16D64, kernels.flashGqaWgvK64F16D128);
-            }
-            return flashGqaWgmmaPv
-                    ? byCacheType(dtype, headDim, kernels.flashGqaWgvBf16D64, kernels.flashGqaWgvBf16D128, kernels.flashGqaWgvF16D64,
-                            kernels.flashGqaWgvF16D128)
-                    : byCacheType(dtype, headDim, kernels.flashGqaWgBf16D64, kernels.flashGqaWgBf16D128, kernels.flashGqaWgF16D64,
-                            kernels.flashGqaWgF16D128);
+    /**
+     * The grouped-query flash variant the switches select. S runs on wgmma ({@link #FLASH_GQA_WGMMA_PROPERTY}) on an sm_90
+     * GPU over 32-key tiles, or 64-key ones with P V there too ({@link #FLASH_GQA_WGMMA_PV_PROPERTY}); 32 rows a warp
+     * ({@link #FLASH_GQA_WARP_ROWS_PROPERTY}) apply over 32-key tiles, on wgmma only with both products there.
+     */
+    private GqaVariant gqaVariant() {
+        Kernels k = kernels;
+        boolean wide = flashGqaWarpRows == 32 && flashGqaKeys == 32;
+        if (flashGqaWgmma && sm90 && (flashGqaKeys == 32 || flashGqaWgmmaPv)) {
+            if (!flashGqaWgmmaPv) return new GqaVariant(16, k.flashGqaWgBf16D64, k.flashGqaWgBf16D128, k.flashGqaWgF16D64, k.flashGqaWgF16D128);
+            if (wide) return new GqaVariant(32, k.flashGqaWgvW32Bf16D64, k.flashGqaWgvW32Bf16D128, k.flashGqaWgvW32F16D64, k.flashGqaWgvW32F16D128);
+            return flashGqaKeys == 64
+                    ? new GqaVariant(16, k.flashGqaWgvK64Bf16D64, k.flashGqaWgvK64Bf16D128, k.flashGqaWgvK64F16D64, k.flashGqaWgvK64F16D128)
+                    : new GqaVariant(16, k.flashGqaWgvBf16D64, k.flashGqaWgvBf16D128, k.flashGqaWgvF16D64, k.flashGqaWgvF16D128);
         }
-        if (gqaWide()) {
-            return byCacheType(dtype, headDim, kernels.flashGqaW32Bf16D64, kernels.flashGqaW32Bf16D128, kernels.flashGqaW32F16D64,
-                    kernels.flashGqaW32F16D128);
-        }
+        if (wide) return new GqaVariant(32, k.flashGqaW32Bf16D64, k.flashGqaW32Bf16D128, k.flashGqaW32F16D64, k.flashGqaW32F16D128);
         return flashGqaKeys == 64
-                ? byCacheType(dtype, headDim, kernels.flashGqaK64Bf16D64, kernels.flashGqaK64Bf16D128, kernels.flashGqaK64F16D64,
-                        kernels.flashGqaK64F16D128)
-                : byCacheType(dtype, headDim, kernels.flashGqaBf16D64, kernels.flashGqaBf16D128, kernels.flashGqaF16D64,
-                        kernels.flashGqaF16D128);
+                ? new GqaVariant(16, k.flashGqaK64Bf16D64, k.flashGqaK64Bf16D128, k.flashGqaK64F16D64, k.flashGqaK64F16D128)
+                : new GqaVariant(16, k.flashGqaBf16D64, k.flashGqaBf16D128, k.flashGqaF16D64, k.flashGqaF16D128);
     }
 
     /** Turns the grouped-query flash kernel (see {@link #FLASH_GQA_PROPERTY}) on or off; returns the old setting. */
@@ -1467,7 +1448,7 @@ public final class CudaBackend implements Backend {
     /**
      * The device address of {@link #plan}'s work list, uploaded on first use: pairs (sequence, first query row
      * within it), one per tile of up to the plan's tile rows ({@link #FLASH_TILE_ROWS}, or {@link
-     * #gqaTileRows} for the grouped-query kernel), those with the most keys first so the
+     * GqaVariant#tileRows} for the grouped-query kernel), those with the most keys first so the
      * longest blocks start early and the short ones fill in behind them (sequences of up to {@link
      * #SPLIT_MAX_QUERY_RUN} query rows have none); then the {@link #planShortRows} rows of those sequences,
      * for the split kernel, at byte offset {@code 8 * planItems}. The upload is queued, not waited

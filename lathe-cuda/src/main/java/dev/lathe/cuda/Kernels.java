@@ -114,26 +114,22 @@ final class Kernels implements AutoCloseable {
             flashGqaWgvW32F16D64 = flash.kernel("flash_attention_gqa_wgv_w32_f16_d64", flashParams("flash_attention_gqa_wgv_w32_f16_d64"));
             flashGqaWgvW32F16D128 = flash.kernel("flash_attention_gqa_wgv_w32_f16_d128", flashParams("flash_attention_gqa_wgv_w32_f16_d128"));
             // their dynamic shared memory: two stages of a K and a V tile of 16-bit values, and Q rows (see gqaShared)
-            for (Kernel k : List.of(flashGqaBf16D64, flashGqaF16D64)) gqaShared(k, 32, 64, 0);
-            for (Kernel k : List.of(flashGqaBf16D128, flashGqaF16D128)) gqaShared(k, 32, 128, 0);
-            for (Kernel k : List.of(flashGqaK64Bf16D64, flashGqaK64F16D64)) gqaShared(k, 64, 64, 0);
-            for (Kernel k : List.of(flashGqaK64Bf16D128, flashGqaK64F16D128)) gqaShared(k, 64, 128, 0);
-            for (Kernel k : List.of(flashGqaW32Bf16D64, flashGqaW32F16D64)) gqaShared(k, 32, 64, 32);
-            for (Kernel k : List.of(flashGqaW32Bf16D128, flashGqaW32F16D128)) gqaShared(k, 32, 128, 32);
+            for (Kernel k : List.of(flashGqaBf16D64, flashGqaF16D64)) gqaShared(k, 32, 64, 0, false);
+            for (Kernel k : List.of(flashGqaBf16D128, flashGqaF16D128)) gqaShared(k, 32, 128, 0, false);
+            for (Kernel k : List.of(flashGqaK64Bf16D64, flashGqaK64F16D64)) gqaShared(k, 64, 64, 0, false);
+            for (Kernel k : List.of(flashGqaK64Bf16D128, flashGqaK64F16D128)) gqaShared(k, 64, 128, 0, false);
+            for (Kernel k : List.of(flashGqaW32Bf16D64, flashGqaW32F16D64)) gqaShared(k, 32, 64, 32, false);
+            for (Kernel k : List.of(flashGqaW32Bf16D128, flashGqaW32F16D128)) gqaShared(k, 32, 128, 32, false);
             // the wgmma kernels align their tiles to 1 KB themselves: 1 KB more
-            for (Kernel k : List.of(flashGqaWgBf16D64, flashGqaWgF16D64, flashGqaWgvBf16D64, flashGqaWgvF16D64)) {
-                k.withDynamicShared(2 * 2 * 32 * 64 * 2 + 1024);
-            }
+            for (Kernel k : List.of(flashGqaWgBf16D64, flashGqaWgF16D64, flashGqaWgvBf16D64, flashGqaWgvF16D64)) gqaShared(k, 32, 64, 0, true);
             for (Kernel k : List.of(flashGqaWgBf16D128, flashGqaWgF16D128, flashGqaWgvBf16D128, flashGqaWgvF16D128)) {
-                k.withDynamicShared(2 * 2 * 32 * 128 * 2 + 1024);
+                gqaShared(k, 32, 128, 0, true);
             }
-            for (Kernel k : List.of(flashGqaWgvK64Bf16D64, flashGqaWgvK64F16D64)) k.withDynamicShared(2 * 2 * 64 * 64 * 2 + 1024);
-            for (Kernel k : List.of(flashGqaWgvK64Bf16D128, flashGqaWgvK64F16D128)) k.withDynamicShared(2 * 2 * 64 * 128 * 2 + 1024);
-            // and two 64-row tiles of Q
-            for (Kernel k : List.of(flashGqaWgvW32Bf16D64, flashGqaWgvW32F16D64)) k.withDynamicShared(2 * 2 * 32 * 64 * 2 + 2 * 64 * 64 * 2 + 1024);
-            for (Kernel k : List.of(flashGqaWgvW32Bf16D128, flashGqaWgvW32F16D128)) {
-                k.withDynamicShared(2 * 2 * 32 * 128 * 2 + 2 * 64 * 128 * 2 + 1024);
-            }
+            for (Kernel k : List.of(flashGqaWgvK64Bf16D64, flashGqaWgvK64F16D64)) gqaShared(k, 64, 64, 0, true);
+            for (Kernel k : List.of(flashGqaWgvK64Bf16D128, flashGqaWgvK64F16D128)) gqaShared(k, 64, 128, 0, true);
+            // and 32 Q rows a warp (two 64-row tiles of the block)
+            for (Kernel k : List.of(flashGqaWgvW32Bf16D64, flashGqaWgvW32F16D64)) gqaShared(k, 32, 64, 32, true);
+            for (Kernel k : List.of(flashGqaWgvW32Bf16D128, flashGqaWgvW32F16D128)) gqaShared(k, 32, 128, 32, true);
             siluMul = byName.get("activation").kernel("silu_mul", struct("silu_mul",
                     ptr("x"), ptr("out"), i64("n"), i32("inner"), i32("dtype"), i32("x_dtype")));
             randomNormal = byName.get("random").kernel("random_normal", struct("random_normal",
@@ -191,11 +187,11 @@ final class Kernels implements AutoCloseable {
     /**
      * Gives a grouped-query flash kernel with {@code keys}-key tiles at head size {@code headDim} its dynamic shared
      * memory: two stages of a K and a V tile of 16-bit values, then {@code qRows} Q rows (0 where Q stays in
-     * registers) for each of its 4 warps: the layout flash_attention_gqa (flash_attention.cu) carves its dynamic
-     * shared memory into.
+     * registers) for each of its 4 warps, and with {@code wgmma} 1 KB more, as those kernels align their tiles to
+     * 1 KB: the layout flash_attention_gqa (flash_attention.cu) carves its dynamic shared memory into.
      */
-    private static void gqaShared(Kernel k, int keys, int headDim, int qRows) {
-        k.withDynamicShared(2 * 2 * keys * headDim * 2 + 4 * qRows * headDim * 2);
+    private static void gqaShared(Kernel k, int keys, int headDim, int qRows, boolean wgmma) {
+        k.withDynamicShared(2 * 2 * keys * headDim * 2 + 4 * qRows * headDim * 2 + (wgmma ? 1024 : 0));
     }
 
     /** FlashAttentionParams of flash_attention.cu. */
