@@ -538,5 +538,5 @@ case "$mode" in
   throughput) throughput ;;
   pack) pack ;;
   device) device ;;
-  *) echo "usage: $0 [pack|device|throughput|check|serving|pairs|policies|records|tests|quick|ab|profile|ncu]" >&2; exit 2 ;;
+  *) echo "usage: $0 [pack|device|throughput|check|serving|pairs|policies|records|tests|quick|ab|profile|ncu|nsys]" >&2; exit 2 ;;
 esac

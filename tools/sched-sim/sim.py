@@ -100,8 +100,9 @@ def simulate(inp, out, n, blocks=25047, bs=16, budget=8192, max_seqs=1024, no_ev
             if no_evict and running and reserved + need(inp + out) > blocks:
                 break
             hit = cached_prefix(s) if prefix_cache else 0
-            if mark and not no_evict and running and len(free) - (need(tokens[s]) - hit) - hit < mark:
-                break  # the revived blocks leave the free list too
+            # the blocks past the cached prefix and the revived prefix blocks (which leave the free list too): need(tokens)
+            if mark and not no_evict and running and len(free) - need(tokens[s]) < mark:
+                break
             k = min(tokens[s] - hit * bs, left)
             req = need(hit * bs + k) - hit
             if req > len(free) - hit:

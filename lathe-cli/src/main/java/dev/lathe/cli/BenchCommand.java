@@ -89,14 +89,8 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--no-prefix-caching", description = "turn prefix reuse off")
     boolean noPrefixCaching;
 
-    @Option(names = "--guarantee-no-evict", description = "admit a request only while every running one's input + output"
-            + " tokens fit in the KV cache, so none is preempted (default: admit what fits now, preempt when blocks run out)")
-    boolean guaranteeNoEvict;
-
-    @Option(names = "--admission-watermark", paramLabel = "F", defaultValue = "" + EngineConfig.DEFAULT_ADMISSION_WATERMARK,
-            description = "share of the KV blocks a request may not take while others run, so that they can grow before"
-                    + " one is preempted; 0 admits down to the last block (default: ${DEFAULT-VALUE})")
-    double admissionWatermark;
+    @Mixin
+    AdmissionOptions admission;
 
     @Option(names = "--json", paramLabel = "FILE", description = "write the result record to FILE")
     Path json;
@@ -113,7 +107,7 @@ final class BenchCommand implements Callable<Integer> {
     @Spec CommandSpec spec;
 
     private long totalMemory; // of the GPU, when the backend has one
-    private long freeAfterRun = -1; // device memory free once the requests are done, before the engine closes; -1: none
+    private Backend.Memory afterRun; // device memory once the requests are done, before the engine closes; null: none
 
     @Override
     public Integer call() throws Exception {
@@ -131,9 +125,9 @@ final class BenchCommand implements Callable<Integer> {
             try (var engine = LlmEngine.of(m, config)) {
                 r = run(engine, prompts, params, progressSeconds * 1000L, new PrintWriter(System.err, true),
                         deadlineSeconds > 0 ? new Deadline(deadlineSeconds, deadlineSeconds / 2, 10) : null);
-                // the device's pools keep what they took at the run's peak, so this is its headroom; read before the
-                // engine's close gives the KV cache back
-                freeAfterRun = m.model().backend().memory().map(Backend.Memory::freeBytes).orElse(-1L);
+                // the pool keeps a buffer of every size the run met, so what is free is a lower bound on the headroom;
+                // read before the engine's close gives the KV cache back
+                afterRun = m.model().backend().memory().orElse(null);
             }
             print(out, m, backend, config, r);
             if (json != null) writeJson(m, backend, config, r);
@@ -165,7 +159,7 @@ final class BenchCommand implements Callable<Integer> {
             }
         }
         return new EngineConfig(maxNumSeqs, maxNumBatchedTokens, bs, blocks, len, numRequests, !noPrefixCaching, dtype,
-                guaranteeNoEvict, admissionWatermark);
+                admission.guaranteeNoEvict, admission.admissionWatermark);
     }
 
     private int[][] prompts(int vocab) {
@@ -302,9 +296,9 @@ final class BenchCommand implements Callable<Integer> {
                 r.totalBlocks(), c.blockSize(), r.preemptions());
         out.printf(Locale.ROOT, "  engine host     %.3f ms per step over %d steps (%.1f%% of the engine's stepping time)%n",
                 r.hostMsPerStep(), r.steps(), 100 * r.hostShare());
-        if (freeAfterRun >= 0) {
+        if (afterRun != null) {
             out.printf(Locale.ROOT, "  device memory   %.2f GiB free after the run, of %.2f GiB (the pool keeps a buffer of every size the run met: a lower bound on the headroom)%n",
-                    freeAfterRun / (double) (1L << 30), totalMemory / (double) (1L << 30));
+                    afterRun.freeBytes() / (double) (1L << 30), afterRun.totalBytes() / (double) (1L << 30));
         }
         out.flush();
     }
@@ -358,7 +352,7 @@ final class BenchCommand implements Callable<Integer> {
         res.put("engine_steps", r.steps());
         res.put("engine_host_ms_per_step", r.hostMsPerStep());
         res.put("engine_host_share", r.hostShare());
-        if (freeAfterRun >= 0) res.put("device_free_bytes_after_run", freeAfterRun);
+        if (afterRun != null) res.put("device_free_bytes_after_run", afterRun.freeBytes());
         rec.put("results", res);
         rec.put("git_commit", gitCommit());
         rec.put("date", Instant.now().toString());

@@ -77,8 +77,7 @@ final class BenchLatencyCommand implements Callable<Integer> {
     }
 
     private Iteration once(ModelRunner runner, TimedBackend backend, Random rnd, int vocab) {
-        List<Sequence> seqs = new ArrayList<>();
-        for (int b = 0; b < batch; b++) seqs.add(new Sequence(b, rnd.ints(inputLen, 0, vocab).toArray()));
+        List<Sequence> seqs = batchOf(0, rnd, vocab);
         int[] counts = new int[batch];
         Arrays.fill(counts, inputLen);
         double[] steps = new double[Math.max(0, outputLen - 1)];
@@ -106,28 +105,35 @@ final class BenchLatencyCommand implements Callable<Integer> {
         return new Iteration(ttft, steps, host);
     }
 
+    /** The batch: sequences {@code firstId}, {@code firstId + 1}, ... of {@link #inputLen} random tokens each. */
+    private List<Sequence> batchOf(int firstId, Random rnd, int vocab) {
+        List<Sequence> seqs = new ArrayList<>();
+        for (int b = 0; b < batch; b++) seqs.add(new Sequence(firstId + b, rnd.ints(inputLen, 0, vocab).toArray()));
+        return seqs;
+    }
+
     /**
      * One more prefill step of the batch, then one decode step, each with its ops timed ({@link OpProfiler}). Where
      * decode steps run as CUDA graphs, a decode step calls no op one by one (and a graph being recorded cannot be
      * timed), so only the prefill step is profiled; -Dlathe.graphs=false runs decode steps eagerly.
      */
     private Map<String, OpProfiler.Profile> profile(ModelRunner runner, OpProfiler profiler, Random rnd, int vocab) {
-        List<Sequence> seqs = new ArrayList<>();
-        for (int b = 0; b < batch; b++) seqs.add(new Sequence(10_000 + b, rnd.ints(inputLen, 0, vocab).toArray()));
-        int[] counts = new int[batch];
-        Arrays.fill(counts, inputLen);
-        boolean[] greedy = new boolean[batch];
         Map<String, OpProfiler.Profile> out = new LinkedHashMap<>();
-        if (inputLen == 1 && ModelRunner.graphsEnabled(profiler)) {  // a one-token prefill is a decode step: a graph
+        boolean graphs = ModelRunner.graphsEnabled(profiler);
+        if (inputLen == 1 && graphs) {  // a one-token prefill is a decode step: a graph
             System.out.println("a one-token prefill runs as a CUDA graph: run with -Dlathe.graphs=false to profile it");
             return out;
         }
+        List<Sequence> seqs = batchOf(10_000, rnd, vocab);
+        int[] counts = new int[batch];
+        Arrays.fill(counts, inputLen);
+        boolean[] greedy = new boolean[batch];
         try {
             profiler.start();
             var logits = runner.step(seqs, counts, greedy);
             out.put("prefill", profiler.stop());
             for (int s = 0; s < batch; s++) seqs.get(s).append(logits.argmax(s));
-            if (outputLen > 1 && ModelRunner.graphsEnabled(profiler)) {
+            if (outputLen > 1 && graphs) {
                 System.out.println("decode steps run as CUDA graphs: run with -Dlathe.graphs=false to profile one");
             } else if (outputLen > 1) {
                 Arrays.fill(counts, 1);
@@ -140,7 +146,7 @@ final class BenchLatencyCommand implements Callable<Integer> {
         }
         out.forEach((step, p) -> {
             System.out.printf(Locale.ROOT, "ops of one %s step of batch %d (device time between marks):%n%s", step, batch,
-                    OpProfiler.table(p.rows()));
+                    OpProfiler.table(p));
             System.out.printf(Locale.ROOT, "step wall time %.3f ms: device span of its ops %.3f ms (the ops %.3f, gaps between"
                     + " them %.3f), outside the span %.3f ms%n", p.wallMs(), p.spanMs(), p.opsMs(), p.spanMs() - p.opsMs(),
                     p.wallMs() - p.spanMs());

@@ -49,8 +49,7 @@ final class OpProfiler extends ForwardingBackend {
 
     /** Times every op from now until {@link #stop}. */
     void start() {
-        timed.forEach(t -> { t.from.close(); t.to.close(); });
-        timed.clear();
+        release();
         on = true;
         startNanos = firstCallNanos = lastReturnNanos = System.nanoTime();
     }
@@ -66,8 +65,7 @@ final class OpProfiler extends ForwardingBackend {
             s[0]++;
             s[1] += t.from.millisTo(t.to);
         }
-        timed.forEach(t -> { t.from.close(); t.to.close(); });
-        timed.clear();
+        release();
         List<Row> rows = new ArrayList<>();
         sums.forEach((op, s) -> rows.add(new Row(op, (int) s[0], s[1])));
         rows.sort((a, b) -> Double.compare(b.millis, a.millis));
@@ -75,9 +73,16 @@ final class OpProfiler extends ForwardingBackend {
                 (lastReturnNanos - firstCallNanos) / 1e6, (end - lastReturnNanos) / 1e6);
     }
 
-    /** The rows as a table with each op's share of their total. */
-    static String table(List<Row> rows) {
-        double total = rows.stream().mapToDouble(Row::millis).sum();
+    /** Closes the marks of the timed ops and forgets them. */
+    private void release() {
+        timed.forEach(t -> { t.from.close(); t.to.close(); });
+        timed.clear();
+    }
+
+    /** The profile's rows as a table with each op's share of their total. */
+    static String table(Profile profile) {
+        List<Row> rows = profile.rows();
+        double total = profile.opsMs();
         var out = new StringBuilder(String.format(Locale.ROOT, "%-44s %6s %10s %7s%n", "op", "calls", "ms", "share"));
         for (Row r : rows) {
             out.append(String.format(Locale.ROOT, "%-44s %6d %10.3f %6.1f%%%n", r.op, r.calls, r.millis,

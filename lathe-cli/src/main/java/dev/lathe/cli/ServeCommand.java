@@ -2,7 +2,6 @@ package dev.lathe.cli;
 
 import ch.qos.logback.classic.Level;
 import dev.lathe.core.backend.Backend;
-import dev.lathe.core.engine.EngineConfig;
 import dev.lathe.core.generate.LoadedModel;
 import dev.lathe.core.generate.ModelRef;
 import dev.lathe.core.model.LoadProgress;
@@ -75,14 +74,8 @@ final class ServeCommand implements Callable<Integer> {
             description = "tokens per step per model, prefill chunks and decodes together (default: 8192, or max-model-len if longer)")
     int maxNumBatchedTokens;
 
-    @Option(names = "--guarantee-no-evict", description = "admit a request only while every running one's prompt + max"
-            + " tokens fit in the KV cache, so none is preempted (default: admit what fits now, preempt when blocks run out)")
-    boolean guaranteeNoEvict;
-
-    @Option(names = "--admission-watermark", paramLabel = "F", defaultValue = "" + EngineConfig.DEFAULT_ADMISSION_WATERMARK,
-            description = "share of the KV blocks a request may not take while others run, so that they can grow before"
-                    + " one is preempted; 0 admits down to the last block (default: ${DEFAULT-VALUE})")
-    double admissionWatermark;
+    @Mixin
+    AdmissionOptions admission;
 
     @Option(names = "--access-log", negatable = true, defaultValue = "true", fallbackValue = "true",
             description = "log one key=value line per request to stderr (default: on)")
@@ -132,7 +125,7 @@ final class ServeCommand implements Callable<Integer> {
                 LoadedModel m = e.getValue();
                 var settings = new EngineFactory.Settings(maxModelLen(m), modelOptions.blockSize, maxWaiting,
                         ModelOptions.cacheDtype(m), gpuMemoryUtilization, 1.0 / left--, maxNumSeqs, maxNumBatchedTokens,
-                        guaranteeNoEvict, admissionWatermark);
+                        admission.guaranteeNoEvict, admission.admissionWatermark);
                 builder.model(e.getKey(), EngineFactory.DEFAULT.create(e.getKey(), m, settings));
             }
             server = builder.build().start();

@@ -183,7 +183,7 @@ public final class CpuBackend implements Backend {
             throw shapes("addRmsNorm", "residual " + rt.shape() + ", x " + xt.shape(), "residual and x must have one shape");
         }
         checkNormShapes("addRmsNorm", rt, ot, w);
-        addInto(residual, x, "addRmsNorm");
+        addInto(rs, xt.floats("addRmsNorm", "x"));
         norm(rs, os, w.vector("addRmsNorm"), eps);
     }
 
@@ -193,25 +193,24 @@ public final class CpuBackend implements Backend {
      */
     @Override
     public void linearAdd(Tensor x, Weight w, Weight bias, Tensor acc) {
+        float[] as = cpu(acc, "linearAdd", "acc").floats("linearAdd", "acc");
         try (Tensor t = allocate(DType.F32, acc.rows(), acc.cols())) {
             linear(x, w, bias, t);
-            addInto(acc, t, "linearAdd");
+            addInto(as, ((CpuTensor) t).floats("linearAdd", "product"));
         }
     }
 
     @Override
     public void mlpAdd(Tensor h, Weight gateUp, Weight gateUpBias, Weight down, Weight downBias, Tensor acc) {
+        float[] as = cpu(acc, "mlpAdd", "acc").floats("mlpAdd", "acc");
         try (Tensor t = allocate(DType.F32, acc.rows(), acc.cols())) {
             mlp(h, gateUp, gateUpBias, down, downBias, t);
-            addInto(acc, t, "mlpAdd");
+            addInto(as, ((CpuTensor) t).floats("mlpAdd", "product"));
         }
     }
 
-    /** acc += x elementwise, the add {@link #addRmsNorm} does. */
-    private void addInto(Tensor acc, Tensor x, String op) {
-        CpuTensor at = cpu(acc, op, "acc"), xt = cpu(x, op, "x");
-        float[] as = at.floats(op, "acc"), xs = xt.floats(op, "x");
-        if (!sameShape(at, xt)) throw shapes(op, "acc " + at.shape() + ", product " + xt.shape(), "acc must be [n, out]");
+    /** acc += x elementwise (arrays of one length, checked by the caller), the add {@link #addRmsNorm} does. */
+    private void addInto(float[] as, float[] xs) {
         pool.forRange(as.length, PARALLEL_ELEMENTS, (i0, i1) -> {
             for (int i = i0; i < i1; i++) as[i] += xs[i];
         });

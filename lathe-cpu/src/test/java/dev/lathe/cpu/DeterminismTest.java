@@ -22,8 +22,7 @@ import org.junit.jupiter.api.Test;
 class DeterminismTest {
     @Test
     void aStepGivesTheSameBitsBeforeAndAfterItsCodeIsCompiled() {
-        var config = new ModelConfig("LlamaForCausalLM", "llama", 97, 48, 80, 2, 4, 2, 16, 64, 1e-5, 10000, RopeScaling.NONE,
-                false, false, false, false, 0, 1, List.of(2), "bfloat16");
+        var config = Fixtures.tinyLlama(false, false, false);
         int[] prompt = new Random(3).ints(21, 0, 97).toArray();
         try (CpuBackend backend = new CpuBackend(2);
              LlamaModel model = ModelLoader.synthetic(config, backend, DType.BF16, 5, LoadProgress.NONE);

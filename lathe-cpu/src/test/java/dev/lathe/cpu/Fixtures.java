@@ -1,13 +1,22 @@
 package dev.lathe.cpu;
 
+import dev.lathe.core.backend.Backend;
 import dev.lathe.core.checkpoint.DType;
 import dev.lathe.core.checkpoint.WeightTensor;
+import dev.lathe.core.config.ModelConfig;
+import dev.lathe.core.config.RopeScaling;
+import dev.lathe.core.generate.ModelRunner;
+import dev.lathe.core.generate.Sequence;
+import dev.lathe.core.model.LlamaModel;
+import dev.lathe.core.model.LoadProgress;
+import dev.lathe.core.model.ModelLoader;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 import java.util.Arrays;
+import java.util.List;
 import java.util.Random;
 
 import static org.assertj.core.api.Assertions.fail;
@@ -18,6 +27,20 @@ final class Fixtures {
     private static final ValueLayout.OfShort SHORT = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
     private Fixtures() {}
+
+    /** A tiny Llama (vocab 97, hidden 48, 2 layers, 4 heads over 2 KV heads of 16) with the given biases and q/k norms. */
+    static ModelConfig tinyLlama(boolean attentionBias, boolean mlpBias, boolean qkNorm) {
+        return new ModelConfig("LlamaForCausalLM", "llama", 97, 48, 80, 2, 4, 2, 16, 64, 1e-5, 10000, RopeScaling.NONE,
+                false, attentionBias, mlpBias, qkNorm, 0, 1, List.of(2), "bfloat16");
+    }
+
+    /** The logits of every prompt position, in one step, from synthetic BF16 weights of seed 7 over {@code backend}. */
+    static float[] promptLogits(Backend backend, ModelConfig config, int[] prompt) {
+        try (LlamaModel model = ModelLoader.synthetic(config, backend, DType.BF16, 7, LoadProgress.NONE);
+             var r = new ModelRunner(model, ModelRunner.CacheConfig.forSequences(64, 4, 4, DType.F32))) {
+            return r.step(List.of(new Sequence(0, prompt)), new int[]{prompt.length}, true).data();
+        }
+    }
 
     /** A random source whose seed is printed; {@code -Dlathe.test.seed=N} replays a failure. */
     static Random random(String test) {

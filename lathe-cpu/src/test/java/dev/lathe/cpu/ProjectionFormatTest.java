@@ -34,14 +34,13 @@ class ProjectionFormatTest {
     @ParameterizedTest(name = "attention bias {0}, q/k norms {1}")
     @CsvSource({"false, false, 2", "true, false, 0", "false, true, 0"})
     void llamaWritesTheQkvProductInTheProjectionFormatOnlyWithoutBiasOrNorms(boolean bias, boolean qkNorm, int expected) {
-        ModelConfig config = new ModelConfig("LlamaForCausalLM", "llama", 97, 48, 80, 2, 4, 2, 16, 64, 1e-5, 10000,
-                RopeScaling.NONE, false, bias, false, qkNorm, 0, 1, List.of(2), "bfloat16");
+        ModelConfig config = Fixtures.tinyLlama(bias, false, qkNorm);
         int[] prompt = new Random(5).ints(19, 0, 97).toArray();
         Set<Tensor> sixteen = Collections.newSetFromMap(new IdentityHashMap<>());
         int[] calls = new int[3];  // 16-bit allocations, linear into one, ropeWriteKv from one
         float[] plain, offered;
         try (CpuBackend cpu = new CpuBackend(2)) {
-            plain = logits(cpu, config, prompt);
+            plain = Fixtures.promptLogits(cpu, config, prompt);
             Backend offering = new ForwardingBackend(cpu) {
                 @Override public DType projectionFormat(Weight w, int rows) { return DType.BF16; }
                 @Override public Tensor allocate(DType dtype, int rows, int cols) {
@@ -64,18 +63,10 @@ class ProjectionFormatTest {
                     super.ropeWriteKv(qkv, q, cos, sin, cache, layer, slotMapping);
                 }
             };
-            offered = logits(offering, config, prompt);
+            offered = Fixtures.promptLogits(offering, config, prompt);
         }
         assertThat(calls).as("16-bit allocations, linear into them, ropeWriteKv from them")
                 .containsExactly(Math.min(expected, 1), expected, expected);
         assertThat(Arrays.mismatch(offered, plain)).as("first logit that differs").isEqualTo(-1);
-    }
-
-    /** The logits of every prompt position, in one step, from synthetic weights of seed 7 over {@code backend}. */
-    private static float[] logits(Backend backend, ModelConfig config, int[] prompt) {
-        try (LlamaModel model = ModelLoader.synthetic(config, backend, DType.BF16, 7, LoadProgress.NONE);
-             var r = new ModelRunner(model, ModelRunner.CacheConfig.forSequences(64, 4, 4, DType.F32))) {
-            return r.step(List.of(new Sequence(0, prompt)), new int[]{prompt.length}, true).data();
-        }
     }
 }

@@ -21,8 +21,7 @@ import org.junit.jupiter.api.Test;
 
 /** {@link LlamaModel#RESIDUAL_ADD_PROPERTY}: the residual adds moved into the products change no number. */
 class ResidualAddTest {
-    private static final ModelConfig CONFIG = new ModelConfig("LlamaForCausalLM", "llama", 97, 48, 80, 2, 4, 2, 16, 64, 1e-5,
-            10000, RopeScaling.NONE, false, true, true, false, 0, 1, List.of(2), "bfloat16");  // o and MLP biases too
+    private static final ModelConfig CONFIG = Fixtures.tinyLlama(true, true, false);  // o and MLP biases too
 
     /**
      * With {@link LlamaModel#RESIDUAL_ADD_PROPERTY} the o projection and the MLP add into the residual themselves and
@@ -65,11 +64,5 @@ class ResidualAddTest {
         }
     }
 
-    /** The logits of every prompt position, in one step, from synthetic weights of seed 7 over {@code backend}. */
-    private static float[] logits(Backend backend, int[] prompt) {
-        try (LlamaModel model = ModelLoader.synthetic(CONFIG, backend, DType.BF16, 7, LoadProgress.NONE);
-             var r = new ModelRunner(model, ModelRunner.CacheConfig.forSequences(64, 4, 4, DType.F32))) {
-            return r.step(List.of(new Sequence(0, prompt)), new int[]{prompt.length}, true).data();
-        }
-    }
+    private static float[] logits(Backend backend, int[] prompt) { return Fixtures.promptLogits(backend, CONFIG, prompt); }
 }

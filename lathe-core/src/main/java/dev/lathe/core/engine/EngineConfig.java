@@ -38,14 +38,7 @@ public record EngineConfig(int maxNumSeqs, int maxNumBatchedTokens, int blockSiz
     public EngineConfig(int maxNumSeqs, int maxNumBatchedTokens, int blockSize, int numBlocks, int maxModelLen,
                         int maxWaiting, boolean enablePrefixCaching, DType kvCacheDtype) {
         this(maxNumSeqs, maxNumBatchedTokens, blockSize, numBlocks, maxModelLen, maxWaiting, enablePrefixCaching,
-                kvCacheDtype, false);
-    }
-
-    /** With the default admission watermark. */
-    public EngineConfig(int maxNumSeqs, int maxNumBatchedTokens, int blockSize, int numBlocks, int maxModelLen,
-                        int maxWaiting, boolean enablePrefixCaching, DType kvCacheDtype, boolean guaranteeNoEvict) {
-        this(maxNumSeqs, maxNumBatchedTokens, blockSize, numBlocks, maxModelLen, maxWaiting, enablePrefixCaching,
-                kvCacheDtype, guaranteeNoEvict, DEFAULT_ADMISSION_WATERMARK);
+                kvCacheDtype, false, DEFAULT_ADMISSION_WATERMARK);
     }
 
     public EngineConfig {
@@ -56,9 +49,7 @@ public record EngineConfig(int maxNumSeqs, int maxNumBatchedTokens, int blockSiz
         positive("maxModelLen", maxModelLen);
         positive("maxWaiting", maxWaiting);
         if (kvCacheDtype == null) throw new IllegalArgumentException("kvCacheDtype missing");
-        if (!(admissionWatermark >= 0 && admissionWatermark < 1)) {
-            throw new IllegalArgumentException("admissionWatermark must be in [0, 1), got " + admissionWatermark);
-        }
+        SchedulerConfig.checkWatermark(admissionWatermark);
         long blocksPerSeq = (maxModelLen + (long) blockSize - 1) / blockSize;
         if (blocksPerSeq > numBlocks) {
             throw new IllegalArgumentException("numBlocks = " + numBlocks + " blocks of " + blockSize

@@ -25,12 +25,17 @@ public record SchedulerConfig(int maxNumSeqs, int maxNumBatchedTokens, boolean g
     }
 
     public SchedulerConfig {
-        if (!(admissionWatermark >= 0 && admissionWatermark < 1)) {
-            throw new IllegalArgumentException("admissionWatermark must be in [0, 1), got " + admissionWatermark);
-        }
+        checkWatermark(admissionWatermark);
         if (maxNumSeqs < 1) throw new IllegalArgumentException("maxNumSeqs must be >= 1, got " + maxNumSeqs);
         if (maxNumBatchedTokens < 1) {
             throw new IllegalArgumentException("maxNumBatchedTokens must be >= 1, got " + maxNumBatchedTokens);
+        }
+    }
+
+    /** An admission watermark must be in [0, 1): the share of the blocks a request may not take while others run. */
+    static void checkWatermark(double admissionWatermark) {
+        if (!(admissionWatermark >= 0 && admissionWatermark < 1)) {
+            throw new IllegalArgumentException("admissionWatermark must be in [0, 1), got " + admissionWatermark);
         }
     }
 }

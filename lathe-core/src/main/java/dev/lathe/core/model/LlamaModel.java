@@ -46,6 +46,8 @@ public final class LlamaModel implements AutoCloseable {
     private final float eps;
     private final float attentionScale;
     private final boolean residualAdd = Boolean.parseBoolean(System.getProperty(RESIDUAL_ADD_PROPERTY, "true"));
+    /** No layer norms q and k or adds a qkv bias: the qkv product feeds ropeWriteKv alone (see Backend#projectionFormat). */
+    private final boolean qkvToRopeOnly;
 
     LlamaModel(ModelConfig config, Backend backend, Weight embedding, List<LayerWeights> layers,
                Weight finalNorm, Weight lmHead) {
@@ -57,6 +59,7 @@ public final class LlamaModel implements AutoCloseable {
         this.lmHead = lmHead;
         this.eps = (float) config.rmsNormEps();
         this.attentionScale = (float) (1.0 / Math.sqrt(config.headDim()));
+        this.qkvToRopeOnly = this.layers.stream().allMatch(w -> w.qNorm() == null && w.qkvBias() == null);
     }
 
     public ModelConfig config() { return config; }
@@ -82,11 +85,11 @@ public final class LlamaModel implements AutoCloseable {
         int n = in.numTokens();
         int hidden = config.hiddenSize();
         var attn = in.attention();
-        // the qkv projection feeds only ropeWriteKv where no layer norms q and k or adds a bias: then in the backend's
-        // projection format for this step (the same for every layer), else float32
-        DType projection = backend.projectionFormat(layers.getFirst().qkv(), n);
-        DType qkvFormat = layers.stream().allMatch(w -> w.qNorm() == null && w.qkvBias() == null
-                && backend.projectionFormat(w.qkv(), n) == projection) ? projection : DType.F32;
+        // where the qkv product feeds only ropeWriteKv: the backend's projection format for this step (the same for
+        // every layer), else float32
+        DType projection = qkvToRopeOnly ? backend.projectionFormat(layers.getFirst().qkv(), n) : DType.F32;
+        DType qkvFormat = projection != DType.F32
+                && layers.stream().allMatch(w -> backend.projectionFormat(w.qkv(), n) == projection) ? projection : DType.F32;
         try (Tensor residual = backend.allocate(DType.F32, n, hidden);
              Tensor h = backend.allocate(DType.F32, n, hidden);
              Tensor qkv = backend.allocate(qkvFormat, n, config.qkvSize());

@@ -65,26 +65,18 @@ public final class Rope {
         if (least < 0) throw new IllegalArgumentException("negative position " + least);
         if (invFreq == baseInvFreq && count > 0) {
             float[][] table = baseTable(most);
-            if (most - positions[from] == count - 1 && consecutive(positions, from, count)) {
-                // a prompt chunk: its rows lie one after another in the table too
-                int at = positions[from] * half, base = rowOffset * half;
-                System.arraycopy(table[0], at, cos, base, count * half);
-                System.arraycopy(table[1], at, sin, base, count * half);
-                return;
-            }
-            for (int t = 0; t < count; t++) {
+            // one copy per run of consecutive positions (a prompt chunk): its rows lie one after another in the table too
+            for (int t = 0; t < count; ) {
+                int run = 1;
+                while (t + run < count && positions[from + t + run] == positions[from + t] + run) run++;
                 int at = positions[from + t] * half, base = (rowOffset + t) * half;
-                System.arraycopy(table[0], at, cos, base, half);
-                System.arraycopy(table[1], at, sin, base, half);
+                System.arraycopy(table[0], at, cos, base, run * half);
+                System.arraycopy(table[1], at, sin, base, run * half);
+                t += run;
             }
             return;
         }
         for (int t = 0; t < count; t++) row(positions[from + t], invFreq, cos, sin, (rowOffset + t) * half);
-    }
-
-    private static boolean consecutive(int[] positions, int from, int count) {
-        for (int t = 1; t < count; t++) if (positions[from + t] != positions[from] + t) return false;
-        return true;
     }
 
     /** cos and sin of one position's angles ({@code (float) position * invFreq}, rounded to float) from {@code base}. */

@@ -281,7 +281,7 @@ class SchedulerTest {
 
     /**
      * A 10% watermark of 40 blocks keeps 4 free when admitting beside a running request: with 20 blocks held by the
-     * first, a second of 18 blocks (22 + 18 = 40, none left) waits, one of 16 (4 left) is admitted. Without the
+     * first, a second of 18 blocks (20 + 18 = 38: 2 left, under the 4) waits, one of 16 (4 left) is admitted. Without the
      * watermark the 18-block one is admitted at once.
      */
     @Test
