@@ -3,8 +3,6 @@ package dev.lathe.cpu;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.lathe.core.checkpoint.DType;
-import dev.lathe.core.config.ModelConfig;
-import dev.lathe.core.config.RopeScaling;
 import dev.lathe.core.generate.ModelRunner;
 import dev.lathe.core.generate.Sequence;
 import dev.lathe.core.model.LlamaModel;

@@ -6,16 +6,9 @@ import dev.lathe.core.backend.Backend;
 import dev.lathe.core.backend.ForwardingBackend;
 import dev.lathe.core.backend.Tensor;
 import dev.lathe.core.backend.Weight;
-import dev.lathe.core.checkpoint.DType;
 import dev.lathe.core.config.ModelConfig;
-import dev.lathe.core.config.RopeScaling;
-import dev.lathe.core.generate.ModelRunner;
-import dev.lathe.core.generate.Sequence;
 import dev.lathe.core.model.LlamaModel;
-import dev.lathe.core.model.LoadProgress;
-import dev.lathe.core.model.ModelLoader;
 import java.util.Arrays;
-import java.util.List;
 import java.util.Random;
 import org.junit.jupiter.api.Test;
 

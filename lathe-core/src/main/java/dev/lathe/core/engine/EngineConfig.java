@@ -1,7 +1,6 @@
 package dev.lathe.core.engine;
 
 import dev.lathe.core.checkpoint.DType;
-import dev.lathe.core.config.ModelConfig;
 
 /**
  * How an {@link LlmEngine} runs: step limits, KV-cache size and the waiting-queue bound.
