@@ -599,6 +599,10 @@ class CudaOpsTest {
              Tensor q16 = poisoned(n, heads * headDim); Tensor q32 = poisoned(n, heads * headDim);
              KvCache from16 = gpu.allocateKvCache(1, blocks, blockSize, kvHeads, headDim, format);
              KvCache from32 = gpu.allocateKvCache(1, blocks, blockSize, kvHeads, headDim, format)) {
+            try (Tensor fill = gpu.upload(normal(random, blocks * blockSize * kvHeads * headDim, 1f), blocks * blockSize, kvHeads * headDim);
+                 Tensor all = gpu.upload(java.util.stream.IntStream.range(0, blocks * blockSize).toArray(), 1, blocks * blockSize)) {
+                for (KvCache c : List.of(from16, from32)) gpu.writeKv(c, 0, fill, fill, all);  // the slots no row writes match too
+            }
             assertThat(gpu.projectionFormat(wt, n)).isEqualTo(DType.F32);
             gpu.qkv16(true);
             assertThat(gpu.projectionFormat(wt, n)).isEqualTo(format);
@@ -912,7 +916,8 @@ class CudaOpsTest {
     @EnumSource(value = DType.class, names = {"BF16", "F16"})
     void groupedFlashAttentionMatchesDenseSoftmaxOnLlamaShapes(DType cacheType) {
         groupedFlash(() -> runAttention(cacheType, 32, 8, 128, 16, 0, List.of(new Seq(300, 300), new Seq(1000, 700))));
-        assertThat(gpu.lastFlashKernel()).contains("_w32_");  // the default: 32 rows a warp
+        // the default: 32 rows a warp, on wgmma where the GPU is an sm_90
+        assertThat(gpu.lastFlashKernel()).startsWith(gpu.wgmmaCapable() ? "flash_attention_gqa_wgv_w32_" : "flash_attention_gqa_w32_");
     }
 
     @ParameterizedTest
@@ -1027,13 +1032,7 @@ class CudaOpsTest {
     @ParameterizedTest
     @EnumSource(value = DType.class, names = {"BF16", "F16"})
     void groupedFlashAttentionOver64KeyTiles(DType cacheType) {
-        int old = gpu.flashGqaKeys(64);
-        try {
-            groupedFlash(() -> groupedFlashVariantCases(cacheType));
-            assertThat(gpu.lastFlashKernel()).contains("_k64_");
-        } finally {
-            gpu.flashGqaKeys(old);
-        }
+        onMmaSync(cacheType, 64, 32, "flash_attention_gqa_k64_");
     }
 
     /**
@@ -1043,12 +1042,27 @@ class CudaOpsTest {
     @ParameterizedTest
     @EnumSource(value = DType.class, names = {"BF16", "F16"})
     void groupedFlashAttentionWith16RowsAWarp(DType cacheType) {
-        int old = gpu.flashGqaWarpRows(16);
+        onMmaSync(cacheType, 32, 16, "flash_attention_gqa_" + cacheType.name().toLowerCase(java.util.Locale.ROOT) + "_d128");
+    }
+
+    /** 32 rows a warp on mma.sync (the default where the GPU is not an sm_90, and with gqaWgmma off on one). */
+    @ParameterizedTest
+    @EnumSource(value = DType.class, names = {"BF16", "F16"})
+    void groupedFlashAttentionOnMmaSyncAt32RowsAWarp(DType cacheType) {
+        onMmaSync(cacheType, 32, 32, "flash_attention_gqa_w32_");
+    }
+
+    /** The variant cases on the mma.sync kernels (wgmma off) at those tile keys and warp rows, run by {@code kernel}. */
+    private void onMmaSync(DType cacheType, int keys, int warpRows, String kernel) {
+        boolean old = gpu.flashGqaWgmma(false);
+        int oldKeys = gpu.flashGqaKeys(keys), oldRows = gpu.flashGqaWarpRows(warpRows);
         try {
             groupedFlash(() -> groupedFlashVariantCases(cacheType));
-            assertThat(gpu.lastFlashKernel()).isEqualTo("flash_attention_gqa_" + cacheType.name().toLowerCase(java.util.Locale.ROOT) + "_d128");
+            assertThat(gpu.lastFlashKernel()).startsWith(kernel);
         } finally {
-            gpu.flashGqaWarpRows(old);
+            gpu.flashGqaWgmma(old);
+            gpu.flashGqaKeys(oldKeys);
+            gpu.flashGqaWarpRows(oldRows);
         }
     }
 
