@@ -371,18 +371,21 @@ ncu_prefill() {
 nsys_ttft() {
   setup
   local log=$OUT_DIR/nsys.txt
-  if ! command -v nsys > /dev/null 2>&1; then
-    echo "nsys is not on this machine's PATH" | tee "$log"
+  # not always on PATH: Nsight Compute ships an nsys of its own
+  local nsys
+  nsys=$(command -v nsys || ls /opt/nvidia/nsight-systems/*/bin/nsys /opt/nvidia/nsight-compute/*/host/target-linux-x64/nsys 2>/dev/null | head -1 || true)
+  if [ -z "$nsys" ]; then
+    echo "no nsys on this machine (PATH, /opt/nvidia)" | tee "$log"
     return 0
   fi
   set +e
   lathe_with "-Dlathe.graphs=false"
-  timeout "${LATHE_NSYS_LIMIT:-240}" nsys profile --trace=cuda --sample=none --cpuctxsw=none --force-overwrite=true \
+  timeout "${LATHE_NSYS_LIMIT:-240}" "$nsys" profile --trace=cuda --sample=none --cpuctxsw=none --force-overwrite=true \
       -o "$OUT_DIR/ttft" "${LATHE_WITH[@]}" bench latency --backend cuda --model synthetic:llama-3-8b --card "$CARD" \
       ${LATHE_NSYS_ARGS:---batch 1 --input-len 2048 --output-len 1} --warmup "$TTFT_WARMUP" --iterations 3 > "$log" 2>&1
   echo "nsys exit code: $?" >> "$log"
-  nsys stats --report cuda_api_sum --report cuda_gpu_kern_sum --format csv --output "$OUT_DIR/ttft" "$OUT_DIR/ttft.nsys-rep" >> "$log" 2>&1
-  nsys stats --report cuda_gpu_trace --format csv --output "$OUT_DIR/ttft-trace" "$OUT_DIR/ttft.nsys-rep" >> "$log" 2>&1
+  "$nsys" stats --report cuda_api_sum --report cuda_gpu_kern_sum --format csv --output "$OUT_DIR/ttft" "$OUT_DIR/ttft.nsys-rep" >> "$log" 2>&1
+  "$nsys" stats --report cuda_gpu_trace --report cuda_api_trace --format csv --output "$OUT_DIR/ttft-trace" "$OUT_DIR/ttft.nsys-rep" >> "$log" 2>&1
   set -e
   rm -f "$OUT_DIR/ttft.sqlite"
   tail -20 "$log"
