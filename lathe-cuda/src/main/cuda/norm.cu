@@ -3,8 +3,8 @@
 using namespace lathe;
 
 struct RmsNormParams {
-    float* residual;       // [groups * d] or null; when set: residual += x, then norm the new residual
-    const float* x;        // [groups * d]
+    float* residual;       // [groups * d] or null; when set (x F32 then): residual += x, then norm the new residual
+    const void* x;         // [groups * d] in `x_dtype`
     const void* weight;    // [d] in `dtype`
     void* out;             // [groups * d] in `out_dtype`; may alias x when F32
     int groups;            // rows * (row width / d)
@@ -12,7 +12,22 @@ struct RmsNormParams {
     int dtype;
     float eps;
     int out_dtype;         // DT_F32, or a weight format (rounded to nearest even): the next GEMM's input
+    int x_dtype;           // DT_F32, or a 16-bit format (a residual stream held in the weights' format)
 };
+
+// Four consecutive values of x from element 4 * i of the row at `base`: one float4, or one 8-byte load of 16-bit values.
+__device__ __forceinline__ float4 load4(const RmsNormParams& p, long long base, int i) {
+    if (p.x_dtype == DT_F32) return reinterpret_cast<const float4*>(static_cast<const float*>(p.x) + base)[i];
+    const uint2 u = reinterpret_cast<const uint2*>(static_cast<const uint16_t*>(p.x) + base)[i];
+    if (p.x_dtype == DT_BF16) {
+        const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.x));
+        const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.y));
+        return make_float4(a.x, a.y, b.x, b.y);
+    }
+    const float2 a = __half22float2(*reinterpret_cast<const __half2*>(&u.x));
+    const float2 b = __half22float2(*reinterpret_cast<const __half2*>(&u.y));
+    return make_float4(a.x, a.y, b.x, b.y);
+}
 
 // The float4 path of rms_norm: d a multiple of 4 and at most NORM_VEC * 4 values a thread. Each thread keeps its
 // float4s in registers between the two passes, so x and the residual are read once.
@@ -22,7 +37,6 @@ __device__ __forceinline__ void rms_norm_vec(const RmsNormParams& p) {
     constexpr int NV = NORM_VEC;
     const long long base = (long long)blockIdx.x * p.d;
     const int d4 = p.d >> 2;
-    const float4* x4 = reinterpret_cast<const float4*>(p.x + base);
     float4* r4 = p.residual != nullptr ? reinterpret_cast<float4*>(p.residual + base) : nullptr;
     float4 v[NV];
     float ss = 0.f;
@@ -30,7 +44,7 @@ __device__ __forceinline__ void rms_norm_vec(const RmsNormParams& p) {
     for (int k = 0; k < NV; k++) {
         const int i = threadIdx.x + k * blockDim.x;
         if (i < d4) {
-            float4 a = x4[i];
+            float4 a = load4(p, base, i);
             if (r4 != nullptr) {
                 const float4 r = r4[i];
                 a = make_float4(r.x + a.x, r.y + a.y, r.z + a.z, r.w + a.w);
@@ -82,7 +96,7 @@ extern "C" __global__ void rms_norm(const RmsNormParams p) {
     long long base = (long long)blockIdx.x * p.d;
     float ss = 0.f;
     for (int j = threadIdx.x; j < p.d; j += blockDim.x) {
-        float v = p.x[base + j];
+        float v = load_f(p.x, p.x_dtype, base + j);
         if (p.residual != nullptr) {
             v = p.residual[base + j] + v;
             p.residual[base + j] = v;
@@ -92,9 +106,8 @@ extern "C" __global__ void rms_norm(const RmsNormParams p) {
     ss = block_sum(ss);
     // same formula as the CPU backend: mean in float, reciprocal square root in double
     float inv = (float)(1.0 / sqrt((double)(ss / p.d + p.eps)));
-    const float* src = p.residual != nullptr ? p.residual : p.x;
     for (int j = threadIdx.x; j < p.d; j += blockDim.x) {
-        float v = src[base + j];
+        float v = p.residual != nullptr ? p.residual[base + j] : load_f(p.x, p.x_dtype, base + j);
         store_f(p.out, p.out_dtype, base + j, __fmul_rn(__fmul_rn(v, inv), load_f(p.weight, p.dtype, j)));
     }
 }

@@ -5,11 +5,12 @@ using namespace lathe;
 struct EmbeddingParams {
     const int* ids;     // [n]
     const void* table;  // [vocab, hidden] in `dtype`
-    float* out;         // [n, hidden]
+    void* out;          // [n, hidden] in `out_dtype`: F32, or the table's own 16-bit format (its values as they are)
     int n;
     int hidden;
     int vocab;
     int dtype;
+    int out_dtype;
 };
 
 // One block per token. An id outside [0, vocab) yields a row of NaN (the host cannot check ids that
@@ -19,9 +20,9 @@ extern "C" __global__ void embedding(const EmbeddingParams p) {
     int row = blockIdx.x;
     int id = p.ids[row];
     bool ok = id >= 0 && id < p.vocab;
-    float* out = p.out + (long long)row * p.hidden;
+    long long base = (long long)row * p.hidden;
     for (int j = threadIdx.x; j < p.hidden; j += blockDim.x) {
-        out[j] = ok ? load_f(p.table, p.dtype, (long long)id * p.hidden + j) : nan_f();
+        store_f(p.out, p.out_dtype, base + j, ok ? load_f(p.table, p.dtype, (long long)id * p.hidden + j) : nan_f());
     }
 }
 

@@ -87,6 +87,14 @@ public final class CudaBackend implements Backend {
      * compute. Off until measured.
      */
     public static final String QKV16_PROPERTY = "lathe.qkv.out16";
+    /**
+     * System property: {@code true} holds the residual stream of long steps (where {@link #addsIntoResidual} holds) in the
+     * weights' 16-bit format, as BF16 inference stacks do: the embedding writes it, the o projection and the MLP's down
+     * projection add into it inside the GEMM (one rounding of residual + product), and the norms read it. Half the
+     * bytes of every residual read and write. Decode-size steps keep float32. Changes the numbers: the residual is
+     * rounded after every add. Off until measured.
+     */
+    public static final String RESIDUAL16_PROPERTY = "lathe.residual16";
     /** System property: {@code false} runs {@link #linearSiluMul} as linear then siluMul (default true: one kernel). */
     public static final String GEMV_GLU_PROPERTY = "lathe.gemv.glu";
     private static final int GEMV_WARPS = 8;
@@ -217,7 +225,8 @@ public final class CudaBackend implements Backend {
     private boolean fusedNorm = Boolean.parseBoolean(System.getProperty(FUSED_NORM_PROPERTY, "true"));
     private boolean narrowNorm = Boolean.parseBoolean(System.getProperty(NORM_NARROW_PROPERTY, "true"));
     private boolean mlpGate16 = Boolean.parseBoolean(System.getProperty(MLP_GATE16_PROPERTY, "true"));
-    private boolean qkv16 = Boolean.getBoolean(QKV16_PROPERTY);
+    private boolean qkv16 = Boolean.parseBoolean(System.getProperty(QKV16_PROPERTY, "true"));
+    private boolean residual16 = Boolean.parseBoolean(System.getProperty(RESIDUAL16_PROPERTY, "true"));
     private int gemvMaxRows = Math.clamp(Integer.getInteger(GEMV_ROWS_PROPERTY, 2), 0, GEMV_MAX_ROWS);
     private int maxSplits = Math.clamp(Integer.getInteger(MAX_SPLITS_PROPERTY, MAX_SPLITS), 1, MAX_SPLITS);
     private boolean mmaDecode = Boolean.parseBoolean(System.getProperty(MMA_DECODE_PROPERTY, "true"));
@@ -628,19 +637,19 @@ public final class CudaBackend implements Backend {
     @Override
     public void embedding(Weight table, Tensor ids, Tensor out) {
         CudaWeight w = cuda(table);
-        CudaTensor it = ints(ids, "embedding", "ids"), ot = floats(out, "embedding", "out");
+        CudaTensor it = ints(ids, "embedding", "ids"), ot = activations(out, "embedding", "out");
         if (it.rows() != 1 || ot.rows() != it.cols() || ot.cols() != w.cols()) {
             throw shapes("embedding", "ids " + it.shape() + ", table '" + w.name() + "' " + w.shape() + ", out " + ot.shape(),
                     "ids must be [1, n] and out [n, table.cols]");
         }
         if (ot.size() == 0) return;
         kernels.embedding.launch(stream, ot.rows(), 1, 256,
-                it.address(), w.address(), ot.address(), ot.rows(), ot.cols(), w.rows(), dtypeCode(w.dtype()));
+                it.address(), w.address(), ot.address(), ot.rows(), ot.cols(), w.rows(), dtypeCode(w.dtype()), dtypeCode(ot.dtype()));
     }
 
     @Override
     public void rmsNorm(Tensor x, Weight weight, float eps, Tensor out) {
-        CudaTensor xt = floats(x, "rmsNorm", "x"), ot = activations(out, "rmsNorm", "out");
+        CudaTensor xt = activations(x, "rmsNorm", "x"), ot = activations(out, "rmsNorm", "out");
         CudaWeight w = cuda(weight);
         checkNormShapes("rmsNorm", xt, ot, w);
         norm(0L, xt, w, eps, ot);
@@ -663,7 +672,7 @@ public final class CudaBackend implements Backend {
         if (groups == 0) return;
         kernels.rmsNorm.launch(stream, Math.toIntExact(groups), 1, normThreads(groups, w.cols()),
                 residual, x.address(), w.address(), out.address(), (int) groups, w.cols(), dtypeCode(w.dtype()), eps,
-                dtypeCode(out.dtype()));
+                dtypeCode(out.dtype()), dtypeCode(x.dtype()));
     }
 
     /**
@@ -893,9 +902,10 @@ public final class CudaBackend implements Backend {
 
     @Override
     public void linearAdd(Tensor x, Weight w, Weight bias, Tensor acc) {
-        CudaTensor xt = activations(x, "linearAdd", "x"), at = floats(acc, "linearAdd", "acc");
+        CudaTensor xt = activations(x, "linearAdd", "x"), at = activations(acc, "linearAdd", "acc");
         CudaWeight wt = cuda(w), bt = bias(bias, wt, "linearAdd");
         int n = xt.rows();
+        checkResidual("linearAdd", at, wt, bt, n);
         if (!addsIntoResidual(w, n) || (xt.dtype() != DType.F32 && xt.dtype() != wt.dtype())) {
             throw new IllegalArgumentException("linearAdd: x " + xt.dtype() + " with " + n + " rows for w '" + wt.name() + "' of "
                     + wt.dtype() + "; it takes x in F32 or w's 16-bit format where addsIntoResidual says so");
@@ -907,6 +917,32 @@ public final class CudaBackend implements Backend {
         gemmLinear(xt, wt, bt, at, true);
     }
 
+    /** A residual acc is F32, or (no bias) the 16-bit {@link #residualFormat} of the weight at these rows. */
+    private void checkResidual(String op, CudaTensor acc, CudaWeight w, Weight bias, int rows) {
+        if (acc.dtype() == DType.F32) return;
+        if (bias != null || acc.dtype() != residualFormat(w, rows)) {
+            throw new IllegalArgumentException(op + ": acc is " + acc.dtype() + " for '" + w.name() + "' (" + w.dtype() + ") at " + rows
+                    + " rows" + (bias != null ? " with a bias" : "") + "; a 16-bit acc needs the format residualFormat gives (now "
+                    + residualFormat(w, rows) + ", see " + RESIDUAL16_PROPERTY + ") and no bias; else pass F32");
+        }
+    }
+
+    /**
+     * With {@link #RESIDUAL16_PROPERTY} on: the weight's 16-bit format where {@link #addsIntoResidual} holds for it (long
+     * steps, 16-bit weights); F32 otherwise.
+     */
+    @Override
+    public DType residualFormat(Weight w, int rows) {
+        return residual16 && addsIntoResidual(w, rows) ? activationFormat(w, rows) : DType.F32;
+    }
+
+    /** Turns the 16-bit residual stream (see {@link #RESIDUAL16_PROPERTY}) on or off; returns the old setting. */
+    boolean residual16(boolean on) {
+        boolean old = residual16;
+        residual16 = on;
+        return old;
+    }
+
     @Override
     public void mlpAdd(Tensor h, Weight gateUp, Weight gateUpBias, Weight down, Weight downBias, Tensor acc) {
         mlp(h, gateUp, gateUpBias, down, downBias, acc, true);
@@ -914,9 +950,10 @@ public final class CudaBackend implements Backend {
 
     private void mlp(Tensor h, Weight gateUp, Weight gateUpBias, Weight down, Weight downBias, Tensor out, boolean accumulate) {
         String op = accumulate ? "mlpAdd" : "mlp";
-        CudaTensor ht = activations(h, op, "h"), ot = floats(out, op, "out");
+        CudaTensor ht = activations(h, op, "h"), ot = accumulate ? activations(out, op, "acc") : floats(out, op, "out");
         CudaWeight gu = cuda(gateUp), dn = cuda(down);
         int n = ht.rows(), inner = gu.rows() / 2;
+        if (accumulate) checkResidual(op, ot, dn, downBias, n);
         if (!fusedMlp || n <= SPLIT_MAX_ROWS || gu.dtype() == DType.F32 || dn.dtype() != gu.dtype()
                 || gu.rows() % 2 != 0 || dn.cols() != inner || ot.rows() != n || ot.cols() != dn.rows()) {
             if (accumulate) {

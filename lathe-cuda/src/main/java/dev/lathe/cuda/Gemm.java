@@ -139,15 +139,15 @@ final class Gemm implements AutoCloseable {
     }
 
     /**
-     * As above; with {@code accumulate}, D = x w^T + D (beta 1, C the same F32 matrix as D) instead of D = x w^T. An
-     * accumulating call is never timed: timing runs the product again and again into D.
+     * As above; with {@code accumulate}, D = x w^T + D (beta 1, C the same matrix as D, F32 or {@code type}: the sum is
+     * formed in float32 and rounded once) instead of D = x w^T. An accumulating call is never timed: timing runs the
+     * product again and again into D.
      */
     void run(Stream stream, DType type, DType outType, long w, long x, long out, int n, int in, int outF, boolean mayTime,
              boolean accumulate) {
         if (outType != DType.F32 && outType != type) {
             throw new IllegalArgumentException("GEMM output " + outType + " for " + type + " operands: F32 or " + type);
         }
-        if (accumulate && outType != DType.F32) throw new IllegalArgumentException("GEMM accumulates into F32 only, not " + outType);
         context.makeCurrent();
         Plan p = plans.computeIfAbsent(new Shape(type, n, in, outF, outType), this::plan);
         if (!p.timed && mayTime && !accumulate && p.candidates.length > 1) choose(p, stream, w, x, out);

@@ -57,7 +57,7 @@ final class Kernels implements AutoCloseable {
             }
             CudaModule rows = byName.get("rows"), convert = byName.get("convert");
             embedding = rows.kernel("embedding", struct("embedding",
-                    ptr("ids"), ptr("table"), ptr("out"), i32("n"), i32("hidden"), i32("vocab"), i32("dtype")));
+                    ptr("ids"), ptr("table"), ptr("out"), i32("n"), i32("hidden"), i32("vocab"), i32("dtype"), i32("out_dtype")));
             gatherRows = rows.kernel("gather_rows", struct("gather_rows",
                     ptr("x"), ptr("rows"), ptr("out"), i32("m"), i32("cols"), i32("x_rows")));
             forwardTokens = rows.kernel("forward_tokens", struct("forward_tokens",
@@ -66,7 +66,7 @@ final class Kernels implements AutoCloseable {
                     ptr("src"), ptr("dst"), i64("rows"), i32("src_cols"), i32("col_offset"), i32("dst_cols")));
             rmsNorm = byName.get("norm").kernel("rms_norm", struct("rms_norm",
                     ptr("residual"), ptr("x"), ptr("weight"), ptr("out"), i32("groups"), i32("d"), i32("dtype"), f32("eps"),
-                    i32("out_dtype")));
+                    i32("out_dtype"), i32("x_dtype")));
             rope = byName.get("rope").kernel("rope", struct("rope",
                     ptr("x"), ptr("cos"), ptr("sin"), i64("n"), i32("heads"), i32("half")));
             writeKv = byName.get("kv_cache").kernel("write_kv", struct("write_kv",

@@ -188,8 +188,10 @@ class CudaModelTest {
         var config = smallLlama();
         var cache = ModelRunner.CacheConfig.forSequences(512, 2, 16, DType.BF16);
         int[][] prompts = {new Random(5).ints(150, 0, 1000).toArray(), new Random(6).ints(70, 0, 1000).toArray()};
-        // the 16-bit qkv product follows the norm switch (projectionFormat), so it stays off here: it rounds q and k
+        // the 16-bit qkv product and residual follow the norm switch (projectionFormat, residualFormat), so they stay
+        // off here: they round q and k, and the residual
         boolean tuning = gpu.gemmTuning(false), old = gpu.fusedNorm(false), oldQkv16 = gpu.qkv16(false);
+        boolean oldResidual16 = gpu.residual16(false);
         // counts the norms and attention calls that wrote a 16-bit output, so the test knows the fused path ran
         int[] sixteen = new int[1], attention16 = new int[1];
         var counting = new dev.lathe.core.backend.ForwardingBackend(gpu) {
@@ -224,6 +226,7 @@ class CudaModelTest {
         } finally {
             gpu.fusedNorm(old);
             gpu.qkv16(oldQkv16);
+            gpu.residual16(oldResidual16);
             gpu.gemmTuning(tuning);
         }
     }

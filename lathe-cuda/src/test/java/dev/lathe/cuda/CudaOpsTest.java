@@ -260,6 +260,73 @@ class CudaOpsTest {
         }
     }
 
+    /**
+     * The 16-bit residual stream (CudaBackend.RESIDUAL16_PROPERTY): the embedding writes the table's values as they are,
+     * the norms read them as the float32 kernel reads the same values, and linearAdd and mlpAdd add the product into
+     * the residual with one rounding of the sum; a bias, or a 16-bit acc without the switch, is refused.
+     */
+    @ParameterizedTest
+    @EnumSource(value = DType.class, names = {"BF16", "F16"})
+    void residualInTheWeightFormat(DType format) {
+        int n = 300, in = 256, hidden = 192, inner = 320, vocab = n + 7;
+        int[] ids = new int[n];
+        for (int i = 0; i < n; i++) ids[i] = (i * 113 + 5) % vocab;
+        float[] table = normal(random, vocab * hidden, 2f);
+        boolean old = gpu.residual16(false);
+        try (Weight tt = gpu.load(weight("embed", format, table, vocab, hidden));
+             Weight wt = gpu.load(weight("o", format, normal(random, hidden * in, 0.05f), hidden, in));
+             Weight bt = gpu.load(weight("b", format, normal(random, hidden, 1f), 1, hidden));
+             Weight gt = gpu.load(weight("gu", format, normal(random, 2 * inner * in, 0.05f), 2 * inner, in));
+             Weight dt = gpu.load(weight("dn", format, normal(random, hidden * inner, 0.05f), hidden, inner));
+             Weight nw = gpu.load(weight("norm", format, normal(random, hidden, 1f), 1, hidden));
+             Weight headNorm = gpu.load(weight("headNorm", format, normal(random, 6, 1f), 1, 6));
+             Tensor idT = gpu.upload(ids, 1, n); Tensor xf = gpu.upload(normal(random, n * in, 1f), n, in);
+             Tensor x16 = gpu.allocate(format, n, in); Tensor r16 = gpu.allocate(format, n, hidden); Tensor r32 = poisoned(n, hidden)) {
+            assertThat(gpu.residualFormat(wt, n)).as("switch off").isEqualTo(DType.F32);
+            gpu.residual16(true);
+            assertThat(gpu.residualFormat(wt, n)).isEqualTo(format);
+            assertThat(gpu.residualFormat(wt, 64)).as("64 rows add outside the GEMM").isEqualTo(DType.F32);
+            try (Weight ones = gpu.load(weight("ones", DType.F32, filled(in, 1f), in))) {
+                gpu.rmsNorm(xf, ones, 1e-5f, x16);  // x in the weights' format, as the model's norms write it
+            }
+            gpu.embedding(tt, idT, r16);
+            gpu.embedding(tt, idT, r32);
+            float[] residual = gpu.download(r32);
+            assertThat(Arrays.mismatch(gpu.download16(r16), residual)).as("embedding into %s, seed %d", format, seed).isEqualTo(-1);
+            // the norms: whole rows (the float4 path) and 6-wide groups (the per-element path)
+            for (Weight w : List.of(nw, headNorm)) {
+                try (Tensor from16 = poisoned(n, hidden); Tensor from32 = poisoned(n, hidden)) {
+                    gpu.rmsNorm(r16, w, 1e-5f, from16);
+                    gpu.rmsNorm(r32, w, 1e-5f, from32);
+                    assertThat(Arrays.mismatch(gpu.download(from16), gpu.download(from32)))
+                            .as("rmsNorm of a %s residual, groups of %d, seed %d", format, w.cols(), seed).isEqualTo(-1);
+                }
+            }
+            try (Tensor product = poisoned(n, hidden)) {
+                gpu.linear(x16, wt, null, product);
+                gpu.linearAdd(x16, wt, null, r16);
+                assertClose("linearAdd into " + format + ", seed " + seed, gpu.download16(r16), round(format, sum(residual, gpu.download(product))), 4e-3);
+                float[] afterO = gpu.download16(r16);
+                gpu.mlp(x16, gt, null, dt, null, product);
+                gpu.mlpAdd(x16, gt, null, dt, null, r16);
+                assertClose("mlpAdd into " + format + ", seed " + seed, gpu.download16(r16), round(format, sum(afterO, gpu.download(product))), 4e-3);
+            }
+            assertThatThrownBy(() -> gpu.linearAdd(x16, wt, bt, r16)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("no bias");
+            assertThatThrownBy(() -> gpu.mlpAdd(x16, gt, null, dt, bt, r16)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("no bias");
+            gpu.residual16(false);
+            assertThatThrownBy(() -> gpu.linearAdd(x16, wt, null, r16)).isInstanceOf(IllegalArgumentException.class)
+                    .hasMessageContaining(CudaBackend.RESIDUAL16_PROPERTY);
+        } finally {
+            gpu.residual16(old);
+        }
+    }
+
+    private static float[] sum(float[] a, float[] b) {
+        float[] s = new float[a.length];
+        for (int i = 0; i < s.length; i++) s[i] = a[i] + b[i];
+        return s;
+    }
+
     private static float[] filled(int n, float v) {
         float[] a = new float[n];
         Arrays.fill(a, v);

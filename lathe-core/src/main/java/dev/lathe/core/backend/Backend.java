@@ -100,7 +100,10 @@ public interface Backend extends AutoCloseable {
 
     // ---- ops --------------------------------------------------------------------------------
 
-    /** {@code out[i, :] = table[ids[i], :]}. ids {@code [1, n]} I32, table {@code [vocab, h]}, out {@code [n, h]}. */
+    /**
+     * {@code out[i, :] = table[ids[i], :]}. ids {@code [1, n]} I32, table {@code [vocab, h]}, out {@code [n, h]}: F32, or
+     * the 16-bit {@link #residualFormat} a backend offers.
+     */
     void embedding(Weight table, Tensor ids, Tensor out);
 
     /**
@@ -108,7 +111,8 @@ public interface Backend extends AutoCloseable {
      * {@code x} and {@code out} have the same shape and their row length is a multiple of
      * {@code weight.cols()} (so [n, heads * headDim] with a [1, headDim] weight norms each head).
      * {@code out} may be {@code x}. {@code out} is F32, or a 16-bit format {@link #activationFormat} names (then
-     * rounded to nearest even, and not {@code x}).
+     * rounded to nearest even, and not {@code x}). {@code x} is F32, or a residual in the {@link #residualFormat} the
+     * backend offers.
      */
     void rmsNorm(Tensor x, Weight weight, float eps, Tensor out);
 
@@ -231,14 +235,24 @@ public interface Backend extends AutoCloseable {
     default boolean addsIntoResidual(Weight w, int rows) { return false; }
 
     /**
+     * The format in which the model may hold the residual stream of a step of {@code rows} rows whose projections
+     * {@link #addsIntoResidual} (w: the o projection): F32 (this default), or the weight's 16-bit format, where
+     * {@link #embedding} writes the residual, {@link #linearAdd} and {@link #mlpAdd} (with no bias) add into it with
+     * one rounding of the sum, and {@link #rmsNorm} reads it. That changes the numbers: the residual is rounded after
+     * every add, as 16-bit inference stacks do.
+     */
+    default DType residualFormat(Weight w, int rows) { return DType.F32; }
+
+    /**
      * {@code acc += x @ w^T (+ bias)} for an F32 {@code acc} {@code [n, out]}: the same numbers as {@link #linear} into
-     * a float32 tensor added to acc, where {@link #addsIntoResidual} allows it (a backend may add inside the product).
+     * a float32 tensor added to acc, where {@link #addsIntoResidual} allows it (a backend may add inside the product);
+     * or, with no bias, for an acc in the 16-bit {@link #residualFormat} of w, the sum rounded once to that format.
      */
     default void linearAdd(Tensor x, Weight w, Weight bias, Tensor acc) {
         throw new UnsupportedOperationException(name() + " backend: no linearAdd (see addsIntoResidual)");
     }
 
-    /** {@code acc += mlp(h, ...)} for an F32 {@code acc}, as {@link #linearAdd} is to {@link #linear}. */
+    /** {@code acc += mlp(h, ...)} for an F32 {@code acc} (or one in {@link #residualFormat} of down), as {@link #linearAdd} is to {@link #linear}. */
     default void mlpAdd(Tensor h, Weight gateUp, Weight gateUpBias, Weight down, Weight downBias, Tensor acc) {
         throw new UnsupportedOperationException(name() + " backend: no mlpAdd (see addsIntoResidual)");
     }

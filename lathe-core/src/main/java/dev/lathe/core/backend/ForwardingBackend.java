@@ -67,6 +67,7 @@ public abstract class ForwardingBackend implements Backend {
     @Override public boolean supportsSampling() { return inner.supportsSampling(); }
     @Override public DType activationFormat(Weight w, int rows) { return inner.activationFormat(w, rows); }
     @Override public DType projectionFormat(Weight w, int rows) { return inner.projectionFormat(w, rows); }
+    @Override public DType residualFormat(Weight w, int rows) { return inner.residualFormat(w, rows); }
     @Override public int[] sampleRows(Tensor logits, SampleSpec[] specs) { return inner.sampleRows(logits, specs); }
     @Override public int[] argmaxRows(Tensor x) { return inner.argmaxRows(x); }
     @Override public boolean supportsAsyncSteps() { return inner.supportsAsyncSteps(); }

@@ -90,8 +90,7 @@ public final class LlamaModel implements AutoCloseable {
         DType projection = qkvToRopeOnly ? backend.projectionFormat(layers.getFirst().qkv(), n) : DType.F32;
         DType qkvFormat = projection != DType.F32
                 && layers.stream().allMatch(w -> backend.projectionFormat(w.qkv(), n) == projection) ? projection : DType.F32;
-        try (Tensor residual = backend.allocate(DType.F32, n, hidden);
-             Tensor h = backend.allocate(DType.F32, n, hidden);
+        try (Tensor h = backend.allocate(DType.F32, n, hidden);
              Tensor qkv = backend.allocate(qkvFormat, n, config.qkvSize());
              Tensor q = backend.allocate(DType.F32, n, config.qSize());
              Tensor k = backend.allocate(DType.F32, n, config.kvSize());
@@ -111,7 +110,13 @@ public final class LlamaModel implements AutoCloseable {
             // and RESIDUAL_ADD_PROPERTY asks for it; the norms then only normalize
             boolean addInGemm = residualAdd && layers.stream().allMatch(w -> backend.addsIntoResidual(w.o(), n)
                     && backend.addsIntoResidual(w.gateUp(), n) && backend.addsIntoResidual(w.down(), n));
-            try (Tensor proj = addInGemm ? null : backend.allocate(DType.F32, n, hidden);  // the products, where norms add them
+            // the residual stream in the backend's 16-bit residual format where every layer adds into it in the GEMM
+            // with no bias; the embedding writes it and the norms read it
+            DType resFormat = addInGemm ? backend.residualFormat(first.o(), n) : DType.F32;
+            boolean res16 = resFormat != DType.F32 && layers.stream().allMatch(w -> w.oBias() == null && w.downBias() == null
+                    && backend.residualFormat(w.o(), n) == resFormat && backend.residualFormat(w.down(), n) == resFormat);
+            try (Tensor residual = backend.allocate(res16 ? resFormat : DType.F32, n, hidden);
+                 Tensor proj = addInGemm ? null : backend.allocate(DType.F32, n, hidden);  // the products, where norms add them
                  Tensor hAct = direct ? backend.allocate(actFormat, n, hidden) : null;
                  Tensor attnOut = backend.allocate(oDirect ? oFormat : DType.F32, n, config.qSize())) {
                 Tensor x = direct ? hAct : h;
