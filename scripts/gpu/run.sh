@@ -10,6 +10,7 @@
 #   bash .device/run.sh check   a short call: GPU tests, op timings, batch-1 latency with and without decode graphs (with
 #                               its transformers peer when LATHE_CHECK_PEER=1), TTFT at 2048, batch-256 decode and
 #                               128/128 throughput runs, each under its own limit; JSON records go into records.tar
+#   bash .device/run.sh latency  issue 4's batch-1 records (2048-token TTFT, 128/128 decode) with their transformers peer
 #   bash .device/run.sh ab      switches against the defaults in one call (see ab below)
 #   bash .device/run.sh profile  the device time of each op in a 2048-token prefill step and a decode step (see profile below)
 #   bash .device/run.sh throughput   offline throughput, 3000 requests, with the transformers batch-64 peer
@@ -226,6 +227,33 @@ bank() {
     [ -f "$f" ] || continue
     tar -rf "$OUT_DIR/records.tar" -C "$OUT_DIR" -- "$(basename "$f")" && rm -f -- "$f"
   done
+}
+
+# Issue 4's latency records: the transformers peer first (LATHE_PEER_MODES, default eager and compile), then
+# `lathe bench latency` at batch 1 for the 2048-token TTFT (LATHE_TTFT_WARMUP warm-ups, 10 timed) and 128/128 decode,
+# each record carrying that peer; JSON records go into records.tar.
+latency_records() {
+  setup
+  local out=$OUT_DIR
+  local -a lat=(bench latency --backend cuda --model synthetic:llama-3-8b --batch 1 --card "$CARD")
+  set +e
+  rm -f /tmp/lathe-peer.json
+  (cd tools/peers && timeout "${LATHE_PEER_LIMIT:-240}" python3 hf_latency.py --preset llama-3-8b --input-len 128 \
+      --output-len 128 --ttft-input-len 2048 --modes "${LATHE_PEER_MODES:-eager,compile}" --json /tmp/lathe-peer.json) \
+      >> "$out/bench.log" 2>&1
+  [ -f /tmp/lathe-peer.json ] && lat+=(--peer-json /tmp/lathe-peer.json)
+  # the GPU idle for LATHE_PEER_PAUSE seconds (default 30) after the peer's compile runs, so that both start from the
+  # same clocks
+  sleep "${LATHE_PEER_PAUSE:-30}"
+  echo "== TTFT 2048" >> "$out/bench.log"
+  timeout 60 "${LATHE[@]}" "${lat[@]}" --input-len 2048 --output-len 1 --warmup "$TTFT_WARMUP" --iterations 10 \
+      --json "$out/latency-2048-1.json" >> "$out/bench.log" 2>&1
+  echo "== batch-1 decode 128/128" >> "$out/bench.log"
+  timeout 60 "${LATHE[@]}" "${lat[@]}" --input-len 128 --output-len 128 --warmup 1 --iterations 3 \
+      --json "$out/latency-128-128.json" >> "$out/bench.log" 2>&1
+  bank
+  set -e
+  grep -E "^(==|TTFT|TPOT|host)|peer|eager|compile" "$out/bench.log" | grep -v iteration
 }
 
 # One short call that checks and measures a change: GPU tests, then batch-1 latency with and without
@@ -538,8 +566,9 @@ case "$mode" in
   policies) policies ;;
   serving) serving ;;
   check) check ;;
+  latency) latency_records ;;
   throughput) throughput ;;
   pack) pack ;;
   device) device ;;
-  *) echo "usage: $0 [pack|device|throughput|check|serving|pairs|policies|records|tests|quick|ab|profile|ncu|nsys]" >&2; exit 2 ;;
+  *) echo "usage: $0 [pack|device|throughput|check|latency|serving|pairs|policies|records|tests|quick|ab|profile|ncu|nsys]" >&2; exit 2 ;;
 esac

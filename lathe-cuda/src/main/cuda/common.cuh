@@ -65,6 +65,34 @@ template <typename T> __device__ __forceinline__ uint32_t pack_pair(float lo, fl
     return *reinterpret_cast<uint32_t*>(&v);
 }
 
+// Four consecutive values from element i of base in `dtype` (i a multiple of 4, base 16-byte aligned): one 16-byte
+// load for F32, one 8-byte load for a 16-bit format.
+__device__ __forceinline__ float4 load4_f(const void* base, int dtype, long long i) {
+    if (dtype == DT_F32) return *reinterpret_cast<const float4*>(static_cast<const float*>(base) + i);
+    const uint2 u = *reinterpret_cast<const uint2*>(static_cast<const uint16_t*>(base) + i);
+    float2 a, b;
+    if (dtype == DT_BF16) {
+        a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.x));
+        b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.y));
+    } else {
+        a = __half22float2(*reinterpret_cast<const __half2*>(&u.x));
+        b = __half22float2(*reinterpret_cast<const __half2*>(&u.y));
+    }
+    return make_float4(a.x, a.y, b.x, b.y);
+}
+
+// v stored at element i of base in `dtype` (rounded to nearest even for a 16-bit format; alignment as load4_f).
+__device__ __forceinline__ void store4_f(void* base, int dtype, long long i, float4 v) {
+    if (dtype == DT_F32) {
+        *reinterpret_cast<float4*>(static_cast<float*>(base) + i) = v;
+    } else if (dtype == DT_BF16) {
+        *reinterpret_cast<uint2*>(static_cast<uint16_t*>(base) + i) =
+                make_uint2(pack_pair<__nv_bfloat16>(v.x, v.y), pack_pair<__nv_bfloat16>(v.z, v.w));
+    } else {
+        *reinterpret_cast<uint2*>(static_cast<uint16_t*>(base) + i) = make_uint2(pack_pair<__half>(v.x, v.y), pack_pair<__half>(v.z, v.w));
+    }
+}
+
 // The eight 16-bit values of one 16-byte load, widened to float.
 template <typename T> __device__ __forceinline__ void widen8(const int4& raw, float* f) {
     const typename Pair16<T>::type* h = reinterpret_cast<const typename Pair16<T>::type*>(&raw);

@@ -15,20 +15,6 @@ struct RmsNormParams {
     int x_dtype;           // DT_F32, or a 16-bit format (a residual stream held in the weights' format)
 };
 
-// Four consecutive values of x from element 4 * i of the row at `base`: one float4, or one 8-byte load of 16-bit values.
-__device__ __forceinline__ float4 load4(const RmsNormParams& p, long long base, int i) {
-    if (p.x_dtype == DT_F32) return reinterpret_cast<const float4*>(static_cast<const float*>(p.x) + base)[i];
-    const uint2 u = reinterpret_cast<const uint2*>(static_cast<const uint16_t*>(p.x) + base)[i];
-    if (p.x_dtype == DT_BF16) {
-        const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.x));
-        const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.y));
-        return make_float4(a.x, a.y, b.x, b.y);
-    }
-    const float2 a = __half22float2(*reinterpret_cast<const __half2*>(&u.x));
-    const float2 b = __half22float2(*reinterpret_cast<const __half2*>(&u.y));
-    return make_float4(a.x, a.y, b.x, b.y);
-}
-
 // The float4 path of rms_norm: d a multiple of 4 and at most NORM_VEC * 4 values a thread. Each thread keeps its
 // float4s in registers between the two passes, so x and the residual are read once.
 #define NORM_VEC 8
@@ -44,7 +30,7 @@ __device__ __forceinline__ void rms_norm_vec(const RmsNormParams& p) {
     for (int k = 0; k < NV; k++) {
         const int i = threadIdx.x + k * blockDim.x;
         if (i < d4) {
-            float4 a = load4(p, base, i);
+            float4 a = load4_f(p.x, p.x_dtype, base + 4LL * i);
             if (r4 != nullptr) {
                 const float4 r = r4[i];
                 a = make_float4(r.x + a.x, r.y + a.y, r.z + a.z, r.w + a.w);
@@ -68,15 +54,7 @@ __device__ __forceinline__ void rms_norm_vec(const RmsNormParams& p) {
             const float y1 = __fmul_rn(__fmul_rn(v[k].y, inv), load_f(p.weight, p.dtype, j + 1));
             const float y2 = __fmul_rn(__fmul_rn(v[k].z, inv), load_f(p.weight, p.dtype, j + 2));
             const float y3 = __fmul_rn(__fmul_rn(v[k].w, inv), load_f(p.weight, p.dtype, j + 3));
-            if (p.out_dtype == DT_BF16) {
-                reinterpret_cast<uint2*>(static_cast<uint16_t*>(p.out) + base)[i] =
-                        make_uint2(pack_pair<__nv_bfloat16>(y0, y1), pack_pair<__nv_bfloat16>(y2, y3));
-            } else if (p.out_dtype == DT_F16) {
-                reinterpret_cast<uint2*>(static_cast<uint16_t*>(p.out) + base)[i] =
-                        make_uint2(pack_pair<__half>(y0, y1), pack_pair<__half>(y2, y3));
-            } else {
-                reinterpret_cast<float4*>(static_cast<float*>(p.out) + base)[i] = make_float4(y0, y1, y2, y3);
-            }
+            store4_f(p.out, p.out_dtype, base + j, make_float4(y0, y1, y2, y3));
         }
     }
 }

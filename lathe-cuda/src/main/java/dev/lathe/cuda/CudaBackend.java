@@ -1192,11 +1192,13 @@ public final class CudaBackend implements Backend {
         }
         int heads = qt.cols() / headDim;
         if (n == 0) return;
-        // grid (token, 256 element pairs of its heads); see rope_write_kv
-        long pairs = (heads + 2L * c.numKvHeads()) * half;
-        kernels.ropeWriteKv.launch(stream, n, Math.toIntExact((pairs + 255) / 256), 256,
+        // grid (token, 256 threads of vec element pairs each over its heads); see rope_write_kv
+        long pointers = xt.address() | qt.address() | c.keys(layer) | c.values(layer) | ct.address() | st.address();
+        int vec = half % 4 == 0 && pointers % 16 == 0 ? 4 : 1;
+        long groups = (heads + 2L * c.numKvHeads()) * half / vec;
+        kernels.ropeWriteKv.launch(stream, n, Math.toIntExact((groups + 255) / 256), 256,
                 xt.address(), qt.address(), c.keys(layer), c.values(layer), ct.address(), st.address(), mt.address(),
-                c.slots(), (long) n, heads, c.numKvHeads(), half, dtypeCode(c.dtype()), dtypeCode(xt.dtype()));
+                c.slots(), (long) n, heads, c.numKvHeads(), half, dtypeCode(c.dtype()), dtypeCode(xt.dtype()), vec);
     }
 
     /**

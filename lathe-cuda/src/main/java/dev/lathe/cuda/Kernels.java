@@ -74,7 +74,7 @@ final class Kernels implements AutoCloseable {
                     i32("n"), i32("width"), i32("dtype")));
             ropeWriteKv = byName.get("kv_cache").kernel("rope_write_kv", struct("rope_write_kv",
                     ptr("qkv"), ptr("q"), ptr("k_cache"), ptr("v_cache"), ptr("cos"), ptr("sin"), ptr("slots"),
-                    i64("num_slots"), i64("n"), i32("heads"), i32("kv_heads"), i32("half"), i32("dtype"), i32("qkv_dtype")));
+                    i64("num_slots"), i64("n"), i32("heads"), i32("kv_heads"), i32("half"), i32("dtype"), i32("qkv_dtype"), i32("vec")));
             attention = byName.get("attention").kernel("paged_attention", struct("paged_attention",
                     ptr("q"), ptr("k_cache"), ptr("v_cache"), ptr("out"), ptr("query_starts"), ptr("context_lens"),
                     ptr("block_tables"), i32("num_seqs"), i32("num_heads"), i32("num_kv_heads"), i32("head_dim"),

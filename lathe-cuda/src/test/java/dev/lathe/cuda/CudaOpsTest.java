@@ -597,8 +597,9 @@ class CudaOpsTest {
     @ParameterizedTest
     @EnumSource(value = DType.class, names = {"BF16", "F32"})
     void ropeWriteKvEqualsSplitRopeAndWrite(DType cacheType) {
-        // head sizes of 32 pairs (two blocks of pairs a token), 48 (not a power of two) and 64 (the Llama shape)
-        for (int headDim : new int[]{64, 96, 128}) ropeWriteKvEqualsSplitRopeAndWrite(cacheType, headDim);
+        // head sizes of 32 pairs (two blocks of pairs a token), 48 (not a power of two), 64 (the Llama shape): four
+        // pairs a thread; 18 pairs (not a multiple of 4): one pair a thread
+        for (int headDim : new int[]{64, 96, 128, 36}) ropeWriteKvEqualsSplitRopeAndWrite(cacheType, headDim);
     }
 
     private void ropeWriteKvEqualsSplitRopeAndWrite(DType cacheType, int headDim) {
