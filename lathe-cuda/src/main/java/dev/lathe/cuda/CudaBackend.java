@@ -84,7 +84,9 @@ public final class CudaBackend implements Backend {
      * ({@link #projectionFormat}) for rope_write_kv to read: the GEMM writes half the bytes (not float32 with its
      * wider epilogue) and the rope kernel reads half. Not the same numbers: q and k are rounded once before the
      * rotation (v goes into a cache of that format either way, with the same bits), as BF16 inference stacks
-     * compute. Off until measured.
+     * compute. On by default ({@code false} keeps float32). On an H100, in a 2048-token prefill: the qkv GEMMs 4.87
+     * against 5.16 ms; with {@link #RESIDUAL16_PROPERTY}, against both off in one call, TTFT 50.94 against 53.82 ms
+     * and 2048/128 x 300 1,846.3 against 1,813.3 tok/s.
      */
     public static final String QKV16_PROPERTY = "lathe.qkv.out16";
     /**
@@ -92,7 +94,9 @@ public final class CudaBackend implements Backend {
      * weights' 16-bit format, as BF16 inference stacks do: the embedding writes it, the o projection and the MLP's down
      * projection add into it inside the GEMM (one rounding of residual + product), and the norms read it. Half the
      * bytes of every residual read and write. Decode-size steps keep float32. Changes the numbers: the residual is
-     * rounded after every add. Off until measured.
+     * rounded after every add. On by default ({@code false} keeps float32). On an H100, in a 2048-token prefill: the
+     * 65 norms 1.20 against 1.52 ms, the o projections 3.34 against 3.64 ms, the MLPs 33.2 against 33.6 ms (same
+     * call); the golden fixtures and every GPU test pass with it on.
      */
     public static final String RESIDUAL16_PROPERTY = "lathe.residual16";
     /** System property: {@code false} runs {@link #linearSiluMul} as linear then siluMul (default true: one kernel). */
