@@ -356,7 +356,8 @@ ab() {
 # Where a step's device time goes: `bench latency --profile` times each op of one 2048-token prefill step and one
 # decode step (decode graphs off, so that step's ops run one by one), for the defaults and then for each set of
 # JVM flags in LATHE_PROFILE_FLAGS (space-separated sets, flags comma-separated, as for ab); LATHE_PROFILE_ITERATIONS
-# timed TTFT iterations come first (default 3).
+# timed TTFT iterations come first (default 3). LATHE_PROFILE_OUTPUT (default 2) sets the output length: with 1 the
+# timed prefills run back to back, as in `latency` mode, and only the prefill step is profiled.
 profile() {
   setup
   local log=$OUT_DIR/profile.log flag
@@ -365,7 +366,8 @@ profile() {
     lathe_with "-Dlathe.graphs=false${flag:+,$flag}"
     echo "== profile ${flag:-(defaults)}" >> "$log"
     timeout 90 "${LATHE_WITH[@]}" bench latency --backend cuda --model synthetic:llama-3-8b --card "$CARD" --batch 1 \
-        --input-len 2048 --output-len 2 --warmup "$TTFT_WARMUP" --iterations "${LATHE_PROFILE_ITERATIONS:-3}" --profile >> "$log" 2>&1
+        --input-len 2048 --output-len "${LATHE_PROFILE_OUTPUT:-2}" --warmup "$TTFT_WARMUP" --iterations "${LATHE_PROFILE_ITERATIONS:-3}" \
+        --profile >> "$log" 2>&1
   done
   set -e
   grep -v "iteration" "$log"
