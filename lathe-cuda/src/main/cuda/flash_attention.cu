@@ -436,19 +436,20 @@ __device__ __forceinline__ void pv_tile_wgmma(float (&o)[M][D / 8][4], const uin
 }
 
 
-template <typename T, int D, int BN, int MT = 0, int WG = 0>
+template <typename T, int D, int BN, int MT = 0, int WG = 0, int STAGES = 2>
 __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& p) {
     static_assert(WG == 0 || MT == 0 || (WG == 2 && MT == 2), "32 rows a warp on wgmma runs both products there");
+    static_assert(STAGES >= 2 && STAGES <= 4, "two to four K/V tiles in flight");
     constexpr bool QS = MT > 0;     // Q rows in shared memory
     constexpr int M = QS ? MT : 1;  // 16-row tiles of a warp
     constexpr int KC = D / 16;      // 16-wide k steps of Q K^T
     constexpr int NB = BN / 8;      // 8-key blocks of S per tile
     constexpr int DB = D / 8;       // 8-wide d blocks of O
-    // dynamic shared memory (its size set by Kernels.gqaShared): K tiles of stages 0 and 1, V tiles of stages 0 and 1,
-    // then (QS) the warps' Q rows, M * 16 a warp; with WG from the first 1 KB boundary (1 KB more is given)
+    // dynamic shared memory (its size set by Kernels.gqaShared): the K tiles of the STAGES stages, their V tiles, then
+    // (QS) the warps' Q rows, M * 16 a warp; with WG from the first 1 KB boundary (1 KB more is given)
     extern __shared__ __align__(128) uint16_t gqa_smem[];
     constexpr uint32_t TILE_BYTES = BN * D * 2;
-    // K tile of stage s at smem + s * TILE_BYTES, its V tile 2 tiles on
+    // K tile of stage s at smem + s * TILE_BYTES, its V tile STAGES tiles on
     const uint32_t smem = WG > 0 ? (smem_addr(gqa_smem) + 1023u) & ~1023u : smem_addr(gqa_smem);
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -476,7 +477,7 @@ __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& 
     // never stored
     uint32_t qf[QS ? 1 : KC][4];  // the Q fragments held in registers (without QS)
     // this warp's Q rows (with QS); with WG the M tiles of 64 rows (4 heads x 16) of the whole block
-    const uint32_t q_rows = smem + 4 * TILE_BYTES + (WG > 0 ? 0 : warp * (M * GQ_BM * D * 2));
+    const uint32_t q_rows = smem + 2 * STAGES * TILE_BYTES + (WG > 0 ? 0 : warp * (M * GQ_BM * D * 2));
     if constexpr (QS) {
 #pragma unroll
         for (int m = 0; m < M; m++) {
@@ -507,23 +508,32 @@ __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& 
     const int mi = lane >> 3, mr = lane & 7;
 
     const int tiles = (key_hi - key_lo) / BN + 1;
-    load_kv_tiles<D, BN, WG>(smem, smem + 2 * TILE_BYTES, kc, vc, table, key_lo, key_hi, blocks,
-                                p.num_kv_heads, kv_head);
-    cp_async_commit();
+    // tiles 0 .. STAGES - 2 in flight before the loop, one cp.async group each (empty past the last tile); iteration
+    // it then starts tile it + STAGES - 1 into the stage tile it - 1 used, so STAGES - 1 tiles load while one is used
+#pragma unroll
+    for (int i = 0; i < STAGES - 1; i++) {
+        if (i == 0 || i < tiles) {
+            load_kv_tiles<D, BN, WG>(smem + i * TILE_BYTES, smem + (STAGES + i) * TILE_BYTES, kc, vc, table,
+                                        key_lo + i * BN, key_hi, blocks, p.num_kv_heads, kv_head);
+        }
+        cp_async_commit();
+    }
     for (int it = 0; it < tiles; it++) {
         const int k0 = key_lo + it * BN;
-        const int stage = it & 1;
-        cp_async_wait<0>();  // this thread's part of tile it has landed ...
+        const int stage = STAGES == 2 ? it & 1 : it % STAGES;
+        cp_async_wait<STAGES - 2>();  // this thread's part of tile it has landed (later tiles may still load) ...
         // (WG: ... and is visible to the tensor cores' reads of the K tile, which go through the async proxy ...)
         if constexpr (WG > 0) asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
         __syncthreads();     // ... everybody's, and every warp is done with tile it - 1's stage
-        if (it + 1 < tiles) {
-            const int next = stage ^ 1;
-            load_kv_tiles<D, BN, WG>(smem + next * TILE_BYTES, smem + (2 + next) * TILE_BYTES, kc, vc, table, k0 + BN,
-                                        key_hi, blocks, p.num_kv_heads, kv_head);
+        if (it + STAGES - 1 < tiles) {
+            const int next = STAGES == 2 ? stage ^ 1 : (it + STAGES - 1) % STAGES;
+            load_kv_tiles<D, BN, WG>(smem + next * TILE_BYTES, smem + (STAGES + next) * TILE_BYTES, kc, vc, table,
+                                        k0 + (STAGES - 1) * BN, key_hi, blocks, p.num_kv_heads, kv_head);
             cp_async_commit();
+        } else if constexpr (STAGES > 2) {
+            cp_async_commit();  // an empty group keeps "tile it is group it" for the waits
         }
-        const uint32_t k_base = smem + stage * TILE_BYTES, v_base = smem + (2 + stage) * TILE_BYTES;
+        const uint32_t k_base = smem + stage * TILE_BYTES, v_base = smem + (STAGES + stage) * TILE_BYTES;
 
         float s[M][NB][4];
         if constexpr (WG > 0 && QS) qk_tiles_wgmma_ss<T, D, BN, M>(s, q_rows, k_base);
@@ -592,10 +602,10 @@ FLASH_GQA_W32_ENTRY(flash_attention_gqa_w32_f16_d64, __half, 64)
 FLASH_GQA_W32_ENTRY(flash_attention_gqa_w32_f16_d128, __half, 128)
 // S on wgmma (sm_90a only; WG): 16-row items, grid as flash_attention_gqa's. Other targets get a kernel that traps
 // (CudaBackend launches these on sm_90 GPUs only).
-template <typename T, int D, int BN, int WG, int MT = 0>
+template <typename T, int D, int BN, int WG, int MT = 0, int STAGES = 2>
 __device__ __forceinline__ void flash_attention_gqa_wg(const FlashAttentionParams& p) {
 #ifdef LATHE_WGMMA
-    flash_attention_gqa<T, D, BN, MT, WG>(p);
+    flash_attention_gqa<T, D, BN, MT, WG, STAGES>(p);
 #else
     __trap();
 #endif
@@ -622,6 +632,20 @@ FLASH_GQA_WG32_ENTRY(flash_attention_gqa_wgv_w32_bf16_d64, __nv_bfloat16, 64)
 FLASH_GQA_WG32_ENTRY(flash_attention_gqa_wgv_w32_bf16_d128, __nv_bfloat16, 128)
 FLASH_GQA_WG32_ENTRY(flash_attention_gqa_wgv_w32_f16_d64, __half, 64)
 FLASH_GQA_WG32_ENTRY(flash_attention_gqa_wgv_w32_f16_d128, __half, 128)
+// the same with 3 or 4 stages of K and V tiles (CudaBackend.FLASH_GQA_STAGES_PROPERTY): two or three tiles load while
+// one is used (97 KB of shared memory a block at head_dim 128 and 4 stages: still two blocks an SM)
+#define FLASH_GQA_WG32_STAGES_ENTRY(NAME, T, D, STAGES) \
+    extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 2) NAME(const FlashAttentionParams p) { LATHE_PDL_WAIT(); \
+        flash_attention_gqa_wg<T, D, 32, 2, 2, STAGES>(p); \
+    }
+FLASH_GQA_WG32_STAGES_ENTRY(flash_attention_gqa_wgv_w32s3_bf16_d64, __nv_bfloat16, 64, 3)
+FLASH_GQA_WG32_STAGES_ENTRY(flash_attention_gqa_wgv_w32s3_bf16_d128, __nv_bfloat16, 128, 3)
+FLASH_GQA_WG32_STAGES_ENTRY(flash_attention_gqa_wgv_w32s3_f16_d64, __half, 64, 3)
+FLASH_GQA_WG32_STAGES_ENTRY(flash_attention_gqa_wgv_w32s3_f16_d128, __half, 128, 3)
+FLASH_GQA_WG32_STAGES_ENTRY(flash_attention_gqa_wgv_w32s4_bf16_d64, __nv_bfloat16, 64, 4)
+FLASH_GQA_WG32_STAGES_ENTRY(flash_attention_gqa_wgv_w32s4_bf16_d128, __nv_bfloat16, 128, 4)
+FLASH_GQA_WG32_STAGES_ENTRY(flash_attention_gqa_wgv_w32s4_f16_d64, __half, 64, 4)
+FLASH_GQA_WG32_STAGES_ENTRY(flash_attention_gqa_wgv_w32s4_f16_d128, __half, 128, 4)
 // both on wgmma over 64-key tiles (CudaBackend.FLASH_GQA_KEYS_PROPERTY 64): half the barriers, fences and waits a key
 FLASH_GQA_WG_ENTRY(flash_attention_gqa_wgv_k64_bf16_d64, __nv_bfloat16, 64, 64, 2, 2)
 FLASH_GQA_WG_ENTRY(flash_attention_gqa_wgv_k64_bf16_d128, __nv_bfloat16, 128, 64, 2, 2)

@@ -159,6 +159,14 @@ public final class CudaBackend implements Backend {
      * (54.16 against 52.61 ms in that call, 51.62 against 52.77 in the profile call).
      */
     public static final String FLASH_GQA_WGMMA_PV_PROPERTY = "lathe.flash.gqaWgmmaPv";
+    /**
+     * System property: stages of K and V tiles of the wgmma kernel at 32 rows a warp (flash_attention_gqa_wgv_w32_*), 2
+     * (default), 3 or 4 (flash_attention_gqa_wgv_w32s3_*, _w32s4_*: 81 or 97 KB of shared memory a block at head size
+     * 128, still two blocks an H100 SM). With 2 the next tile's loads are issued one tile's work before it is used,
+     * less than a read from memory takes; with 3 or 4, two or three tiles load while one is used. Other kernels keep
+     * two stages. Off (2) until measured: compiled (219 registers, none spilled), not yet run on a GPU.
+     */
+    public static final String FLASH_GQA_STAGES_PROPERTY = "lathe.flash.gqaStages";
     /** Threads per block of the flash kernel: FA_WARPS = 4 warps, 16 query rows each. */
     private static final int FLASH_THREADS = 128;
     /**
@@ -253,6 +261,7 @@ public final class CudaBackend implements Backend {
     private int planLongestRun, planItems, planShortRows, planTileRows;
     private boolean flashGqa = Boolean.parseBoolean(System.getProperty(FLASH_GQA_PROPERTY, "true"));
     private int flashGqaKeys = gqaKeys(Integer.getInteger(FLASH_GQA_KEYS_PROPERTY, 32));
+    private int flashGqaStages = gqaStages(Integer.getInteger(FLASH_GQA_STAGES_PROPERTY, 2));
     private int flashGqaWarpRows = gqaWarpRows(Integer.getInteger(FLASH_GQA_WARP_ROWS_PROPERTY, 32));
     private boolean flashGqaWgmma = Boolean.parseBoolean(System.getProperty(FLASH_GQA_WGMMA_PROPERTY, "true"));
     private boolean flashGqaWgmmaPv = Boolean.parseBoolean(System.getProperty(FLASH_GQA_WGMMA_PV_PROPERTY, "true"));
@@ -1370,6 +1379,21 @@ public final class CudaBackend implements Backend {
         return old;
     }
 
+    /** Sets the stages of the wgmma kernel at 32 rows a warp (see {@link #FLASH_GQA_STAGES_PROPERTY}); returns the old setting. */
+    int flashGqaStages(int stages) {
+        int old = flashGqaStages;
+        flashGqaStages = gqaStages(stages);
+        return old;
+    }
+
+    private static int gqaStages(int stages) {
+        if (stages < 2 || stages > 4) {
+            throw new IllegalArgumentException(FLASH_GQA_STAGES_PROPERTY + " is " + stages
+                    + ": the grouped-query flash kernel keeps 2, 3 or 4 stages of K and V tiles");
+        }
+        return stages;
+    }
+
     private static int gqaKeys(int keys) {
         if (keys != 32 && keys != 64) {
             throw new IllegalArgumentException(FLASH_GQA_KEYS_PROPERTY + " is " + keys
@@ -1445,14 +1469,24 @@ public final class CudaBackend implements Backend {
     /**
      * The grouped-query flash variant the switches select. S runs on wgmma ({@link #FLASH_GQA_WGMMA_PROPERTY}) on an sm_90
      * GPU over 32-key tiles, or 64-key ones with P V there too ({@link #FLASH_GQA_WGMMA_PV_PROPERTY}); 32 rows a warp
-     * ({@link #FLASH_GQA_WARP_ROWS_PROPERTY}) apply over 32-key tiles, on wgmma only with both products there.
+     * ({@link #FLASH_GQA_WARP_ROWS_PROPERTY}) apply over 32-key tiles, on wgmma only with both products there, and there
+     * with {@link #FLASH_GQA_STAGES_PROPERTY} stages of K and V tiles.
      */
     private GqaVariant gqaVariant() {
         Kernels k = kernels;
         boolean wide = flashGqaWarpRows == 32 && flashGqaKeys == 32;
         if (flashGqaWgmma && sm90 && (flashGqaKeys == 32 || flashGqaWgmmaPv)) {
             if (!flashGqaWgmmaPv) return new GqaVariant(16, k.flashGqaWgBf16D64, k.flashGqaWgBf16D128, k.flashGqaWgF16D64, k.flashGqaWgF16D128);
-            if (wide) return new GqaVariant(32, k.flashGqaWgvW32Bf16D64, k.flashGqaWgvW32Bf16D128, k.flashGqaWgvW32F16D64, k.flashGqaWgvW32F16D128);
+            if (wide) {
+                return switch (flashGqaStages) {
+                    case 3 -> new GqaVariant(32, k.flashGqaWgvW32S3Bf16D64, k.flashGqaWgvW32S3Bf16D128, k.flashGqaWgvW32S3F16D64,
+                            k.flashGqaWgvW32S3F16D128);
+                    case 4 -> new GqaVariant(32, k.flashGqaWgvW32S4Bf16D64, k.flashGqaWgvW32S4Bf16D128, k.flashGqaWgvW32S4F16D64,
+                            k.flashGqaWgvW32S4F16D128);
+                    default -> new GqaVariant(32, k.flashGqaWgvW32Bf16D64, k.flashGqaWgvW32Bf16D128, k.flashGqaWgvW32F16D64,
+                            k.flashGqaWgvW32F16D128);
+                };
+            }
             return flashGqaKeys == 64
                     ? new GqaVariant(16, k.flashGqaWgvK64Bf16D64, k.flashGqaWgvK64Bf16D128, k.flashGqaWgvK64F16D64, k.flashGqaWgvK64F16D128)
                     : new GqaVariant(16, k.flashGqaWgvBf16D64, k.flashGqaWgvBf16D128, k.flashGqaWgvF16D64, k.flashGqaWgvF16D128);

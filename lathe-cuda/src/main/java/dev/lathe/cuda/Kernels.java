@@ -40,6 +40,9 @@ final class Kernels implements AutoCloseable {
     final Kernel flashGqaWgvK64Bf16D64, flashGqaWgvK64Bf16D128, flashGqaWgvK64F16D64, flashGqaWgvK64F16D128;
     /** The same at 32 rows a warp (two 64-row tiles a block, Q in shared memory). */
     final Kernel flashGqaWgvW32Bf16D64, flashGqaWgvW32Bf16D128, flashGqaWgvW32F16D64, flashGqaWgvW32F16D128;
+    /** The same with 3 and with 4 stages of K and V tiles. */
+    final Kernel flashGqaWgvW32S3Bf16D64, flashGqaWgvW32S3Bf16D128, flashGqaWgvW32S3F16D64, flashGqaWgvW32S3F16D128;
+    final Kernel flashGqaWgvW32S4Bf16D64, flashGqaWgvW32S4Bf16D128, flashGqaWgvW32S4F16D64, flashGqaWgvW32S4F16D128;
     /** split_attention_K for head_dim = 32 K, K = 1..8 (index K - 1), and the merge of their pieces. */
     final Kernel[] splitAttention = new Kernel[8];
     /** The same on tensor cores for 16-bit caches: BF16/F16 x head size 64/128 (split_attention_mma). */
@@ -113,7 +116,15 @@ final class Kernels implements AutoCloseable {
             flashGqaWgvW32Bf16D128 = flash.kernel("flash_attention_gqa_wgv_w32_bf16_d128", flashParams("flash_attention_gqa_wgv_w32_bf16_d128"));
             flashGqaWgvW32F16D64 = flash.kernel("flash_attention_gqa_wgv_w32_f16_d64", flashParams("flash_attention_gqa_wgv_w32_f16_d64"));
             flashGqaWgvW32F16D128 = flash.kernel("flash_attention_gqa_wgv_w32_f16_d128", flashParams("flash_attention_gqa_wgv_w32_f16_d128"));
-            // their dynamic shared memory: two stages of a K and a V tile of 16-bit values, and Q rows (see gqaShared)
+            flashGqaWgvW32S3Bf16D64 = flash.kernel("flash_attention_gqa_wgv_w32s3_bf16_d64", flashParams("flash_attention_gqa_wgv_w32s3_bf16_d64"));
+            flashGqaWgvW32S3Bf16D128 = flash.kernel("flash_attention_gqa_wgv_w32s3_bf16_d128", flashParams("flash_attention_gqa_wgv_w32s3_bf16_d128"));
+            flashGqaWgvW32S3F16D64 = flash.kernel("flash_attention_gqa_wgv_w32s3_f16_d64", flashParams("flash_attention_gqa_wgv_w32s3_f16_d64"));
+            flashGqaWgvW32S3F16D128 = flash.kernel("flash_attention_gqa_wgv_w32s3_f16_d128", flashParams("flash_attention_gqa_wgv_w32s3_f16_d128"));
+            flashGqaWgvW32S4Bf16D64 = flash.kernel("flash_attention_gqa_wgv_w32s4_bf16_d64", flashParams("flash_attention_gqa_wgv_w32s4_bf16_d64"));
+            flashGqaWgvW32S4Bf16D128 = flash.kernel("flash_attention_gqa_wgv_w32s4_bf16_d128", flashParams("flash_attention_gqa_wgv_w32s4_bf16_d128"));
+            flashGqaWgvW32S4F16D64 = flash.kernel("flash_attention_gqa_wgv_w32s4_f16_d64", flashParams("flash_attention_gqa_wgv_w32s4_f16_d64"));
+            flashGqaWgvW32S4F16D128 = flash.kernel("flash_attention_gqa_wgv_w32s4_f16_d128", flashParams("flash_attention_gqa_wgv_w32s4_f16_d128"));
+            // their dynamic shared memory: stages of a K and a V tile of 16-bit values (two unless said), and Q rows (see gqaShared)
             for (Kernel k : List.of(flashGqaBf16D64, flashGqaF16D64)) gqaShared(k, 32, 64, 0, false);
             for (Kernel k : List.of(flashGqaBf16D128, flashGqaF16D128)) gqaShared(k, 32, 128, 0, false);
             for (Kernel k : List.of(flashGqaK64Bf16D64, flashGqaK64F16D64)) gqaShared(k, 64, 64, 0, false);
@@ -130,6 +141,11 @@ final class Kernels implements AutoCloseable {
             // and 32 Q rows a warp (two 64-row tiles of the block)
             for (Kernel k : List.of(flashGqaWgvW32Bf16D64, flashGqaWgvW32F16D64)) gqaShared(k, 32, 64, 32, true);
             for (Kernel k : List.of(flashGqaWgvW32Bf16D128, flashGqaWgvW32F16D128)) gqaShared(k, 32, 128, 32, true);
+            // with 3 and 4 stages
+            for (Kernel k : List.of(flashGqaWgvW32S3Bf16D64, flashGqaWgvW32S3F16D64)) gqaShared(k, 32, 64, 32, true, 3);
+            for (Kernel k : List.of(flashGqaWgvW32S3Bf16D128, flashGqaWgvW32S3F16D128)) gqaShared(k, 32, 128, 32, true, 3);
+            for (Kernel k : List.of(flashGqaWgvW32S4Bf16D64, flashGqaWgvW32S4F16D64)) gqaShared(k, 32, 64, 32, true, 4);
+            for (Kernel k : List.of(flashGqaWgvW32S4Bf16D128, flashGqaWgvW32S4F16D128)) gqaShared(k, 32, 128, 32, true, 4);
             siluMul = byName.get("activation").kernel("silu_mul", struct("silu_mul",
                     ptr("x"), ptr("out"), i64("n"), i32("inner"), i32("dtype"), i32("x_dtype")));
             randomNormal = byName.get("random").kernel("random_normal", struct("random_normal",
@@ -186,12 +202,17 @@ final class Kernels implements AutoCloseable {
 
     /**
      * Gives a grouped-query flash kernel with {@code keys}-key tiles at head size {@code headDim} its dynamic shared
-     * memory: two stages of a K and a V tile of 16-bit values, then {@code qRows} Q rows (0 where Q stays in
+     * memory: {@code stages} stages of a K and a V tile of 16-bit values, then {@code qRows} Q rows (0 where Q stays in
      * registers) for each of its 4 warps, and with {@code wgmma} 1 KB more, as those kernels align their tiles to
      * 1 KB: the layout flash_attention_gqa (flash_attention.cu) carves its dynamic shared memory into.
      */
+    private static void gqaShared(Kernel k, int keys, int headDim, int qRows, boolean wgmma, int stages) {
+        k.withDynamicShared(stages * 2 * keys * headDim * 2 + 4 * qRows * headDim * 2 + (wgmma ? 1024 : 0));
+    }
+
+    /** {@link #gqaShared(Kernel, int, int, int, boolean, int)} with two stages. */
     private static void gqaShared(Kernel k, int keys, int headDim, int qRows, boolean wgmma) {
-        k.withDynamicShared(2 * 2 * keys * headDim * 2 + 4 * qRows * headDim * 2 + (wgmma ? 1024 : 0));
+        gqaShared(k, keys, headDim, qRows, wgmma, 2);
     }
 
     /** FlashAttentionParams of flash_attention.cu. */

@@ -15,6 +15,7 @@ import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestInfo;
 import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
 import org.junit.jupiter.params.provider.EnumSource;
 import org.junit.jupiter.params.provider.ValueSource;
 
@@ -1153,6 +1154,24 @@ class CudaOpsTest {
     @EnumSource(value = DType.class, names = {"BF16", "F16"})
     void groupedFlashAttentionOnWgmmaAt32RowsAWarp(DType cacheType) {
         onWgmma(cacheType, true, 32, 32, "flash_attention_gqa_wgv_w32_");
+    }
+
+    /** The same with 3 and 4 stages of K and V tiles (CudaBackend.FLASH_GQA_STAGES_PROPERTY); the cases include items of fewer tiles than stages. */
+    @ParameterizedTest
+    @CsvSource({"BF16, 3", "F16, 3", "BF16, 4", "F16, 4"})
+    void groupedFlashAttentionOnWgmmaAt32RowsAWarpWithMoreStages(DType cacheType, int stages) {
+        int old = gpu.flashGqaStages(stages);
+        try {
+            onWgmma(cacheType, true, 32, 32, "flash_attention_gqa_wgv_w32s" + stages + "_");
+        } finally {
+            gpu.flashGqaStages(old);
+        }
+    }
+
+    @Test
+    void groupedFlashStagesOtherThan2To4AreRejected() {
+        assertThatThrownBy(() -> gpu.flashGqaStages(5)).isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("lathe.flash.gqaStages is 5");
     }
 
     @ParameterizedTest
