@@ -55,6 +55,14 @@ pack() {
     mvn -B -q dependency:get -Dartifact=org.junit.platform:junit-platform-console-standalone:$console_version
   fi
   cp "$console" "$dest/lib/"
+  # the libraries Nsight's trace importer needs and GPU machines may lack (libdw and what it links), from this
+  # machine when it has them: `nsys` mode imports its trace with them (under 2 MB)
+  rm -rf "$dest/nsys-libs"
+  mkdir -p "$dest/nsys-libs"
+  local lib
+  for lib in libdw.so.1 libelf.so.1 libbz2.so.1.0 liblzma.so.5; do
+    [ -e "/usr/lib/x86_64-linux-gnu/$lib" ] && cp -L "/usr/lib/x86_64-linux-gnu/$lib" "$dest/nsys-libs/"
+  done
   if [ ! -f "$dest/jre.tar.xz" ] || [ "${LATHE_REBUILD_JRE:-0}" = 1 ]; then
     # the team's shared tool beside the checkout (shared/tools/device-jre.sh) makes DIR/jre.tar.xz, a
     # jlinked Java 25 runtime; LATHE_DEVICE_JRE_TOOL names another script with the same contract
@@ -414,6 +422,16 @@ nsys_ttft() {
       -o "$OUT_DIR/ttft" "${LATHE_WITH[@]}" bench latency --backend cuda --model synthetic:llama-3-8b --card "$CARD" \
       ${LATHE_NSYS_ARGS:---batch 1 --input-len 2048 --output-len 1} --warmup "$TTFT_WARMUP" --iterations 3 > "$log" 2>&1
   echo "nsys exit code: $?" >> "$log"
+  if [ ! -f "$OUT_DIR/ttft.nsys-rep" ] && [ -f "$OUT_DIR/ttft.qdstrm" ]; then
+    # an nsys without a working importer beside it leaves the raw trace: import it with one found under /opt/nvidia,
+    # given the libraries the pack brought (nsys-libs)
+    local importer
+    importer=$(ls /opt/nvidia/nsight-*/*/host/*/QdstrmImporter 2>/dev/null | head -1 || true)
+    if [ -n "$importer" ]; then
+      LD_LIBRARY_PATH="$DEV/nsys-libs:${LD_LIBRARY_PATH:-}" ldd "$importer" | grep -i "not found" >> "$log" 2>&1
+      (cd "$OUT_DIR" && LD_LIBRARY_PATH="$DEV/nsys-libs:${LD_LIBRARY_PATH:-}" "$importer" -i ttft.qdstrm) >> "$log" 2>&1
+    fi
+  fi
   "$nsys" stats --report cuda_api_sum --report cuda_gpu_kern_sum --format csv --output "$OUT_DIR/ttft" "$OUT_DIR/ttft.nsys-rep" >> "$log" 2>&1
   "$nsys" stats --report cuda_gpu_trace --report cuda_api_trace --format csv --output "$OUT_DIR/ttft-trace" "$OUT_DIR/ttft.nsys-rep" >> "$log" 2>&1
   set -e
