@@ -155,16 +155,17 @@ public final class CudaBackend implements Backend {
      * (flash_attention_gqa_wgv_w32_*, 217 registers at head size 128, two blocks an SM); with 16, 16 rows
      * (flash_attention_gqa_wgv_*). On by default. Measured on an H100 against the mma.sync kernel at 32 rows a warp
      * (the default before), in one call: attention of a 2048-token prefill 5.35 against 6.14 ms (16 rows: 5.46; 64-key
-     * tiles: 5.70), 2048/128 x 300 1,819.7 against 1,792.6 tok/s; TTFT did not show it through the clock's drift
+     * tiles: 5.70), 2048/128 x 300 1,819.7 against 1,792.6 tok/s; TTFT did not show it through its run-to-run spread
      * (54.16 against 52.61 ms in that call, 51.62 against 52.77 in the profile call).
      */
     public static final String FLASH_GQA_WGMMA_PV_PROPERTY = "lathe.flash.gqaWgmmaPv";
     /**
      * System property: stages of K and V tiles of the wgmma kernel at 32 rows a warp (flash_attention_gqa_wgv_w32_*), 2
      * (default), 3 or 4 (flash_attention_gqa_wgv_w32s3_*, _w32s4_*: 81 or 97 KB of shared memory a block at head size
-     * 128, still two blocks an H100 SM). With 2 the next tile's loads are issued one tile's work before it is used,
-     * less than a read from memory takes; with 3 or 4, two or three tiles load while one is used. Other kernels keep
-     * two stages. Off (2) until measured: compiled (219 registers, none spilled), not yet run on a GPU.
+     * 128, still two blocks an H100 SM). With 2 the next tile's loads are issued one tile's work before it is used;
+     * with 3 or 4, two or three tiles load while one is used. Other kernels keep two stages. Off (2) until measured:
+     * compiled (219 registers, none spilled), not yet run on a GPU. A tile iteration of the two-stage kernel takes about
+     * 2.4 us in a 2048-token prefill, longer than a read from memory, so the loads may not be what it waits for.
      */
     public static final String FLASH_GQA_STAGES_PROPERTY = "lathe.flash.gqaStages";
     /** Threads per block of the flash kernel: FA_WARPS = 4 warps, 16 query rows each. */
