@@ -1,6 +1,6 @@
 # The prefill shapes of Llama-3-8B at 2048 tokens through torch (cuBLAS GEMMs, SDPA attention): the per-op
 # reference the `bench latency --profile` rows are read against. Usage: python3 tools/peers/prefill_shapes.py
-import torch, time, torch.nn.functional as F
+import torch, torch.nn.functional as F
 torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = True
 M = 2048
 shapes = {"qkv": (4096, 6144), "o": (4096, 4096), "gate_up": (4096, 28672), "down": (14336, 4096)}

@@ -1275,7 +1275,7 @@ public final class CudaBackend implements Backend {
                     return;
                 }
                 long work = uploadPlan(meta);
-                lastFlashKernel = flash.name();
+                lastFlashKernel = flash.function();
                 flash.launch(stream, gqa ? c.numKvHeads() * (group / 4) : heads, planItems, FLASH_THREADS,
                         qt.address(), c.keys(layer), c.values(layer), ot.address(), work, starts.address(),
                         lens.address(), tables.address(), heads, c.numKvHeads(), c.blockSize(), tables.cols(),
@@ -1388,19 +1388,17 @@ public final class CudaBackend implements Backend {
     }
 
     private static int gqaStages(int stages) {
-        if (stages < 2 || stages > 4) {
-            throw new IllegalArgumentException(FLASH_GQA_STAGES_PROPERTY + " is " + stages
-                    + ": the grouped-query flash kernel keeps 2, 3 or 4 stages of K and V tiles");
-        }
-        return stages;
+        return oneOf(FLASH_GQA_STAGES_PROPERTY, stages, "the grouped-query flash kernel keeps 2, 3 or 4 stages of K and V tiles", 2, 3, 4);
     }
 
     private static int gqaKeys(int keys) {
-        if (keys != 32 && keys != 64) {
-            throw new IllegalArgumentException(FLASH_GQA_KEYS_PROPERTY + " is " + keys
-                    + ": the grouped-query flash kernel takes tiles of 32 or 64 keys");
-        }
-        return keys;
+        return oneOf(FLASH_GQA_KEYS_PROPERTY, keys, "the grouped-query flash kernel takes tiles of 32 or 64 keys", 32, 64);
+    }
+
+    /** {@code value} of {@code property} where it is one of {@code allowed}; else an error saying {@code what} is allowed. */
+    private static int oneOf(String property, int value, String what, int... allowed) {
+        for (int a : allowed) if (a == value) return value;
+        throw new IllegalArgumentException(property + " is " + value + ": " + what);
     }
 
     /** Turns the KV-head-first grid of the split-context kernels (see {@link #HEADS_FASTEST_PROPERTY}) on or off; returns the old setting. */
@@ -1434,11 +1432,7 @@ public final class CudaBackend implements Backend {
     }
 
     private static int gqaWarpRows(int rows) {
-        if (rows != 16 && rows != 32) {
-            throw new IllegalArgumentException(FLASH_GQA_WARP_ROWS_PROPERTY + " is " + rows
-                    + ": a warp of the grouped-query flash kernel takes 16 or 32 query rows");
-        }
-        return rows;
+        return oneOf(FLASH_GQA_WARP_ROWS_PROPERTY, rows, "a warp of the grouped-query flash kernel takes 16 or 32 query rows", 16, 32);
     }
 
     /** Turns S on wgmma for the grouped-query flash kernel (see {@link #FLASH_GQA_WGMMA_PROPERTY}) on or off; returns the old setting. */
@@ -1449,7 +1443,7 @@ public final class CudaBackend implements Backend {
     }
 
     /** The name of the flash kernel the last prefill attention launched ("none" before any); for tests. */
-    String lastFlashKernel() { return lastFlashKernel.substring(lastFlashKernel.lastIndexOf('.') + 1); }
+    String lastFlashKernel() { return lastFlashKernel; }
 
     /** Turns P V on wgmma (see {@link #FLASH_GQA_WGMMA_PV_PROPERTY}) on or off; returns the old setting. */
     boolean flashGqaWgmmaPv(boolean on) {

@@ -1123,15 +1123,25 @@ class CudaOpsTest {
 
     /** The variant cases on the mma.sync kernels (wgmma off) at those tile keys and warp rows, run by {@code kernel}. */
     private void onMmaSync(DType cacheType, int keys, int warpRows, String kernel) {
-        boolean old = gpu.flashGqaWgmma(false);
-        int oldKeys = gpu.flashGqaKeys(keys), oldRows = gpu.flashGqaWarpRows(warpRows);
+        onVariant(cacheType, false, false, keys, warpRows, 2, kernel);
+    }
+
+    /**
+     * The variant cases with S on wgmma or not, P V on wgmma or not, at those tile keys, warp rows and K/V stages, run by
+     * {@code kernel}; the switches are put back after.
+     */
+    private void onVariant(DType cacheType, boolean wgmma, boolean pv, int keys, int warpRows, int stages, String kernel) {
+        boolean old = gpu.flashGqaWgmma(wgmma), oldPv = gpu.flashGqaWgmmaPv(pv);
+        int oldKeys = gpu.flashGqaKeys(keys), oldRows = gpu.flashGqaWarpRows(warpRows), oldStages = gpu.flashGqaStages(stages);
         try {
             groupedFlash(() -> groupedFlashVariantCases(cacheType));
             assertThat(gpu.lastFlashKernel()).startsWith(kernel);
         } finally {
             gpu.flashGqaWgmma(old);
+            gpu.flashGqaWgmmaPv(oldPv);
             gpu.flashGqaKeys(oldKeys);
             gpu.flashGqaWarpRows(oldRows);
+            gpu.flashGqaStages(oldStages);
         }
     }
 
@@ -1160,12 +1170,7 @@ class CudaOpsTest {
     @ParameterizedTest
     @CsvSource({"BF16, 3", "F16, 3", "BF16, 4", "F16, 4"})
     void groupedFlashAttentionOnWgmmaAt32RowsAWarpWithMoreStages(DType cacheType, int stages) {
-        int old = gpu.flashGqaStages(stages);
-        try {
-            onWgmma(cacheType, true, 32, 32, "flash_attention_gqa_wgv_w32s" + stages + "_");
-        } finally {
-            gpu.flashGqaStages(old);
-        }
+        onWgmma(cacheType, true, 32, 32, stages, "flash_attention_gqa_wgv_w32s" + stages + "_");
     }
 
     @Test
@@ -1180,20 +1185,14 @@ class CudaOpsTest {
         onWgmma(cacheType, true, 64, 32, "flash_attention_gqa_wgv_k64_");
     }
 
-    /** The variant cases with S on wgmma (and P V with {@code pv}) at those tile keys and warp rows, run by {@code kernel}. */
-    private void onWgmma(DType cacheType, boolean pv, int keys, int warpRows, String kernel) {
+    /** The variant cases with S on wgmma (and P V with {@code pv}) at those tile keys, warp rows and stages, run by {@code kernel}. */
+    private void onWgmma(DType cacheType, boolean pv, int keys, int warpRows, int stages, String kernel) {
         org.junit.jupiter.api.Assumptions.assumeTrue(gpu.wgmmaCapable(), "wgmma needs an sm_90 GPU");
-        boolean old = gpu.flashGqaWgmma(true), oldPv = gpu.flashGqaWgmmaPv(pv);
-        int oldKeys = gpu.flashGqaKeys(keys), oldRows = gpu.flashGqaWarpRows(warpRows);
-        try {
-            groupedFlash(() -> groupedFlashVariantCases(cacheType));
-            assertThat(gpu.lastFlashKernel()).startsWith(kernel);
-        } finally {
-            gpu.flashGqaWgmma(old);
-            gpu.flashGqaWgmmaPv(oldPv);
-            gpu.flashGqaKeys(oldKeys);
-            gpu.flashGqaWarpRows(oldRows);
-        }
+        onVariant(cacheType, true, pv, keys, warpRows, stages, kernel);
+    }
+
+    private void onWgmma(DType cacheType, boolean pv, int keys, int warpRows, String kernel) {
+        onWgmma(cacheType, pv, keys, warpRows, 2, kernel);
     }
 
     /**

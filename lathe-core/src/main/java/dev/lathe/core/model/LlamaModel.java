@@ -48,6 +48,8 @@ public final class LlamaModel implements AutoCloseable {
     private final boolean residualAdd = Boolean.parseBoolean(System.getProperty(RESIDUAL_ADD_PROPERTY, "true"));
     /** No layer norms q and k or adds a qkv bias: the qkv product feeds ropeWriteKv alone (see Backend#projectionFormat). */
     private final boolean qkvToRopeOnly;
+    /** No layer adds an o or down bias: the residual may be held in a 16-bit format (see Backend#residualFormat). */
+    private final boolean noResidualBias;
 
     LlamaModel(ModelConfig config, Backend backend, Weight embedding, List<LayerWeights> layers,
                Weight finalNorm, Weight lmHead) {
@@ -60,6 +62,7 @@ public final class LlamaModel implements AutoCloseable {
         this.eps = (float) config.rmsNormEps();
         this.attentionScale = (float) (1.0 / Math.sqrt(config.headDim()));
         this.qkvToRopeOnly = this.layers.stream().allMatch(w -> w.qNorm() == null && w.qkvBias() == null);
+        this.noResidualBias = this.layers.stream().allMatch(w -> w.oBias() == null && w.downBias() == null);
     }
 
     public ModelConfig config() { return config; }
@@ -112,9 +115,9 @@ public final class LlamaModel implements AutoCloseable {
                     && backend.addsIntoResidual(w.gateUp(), n) && backend.addsIntoResidual(w.down(), n));
             // the residual stream in the backend's 16-bit residual format where every layer adds into it in the GEMM
             // with no bias; the embedding writes it and the norms read it
-            DType resFormat = addInGemm ? backend.residualFormat(first.o(), n) : DType.F32;
-            boolean res16 = resFormat != DType.F32 && layers.stream().allMatch(w -> w.oBias() == null && w.downBias() == null
-                    && backend.residualFormat(w.o(), n) == resFormat && backend.residualFormat(w.down(), n) == resFormat);
+            DType resFormat = addInGemm && noResidualBias ? backend.residualFormat(first.o(), n) : DType.F32;
+            boolean res16 = resFormat != DType.F32 && layers.stream().allMatch(w ->
+                    backend.residualFormat(w.o(), n) == resFormat && backend.residualFormat(w.down(), n) == resFormat);
             try (Tensor residual = backend.allocate(res16 ? resFormat : DType.F32, n, hidden);
                  Tensor proj = addInGemm ? null : backend.allocate(DType.F32, n, hidden);  // the products, where norms add them
                  Tensor hAct = direct ? backend.allocate(actFormat, n, hidden) : null;

@@ -20,7 +20,7 @@ public final class CudaModule implements AutoCloseable {
     public Kernel kernel(String function, KernelParams params) {
         if (handle == null) throw new IllegalStateException("module " + name + " was unloaded");
         context.makeCurrent();
-        return new Kernel(context, name + "." + function, context.driver().moduleGetFunction(handle, function), params);
+        return new Kernel(context, name, function, context.driver().moduleGetFunction(handle, function), params);
     }
 
     @Override

@@ -9,6 +9,7 @@ import static java.lang.foreign.ValueLayout.ADDRESS;
 public final class Kernel {
     private final CudaContext context;
     private final String name;
+    private final String functionName;
     private final MemorySegment function;
     private final KernelParams params;
     /** Launched with programmatic stream serialization: asked for, and the loaded code has the wait (sm_90+). */
@@ -16,16 +17,21 @@ public final class Kernel {
     /** Dynamic shared memory of each launch, in bytes (see {@link #withDynamicShared}). */
     private int sharedBytes;
 
-    Kernel(CudaContext context, String name, MemorySegment function, KernelParams params) {
+    Kernel(CudaContext context, String module, String functionName, MemorySegment function, KernelParams params) {
         this.context = context;
-        this.name = name;
+        this.name = module + "." + functionName;
+        this.functionName = functionName;
         this.function = function;
         this.params = params;
         this.dependent = context.dependentLaunches()
                 && context.driver().functionAttribute(function, dev.lathe.cuda.internal.Driver.FUNC_ATTR_PTX_VERSION) >= 90;
     }
 
+    /** "module.function", as errors name the kernel. */
     public String name() { return name; }
+
+    /** The {@code __global__} function's own name. */
+    public String function() { return functionName; }
 
     /**
      * Gives every launch {@code bytes} of dynamic shared memory ({@code extern __shared__}), raising the function's
