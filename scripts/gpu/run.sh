@@ -21,6 +21,7 @@
 #   bash .device/run.sh records      GPU tests, then issue 5's 128/128 record with its peer, and pairs (see records below)
 #   bash .device/run.sh ncu          Nsight Compute counters of chosen kernels in one TTFT run (see ncu_prefill below)
 #   bash .device/run.sh nsys         an Nsight Systems timeline of TTFT runs, as CSV (see nsys_ttft below)
+#   bash .device/run.sh ttft         the 2048-token TTFT with prefills back to back and with decode steps between (see ttft_grid)
 set -euo pipefail
 mode=${1:-pack}
 console_version=1.14.1   # JUnit Platform of JUnit Jupiter 5.14.1
@@ -361,6 +362,26 @@ ab() {
   grep -E "^(==|TTFT|TPOT|host)|output  |engine host" "$log"
 }
 
+# How the 2048-token TTFT depends on what runs between prefills: for the defaults and each set of JVM flags in
+# LATHE_TTFT_SETS (space-separated, flags comma-separated, as for ab), `bench latency` at each output length of
+# LATHE_TTFT_OUTPUTS (default "1 2": prefills back to back, or with a decode step between), LATHE_TTFT_WARMUP
+# warm-ups and LATHE_TTFT_ITERATIONS timed prefills (default 20), every iteration logged (ttft.log).
+ttft_grid() {
+  setup
+  local log=$OUT_DIR/ttft.log flag out
+  set +e
+  for flag in "" ${LATHE_TTFT_SETS:-}; do
+    lathe_with "$flag"
+    for out in ${LATHE_TTFT_OUTPUTS:-1 2}; do
+      echo "== TTFT 2048, output $out ${flag:-(defaults)}" >> "$log"
+      timeout 60 "${LATHE_WITH[@]}" bench latency --backend cuda --model synthetic:llama-3-8b --card "$CARD" --batch 1 \
+          --input-len 2048 --output-len "$out" --warmup "$TTFT_WARMUP" --iterations "${LATHE_TTFT_ITERATIONS:-20}" >> "$log" 2>&1
+    done
+  done
+  set -e
+  grep -E "^(==|TTFT)" "$log"
+}
+
 # Where a step's device time goes: `bench latency --profile` times each op of one 2048-token prefill step and one
 # decode step (decode graphs off, so that step's ops run one by one), for the defaults and then for each set of
 # JVM flags in LATHE_PROFILE_FLAGS (space-separated sets, flags comma-separated, as for ab); LATHE_PROFILE_ITERATIONS
@@ -420,7 +441,7 @@ nsys_ttft() {
   lathe_with "-Dlathe.graphs=false"
   timeout "${LATHE_NSYS_LIMIT:-240}" "$nsys" profile --trace=cuda --sample=none --cpuctxsw=none --force-overwrite=true \
       -o "$OUT_DIR/ttft" "${LATHE_WITH[@]}" bench latency --backend cuda --model synthetic:llama-3-8b --card "$CARD" \
-      ${LATHE_NSYS_ARGS:---batch 1 --input-len 2048 --output-len 1} --warmup "$TTFT_WARMUP" --iterations 3 > "$log" 2>&1
+      ${LATHE_NSYS_ARGS:---batch 1 --input-len 2048 --output-len 1} --warmup "$TTFT_WARMUP" --iterations "${LATHE_NSYS_ITERATIONS:-3}" > "$log" 2>&1
   echo "nsys exit code: $?" >> "$log"
   if [ ! -f "$OUT_DIR/ttft.nsys-rep" ] && [ -f "$OUT_DIR/ttft.qdstrm" ]; then
     # an nsys without a working importer beside it leaves the raw trace: import it with one found under /opt/nvidia,
@@ -576,6 +597,7 @@ quick() {
 
 case "$mode" in
   ab) ab ;;
+  ttft) ttft_grid ;;
   profile) profile ;;
   ncu) ncu_prefill ;;
   nsys) nsys_ttft ;;
@@ -590,5 +612,5 @@ case "$mode" in
   throughput) throughput ;;
   pack) pack ;;
   device) device ;;
-  *) echo "usage: $0 [pack|device|throughput|check|latency|serving|pairs|policies|records|tests|quick|ab|profile|ncu|nsys]" >&2; exit 2 ;;
+  *) echo "usage: $0 [pack|device|throughput|check|latency|serving|pairs|policies|records|tests|quick|ab|ttft|profile|ncu|nsys]" >&2; exit 2 ;;
 esac
