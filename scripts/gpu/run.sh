@@ -427,6 +427,17 @@ ncu_prefill() {
 # tokens with LATHE_TTFT_WARMUP warm-up prefills and 3 timed ones (LATHE_NSYS_ARGS replaces the shape options), then
 # `nsys stats` of the GPU trace and the API calls into nsys.txt. Shows what the device waits for between the step's
 # start and its first kernel (the profile's embedding row), and the host's gaps between launches.
+# Imports a raw Nsight Systems trace (QDSTRM) into a report beside it, with an importer found under /opt/nvidia and the
+# libraries the pack brought (nsys-libs; an absolute path, as the importer runs in the trace's directory)
+nsys_import() {
+  local importer libs
+  importer=$(ls /opt/nvidia/nsight-*/*/host/*/QdstrmImporter 2>/dev/null | head -1 || true)
+  [ -n "$importer" ] || { echo "no QdstrmImporter under /opt/nvidia"; return 0; }
+  libs="$(cd "$DEV/nsys-libs" && pwd)"
+  LD_LIBRARY_PATH="$libs:${LD_LIBRARY_PATH:-}" ldd "$importer" | grep -i "not found"
+  (cd "$(dirname "$1")" && LD_LIBRARY_PATH="$libs:${LD_LIBRARY_PATH:-}" "$importer" -i "$(basename "$1")")
+}
+
 nsys_ttft() {
   setup
   local log=$OUT_DIR/nsys.txt
@@ -446,12 +457,7 @@ nsys_ttft() {
   if [ ! -f "$OUT_DIR/ttft.nsys-rep" ] && [ -f "$OUT_DIR/ttft.qdstrm" ]; then
     # an nsys without a working importer beside it leaves the raw trace: import it with one found under /opt/nvidia,
     # given the libraries the pack brought (nsys-libs)
-    local importer
-    importer=$(ls /opt/nvidia/nsight-*/*/host/*/QdstrmImporter 2>/dev/null | head -1 || true)
-    if [ -n "$importer" ]; then
-      LD_LIBRARY_PATH="$DEV/nsys-libs:${LD_LIBRARY_PATH:-}" ldd "$importer" | grep -i "not found" >> "$log" 2>&1
-      (cd "$OUT_DIR" && LD_LIBRARY_PATH="$DEV/nsys-libs:${LD_LIBRARY_PATH:-}" "$importer" -i ttft.qdstrm) >> "$log" 2>&1
-    fi
+    nsys_import "$OUT_DIR/ttft.qdstrm" >> "$log" 2>&1
   fi
   "$nsys" stats --report cuda_api_sum --report cuda_gpu_kern_sum --format csv --output "$OUT_DIR/ttft" "$OUT_DIR/ttft.nsys-rep" >> "$log" 2>&1
   "$nsys" stats --report cuda_gpu_trace --report cuda_api_trace --format csv --output "$OUT_DIR/ttft-trace" "$OUT_DIR/ttft.nsys-rep" >> "$log" 2>&1

@@ -377,11 +377,26 @@ __device__ __forceinline__ void qk_tile_wgmma(float (&s)[BN / 8][4], const uint3
 #endif
 }
 
+// Waits until at most N of this warp's committed wgmma groups are still running (they complete in order).
+template <int N>
+__device__ __forceinline__ void wgmma_wait() {
+#ifdef LATHE_WGMMA
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+#endif
+}
+
+// Keeps the compiler's reads and writes of r on their side of this point: a wgmma in flight reads or writes r
+// behind the compiler's back until it is waited for.
+#ifdef LATHE_WGMMA
+__device__ __forceinline__ void fence_operand(float& r) { asm volatile("" : "+f"(r)::"memory"); }
+__device__ __forceinline__ void fence_operand(uint32_t& r) { asm volatile("" : "+r"(r)::"memory"); }
+#endif
+
 // S = Q K^T for M tiles of 64 query rows (4 heads x 16 rows each) with Q in shared memory at q_tiles (tile m at
 // q_tiles + m * 64 * D * 2, wg_tile_offset's layout over 64 rows): M * D / 16 wgmma with A through a descriptor, each
-// K descriptor serving the M tiles, then waited for. sm_90a only.
+// K descriptor serving the M tiles, committed as one group and not waited for. sm_90a only.
 template <typename T, int D, int BN, int M>
-__device__ __forceinline__ void qk_tiles_wgmma_ss(float (&s)[M][BN / 8][4], uint32_t q_tiles, uint32_t k_tile) {
+__device__ __forceinline__ void qk_tiles_wgmma_ss_issue(float (&s)[M][BN / 8][4], uint32_t q_tiles, uint32_t k_tile) {
 #ifdef LATHE_WGMMA
     asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
 #pragma unroll
@@ -394,10 +409,16 @@ __device__ __forceinline__ void qk_tiles_wgmma_ss(float (&s)[M][BN / 8][4], uint
         }
     }
     asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
 #else
     __trap();
 #endif
+}
+
+// qk_tiles_wgmma_ss_issue, then waited for.
+template <typename T, int D, int BN, int M>
+__device__ __forceinline__ void qk_tiles_wgmma_ss(float (&s)[M][BN / 8][4], uint32_t q_tiles, uint32_t k_tile) {
+    qk_tiles_wgmma_ss_issue<T, D, BN, M>(s, q_tiles, k_tile);
+    wgmma_wait<0>();
 }
 
 // Stores this thread's A fragments of rows g and g + 8 of a 16-row slice (rows `row0` + ... of a 64-row Q tile at
@@ -417,9 +438,9 @@ __device__ __forceinline__ void store_q_wg(uint32_t q_tile, const uint32_t (&qf)
 
 // O += P V for one tile of BN keys and M tiles of 64 query rows: BN / 16 wgmma a row tile (16 keys each) over the V
 // tile at v_tile (wg_tile_offset layout, read MN-major: 8-key atoms 1 KB apart, the d halves BN * 128 bytes apart),
-// then waited for. sm_90a only.
+// committed as one group and not waited for. sm_90a only.
 template <typename T, int D, int BN, int M>
-__device__ __forceinline__ void pv_tile_wgmma(float (&o)[M][D / 8][4], const uint32_t (&pf)[M][BN / 16][4], uint32_t v_tile) {
+__device__ __forceinline__ void pv_tile_wgmma_issue(float (&o)[M][D / 8][4], const uint32_t (&pf)[M][BN / 16][4], uint32_t v_tile) {
 #ifdef LATHE_WGMMA
     asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");  // o was rescaled, pf written, since the last wgmma
 #pragma unroll
@@ -429,10 +450,16 @@ __device__ __forceinline__ void pv_tile_wgmma(float (&o)[M][D / 8][4], const uin
         for (int m = 0; m < M; m++) Wgmma<T, D>::template run<1>(o[m], pf[m][k], vd, 1);
     }
     asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
 #else
     __trap();
 #endif
+}
+
+// pv_tile_wgmma_issue, then waited for.
+template <typename T, int D, int BN, int M>
+__device__ __forceinline__ void pv_tile_wgmma(float (&o)[M][D / 8][4], const uint32_t (&pf)[M][BN / 16][4], uint32_t v_tile) {
+    pv_tile_wgmma_issue<T, D, BN, M>(o, pf, v_tile);
+    wgmma_wait<0>();
 }
 
 
@@ -561,6 +588,155 @@ __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& 
     }
 }
 
+// The wgmma kernel at 32 rows a warp (flash_attention_gqa with WG = 2, MT = 2, BN = 32) with the softmax of one tile
+// overlapping the tensor cores' P V of the one before (CudaBackend.FLASH_GQA_OVERLAP_PROPERTY). Iteration `it` issues
+// S(it) = Q K(it)^T and then O += P(it-1) V(it-1), waits for S(it) only, computes P(it) while P V runs, then waits
+// for P V and rescales O for tile it (the rescale must not touch O while a wgmma accumulates into it). P alternates
+// between two register sets, as P(it-1) is read by the tensor cores while P(it) is written. Three K/V stages: tile
+// it + 1 loads while tile it (K) and tile it - 1 (V) are read; a stage is loaded again only after every warp has
+// waited for the P V that read it and passed the next iteration's barrier. Grid and shared memory as
+// flash_attention_gqa's at 32 rows a warp with three stages.
+template <typename T, int D>
+__device__ __forceinline__ void flash_attention_gqa_overlap(const FlashAttentionParams& p) {
+#ifdef LATHE_WGMMA
+    constexpr int BN = 32, M = 2, STAGES = 3;
+    constexpr int NB = BN / 8;  // 8-key blocks of S per tile
+    constexpr int DB = D / 8;   // 8-wide d blocks of O
+    extern __shared__ __align__(128) uint16_t gqa_smem[];
+    constexpr uint32_t TILE_BYTES = BN * D * 2;
+    // K tile of stage s at smem + s * TILE_BYTES, its V tile STAGES tiles on, then the block's two 64-row Q tiles
+    const uint32_t smem = (smem_addr(gqa_smem) + 1023u) & ~1023u;
+
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int g = lane >> 2, t4 = lane & 3;
+    const int group = p.num_heads / p.num_kv_heads;
+    const int blocks_per_kv = group / FA_WARPS;
+    const int kv_head = blockIdx.x / blocks_per_kv;
+    const int head = kv_head * group + (blockIdx.x % blocks_per_kv) * FA_WARPS + warp;
+    const int item = blockIdx.y;
+
+    const int seq = p.work[2 * item], first = p.work[2 * item + 1];
+    const int q_start = p.query_starts[seq];
+    const int q_len = p.query_starts[seq + 1] - q_start;
+    const int rows = min(GQ_BM * M, q_len - first);
+    const int pos0 = p.context_lens[seq] - q_len + first;
+    const int window = p.sliding_window;
+    const int key_lo = window > 0 ? max(0, pos0 - window + 1) : 0;
+    const int key_hi = pos0 + rows - 1;
+    const int* table = p.block_tables + (long long)seq * p.max_blocks_per_seq;
+    const BlockDiv blocks(p.block_size);
+    const uint16_t* kc = static_cast<const uint16_t*>(p.k_cache);
+    const uint16_t* vc = static_cast<const uint16_t*>(p.v_cache);
+
+    const uint32_t q_rows = smem + 2 * STAGES * TILE_BYTES;
+#pragma unroll
+    for (int m = 0; m < M; m++) {
+        uint32_t qt[D / 16][4];
+        const int r = m * GQ_BM + g;
+        load_q<T, D>(qt, p, (long long)(q_start + first + r), head, r < rows, r + 8 < rows, t4);
+        store_q_wg<D>(q_rows + m * (64 * D * 2), qt, warp * GQ_BM, g, t4);
+    }
+    // the tensor cores read all four warps' rows after the fence and the barrier at the top of the first tile
+
+    float o[M][DB][4];
+    float m_a[M], m_b[M], l_a[M], l_b[M];
+#pragma unroll
+    for (int m = 0; m < M; m++) {
+#pragma unroll
+        for (int i = 0; i < DB; i++) o[m][i][0] = o[m][i][1] = o[m][i][2] = o[m][i][3] = 0.f;
+        m_a[m] = m_b[m] = -INFINITY;
+        l_a[m] = l_b[m] = 0.f;
+    }
+    const float c = p.scale * 1.4426950408889634f;
+    const int tiles = (key_hi - key_lo) / BN + 1;
+
+    load_kv_tiles<D, BN, 2>(smem, smem + STAGES * TILE_BYTES, kc, vc, table, key_lo, key_hi, blocks, p.num_kv_heads, kv_head);
+    cp_async_commit();
+
+    // tile it: P(it - 1) in `prev` (unused at it = 0), P(it) into `next`
+    auto tile = [&](int it, uint32_t (&prev)[M][BN / 16][4], uint32_t (&next)[M][BN / 16][4]) {
+        const int k0 = key_lo + it * BN;
+        cp_async_wait<0>();  // this thread's part of tile it has landed, visible to the async proxy ...
+        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+        __syncthreads();     // ... everybody's; every warp is done with tile it - 2's stage (its P V was waited for)
+        if (it + 1 < tiles) {
+            const int at = (it + 1) % STAGES;
+            load_kv_tiles<D, BN, 2>(smem + at * TILE_BYTES, smem + (STAGES + at) * TILE_BYTES, kc, vc, table, k0 + BN, key_hi,
+                                    blocks, p.num_kv_heads, kv_head);
+            cp_async_commit();
+        }
+        float s[M][NB][4];
+        qk_tiles_wgmma_ss_issue<T, D, BN, M>(s, q_rows, smem + (it % STAGES) * TILE_BYTES);
+        if (it > 0) {
+            pv_tile_wgmma_issue<T, D, BN, M>(o, prev, smem + (STAGES + (it - 1) % STAGES) * TILE_BYTES);
+            wgmma_wait<1>();  // S(it); P V of tile it - 1 may still run
+        } else {
+            wgmma_wait<0>();
+        }
+#pragma unroll
+        for (int m = 0; m < M; m++) {
+#pragma unroll
+            for (int n = 0; n < NB; n++) {
+#pragma unroll
+                for (int e = 0; e < 4; e++) fence_operand(s[m][n][e]);
+            }
+        }
+        const bool mask = k0 + BN - 1 > pos0 || window > 0;
+        float corr_a[M], corr_b[M];
+#pragma unroll
+        for (int m = 0; m < M; m++) {
+            const int pos_a = pos0 + m * GQ_BM + g;
+            softmax_scores<T, NB>(s[m], next[m], m_a[m], m_b[m], l_a[m], l_b[m], k0, pos_a, pos_a + 8, window, mask, c, t4,
+                                  corr_a[m], corr_b[m]);
+        }
+        if (it > 0) {
+            wgmma_wait<0>();  // P V of tile it - 1: O holds tiles up to it - 1, prev is free again
+#pragma unroll
+            for (int m = 0; m < M; m++) {
+#pragma unroll
+                for (int k = 0; k < BN / 16; k++) {
+#pragma unroll
+                    for (int e = 0; e < 4; e++) fence_operand(prev[m][k][e]);
+                }
+#pragma unroll
+                for (int i = 0; i < DB; i++) {
+#pragma unroll
+                    for (int e = 0; e < 4; e++) fence_operand(o[m][i][e]);
+                }
+                rescale_o<DB>(o[m], corr_a[m], corr_b[m]);
+            }
+        }
+        // at it = 0 O is still zero: nothing to rescale
+    };
+
+    uint32_t pa[M][BN / 16][4], pb[M][BN / 16][4];
+    for (int it = 0; it < tiles; it += 2) {
+        tile(it, pb, pa);
+        if (it + 1 < tiles) tile(it + 1, pa, pb);
+    }
+    // P V of the last tile: its P is in pa after an odd number of tiles, else in pb
+    const uint32_t v_last = smem + (STAGES + (tiles - 1) % STAGES) * TILE_BYTES;
+    if (tiles & 1) pv_tile_wgmma<T, D, BN, M>(o, pa, v_last);
+    else pv_tile_wgmma<T, D, BN, M>(o, pb, v_last);
+#pragma unroll
+    for (int m = 0; m < M; m++) {
+#pragma unroll
+        for (int i = 0; i < DB; i++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) fence_operand(o[m][i][e]);
+        }
+    }
+
+#pragma unroll
+    for (int m = 0; m < M; m++) {
+        const int r = m * GQ_BM + g;
+        store_o<T, D>(o[m], l_a[m], l_b[m], p, (long long)(q_start + first + r), head, r < rows, r + 8 < rows, t4);
+    }
+#else
+    __trap();
+#endif
+}
+
 }  // namespace
 
 // One extern "C" entry per kernel, cache type and head_dim: FLASH_ENTRY(name, kernel template, T, D, launch bounds)
@@ -646,6 +822,15 @@ FLASH_GQA_WG32_STAGES_ENTRY(flash_attention_gqa_wgv_w32s4_bf16_d64, __nv_bfloat1
 FLASH_GQA_WG32_STAGES_ENTRY(flash_attention_gqa_wgv_w32s4_bf16_d128, __nv_bfloat16, 128, 4)
 FLASH_GQA_WG32_STAGES_ENTRY(flash_attention_gqa_wgv_w32s4_f16_d64, __half, 64, 4)
 FLASH_GQA_WG32_STAGES_ENTRY(flash_attention_gqa_wgv_w32s4_f16_d128, __half, 128, 4)
+// the overlapped kernel (flash_attention_gqa_overlap): 32-row items, three stages, two blocks an SM
+#define FLASH_GQA_OVERLAP_ENTRY(NAME, T, D) \
+    extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 2) NAME(const FlashAttentionParams p) { LATHE_PDL_WAIT(); \
+        flash_attention_gqa_overlap<T, D>(p); \
+    }
+FLASH_GQA_OVERLAP_ENTRY(flash_attention_gqa_wgo_bf16_d64, __nv_bfloat16, 64)
+FLASH_GQA_OVERLAP_ENTRY(flash_attention_gqa_wgo_bf16_d128, __nv_bfloat16, 128)
+FLASH_GQA_OVERLAP_ENTRY(flash_attention_gqa_wgo_f16_d64, __half, 64)
+FLASH_GQA_OVERLAP_ENTRY(flash_attention_gqa_wgo_f16_d128, __half, 128)
 // both on wgmma over 64-key tiles (CudaBackend.FLASH_GQA_KEYS_PROPERTY 64): half the barriers, fences and waits a key
 FLASH_GQA_WG_ENTRY(flash_attention_gqa_wgv_k64_bf16_d64, __nv_bfloat16, 64, 64, 2, 2)
 FLASH_GQA_WG_ENTRY(flash_attention_gqa_wgv_k64_bf16_d128, __nv_bfloat16, 128, 64, 2, 2)

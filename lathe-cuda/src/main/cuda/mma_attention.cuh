@@ -185,14 +185,14 @@ __device__ __forceinline__ void pv_tile(float (*o)[D / 8][4], const uint32_t (*p
     }
 }
 
-// One key tile's online softmax for this thread's rows a and b (S holds NB blocks of 8 keys from k0): scale to
-// log2 units, mask keys after the row's position or before its window where `mask` says the tile may hold
-// some, update the running max m and this thread's part of the row sums l, rescale O, and round P into A
-// fragments of 16 keys each for P V.
-template <typename T, int NB, int DB>
-__device__ __forceinline__ void softmax_tile(float (&s)[NB][4], uint32_t (&pf)[NB / 2][4], float (&o)[DB][4], float& m_a,
-                                             float& m_b, float& l_a, float& l_b, int k0, int pos_a, int pos_b, int window,
-                                             bool mask, float c, int t4) {
+// One key tile's online softmax for this thread's rows a and b (S holds NB blocks of 8 keys from k0), all but O's
+// rescale: scale to log2 units, mask keys after the row's position or before its window where `mask` says the tile
+// may hold some, update the running max m and this thread's part of the row sums l, round P into A fragments of 16
+// keys each for P V, and give the factors O's rows must be multiplied by (rescale_o) before P V adds this tile.
+template <typename T, int NB>
+__device__ __forceinline__ void softmax_scores(float (&s)[NB][4], uint32_t (&pf)[NB / 2][4], float& m_a, float& m_b,
+                                               float& l_a, float& l_b, int k0, int pos_a, int pos_b, int window, bool mask,
+                                               float c, int t4, float& corr_a, float& corr_b) {
     float mx_a = -INFINITY, mx_b = -INFINITY;
 #pragma unroll
     for (int n = 0; n < NB; n++) {
@@ -219,7 +219,8 @@ __device__ __forceinline__ void softmax_tile(float (&s)[NB][4], uint32_t (&pf)[N
     const float new_a = fmaxf(m_a, mx_a), new_b = fmaxf(m_b, mx_b);
     // a row with no key yet keeps m = -inf: subtract 0 instead, so exp2 gives 0, not NaN
     const float use_a = new_a == -INFINITY ? 0.f : new_a, use_b = new_b == -INFINITY ? 0.f : new_b;
-    const float corr_a = exp2f(m_a - use_a), corr_b = exp2f(m_b - use_b);
+    corr_a = exp2f(m_a - use_a);
+    corr_b = exp2f(m_b - use_b);
     m_a = new_a;
     m_b = new_b;
     float sum_a = 0.f, sum_b = 0.f;
@@ -235,8 +236,13 @@ __device__ __forceinline__ void softmax_tile(float (&s)[NB][4], uint32_t (&pf)[N
     }
     l_a = l_a * corr_a + sum_a;
     l_b = l_b * corr_b + sum_b;
-    // once the running max has settled, most tiles leave it as it is: then O keeps its scale (corr is exactly
-    // 1 for every row of the warp) and the DB * 4 multiplications are skipped, warp-uniformly
+}
+
+// O's rows a and b times softmax_scores' factors. Once the running max has settled, most tiles leave it as it is:
+// then O keeps its scale (the factor is exactly 1 for every row of the warp) and the DB * 4 multiplications are
+// skipped, warp-uniformly.
+template <int DB>
+__device__ __forceinline__ void rescale_o(float (&o)[DB][4], float corr_a, float corr_b) {
     if (__any_sync(0xffffffffu, corr_a != 1.f || corr_b != 1.f)) {
 #pragma unroll
         for (int i = 0; i < DB; i++) {
@@ -246,6 +252,16 @@ __device__ __forceinline__ void softmax_tile(float (&s)[NB][4], uint32_t (&pf)[N
             o[i][3] *= corr_b;
         }
     }
+}
+
+// softmax_scores, then rescale_o: one key tile's whole online softmax.
+template <typename T, int NB, int DB>
+__device__ __forceinline__ void softmax_tile(float (&s)[NB][4], uint32_t (&pf)[NB / 2][4], float (&o)[DB][4], float& m_a,
+                                             float& m_b, float& l_a, float& l_b, int k0, int pos_a, int pos_b, int window,
+                                             bool mask, float c, int t4) {
+    float corr_a, corr_b;
+    softmax_scores<T, NB>(s, pf, m_a, m_b, l_a, l_b, k0, pos_a, pos_b, window, mask, c, t4, corr_a, corr_b);
+    rescale_o<DB>(o, corr_a, corr_b);
 }
 
 // x and y at out + at (an even element offset): a float2 store for F32, else one 32-bit store of the pair in T

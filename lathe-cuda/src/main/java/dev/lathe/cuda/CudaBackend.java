@@ -168,6 +168,14 @@ public final class CudaBackend implements Backend {
      * 2.4 us in a 2048-token prefill, longer than a read from memory, so the loads may not be what it waits for.
      */
     public static final String FLASH_GQA_STAGES_PROPERTY = "lathe.flash.gqaStages";
+    /**
+     * System property: {@code true} runs the wgmma kernel at 32 rows a warp with the softmax of each key tile overlapping
+     * the tensor cores' P V of the tile before (flash_attention_gqa_wgo_*, three K/V stages, 242 registers at head size
+     * 128, none spilled, two blocks an H100 SM): a tile iteration issues S of its tile and P V of the one before, waits
+     * for S only, computes P while P V runs, then waits and rescales O. Applies where the 32-row wgmma kernel does
+     * (its {@link #FLASH_GQA_STAGES_PROPERTY} is then not used). Off until measured on a GPU.
+     */
+    public static final String FLASH_GQA_OVERLAP_PROPERTY = "lathe.flash.gqaOverlap";
     /** Threads per block of the flash kernel: FA_WARPS = 4 warps, 16 query rows each. */
     private static final int FLASH_THREADS = 128;
     /**
@@ -263,6 +271,7 @@ public final class CudaBackend implements Backend {
     private boolean flashGqa = Boolean.parseBoolean(System.getProperty(FLASH_GQA_PROPERTY, "true"));
     private int flashGqaKeys = gqaKeys(Integer.getInteger(FLASH_GQA_KEYS_PROPERTY, 32));
     private int flashGqaStages = gqaStages(Integer.getInteger(FLASH_GQA_STAGES_PROPERTY, 2));
+    private boolean flashGqaOverlap = Boolean.getBoolean(FLASH_GQA_OVERLAP_PROPERTY);
     private int flashGqaWarpRows = gqaWarpRows(Integer.getInteger(FLASH_GQA_WARP_ROWS_PROPERTY, 32));
     private boolean flashGqaWgmma = Boolean.parseBoolean(System.getProperty(FLASH_GQA_WGMMA_PROPERTY, "true"));
     private boolean flashGqaWgmmaPv = Boolean.parseBoolean(System.getProperty(FLASH_GQA_WGMMA_PV_PROPERTY, "true"));
@@ -1387,6 +1396,13 @@ public final class CudaBackend implements Backend {
         return old;
     }
 
+    /** Turns the overlapped wgmma kernel (see {@link #FLASH_GQA_OVERLAP_PROPERTY}) on or off; returns the old setting. */
+    boolean flashGqaOverlap(boolean on) {
+        boolean old = flashGqaOverlap;
+        flashGqaOverlap = on;
+        return old;
+    }
+
     private static int gqaStages(int stages) {
         return oneOf(FLASH_GQA_STAGES_PROPERTY, stages, "the grouped-query flash kernel keeps 2, 3 or 4 stages of K and V tiles", 2, 3, 4);
     }
@@ -1465,13 +1481,16 @@ public final class CudaBackend implements Backend {
      * The grouped-query flash variant the switches select. S runs on wgmma ({@link #FLASH_GQA_WGMMA_PROPERTY}) on an sm_90
      * GPU over 32-key tiles, or 64-key ones with P V there too ({@link #FLASH_GQA_WGMMA_PV_PROPERTY}); 32 rows a warp
      * ({@link #FLASH_GQA_WARP_ROWS_PROPERTY}) apply over 32-key tiles, on wgmma only with both products there, and there
-     * with {@link #FLASH_GQA_STAGES_PROPERTY} stages of K and V tiles.
+     * with {@link #FLASH_GQA_STAGES_PROPERTY} stages of K and V tiles, or overlapped ({@link #FLASH_GQA_OVERLAP_PROPERTY}).
      */
     private GqaVariant gqaVariant() {
         Kernels k = kernels;
         boolean wide = flashGqaWarpRows == 32 && flashGqaKeys == 32;
         if (flashGqaWgmma && sm90 && (flashGqaKeys == 32 || flashGqaWgmmaPv)) {
             if (!flashGqaWgmmaPv) return new GqaVariant(16, k.flashGqaWgBf16D64, k.flashGqaWgBf16D128, k.flashGqaWgF16D64, k.flashGqaWgF16D128);
+            if (wide && flashGqaOverlap) {
+                return new GqaVariant(32, k.flashGqaWgoBf16D64, k.flashGqaWgoBf16D128, k.flashGqaWgoF16D64, k.flashGqaWgoF16D128);
+            }
             if (wide) {
                 return switch (flashGqaStages) {
                     case 3 -> new GqaVariant(32, k.flashGqaWgvW32S3Bf16D64, k.flashGqaWgvW32S3Bf16D128, k.flashGqaWgvW32S3F16D64,

@@ -140,8 +140,8 @@ final class Gemm implements AutoCloseable {
 
     /**
      * As above; with {@code accumulate}, D = x w^T + D (beta 1, C the same matrix as D, F32 or {@code type}: the sum is
-     * formed in float32 and rounded once) instead of D = x w^T. An accumulating call is never timed: timing runs the
-     * product again and again into D.
+     * formed in float32 and rounded once) instead of D = x w^T. An accumulating call is timed into a scratch matrix of
+     * D's shape (timing runs the product again and again, which must not add into D).
      */
     void run(Stream stream, DType type, DType outType, long w, long x, long out, int n, int in, int outF, boolean mayTime,
              boolean accumulate) {
@@ -150,7 +150,15 @@ final class Gemm implements AutoCloseable {
         }
         context.makeCurrent();
         Plan p = plans.computeIfAbsent(new Shape(type, n, in, outF, outType), this::plan);
-        if (!p.timed && mayTime && !accumulate && p.candidates.length > 1) choose(p, stream, w, x, out);
+        if (!p.timed && mayTime && p.candidates.length > 1) {
+            if (accumulate) {
+                try (DeviceBuffer scratch = context.allocate((long) n * outF * outType.byteSize())) {
+                    choose(p, stream, w, x, scratch.address(), one);
+                }
+            } else {
+                choose(p, stream, w, x, out, zero);
+            }
+        }
         matmul(p, p.candidates[p.chosen], stream, w, x, out, accumulate ? one : zero);
     }
 
@@ -205,17 +213,17 @@ final class Gemm implements AutoCloseable {
      * about {@link #TUNE_MILLIS} of device time (so that the host's launch cost does not decide), then those
      * runs. The heuristic's choice is kept unless another is faster by more than {@link #TUNE_MARGIN}.
      */
-    private void choose(Plan p, Stream stream, long w, long x, long out) {
+    private void choose(Plan p, Stream stream, long w, long x, long out, MemorySegment beta) {
         float best = Float.POSITIVE_INFINITY;
         int bestIndex = -1;
         try (Event start = context.createEvent(); Event end = context.createEvent()) {
             for (int i = 0; i < p.candidates.length; i++) {
                 float perRun;
                 try {
-                    matmul(p, p.candidates[i], stream, w, x, out, zero);
-                    float probe = timedRuns(p, p.candidates[i], stream, w, x, out, start, end, 1);
+                    matmul(p, p.candidates[i], stream, w, x, out, beta);
+                    float probe = timedRuns(p, p.candidates[i], stream, w, x, out, beta, start, end, 1);
                     int runs = Math.clamp((int) Math.ceil(TUNE_MILLIS / Math.max(probe, 1e-3f)), TUNE_MIN_RUNS, TUNE_MAX_RUNS);
-                    perRun = timedRuns(p, p.candidates[i], stream, w, x, out, start, end, runs) / runs;
+                    perRun = timedRuns(p, p.candidates[i], stream, w, x, out, beta, start, end, runs) / runs;
                 } catch (CudaException e) {
                     // cublasLtMatmul refusing this algorithm queues nothing; anything else (an event, a device fault
                     // from this or earlier work) is not about the candidate and must surface
@@ -235,9 +243,10 @@ final class Gemm implements AutoCloseable {
     }
 
     /** Milliseconds of {@code runs} back-to-back runs of one algorithm, between two events. */
-    private float timedRuns(Plan p, MemorySegment algo, Stream stream, long w, long x, long out, Event start, Event end, int runs) {
+    private float timedRuns(Plan p, MemorySegment algo, Stream stream, long w, long x, long out, MemorySegment beta, Event start,
+                            Event end, int runs) {
         start.record(stream);
-        for (int r = 0; r < runs; r++) matmul(p, algo, stream, w, x, out, zero);
+        for (int r = 0; r < runs; r++) matmul(p, algo, stream, w, x, out, beta);
         end.record(stream);
         end.synchronize();
         return start.millisTo(end);

@@ -493,6 +493,27 @@ class CudaOpsTest {
         }
     }
 
+    /**
+     * With algorithm timing on, an accumulating GEMM (linearAdd: D = x w^T + D) is timed on a scratch matrix: its
+     * residual receives the product once, however many timing runs there were.
+     */
+    @Test
+    void tunedAccumulatingGemmAddsTheProductOnce() {
+        int n = 300, in = 512, outF = 1000;
+        float[] x = normal(random, n * in, 1f), w = normal(random, outF * in, 0.05f), acc = normal(random, n * outF, 1f);
+        boolean old = gpu.gemmTuning(true);
+        try (Weight wt = gpu.load(weight("w", DType.BF16, w, outF, in)); Tensor xt = gpu.upload(x, n, in);
+             Tensor sum = gpu.upload(acc, n, outF)) {
+            gpu.linearAdd(xt, wt, null, sum);
+            assertThat(gpu.gemmChoices()).as("timed shapes").containsKey("BF16 n=" + n + " in=" + in + " out=" + outF);
+            float[] want = matmul(round(DType.BF16, x), round(DType.BF16, w), null, n, in, outF);
+            for (int i = 0; i < want.length; i++) want[i] += acc[i];
+            assertClose("tuned linearAdd seed " + seed, gpu.download(sum), want, 1e-5);
+        } finally {
+            gpu.gemmTuning(old);
+        }
+    }
+
     /** Every algorithm tuning may pick computes the product: a decode-step shape (256 rows, a 4096-long K walk). */
     @Test
     void everyTuningCandidateComputesTheProduct() {
@@ -1171,6 +1192,18 @@ class CudaOpsTest {
     @CsvSource({"BF16, 3", "F16, 3", "BF16, 4", "F16, 4"})
     void groupedFlashAttentionOnWgmmaAt32RowsAWarpWithMoreStages(DType cacheType, int stages) {
         onWgmma(cacheType, true, 32, 32, stages, "flash_attention_gqa_wgv_w32s" + stages + "_");
+    }
+
+    /** The overlapped kernel (CudaBackend.FLASH_GQA_OVERLAP_PROPERTY): softmax of a tile while P V of the one before runs. */
+    @ParameterizedTest
+    @EnumSource(value = DType.class, names = {"BF16", "F16"})
+    void groupedFlashAttentionOnWgmmaOverlapped(DType cacheType) {
+        boolean old = gpu.flashGqaOverlap(true);
+        try {
+            onWgmma(cacheType, true, 32, 32, "flash_attention_gqa_wgo_");
+        } finally {
+            gpu.flashGqaOverlap(old);
+        }
     }
 
     @Test
