@@ -38,7 +38,12 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
  * cuBLASLt refuses to launch is skipped.
  */
 final class Gemm implements AutoCloseable {
-    private static final long WORKSPACE_BYTES = 32L << 20;
+    /**
+     * System property: the bytes of cuBLASLt workspace a GEMM may use (default 32 MiB, what cuBLAS advises for Hopper).
+     * Some of the algorithms that use it have cuBLASLt zero a part of it with a memset before each run.
+     */
+    static final String WORKSPACE_PROPERTY = "lathe.gemm.workspaceBytes";
+    private static final long WORKSPACE_BYTES = Math.max(0L, Long.getLong(WORKSPACE_PROPERTY, 32L << 20));
     /** System property: {@code true} times cuBLASLt's candidate algorithms per shape and keeps the fastest. */
     static final String TUNE_PROPERTY = "lathe.gemm.tune";
     static final int TUNE_MIN_ROWS = 128, TUNE_CANDIDATES = 8;
@@ -84,7 +89,7 @@ final class Gemm implements AutoCloseable {
         this.lt = BlasLt.get();
         context.makeCurrent();
         this.handle = lt.create();
-        this.workspace = context.allocate(WORKSPACE_BYTES);
+        this.workspace = context.allocate(Math.max(WORKSPACE_BYTES, 256));
         this.one = arena.allocateFrom(JAVA_FLOAT, 1f);
         this.zero = arena.allocateFrom(JAVA_FLOAT, 0f);
     }

@@ -37,6 +37,15 @@ public final class ModelRunner implements AutoCloseable {
      * replay's logits are read before any other graph runs, so the graphs need not keep their own.
      */
     private final Map<Integer, Tensor> graphLogits = new HashMap<>();
+    /**
+     * Steps of at least this many tokens take their rotary rows from {@link #ropeCos}/{@link #ropeSin} on the device
+     * ({@link Backend#gatherRows} by position) instead of packing and uploading them: for a 2048-token prompt that is
+     * an 8 KB upload of positions and two gathers instead of 1 MB of host copies and uploads before the first kernel.
+     * Only where the frequencies do not depend on the sequence length (not dynamic NTK scaling).
+     */
+    static final int ROPE_GATHER_MIN_TOKENS = 64;
+    /** The base rotary table on the backend, {@code [rows, half]} each, grown from {@link Rope#baseRows}; null until needed. */
+    private Tensor ropeCos, ropeSin;
 
     /**
      * Logits of one step. {@code data} holds the rows the caller asked for in full, packed in row order:
@@ -274,14 +283,15 @@ public final class ModelRunner implements AutoCloseable {
         }
 
         int half = rope.half();
+        boolean gatherRope = numTokens >= ROPE_GATHER_MIN_TOKENS && !rope.dependsOnLength();
         int[] ids = new int[numTokens];
         int[] positions = new int[numTokens];
         int[] slots = new int[numTokens];
         int[] queryStarts = new int[numSeqs + 1];
         int[] contextLens = new int[numSeqs];
         int[] blockTable = new int[numSeqs * maxBlocksPerSeq];
-        float[] cos = new float[numTokens * half];
-        float[] sin = new float[numTokens * half];
+        float[] cos = gatherRope ? null : new float[numTokens * half];
+        float[] sin = gatherRope ? null : new float[numTokens * half];
         int numLogitRows = allLogits ? numTokens : numSeqs;
         int[] logitRows = new int[numLogitRows];
         int[] firstRowOfSeq = new int[numSeqs];
@@ -300,7 +310,7 @@ public final class ModelRunner implements AutoCloseable {
                 positions[t + i] = pos;
                 slots[t + i] = seq.block(pos / blockSize) * blockSize + pos % blockSize;
             }
-            fillRope(positions, t, counts[s], seq.numPromptTokens(), cos, sin);
+            if (!gatherRope) fillRope(positions, t, counts[s], seq.numPromptTokens(), cos, sin);
             if (allLogits) {
                 firstRowOfSeq[s] = t;
                 for (int i = 0; i < counts[s]; i++) logitRows[t + i] = t + i;
@@ -318,8 +328,24 @@ public final class ModelRunner implements AutoCloseable {
                 queryStarts, contextLens, config.slidingWindow());
         R result;
         Tensor idsTensor = backend.upload(ids, 1, numTokens);
-        try (var in = new StepInput(idsTensor, backend.upload(cos, numTokens, half),
-                backend.upload(sin, numTokens, half), meta, backend.upload(logitRows, 1, numLogitRows))) {
+        Tensor cosTensor, sinTensor;
+        if (gatherRope) {
+            ropeTable(maxContext - 1);
+            cosTensor = backend.allocate(DType.F32, numTokens, half);
+            sinTensor = backend.allocate(DType.F32, numTokens, half);
+            try (Tensor pos = backend.upload(positions, 1, numTokens)) {
+                backend.gatherRows(ropeCos, pos, cosTensor);
+                backend.gatherRows(ropeSin, pos, sinTensor);
+            } catch (RuntimeException e) {
+                cosTensor.close();
+                sinTensor.close();
+                throw e;
+            }
+        } else {
+            cosTensor = backend.upload(cos, numTokens, half);
+            sinTensor = backend.upload(sin, numTokens, half);
+        }
+        try (var in = new StepInput(idsTensor, cosTensor, sinTensor, meta, backend.upload(logitRows, 1, numLogitRows))) {
             forwardInto(fwd, idsTensor, queryStarts);  // a forwarded sequence computes one token: its row is its start
             try (Tensor logits = model.forward(in, cache)) {
                 result = pick.from(logits, firstRowOfSeq);
@@ -368,6 +394,30 @@ public final class ModelRunner implements AutoCloseable {
      * length per token, not per step, makes a chunked prefill rotate exactly as the one-pass prompt did;
      * for every other scaling type the length does not matter.
      */
+    /** Makes {@link #ropeCos}/{@link #ropeSin} cover position {@code most}, uploading the base table again if it grew. */
+    private void ropeTable(int most) {
+        if (ropeCos != null && most < ropeCos.rows()) return;
+        float[][] table = rope.baseRows(most);
+        int half = rope.half(), rows = table[0].length / half;
+        Tensor c = backend.upload(table[0], rows, half);
+        Tensor s;
+        try {
+            s = backend.upload(table[1], rows, half);
+        } catch (RuntimeException e) {
+            c.close();
+            throw e;
+        }
+        closeRopeTable();
+        ropeCos = c;
+        ropeSin = s;
+    }
+
+    private void closeRopeTable() {
+        if (ropeCos != null) ropeCos.close();
+        if (ropeSin != null) ropeSin.close();
+        ropeCos = ropeSin = null;
+    }
+
     private void fillRope(int[] positions, int from, int count, int promptLen, float[] cos, float[] sin) {
         if (!rope.dependsOnLength()) {
             rope.fill(positions, from, count, rope.invFreq(0), cos, sin, from);
@@ -601,6 +651,7 @@ public final class ModelRunner implements AutoCloseable {
         graphs.clear();
         for (Tensor t : graphLogits.values()) t.close();
         graphLogits.clear();
+        closeRopeTable();
         cache.close();
     }
 

@@ -90,6 +90,16 @@ public final class Rope {
     }
 
     /**
+     * cos ({@code [0]}) and sin ({@code [1]}) of the base frequencies ({@code invFreq(0)}) for positions 0 .. n-1 with
+     * n > {@code most}, rows of {@link #half()} values: the rows {@link #fill} copies for those positions. The arrays
+     * are shared: do not change them.
+     */
+    public float[][] baseRows(int most) {
+        if (most < 0) throw new IllegalArgumentException("negative position " + most);
+        return baseTable(most);
+    }
+
+    /**
      * The base table covering position {@code most} (not negative), grown first if needed: doubling, but not past
      * max_position_embeddings while below it, then to what a longer sequence needs.
      */
