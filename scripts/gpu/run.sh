@@ -449,6 +449,7 @@ nsys_ttft() {
     return 0
   fi
   set +e
+  rm -f "$OUT_DIR/ttft.nsys-rep" "$OUT_DIR/ttft.qdstrm" "$OUT_DIR/ttft.sqlite"  # a report left from an earlier run is not this one's
   lathe_with "-Dlathe.graphs=false"
   timeout "${LATHE_NSYS_LIMIT:-240}" "$nsys" profile --trace=cuda --sample=none --cpuctxsw=none --force-overwrite=true \
       -o "$OUT_DIR/ttft" "${LATHE_WITH[@]}" bench latency --backend cuda --model synthetic:llama-3-8b --card "$CARD" \
