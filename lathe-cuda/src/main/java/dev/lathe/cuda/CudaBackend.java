@@ -173,7 +173,9 @@ public final class CudaBackend implements Backend {
      * the tensor cores' P V of the tile before (flash_attention_gqa_wgo_*, three K/V stages, 242 registers at head size
      * 128, none spilled, two blocks an H100 SM): a tile iteration issues S of its tile and P V of the one before, waits
      * for S only, computes P while P V runs, then waits and rescales O. Applies where the 32-row wgmma kernel does
-     * (its {@link #FLASH_GQA_STAGES_PROPERTY} is then not used). Off until measured on a GPU.
+     * (its {@link #FLASH_GQA_STAGES_PROPERTY} is then not used). On by default; {@code false} keeps the two-stage kernel
+     * that waits for each product. Measured on an H100 (Nsight Systems, 320 launches each, two runs of each in one
+     * call, 2048-token prefills): 157.9 and 158.0 against 162.8 and 163.9 us a layer, -3.3%.
      */
     public static final String FLASH_GQA_OVERLAP_PROPERTY = "lathe.flash.gqaOverlap";
     /** Threads per block of the flash kernel: FA_WARPS = 4 warps, 16 query rows each. */
@@ -271,7 +273,7 @@ public final class CudaBackend implements Backend {
     private boolean flashGqa = Boolean.parseBoolean(System.getProperty(FLASH_GQA_PROPERTY, "true"));
     private int flashGqaKeys = gqaKeys(Integer.getInteger(FLASH_GQA_KEYS_PROPERTY, 32));
     private int flashGqaStages = gqaStages(Integer.getInteger(FLASH_GQA_STAGES_PROPERTY, 2));
-    private boolean flashGqaOverlap = Boolean.getBoolean(FLASH_GQA_OVERLAP_PROPERTY);
+    private boolean flashGqaOverlap = Boolean.parseBoolean(System.getProperty(FLASH_GQA_OVERLAP_PROPERTY, "true"));
     private int flashGqaWarpRows = gqaWarpRows(Integer.getInteger(FLASH_GQA_WARP_ROWS_PROPERTY, 32));
     private boolean flashGqaWgmma = Boolean.parseBoolean(System.getProperty(FLASH_GQA_WGMMA_PROPERTY, "true"));
     private boolean flashGqaWgmmaPv = Boolean.parseBoolean(System.getProperty(FLASH_GQA_WGMMA_PV_PROPERTY, "true"));

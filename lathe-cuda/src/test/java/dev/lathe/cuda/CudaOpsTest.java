@@ -1007,7 +1007,7 @@ class CudaOpsTest {
     void groupedFlashAttentionMatchesDenseSoftmaxOnLlamaShapes(DType cacheType) {
         groupedFlash(() -> runAttention(cacheType, 32, 8, 128, 16, 0, List.of(new Seq(300, 300), new Seq(1000, 700))));
         // the default: 32 rows a warp, on wgmma where the GPU is an sm_90
-        assertThat(gpu.lastFlashKernel()).startsWith(gpu.wgmmaCapable() ? "flash_attention_gqa_wgv_w32_" : "flash_attention_gqa_w32_");
+        assertThat(gpu.lastFlashKernel()).startsWith(gpu.wgmmaCapable() ? "flash_attention_gqa_wgo_" : "flash_attention_gqa_w32_");
     }
 
     @ParameterizedTest
@@ -1152,7 +1152,13 @@ class CudaOpsTest {
      * {@code kernel}; the switches are put back after.
      */
     private void onVariant(DType cacheType, boolean wgmma, boolean pv, int keys, int warpRows, int stages, String kernel) {
-        boolean old = gpu.flashGqaWgmma(wgmma), oldPv = gpu.flashGqaWgmmaPv(pv);
+        onVariant(cacheType, wgmma, pv, keys, warpRows, stages, false, kernel);
+    }
+
+    /** As above, the overlapped kernel (CudaBackend.FLASH_GQA_OVERLAP_PROPERTY) on or off. */
+    private void onVariant(DType cacheType, boolean wgmma, boolean pv, int keys, int warpRows, int stages, boolean overlap,
+                           String kernel) {
+        boolean old = gpu.flashGqaWgmma(wgmma), oldPv = gpu.flashGqaWgmmaPv(pv), oldOverlap = gpu.flashGqaOverlap(overlap);
         int oldKeys = gpu.flashGqaKeys(keys), oldRows = gpu.flashGqaWarpRows(warpRows), oldStages = gpu.flashGqaStages(stages);
         try {
             groupedFlash(() -> groupedFlashVariantCases(cacheType));
@@ -1160,6 +1166,7 @@ class CudaOpsTest {
         } finally {
             gpu.flashGqaWgmma(old);
             gpu.flashGqaWgmmaPv(oldPv);
+            gpu.flashGqaOverlap(oldOverlap);
             gpu.flashGqaKeys(oldKeys);
             gpu.flashGqaWarpRows(oldRows);
             gpu.flashGqaStages(oldStages);
@@ -1198,12 +1205,8 @@ class CudaOpsTest {
     @ParameterizedTest
     @EnumSource(value = DType.class, names = {"BF16", "F16"})
     void groupedFlashAttentionOnWgmmaOverlapped(DType cacheType) {
-        boolean old = gpu.flashGqaOverlap(true);
-        try {
-            onWgmma(cacheType, true, 32, 32, "flash_attention_gqa_wgo_");
-        } finally {
-            gpu.flashGqaOverlap(old);
-        }
+        org.junit.jupiter.api.Assumptions.assumeTrue(gpu.wgmmaCapable(), "wgmma needs an sm_90 GPU");
+        onVariant(cacheType, true, true, 32, 32, 2, true, "flash_attention_gqa_wgo_");
     }
 
     @Test
