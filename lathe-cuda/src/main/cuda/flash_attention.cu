@@ -72,14 +72,14 @@ template <int BN> __device__ __forceinline__ uint32_t wg_tile_offset(int key, in
     return static_cast<uint32_t>((chunk >> 3) * (BN * 128) + key * 128 + (((chunk & 7) ^ (key & 7)) << 4));
 }
 
-// load_tile for the K and the V tile of BN keys at once, by the block's NT threads: each key's cache row
+// load_tile for the K and the V tile of BN keys at once, by the block's FA_WARPS * 32 threads: each key's cache row
 // is found once for both. With WG >= 1 the K tile takes wg_tile_offset's layout, with WG = 2 the V tile too (else
 // tile_offset's).
-template <int D, int BN, int WG = 0, int NT = FA_WARPS * 32>
+template <int D, int BN, int WG = 0>
 __device__ __forceinline__ void load_kv_tiles(uint32_t k_tile, uint32_t v_tile, const uint16_t* k_cache, const uint16_t* v_cache,
                                               const int* table, int k0, int last, const BlockDiv& blocks, int num_kv_heads,
                                               int kv_head) {
-    constexpr int CHUNKS = D / 8;
+    constexpr int CHUNKS = D / 8, NT = FA_WARPS * 32;
     static_assert(BN * CHUNKS % NT == 0, "the block's threads share the tile's chunks evenly");
 #pragma unroll
     for (int i = 0; i < BN * CHUNKS / NT; i++) {
@@ -359,6 +359,24 @@ LATHE_WGMMA_N128(__half, "f16")
 #undef LATHE_WGMMA_DREGS128
 #endif
 
+// S = Q K^T for one tile of BN keys: D / 16 wgmma over the K tile at k_tile (wg_tile_offset layout), the first
+// overwriting S, then waited for. sm_90a only (declared everywhere, so that flash_attention_gqa parses).
+template <typename T, int D, int BN>
+__device__ __forceinline__ void qk_tile_wgmma(float (&s)[BN / 8][4], const uint32_t (&qf)[D / 16][4], uint32_t k_tile) {
+#ifdef LATHE_WGMMA
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#pragma unroll
+    for (int k = 0; k < D / 16; k++) {
+        // k step k: d values 16k..16k+15, 32 bytes into the 128-byte rows of half k / 4
+        Wgmma<T, BN>::template run<0>(s, qf[k], wg_desc(k_tile + (k >> 2) * (BN * 128) + (k & 3) * 32), k > 0);
+    }
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+#else
+    __trap();
+#endif
+}
+
 // Waits until at most N of this warp's committed wgmma groups are still running (they complete in order).
 template <int N>
 __device__ __forceinline__ void wgmma_wait() {
@@ -373,31 +391,6 @@ __device__ __forceinline__ void wgmma_wait() {
 __device__ __forceinline__ void fence_operand(float& r) { asm volatile("" : "+f"(r)::"memory"); }
 __device__ __forceinline__ void fence_operand(uint32_t& r) { asm volatile("" : "+r"(r)::"memory"); }
 #endif
-
-// S = Q K^T for one tile of BN keys: D / 16 wgmma over the K tile at k_tile (wg_tile_offset layout), the first
-// overwriting S, committed as one group and not waited for. sm_90a only (declared everywhere, so that
-// flash_attention_gqa parses).
-template <typename T, int D, int BN>
-__device__ __forceinline__ void qk_tile_wgmma_issue(float (&s)[BN / 8][4], const uint32_t (&qf)[D / 16][4], uint32_t k_tile) {
-#ifdef LATHE_WGMMA
-    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-#pragma unroll
-    for (int k = 0; k < D / 16; k++) {
-        // k step k: d values 16k..16k+15, 32 bytes into the 128-byte rows of half k / 4
-        Wgmma<T, BN>::template run<0>(s, qf[k], wg_desc(k_tile + (k >> 2) * (BN * 128) + (k & 3) * 32), k > 0);
-    }
-    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-#else
-    __trap();
-#endif
-}
-
-// qk_tile_wgmma_issue (committed as one group), then waited for.
-template <typename T, int D, int BN>
-__device__ __forceinline__ void qk_tile_wgmma(float (&s)[BN / 8][4], const uint32_t (&qf)[D / 16][4], uint32_t k_tile) {
-    qk_tile_wgmma_issue<T, D, BN>(s, qf, k_tile);
-    wgmma_wait<0>();
-}
 
 // S = Q K^T for M tiles of 64 query rows (4 heads x 16 rows each) with Q in shared memory at q_tiles (tile m at
 // q_tiles + m * 64 * D * 2, wg_tile_offset's layout over 64 rows): M * D / 16 wgmma with A through a descriptor, each
@@ -744,129 +737,6 @@ __device__ __forceinline__ void flash_attention_gqa_overlap(const FlashAttention
 #endif
 }
 
-// Two warpgroups a block over 64-key tiles (CudaBackend.FLASH_GQA_TWO_GROUPS_PROPERTY): the block's 8 warps take the
-// 32 rows of a work item for 4 query heads of one KV head, warpgroup w rows 16w..16w+15 of each head (its 64 rows, 4
-// heads x 16, are one wgmma M tile), both over the same K and V tiles, which the block's 256 threads load once. Each
-// warp holds its Q fragments in registers (S = Q K^T with A from the registers, wgmma.m64n64k16), and each tile
-// iteration overlaps as flash_attention_gqa_overlap's does: S of tile it and P V of tile it - 1 issued, S waited for,
-// P computed while P V runs, then O rescaled. Three K/V stages of 64 keys. Grid as flash_attention_gqa's at 32 rows a
-// warp; 256 threads; one block an SM.
-template <typename T, int D>
-__device__ __forceinline__ void flash_attention_gqa_two_groups(const FlashAttentionParams& p) {
-#ifdef LATHE_WGMMA
-    constexpr int BN = 64, STAGES = 3, NT = 2 * FA_WARPS * 32;
-    constexpr int NB = BN / 8;  // 8-key blocks of S per tile
-    constexpr int DB = D / 8;   // 8-wide d blocks of O
-    extern __shared__ __align__(128) uint16_t gqa_smem[];
-    constexpr uint32_t TILE_BYTES = BN * D * 2;
-    // K tile of stage s at smem + s * TILE_BYTES, its V tile STAGES tiles on
-    const uint32_t smem = (smem_addr(gqa_smem) + 1023u) & ~1023u;
-
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int g = lane >> 2, t4 = lane & 3;
-    const int wg_row = (warp / FA_WARPS) * GQ_BM;  // this warpgroup's first row of the item
-    const int group = p.num_heads / p.num_kv_heads;
-    const int blocks_per_kv = group / FA_WARPS;
-    const int kv_head = blockIdx.x / blocks_per_kv;
-    const int head = kv_head * group + (blockIdx.x % blocks_per_kv) * FA_WARPS + warp % FA_WARPS;
-    const int item = blockIdx.y;
-
-    const int seq = p.work[2 * item], first = p.work[2 * item + 1];
-    const int q_start = p.query_starts[seq];
-    const int q_len = p.query_starts[seq + 1] - q_start;
-    const int rows = min(2 * GQ_BM, q_len - first);  // valid rows of the item, >= 1
-    const int pos0 = p.context_lens[seq] - q_len + first;
-    const int window = p.sliding_window;
-    const int key_lo = window > 0 ? max(0, pos0 - window + 1) : 0;
-    const int key_hi = pos0 + rows - 1;
-    const int* table = p.block_tables + (long long)seq * p.max_blocks_per_seq;
-    const BlockDiv blocks(p.block_size);
-    const uint16_t* kc = static_cast<const uint16_t*>(p.k_cache);
-    const uint16_t* vc = static_cast<const uint16_t*>(p.v_cache);
-
-    // this thread's rows: wg_row + g and wg_row + g + 8 of the item; rows past its end compute on zero queries and are
-    // never stored
-    const int r_a = wg_row + g;
-    uint32_t qf[D / 16][4];
-    load_q<T, D>(qf, p, (long long)(q_start + first + r_a), head, r_a < rows, r_a + 8 < rows, t4);
-
-    float o[1][DB][4];
-#pragma unroll
-    for (int i = 0; i < DB; i++) o[0][i][0] = o[0][i][1] = o[0][i][2] = o[0][i][3] = 0.f;
-    float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.f, l_b = 0.f;
-    const float c = p.scale * 1.4426950408889634f;
-    const int tiles = (key_hi - key_lo) / BN + 1;
-    const int pos_a = pos0 + r_a;
-
-    load_kv_tiles<D, BN, 2, NT>(smem, smem + STAGES * TILE_BYTES, kc, vc, table, key_lo, key_hi, blocks, p.num_kv_heads,
-                                kv_head);
-    cp_async_commit();
-
-    // tile it: P(it - 1) in `prev` (unused at it = 0), P(it) into `next`
-    auto tile = [&](int it, uint32_t (&prev)[1][BN / 16][4], uint32_t (&next)[1][BN / 16][4]) {
-        const int k0 = key_lo + it * BN;
-        cp_async_wait<0>();  // this thread's part of tile it has landed, visible to the async proxy ...
-        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-        __syncthreads();     // ... everybody's; both warpgroups are done with tile it - 2's stage
-        if (it + 1 < tiles) {
-            const int at = (it + 1) % STAGES;
-            load_kv_tiles<D, BN, 2, NT>(smem + at * TILE_BYTES, smem + (STAGES + at) * TILE_BYTES, kc, vc, table, k0 + BN,
-                                        key_hi, blocks, p.num_kv_heads, kv_head);
-            cp_async_commit();
-        }
-        float s[NB][4];
-        qk_tile_wgmma_issue<T, D, BN>(s, qf, smem + (it % STAGES) * TILE_BYTES);
-        if (it > 0) {
-            pv_tile_wgmma_issue<T, D, BN, 1>(o, prev, smem + (STAGES + (it - 1) % STAGES) * TILE_BYTES);
-            wgmma_wait<1>();  // S(it); P V of tile it - 1 may still run
-        } else {
-            wgmma_wait<0>();
-        }
-#pragma unroll
-        for (int n = 0; n < NB; n++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) fence_operand(s[n][e]);
-        }
-        const bool mask = k0 + BN - 1 > pos0 || window > 0;
-        float corr_a, corr_b;
-        softmax_scores<T, NB>(s, next[0], m_a, m_b, l_a, l_b, k0, pos_a, pos_a + 8, window, mask, c, t4, corr_a, corr_b);
-        if (it > 0) {
-            wgmma_wait<0>();  // P V of tile it - 1: O holds tiles up to it - 1, prev is free again
-#pragma unroll
-            for (int k = 0; k < BN / 16; k++) {
-#pragma unroll
-                for (int e = 0; e < 4; e++) fence_operand(prev[0][k][e]);
-            }
-#pragma unroll
-            for (int i = 0; i < DB; i++) {
-#pragma unroll
-                for (int e = 0; e < 4; e++) fence_operand(o[0][i][e]);
-            }
-            rescale_o<DB>(o[0], corr_a, corr_b);
-        }
-        // at it = 0 O is still zero: nothing to rescale
-    };
-
-    uint32_t pa[1][BN / 16][4], pb[1][BN / 16][4];
-    for (int it = 0; it < tiles; it += 2) {
-        tile(it, pb, pa);
-        if (it + 1 < tiles) tile(it + 1, pa, pb);
-    }
-    // P V of the last tile: its P is in pa after an odd number of tiles, else in pb
-    const uint32_t v_last = smem + (STAGES + (tiles - 1) % STAGES) * TILE_BYTES;
-    if (tiles & 1) pv_tile_wgmma<T, D, BN, 1>(o, pa, v_last);
-    else pv_tile_wgmma<T, D, BN, 1>(o, pb, v_last);
-#pragma unroll
-    for (int i = 0; i < DB; i++) {
-#pragma unroll
-        for (int e = 0; e < 4; e++) fence_operand(o[0][i][e]);
-    }
-    store_o<T, D>(o[0], l_a, l_b, p, (long long)(q_start + first + r_a), head, r_a < rows, r_a + 8 < rows, t4);
-#else
-    __trap();
-#endif
-}
-
 }  // namespace
 
 // One extern "C" entry per kernel, cache type and head_dim: FLASH_ENTRY(name, kernel template, T, D, launch bounds)
@@ -961,15 +831,6 @@ FLASH_GQA_OVERLAP_ENTRY(flash_attention_gqa_wgo_bf16_d64, __nv_bfloat16, 64)
 FLASH_GQA_OVERLAP_ENTRY(flash_attention_gqa_wgo_bf16_d128, __nv_bfloat16, 128)
 FLASH_GQA_OVERLAP_ENTRY(flash_attention_gqa_wgo_f16_d64, __half, 64)
 FLASH_GQA_OVERLAP_ENTRY(flash_attention_gqa_wgo_f16_d128, __half, 128)
-// two warpgroups a block (flash_attention_gqa_two_groups): 32-row items, 256 threads, one block an SM
-#define FLASH_GQA_TWO_GROUPS_ENTRY(NAME, T, D) \
-    extern "C" __global__ void __launch_bounds__(2 * FA_WARPS * 32, 1) NAME(const FlashAttentionParams p) { LATHE_PDL_WAIT(); \
-        flash_attention_gqa_two_groups<T, D>(p); \
-    }
-FLASH_GQA_TWO_GROUPS_ENTRY(flash_attention_gqa_wg2_bf16_d64, __nv_bfloat16, 64)
-FLASH_GQA_TWO_GROUPS_ENTRY(flash_attention_gqa_wg2_bf16_d128, __nv_bfloat16, 128)
-FLASH_GQA_TWO_GROUPS_ENTRY(flash_attention_gqa_wg2_f16_d64, __half, 64)
-FLASH_GQA_TWO_GROUPS_ENTRY(flash_attention_gqa_wg2_f16_d128, __half, 128)
 // both on wgmma over 64-key tiles (CudaBackend.FLASH_GQA_KEYS_PROPERTY 64): half the barriers, fences and waits a key
 FLASH_GQA_WG_ENTRY(flash_attention_gqa_wgv_k64_bf16_d64, __nv_bfloat16, 64, 64, 2, 2)
 FLASH_GQA_WG_ENTRY(flash_attention_gqa_wgv_k64_bf16_d128, __nv_bfloat16, 128, 64, 2, 2)

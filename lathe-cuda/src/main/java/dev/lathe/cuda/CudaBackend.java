@@ -178,15 +178,6 @@ public final class CudaBackend implements Backend {
      * call, 2048-token prefills): 157.9 and 158.0 against 162.8 and 163.9 us a layer, -3.3%.
      */
     public static final String FLASH_GQA_OVERLAP_PROPERTY = "lathe.flash.gqaOverlap";
-    /**
-     * System property: {@code true} runs the grouped-query attention of an sm_90 GPU with two warpgroups a block
-     * (flash_attention_gqa_wg2_*, 256 threads, one block an SM, 199 registers at head size 128, none spilled): the 32
-     * rows of a work item split between them, both over the same 64-key K/V tiles loaded once by the block, Q in each
-     * warp's registers (S = Q K^T with A from the registers), each tile's softmax overlapping P V of the tile before as
-     * in {@link #FLASH_GQA_OVERLAP_PROPERTY}'s kernel. Applies where the 32-row wgmma kernel does and takes its place.
-     * Off until measured on a GPU.
-     */
-    public static final String FLASH_GQA_TWO_GROUPS_PROPERTY = "lathe.flash.gqaTwoGroups";
     /** Threads per block of the flash kernel: FA_WARPS = 4 warps, 16 query rows each. */
     private static final int FLASH_THREADS = 128;
     /**
@@ -283,7 +274,6 @@ public final class CudaBackend implements Backend {
     private int flashGqaKeys = gqaKeys(Integer.getInteger(FLASH_GQA_KEYS_PROPERTY, 32));
     private int flashGqaStages = gqaStages(Integer.getInteger(FLASH_GQA_STAGES_PROPERTY, 2));
     private boolean flashGqaOverlap = Boolean.parseBoolean(System.getProperty(FLASH_GQA_OVERLAP_PROPERTY, "true"));
-    private boolean flashGqaTwoGroups = Boolean.getBoolean(FLASH_GQA_TWO_GROUPS_PROPERTY);
     private int flashGqaWarpRows = gqaWarpRows(Integer.getInteger(FLASH_GQA_WARP_ROWS_PROPERTY, 32));
     private boolean flashGqaWgmma = Boolean.parseBoolean(System.getProperty(FLASH_GQA_WGMMA_PROPERTY, "true"));
     private boolean flashGqaWgmmaPv = Boolean.parseBoolean(System.getProperty(FLASH_GQA_WGMMA_PV_PROPERTY, "true"));
@@ -1297,7 +1287,7 @@ public final class CudaBackend implements Backend {
                 }
                 long work = uploadPlan(meta);
                 lastFlashKernel = flash.function();
-                flash.launch(stream, gqa ? c.numKvHeads() * (group / 4) : heads, planItems, gqa ? variant.threads() : FLASH_THREADS,
+                flash.launch(stream, gqa ? c.numKvHeads() * (group / 4) : heads, planItems, FLASH_THREADS,
                         qt.address(), c.keys(layer), c.values(layer), ot.address(), work, starts.address(),
                         lens.address(), tables.address(), heads, c.numKvHeads(), c.blockSize(), tables.cols(),
                         meta.slidingWindow(), dtypeCode(ot.dtype()), scale);
@@ -1408,13 +1398,6 @@ public final class CudaBackend implements Backend {
         return old;
     }
 
-    /** Turns the two-warpgroup kernel (see {@link #FLASH_GQA_TWO_GROUPS_PROPERTY}) on or off; returns the old setting. */
-    boolean flashGqaTwoGroups(boolean on) {
-        boolean old = flashGqaTwoGroups;
-        flashGqaTwoGroups = on;
-        return old;
-    }
-
     /** Turns the overlapped wgmma kernel (see {@link #FLASH_GQA_OVERLAP_PROPERTY}) on or off; returns the old setting. */
     boolean flashGqaOverlap(boolean on) {
         boolean old = flashGqaOverlap;
@@ -1490,16 +1473,8 @@ public final class CudaBackend implements Backend {
     /** Whether this GPU can run {@link #FLASH_GQA_WGMMA_PROPERTY}'s kernel (sm_90); for tests. */
     boolean wgmmaCapable() { return sm90; }
 
-    /**
-     * A grouped-query flash kernel by cache type and head size, the query rows of its work items (GQ_BM times a warp's
-     * 16-row tiles) and its threads a block.
-     */
-    private record GqaVariant(int tileRows, int threads, Kernel bf16d64, Kernel bf16d128, Kernel f16d64, Kernel f16d128) {
-        /** A variant of one warpgroup a block. */
-        GqaVariant(int tileRows, Kernel bf16d64, Kernel bf16d128, Kernel f16d64, Kernel f16d128) {
-            this(tileRows, FLASH_THREADS, bf16d64, bf16d128, f16d64, f16d128);
-        }
-
+    /** A grouped-query flash kernel by cache type and head size, and the query rows of its work items (GQ_BM times a warp's 16-row tiles). */
+    private record GqaVariant(int tileRows, Kernel bf16d64, Kernel bf16d128, Kernel f16d64, Kernel f16d128) {
         /** The kernel for a cache type and head size, or null where the variant has none. */
         Kernel kernel(DType dtype, int headDim) { return byCacheType(dtype, headDim, bf16d64, bf16d128, f16d64, f16d128); }
     }
@@ -1515,10 +1490,6 @@ public final class CudaBackend implements Backend {
         boolean wide = flashGqaWarpRows == 32 && flashGqaKeys == 32;
         if (flashGqaWgmma && sm90 && (flashGqaKeys == 32 || flashGqaWgmmaPv)) {
             if (!flashGqaWgmmaPv) return new GqaVariant(16, k.flashGqaWgBf16D64, k.flashGqaWgBf16D128, k.flashGqaWgF16D64, k.flashGqaWgF16D128);
-            if (wide && flashGqaTwoGroups) {
-                return new GqaVariant(32, 2 * FLASH_THREADS, k.flashGqaWg2Bf16D64, k.flashGqaWg2Bf16D128, k.flashGqaWg2F16D64,
-                        k.flashGqaWg2F16D128);
-            }
             if (wide && flashGqaOverlap) {
                 return new GqaVariant(32, k.flashGqaWgoBf16D64, k.flashGqaWgoBf16D128, k.flashGqaWgoF16D64, k.flashGqaWgoF16D128);
             }

@@ -43,7 +43,6 @@ final class Kernels implements AutoCloseable {
     /** The same with 3 and with 4 stages of K and V tiles. */
     final Kernel flashGqaWgvW32S3Bf16D64, flashGqaWgvW32S3Bf16D128, flashGqaWgvW32S3F16D64, flashGqaWgvW32S3F16D128;
     final Kernel flashGqaWgoBf16D64, flashGqaWgoBf16D128, flashGqaWgoF16D64, flashGqaWgoF16D128;
-    final Kernel flashGqaWg2Bf16D64, flashGqaWg2Bf16D128, flashGqaWg2F16D64, flashGqaWg2F16D128;
     final Kernel flashGqaWgvW32S4Bf16D64, flashGqaWgvW32S4Bf16D128, flashGqaWgvW32S4F16D64, flashGqaWgvW32S4F16D128;
     /** split_attention_K for head_dim = 32 K, K = 1..8 (index K - 1), and the merge of their pieces. */
     final Kernel[] splitAttention = new Kernel[8];
@@ -130,10 +129,6 @@ final class Kernels implements AutoCloseable {
             flashGqaWgoBf16D128 = flash.kernel("flash_attention_gqa_wgo_bf16_d128", flashParams("flash_attention_gqa_wgo_bf16_d128"));
             flashGqaWgoF16D64 = flash.kernel("flash_attention_gqa_wgo_f16_d64", flashParams("flash_attention_gqa_wgo_f16_d64"));
             flashGqaWgoF16D128 = flash.kernel("flash_attention_gqa_wgo_f16_d128", flashParams("flash_attention_gqa_wgo_f16_d128"));
-            flashGqaWg2Bf16D64 = flash.kernel("flash_attention_gqa_wg2_bf16_d64", flashParams("flash_attention_gqa_wg2_bf16_d64"));
-            flashGqaWg2Bf16D128 = flash.kernel("flash_attention_gqa_wg2_bf16_d128", flashParams("flash_attention_gqa_wg2_bf16_d128"));
-            flashGqaWg2F16D64 = flash.kernel("flash_attention_gqa_wg2_f16_d64", flashParams("flash_attention_gqa_wg2_f16_d64"));
-            flashGqaWg2F16D128 = flash.kernel("flash_attention_gqa_wg2_f16_d128", flashParams("flash_attention_gqa_wg2_f16_d128"));
             // their dynamic shared memory: stages of a K and a V tile of 16-bit values (two unless said), and Q rows (see gqaShared)
             for (Kernel k : List.of(flashGqaBf16D64, flashGqaF16D64)) gqaShared(k, 32, 64, 0, false);
             for (Kernel k : List.of(flashGqaBf16D128, flashGqaF16D128)) gqaShared(k, 32, 128, 0, false);
@@ -159,9 +154,6 @@ final class Kernels implements AutoCloseable {
             // the overlapped kernel: three stages
             for (Kernel k : List.of(flashGqaWgoBf16D64, flashGqaWgoF16D64)) gqaShared(k, 32, 64, 32, true, 3);
             for (Kernel k : List.of(flashGqaWgoBf16D128, flashGqaWgoF16D128)) gqaShared(k, 32, 128, 32, true, 3);
-            // two warpgroups: three stages of 64-key tiles, Q in registers
-            for (Kernel k : List.of(flashGqaWg2Bf16D64, flashGqaWg2F16D64)) gqaShared(k, 64, 64, 0, true, 3);
-            for (Kernel k : List.of(flashGqaWg2Bf16D128, flashGqaWg2F16D128)) gqaShared(k, 64, 128, 0, true, 3);
             siluMul = byName.get("activation").kernel("silu_mul", struct("silu_mul",
                     ptr("x"), ptr("out"), i64("n"), i32("inner"), i32("dtype"), i32("x_dtype")));
             randomNormal = byName.get("random").kernel("random_normal", struct("random_normal",

@@ -1209,19 +1209,6 @@ class CudaOpsTest {
         onVariant(cacheType, true, true, 32, 32, 2, true, "flash_attention_gqa_wgo_");
     }
 
-    /** Two warpgroups a block over 64-key tiles (CudaBackend.FLASH_GQA_TWO_GROUPS_PROPERTY). */
-    @ParameterizedTest
-    @EnumSource(value = DType.class, names = {"BF16", "F16"})
-    void groupedFlashAttentionOnTwoWarpgroups(DType cacheType) {
-        org.junit.jupiter.api.Assumptions.assumeTrue(gpu.wgmmaCapable(), "wgmma needs an sm_90 GPU");
-        boolean old = gpu.flashGqaTwoGroups(true);
-        try {
-            onVariant(cacheType, true, true, 32, 32, 2, false, "flash_attention_gqa_wg2_");
-        } finally {
-            gpu.flashGqaTwoGroups(old);
-        }
-    }
-
     @Test
     void groupedFlashStagesOtherThan2To4AreRejected() {
         assertThatThrownBy(() -> gpu.flashGqaStages(5)).isInstanceOf(IllegalArgumentException.class)
