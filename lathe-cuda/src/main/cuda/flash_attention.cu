@@ -808,20 +808,6 @@ FLASH_GQA_WG32_ENTRY(flash_attention_gqa_wgv_w32_bf16_d64, __nv_bfloat16, 64)
 FLASH_GQA_WG32_ENTRY(flash_attention_gqa_wgv_w32_bf16_d128, __nv_bfloat16, 128)
 FLASH_GQA_WG32_ENTRY(flash_attention_gqa_wgv_w32_f16_d64, __half, 64)
 FLASH_GQA_WG32_ENTRY(flash_attention_gqa_wgv_w32_f16_d128, __half, 128)
-// the same with 3 or 4 stages of K and V tiles (CudaBackend.FLASH_GQA_STAGES_PROPERTY): two or three tiles load while
-// one is used (97 KB of shared memory a block at head_dim 128 and 4 stages: still two blocks an SM)
-#define FLASH_GQA_WG32_STAGES_ENTRY(NAME, T, D, STAGES) \
-    extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 2) NAME(const FlashAttentionParams p) { LATHE_PDL_WAIT(); \
-        flash_attention_gqa_wg<T, D, 32, 2, 2, STAGES>(p); \
-    }
-FLASH_GQA_WG32_STAGES_ENTRY(flash_attention_gqa_wgv_w32s3_bf16_d64, __nv_bfloat16, 64, 3)
-FLASH_GQA_WG32_STAGES_ENTRY(flash_attention_gqa_wgv_w32s3_bf16_d128, __nv_bfloat16, 128, 3)
-FLASH_GQA_WG32_STAGES_ENTRY(flash_attention_gqa_wgv_w32s3_f16_d64, __half, 64, 3)
-FLASH_GQA_WG32_STAGES_ENTRY(flash_attention_gqa_wgv_w32s3_f16_d128, __half, 128, 3)
-FLASH_GQA_WG32_STAGES_ENTRY(flash_attention_gqa_wgv_w32s4_bf16_d64, __nv_bfloat16, 64, 4)
-FLASH_GQA_WG32_STAGES_ENTRY(flash_attention_gqa_wgv_w32s4_bf16_d128, __nv_bfloat16, 128, 4)
-FLASH_GQA_WG32_STAGES_ENTRY(flash_attention_gqa_wgv_w32s4_f16_d64, __half, 64, 4)
-FLASH_GQA_WG32_STAGES_ENTRY(flash_attention_gqa_wgv_w32s4_f16_d128, __half, 128, 4)
 // the overlapped kernel (flash_attention_gqa_overlap): 32-row items, three stages, two blocks an SM
 #define FLASH_GQA_OVERLAP_ENTRY(NAME, T, D) \
     extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 2) NAME(const FlashAttentionParams p) { LATHE_PDL_WAIT(); \

@@ -160,20 +160,11 @@ public final class CudaBackend implements Backend {
      */
     public static final String FLASH_GQA_WGMMA_PV_PROPERTY = "lathe.flash.gqaWgmmaPv";
     /**
-     * System property: stages of K and V tiles of the wgmma kernel at 32 rows a warp (flash_attention_gqa_wgv_w32_*), 2
-     * (default), 3 or 4 (flash_attention_gqa_wgv_w32s3_*, _w32s4_*: 81 or 97 KB of shared memory a block at head size
-     * 128, still two blocks an H100 SM). With 2 the next tile's loads are issued one tile's work before it is used;
-     * with 3 or 4, two or three tiles load while one is used. Other kernels keep two stages. Off (2) until measured:
-     * compiled (219 registers, none spilled), not yet run on a GPU. A tile iteration of the two-stage kernel takes about
-     * 2.4 us in a 2048-token prefill, longer than a read from memory, so the loads may not be what it waits for.
-     */
-    public static final String FLASH_GQA_STAGES_PROPERTY = "lathe.flash.gqaStages";
-    /**
      * System property: {@code true} runs the wgmma kernel at 32 rows a warp with the softmax of each key tile overlapping
      * the tensor cores' P V of the tile before (flash_attention_gqa_wgo_*, three K/V stages, 242 registers at head size
      * 128, none spilled, two blocks an H100 SM): a tile iteration issues S of its tile and P V of the one before, waits
      * for S only, computes P while P V runs, then waits and rescales O. Applies where the 32-row wgmma kernel does
-     * (its {@link #FLASH_GQA_STAGES_PROPERTY} is then not used). On by default; {@code false} keeps the two-stage kernel
+     * (flash_attention_gqa_wgv_w32_*, two stages). On by default; {@code false} keeps the two-stage kernel
      * that waits for each product. Measured on an H100 (Nsight Systems, 320 launches each, two runs of each in one
      * call, 2048-token prefills): 157.9 and 158.0 against 162.8 and 163.9 us a layer, -3.3%.
      */
@@ -272,7 +263,6 @@ public final class CudaBackend implements Backend {
     private int planLongestRun, planItems, planShortRows, planTileRows;
     private boolean flashGqa = Boolean.parseBoolean(System.getProperty(FLASH_GQA_PROPERTY, "true"));
     private int flashGqaKeys = gqaKeys(Integer.getInteger(FLASH_GQA_KEYS_PROPERTY, 32));
-    private int flashGqaStages = gqaStages(Integer.getInteger(FLASH_GQA_STAGES_PROPERTY, 2));
     private boolean flashGqaOverlap = Boolean.parseBoolean(System.getProperty(FLASH_GQA_OVERLAP_PROPERTY, "true"));
     private int flashGqaWarpRows = gqaWarpRows(Integer.getInteger(FLASH_GQA_WARP_ROWS_PROPERTY, 32));
     private boolean flashGqaWgmma = Boolean.parseBoolean(System.getProperty(FLASH_GQA_WGMMA_PROPERTY, "true"));
@@ -1391,22 +1381,11 @@ public final class CudaBackend implements Backend {
         return old;
     }
 
-    /** Sets the stages of the wgmma kernel at 32 rows a warp (see {@link #FLASH_GQA_STAGES_PROPERTY}); returns the old setting. */
-    int flashGqaStages(int stages) {
-        int old = flashGqaStages;
-        flashGqaStages = gqaStages(stages);
-        return old;
-    }
-
     /** Turns the overlapped wgmma kernel (see {@link #FLASH_GQA_OVERLAP_PROPERTY}) on or off; returns the old setting. */
     boolean flashGqaOverlap(boolean on) {
         boolean old = flashGqaOverlap;
         flashGqaOverlap = on;
         return old;
-    }
-
-    private static int gqaStages(int stages) {
-        return oneOf(FLASH_GQA_STAGES_PROPERTY, stages, "the grouped-query flash kernel keeps 2, 3 or 4 stages of K and V tiles", 2, 3, 4);
     }
 
     private static int gqaKeys(int keys) {
@@ -1483,7 +1462,7 @@ public final class CudaBackend implements Backend {
      * The grouped-query flash variant the switches select. S runs on wgmma ({@link #FLASH_GQA_WGMMA_PROPERTY}) on an sm_90
      * GPU over 32-key tiles, or 64-key ones with P V there too ({@link #FLASH_GQA_WGMMA_PV_PROPERTY}); 32 rows a warp
      * ({@link #FLASH_GQA_WARP_ROWS_PROPERTY}) apply over 32-key tiles, on wgmma only with both products there, and there
-     * with {@link #FLASH_GQA_STAGES_PROPERTY} stages of K and V tiles, or overlapped ({@link #FLASH_GQA_OVERLAP_PROPERTY}).
+     * overlapped or not ({@link #FLASH_GQA_OVERLAP_PROPERTY}).
      */
     private GqaVariant gqaVariant() {
         Kernels k = kernels;
@@ -1494,14 +1473,8 @@ public final class CudaBackend implements Backend {
                 return new GqaVariant(32, k.flashGqaWgoBf16D64, k.flashGqaWgoBf16D128, k.flashGqaWgoF16D64, k.flashGqaWgoF16D128);
             }
             if (wide) {
-                return switch (flashGqaStages) {
-                    case 3 -> new GqaVariant(32, k.flashGqaWgvW32S3Bf16D64, k.flashGqaWgvW32S3Bf16D128, k.flashGqaWgvW32S3F16D64,
-                            k.flashGqaWgvW32S3F16D128);
-                    case 4 -> new GqaVariant(32, k.flashGqaWgvW32S4Bf16D64, k.flashGqaWgvW32S4Bf16D128, k.flashGqaWgvW32S4F16D64,
-                            k.flashGqaWgvW32S4F16D128);
-                    default -> new GqaVariant(32, k.flashGqaWgvW32Bf16D64, k.flashGqaWgvW32Bf16D128, k.flashGqaWgvW32F16D64,
-                            k.flashGqaWgvW32F16D128);
-                };
+                return new GqaVariant(32, k.flashGqaWgvW32Bf16D64, k.flashGqaWgvW32Bf16D128, k.flashGqaWgvW32F16D64,
+                        k.flashGqaWgvW32F16D128);
             }
             return flashGqaKeys == 64
                     ? new GqaVariant(16, k.flashGqaWgvK64Bf16D64, k.flashGqaWgvK64Bf16D128, k.flashGqaWgvK64F16D64, k.flashGqaWgvK64F16D128)

@@ -41,9 +41,7 @@ final class Kernels implements AutoCloseable {
     /** The same at 32 rows a warp (two 64-row tiles a block, Q in shared memory). */
     final Kernel flashGqaWgvW32Bf16D64, flashGqaWgvW32Bf16D128, flashGqaWgvW32F16D64, flashGqaWgvW32F16D128;
     /** The same with 3 and with 4 stages of K and V tiles. */
-    final Kernel flashGqaWgvW32S3Bf16D64, flashGqaWgvW32S3Bf16D128, flashGqaWgvW32S3F16D64, flashGqaWgvW32S3F16D128;
     final Kernel flashGqaWgoBf16D64, flashGqaWgoBf16D128, flashGqaWgoF16D64, flashGqaWgoF16D128;
-    final Kernel flashGqaWgvW32S4Bf16D64, flashGqaWgvW32S4Bf16D128, flashGqaWgvW32S4F16D64, flashGqaWgvW32S4F16D128;
     /** split_attention_K for head_dim = 32 K, K = 1..8 (index K - 1), and the merge of their pieces. */
     final Kernel[] splitAttention = new Kernel[8];
     /** The same on tensor cores for 16-bit caches: BF16/F16 x head size 64/128 (split_attention_mma). */
@@ -117,14 +115,6 @@ final class Kernels implements AutoCloseable {
             flashGqaWgvW32Bf16D128 = flash.kernel("flash_attention_gqa_wgv_w32_bf16_d128", flashParams("flash_attention_gqa_wgv_w32_bf16_d128"));
             flashGqaWgvW32F16D64 = flash.kernel("flash_attention_gqa_wgv_w32_f16_d64", flashParams("flash_attention_gqa_wgv_w32_f16_d64"));
             flashGqaWgvW32F16D128 = flash.kernel("flash_attention_gqa_wgv_w32_f16_d128", flashParams("flash_attention_gqa_wgv_w32_f16_d128"));
-            flashGqaWgvW32S3Bf16D64 = flash.kernel("flash_attention_gqa_wgv_w32s3_bf16_d64", flashParams("flash_attention_gqa_wgv_w32s3_bf16_d64"));
-            flashGqaWgvW32S3Bf16D128 = flash.kernel("flash_attention_gqa_wgv_w32s3_bf16_d128", flashParams("flash_attention_gqa_wgv_w32s3_bf16_d128"));
-            flashGqaWgvW32S3F16D64 = flash.kernel("flash_attention_gqa_wgv_w32s3_f16_d64", flashParams("flash_attention_gqa_wgv_w32s3_f16_d64"));
-            flashGqaWgvW32S3F16D128 = flash.kernel("flash_attention_gqa_wgv_w32s3_f16_d128", flashParams("flash_attention_gqa_wgv_w32s3_f16_d128"));
-            flashGqaWgvW32S4Bf16D64 = flash.kernel("flash_attention_gqa_wgv_w32s4_bf16_d64", flashParams("flash_attention_gqa_wgv_w32s4_bf16_d64"));
-            flashGqaWgvW32S4Bf16D128 = flash.kernel("flash_attention_gqa_wgv_w32s4_bf16_d128", flashParams("flash_attention_gqa_wgv_w32s4_bf16_d128"));
-            flashGqaWgvW32S4F16D64 = flash.kernel("flash_attention_gqa_wgv_w32s4_f16_d64", flashParams("flash_attention_gqa_wgv_w32s4_f16_d64"));
-            flashGqaWgvW32S4F16D128 = flash.kernel("flash_attention_gqa_wgv_w32s4_f16_d128", flashParams("flash_attention_gqa_wgv_w32s4_f16_d128"));
             flashGqaWgoBf16D64 = flash.kernel("flash_attention_gqa_wgo_bf16_d64", flashParams("flash_attention_gqa_wgo_bf16_d64"));
             flashGqaWgoBf16D128 = flash.kernel("flash_attention_gqa_wgo_bf16_d128", flashParams("flash_attention_gqa_wgo_bf16_d128"));
             flashGqaWgoF16D64 = flash.kernel("flash_attention_gqa_wgo_f16_d64", flashParams("flash_attention_gqa_wgo_f16_d64"));
@@ -146,11 +136,6 @@ final class Kernels implements AutoCloseable {
             // and 32 Q rows a warp (two 64-row tiles of the block)
             for (Kernel k : List.of(flashGqaWgvW32Bf16D64, flashGqaWgvW32F16D64)) gqaShared(k, 32, 64, 32, true);
             for (Kernel k : List.of(flashGqaWgvW32Bf16D128, flashGqaWgvW32F16D128)) gqaShared(k, 32, 128, 32, true);
-            // with 3 and 4 stages
-            for (Kernel k : List.of(flashGqaWgvW32S3Bf16D64, flashGqaWgvW32S3F16D64)) gqaShared(k, 32, 64, 32, true, 3);
-            for (Kernel k : List.of(flashGqaWgvW32S3Bf16D128, flashGqaWgvW32S3F16D128)) gqaShared(k, 32, 128, 32, true, 3);
-            for (Kernel k : List.of(flashGqaWgvW32S4Bf16D64, flashGqaWgvW32S4F16D64)) gqaShared(k, 32, 64, 32, true, 4);
-            for (Kernel k : List.of(flashGqaWgvW32S4Bf16D128, flashGqaWgvW32S4F16D128)) gqaShared(k, 32, 128, 32, true, 4);
             // the overlapped kernel: three stages
             for (Kernel k : List.of(flashGqaWgoBf16D64, flashGqaWgoF16D64)) gqaShared(k, 32, 64, 32, true, 3);
             for (Kernel k : List.of(flashGqaWgoBf16D128, flashGqaWgoF16D128)) gqaShared(k, 32, 128, 32, true, 3);

@@ -1144,22 +1144,21 @@ class CudaOpsTest {
 
     /** The variant cases on the mma.sync kernels (wgmma off) at those tile keys and warp rows, run by {@code kernel}. */
     private void onMmaSync(DType cacheType, int keys, int warpRows, String kernel) {
-        onVariant(cacheType, false, false, keys, warpRows, 2, kernel);
+        onVariant(cacheType, false, false, keys, warpRows, kernel);
     }
 
     /**
-     * The variant cases with S on wgmma or not, P V on wgmma or not, at those tile keys, warp rows and K/V stages, run by
+     * The variant cases with S on wgmma or not, P V on wgmma or not, at those tile keys and warp rows, run by
      * {@code kernel}; the switches are put back after.
      */
-    private void onVariant(DType cacheType, boolean wgmma, boolean pv, int keys, int warpRows, int stages, String kernel) {
-        onVariant(cacheType, wgmma, pv, keys, warpRows, stages, false, kernel);
+    private void onVariant(DType cacheType, boolean wgmma, boolean pv, int keys, int warpRows, String kernel) {
+        onVariant(cacheType, wgmma, pv, keys, warpRows, false, kernel);
     }
 
     /** As above, the overlapped kernel (CudaBackend.FLASH_GQA_OVERLAP_PROPERTY) on or off. */
-    private void onVariant(DType cacheType, boolean wgmma, boolean pv, int keys, int warpRows, int stages, boolean overlap,
-                           String kernel) {
+    private void onVariant(DType cacheType, boolean wgmma, boolean pv, int keys, int warpRows, boolean overlap, String kernel) {
         boolean old = gpu.flashGqaWgmma(wgmma), oldPv = gpu.flashGqaWgmmaPv(pv), oldOverlap = gpu.flashGqaOverlap(overlap);
-        int oldKeys = gpu.flashGqaKeys(keys), oldRows = gpu.flashGqaWarpRows(warpRows), oldStages = gpu.flashGqaStages(stages);
+        int oldKeys = gpu.flashGqaKeys(keys), oldRows = gpu.flashGqaWarpRows(warpRows);
         try {
             groupedFlash(() -> groupedFlashVariantCases(cacheType));
             assertThat(gpu.lastFlashKernel()).startsWith(kernel);
@@ -1169,7 +1168,6 @@ class CudaOpsTest {
             gpu.flashGqaOverlap(oldOverlap);
             gpu.flashGqaKeys(oldKeys);
             gpu.flashGqaWarpRows(oldRows);
-            gpu.flashGqaStages(oldStages);
         }
     }
 
@@ -1194,25 +1192,12 @@ class CudaOpsTest {
         onWgmma(cacheType, true, 32, 32, "flash_attention_gqa_wgv_w32_");
     }
 
-    /** The same with 3 and 4 stages of K and V tiles (CudaBackend.FLASH_GQA_STAGES_PROPERTY); the cases include items of fewer tiles than stages. */
-    @ParameterizedTest
-    @CsvSource({"BF16, 3", "F16, 3", "BF16, 4", "F16, 4"})
-    void groupedFlashAttentionOnWgmmaAt32RowsAWarpWithMoreStages(DType cacheType, int stages) {
-        onWgmma(cacheType, true, 32, 32, stages, "flash_attention_gqa_wgv_w32s" + stages + "_");
-    }
-
     /** The overlapped kernel (CudaBackend.FLASH_GQA_OVERLAP_PROPERTY): softmax of a tile while P V of the one before runs. */
     @ParameterizedTest
     @EnumSource(value = DType.class, names = {"BF16", "F16"})
     void groupedFlashAttentionOnWgmmaOverlapped(DType cacheType) {
         org.junit.jupiter.api.Assumptions.assumeTrue(gpu.wgmmaCapable(), "wgmma needs an sm_90 GPU");
-        onVariant(cacheType, true, true, 32, 32, 2, true, "flash_attention_gqa_wgo_");
-    }
-
-    @Test
-    void groupedFlashStagesOtherThan2To4AreRejected() {
-        assertThatThrownBy(() -> gpu.flashGqaStages(5)).isInstanceOf(IllegalArgumentException.class)
-                .hasMessageContaining("lathe.flash.gqaStages is 5");
+        onVariant(cacheType, true, true, 32, 32, true, "flash_attention_gqa_wgo_");
     }
 
     @ParameterizedTest
@@ -1221,14 +1206,10 @@ class CudaOpsTest {
         onWgmma(cacheType, true, 64, 32, "flash_attention_gqa_wgv_k64_");
     }
 
-    /** The variant cases with S on wgmma (and P V with {@code pv}) at those tile keys, warp rows and stages, run by {@code kernel}. */
-    private void onWgmma(DType cacheType, boolean pv, int keys, int warpRows, int stages, String kernel) {
-        org.junit.jupiter.api.Assumptions.assumeTrue(gpu.wgmmaCapable(), "wgmma needs an sm_90 GPU");
-        onVariant(cacheType, true, pv, keys, warpRows, stages, kernel);
-    }
-
+    /** The variant cases with S on wgmma (and P V with {@code pv}) at those tile keys and warp rows, run by {@code kernel}. */
     private void onWgmma(DType cacheType, boolean pv, int keys, int warpRows, String kernel) {
-        onWgmma(cacheType, pv, keys, warpRows, 2, kernel);
+        org.junit.jupiter.api.Assumptions.assumeTrue(gpu.wgmmaCapable(), "wgmma needs an sm_90 GPU");
+        onVariant(cacheType, true, pv, keys, warpRows, kernel);
     }
 
     /**
