@@ -474,6 +474,28 @@ class CudaOpsTest {
         }
     }
 
+    /**
+     * GEMMs of at least 1024 rows run algorithms planned without workspace (Gemm.WORKSPACE_FREE_ROWS_PROPERTY): a plain
+     * and an accumulating product of 1100 rows against the reference, with tuning off (the heuristic's choice).
+     */
+    @Test
+    void prefillSizedGemmsWithoutWorkspaceComputeTheProduct() {
+        int n = 1100, in = 256, outF = 768;
+        float[] x = normal(random, n * in, 1f), w = normal(random, outF * in, 0.05f), acc = normal(random, n * outF, 1f);
+        boolean old = gpu.gemmTuning(false);
+        try (Weight wt = gpu.load(weight("w", DType.BF16, w, outF, in)); Tensor xt = gpu.upload(x, n, in);
+             Tensor out = poisoned(n, outF); Tensor sum = gpu.upload(acc, n, outF)) {
+            float[] want = matmul(round(DType.BF16, x), round(DType.BF16, w), null, n, in, outF);
+            gpu.linear(xt, wt, null, out);
+            assertClose("linear of 1100 rows seed " + seed, gpu.download(out), want, 1e-5);
+            gpu.linearAdd(xt, wt, null, sum);
+            for (int i = 0; i < want.length; i++) want[i] += acc[i];
+            assertClose("linearAdd of 1100 rows seed " + seed, gpu.download(sum), want, 1e-5);
+        } finally {
+            gpu.gemmTuning(old);
+        }
+    }
+
     /** With algorithm timing on, a prefill-sized GEMM is timed once and still computes the product. */
     @Test
     void tunedGemmKeepsAnAlgorithmAndComputesTheProduct() {
