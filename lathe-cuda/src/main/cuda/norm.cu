@@ -89,3 +89,58 @@ extern "C" __global__ void rms_norm(const RmsNormParams p) {
         store_f(p.out, p.out_dtype, base + j, __fmul_rn(__fmul_rn(v, inv), load_f(p.weight, p.dtype, j)));
     }
 }
+
+// rms_norm of 16-bit x without a residual add (the residual stream held in the weights' format), with the weight and
+// out in that same format, one warp per group, for widths d that are a multiple of 256 up to NV * 256
+// (CudaBackend.NORM_WARP_PROPERTY): each lane holds its d / 32 values as 16-byte vectors of 8 (vector k of lane l at
+// element (32k + l) * 8, so a warp reads 512 contiguous bytes an instruction), the sum of squares is a warp reduction
+// (no block barrier), then the same vectors are scaled by the weight, read 16 bytes at a time, and stored 16 bytes at a
+// time. The formula and the rounding of each product are rms_norm's; the order of the sum of squares differs.
+template <typename T, int NV>
+__device__ __forceinline__ void rms_norm_warp16(const RmsNormParams& p, int group) {
+    const int lane = threadIdx.x & 31;
+    const long long base = (long long)group * p.d;
+    const int nv = p.d >> 8;  // vectors a lane
+    const int4* x = reinterpret_cast<const int4*>(static_cast<const uint16_t*>(p.x) + base);
+    const int4* w = static_cast<const int4*>(p.weight);
+    int4* out = reinterpret_cast<int4*>(static_cast<uint16_t*>(p.out) + base);
+    int4 v[NV];
+    float ss = 0.f;
+#pragma unroll
+    for (int k = 0; k < NV; k++) {
+        if (k < nv) {
+            v[k] = x[k * 32 + lane];
+            float f[8];
+            widen8<T>(v[k], f);
+#pragma unroll
+            for (int e = 0; e < 8; e++) ss += f[e] * f[e];
+        }
+    }
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, off);
+    const float inv = (float)(1.0 / sqrt((double)(ss / p.d + p.eps)));
+#pragma unroll
+    for (int k = 0; k < NV; k++) {
+        if (k < nv) {
+            float f[8], g[8];
+            widen8<T>(v[k], f);
+            widen8<T>(w[k * 32 + lane], g);
+            int4 o;
+            o.x = static_cast<int>(pack_pair<T>(__fmul_rn(__fmul_rn(f[0], inv), g[0]), __fmul_rn(__fmul_rn(f[1], inv), g[1])));
+            o.y = static_cast<int>(pack_pair<T>(__fmul_rn(__fmul_rn(f[2], inv), g[2]), __fmul_rn(__fmul_rn(f[3], inv), g[3])));
+            o.z = static_cast<int>(pack_pair<T>(__fmul_rn(__fmul_rn(f[4], inv), g[4]), __fmul_rn(__fmul_rn(f[5], inv), g[5])));
+            o.w = static_cast<int>(pack_pair<T>(__fmul_rn(__fmul_rn(f[6], inv), g[6]), __fmul_rn(__fmul_rn(f[7], inv), g[7])));
+            out[k * 32 + lane] = o;
+        }
+    }
+}
+
+// Grid: ceil(groups / 8) blocks of 256 threads; warp w of block b takes group 8b + w. The host launches it for x,
+// weight and out all BF16 or all F16, no residual, d a multiple of 256 up to 4096, x, weight and out 16-byte aligned.
+extern "C" __global__ void __launch_bounds__(256) rms_norm_warp(const RmsNormParams p) {
+    LATHE_PDL_WAIT();
+    const int group = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (group >= p.groups) return;
+    if (p.x_dtype == DT_BF16) rms_norm_warp16<__nv_bfloat16, 16>(p, group);
+    else rms_norm_warp16<__half, 16>(p, group);
+}
