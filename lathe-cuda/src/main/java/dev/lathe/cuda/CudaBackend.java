@@ -68,15 +68,6 @@ public final class CudaBackend implements Backend {
      * 32); {@code false} keeps the wide blocks.
      */
     public static final String NORM_NARROW_PROPERTY = "lathe.norm.narrow";
-    /**
-     * System property: {@code true} runs the norms of long steps whose x, weight and output are all one 16-bit format
-     * (the residual stream held in the weights' format, {@code lathe.residual16}) and whose width is a multiple of 256
-     * up to 4096 with rms_norm_warp: one warp a row, 16-byte loads and stores, the sum of squares a warp reduction (no
-     * block barrier). The same formula; the order of the sum of squares differs. Off until measured on a GPU.
-     */
-    public static final String NORM_WARP_PROPERTY = "lathe.norm.warp";
-    /** Threads a block of rms_norm_warp: 4 warps, 4 rows. */
-    private static final int NORM_WARP_THREADS = 128;
     /** Rows from which {@link #NORM_NARROW_PROPERTY} applies; fewer (decode) keep the wide blocks. */
     static final int NORM_NARROW_MIN_ROWS = 256;
     /** float4s a thread of rms_norm's vector path (NORM_VEC in norm.cu). */
@@ -247,8 +238,6 @@ public final class CudaBackend implements Backend {
     private boolean fusedMlp = Boolean.parseBoolean(System.getProperty(FUSED_MLP_PROPERTY, "true"));
     private boolean fusedNorm = Boolean.parseBoolean(System.getProperty(FUSED_NORM_PROPERTY, "true"));
     private boolean narrowNorm = Boolean.parseBoolean(System.getProperty(NORM_NARROW_PROPERTY, "true"));
-    private boolean warpNorm = Boolean.getBoolean(NORM_WARP_PROPERTY);
-    private boolean lastNormWarp;
     private boolean mlpGate16 = Boolean.parseBoolean(System.getProperty(MLP_GATE16_PROPERTY, "true"));
     private boolean qkv16 = Boolean.parseBoolean(System.getProperty(QKV16_PROPERTY, "true"));
     private boolean residual16 = Boolean.parseBoolean(System.getProperty(RESIDUAL16_PROPERTY, "true"));
@@ -696,17 +685,6 @@ public final class CudaBackend implements Backend {
     private void norm(long residual, CudaTensor x, CudaWeight w, float eps, CudaTensor out) {
         long groups = x.size() / w.cols();
         if (groups == 0) return;
-        if (warpNorm && residual == 0L && groups >= NORM_NARROW_MIN_ROWS && x.dtype() != DType.F32 && x.dtype() == w.dtype()
-                && out.dtype() == w.dtype() && w.cols() % 256 == 0 && w.cols() <= 4096
-                && ((x.address() | w.address() | out.address()) & 15) == 0) {
-            int rowsABlock = NORM_WARP_THREADS / 32;
-            kernels.rmsNormWarp.launch(stream, Math.toIntExact((groups + rowsABlock - 1) / rowsABlock), 1, NORM_WARP_THREADS,
-                    0L, x.address(), w.address(), out.address(), (int) groups, w.cols(), dtypeCode(w.dtype()), eps,
-                    dtypeCode(out.dtype()), dtypeCode(x.dtype()));
-            lastNormWarp = true;
-            return;
-        }
-        lastNormWarp = false;
         kernels.rmsNorm.launch(stream, Math.toIntExact(groups), 1, normThreads(groups, w.cols()),
                 residual, x.address(), w.address(), out.address(), (int) groups, w.cols(), dtypeCode(w.dtype()), eps,
                 dtypeCode(out.dtype()), dtypeCode(x.dtype()));
@@ -724,16 +702,6 @@ public final class CudaBackend implements Backend {
         int narrow = Math.max(32, ((d + perThread - 1) / perThread + 31) / 32 * 32);
         return Math.min(wide, narrow);
     }
-
-    /** Turns {@link #NORM_WARP_PROPERTY} on or off; returns the old setting. */
-    boolean warpNorm(boolean on) {
-        boolean old = warpNorm;
-        warpNorm = on;
-        return old;
-    }
-
-    /** Whether the last norm ran rms_norm_warp (see {@link #NORM_WARP_PROPERTY}); for tests. */
-    boolean lastNormWarp() { return lastNormWarp; }
 
     /** Turns {@link #NORM_NARROW_PROPERTY} on or off; returns the old setting. */
     boolean narrowNorm(boolean on) {

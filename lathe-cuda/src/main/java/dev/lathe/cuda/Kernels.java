@@ -22,7 +22,7 @@ import static dev.lathe.cuda.driver.KernelParams.struct;
  */
 final class Kernels implements AutoCloseable {
     final Kernel forwardTokens;
-    final Kernel embedding, gatherRows, splitColumns, rmsNorm, rmsNormWarp, rope, writeKv, ropeWriteKv, attention, siluMul, randomNormal,
+    final Kernel embedding, gatherRows, splitColumns, rmsNorm, rope, writeKv, ropeWriteKv, attention, siluMul, randomNormal,
             convertFromF32, biasAdd, probe, gemv1, gemv2, gemv4, gemv8, gemv1Glu, gemv2Glu, gemv4Glu, gemv8Glu, argmaxRows, sampleRows, splitFromF32, sumHalves;
     /** Tensor-core prefill attention, one kernel per cache type and head size: BF16/F16 x 64/128. */
     final Kernel flashBf16D64, flashBf16D128, flashF16D64, flashF16D128;
@@ -67,9 +67,6 @@ final class Kernels implements AutoCloseable {
             splitColumns = rows.kernel("split_columns", struct("split_columns",
                     ptr("src"), ptr("dst"), i64("rows"), i32("src_cols"), i32("col_offset"), i32("dst_cols")));
             rmsNorm = byName.get("norm").kernel("rms_norm", struct("rms_norm",
-                    ptr("residual"), ptr("x"), ptr("weight"), ptr("out"), i32("groups"), i32("d"), i32("dtype"), f32("eps"),
-                    i32("out_dtype"), i32("x_dtype")));
-            rmsNormWarp = byName.get("norm").kernel("rms_norm_warp", struct("rms_norm_warp",
                     ptr("residual"), ptr("x"), ptr("weight"), ptr("out"), i32("groups"), i32("d"), i32("dtype"), f32("eps"),
                     i32("out_dtype"), i32("x_dtype")));
             rope = byName.get("rope").kernel("rope", struct("rope",

@@ -166,46 +166,6 @@ class CudaOpsTest {
     }
 
     /**
-     * lathe.norm.warp: long steps of 16-bit x with a weight and an output of the same format run rms_norm_warp (one warp
-     * a row), whose result is the block kernel's float32 result rounded once, to within one unit in the last place
-     * (the sum of squares is added in another order) and bit for bit for nearly every element; short steps keep the
-     * block kernel.
-     */
-    @ParameterizedTest
-    @CsvSource({"BF16, 4096", "F16, 4096", "BF16, 768"})
-    void warpNormMatchesTheBlockNormOnLongSteps(DType format, int d) {
-        int n = CudaBackend.NORM_NARROW_MIN_ROWS + 45;  // not a multiple of the 4 rows a block
-        boolean old = gpu.warpNorm(false);
-        try (Weight ones = gpu.load(weight("ones", DType.F32, filled(d, 1f), d));
-             Weight w = gpu.load(weight("norm", format, normal(random, d, 1f), 1, d));
-             Tensor xf = gpu.upload(normal(random, n * d, 1f), n, d); Tensor x16 = gpu.allocate(format, n, d);
-             Tensor ref = poisoned(n, d); Tensor out16 = gpu.allocate(format, n, d)) {
-            gpu.rmsNorm(xf, ones, 1e-5f, x16);  // x in the weights' format, as the model's residual stream is
-            gpu.rmsNorm(x16, w, 1e-5f, ref);
-            assertThat(gpu.lastNormWarp()).as("switch off").isFalse();
-            gpu.warpNorm(true);
-            gpu.rmsNorm(x16, w, 1e-5f, out16);
-            assertThat(gpu.lastNormWarp()).as("the warp kernel ran").isTrue();
-            float[] want = round(format, gpu.download(ref)), got = gpu.download16(out16);
-            double ulp = format == DType.BF16 ? 0x1p-7 : 0x1p-10;
-            int same = 0;
-            for (int i = 0; i < want.length; i++) {
-                assertThat((double) Math.abs(got[i] - want[i])).as("element %d, seed %d", i, seed)
-                        .isLessThanOrEqualTo(Math.abs(want[i]) * ulp + 1e-30);
-                if (Float.floatToRawIntBits(got[i]) == Float.floatToRawIntBits(want[i])) same++;
-            }
-            assertThat(same).as("elements equal to the bit, seed %d", seed).isGreaterThan(want.length / 100 * 99);
-            int shortRows = CudaBackend.NORM_NARROW_MIN_ROWS - 1;
-            try (Tensor few = gpu.allocate(format, shortRows, d); Tensor fewOut = gpu.allocate(format, shortRows, d)) {
-                gpu.rmsNorm(few, w, 1e-5f, fewOut);
-                assertThat(gpu.lastNormWarp()).as("a short step").isFalse();
-            }
-        } finally {
-            gpu.warpNorm(old);
-        }
-    }
-
-    /**
      * A norm writing BF16 or F16 (lathe.norm.fused) stores exactly its float32 result rounded to nearest even, and
      * the GEMM takes such a tensor as it is: D in float32 and in the weight format agree to the format's precision.
      */
