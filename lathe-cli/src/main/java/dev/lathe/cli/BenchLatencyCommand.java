@@ -152,6 +152,7 @@ final class BenchLatencyCommand implements Callable<Integer> {
                     p.wallMs() - p.spanMs());
             System.out.printf(Locale.ROOT, "host: %.3f ms before the first op was called, %.3f ms calling the ops, %.3f ms from"
                     + " the last op's return to the step's%n", p.beforeFirstOpMs(), p.callingOpsMs(), p.afterLastOpMs());
+            System.out.printf(Locale.ROOT, "first calls: %s%n", String.join(", ", p.firstCalls()));
         });
         return out;
     }

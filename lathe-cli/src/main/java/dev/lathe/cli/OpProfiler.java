@@ -24,22 +24,27 @@ import java.util.regex.Pattern;
 final class OpProfiler extends ForwardingBackend {
     private static final Pattern LAYER = Pattern.compile("^model\\.layers\\.\\d+\\.|\\.weight$");
 
-    /** Totals of one op label. */
-    record Row(String op, int calls, double millis) {}
+    /** Totals of one op label: device time between its marks, and host time inside its calls. */
+    record Row(String op, int calls, double millis, double hostMillis) {}
+
+    /** How many of a run's first calls {@link Profile#firstCalls} lists. */
+    static final int FIRST_CALLS = 12;
 
     /**
      * One timed run, from {@link #start} to {@link #stop}: the totals by op label (largest first), the run's wall time
      * on the host, the device span from the start of its first op to the end of its last (the ops' sum plus the gaps
      * where the device waited for the host to queue the next op), and on the host clock the time before its first op
      * was called, from then until its last op returned (queued, on a device that runs asynchronously), and after that.
-     * All in ms.
+     * All in ms. {@code firstCalls}: the run's first {@link #FIRST_CALLS} calls in order, each with the host time
+     * before it (since the previous call returned, or since the start) and inside it, in us: where the host keeps the
+     * device waiting at the start of a step.
      */
     record Profile(List<Row> rows, double wallMs, double spanMs, double beforeFirstOpMs, double callingOpsMs,
-                   double afterLastOpMs) {
+                   double afterLastOpMs, List<String> firstCalls) {
         double opsMs() { return rows.stream().mapToDouble(Row::millis).sum(); }
     }
 
-    private record Timed(String op, Mark from, Mark to) {}
+    private record Timed(String op, Mark from, Mark to, long hostNanos, long gapNanos) {}
 
     private final List<Timed> timed = new ArrayList<>();
     private boolean on;
@@ -60,17 +65,22 @@ final class OpProfiler extends ForwardingBackend {
         on = false;
         double span = timed.isEmpty() ? 0 : timed.getFirst().from.millisTo(timed.getLast().to);
         Map<String, double[]> sums = new LinkedHashMap<>();
+        List<String> first = new ArrayList<>();
         for (Timed t : timed) {
-            double[] s = sums.computeIfAbsent(t.op, k -> new double[2]);
+            double[] s = sums.computeIfAbsent(t.op, k -> new double[3]);
             s[0]++;
             s[1] += t.from.millisTo(t.to);
+            s[2] += t.hostNanos / 1e6;
+            if (first.size() < FIRST_CALLS) {
+                first.add(String.format(Locale.ROOT, "%s (%.1f us before, %.1f us in)", t.op, t.gapNanos / 1e3, t.hostNanos / 1e3));
+            }
         }
         release();
         List<Row> rows = new ArrayList<>();
-        sums.forEach((op, s) -> rows.add(new Row(op, (int) s[0], s[1])));
+        sums.forEach((op, s) -> rows.add(new Row(op, (int) s[0], s[1], s[2])));
         rows.sort((a, b) -> Double.compare(b.millis, a.millis));
         return new Profile(rows, (end - startNanos) / 1e6, span, (firstCallNanos - startNanos) / 1e6,
-                (lastReturnNanos - firstCallNanos) / 1e6, (end - lastReturnNanos) / 1e6);
+                (lastReturnNanos - firstCallNanos) / 1e6, (end - lastReturnNanos) / 1e6, first);
     }
 
     /** Closes the marks of the timed ops and forgets them. */
@@ -83,10 +93,10 @@ final class OpProfiler extends ForwardingBackend {
     static String table(Profile profile) {
         List<Row> rows = profile.rows();
         double total = profile.opsMs();
-        var out = new StringBuilder(String.format(Locale.ROOT, "%-44s %6s %10s %7s%n", "op", "calls", "ms", "share"));
+        var out = new StringBuilder(String.format(Locale.ROOT, "%-44s %6s %10s %7s %9s%n", "op", "calls", "ms", "share", "host ms"));
         for (Row r : rows) {
-            out.append(String.format(Locale.ROOT, "%-44s %6d %10.3f %6.1f%%%n", r.op, r.calls, r.millis,
-                    total > 0 ? 100 * r.millis / total : 0));
+            out.append(String.format(Locale.ROOT, "%-44s %6d %10.3f %6.1f%% %9.3f%n", r.op, r.calls, r.millis,
+                    total > 0 ? 100 * r.millis / total : 0, r.hostMillis));
         }
         out.append(String.format(Locale.ROOT, "%-44s %6s %10.3f%n", "sum of the ops", "", total));
         return out.toString();
@@ -99,10 +109,13 @@ final class OpProfiler extends ForwardingBackend {
             body.run();
             return;
         }
-        if (timed.isEmpty()) firstCallNanos = System.nanoTime();  // (with no op at all, the three host times are 0, 0, wall)
+        long called = System.nanoTime();
+        if (timed.isEmpty()) firstCallNanos = called;  // (with no op at all, the three host times are 0, 0, wall)
         Mark from = inner.mark();
+        long t0 = System.nanoTime();
         body.run();
-        timed.add(new Timed(op, from, inner.mark()));
+        long t1 = System.nanoTime();
+        timed.add(new Timed(op, from, inner.mark(), t1 - t0, called - lastReturnNanos));
         lastReturnNanos = System.nanoTime();
     }
 
@@ -137,4 +150,12 @@ final class OpProfiler extends ForwardingBackend {
         time(label("linearSiluMul", w), () -> super.linearSiluMul(x, w, bias, out));
     }
     @Override public void gatherRows(Tensor x, Tensor rows, Tensor out) { time("gatherRows", () -> super.gatherRows(x, rows, out)); }
+    @Override public Tensor upload(int[] data, int rows, int cols) { return timed("upload", () -> super.upload(data, rows, cols)); }
+    @Override public Tensor upload(float[] data, int rows, int cols) { return timed("upload", () -> super.upload(data, rows, cols)); }
+
+    private Tensor timed(String op, java.util.function.Supplier<Tensor> body) {
+        Tensor[] out = new Tensor[1];
+        time(op, () -> out[0] = body.get());
+        return out[0];
+    }
 }
