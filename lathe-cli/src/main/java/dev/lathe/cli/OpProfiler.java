@@ -152,6 +152,11 @@ final class OpProfiler extends ForwardingBackend {
     @Override public void gatherRows(Tensor x, Tensor rows, Tensor out) { time("gatherRows", () -> super.gatherRows(x, rows, out)); }
     @Override public Tensor upload(int[] data, int rows, int cols) { return timed("upload", () -> super.upload(data, rows, cols)); }
     @Override public Tensor upload(float[] data, int rows, int cols) { return timed("upload", () -> super.upload(data, rows, cols)); }
+    @Override public Tensor[] uploadInts(int[][] data, int[] rows, int[] cols) {
+        Tensor[][] out = new Tensor[1][];
+        time("uploadInts", () -> out[0] = super.uploadInts(data, rows, cols));
+        return out[0];
+    }
 
     private Tensor timed(String op, java.util.function.Supplier<Tensor> body) {
         Tensor[] out = new Tensor[1];

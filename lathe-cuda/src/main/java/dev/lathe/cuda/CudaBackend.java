@@ -388,6 +388,48 @@ public final class CudaBackend implements Backend {
         return t;
     }
 
+    /**
+     * One pooled buffer and one host-to-device copy for all of them (each array from a 256-byte boundary), where they
+     * fit one staging chunk and no graph is being captured; else one upload each. The buffer goes back to the pool when
+     * the last of the tensors is closed.
+     */
+    @Override
+    public Tensor[] uploadInts(int[][] data, int[] rows, int[] cols) {
+        if (rows.length != data.length || cols.length != data.length) return Backend.super.uploadInts(data, rows, cols);
+        long[] at = new long[data.length];
+        long total = 0;
+        for (int i = 0; i < data.length; i++) {
+            checkCount("uploadInts", data[i].length, rows[i], cols[i]);
+            at[i] = total;
+            total += (4L * data[i].length + StagingRing.ALIGN - 1) / StagingRing.ALIGN * StagingRing.ALIGN;
+        }
+        if (total == 0 || total > STAGING_CHUNK || capturing()) return Backend.super.uploadInts(data, rows, cols);
+        BufferPool from = allocating;
+        DeviceBuffer buffer = from.obtain(total);
+        MemorySegment buf = staging.segment();
+        try {
+            long start = ring.reserve(total);
+            try {
+                for (int i = 0; i < data.length; i++) {
+                    MemorySegment.copy(MemorySegment.ofArray(data[i]), 0, buf, start + at[i], 4L * data[i].length);
+                }
+                stream.copyToDevice(buffer, 0, buf.asSlice(start, total), total);
+            } finally {
+                ring.queued();
+            }
+        } catch (RuntimeException e) {
+            from.recycle(buffer);
+            throw e;
+        }
+        int[] open = {data.length};
+        java.util.function.Consumer<DeviceBuffer> release = b -> {
+            if (--open[0] == 0) from.recycle(b);
+        };
+        Tensor[] out = new Tensor[data.length];
+        for (int i = 0; i < data.length; i++) out[i] = new CudaTensor(buffer, at[i], DType.I32, rows[i], cols[i], release);
+        return out;
+    }
+
     private static void checkCount(String op, int length, int rows, int cols) {
         if ((long) rows * cols != length || rows < 0 || cols < 0) {
             throw new IllegalArgumentException(op + ": " + length + " values do not fill [" + rows + ", " + cols + "]");
@@ -475,14 +517,14 @@ public final class CudaBackend implements Backend {
     public void write(Tensor dst, int[] data) {
         CudaTensor t = ints(dst, "write", "dst");
         if (data.length > t.size()) throw new IllegalArgumentException("write: " + data.length + " values into " + t.shape());
-        queueCopyIn(MemorySegment.ofArray(data), t.buffer(), 0);
+        queueCopyIn(MemorySegment.ofArray(data), t.buffer(), t.offset());
     }
 
     @Override
     public void write(Tensor dst, float[] data) {
         CudaTensor t = floats(dst, "write", "dst");
         if (data.length > t.size()) throw new IllegalArgumentException("write: " + data.length + " values into " + t.shape());
-        queueCopyIn(MemorySegment.ofArray(data), t.buffer(), 0);
+        queueCopyIn(MemorySegment.ofArray(data), t.buffer(), t.offset());
     }
 
     @Override
@@ -536,15 +578,18 @@ public final class CudaBackend implements Backend {
         ring.drained();
     }
 
-    private void copyOut(CudaTensor src, MemorySegment dst) { copyOut(src.buffer(), src.bytes(), dst); }
+    private void copyOut(CudaTensor src, MemorySegment dst) { copyOut(src.buffer(), src.offset(), src.bytes(), dst); }
 
-    private void copyOut(DeviceBuffer src, long total, MemorySegment dst) {
+    private void copyOut(DeviceBuffer src, long total, MemorySegment dst) { copyOut(src, 0, total, dst); }
+
+    /** {@code total} bytes from byte {@code from} of {@code src} to the host. */
+    private void copyOut(DeviceBuffer src, long from, long total, MemorySegment dst) {
         MemorySegment buf = staging.segment();
         for (long done = 0; done < total; done += STAGING_CHUNK) {
             long n = Math.min(STAGING_CHUNK, total - done);
             long at = ring.reserve(n);
             try {
-                stream.copyToHost(buf.asSlice(at, n), src, done, n);
+                stream.copyToHost(buf.asSlice(at, n), src, from + done, n);
             } finally {
                 ring.queued();  // as in queueCopyIn: never leave the range unfenced
             }

@@ -6,9 +6,13 @@ import dev.lathe.cuda.driver.DeviceBuffer;
 
 import java.util.function.Consumer;
 
-/** A row-major {@code [rows, cols]} tensor in device memory; closing it hands the memory to its owner. */
+/**
+ * A row-major {@code [rows, cols]} tensor in device memory, from byte {@code offset} of its buffer (0 unless several
+ * tensors share one buffer); closing it hands the memory to its owner.
+ */
 final class CudaTensor implements Tensor {
     private final DeviceBuffer buffer;
+    private final long offset;
     private final DType dtype;
     private final int rows;
     private final int cols;
@@ -20,7 +24,12 @@ final class CudaTensor implements Tensor {
     }
 
     CudaTensor(DeviceBuffer buffer, DType dtype, int rows, int cols, Consumer<DeviceBuffer> onClose) {
+        this(buffer, 0, dtype, rows, cols, onClose);
+    }
+
+    CudaTensor(DeviceBuffer buffer, long offset, DType dtype, int rows, int cols, Consumer<DeviceBuffer> onClose) {
         this.buffer = buffer;
+        this.offset = offset;
         this.dtype = dtype;
         this.rows = rows;
         this.cols = cols;
@@ -29,10 +38,13 @@ final class CudaTensor implements Tensor {
 
     long address() {
         if (closed) throw new IllegalStateException("tensor " + this + " was closed");
-        return buffer.address();
+        return buffer.address() + offset;
     }
 
     DeviceBuffer buffer() { return buffer; }
+
+    /** The tensor's first byte within {@link #buffer}. */
+    long offset() { return offset; }
 
     long bytes() { return size() * dtype.byteSize(); }
 

@@ -475,6 +475,40 @@ class CudaOpsTest {
     }
 
     /**
+     * uploadInts packs a step's int arrays into one buffer and one copy: each tensor reads back as its array (an empty
+     * one and a two-row one among them), kernels read them at their offsets (gatherRows by the packed row numbers), a
+     * write lands in its own tensor only, and the buffer goes back to the pool only after the last tensor is closed.
+     */
+    @Test
+    void packedIntUploadsReadBackAsTheirArrays() {
+        int[] a = {3, 1, 4}, empty = {}, b = {9, 2, 6, 5, 3, 5}, c = new int[300];
+        for (int i = 0; i < c.length; i++) c[i] = i * 7;
+        Tensor[] t = gpu.uploadInts(new int[][]{a, empty, b, c}, new int[]{1, 1, 2, 1}, new int[]{3, 0, 3, 300});
+        try (Tensor table = gpu.upload(normal(random, 10 * 4, 1f), 10, 4); Tensor rows = poisoned(3, 4)) {
+            assertThat(gpu.downloadInts(t[0])).containsExactly(a);
+            assertThat(t[1].rows() * t[1].cols()).isZero();
+            assertThat(gpu.downloadInts(t[2])).containsExactly(b);
+            assertThat(t[2].rows()).isEqualTo(2);
+            assertThat(gpu.downloadInts(t[3])).containsExactly(c);
+            gpu.gatherRows(table, t[0], rows);
+            float[] all = gpu.download(table), got = gpu.download(rows);
+            for (int r = 0; r < 3; r++) {
+                assertThat(Arrays.copyOfRange(got, 4 * r, 4 * r + 4)).as("row %d", r).containsExactly(Arrays.copyOfRange(all, 4 * a[r], 4 * a[r] + 4));
+            }
+            gpu.write(t[2], new int[]{1, 1, 1});
+            assertThat(gpu.downloadInts(t[2])).containsExactly(1, 1, 1, 5, 3, 5);
+            assertThat(gpu.downloadInts(t[0])).containsExactly(a);
+            assertThat(gpu.downloadInts(t[3])).containsExactly(c);
+            t[0].close();
+            t[1].close();
+            t[2].close();
+            assertThat(gpu.downloadInts(t[3])).as("the last tensor open").containsExactly(c);
+        } finally {
+            for (Tensor x : t) x.close();
+        }
+    }
+
+    /**
      * GEMMs of at least 1024 rows run algorithms planned without workspace (Gemm.WORKSPACE_FREE_ROWS_PROPERTY): a plain
      * and an accumulating product of 1100 rows against the reference, with tuning off (the heuristic's choice).
      */

@@ -34,6 +34,26 @@ public interface Backend extends AutoCloseable {
     /** A new I32 tensor holding {@code data} ({@code rows * cols} values). */
     Tensor upload(int[] data, int rows, int cols);
 
+    /**
+     * New I32 tensors, tensor {@code i} of shape {@code [rows[i], cols[i]]} holding {@code data[i]}: what {@link
+     * #upload(int[], int, int)} gives for each, where a device backend may pack them into one host-to-device copy
+     * (the small per-step arrays of a step: one copy instead of one each). Each tensor is closed on its own.
+     */
+    default Tensor[] uploadInts(int[][] data, int[] rows, int[] cols) {
+        if (rows.length != data.length || cols.length != data.length) {
+            throw new IllegalArgumentException("uploadInts: " + data.length + " arrays, " + rows.length + " row counts, "
+                    + cols.length + " column counts");
+        }
+        Tensor[] out = new Tensor[data.length];
+        try {
+            for (int i = 0; i < data.length; i++) out[i] = upload(data[i], rows[i], cols[i]);
+        } catch (RuntimeException e) {
+            for (Tensor t : out) if (t != null) t.close();
+            throw e;
+        }
+        return out;
+    }
+
     /** Copies an F32 tensor to the host, after all queued work. */
     float[] download(Tensor t);
 

@@ -22,6 +22,7 @@ public abstract class ForwardingBackend implements Backend {
     @Override public Tensor allocate(DType dtype, int rows, int cols) { return inner.allocate(dtype, rows, cols); }
     @Override public Tensor upload(float[] data, int rows, int cols) { return inner.upload(data, rows, cols); }
     @Override public Tensor upload(int[] data, int rows, int cols) { return inner.upload(data, rows, cols); }
+    @Override public Tensor[] uploadInts(int[][] data, int[] rows, int[] cols) { return inner.uploadInts(data, rows, cols); }
     @Override public float[] download(Tensor t) { return inner.download(t); }
     @Override public Optional<Memory> memory() { return inner.memory(); }
     @Override public boolean supportsGraphs() { return inner.supportsGraphs(); }

@@ -322,30 +322,36 @@ public final class ModelRunner implements AutoCloseable {
         }
         queryStarts[numSeqs] = t;
 
-        var meta = new AttentionMetadata(numSeqs, numTokens, maxContext,
-                backend.upload(queryStarts, 1, numSeqs + 1), backend.upload(contextLens, 1, numSeqs),
-                backend.upload(blockTable, numSeqs, maxBlocksPerSeq), backend.upload(slots, 1, numTokens),
-                queryStarts, contextLens, config.slidingWindow());
+        if (gatherRope) ropeTable(maxContext - 1);
+        // the step's int arrays in one upload where the backend packs them (positions last, for the rotary gathers)
+        int[][] arrays = {queryStarts, contextLens, blockTable, slots, ids, logitRows, positions};
+        int[] rows = {1, 1, numSeqs, 1, 1, 1, 1};
+        int[] cols = {numSeqs + 1, numSeqs, maxBlocksPerSeq, numTokens, numTokens, numLogitRows, numTokens};
+        int count = gatherRope ? arrays.length : arrays.length - 1;
+        Tensor[] up = backend.uploadInts(Arrays.copyOf(arrays, count), Arrays.copyOf(rows, count), Arrays.copyOf(cols, count));
         R result;
-        Tensor idsTensor = backend.upload(ids, 1, numTokens);
-        Tensor cosTensor, sinTensor;
-        if (gatherRope) {
-            ropeTable(maxContext - 1);
-            cosTensor = backend.allocate(DType.F32, numTokens, half);
-            sinTensor = backend.allocate(DType.F32, numTokens, half);
-            try (Tensor pos = backend.upload(positions, 1, numTokens)) {
-                backend.gatherRows(ropeCos, pos, cosTensor);
-                backend.gatherRows(ropeSin, pos, sinTensor);
-            } catch (RuntimeException e) {
-                cosTensor.close();
-                sinTensor.close();
-                throw e;
+        Tensor cosTensor = null, sinTensor = null;
+        try {
+            if (gatherRope) {
+                cosTensor = backend.allocate(DType.F32, numTokens, half);
+                sinTensor = backend.allocate(DType.F32, numTokens, half);
+                backend.gatherRows(ropeCos, up[6], cosTensor);
+                backend.gatherRows(ropeSin, up[6], sinTensor);
+                up[6].close();
+            } else {
+                cosTensor = backend.upload(cos, numTokens, half);
+                sinTensor = backend.upload(sin, numTokens, half);
             }
-        } else {
-            cosTensor = backend.upload(cos, numTokens, half);
-            sinTensor = backend.upload(sin, numTokens, half);
+        } catch (RuntimeException e) {
+            for (Tensor made : up) made.close();
+            if (cosTensor != null) cosTensor.close();
+            if (sinTensor != null) sinTensor.close();
+            throw e;
         }
-        try (var in = new StepInput(idsTensor, cosTensor, sinTensor, meta, backend.upload(logitRows, 1, numLogitRows))) {
+        var meta = new AttentionMetadata(numSeqs, numTokens, maxContext, up[0], up[1], up[2], up[3], queryStarts, contextLens,
+                config.slidingWindow());
+        Tensor idsTensor = up[4];
+        try (var in = new StepInput(idsTensor, cosTensor, sinTensor, meta, up[5])) {
             forwardInto(fwd, idsTensor, queryStarts);  // a forwarded sequence computes one token: its row is its start
             try (Tensor logits = model.forward(in, cache)) {
                 result = pick.from(logits, firstRowOfSeq);
