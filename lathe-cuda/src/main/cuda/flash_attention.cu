@@ -463,6 +463,47 @@ __device__ __forceinline__ void pv_tile_wgmma(float (&o)[M][D / 8][4], const uin
 }
 
 
+// What a block of the grouped-query kernels works on (grid (num_kv_heads * group / 4, work items)): warp `warp`'s query
+// head and its KV head, and the block's work item of up to item_rows query rows of one sequence: where its rows start
+// in q, from which row of the sequence, how many are valid (>= 1), the position of its row 0, the keys its rows need
+// (from the window start of row 0, or 0, to the position of its last row) and the sequence's block table.
+struct GqaItem {
+    int kv_head, head, q_start, first, rows, pos0, key_lo, key_hi;
+    const int* table;
+};
+
+__device__ __forceinline__ GqaItem gqa_item(const FlashAttentionParams& p, int warp, int item_rows) {
+    GqaItem it;
+    const int group = p.num_heads / p.num_kv_heads;
+    const int blocks_per_kv = group / FA_WARPS;  // >= 1: the host launches these kernels only for groups of 4k heads
+    it.kv_head = blockIdx.x / blocks_per_kv;
+    it.head = it.kv_head * group + (blockIdx.x % blocks_per_kv) * FA_WARPS + warp;
+    const int item = blockIdx.y;
+    const int seq = p.work[2 * item];
+    it.first = p.work[2 * item + 1];
+    it.q_start = p.query_starts[seq];
+    const int q_len = p.query_starts[seq + 1] - it.q_start;
+    it.rows = min(item_rows, q_len - it.first);
+    it.pos0 = p.context_lens[seq] - q_len + it.first;
+    it.key_lo = p.sliding_window > 0 ? max(0, it.pos0 - p.sliding_window + 1) : 0;
+    it.key_hi = it.pos0 + it.rows - 1;
+    it.table = p.block_tables + (long long)seq * p.max_blocks_per_seq;
+    return it;
+}
+
+// O of M 16-row tiles zeroed, their running maxima -inf and row sums 0: the online softmax before its first tile.
+template <int M, int DB>
+__device__ __forceinline__ void clear_state(float (&o)[M][DB][4], float (&m_a)[M], float (&m_b)[M], float (&l_a)[M],
+                                            float (&l_b)[M]) {
+#pragma unroll
+    for (int m = 0; m < M; m++) {
+#pragma unroll
+        for (int i = 0; i < DB; i++) o[m][i][0] = o[m][i][1] = o[m][i][2] = o[m][i][3] = 0.f;
+        m_a[m] = m_b[m] = -INFINITY;
+        l_a[m] = l_b[m] = 0.f;
+    }
+}
+
 template <typename T, int D, int BN, int MT = 0, int WG = 0, int STAGES = 2>
 __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& p) {
     static_assert(WG == 0 || MT == 0 || (WG == 2 && MT == 2), "32 rows a warp on wgmma runs both products there");
@@ -481,21 +522,12 @@ __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& 
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = lane >> 2, t4 = lane & 3;
-    const int group = p.num_heads / p.num_kv_heads;
-    const int blocks_per_kv = group / FA_WARPS;  // >= 1: the host launches this kernel only for groups of 4k heads
-    const int kv_head = blockIdx.x / blocks_per_kv;
-    const int head = kv_head * group + (blockIdx.x % blocks_per_kv) * FA_WARPS + warp;
-    const int item = blockIdx.y;
-
-    const int seq = p.work[2 * item], first = p.work[2 * item + 1];
-    const int q_start = p.query_starts[seq];
-    const int q_len = p.query_starts[seq + 1] - q_start;
-    const int rows = min(GQ_BM * M, q_len - first);        // valid rows of this item, >= 1
-    const int pos0 = p.context_lens[seq] - q_len + first;  // position of row 0
+    const GqaItem it_ = gqa_item(p, warp, GQ_BM * M);
+    const int kv_head = it_.kv_head, head = it_.head;
+    const int first = it_.first, q_start = it_.q_start, rows = it_.rows, pos0 = it_.pos0;
     const int window = p.sliding_window;
-    const int key_lo = window > 0 ? max(0, pos0 - window + 1) : 0;
-    const int key_hi = pos0 + rows - 1;
-    const int* table = p.block_tables + (long long)seq * p.max_blocks_per_seq;
+    const int key_lo = it_.key_lo, key_hi = it_.key_hi;
+    const int* table = it_.table;
     const BlockDiv blocks(p.block_size);
     const uint16_t* kc = static_cast<const uint16_t*>(p.k_cache);
     const uint16_t* vc = static_cast<const uint16_t*>(p.v_cache);
@@ -524,13 +556,7 @@ __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& 
     float o[M][DB][4];
     float m_a[M], m_b[M];  // running max of the scaled scores (log2 units) of rows g and g + 8 of each tile
     float l_a[M], l_b[M];  // this thread's part of their row sums
-#pragma unroll
-    for (int m = 0; m < M; m++) {
-#pragma unroll
-        for (int i = 0; i < DB; i++) o[m][i][0] = o[m][i][1] = o[m][i][2] = o[m][i][3] = 0.f;
-        m_a[m] = m_b[m] = -INFINITY;
-        l_a[m] = l_b[m] = 0.f;
-    }
+    clear_state<M, DB>(o, m_a, m_b, l_a, l_b);
     const float c = p.scale * 1.4426950408889634f;
     const int mi = lane >> 3, mr = lane & 7;
 
@@ -609,21 +635,12 @@ __device__ __forceinline__ void flash_attention_gqa_overlap(const FlashAttention
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = lane >> 2, t4 = lane & 3;
-    const int group = p.num_heads / p.num_kv_heads;
-    const int blocks_per_kv = group / FA_WARPS;
-    const int kv_head = blockIdx.x / blocks_per_kv;
-    const int head = kv_head * group + (blockIdx.x % blocks_per_kv) * FA_WARPS + warp;
-    const int item = blockIdx.y;
-
-    const int seq = p.work[2 * item], first = p.work[2 * item + 1];
-    const int q_start = p.query_starts[seq];
-    const int q_len = p.query_starts[seq + 1] - q_start;
-    const int rows = min(GQ_BM * M, q_len - first);
-    const int pos0 = p.context_lens[seq] - q_len + first;
+    const GqaItem it_ = gqa_item(p, warp, GQ_BM * M);
+    const int kv_head = it_.kv_head, head = it_.head;
+    const int first = it_.first, q_start = it_.q_start, rows = it_.rows, pos0 = it_.pos0;
     const int window = p.sliding_window;
-    const int key_lo = window > 0 ? max(0, pos0 - window + 1) : 0;
-    const int key_hi = pos0 + rows - 1;
-    const int* table = p.block_tables + (long long)seq * p.max_blocks_per_seq;
+    const int key_lo = it_.key_lo, key_hi = it_.key_hi;
+    const int* table = it_.table;
     const BlockDiv blocks(p.block_size);
     const uint16_t* kc = static_cast<const uint16_t*>(p.k_cache);
     const uint16_t* vc = static_cast<const uint16_t*>(p.v_cache);
@@ -639,14 +656,9 @@ __device__ __forceinline__ void flash_attention_gqa_overlap(const FlashAttention
     // the tensor cores read all four warps' rows after the fence and the barrier at the top of the first tile
 
     float o[M][DB][4];
-    float m_a[M], m_b[M], l_a[M], l_b[M];
-#pragma unroll
-    for (int m = 0; m < M; m++) {
-#pragma unroll
-        for (int i = 0; i < DB; i++) o[m][i][0] = o[m][i][1] = o[m][i][2] = o[m][i][3] = 0.f;
-        m_a[m] = m_b[m] = -INFINITY;
-        l_a[m] = l_b[m] = 0.f;
-    }
+    float m_a[M], m_b[M];  // running max of the scaled scores (log2 units) of rows g and g + 8 of each tile
+    float l_a[M], l_b[M];  // this thread's part of their row sums
+    clear_state<M, DB>(o, m_a, m_b, l_a, l_b);
     const float c = p.scale * 1.4426950408889634f;
     const int tiles = (key_hi - key_lo) / BN + 1;
 
