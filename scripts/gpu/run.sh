@@ -423,10 +423,6 @@ ncu_prefill() {
   grep -E "^  [a-z_0-9]+.*\(|Duration|Compute \(SM\) Throughput|Memory Throughput|DRAM Throughput|Achieved Occupancy|Theoretical Occupancy|Registers Per|Block Limit|Warp Cycles Per Issued|Issue Slots Busy|No Eligible|L1/TEX Hit|L2 Hit|Executed Ipc|[Ss]tall|exit code" "$log" | head -200
 }
 
-# A timeline of TTFT runs: Nsight Systems (CUDA API and kernels, no CPU sampling) over one `bench latency` at 2048
-# tokens with LATHE_TTFT_WARMUP warm-up prefills and 3 timed ones (LATHE_NSYS_ARGS replaces the shape options), then
-# `nsys stats` of the GPU trace and the API calls into nsys.txt. Shows what the device waits for between the step's
-# start and its first kernel (the profile's embedding row), and the host's gaps between launches.
 # Imports a raw Nsight Systems trace (QDSTRM) into a report beside it, with an importer found under /opt/nvidia and the
 # libraries the pack brought (nsys-libs; an absolute path, as the importer runs in the trace's directory)
 nsys_import() {
@@ -438,6 +434,11 @@ nsys_import() {
   (cd "$(dirname "$1")" && LD_LIBRARY_PATH="$libs:${LD_LIBRARY_PATH:-}" "$importer" -i "$(basename "$1")")
 }
 
+# A timeline of TTFT runs: Nsight Systems (CUDA API and kernels, no CPU sampling) over one `bench latency` at 2048
+# tokens with LATHE_TTFT_WARMUP warm-up prefills and LATHE_NSYS_ITERATIONS timed ones (default 3; LATHE_NSYS_ARGS
+# replaces the shape options), then `nsys stats` of the GPU trace and the API calls into nsys.txt, and
+# tools/trace_summary.py's per-step summary into nsys-summary.txt: what the device waits for between a step's start
+# and its first kernel, and the host's gaps between launches.
 nsys_ttft() {
   setup
   local log=$OUT_DIR/nsys.txt
@@ -461,10 +462,13 @@ nsys_ttft() {
     nsys_import "$OUT_DIR/ttft.qdstrm" >> "$log" 2>&1
   fi
   "$nsys" stats --report cuda_api_sum --report cuda_gpu_kern_sum --format csv --output "$OUT_DIR/ttft" "$OUT_DIR/ttft.nsys-rep" >> "$log" 2>&1
-  "$nsys" stats --report cuda_gpu_trace --report cuda_api_trace --format csv --output "$OUT_DIR/ttft-trace" "$OUT_DIR/ttft.nsys-rep" >> "$log" 2>&1
+  # the per-step summary (tools/trace_summary.py) from the report's SQLite export, which `nsys stats` leaves beside it
+  [ -f "$OUT_DIR/ttft.sqlite" ] || "$nsys" export --type sqlite --output "$OUT_DIR/ttft.sqlite" "$OUT_DIR/ttft.nsys-rep" >> "$log" 2>&1
+  python3 tools/trace_summary.py "$OUT_DIR/ttft.sqlite" > "$OUT_DIR/nsys-summary.txt" 2>> "$log"
   set -e
   rm -f "$OUT_DIR/ttft.sqlite"
   tail -20 "$log"
+  cat "$OUT_DIR/nsys-summary.txt"
 }
 
 # issue 6's serving sweep: `lathe serve` on the GPU, `lathe bench serving` at concurrency 1 ... 256 with 1024
