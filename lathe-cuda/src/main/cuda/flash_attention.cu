@@ -260,88 +260,50 @@ __device__ __forceinline__ uint64_t wg_desc(uint32_t addr, uint32_t leading = 16
            | (static_cast<uint64_t>(1024 >> 4) << 32) | (static_cast<uint64_t>(1) << 62);
 }
 
-// D (64 x N, f32, the m16n8 layout per warp) = A B, or += with `accumulate`: A from the registers (each warp's 16 rows
-// in the mma.m16n8k16 A layout), B (16 x N) through the descriptor, K-major (TRANS_B 0: K of S = Q K^T) or MN-major
-// (TRANS_B 1: V of O += P V).
-// D (64 x N, f32, the m16n8 layout per warp) = A B, or += with `accumulate`. run: A from the registers (each warp's
-// 16 rows in the mma.m16n8k16 A layout), B (16 x N) through a descriptor, K-major (TRANS_B 0: K of S = Q K^T) or
-// MN-major (TRANS_B 1: V of O += P V). run_ss: A (64 x 16, K-major) through a descriptor too, B K-major.
 // D (64 x N, f32, the m16n8 layout per warp) = A B, or += with `accumulate`. run: A from the registers (each warp's
 // 16 rows in the mma.m16n8k16 A layout), B (16 x N) through a descriptor, K-major (TRANS_B 0: K of S = Q K^T) or
 // MN-major (TRANS_B 1: V of O += P V). run_ss: A (64 x 16, K-major) through a descriptor too, B K-major.
 template <typename T, int N> struct Wgmma;
-// the 16 accumulator operands of a 64 x 32 D, and their places in the instruction
+// the accumulator operands of a 64 x 32, 64 x 64 and 64 x 128 D (16, 32 and 64 floats a thread), each list the one
+// before and more, and their places in the instruction
 #define LATHE_WGMMA_D32 "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), \
     "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3])
-#define LATHE_WGMMA_DREGS32 "{" "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15" "}"
-// the 32 accumulator operands of a 64 x 64 D, and their places in the instruction
-#define LATHE_WGMMA_D64 "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), \
-    "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), \
+#define LATHE_WGMMA_D64 LATHE_WGMMA_D32, \
     "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), \
     "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
-#define LATHE_WGMMA_DREGS64 "{" "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15," \
-    "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31" "}"
-// the 64 accumulator operands of a 64 x 128 D, and their places in the instruction
-#define LATHE_WGMMA_D128 "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), \
-    "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), \
-    "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), \
-    "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]), \
+#define LATHE_WGMMA_D128 LATHE_WGMMA_D64, \
     "+f"(d[8][0]), "+f"(d[8][1]), "+f"(d[8][2]), "+f"(d[8][3]), "+f"(d[9][0]), "+f"(d[9][1]), "+f"(d[9][2]), "+f"(d[9][3]), \
     "+f"(d[10][0]), "+f"(d[10][1]), "+f"(d[10][2]), "+f"(d[10][3]), "+f"(d[11][0]), "+f"(d[11][1]), "+f"(d[11][2]), "+f"(d[11][3]), \
     "+f"(d[12][0]), "+f"(d[12][1]), "+f"(d[12][2]), "+f"(d[12][3]), "+f"(d[13][0]), "+f"(d[13][1]), "+f"(d[13][2]), "+f"(d[13][3]), \
     "+f"(d[14][0]), "+f"(d[14][1]), "+f"(d[14][2]), "+f"(d[14][3]), "+f"(d[15][0]), "+f"(d[15][1]), "+f"(d[15][2]), "+f"(d[15][3])
-#define LATHE_WGMMA_DREGS128 "{" "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15," \
-    "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31," \
-    "%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47," \
-    "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63" "}"
+#define LATHE_WGMMA_R16 "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15"
+#define LATHE_WGMMA_R32 LATHE_WGMMA_R16 ",%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31"
+#define LATHE_WGMMA_R64 LATHE_WGMMA_R32 ",%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47," \
+    "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63"
+// Wgmma<T, N>: D the accumulator operands, R their places; the other operands follow them, so their places are given
+// as strings: run's A registers, descriptor, accumulate flag and TRANS_B; run_ss's two descriptors and flag.
+#define LATHE_WGMMA_N(T, TYPE, N, D, R, A_REGS, DESC, ACC, TRANS, SS_A, SS_B, SS_ACC) \
+    template <> struct Wgmma<T, N> { \
+        template <int TRANS_B> \
+        static __device__ __forceinline__ void run(float (&d)[N / 8][4], const uint32_t (&a)[4], uint64_t desc, int accumulate) { \
+            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, " ACC ", 0;\nwgmma.mma_async.sync.aligned.m64n" #N "k16.f32." TYPE "." TYPE " " \
+                         "{" R "}, " A_REGS ", " DESC ", p, 1, 1, " TRANS ";\n}\n" \
+                         : D \
+                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate), "n"(TRANS_B) : "memory"); \
+        } \
+        static __device__ __forceinline__ void run_ss(float (&d)[N / 8][4], uint64_t desc_a, uint64_t desc_b, int accumulate) { \
+            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, " SS_ACC ", 0;\nwgmma.mma_async.sync.aligned.m64n" #N "k16.f32." TYPE "." TYPE " " \
+                         "{" R "}, " SS_A ", " SS_B ", p, 1, 1, 0, 0;\n}\n" \
+                         : D \
+                         : "l"(desc_a), "l"(desc_b), "r"(accumulate) : "memory"); \
+        } \
+    };
 #define LATHE_WGMMA_N32(T, TYPE) \
-    template <> struct Wgmma<T, 32> { \
-        template <int TRANS_B> \
-        static __device__ __forceinline__ void run(float (&d)[4][4], const uint32_t (&a)[4], uint64_t desc, int accumulate) { \
-            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\nwgmma.mma_async.sync.aligned.m64n32k16.f32." TYPE "." TYPE " " \
-                         LATHE_WGMMA_DREGS32 ", {%16,%17,%18,%19}, %20, p, 1, 1, %22;\n}\n" \
-                         : LATHE_WGMMA_D32 \
-                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate), "n"(TRANS_B) : "memory"); \
-        } \
-        static __device__ __forceinline__ void run_ss(float (&d)[4][4], uint64_t desc_a, uint64_t desc_b, int accumulate) { \
-            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\nwgmma.mma_async.sync.aligned.m64n32k16.f32." TYPE "." TYPE " " \
-                         LATHE_WGMMA_DREGS32 ", %16, %17, p, 1, 1, 0, 0;\n}\n" \
-                         : LATHE_WGMMA_D32 \
-                         : "l"(desc_a), "l"(desc_b), "r"(accumulate) : "memory"); \
-        } \
-    };
+    LATHE_WGMMA_N(T, TYPE, 32, LATHE_WGMMA_D32, LATHE_WGMMA_R16, "{%16,%17,%18,%19}", "%20", "%21", "%22", "%16", "%17", "%18")
 #define LATHE_WGMMA_N64(T, TYPE) \
-    template <> struct Wgmma<T, 64> { \
-        template <int TRANS_B> \
-        static __device__ __forceinline__ void run(float (&d)[8][4], const uint32_t (&a)[4], uint64_t desc, int accumulate) { \
-            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\nwgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE " " \
-                         LATHE_WGMMA_DREGS64 ", {%32,%33,%34,%35}, %36, p, 1, 1, %38;\n}\n" \
-                         : LATHE_WGMMA_D64 \
-                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate), "n"(TRANS_B) : "memory"); \
-        } \
-        static __device__ __forceinline__ void run_ss(float (&d)[8][4], uint64_t desc_a, uint64_t desc_b, int accumulate) { \
-            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\nwgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE " " \
-                         LATHE_WGMMA_DREGS64 ", %32, %33, p, 1, 1, 0, 0;\n}\n" \
-                         : LATHE_WGMMA_D64 \
-                         : "l"(desc_a), "l"(desc_b), "r"(accumulate) : "memory"); \
-        } \
-    };
+    LATHE_WGMMA_N(T, TYPE, 64, LATHE_WGMMA_D64, LATHE_WGMMA_R32, "{%32,%33,%34,%35}", "%36", "%37", "%38", "%32", "%33", "%34")
 #define LATHE_WGMMA_N128(T, TYPE) \
-    template <> struct Wgmma<T, 128> { \
-        template <int TRANS_B> \
-        static __device__ __forceinline__ void run(float (&d)[16][4], const uint32_t (&a)[4], uint64_t desc, int accumulate) { \
-            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\nwgmma.mma_async.sync.aligned.m64n128k16.f32." TYPE "." TYPE " " \
-                         LATHE_WGMMA_DREGS128 ", {%64,%65,%66,%67}, %68, p, 1, 1, %70;\n}\n" \
-                         : LATHE_WGMMA_D128 \
-                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate), "n"(TRANS_B) : "memory"); \
-        } \
-        static __device__ __forceinline__ void run_ss(float (&d)[16][4], uint64_t desc_a, uint64_t desc_b, int accumulate) { \
-            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\nwgmma.mma_async.sync.aligned.m64n128k16.f32." TYPE "." TYPE " " \
-                         LATHE_WGMMA_DREGS128 ", %64, %65, p, 1, 1, 0, 0;\n}\n" \
-                         : LATHE_WGMMA_D128 \
-                         : "l"(desc_a), "l"(desc_b), "r"(accumulate) : "memory"); \
-        } \
-    };
+    LATHE_WGMMA_N(T, TYPE, 128, LATHE_WGMMA_D128, LATHE_WGMMA_R64, "{%64,%65,%66,%67}", "%68", "%69", "%70", "%64", "%65", "%66")
 LATHE_WGMMA_N32(__nv_bfloat16, "bf16")
 LATHE_WGMMA_N64(__nv_bfloat16, "bf16")
 LATHE_WGMMA_N128(__nv_bfloat16, "bf16")
@@ -351,12 +313,13 @@ LATHE_WGMMA_N128(__half, "f16")
 #undef LATHE_WGMMA_N32
 #undef LATHE_WGMMA_N64
 #undef LATHE_WGMMA_N128
+#undef LATHE_WGMMA_N
 #undef LATHE_WGMMA_D32
-#undef LATHE_WGMMA_DREGS32
 #undef LATHE_WGMMA_D64
-#undef LATHE_WGMMA_DREGS64
 #undef LATHE_WGMMA_D128
-#undef LATHE_WGMMA_DREGS128
+#undef LATHE_WGMMA_R16
+#undef LATHE_WGMMA_R32
+#undef LATHE_WGMMA_R64
 #endif
 
 // S = Q K^T for one tile of BN keys: D / 16 wgmma over the K tile at k_tile (wg_tile_offset layout), the first
@@ -504,20 +467,19 @@ __device__ __forceinline__ void clear_state(float (&o)[M][DB][4], float (&m_a)[M
     }
 }
 
-template <typename T, int D, int BN, int MT = 0, int WG = 0, int STAGES = 2>
+template <typename T, int D, int BN, int MT = 0, int WG = 0>
 __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& p) {
     static_assert(WG == 0 || MT == 0 || (WG == 2 && MT == 2), "32 rows a warp on wgmma runs both products there");
-    static_assert(STAGES >= 2 && STAGES <= 4, "two to four K/V tiles in flight");
     constexpr bool QS = MT > 0;     // Q rows in shared memory
     constexpr int M = QS ? MT : 1;  // 16-row tiles of a warp
     constexpr int KC = D / 16;      // 16-wide k steps of Q K^T
     constexpr int NB = BN / 8;      // 8-key blocks of S per tile
     constexpr int DB = D / 8;       // 8-wide d blocks of O
-    // dynamic shared memory (its size set by Kernels.gqaShared): the K tiles of the STAGES stages, their V tiles, then
+    // dynamic shared memory (its size set by Kernels.gqaShared): the K tiles of the two stages, their V tiles, then
     // (QS) the warps' Q rows, M * 16 a warp; with WG from the first 1 KB boundary (1 KB more is given)
     extern __shared__ __align__(128) uint16_t gqa_smem[];
     constexpr uint32_t TILE_BYTES = BN * D * 2;
-    // K tile of stage s at smem + s * TILE_BYTES, its V tile STAGES tiles on
+    // K tile of stage s at smem + s * TILE_BYTES, its V tile two tiles on
     const uint32_t smem = WG > 0 ? (smem_addr(gqa_smem) + 1023u) & ~1023u : smem_addr(gqa_smem);
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -536,7 +498,7 @@ __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& 
     // never stored
     uint32_t qf[QS ? 1 : KC][4];  // the Q fragments held in registers (without QS)
     // this warp's Q rows (with QS); with WG the M tiles of 64 rows (4 heads x 16) of the whole block
-    const uint32_t q_rows = smem + 2 * STAGES * TILE_BYTES + (WG > 0 ? 0 : warp * (M * GQ_BM * D * 2));
+    const uint32_t q_rows = smem + 4 * TILE_BYTES + (WG > 0 ? 0 : warp * (M * GQ_BM * D * 2));
     if constexpr (QS) {
 #pragma unroll
         for (int m = 0; m < M; m++) {
@@ -561,32 +523,23 @@ __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& 
     const int mi = lane >> 3, mr = lane & 7;
 
     const int tiles = (key_hi - key_lo) / BN + 1;
-    // tiles 0 .. STAGES - 2 in flight before the loop, one cp.async group each (empty past the last tile); iteration
-    // it then starts tile it + STAGES - 1 into the stage tile it - 1 used, so STAGES - 1 tiles load while one is used
-#pragma unroll
-    for (int i = 0; i < STAGES - 1; i++) {
-        if (i == 0 || i < tiles) {
-            load_kv_tiles<D, BN, WG>(smem + i * TILE_BYTES, smem + (STAGES + i) * TILE_BYTES, kc, vc, table,
-                                        key_lo + i * BN, key_hi, blocks, p.num_kv_heads, kv_head);
-        }
-        cp_async_commit();
-    }
+    // tile 0 in flight before the loop; iteration it then starts tile it + 1 into the stage tile it - 1 used
+    load_kv_tiles<D, BN, WG>(smem, smem + 2 * TILE_BYTES, kc, vc, table, key_lo, key_hi, blocks, p.num_kv_heads, kv_head);
+    cp_async_commit();
     for (int it = 0; it < tiles; it++) {
         const int k0 = key_lo + it * BN;
-        const int stage = STAGES == 2 ? it & 1 : it % STAGES;
-        cp_async_wait<STAGES - 2>();  // this thread's part of tile it has landed (later tiles may still load) ...
+        const int stage = it & 1;
+        cp_async_wait<0>();  // this thread's part of tile it has landed ...
         // (WG: ... and is visible to the tensor cores' reads of the K tile, which go through the async proxy ...)
         if constexpr (WG > 0) asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
         __syncthreads();     // ... everybody's, and every warp is done with tile it - 1's stage
-        if (it + STAGES - 1 < tiles) {
-            const int next = STAGES == 2 ? stage ^ 1 : (it + STAGES - 1) % STAGES;
-            load_kv_tiles<D, BN, WG>(smem + next * TILE_BYTES, smem + (STAGES + next) * TILE_BYTES, kc, vc, table,
-                                        k0 + (STAGES - 1) * BN, key_hi, blocks, p.num_kv_heads, kv_head);
+        if (it + 1 < tiles) {
+            const int next = stage ^ 1;
+            load_kv_tiles<D, BN, WG>(smem + next * TILE_BYTES, smem + (2 + next) * TILE_BYTES, kc, vc, table,
+                                        k0 + BN, key_hi, blocks, p.num_kv_heads, kv_head);
             cp_async_commit();
-        } else if constexpr (STAGES > 2) {
-            cp_async_commit();  // an empty group keeps "tile it is group it" for the waits
         }
-        const uint32_t k_base = smem + stage * TILE_BYTES, v_base = smem + (STAGES + stage) * TILE_BYTES;
+        const uint32_t k_base = smem + stage * TILE_BYTES, v_base = smem + (2 + stage) * TILE_BYTES;
 
         float s[M][NB][4];
         if constexpr (WG > 0 && QS) qk_tiles_wgmma_ss<T, D, BN, M>(s, q_rows, k_base);
@@ -790,10 +743,10 @@ FLASH_GQA_W32_ENTRY(flash_attention_gqa_w32_f16_d64, __half, 64)
 FLASH_GQA_W32_ENTRY(flash_attention_gqa_w32_f16_d128, __half, 128)
 // S on wgmma (sm_90a only; WG): 16-row items, grid as flash_attention_gqa's. Other targets get a kernel that traps
 // (CudaBackend launches these on sm_90 GPUs only).
-template <typename T, int D, int BN, int WG, int MT = 0, int STAGES = 2>
+template <typename T, int D, int BN, int WG, int MT = 0>
 __device__ __forceinline__ void flash_attention_gqa_wg(const FlashAttentionParams& p) {
 #ifdef LATHE_WGMMA
-    flash_attention_gqa<T, D, BN, MT, WG, STAGES>(p);
+    flash_attention_gqa<T, D, BN, MT, WG>(p);
 #else
     __trap();
 #endif
