@@ -153,14 +153,13 @@ final class OpProfiler extends ForwardingBackend {
     @Override public Tensor upload(int[] data, int rows, int cols) { return timed("upload", () -> super.upload(data, rows, cols)); }
     @Override public Tensor upload(float[] data, int rows, int cols) { return timed("upload", () -> super.upload(data, rows, cols)); }
     @Override public Tensor[] uploadInts(int[][] data, int[] rows, int[] cols) {
-        Tensor[][] out = new Tensor[1][];
-        time("uploadInts", () -> out[0] = super.uploadInts(data, rows, cols));
-        return out[0];
+        return timed("uploadInts", () -> super.uploadInts(data, rows, cols));
     }
 
-    private Tensor timed(String op, java.util.function.Supplier<Tensor> body) {
-        Tensor[] out = new Tensor[1];
-        time(op, () -> out[0] = body.get());
-        return out[0];
+    /** {@link #time} for an op that returns its result. */
+    private <T> T timed(String op, java.util.function.Supplier<T> body) {
+        List<T> out = new ArrayList<>(1);
+        time(op, () -> out.add(body.get()));
+        return out.getFirst();
     }
 }

@@ -389,34 +389,29 @@ public final class CudaBackend implements Backend {
     }
 
     /**
-     * One pooled buffer and one host-to-device copy for all of them (each array from a 256-byte boundary), where they
-     * fit one staging chunk and no graph is being captured; else one upload each. The buffer goes back to the pool when
-     * the last of the tensors is closed.
+     * One pooled buffer and one queued copy ({@link #queueCopyIn}) for all of them, each array from a 256-byte boundary;
+     * inside a graph capture, where nothing may be copied in, the default (which refuses as {@link #upload} does). The
+     * buffer goes back to the pool when the last of the tensors is closed.
      */
     @Override
     public Tensor[] uploadInts(int[][] data, int[] rows, int[] cols) {
-        if (rows.length != data.length || cols.length != data.length) return Backend.super.uploadInts(data, rows, cols);
-        long[] at = new long[data.length];
-        long total = 0;
+        if (capturing() || rows.length != data.length || cols.length != data.length) {
+            return Backend.super.uploadInts(data, rows, cols);
+        }
+        int align = (int) (StagingRing.ALIGN / 4);  // in ints
+        int[] at = new int[data.length];
+        int total = 0;
         for (int i = 0; i < data.length; i++) {
             checkCount("uploadInts", data[i].length, rows[i], cols[i]);
             at[i] = total;
-            total += (4L * data[i].length + StagingRing.ALIGN - 1) / StagingRing.ALIGN * StagingRing.ALIGN;
+            total += (data[i].length + align - 1) / align * align;
         }
-        if (total == 0 || total > STAGING_CHUNK || capturing()) return Backend.super.uploadInts(data, rows, cols);
+        int[] packed = new int[total];
+        for (int i = 0; i < data.length; i++) System.arraycopy(data[i], 0, packed, at[i], data[i].length);
         BufferPool from = allocating;
-        DeviceBuffer buffer = from.obtain(total);
-        MemorySegment buf = staging.segment();
+        DeviceBuffer buffer = from.obtain(4L * total);
         try {
-            long start = ring.reserve(total);
-            try {
-                for (int i = 0; i < data.length; i++) {
-                    MemorySegment.copy(MemorySegment.ofArray(data[i]), 0, buf, start + at[i], 4L * data[i].length);
-                }
-                stream.copyToDevice(buffer, 0, buf.asSlice(start, total), total);
-            } finally {
-                ring.queued();
-            }
+            queueCopyIn(MemorySegment.ofArray(packed), buffer, 0);
         } catch (RuntimeException e) {
             from.recycle(buffer);
             throw e;
@@ -426,7 +421,7 @@ public final class CudaBackend implements Backend {
             if (--open[0] == 0) from.recycle(b);
         };
         Tensor[] out = new Tensor[data.length];
-        for (int i = 0; i < data.length; i++) out[i] = new CudaTensor(buffer, at[i], DType.I32, rows[i], cols[i], release);
+        for (int i = 0; i < data.length; i++) out[i] = new CudaTensor(buffer, 4L * at[i], DType.I32, rows[i], cols[i], release);
         return out;
     }
 
@@ -930,6 +925,12 @@ public final class CudaBackend implements Backend {
 
     /** The GEMM shapes tuned so far and the heuristic rank of the algorithm kept for each (for tests and timings). */
     java.util.Map<String, Integer> gemmChoices() { return gemm.tunedChoices(); }
+
+    /** The cuBLASLt workspace bytes the GEMM plan of a weight over n rows (F32 output) was made for, -1 if none yet; for tests. */
+    long gemmWorkspace(Weight w, int n) {
+        CudaWeight wt = cuda(w);
+        return gemm.plannedWorkspace(wt.dtype(), n, wt.cols(), wt.rows());
+    }
 
     /** Turns the fused long-step MLP (see {@link #FUSED_MLP_PROPERTY}) on or off; returns the old setting. */
     boolean fusedMlp(boolean on) {

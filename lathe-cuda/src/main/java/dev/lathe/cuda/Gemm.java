@@ -212,6 +212,12 @@ final class Gemm implements AutoCloseable {
         matmul(p, p.candidates[index], stream, w, x, out, zero);
     }
 
+    /** The workspace bytes the plan of an F32-output shape was made for, or -1 where it has none yet; for tests. */
+    long plannedWorkspace(DType type, int n, int in, int outF) {
+        Plan p = plans.get(new Shape(type, n, in, outF));
+        return p == null ? -1 : p.workspaceBytes;
+    }
+
     /** Shapes tuned so far, each with the index of the kept algorithm in cuBLASLt's heuristic order. */
     Map<String, Integer> tunedChoices() {
         Map<String, Integer> out = new HashMap<>();

@@ -510,7 +510,8 @@ class CudaOpsTest {
 
     /**
      * GEMMs of at least 1024 rows run algorithms planned without workspace (Gemm.WORKSPACE_FREE_ROWS_PROPERTY): a plain
-     * and an accumulating product of 1100 rows against the reference, with tuning off (the heuristic's choice).
+     * and an accumulating product of 1100 rows against the reference, with tuning off (the heuristic's choice); a
+     * 300-row product keeps the workspace.
      */
     @Test
     void prefillSizedGemmsWithoutWorkspaceComputeTheProduct() {
@@ -521,10 +522,15 @@ class CudaOpsTest {
              Tensor out = poisoned(n, outF); Tensor sum = gpu.upload(acc, n, outF)) {
             float[] want = matmul(round(DType.BF16, x), round(DType.BF16, w), null, n, in, outF);
             gpu.linear(xt, wt, null, out);
+            assertThat(gpu.gemmWorkspace(wt, n)).as("workspace of the 1100-row plan").isZero();
             assertClose("linear of 1100 rows seed " + seed, gpu.download(out), want, 1e-5);
             gpu.linearAdd(xt, wt, null, sum);
             for (int i = 0; i < want.length; i++) want[i] += acc[i];
             assertClose("linearAdd of 1100 rows seed " + seed, gpu.download(sum), want, 1e-5);
+            try (Tensor few = gpu.upload(Arrays.copyOf(x, 300 * in), 300, in); Tensor fewOut = poisoned(300, outF)) {
+                gpu.linear(few, wt, null, fewOut);
+                assertThat(gpu.gemmWorkspace(wt, 300)).as("workspace of the 300-row plan").isPositive();
+            }
         } finally {
             gpu.gemmTuning(old);
         }

@@ -323,27 +323,24 @@ public final class ModelRunner implements AutoCloseable {
         queryStarts[numSeqs] = t;
 
         if (gatherRope) ropeTable(maxContext - 1);
-        // the step's int arrays in one upload where the backend packs them (positions last, for the rotary gathers)
-        int[][] arrays = {queryStarts, contextLens, blockTable, slots, ids, logitRows, positions};
-        int[] rows = {1, 1, numSeqs, 1, 1, 1, 1};
-        int[] cols = {numSeqs + 1, numSeqs, maxBlocksPerSeq, numTokens, numTokens, numLogitRows, numTokens};
-        int count = gatherRope ? arrays.length : arrays.length - 1;
-        Tensor[] up = backend.uploadInts(Arrays.copyOf(arrays, count), Arrays.copyOf(rows, count), Arrays.copyOf(cols, count));
+        // the step's int arrays in one upload where the backend packs them; the positions serve the rotary gathers only
+        Tensor[] up = backend.uploadInts(new int[][]{queryStarts, contextLens, blockTable, slots, ids, logitRows, positions},
+                new int[]{1, 1, numSeqs, 1, 1, 1, 1},
+                new int[]{numSeqs + 1, numSeqs, maxBlocksPerSeq, numTokens, numTokens, numLogitRows, numTokens});
         R result;
         Tensor cosTensor = null, sinTensor = null;
-        try {
+        try (Tensor pos = up[6]) {
             if (gatherRope) {
                 cosTensor = backend.allocate(DType.F32, numTokens, half);
                 sinTensor = backend.allocate(DType.F32, numTokens, half);
-                backend.gatherRows(ropeCos, up[6], cosTensor);
-                backend.gatherRows(ropeSin, up[6], sinTensor);
-                up[6].close();
+                backend.gatherRows(ropeCos, pos, cosTensor);
+                backend.gatherRows(ropeSin, pos, sinTensor);
             } else {
                 cosTensor = backend.upload(cos, numTokens, half);
                 sinTensor = backend.upload(sin, numTokens, half);
             }
         } catch (RuntimeException e) {
-            for (Tensor made : up) made.close();
+            for (int i = 0; i < 6; i++) up[i].close();
             if (cosTensor != null) cosTensor.close();
             if (sinTensor != null) sinTensor.close();
             throw e;
@@ -393,13 +390,6 @@ public final class ModelRunner implements AutoCloseable {
         return new StepLogits(data, vocab, firstRowOfSeq, held, argmax, sampled);
     }
 
-    /**
-     * Rotary tables for {@code count} tokens from row {@code from}. A token at position {@code p} is rotated
-     * for the sequence length {@code max(p + 1, promptLen)}: transformers computes a prompt in one pass (its
-     * length sets dynamic NTK scaling for every prompt token) and then one token at a time. Taking the
-     * length per token, not per step, makes a chunked prefill rotate exactly as the one-pass prompt did;
-     * for every other scaling type the length does not matter.
-     */
     /** Makes {@link #ropeCos}/{@link #ropeSin} cover position {@code most}, uploading the base table again if it grew. */
     private void ropeTable(int most) {
         if (ropeCos != null && most < ropeCos.rows()) return;
@@ -424,6 +414,13 @@ public final class ModelRunner implements AutoCloseable {
         ropeCos = ropeSin = null;
     }
 
+    /**
+     * Rotary tables for {@code count} tokens from row {@code from}. A token at position {@code p} is rotated
+     * for the sequence length {@code max(p + 1, promptLen)}: transformers computes a prompt in one pass (its
+     * length sets dynamic NTK scaling for every prompt token) and then one token at a time. Taking the
+     * length per token, not per step, makes a chunked prefill rotate exactly as the one-pass prompt did;
+     * for every other scaling type the length does not matter.
+     */
     private void fillRope(int[] positions, int from, int count, int promptLen, float[] cos, float[] sin) {
         if (!rope.dependsOnLength()) {
             rope.fill(positions, from, count, rope.invFreq(0), cos, sin, from);
