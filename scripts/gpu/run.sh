@@ -407,7 +407,8 @@ profile() {
 # next LATHE_NCU_COUNT, with the sections of LATHE_NCU_SET (default "detailed"). LATHE_NCU_ARGS replaces the shape
 # options of that `bench latency` run: for the decode kernels at long contexts, e.g.
 # LATHE_NCU_KERNELS=split_attention LATHE_NCU_ARGS="--batch 64 --input-len 2048 --output-len 3" with
-# LATHE_TEST_JVM_FLAGS=-Dlathe.graphs=false (the decode steps then launch their kernels one by one).
+# LATHE_TEST_JVM_FLAGS=-Dlathe.graphs=false (the decode steps then launch their kernels one by one). LATHE_NCU_EXTRA
+# adds options (e.g. "--print-details all --metrics smsp__pcsamp_warps_issue_stalled_barrier").
 ncu_prefill() {
   setup
   local log=$OUT_DIR/ncu.txt
@@ -415,7 +416,7 @@ ncu_prefill() {
   timeout "${LATHE_NCU_LIMIT:-240}" ncu --clock-control none --target-processes all \
       -k "regex:${LATHE_NCU_KERNELS:-flash_attention_gqa|rope_write_kv|rms_norm|silu_mul}" \
       --launch-skip "${LATHE_NCU_SKIP:-0}" --launch-count "${LATHE_NCU_COUNT:-8}" --set "${LATHE_NCU_SET:-detailed}" \
-      --section WarpStateStats --section SchedulerStats \
+      --section WarpStateStats --section SchedulerStats ${LATHE_NCU_EXTRA:-} \
       "${LATHE[@]}" bench latency --backend cuda --model synthetic:llama-3-8b --card "$CARD" \
       ${LATHE_NCU_ARGS:---batch 1 --input-len 2048 --output-len 1} --warmup 0 --iterations 1 > "$log" 2>&1
   echo "ncu exit code: $?" >> "$log"

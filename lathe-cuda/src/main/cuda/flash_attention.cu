@@ -353,6 +353,30 @@ __device__ __forceinline__ void wgmma_wait() {
 #ifdef LATHE_WGMMA
 __device__ __forceinline__ void fence_operand(float& r) { asm volatile("" : "+f"(r)::"memory"); }
 __device__ __forceinline__ void fence_operand(uint32_t& r) { asm volatile("" : "+r"(r)::"memory"); }
+
+// Pins the softmax's results (P of M row tiles, KB 16-key fragments each, the rescale factors and the row sums) before
+// a wgmma wait that follows. That arithmetic is not asm, and within one basic block the assembler may move the wait
+// above it (it did, in one of the two tile bodies), so that the softmax no longer overlaps the P V it waits for. A
+// branch on the row sums (never taken: a sum of exponentials is not negative, and NaN compares false) ends the block
+// after the sums are known; a warp-wide vote keeps it uniform (a divergent one serialises the wgmma).
+template <int M, int KB>
+__device__ __forceinline__ void settle_softmax(uint32_t (&pf)[M][KB][4], float (&corr_a)[M], float (&corr_b)[M],
+                                               const float (&l_a)[M]) {
+#pragma unroll
+    for (int m = 0; m < M; m++) {
+#pragma unroll
+        for (int k = 0; k < KB; k++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) fence_operand(pf[m][k][e]);
+        }
+        fence_operand(corr_a[m]);
+        fence_operand(corr_b[m]);
+    }
+    bool negative = false;
+#pragma unroll
+    for (int m = 0; m < M; m++) negative |= l_a[m] < 0.f;
+    if (__any_sync(0xffffffffu, negative)) __trap();
+}
 #endif
 
 // S = Q K^T for M tiles of 64 query rows (4 heads x 16 rows each) with Q in shared memory at q_tiles (tile m at
@@ -655,6 +679,8 @@ __device__ __forceinline__ void flash_attention_gqa_overlap(const FlashAttention
                                   corr_a[m], corr_b[m]);
         }
         if (it > 0) {
+            // the softmax is done before the wait, not moved behind it by the compiler (that would leave P V unoverlapped)
+            settle_softmax<M, BN / 16>(next, corr_a, corr_b, l_a);
             wgmma_wait<0>();  // P V of tile it - 1: O holds tiles up to it - 1, prev is free again
 #pragma unroll
             for (int m = 0; m < M; m++) {
@@ -697,6 +723,206 @@ __device__ __forceinline__ void flash_attention_gqa_overlap(const FlashAttention
         const int r = m * GQ_BM + g;
         store_o<T, D>(o[m], l_a[m], l_b[m], p, (long long)(q_start + first + r), head, r < rows, r + 8 < rows, t4);
     }
+#else
+    __trap();
+#endif
+}
+
+#ifdef LATHE_WGMMA
+// mbarriers in shared memory (sm_90): `count` arrivals complete a phase; a wait names the parity of the phase it
+// waits for (the barrier starts in phase 0).
+__device__ __forceinline__ void mbar_init(uint32_t bar, int count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+    uint32_t done = 0;
+    while (!done) {
+        asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+                     : "=r"(done) : "r"(bar), "r"(parity) : "memory");
+    }
+}
+__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+// One arrival on `bar` once every cp.async this thread issued before has landed (counted among the expected ones).
+__device__ __forceinline__ void cp_async_arrive(uint32_t bar) {
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
+}
+// Barrier `id` (1..15; 0 is __syncthreads') over `threads` threads of the block.
+__device__ __forceinline__ void named_sync(int id, int threads) {
+    asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+#endif
+
+// The warp-specialised kernel (CudaBackend.FLASH_GQA_WARP_SPECIALIZED_PROPERTY): three warpgroups a block over the work
+// items of flash_attention_gqa_overlap (4 query heads of one KV head x 32 rows). Warpgroup 0 only loads: it copies the
+// K and V tiles of WS_BN keys into WS_STAGES stages with cp.async and signals each stage's `full` mbarrier when its
+// copies have landed; it reloads a stage once the two consumers have arrived on its `empty` mbarrier. Warpgroups 1 and
+// 2 only compute, each on its own 64 rows (4 heads x 16 rows: warpgroup 1 + c takes rows 16c..16c+15 of the item), with
+// the overlapped schedule of flash_attention_gqa_overlap at one 64-row tile: S(it) and P(it-1) V(it-1) issued
+// together, the softmax of tile it while P V runs, O rescaled after. So the computing warps issue no copies and no
+// block-wide barriers, and each K/V tile feeds 128 query rows over twice the keys of the overlapped kernel's tiles.
+// One block an SM (shared memory); grid as flash_attention_gqa_overlap's, WS_THREADS threads.
+#define WS_BN 64
+#define WS_STAGES 4
+#define WS_THREADS 384
+// 16-byte pieces of a K (or V) tile of WS_BN keys that each of the loading warpgroup's 128 threads copies
+template <int D> constexpr int WS_PIECES = WS_BN * D / 8 / 128;
+
+// Where the loading thread's pieces of the key tile from k0 come from: element offsets into the cache (the same for K
+// and V), -1 past key `last` (those pieces are zero-filled). Piece i is chunk idx % (D / 8) of key idx / (D / 8), idx =
+// threadIdx.x + 128 i.
+template <int D>
+__device__ __forceinline__ void ws_sources(long long (&at)[WS_PIECES<D>], const int* table, int k0, int last,
+                                           const BlockDiv& blocks, int num_kv_heads, int kv_head) {
+    constexpr int CHUNKS = D / 8;
+#pragma unroll
+    for (int i = 0; i < WS_PIECES<D>; i++) {
+        const int idx = threadIdx.x + i * 128;
+        const int t = k0 + idx / CHUNKS;
+        at[i] = t <= last ? (blocks.slot(table, t) * num_kv_heads + kv_head) * D + (idx % CHUNKS) * 8 : -1;
+    }
+}
+
+// Queues the copies of ws_sources' pieces into a K and a V tile (wg_tile_offset's layout).
+template <int D>
+__device__ __forceinline__ void ws_copy(uint32_t k_tile, uint32_t v_tile, const long long (&at)[WS_PIECES<D>],
+                                        const uint16_t* k_cache, const uint16_t* v_cache) {
+    constexpr int CHUNKS = D / 8;
+#pragma unroll
+    for (int i = 0; i < WS_PIECES<D>; i++) {
+        const int idx = threadIdx.x + i * 128;
+        const uint32_t to = wg_tile_offset<WS_BN>(idx / CHUNKS, idx % CHUNKS);
+        const long long a = at[i] < 0 ? 0 : at[i];
+        const int bytes = at[i] < 0 ? 0 : 16;
+        cp_async16(k_tile + to, k_cache + a, bytes);
+        cp_async16(v_tile + to, v_cache + a, bytes);
+    }
+}
+template <typename T, int D>
+__device__ __forceinline__ void flash_attention_gqa_ws(const FlashAttentionParams& p) {
+#ifdef LATHE_WGMMA
+    constexpr int BN = WS_BN, STAGES = WS_STAGES;
+    constexpr int NB = BN / 8;  // 8-key blocks of S per tile
+    constexpr int DB = D / 8;   // 8-wide d blocks of O
+    constexpr uint32_t TILE_BYTES = BN * D * 2;
+    extern __shared__ __align__(128) uint16_t gqa_smem[];
+    __shared__ __align__(8) uint64_t bars[2 * STAGES];  // full[STAGES], then empty[STAGES]
+    // K tile of stage s at smem + s * TILE_BYTES, its V tile STAGES tiles on, then the two consumers' 64-row Q tiles
+    const uint32_t smem = (smem_addr(gqa_smem) + 1023u) & ~1023u;
+    const uint32_t full = smem_addr(bars), empty = full + STAGES * 8;
+
+    const int wg = threadIdx.x >> 7;
+    const int lane = threadIdx.x & 31, warp = (threadIdx.x >> 5) & 3;
+    const GqaItem it_ = gqa_item(p, warp, 2 * GQ_BM);
+    const int key_lo = it_.key_lo, key_hi = it_.key_hi;
+    const int tiles = (key_hi - key_lo) / BN + 1;
+
+    if (threadIdx.x == 0) {
+#pragma unroll
+        for (int s = 0; s < STAGES; s++) {
+            mbar_init(full + 8 * s, 128);  // every loading thread's copies
+            mbar_init(empty + 8 * s, 8);   // every computing warp, after the P V that read the stage
+        }
+    }
+    __syncthreads();
+
+    if (wg == 0) {
+        // the loaders need few registers: give the computing warpgroups theirs (128 x 56 + 256 x 224 <= 384 x 168)
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 56;\n" ::: "memory");
+        const BlockDiv blocks(p.block_size);
+        const uint16_t* kc = static_cast<const uint16_t*>(p.k_cache);
+        const uint16_t* vc = static_cast<const uint16_t*>(p.v_cache);
+        for (int t = 0; t < tiles; t++) {
+            const int s = t % STAGES;
+            // the sources first: the block table's loads are in flight while the stage is waited for
+            long long at[WS_PIECES<D>];
+            ws_sources<D>(at, it_.table, key_lo + t * BN, key_hi, blocks, p.num_kv_heads, it_.kv_head);
+            if (t >= STAGES) mbar_wait(empty + 8 * s, (t / STAGES - 1) & 1);  // tile t - STAGES is done with
+            ws_copy<D>(smem + s * TILE_BYTES, smem + (STAGES + s) * TILE_BYTES, at, kc, vc);
+            cp_async_arrive(full + 8 * s);
+        }
+        // stay until the last stages are released: their copies have landed and nothing is left in flight
+        for (int t = max(0, tiles - STAGES); t < tiles; t++) mbar_wait(empty + 8 * (t % STAGES), (t / STAGES) & 1);
+        return;
+    }
+
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 224;\n" ::: "memory");
+    const int c = wg - 1;  // this warpgroup's rows: 16c..16c+15 of each of the 4 heads
+    const int g = lane >> 2, t4 = lane & 3;
+    const int head = it_.head, first = it_.first, q_start = it_.q_start, rows = it_.rows, pos0 = it_.pos0;
+    const int window = p.sliding_window;
+    const uint32_t q_tile = smem + 2 * STAGES * TILE_BYTES + c * (64 * D * 2);
+    const int r = c * GQ_BM + g;  // this thread's rows r and r + 8 of the item
+    {
+        uint32_t qt[D / 16][4];
+        load_q<T, D>(qt, p, (long long)(q_start + first + r), head, r < rows, r + 8 < rows, t4);
+        store_q_wg<D>(q_tile, qt, warp * GQ_BM, g, t4);
+    }
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    named_sync(1 + c, 128);  // the warpgroup's Q rows are in place for the tensor cores
+
+    float o[1][DB][4];
+    float m_a[1], m_b[1], l_a[1], l_b[1];
+    clear_state<1, DB>(o, m_a, m_b, l_a, l_b);
+    const float cs = p.scale * 1.4426950408889634f;
+    const int pos_a = pos0 + r;
+
+    auto tile = [&](int it, uint32_t (&prev)[1][BN / 16][4], uint32_t (&next)[1][BN / 16][4]) {
+        const int k0 = key_lo + it * BN;
+        const int s = it % STAGES;
+        mbar_wait(full + 8 * s, (it / STAGES) & 1);  // tile it has landed ...
+        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");  // ... and is visible to the tensor cores
+        float sc[1][NB][4];
+        qk_tiles_wgmma_ss_issue<T, D, BN, 1>(sc, q_tile, smem + s * TILE_BYTES);
+        if (it > 0) {
+            pv_tile_wgmma_issue<T, D, BN, 1>(o, prev, smem + (STAGES + (it - 1) % STAGES) * TILE_BYTES);
+            wgmma_wait<1>();  // S(it); P V of tile it - 1 may still run
+        } else {
+            wgmma_wait<0>();
+        }
+#pragma unroll
+        for (int n = 0; n < NB; n++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) fence_operand(sc[0][n][e]);
+        }
+        const bool mask = k0 + BN - 1 > pos0 || window > 0;
+        float corr_a_[1], corr_b_[1];
+        softmax_scores<T, NB>(sc[0], next[0], m_a[0], m_b[0], l_a[0], l_b[0], k0, pos_a, pos_a + 8, window, mask, cs, t4,
+                              corr_a_[0], corr_b_[0]);
+        if (it > 0) {
+            settle_softmax<1, BN / 16>(next, corr_a_, corr_b_, l_a);
+            wgmma_wait<0>();  // P V of tile it - 1: its stage is free, O holds tiles up to it - 1, prev is free
+            if (lane == 0) mbar_arrive(empty + 8 * ((it - 1) % STAGES));
+#pragma unroll
+            for (int k = 0; k < BN / 16; k++) {
+#pragma unroll
+                for (int e = 0; e < 4; e++) fence_operand(prev[0][k][e]);
+            }
+#pragma unroll
+            for (int i = 0; i < DB; i++) {
+#pragma unroll
+                for (int e = 0; e < 4; e++) fence_operand(o[0][i][e]);
+            }
+            rescale_o<DB>(o[0], corr_a_[0], corr_b_[0]);
+        }
+    };
+
+    uint32_t pa[1][BN / 16][4], pb[1][BN / 16][4];
+    for (int it = 0; it < tiles; it += 2) {
+        tile(it, pb, pa);
+        if (it + 1 < tiles) tile(it + 1, pa, pb);
+    }
+    const uint32_t v_last = smem + (STAGES + (tiles - 1) % STAGES) * TILE_BYTES;
+    if (tiles & 1) pv_tile_wgmma<T, D, BN, 1>(o, pa, v_last);
+    else pv_tile_wgmma<T, D, BN, 1>(o, pb, v_last);
+    if (lane == 0) mbar_arrive(empty + 8 * ((tiles - 1) % STAGES));
+#pragma unroll
+    for (int i = 0; i < DB; i++) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) fence_operand(o[0][i][e]);
+    }
+    store_o<T, D>(o[0], l_a[0], l_b[0], p, (long long)(q_start + first + r), head, r < rows, r + 8 < rows, t4);
 #else
     __trap();
 #endif
@@ -787,3 +1013,12 @@ FLASH_GQA_WG_ENTRY(flash_attention_gqa_wgv_k64_bf16_d64, __nv_bfloat16, 64, 64, 
 FLASH_GQA_WG_ENTRY(flash_attention_gqa_wgv_k64_bf16_d128, __nv_bfloat16, 128, 64, 2, 2)
 FLASH_GQA_WG_ENTRY(flash_attention_gqa_wgv_k64_f16_d64, __half, 64, 64, 2, 2)
 FLASH_GQA_WG_ENTRY(flash_attention_gqa_wgv_k64_f16_d128, __half, 128, 64, 2, 2)
+// the warp-specialised kernel (flash_attention_gqa_ws): 32-row items, one loading and two computing warpgroups, one block an SM
+#define FLASH_GQA_WS_ENTRY(NAME, T, D) \
+    extern "C" __global__ void __launch_bounds__(WS_THREADS, 1) NAME(const FlashAttentionParams p) { LATHE_PDL_WAIT(); \
+        flash_attention_gqa_ws<T, D>(p); \
+    }
+FLASH_GQA_WS_ENTRY(flash_attention_gqa_ws_bf16_d64, __nv_bfloat16, 64)
+FLASH_GQA_WS_ENTRY(flash_attention_gqa_ws_bf16_d128, __nv_bfloat16, 128)
+FLASH_GQA_WS_ENTRY(flash_attention_gqa_ws_f16_d64, __half, 64)
+FLASH_GQA_WS_ENTRY(flash_attention_gqa_ws_f16_d128, __half, 128)

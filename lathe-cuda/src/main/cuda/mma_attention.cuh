@@ -185,30 +185,44 @@ __device__ __forceinline__ void pv_tile(float (*o)[D / 8][4], const uint32_t (*p
     }
 }
 
+// 2^x on the special-function unit alone, subnormal results flushed to zero (a weight below 2^-126 of the row's
+// largest adds nothing a 16-bit P or an F32 row sum can hold); exp2f adds a range check and two multiplies.
+__device__ __forceinline__ float exp2_ftz(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
 // One key tile's online softmax for this thread's rows a and b (S holds NB blocks of 8 keys from k0), all but O's
-// rescale: scale to log2 units, mask keys after the row's position or before its window where `mask` says the tile
-// may hold some, update the running max m and this thread's part of the row sums l, round P into A fragments of 16
-// keys each for P V, and give the factors O's rows must be multiplied by (rescale_o) before P V adds this tile.
+// rescale: mask keys after the row's position or before its window where `mask` says the tile may hold some, update
+// the running max m (log2 units: the scores times c) and this thread's part of the row sums l, round P into A
+// fragments of 16 keys each for P V, and give the factors O's rows must be multiplied by (rescale_o) before P V adds
+// this tile. The mask is a compare and a select a score, without branches; the scale goes into the exponent's
+// multiply-add (max(s c) = c max(s) for c > 0).
 template <typename T, int NB>
 __device__ __forceinline__ void softmax_scores(float (&s)[NB][4], uint32_t (&pf)[NB / 2][4], float& m_a, float& m_b,
                                                float& l_a, float& l_b, int k0, int pos_a, int pos_b, int window, bool mask,
                                                float c, int t4, float& corr_a, float& corr_b) {
+    if (mask) {
+        // score (n, e) is key k0 + 2 t4 + 8 n + e: masked where 8 n + e is above hi (after the row's position) or at
+        // most lo (before its window)
+        const int hi_a = pos_a - k0 - 2 * t4, hi_b = pos_b - k0 - 2 * t4;
+        const int lo_a = window > 0 ? hi_a - window : INT_MIN, lo_b = window > 0 ? hi_b - window : INT_MIN;
+#pragma unroll
+        for (int n = 0; n < NB; n++) {
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const int kk = n * 8 + e;
+                s[n][e] = kk > hi_a || kk <= lo_a ? -INFINITY : s[n][e];
+                s[n][2 + e] = kk > hi_b || kk <= lo_b ? -INFINITY : s[n][2 + e];
+            }
+        }
+    }
     float mx_a = -INFINITY, mx_b = -INFINITY;
 #pragma unroll
     for (int n = 0; n < NB; n++) {
-#pragma unroll
-        for (int e = 0; e < 2; e++) {
-            int key = k0 + n * 8 + 2 * t4 + e;
-            float sa = s[n][e] * c, sb = s[n][2 + e] * c;
-            if (mask) {
-                if (key > pos_a || (window > 0 && key <= pos_a - window)) sa = -INFINITY;
-                if (key > pos_b || (window > 0 && key <= pos_b - window)) sb = -INFINITY;
-            }
-            s[n][e] = sa;
-            s[n][2 + e] = sb;
-            mx_a = fmaxf(mx_a, sa);
-            mx_b = fmaxf(mx_b, sb);
-        }
+        mx_a = fmaxf(mx_a, fmaxf(s[n][0], s[n][1]));
+        mx_b = fmaxf(mx_b, fmaxf(s[n][2], s[n][3]));
     }
     // the four threads of a quad share rows g and g+8
 #pragma unroll
@@ -216,18 +230,18 @@ __device__ __forceinline__ void softmax_scores(float (&s)[NB][4], uint32_t (&pf)
         mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, off));
         mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, off));
     }
-    const float new_a = fmaxf(m_a, mx_a), new_b = fmaxf(m_b, mx_b);
+    const float new_a = fmaxf(m_a, mx_a * c), new_b = fmaxf(m_b, mx_b * c);
     // a row with no key yet keeps m = -inf: subtract 0 instead, so exp2 gives 0, not NaN
     const float use_a = new_a == -INFINITY ? 0.f : new_a, use_b = new_b == -INFINITY ? 0.f : new_b;
-    corr_a = exp2f(m_a - use_a);
-    corr_b = exp2f(m_b - use_b);
+    corr_a = exp2_ftz(m_a - use_a);
+    corr_b = exp2_ftz(m_b - use_b);
     m_a = new_a;
     m_b = new_b;
     float sum_a = 0.f, sum_b = 0.f;
 #pragma unroll
     for (int n = 0; n < NB; n++) {
-        float p0 = exp2f(s[n][0] - use_a), p1 = exp2f(s[n][1] - use_a);
-        float p2 = exp2f(s[n][2] - use_b), p3 = exp2f(s[n][3] - use_b);
+        const float p0 = exp2_ftz(fmaf(s[n][0], c, -use_a)), p1 = exp2_ftz(fmaf(s[n][1], c, -use_a));
+        const float p2 = exp2_ftz(fmaf(s[n][2], c, -use_b)), p3 = exp2_ftz(fmaf(s[n][3], c, -use_b));
         sum_a += p0 + p1;
         sum_b += p2 + p3;
         // n even: a0 (row g) / a1 (row g+8) of key chunk n/2; n odd: a2 / a3

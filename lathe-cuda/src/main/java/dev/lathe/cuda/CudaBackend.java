@@ -169,6 +169,13 @@ public final class CudaBackend implements Backend {
      * call, 2048-token prefills): 157.9 and 158.0 against 162.8 and 163.9 us a layer, -3.3%.
      */
     public static final String FLASH_GQA_OVERLAP_PROPERTY = "lathe.flash.gqaOverlap";
+    /**
+     * System property: {@code true} runs the warp-specialised kernel where the overlapped one would run
+     * (flash_attention_gqa_ws_*, sm_90): 384 threads a block, one warpgroup copying 64-key K and V tiles into four
+     * stages (cp.async, mbarriers) and two computing ones, 64 query rows each, with the overlapped schedule; one block an
+     * SM. Off by default.
+     */
+    public static final String FLASH_GQA_WARP_SPECIALIZED_PROPERTY = "lathe.flash.gqaWarpSpecialized";
     /** Threads per block of the flash kernel: FA_WARPS = 4 warps, 16 query rows each. */
     private static final int FLASH_THREADS = 128;
     /**
@@ -264,6 +271,7 @@ public final class CudaBackend implements Backend {
     private boolean flashGqa = Boolean.parseBoolean(System.getProperty(FLASH_GQA_PROPERTY, "true"));
     private int flashGqaKeys = gqaKeys(Integer.getInteger(FLASH_GQA_KEYS_PROPERTY, 32));
     private boolean flashGqaOverlap = Boolean.parseBoolean(System.getProperty(FLASH_GQA_OVERLAP_PROPERTY, "true"));
+    private boolean flashGqaWarpSpecialized = Boolean.parseBoolean(System.getProperty(FLASH_GQA_WARP_SPECIALIZED_PROPERTY, "false"));
     private int flashGqaWarpRows = gqaWarpRows(Integer.getInteger(FLASH_GQA_WARP_ROWS_PROPERTY, 32));
     private boolean flashGqaWgmma = Boolean.parseBoolean(System.getProperty(FLASH_GQA_WGMMA_PROPERTY, "true"));
     private boolean flashGqaWgmmaPv = Boolean.parseBoolean(System.getProperty(FLASH_GQA_WGMMA_PV_PROPERTY, "true"));
@@ -1323,7 +1331,7 @@ public final class CudaBackend implements Backend {
                 }
                 long work = uploadPlan(meta);
                 lastFlashKernel = flash.function();
-                flash.launch(stream, gqa ? c.numKvHeads() * (group / 4) : heads, planItems, FLASH_THREADS,
+                flash.launch(stream, gqa ? c.numKvHeads() * (group / 4) : heads, planItems, gqa ? variant.threads() : FLASH_THREADS,
                         qt.address(), c.keys(layer), c.values(layer), ot.address(), work, starts.address(),
                         lens.address(), tables.address(), heads, c.numKvHeads(), c.blockSize(), tables.cols(),
                         meta.slidingWindow(), dtypeCode(ot.dtype()), scale);
@@ -1427,6 +1435,13 @@ public final class CudaBackend implements Backend {
         return old;
     }
 
+    /** Turns the warp-specialised kernel (see {@link #FLASH_GQA_WARP_SPECIALIZED_PROPERTY}) on or off; returns the old setting. */
+    boolean flashGqaWarpSpecialized(boolean on) {
+        boolean old = flashGqaWarpSpecialized;
+        flashGqaWarpSpecialized = on;
+        return old;
+    }
+
     /** Turns the overlapped wgmma kernel (see {@link #FLASH_GQA_OVERLAP_PROPERTY}) on or off; returns the old setting. */
     boolean flashGqaOverlap(boolean on) {
         boolean old = flashGqaOverlap;
@@ -1498,8 +1513,15 @@ public final class CudaBackend implements Backend {
     /** Whether this GPU can run {@link #FLASH_GQA_WGMMA_PROPERTY}'s kernel (sm_90); for tests. */
     boolean wgmmaCapable() { return sm90; }
 
-    /** A grouped-query flash kernel by cache type and head size, and the query rows of its work items (GQ_BM times a warp's 16-row tiles). */
-    private record GqaVariant(int tileRows, Kernel bf16d64, Kernel bf16d128, Kernel f16d64, Kernel f16d128) {
+    /**
+     * A grouped-query flash kernel by cache type and head size, the query rows of its work items (GQ_BM times a warp's
+     * 16-row tiles) and its threads a block.
+     */
+    private record GqaVariant(int tileRows, int threads, Kernel bf16d64, Kernel bf16d128, Kernel f16d64, Kernel f16d128) {
+        GqaVariant(int tileRows, Kernel bf16d64, Kernel bf16d128, Kernel f16d64, Kernel f16d128) {
+            this(tileRows, FLASH_THREADS, bf16d64, bf16d128, f16d64, f16d128);
+        }
+
         /** The kernel for a cache type and head size, or null where the variant has none. */
         Kernel kernel(DType dtype, int headDim) { return byCacheType(dtype, headDim, bf16d64, bf16d128, f16d64, f16d128); }
     }
@@ -1508,13 +1530,17 @@ public final class CudaBackend implements Backend {
      * The grouped-query flash variant the switches select. S runs on wgmma ({@link #FLASH_GQA_WGMMA_PROPERTY}) on an sm_90
      * GPU over 32-key tiles, or 64-key ones with P V there too ({@link #FLASH_GQA_WGMMA_PV_PROPERTY}); 32 rows a warp
      * ({@link #FLASH_GQA_WARP_ROWS_PROPERTY}) apply over 32-key tiles, on wgmma only with both products there, and there
-     * overlapped or not ({@link #FLASH_GQA_OVERLAP_PROPERTY}).
+     * overlapped or not ({@link #FLASH_GQA_OVERLAP_PROPERTY}), and overlapped, warp-specialised or not
+     * ({@link #FLASH_GQA_WARP_SPECIALIZED_PROPERTY}).
      */
     private GqaVariant gqaVariant() {
         Kernels k = kernels;
         boolean wide = flashGqaWarpRows == 32 && flashGqaKeys == 32;
         if (flashGqaWgmma && sm90 && (flashGqaKeys == 32 || flashGqaWgmmaPv)) {
             if (!flashGqaWgmmaPv) return new GqaVariant(16, k.flashGqaWgBf16D64, k.flashGqaWgBf16D128, k.flashGqaWgF16D64, k.flashGqaWgF16D128);
+            if (wide && flashGqaOverlap && flashGqaWarpSpecialized) {
+                return new GqaVariant(32, 384, k.flashGqaWsBf16D64, k.flashGqaWsBf16D128, k.flashGqaWsF16D64, k.flashGqaWsF16D128);
+            }
             if (wide && flashGqaOverlap) {
                 return new GqaVariant(32, k.flashGqaWgoBf16D64, k.flashGqaWgoBf16D128, k.flashGqaWgoF16D64, k.flashGqaWgoF16D128);
             }

@@ -40,8 +40,10 @@ final class Kernels implements AutoCloseable {
     final Kernel flashGqaWgvK64Bf16D64, flashGqaWgvK64Bf16D128, flashGqaWgvK64F16D64, flashGqaWgvK64F16D128;
     /** The same at 32 rows a warp (two 64-row tiles a block, Q in shared memory). */
     final Kernel flashGqaWgvW32Bf16D64, flashGqaWgvW32Bf16D128, flashGqaWgvW32F16D64, flashGqaWgvW32F16D128;
-    /** The same with 3 and with 4 stages of K and V tiles. */
+    /** The same overlapped: the softmax of a tile while P V of the one before runs, three stages of K and V tiles. */
     final Kernel flashGqaWgoBf16D64, flashGqaWgoBf16D128, flashGqaWgoF16D64, flashGqaWgoF16D128;
+    /** The warp-specialised kernel: a loading warpgroup and two computing ones, 64-key tiles in four stages. */
+    final Kernel flashGqaWsBf16D64, flashGqaWsBf16D128, flashGqaWsF16D64, flashGqaWsF16D128;
     /** split_attention_K for head_dim = 32 K, K = 1..8 (index K - 1), and the merge of their pieces. */
     final Kernel[] splitAttention = new Kernel[8];
     /** The same on tensor cores for 16-bit caches: BF16/F16 x head size 64/128 (split_attention_mma). */
@@ -119,6 +121,10 @@ final class Kernels implements AutoCloseable {
             flashGqaWgoBf16D128 = flash.kernel("flash_attention_gqa_wgo_bf16_d128", flashParams("flash_attention_gqa_wgo_bf16_d128"));
             flashGqaWgoF16D64 = flash.kernel("flash_attention_gqa_wgo_f16_d64", flashParams("flash_attention_gqa_wgo_f16_d64"));
             flashGqaWgoF16D128 = flash.kernel("flash_attention_gqa_wgo_f16_d128", flashParams("flash_attention_gqa_wgo_f16_d128"));
+            flashGqaWsBf16D64 = flash.kernel("flash_attention_gqa_ws_bf16_d64", flashParams("flash_attention_gqa_ws_bf16_d64"));
+            flashGqaWsBf16D128 = flash.kernel("flash_attention_gqa_ws_bf16_d128", flashParams("flash_attention_gqa_ws_bf16_d128"));
+            flashGqaWsF16D64 = flash.kernel("flash_attention_gqa_ws_f16_d64", flashParams("flash_attention_gqa_ws_f16_d64"));
+            flashGqaWsF16D128 = flash.kernel("flash_attention_gqa_ws_f16_d128", flashParams("flash_attention_gqa_ws_f16_d128"));
             // their dynamic shared memory: stages of a K and a V tile of 16-bit values (two unless said), and Q rows (see gqaShared)
             for (Kernel k : List.of(flashGqaBf16D64, flashGqaF16D64)) gqaShared(k, 32, 64, 0, false);
             for (Kernel k : List.of(flashGqaBf16D128, flashGqaF16D128)) gqaShared(k, 32, 128, 0, false);
@@ -139,6 +145,9 @@ final class Kernels implements AutoCloseable {
             // the overlapped kernel: three stages
             for (Kernel k : List.of(flashGqaWgoBf16D64, flashGqaWgoF16D64)) gqaShared(k, 32, 64, 32, true, 3);
             for (Kernel k : List.of(flashGqaWgoBf16D128, flashGqaWgoF16D128)) gqaShared(k, 32, 128, 32, true, 3);
+            // the warp-specialised kernel: four stages of 64-key tiles, the two computing warpgroups' 64-row Q tiles
+            for (Kernel k : List.of(flashGqaWsBf16D64, flashGqaWsF16D64)) gqaShared(k, 64, 64, 32, true, 4);
+            for (Kernel k : List.of(flashGqaWsBf16D128, flashGqaWsF16D128)) gqaShared(k, 64, 128, 32, true, 4);
             siluMul = byName.get("activation").kernel("silu_mul", struct("silu_mul",
                     ptr("x"), ptr("out"), i64("n"), i32("inner"), i32("dtype"), i32("x_dtype")));
             randomNormal = byName.get("random").kernel("random_normal", struct("random_normal",

@@ -1262,6 +1262,22 @@ class CudaOpsTest {
         onVariant(cacheType, true, true, 32, 32, true, "flash_attention_gqa_wgo_");
     }
 
+    /**
+     * The warp-specialised kernel (CudaBackend.FLASH_GQA_WARP_SPECIALIZED_PROPERTY): a loading warpgroup, two computing
+     * ones, mbarriers between them; a wrong phase or a stage released early shows as wrong rows or a hang.
+     */
+    @ParameterizedTest
+    @EnumSource(value = DType.class, names = {"BF16", "F16"})
+    void groupedFlashAttentionWarpSpecialized(DType cacheType) {
+        org.junit.jupiter.api.Assumptions.assumeTrue(gpu.wgmmaCapable(), "wgmma needs an sm_90 GPU");
+        boolean old = gpu.flashGqaWarpSpecialized(true);
+        try {
+            onVariant(cacheType, true, true, 32, 32, true, "flash_attention_gqa_ws_");
+        } finally {
+            gpu.flashGqaWarpSpecialized(old);
+        }
+    }
+
     @ParameterizedTest
     @EnumSource(value = DType.class, names = {"BF16", "F16"})
     void groupedFlashAttentionOnWgmmaOver64KeyTiles(DType cacheType) {
