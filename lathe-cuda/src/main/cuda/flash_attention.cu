@@ -648,18 +648,24 @@ __device__ __forceinline__ void flash_attention_gqa_overlap(const FlashAttention
         cp_async_wait<0>();  // this thread's part of tile it has landed, visible to the async proxy ...
         asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
         __syncthreads();     // ... everybody's; every warp is done with tile it - 2's stage (its P V was waited for)
-        if (it + 1 < tiles) {
-            const int at = (it + 1) % STAGES;
-            load_kv_tiles<D, BN, 2>(smem + at * TILE_BYTES, smem + (STAGES + at) * TILE_BYTES, kc, vc, table, k0 + BN, key_hi,
-                                    blocks, p.num_kv_heads, kv_head);
-            cp_async_commit();
-        }
+        // tile it + 1 into the third stage while the tensor cores work: its block-table loads wait behind the products
+        // instead of in front of them
+        auto load_next = [&] {
+            if (it + 1 < tiles) {
+                const int at = (it + 1) % STAGES;
+                load_kv_tiles<D, BN, 2>(smem + at * TILE_BYTES, smem + (STAGES + at) * TILE_BYTES, kc, vc, table, k0 + BN,
+                                        key_hi, blocks, p.num_kv_heads, kv_head);
+                cp_async_commit();
+            }
+        };
         float s[M][NB][4];
         qk_tiles_wgmma_ss_issue<T, D, BN, M>(s, q_rows, smem + (it % STAGES) * TILE_BYTES);
         if (it > 0) {
             pv_tile_wgmma_issue<T, D, BN, M>(o, prev, smem + (STAGES + (it - 1) % STAGES) * TILE_BYTES);
+            load_next();
             wgmma_wait<1>();  // S(it); P V of tile it - 1 may still run
         } else {
+            load_next();
             wgmma_wait<0>();
         }
 #pragma unroll
