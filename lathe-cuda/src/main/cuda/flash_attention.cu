@@ -622,10 +622,6 @@ __device__ __forceinline__ void flash_attention_gqa_overlap(const FlashAttention
     const uint16_t* kc = static_cast<const uint16_t*>(p.k_cache);
     const uint16_t* vc = static_cast<const uint16_t*>(p.v_cache);
 
-    // tile 0's copies first, so that they are in flight while the Q rows load
-    load_kv_tiles<D, BN, 2>(smem, smem + STAGES * TILE_BYTES, kc, vc, table, key_lo, key_hi, blocks, p.num_kv_heads, kv_head);
-    cp_async_commit();
-
     const uint32_t q_rows = smem + 2 * STAGES * TILE_BYTES;
 #pragma unroll
     for (int m = 0; m < M; m++) {
@@ -642,6 +638,9 @@ __device__ __forceinline__ void flash_attention_gqa_overlap(const FlashAttention
     clear_state<M, DB>(o, m_a, m_b, l_a, l_b);
     const float c = p.scale * 1.4426950408889634f;
     const int tiles = (key_hi - key_lo) / BN + 1;
+
+    load_kv_tiles<D, BN, 2>(smem, smem + STAGES * TILE_BYTES, kc, vc, table, key_lo, key_hi, blocks, p.num_kv_heads, kv_head);
+    cp_async_commit();
 
     // tile it: P(it - 1) in `prev` (unused at it = 0), P(it) into `next`
     auto tile = [&](int it, uint32_t (&prev)[M][BN / 16][4], uint32_t (&next)[M][BN / 16][4]) {
