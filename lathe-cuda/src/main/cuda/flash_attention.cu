@@ -72,30 +72,62 @@ template <int BN> __device__ __forceinline__ uint32_t wg_tile_offset(int key, in
     return static_cast<uint32_t>((chunk >> 3) * (BN * 128) + key * 128 + (((chunk & 7) ^ (key & 7)) << 4));
 }
 
-// load_tile for the K and the V tile of BN keys at once, by the block's FA_WARPS * 32 threads: each key's cache row
-// is found once for both. With WG >= 1 the K tile takes wg_tile_offset's layout, with WG = 2 the V tile too (else
-// tile_offset's).
+// 16-byte pieces of a K (or V) tile of BN keys that each of FA_WARPS * 32 threads copies
+template <int D, int BN> constexpr int KV_PIECES = BN * (D / 8) / (FA_WARPS * 32);
+
+// Piece i of this thread's share of a K and a V tile of BN keys, for FA_WARPS * 32 threads (threadIdx.x below that: a
+// block's, or a loading warpgroup's): chunk `chunk` (8 values) of key `key` of the tile, idx = threadIdx.x +
+// FA_WARPS * 32 i, key = idx / (D / 8), chunk = idx % (D / 8). kv_source gives where a piece of the tile from key k0
+// comes from (an element offset into the cache, the same for K and V: each key's cache row is found once for both) and
+// how many bytes to copy (16, or 0 past key `last`: zero-filled); kv_copy queues its copies into the K and the V tile,
+// the K tile in wg_tile_offset's layout with WG >= 1, the V tile too with WG = 2 (else tile_offset's).
+struct KvPiece {
+    int key, chunk;
+};
+struct KvSource {
+    long long at;
+    int bytes;
+};
+
+template <int D>
+__device__ __forceinline__ KvPiece kv_piece(int i) {
+    const int idx = threadIdx.x + i * FA_WARPS * 32;
+    return KvPiece{idx / (D / 8), idx % (D / 8)};
+}
+
+template <int D>
+__device__ __forceinline__ KvSource kv_source(KvPiece pc, const int* table, int k0, int last, const BlockDiv& blocks,
+                                              int num_kv_heads, int kv_head) {
+    const int t = k0 + pc.key;
+    long long at = 0;
+    int bytes = 0;
+    if (t <= last) {
+        at = (blocks.slot(table, t) * num_kv_heads + kv_head) * D + pc.chunk * 8;
+        bytes = 16;
+    }
+    return KvSource{at, bytes};
+}
+
+template <int D, int BN, int WG>
+__device__ __forceinline__ void kv_copy(KvPiece pc, KvSource src, uint32_t k_tile, uint32_t v_tile, const uint16_t* k_cache,
+                                        const uint16_t* v_cache) {
+    const uint32_t to = tile_offset<D>(pc.key, pc.chunk);
+    const uint32_t wg = WG > 0 ? wg_tile_offset<BN>(pc.key, pc.chunk) : to;
+    cp_async16(k_tile + wg, k_cache + src.at, src.bytes);
+    cp_async16(v_tile + (WG > 1 ? wg : to), v_cache + src.at, src.bytes);
+}
+
+// load_tile for the K and the V tile of BN keys at once, by the block's FA_WARPS * 32 threads: kv_source, then kv_copy,
+// piece by piece.
 template <int D, int BN, int WG = 0>
 __device__ __forceinline__ void load_kv_tiles(uint32_t k_tile, uint32_t v_tile, const uint16_t* k_cache, const uint16_t* v_cache,
                                               const int* table, int k0, int last, const BlockDiv& blocks, int num_kv_heads,
                                               int kv_head) {
-    constexpr int CHUNKS = D / 8, NT = FA_WARPS * 32;
-    static_assert(BN * CHUNKS % NT == 0, "the block's threads share the tile's chunks evenly");
+    static_assert(BN * (D / 8) % (FA_WARPS * 32) == 0, "the block's threads share the tile's chunks evenly");
 #pragma unroll
-    for (int i = 0; i < BN * CHUNKS / NT; i++) {
-        int idx = threadIdx.x + i * NT;
-        int key = idx / CHUNKS, chunk = idx % CHUNKS;
-        int t = k0 + key;
-        long long at = 0;
-        int bytes = 0;
-        if (t <= last) {
-            at = (blocks.slot(table, t) * num_kv_heads + kv_head) * D + chunk * 8;
-            bytes = 16;
-        }
-        const uint32_t to = tile_offset<D>(key, chunk);
-        const uint32_t wg = WG > 0 ? wg_tile_offset<BN>(key, chunk) : to;
-        cp_async16(k_tile + wg, k_cache + at, bytes);
-        cp_async16(v_tile + (WG > 1 ? wg : to), v_cache + at, bytes);
+    for (int i = 0; i < KV_PIECES<D, BN>; i++) {
+        const KvPiece pc = kv_piece<D>(i);
+        kv_copy<D, BN, WG>(pc, kv_source<D>(pc, table, k0, last, blocks, num_kv_heads, kv_head), k_tile, v_tile, k_cache, v_cache);
     }
 }
 
@@ -591,6 +623,73 @@ __device__ __forceinline__ void flash_attention_gqa(const FlashAttentionParams& 
     }
 }
 
+#ifdef LATHE_WGMMA
+// The second half of a tile of the overlapped schedule (flash_attention_gqa_overlap, flash_attention_gqa_ws), once S(it)
+// has been waited for (P V of tile it - 1 may still run): the online softmax of M 16-row tiles into `next` (this thread's
+// rows row0 + 16 m and + 8 of the work item, whose row 0 sits at position pos0), then, from the second tile on, the wait
+// for P V(it - 1), released() (the stage that P V read is free) and O's rescale for tile it (the rescale must not touch O
+// while a wgmma accumulates into it). At it = 0 O is still zero: nothing to rescale.
+template <typename T, int D, int BN, int M, typename Released>
+__device__ __forceinline__ void overlapped_softmax(int it, float (&s)[M][BN / 8][4], uint32_t (&prev)[M][BN / 16][4],
+                                                   uint32_t (&next)[M][BN / 16][4], float (&o)[M][D / 8][4], float (&m_a)[M],
+                                                   float (&m_b)[M], float (&l_a)[M], float (&l_b)[M], int k0, int pos0, int row0,
+                                                   int window, float c, int t4, Released released) {
+#pragma unroll
+    for (int m = 0; m < M; m++) {
+#pragma unroll
+        for (int n = 0; n < BN / 8; n++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) fence_operand(s[m][n][e]);
+        }
+    }
+    const bool mask = k0 + BN - 1 > pos0 || window > 0;
+    float corr_a[M], corr_b[M];
+#pragma unroll
+    for (int m = 0; m < M; m++) {
+        const int pos_a = pos0 + row0 + m * GQ_BM;
+        softmax_scores<T, BN / 8>(s[m], next[m], m_a[m], m_b[m], l_a[m], l_b[m], k0, pos_a, pos_a + 8, window, mask, c, t4,
+                                  corr_a[m], corr_b[m]);
+    }
+    if (it > 0) {
+        // the softmax is done before the wait, not moved behind it by the compiler (that would leave P V unoverlapped)
+        settle_softmax<M, BN / 16>(next, corr_a, corr_b, l_a);
+        wgmma_wait<0>();  // P V of tile it - 1: O holds tiles up to it - 1, prev is free again
+        released();
+#pragma unroll
+        for (int m = 0; m < M; m++) {
+#pragma unroll
+            for (int k = 0; k < BN / 16; k++) {
+#pragma unroll
+                for (int e = 0; e < 4; e++) fence_operand(prev[m][k][e]);
+            }
+#pragma unroll
+            for (int i = 0; i < D / 8; i++) {
+#pragma unroll
+                for (int e = 0; e < 4; e++) fence_operand(o[m][i][e]);
+            }
+            rescale_o<D / 8>(o[m], corr_a[m], corr_b[m]);
+        }
+    }
+}
+
+// P V of the last of `tiles` tiles of the overlapped schedule, waited for: its P is in pa after an odd number of tiles
+// (the tile bodies alternate pa and pb), else in pb; its V tile at v_last.
+template <typename T, int D, int BN, int M>
+__device__ __forceinline__ void overlapped_last_pv(int tiles, float (&o)[M][D / 8][4], const uint32_t (&pa)[M][BN / 16][4],
+                                                   const uint32_t (&pb)[M][BN / 16][4], uint32_t v_last) {
+    if (tiles & 1) pv_tile_wgmma<T, D, BN, M>(o, pa, v_last);
+    else pv_tile_wgmma<T, D, BN, M>(o, pb, v_last);
+#pragma unroll
+    for (int m = 0; m < M; m++) {
+#pragma unroll
+        for (int i = 0; i < D / 8; i++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) fence_operand(o[m][i][e]);
+        }
+    }
+}
+#endif
+
 // The wgmma kernel at 32 rows a warp (flash_attention_gqa with WG = 2, MT = 2, BN = 32) with the softmax of one tile
 // overlapping the tensor cores' P V of the one before (CudaBackend.FLASH_GQA_OVERLAP_PROPERTY). Iteration `it` issues
 // S(it) = Q K(it)^T and then O += P(it-1) V(it-1), waits for S(it) only, computes P(it) while P V runs, then waits
@@ -668,42 +767,7 @@ __device__ __forceinline__ void flash_attention_gqa_overlap(const FlashAttention
             load_next();
             wgmma_wait<0>();
         }
-#pragma unroll
-        for (int m = 0; m < M; m++) {
-#pragma unroll
-            for (int n = 0; n < NB; n++) {
-#pragma unroll
-                for (int e = 0; e < 4; e++) fence_operand(s[m][n][e]);
-            }
-        }
-        const bool mask = k0 + BN - 1 > pos0 || window > 0;
-        float corr_a[M], corr_b[M];
-#pragma unroll
-        for (int m = 0; m < M; m++) {
-            const int pos_a = pos0 + m * GQ_BM + g;
-            softmax_scores<T, NB>(s[m], next[m], m_a[m], m_b[m], l_a[m], l_b[m], k0, pos_a, pos_a + 8, window, mask, c, t4,
-                                  corr_a[m], corr_b[m]);
-        }
-        if (it > 0) {
-            // the softmax is done before the wait, not moved behind it by the compiler (that would leave P V unoverlapped)
-            settle_softmax<M, BN / 16>(next, corr_a, corr_b, l_a);
-            wgmma_wait<0>();  // P V of tile it - 1: O holds tiles up to it - 1, prev is free again
-#pragma unroll
-            for (int m = 0; m < M; m++) {
-#pragma unroll
-                for (int k = 0; k < BN / 16; k++) {
-#pragma unroll
-                    for (int e = 0; e < 4; e++) fence_operand(prev[m][k][e]);
-                }
-#pragma unroll
-                for (int i = 0; i < DB; i++) {
-#pragma unroll
-                    for (int e = 0; e < 4; e++) fence_operand(o[m][i][e]);
-                }
-                rescale_o<DB>(o[m], corr_a[m], corr_b[m]);
-            }
-        }
-        // at it = 0 O is still zero: nothing to rescale
+        overlapped_softmax<T, D, BN, M>(it, s, prev, next, o, m_a, m_b, l_a, l_b, k0, pos0, g, window, c, t4, [] {});
     };
 
     uint32_t pa[M][BN / 16][4], pb[M][BN / 16][4];
@@ -711,18 +775,7 @@ __device__ __forceinline__ void flash_attention_gqa_overlap(const FlashAttention
         tile(it, pb, pa);
         if (it + 1 < tiles) tile(it + 1, pa, pb);
     }
-    // P V of the last tile: its P is in pa after an odd number of tiles, else in pb
-    const uint32_t v_last = smem + (STAGES + (tiles - 1) % STAGES) * TILE_BYTES;
-    if (tiles & 1) pv_tile_wgmma<T, D, BN, M>(o, pa, v_last);
-    else pv_tile_wgmma<T, D, BN, M>(o, pb, v_last);
-#pragma unroll
-    for (int m = 0; m < M; m++) {
-#pragma unroll
-        for (int i = 0; i < DB; i++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) fence_operand(o[m][i][e]);
-        }
-    }
+    overlapped_last_pv<T, D, BN, M>(tiles, o, pa, pb, smem + (STAGES + (tiles - 1) % STAGES) * TILE_BYTES);
 
 #pragma unroll
     for (int m = 0; m < M; m++) {
@@ -772,39 +825,6 @@ __device__ __forceinline__ void named_sync(int id, int threads) {
 #define WS_BN 64
 #define WS_STAGES 4
 #define WS_THREADS 384
-// 16-byte pieces of a K (or V) tile of WS_BN keys that each of the loading warpgroup's 128 threads copies
-template <int D> constexpr int WS_PIECES = WS_BN * D / 8 / 128;
-
-// Where the loading thread's pieces of the key tile from k0 come from: element offsets into the cache (the same for K
-// and V), -1 past key `last` (those pieces are zero-filled). Piece i is chunk idx % (D / 8) of key idx / (D / 8), idx =
-// threadIdx.x + 128 i.
-template <int D>
-__device__ __forceinline__ void ws_sources(long long (&at)[WS_PIECES<D>], const int* table, int k0, int last,
-                                           const BlockDiv& blocks, int num_kv_heads, int kv_head) {
-    constexpr int CHUNKS = D / 8;
-#pragma unroll
-    for (int i = 0; i < WS_PIECES<D>; i++) {
-        const int idx = threadIdx.x + i * 128;
-        const int t = k0 + idx / CHUNKS;
-        at[i] = t <= last ? (blocks.slot(table, t) * num_kv_heads + kv_head) * D + (idx % CHUNKS) * 8 : -1;
-    }
-}
-
-// Queues the copies of ws_sources' pieces into a K and a V tile (wg_tile_offset's layout).
-template <int D>
-__device__ __forceinline__ void ws_copy(uint32_t k_tile, uint32_t v_tile, const long long (&at)[WS_PIECES<D>],
-                                        const uint16_t* k_cache, const uint16_t* v_cache) {
-    constexpr int CHUNKS = D / 8;
-#pragma unroll
-    for (int i = 0; i < WS_PIECES<D>; i++) {
-        const int idx = threadIdx.x + i * 128;
-        const uint32_t to = wg_tile_offset<WS_BN>(idx / CHUNKS, idx % CHUNKS);
-        const long long a = at[i] < 0 ? 0 : at[i];
-        const int bytes = at[i] < 0 ? 0 : 16;
-        cp_async16(k_tile + to, k_cache + a, bytes);
-        cp_async16(v_tile + to, v_cache + a, bytes);
-    }
-}
 template <typename T, int D>
 __device__ __forceinline__ void flash_attention_gqa_ws(const FlashAttentionParams& p) {
 #ifdef LATHE_WGMMA
@@ -842,10 +862,16 @@ __device__ __forceinline__ void flash_attention_gqa_ws(const FlashAttentionParam
         for (int t = 0; t < tiles; t++) {
             const int s = t % STAGES;
             // the sources first: the block table's loads are in flight while the stage is waited for
-            long long at[WS_PIECES<D>];
-            ws_sources<D>(at, it_.table, key_lo + t * BN, key_hi, blocks, p.num_kv_heads, it_.kv_head);
+            KvSource src[KV_PIECES<D, BN>];
+#pragma unroll
+            for (int i = 0; i < KV_PIECES<D, BN>; i++) {
+                src[i] = kv_source<D>(kv_piece<D>(i), it_.table, key_lo + t * BN, key_hi, blocks, p.num_kv_heads, it_.kv_head);
+            }
             if (t >= STAGES) mbar_wait(empty + 8 * s, (t / STAGES - 1) & 1);  // tile t - STAGES is done with
-            ws_copy<D>(smem + s * TILE_BYTES, smem + (STAGES + s) * TILE_BYTES, at, kc, vc);
+#pragma unroll
+            for (int i = 0; i < KV_PIECES<D, BN>; i++) {
+                kv_copy<D, BN, 2>(kv_piece<D>(i), src[i], smem + s * TILE_BYTES, smem + (STAGES + s) * TILE_BYTES, kc, vc);
+            }
             cp_async_arrive(full + 8 * s);
         }
         // stay until the last stages are released: their copies have landed and nothing is left in flight
@@ -872,7 +898,6 @@ __device__ __forceinline__ void flash_attention_gqa_ws(const FlashAttentionParam
     float m_a[1], m_b[1], l_a[1], l_b[1];
     clear_state<1, DB>(o, m_a, m_b, l_a, l_b);
     const float cs = p.scale * 1.4426950408889634f;
-    const int pos_a = pos0 + r;
 
     auto tile = [&](int it, uint32_t (&prev)[1][BN / 16][4], uint32_t (&next)[1][BN / 16][4]) {
         const int k0 = key_lo + it * BN;
@@ -887,31 +912,9 @@ __device__ __forceinline__ void flash_attention_gqa_ws(const FlashAttentionParam
         } else {
             wgmma_wait<0>();
         }
-#pragma unroll
-        for (int n = 0; n < NB; n++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) fence_operand(sc[0][n][e]);
-        }
-        const bool mask = k0 + BN - 1 > pos0 || window > 0;
-        float corr_a_[1], corr_b_[1];
-        softmax_scores<T, NB>(sc[0], next[0], m_a[0], m_b[0], l_a[0], l_b[0], k0, pos_a, pos_a + 8, window, mask, cs, t4,
-                              corr_a_[0], corr_b_[0]);
-        if (it > 0) {
-            settle_softmax<1, BN / 16>(next, corr_a_, corr_b_, l_a);
-            wgmma_wait<0>();  // P V of tile it - 1: its stage is free, O holds tiles up to it - 1, prev is free
-            if (lane == 0) mbar_arrive(empty + 8 * ((it - 1) % STAGES));
-#pragma unroll
-            for (int k = 0; k < BN / 16; k++) {
-#pragma unroll
-                for (int e = 0; e < 4; e++) fence_operand(prev[0][k][e]);
-            }
-#pragma unroll
-            for (int i = 0; i < DB; i++) {
-#pragma unroll
-                for (int e = 0; e < 4; e++) fence_operand(o[0][i][e]);
-            }
-            rescale_o<DB>(o[0], corr_a_[0], corr_b_[0]);
-        }
+        overlapped_softmax<T, D, BN, 1>(it, sc, prev, next, o, m_a, m_b, l_a, l_b, k0, pos0, r, window, cs, t4, [&] {
+            if (lane == 0) mbar_arrive(empty + 8 * ((it - 1) % STAGES));  // every warp's arrival frees the stage
+        });
     };
 
     uint32_t pa[1][BN / 16][4], pb[1][BN / 16][4];
@@ -919,15 +922,8 @@ __device__ __forceinline__ void flash_attention_gqa_ws(const FlashAttentionParam
         tile(it, pb, pa);
         if (it + 1 < tiles) tile(it + 1, pa, pb);
     }
-    const uint32_t v_last = smem + (STAGES + (tiles - 1) % STAGES) * TILE_BYTES;
-    if (tiles & 1) pv_tile_wgmma<T, D, BN, 1>(o, pa, v_last);
-    else pv_tile_wgmma<T, D, BN, 1>(o, pb, v_last);
+    overlapped_last_pv<T, D, BN, 1>(tiles, o, pa, pb, smem + (STAGES + (tiles - 1) % STAGES) * TILE_BYTES);
     if (lane == 0) mbar_arrive(empty + 8 * ((tiles - 1) % STAGES));
-#pragma unroll
-    for (int i = 0; i < DB; i++) {
-#pragma unroll
-        for (int e = 0; e < 4; e++) fence_operand(o[0][i][e]);
-    }
     store_o<T, D>(o[0], l_a[0], l_b[0], p, (long long)(q_start + first + r), head, r < rows, r + 8 < rows, t4);
 #else
     __trap();

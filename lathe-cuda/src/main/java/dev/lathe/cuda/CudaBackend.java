@@ -180,6 +180,8 @@ public final class CudaBackend implements Backend {
     public static final String FLASH_GQA_WARP_SPECIALIZED_PROPERTY = "lathe.flash.gqaWarpSpecialized";
     /** Threads per block of the flash kernel: FA_WARPS = 4 warps, 16 query rows each. */
     private static final int FLASH_THREADS = 128;
+    /** Threads per block of the warp-specialised kernel (WS_THREADS of flash_attention.cu): three warpgroups. */
+    private static final int FLASH_WS_THREADS = 384;
     /**
      * A step takes the flash (tensor-core) attention kernel only when some sequence has at least this many
      * query rows. That kernel works on tiles of {@link #FLASH_TILE_ROWS} rows of one sequence; a decode step
@@ -1541,7 +1543,7 @@ public final class CudaBackend implements Backend {
         if (flashGqaWgmma && sm90 && (flashGqaKeys == 32 || flashGqaWgmmaPv)) {
             if (!flashGqaWgmmaPv) return new GqaVariant(16, k.flashGqaWgBf16D64, k.flashGqaWgBf16D128, k.flashGqaWgF16D64, k.flashGqaWgF16D128);
             if (wide && flashGqaOverlap && flashGqaWarpSpecialized) {
-                return new GqaVariant(32, 384, k.flashGqaWsBf16D64, k.flashGqaWsBf16D128, k.flashGqaWsF16D64, k.flashGqaWsF16D128);
+                return new GqaVariant(32, FLASH_WS_THREADS, k.flashGqaWsBf16D64, k.flashGqaWsBf16D128, k.flashGqaWsF16D64, k.flashGqaWsF16D128);
             }
             if (wide && flashGqaOverlap) {
                 return new GqaVariant(32, k.flashGqaWgoBf16D64, k.flashGqaWgoBf16D128, k.flashGqaWgoF16D64, k.flashGqaWgoF16D128);
