@@ -23,7 +23,7 @@ using namespace lathe;
 #define FA_BN 64               // keys per tile
 
 struct FlashAttentionParams {
-    const float* q;             // [num_tokens, num_heads * head_dim]
+    const void* q;              // rope_cos null: [num_tokens, num_heads * head_dim] F32, rotated; else see rope_cos
     const void* k_cache;        // this layer: [blocks, block_size, num_kv_heads, head_dim], BF16 or F16
     const void* v_cache;        // same layout
     void* out;                  // [num_tokens, num_heads * head_dim] in `out_dtype`
@@ -38,6 +38,12 @@ struct FlashAttentionParams {
     int sliding_window;         // > 0: attend to the last sliding_window positions only
     int out_dtype;              // F32, or the cache's 16-bit format T (the format the next GEMM takes)
     float scale;
+    // Not null: q is the qkv projection in T, rows of q_stride values with the query heads first, not yet rotated; the
+    // kernels rotate the queries as they load them by these tables' rows ([num_tokens, head_dim / 2] F32 each, the
+    // rows rope_write_kv reads), so that rope_write_kv need not write them.
+    const float* rope_cos;
+    const float* rope_sin;
+    int q_stride;
 };
 
 namespace {
@@ -136,8 +142,16 @@ __device__ __forceinline__ void load_kv_tiles(uint32_t k_tile, uint32_t v_tile, 
 template <typename T, int D>
 __device__ __forceinline__ void load_q(uint32_t (&qf)[D / 16][4], const FlashAttentionParams& p, long long row_a, int head,
                                        bool va, bool vb, int t4) {
+    if (p.rope_cos != nullptr) {
+        const long long stride = p.q_stride;
+        const T* qa = static_cast<const T*>(p.q) + row_a * stride + (long long)head * D;
+        const float* ca = p.rope_cos + row_a * (D / 2);
+        const float* sa = p.rope_sin + row_a * (D / 2);
+        q_fragments_rotated<T, D>(qf, qa, qa + 8 * stride, ca, sa, ca + 8 * (D / 2), sa + 8 * (D / 2), va, vb, t4);
+        return;
+    }
     const long long stride = (long long)p.num_heads * D;
-    const float* qa = p.q + row_a * stride + (long long)head * D;
+    const float* qa = static_cast<const float*>(p.q) + row_a * stride + (long long)head * D;
     q_fragments<T, D>(qf, qa, qa + 8 * stride, va, vb, t4);
 }
 

@@ -30,7 +30,8 @@ extern "C" __global__ void write_kv(const WriteKvParams p) {
 
 struct RopeWriteKvParams {
     const void* qkv;      // [n, (heads + 2 * kv_heads) * 2 * half] in `qkv_dtype`: q heads, then k heads, then v heads
-    float* q;             // [n, heads * 2 * half]: the rotated queries
+    float* q;             // [n, heads * 2 * half]: the rotated queries; null: keys and values only (the attention
+                          // kernel rotates the queries as it loads them), and the grid covers the K/V heads only
     void* k_cache;        // this layer's keys   [num_slots, kv_heads * 2 * half]
     void* v_cache;        // this layer's values, same layout
     const float* cos;     // [n, half]
@@ -76,7 +77,7 @@ template <int V>
 __device__ __forceinline__ void rope_write_kv_v(const RopeWriteKvParams& p) {
     const int all_heads = p.heads + 2 * p.kv_heads;
     const int groups = p.half / V;  // groups of V pairs a head
-    const int g = blockIdx.y * blockDim.x + threadIdx.x;
+    const int g = (p.q != nullptr ? 0 : p.heads * groups) + blockIdx.y * blockDim.x + threadIdx.x;
     if (g >= all_heads * groups) return;
     const bool pow2 = (groups & (groups - 1)) == 0;
     const int h = pow2 ? g >> (__ffs(groups) - 1) : g / groups;

@@ -156,6 +156,43 @@ __device__ __forceinline__ void q_fragments(uint32_t (&qf)[D / 16][4], const flo
     }
 }
 
+// q_fragments for queries not yet rotated: rows a and b of one head (D values of T at qa and qb) rotated by the
+// rotary tables' rows of their tokens (D / 2 floats of cos and sin at ca, sa and cb, sb) as they are loaded. Element
+// d < D / 2 pairs with d + D / 2, which this thread loads too (k step k + D / 32), so the rotation stays in the thread.
+// The arithmetic is rope_write_kv's (kv_cache.cu) operation for operation, so the fragments equal q_fragments' of
+// the queries that kernel writes.
+template <typename T, int D>
+__device__ __forceinline__ void q_fragments_rotated(uint32_t (&qf)[D / 16][4], const T* qa, const T* qb, const float* ca,
+                                                    const float* sa, const float* cb, const float* sb, bool va, bool vb,
+                                                    int t4) {
+    constexpr int H = D / 2;
+#pragma unroll
+    for (int k = 0; k < D / 32; k++) {
+#pragma unroll
+        for (int r = 0; r < 4; r++) {
+            // r: a0 row a at d, a1 row b at d, a2 row a at d + 8, a3 row b at d + 8 (the mma's A fragment order)
+            const bool valid = (r & 1) ? vb : va;
+            const T* x = (r & 1) ? qb : qa;
+            const float* c = (r & 1) ? cb : ca;
+            const float* sn = (r & 1) ? sb : sa;
+            const int d = k * 16 + 2 * t4 + (r >> 1) * 8;
+            float2 y1 = make_float2(0.f, 0.f), y2 = make_float2(0.f, 0.f);
+            if (valid) {
+                const float2 x1 = Pair16<T>::widen(*reinterpret_cast<const typename Pair16<T>::type*>(x + d));
+                const float2 x2 = Pair16<T>::widen(*reinterpret_cast<const typename Pair16<T>::type*>(x + d + H));
+                const float2 cs = *reinterpret_cast<const float2*>(c + d);
+                const float2 sv = *reinterpret_cast<const float2*>(sn + d);
+                y1.x = __fsub_rn(__fmul_rn(x1.x, cs.x), __fmul_rn(x2.x, sv.x));
+                y1.y = __fsub_rn(__fmul_rn(x1.y, cs.y), __fmul_rn(x2.y, sv.y));
+                y2.x = __fadd_rn(__fmul_rn(x2.x, cs.x), __fmul_rn(x1.x, sv.x));
+                y2.y = __fadd_rn(__fmul_rn(x2.y, cs.y), __fmul_rn(x1.y, sv.y));
+            }
+            qf[k][r] = Mma<T>::pack(y1.x, y1.y);
+            qf[k + D / 32][r] = Mma<T>::pack(y2.x, y2.y);
+        }
+    }
+}
+
 // The row sums l_a and l_b of a quad (the four lanes that share rows a and b), each lane's part added up.
 __device__ __forceinline__ void quad_sums(float& l_a, float& l_b) {
 #pragma unroll

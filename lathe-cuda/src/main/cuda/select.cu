@@ -42,19 +42,61 @@ __device__ __forceinline__ Best warp_best(Best b) {
     return b;
 }
 
-// One block per row.
+__device__ __forceinline__ void consider(Best& b, float v, int i) {
+    if (v != v) b.nan = true;
+    else if (v > b.v || (v == b.v && i < b.i)) {
+        b.v = v;
+        b.i = i;
+    }
+}
+
+// Loads in flight per thread in argmax_rows' main loop (of four floats each where the row is 16-byte aligned).
+#define ARGMAX_UNROLL 4
+
+// One block per row. A single row (the last position of a prefill, or one decode sequence) is one block for the
+// whole GPU, so the block keeps ARGMAX_UNROLL independent loads in flight per thread instead of one: a loop of
+// dependent single loads waited out the memory latency about 125 times a row of 128k logits.
 extern "C" __global__ void __launch_bounds__(ARGMAX_THREADS) argmax_rows(const ArgmaxParams p) {
     LATHE_PDL_WAIT();
     const float* row = p.logits + (long long)blockIdx.x * p.vocab;
     Best b{-INFINITY, 0x7fffffff, false};
-    for (int i = threadIdx.x; i < p.vocab; i += blockDim.x) {
-        float v = row[i];
-        if (v != v) b.nan = true;
-        else if (v > b.v || (v == b.v && i < b.i)) {
-            b.v = v;
-            b.i = i;
+    const int step = blockDim.x;
+    int i = threadIdx.x;  // each thread visits its indices in increasing order, so ties keep the lowest
+    if ((reinterpret_cast<uintptr_t>(row) & 15) == 0) {
+        const float4* row4 = reinterpret_cast<const float4*>(row);
+        const int quads = p.vocab / 4;
+        int q = threadIdx.x;
+        for (; q + (ARGMAX_UNROLL - 1) * step < quads; q += ARGMAX_UNROLL * step) {
+            float4 v[ARGMAX_UNROLL];
+#pragma unroll
+            for (int u = 0; u < ARGMAX_UNROLL; u++) v[u] = row4[q + u * step];
+#pragma unroll
+            for (int u = 0; u < ARGMAX_UNROLL; u++) {
+                const int at = 4 * (q + u * step);
+                consider(b, v[u].x, at);
+                consider(b, v[u].y, at + 1);
+                consider(b, v[u].z, at + 2);
+                consider(b, v[u].w, at + 3);
+            }
+        }
+        for (; q < quads; q += step) {
+            const float4 v = row4[q];
+            consider(b, v.x, 4 * q);
+            consider(b, v.y, 4 * q + 1);
+            consider(b, v.z, 4 * q + 2);
+            consider(b, v.w, 4 * q + 3);
+        }
+        i = 4 * quads + threadIdx.x;  // the last vocab % 4 values
+    } else {
+        for (; i + (ARGMAX_UNROLL - 1) * step < p.vocab; i += ARGMAX_UNROLL * step) {
+            float v[ARGMAX_UNROLL];
+#pragma unroll
+            for (int u = 0; u < ARGMAX_UNROLL; u++) v[u] = row[i + u * step];
+#pragma unroll
+            for (int u = 0; u < ARGMAX_UNROLL; u++) consider(b, v[u], i + u * step);
         }
     }
+    for (; i < p.vocab; i += step) consider(b, row[i], i);
     b = warp_best(b);
     __shared__ float sv[32];
     __shared__ int si[32];

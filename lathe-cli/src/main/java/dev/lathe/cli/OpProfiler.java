@@ -139,6 +139,10 @@ final class OpProfiler extends ForwardingBackend {
     @Override public void attention(Tensor q, KvCache cache, int layer, AttentionMetadata meta, float scale, Tensor out) {
         time("attention", () -> super.attention(q, cache, layer, meta, scale, out));
     }
+    @Override public void ropeAttention(Tensor qkv, Tensor q, Tensor cos, Tensor sin, KvCache cache, int layer,
+                                        AttentionMetadata meta, float scale, Tensor out) {
+        time("ropeAttention", () -> super.ropeAttention(qkv, q, cos, sin, cache, layer, meta, scale, out));
+    }
     @Override public void siluMul(Tensor x, Tensor out) { time("siluMul", () -> super.siluMul(x, out)); }
     @Override public void mlp(Tensor h, Weight gateUp, Weight gateUpBias, Weight down, Weight downBias, Tensor out) {
         time("mlp (gate/up, SiLU, down)", () -> super.mlp(h, gateUp, gateUpBias, down, downBias, out));

@@ -2,6 +2,7 @@ package dev.lathe.cpu;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import dev.lathe.core.backend.AttentionMetadata;
 import dev.lathe.core.backend.Backend;
 import dev.lathe.core.backend.KvCache;
 import dev.lathe.core.backend.Tensor;
@@ -26,7 +27,7 @@ class ProjectionFormatTest {
     void llamaWritesTheQkvProductInTheProjectionFormatOnlyWithoutBiasOrNorms(boolean bias, boolean qkNorm, int expected) {
         ModelConfig config = Fixtures.tinyLlama(bias, false, qkNorm);
         int[] prompt = new Random(5).ints(19, 0, 97).toArray();
-        int[] calls = new int[2];  // linear into a 16-bit tensor, ropeWriteKv from one
+        int[] calls = new int[2];  // linear into a 16-bit tensor, ropeAttention (ropeWriteKv, attention) from one
         float[] plain, offered;
         int allocations;
         try (CpuBackend cpu = new CpuBackend(2)) {
@@ -40,16 +41,16 @@ class ProjectionFormatTest {
                     }
                     super.linear(x, w, b, out);
                 }
-                @Override public void ropeWriteKv(Tensor qkv, Tensor q, Tensor cos, Tensor sin, KvCache cache, int layer,
-                                                  Tensor slotMapping) {
+                @Override public void ropeAttention(Tensor qkv, Tensor q, Tensor cos, Tensor sin, KvCache cache, int layer,
+                                                    AttentionMetadata meta, float scale, Tensor out) {
                     if (sixteen.contains(qkv)) calls[1]++;
-                    super.ropeWriteKv(qkv, q, cos, sin, cache, layer, slotMapping);
+                    super.ropeAttention(qkv, q, cos, sin, cache, layer, meta, scale, out);
                 }
             };
             offered = Fixtures.promptLogits(offering, config, prompt);
             allocations = offering.allocations;
         }
-        assertThat(new int[] {allocations, calls[0], calls[1]}).as("16-bit allocations, linear into them, ropeWriteKv from them")
+        assertThat(new int[] {allocations, calls[0], calls[1]}).as("16-bit allocations, linear into them, ropeAttention from them")
                 .containsExactly(Math.min(expected, 1), expected, expected);
         assertThat(Arrays.mismatch(offered, plain)).as("first logit that differs").isEqualTo(-1);
     }

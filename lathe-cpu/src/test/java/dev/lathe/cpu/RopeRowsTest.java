@@ -2,6 +2,7 @@ package dev.lathe.cpu;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import dev.lathe.core.backend.AttentionMetadata;
 import dev.lathe.core.backend.Backend;
 import dev.lathe.core.backend.ForwardingBackend;
 import dev.lathe.core.backend.KvCache;
@@ -35,10 +36,10 @@ class RopeRowsTest {
             Backend watching = new ForwardingBackend(cpu) {
                 private Tensor lastCos;
 
-                @Override public void ropeWriteKv(Tensor qkv, Tensor q, Tensor cos, Tensor sin, KvCache cache, int layer,
-                                                  Tensor slotMapping) {
+                @Override public void ropeAttention(Tensor qkv, Tensor q, Tensor cos, Tensor sin, KvCache cache, int layer,
+                                                    AttentionMetadata meta, float scale, Tensor out) {
                     see(cos, sin);
-                    super.ropeWriteKv(qkv, q, cos, sin, cache, layer, slotMapping);
+                    super.ropeAttention(qkv, q, cos, sin, cache, layer, meta, scale, out);
                 }
 
                 @Override public void rope(Tensor x, Tensor cos, Tensor sin) {

@@ -178,6 +178,16 @@ public final class CudaBackend implements Backend {
      * layer), with one dependent chain a computing warpgroup where the overlapped kernel's warpgroup has two.
      */
     public static final String FLASH_GQA_WARP_SPECIALIZED_PROPERTY = "lathe.flash.gqaWarpSpecialized";
+    /**
+     * System property: {@code true} lets {@link #ropeAttention} rotate the queries inside the flash kernels as they
+     * load them from the 16-bit qkv product, where a flash kernel takes every row of the step (a prefill): rope_write_kv
+     * then writes the keys and values only, and the F32 queries (four bytes a value written, then read) are neither
+     * written nor read. The rotation is rope_write_kv's arithmetic and the kernels round the queries to the cache
+     * type either way, so the results are the same bits. Default true; {@code false}: rope_write_kv writes q as before.
+     * On an H100 (one call, `bench latency --profile` of a 2048-token prefill): the layers' rotation, KV write and
+     * attention 5.18-5.26 ms a prefill against 5.58 ms as two ops.
+     */
+    public static final String ROPE_IN_ATTENTION_PROPERTY = "lathe.attention.ropeInKernel";
     /** Threads per block of the flash kernel: FA_WARPS = 4 warps, 16 query rows each. */
     private static final int FLASH_THREADS = 128;
     /** Threads per block of the warp-specialised kernel (WS_THREADS of flash_attention.cu): three warpgroups. */
@@ -273,6 +283,7 @@ public final class CudaBackend implements Backend {
     private AttentionMetadata planFor;
     private int planLongestRun, planItems, planShortRows, planTileRows;
     private boolean flashGqa = Boolean.parseBoolean(System.getProperty(FLASH_GQA_PROPERTY, "true"));
+    private boolean ropeInAttention = Boolean.parseBoolean(System.getProperty(ROPE_IN_ATTENTION_PROPERTY, "true"));
     private int flashGqaKeys = gqaKeys(Integer.getInteger(FLASH_GQA_KEYS_PROPERTY, 32));
     private boolean flashGqaOverlap = Boolean.parseBoolean(System.getProperty(FLASH_GQA_OVERLAP_PROPERTY, "true"));
     private boolean flashGqaWarpSpecialized = Boolean.parseBoolean(System.getProperty(FLASH_GQA_WARP_SPECIALIZED_PROPERTY, "false"));
@@ -879,6 +890,12 @@ public final class CudaBackend implements Backend {
         return c;
     }
 
+    /** A copy of a float32 tensor rounded to the 16-bit {@code dtype} (for tests that need such inputs). */
+    Tensor rounded(Tensor f32, DType dtype) {
+        if (dtype == DType.F32) throw new IllegalArgumentException("rounded: " + dtype + " is not a 16-bit format");
+        return inFormat(floats(f32, "rounded", "f32"), dtype);
+    }
+
     /** Whether a graph capture is under way (work is recorded, not run). */
     private boolean capturing() { return allocating != pool; }
 
@@ -1250,6 +1267,12 @@ public final class CudaBackend implements Backend {
     /** One kernel (rope_write_kv in kv_cache.cu), the same arithmetic as the four ops it replaces. */
     @Override
     public void ropeWriteKv(Tensor qkv, Tensor q, Tensor cos, Tensor sin, KvCache cache, int layer, Tensor slotMapping) {
+        ropeWriteKv(qkv, q, cos, sin, cache, layer, slotMapping, true);
+    }
+
+    /** ropeWriteKv; {@code writeQ} false writes the keys and values only (the grid then covers the K/V heads alone). */
+    private void ropeWriteKv(Tensor qkv, Tensor q, Tensor cos, Tensor sin, KvCache cache, int layer, Tensor slotMapping,
+                             boolean writeQ) {
         CudaKvCache c = cuda(cache);
         CudaTensor xt = activations(qkv, "ropeWriteKv", "qkv"), qt = floats(q, "ropeWriteKv", "q");
         CudaTensor ct = floats(cos, "ropeWriteKv", "cos"), st = floats(sin, "ropeWriteKv", "sin");
@@ -1266,11 +1289,12 @@ public final class CudaBackend implements Backend {
         int heads = qt.cols() / headDim;
         if (n == 0) return;
         // grid (token, 256 threads of vec element pairs each over its heads); see rope_write_kv
-        long pointers = xt.address() | qt.address() | c.keys(layer) | c.values(layer) | ct.address() | st.address();
+        long qAddress = writeQ ? qt.address() : 0L;
+        long pointers = xt.address() | qAddress | c.keys(layer) | c.values(layer) | ct.address() | st.address();
         int vec = half % 4 == 0 && pointers % 16 == 0 ? 4 : 1;
-        long groups = (heads + 2L * c.numKvHeads()) * half / vec;
+        long groups = ((writeQ ? heads : 0) + 2L * c.numKvHeads()) * half / vec;
         kernels.ropeWriteKv.launch(stream, n, Math.toIntExact((groups + 255) / 256), 256,
-                xt.address(), qt.address(), c.keys(layer), c.values(layer), ct.address(), st.address(), mt.address(),
+                xt.address(), qAddress, c.keys(layer), c.values(layer), ct.address(), st.address(), mt.address(),
                 c.slots(), (long) n, heads, c.numKvHeads(), half, dtypeCode(c.dtype()), dtypeCode(xt.dtype()), vec);
     }
 
@@ -1290,61 +1314,29 @@ public final class CudaBackend implements Backend {
         CudaTensor qt = floats(q, "attention", "q"), ot = activations(out, "attention", "out");
         int headDim = c.headDim();
         lastDecodePieces = 0;
-        if (!sameShape(qt, ot) || qt.cols() % headDim != 0 || (qt.cols() / headDim) % c.numKvHeads() != 0
-                || qt.rows() != meta.numTokens()) {
-            throw shapes("attention", "q " + qt.shape() + ", out " + ot.shape() + ", cache kvHeads=" + c.numKvHeads()
-                    + " headDim=" + headDim + ", meta numTokens=" + meta.numTokens(),
-                    "need q = out = [numTokens, heads * headDim] with heads a multiple of kvHeads");
-        }
-        if (headDim > MAX_HEAD_DIM) {
-            throw new IllegalArgumentException("attention: headDim " + headDim + " is above the kernel's limit of " + MAX_HEAD_DIM);
-        }
-        CudaTensor starts = ints(meta.queryStarts(), "attention", "queryStarts");
-        CudaTensor lens = ints(meta.contextLens(), "attention", "contextLens");
-        CudaTensor tables = ints(meta.blockTables(), "attention", "blockTables");
-        int numSeqs = meta.numSeqs();
-        if (starts.size() != numSeqs + 1L || lens.size() != numSeqs || tables.rows() != numSeqs) {
-            throw shapes("attention", "queryStarts " + starts.shape() + ", contextLens " + lens.shape() + ", blockTables "
-                    + tables.shape() + " for numSeqs=" + numSeqs, "need [1, numSeqs + 1], [1, numSeqs], [numSeqs, maxBlocks]");
-        }
-        checkPlan(meta, c, tables.cols());
+        CudaTensor[] m = attentionInputs("attention", qt, ot, c, meta);
+        CudaTensor starts = m[0], lens = m[1], tables = m[2];
         if (qt.rows() == 0) return;
         int heads = qt.cols() / headDim;
-        int group = heads / c.numKvHeads();
-        GqaVariant variant = gqaVariant();
-        Kernel gqaKernel = flashGqa && group % 4 == 0 ? variant.kernel(c.dtype(), headDim) : null;
-        boolean gqa = gqaKernel != null;
-        if (gqa) {
-            plan(meta, variant.tileRows());
-            gqa = planItems <= MAX_GRID_Y;  // else the plain kernel's 64-row items may still fit the grid
-        }
-        Kernel flash = gqa ? gqaKernel : flashKernel(c.dtype(), headDim);
+        FlashChoice flash = flashChoice(c, meta, heads);
         if (flash != null) {
-            plan(meta, gqa ? variant.tileRows() : FLASH_TILE_ROWS);
-            if (planLongestRun >= FLASH_MIN_QUERY_ROWS && planItems <= MAX_GRID_Y) {
-                // the flash kernels write float32 or the cache's own 16-bit format; another 16-bit output (an F16
-                // model over a BF16 cache) takes float32 from them and is rounded after (the other kernels write any).
-                // A third output format inside the kernels cost the default grouped-query kernel 8-20 bytes of spill.
-                if (ot.dtype() != DType.F32 && ot.dtype() != c.dtype()) {
-                    try (CudaTensor f32 = (CudaTensor) allocate(DType.F32, ot.rows(), ot.cols())) {
-                        attention(q, cache, layer, meta, scale, f32);
-                        kernels.convertFromF32.launch(stream, Kernels.elementBlocks(f32.size()), 1, 256,
-                                f32.address(), ot.address(), f32.size(), dtypeCode(ot.dtype()));
-                    }
-                    return;
-                }
-                long work = uploadPlan(meta);
-                lastFlashKernel = flash.function();
-                flash.launch(stream, gqa ? c.numKvHeads() * (group / 4) : heads, planItems, gqa ? variant.threads() : FLASH_THREADS,
-                        qt.address(), c.keys(layer), c.values(layer), ot.address(), work, starts.address(),
-                        lens.address(), tables.address(), heads, c.numKvHeads(), c.blockSize(), tables.cols(),
-                        meta.slidingWindow(), dtypeCode(ot.dtype()), scale);
-                if (planShortRows > 0) {
-                    if (headDim % 32 != 0) throw new IllegalStateException("flash head sizes are multiples of 32");
-                    splitAttention(qt, c, layer, meta, scale, ot, starts, lens, tables, heads, work + 8L * planItems);
+            // the flash kernels write float32 or the cache's own 16-bit format; another 16-bit output (an F16
+            // model over a BF16 cache) takes float32 from them and is rounded after (the other kernels write any).
+            // A third output format inside the kernels cost the default grouped-query kernel 8-20 bytes of spill.
+            if (ot.dtype() != DType.F32 && ot.dtype() != c.dtype()) {
+                try (CudaTensor f32 = (CudaTensor) allocate(DType.F32, ot.rows(), ot.cols())) {
+                    attention(q, cache, layer, meta, scale, f32);
+                    kernels.convertFromF32.launch(stream, Kernels.elementBlocks(f32.size()), 1, 256,
+                            f32.address(), ot.address(), f32.size(), dtypeCode(ot.dtype()));
                 }
                 return;
             }
+            long work = launchFlash(flash, qt.address(), 0L, 0L, 0, c, layer, meta, scale, ot, starts, lens, tables, heads);
+            if (planShortRows > 0) {
+                if (headDim % 32 != 0) throw new IllegalStateException("flash head sizes are multiples of 32");
+                splitAttention(qt, c, layer, meta, scale, ot, starts, lens, tables, heads, work + 8L * planItems);
+            }
+            return;
         }
         if (headDim % 32 == 0) {
             splitAttention(qt, c, layer, meta, scale, ot, starts, lens, tables, heads, 0L);
@@ -1352,8 +1344,104 @@ public final class CudaBackend implements Backend {
         }
         kernels.attention.launch(stream, qt.rows(), heads, 128,
                 qt.address(), c.keys(layer), c.values(layer), ot.address(), starts.address(), lens.address(),
-                tables.address(), numSeqs, heads, c.numKvHeads(), headDim, c.blockSize(), tables.cols(),
+                tables.address(), meta.numSeqs(), heads, c.numKvHeads(), headDim, c.blockSize(), tables.cols(),
                 meta.slidingWindow(), dtypeCode(c.dtype()), dtypeCode(ot.dtype()), scale);
+    }
+
+    /**
+     * Checks attention's shapes (q and out [numTokens, heads * headDim], heads a multiple of the cache's KV heads) and
+     * the metadata; returns its queryStarts, contextLens and blockTables tensors.
+     */
+    private CudaTensor[] attentionInputs(String op, CudaTensor qt, CudaTensor ot, CudaKvCache c, AttentionMetadata meta) {
+        int headDim = c.headDim();
+        if (!sameShape(qt, ot) || qt.cols() % headDim != 0 || (qt.cols() / headDim) % c.numKvHeads() != 0
+                || qt.rows() != meta.numTokens()) {
+            throw shapes(op, "q " + qt.shape() + ", out " + ot.shape() + ", cache kvHeads=" + c.numKvHeads()
+                    + " headDim=" + headDim + ", meta numTokens=" + meta.numTokens(),
+                    "need q = out = [numTokens, heads * headDim] with heads a multiple of kvHeads");
+        }
+        if (headDim > MAX_HEAD_DIM) {
+            throw new IllegalArgumentException(op + ": headDim " + headDim + " is above the kernel's limit of " + MAX_HEAD_DIM);
+        }
+        CudaTensor starts = ints(meta.queryStarts(), op, "queryStarts");
+        CudaTensor lens = ints(meta.contextLens(), op, "contextLens");
+        CudaTensor tables = ints(meta.blockTables(), op, "blockTables");
+        int numSeqs = meta.numSeqs();
+        if (starts.size() != numSeqs + 1L || lens.size() != numSeqs || tables.rows() != numSeqs) {
+            throw shapes(op, "queryStarts " + starts.shape() + ", contextLens " + lens.shape() + ", blockTables "
+                    + tables.shape() + " for numSeqs=" + numSeqs, "need [1, numSeqs + 1], [1, numSeqs], [numSeqs, maxBlocks]");
+        }
+        checkPlan(meta, c, tables.cols());
+        return new CudaTensor[]{starts, lens, tables};
+    }
+
+    /** The flash kernel a step's attention takes: the grouped-query variant's or the plain one; its grid's x extent and block size. */
+    private record FlashChoice(GqaVariant variant, int gridX, int threads) {}
+
+    /**
+     * The flash kernel for this step (see {@link #attention}), with the plan made for its tile rows; null where the
+     * step takes the split or row-per-block kernel only.
+     */
+    private FlashChoice flashChoice(CudaKvCache c, AttentionMetadata meta, int heads) {
+        int group = heads / c.numKvHeads();
+        GqaVariant variant = gqaVariant();
+        Kernel gqaKernel = flashGqa && group % 4 == 0 ? variant.kernel(c.dtype(), c.headDim()) : null;
+        boolean gqa = gqaKernel != null;
+        if (gqa) {
+            plan(meta, variant.tileRows());
+            gqa = planItems <= MAX_GRID_Y;  // else the plain kernel's 64-row items may still fit the grid
+        }
+        Kernel flash = gqa ? gqaKernel : flashKernel(c.dtype(), c.headDim());
+        if (flash == null) return null;
+        plan(meta, gqa ? variant.tileRows() : FLASH_TILE_ROWS);
+        if (planLongestRun < FLASH_MIN_QUERY_ROWS || planItems > MAX_GRID_Y) return null;
+        return new FlashChoice(gqa ? variant : null, gqa ? c.numKvHeads() * (group / 4) : heads, gqa ? variant.threads() : FLASH_THREADS);
+    }
+
+    /**
+     * Queues the flash kernel over the plan's work items; returns the work list's device address. {@code ropeCos} 0:
+     * q is the rotated F32 queries; else q is the unrotated 16-bit qkv product with rows of {@code qStride} values, and
+     * the kernel rotates by the rows of these tables (device addresses of [numTokens, headDim / 2] F32).
+     */
+    private long launchFlash(FlashChoice f, long q, long ropeCos, long ropeSin, int qStride, CudaKvCache c, int layer,
+                             AttentionMetadata meta, float scale, CudaTensor ot, CudaTensor starts, CudaTensor lens,
+                             CudaTensor tables, int heads) {
+        long work = uploadPlan(meta);
+        Kernel flash = f.variant() != null ? f.variant().kernel(c.dtype(), c.headDim()) : flashKernel(c.dtype(), c.headDim());
+        lastFlashKernel = flash.function();
+        flash.launch(stream, f.gridX(), planItems, f.threads(),
+                q, c.keys(layer), c.values(layer), ot.address(), work, starts.address(),
+                lens.address(), tables.address(), heads, c.numKvHeads(), c.blockSize(), tables.cols(),
+                meta.slidingWindow(), dtypeCode(ot.dtype()), scale, ropeCos, ropeSin, qStride);
+        return work;
+    }
+
+    /**
+     * With {@link #ROPE_IN_ATTENTION_PROPERTY} on, where a flash kernel takes every row of the step, qkv is in the
+     * cache's 16-bit format and out is F32 or that format: rope_write_kv writes the keys and values, and the flash kernel
+     * rotates the queries as it reads them from qkv ({@code q} is left unwritten). Otherwise the two ops.
+     */
+    @Override
+    public void ropeAttention(Tensor qkv, Tensor q, Tensor cos, Tensor sin, KvCache cache, int layer, AttentionMetadata meta,
+                              float scale, Tensor out) {
+        CudaKvCache c = cuda(cache);
+        FlashChoice flash = null;
+        CudaTensor[] m = null;
+        if (ropeInAttention && qkv.dtype() == c.dtype() && q.rows() > 0 && (out.dtype() == DType.F32 || out.dtype() == c.dtype())) {
+            m = attentionInputs("ropeAttention", floats(q, "ropeAttention", "q"), activations(out, "ropeAttention", "out"), c, meta);
+            flash = flashChoice(c, meta, q.cols() / c.headDim());
+            if (flash != null && planShortRows > 0) flash = null;  // the split kernel's rows read the rotated F32 q
+        }
+        if (flash == null) {
+            ropeWriteKv(qkv, q, cos, sin, cache, layer, meta.slotMapping());
+            attention(q, cache, layer, meta, scale, out);
+            return;
+        }
+        // ropeWriteKv checks qkv, q, cos, sin and the slots against each other before it queues the keys and values
+        ropeWriteKv(qkv, q, cos, sin, cache, layer, meta.slotMapping(), false);
+        lastDecodePieces = 0;
+        launchFlash(flash, ((CudaTensor) qkv).address(), ((CudaTensor) cos).address(), ((CudaTensor) sin).address(), qkv.cols(),
+                c, layer, meta, scale, (CudaTensor) out, m[0], m[1], m[2], q.cols() / c.headDim());
     }
 
     /**
@@ -1440,6 +1528,13 @@ public final class CudaBackend implements Backend {
     }
 
     /** Turns the warp-specialised kernel (see {@link #FLASH_GQA_WARP_SPECIALIZED_PROPERTY}) on or off; returns the old setting. */
+    /** Turns query rotation inside the flash kernels (see {@link #ROPE_IN_ATTENTION_PROPERTY}) on or off; returns the old setting. */
+    boolean ropeInAttention(boolean on) {
+        boolean old = ropeInAttention;
+        ropeInAttention = on;
+        return old;
+    }
+
     boolean flashGqaWarpSpecialized(boolean on) {
         boolean old = flashGqaWarpSpecialized;
         flashGqaWarpSpecialized = on;

@@ -221,7 +221,8 @@ final class Kernels implements AutoCloseable {
     private static KernelParams flashParams(String kernel) {
         return struct(kernel, ptr("q"), ptr("k_cache"), ptr("v_cache"), ptr("out"), ptr("work"), ptr("query_starts"),
                 ptr("context_lens"), ptr("block_tables"), i32("num_heads"), i32("num_kv_heads"), i32("block_size"),
-                i32("max_blocks_per_seq"), i32("sliding_window"), i32("out_dtype"), f32("scale"));
+                i32("max_blocks_per_seq"), i32("sliding_window"), i32("out_dtype"), f32("scale"), ptr("rope_cos"),
+                ptr("rope_sin"), i32("q_stride"));
     }
 
     /** Blocks for a grid-stride element-wise kernel over {@code total} elements of 256 threads each. */

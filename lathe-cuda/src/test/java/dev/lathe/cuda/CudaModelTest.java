@@ -209,6 +209,13 @@ class CudaModelTest {
                 if (out.dtype() != DType.F32) attention16[0]++;
                 super.attention(q, c, layer, meta, scale, out);
             }
+            @Override public void ropeAttention(dev.lathe.core.backend.Tensor qkv, dev.lathe.core.backend.Tensor q,
+                                                dev.lathe.core.backend.Tensor cos, dev.lathe.core.backend.Tensor sin,
+                                                dev.lathe.core.backend.KvCache c, int layer,
+                                                dev.lathe.core.backend.AttentionMetadata meta, float scale, dev.lathe.core.backend.Tensor out) {
+                if (out.dtype() != DType.F32) attention16[0]++;
+                super.ropeAttention(qkv, q, cos, sin, c, layer, meta, scale, out);
+            }
         };
         try {
             List<float[]> plain = decodeLogits(counting, config, cache, prompts);

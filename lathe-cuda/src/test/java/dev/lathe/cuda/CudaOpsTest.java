@@ -595,24 +595,35 @@ class CudaOpsTest {
         }
     }
 
+    /**
+     * Both loops of the kernel: 128,256 columns (every row 16-byte aligned: four floats a load) and 32,003 (odd: rows
+     * after the first are not aligned, and the first has a tail of three past its last four).
+     */
     @Test
     void argmaxRowsFindsTheLowestLargestColumnAndFlagsNaN() {
-        int rows = 6, cols = 128_256;
-        float[] x = normal(random, rows * cols, 3f);
-        x[2 * cols + 77_000] = 50f;                    // a clear winner late in the row
-        x[3 * cols + 5] = 60f;                         // a tie: the lower column wins
-        x[3 * cols + 90_001] = 60f;
-        Arrays.fill(x, 4 * cols, 5 * cols, Float.NEGATIVE_INFINITY);  // all -inf: column 0
-        x[5 * cols + 1234] = Float.NaN;                // NaN: -1
-        int[] want = new int[rows];
-        for (int r = 0; r < rows; r++) {
-            int best = 0;
-            for (int c = 1; c < cols; c++) if (x[r * cols + c] > x[r * cols + best]) best = c;
-            want[r] = best;
-        }
-        want[5] = -1;
-        try (Tensor t = gpu.upload(x, rows, cols)) {
-            assertThat(gpu.argmaxRows(t)).as("argmax rows, seed %d", seed).containsExactly(want);
+        for (int cols : new int[]{128_256, 32_003}) {
+            int rows = 7;
+            float[] x = normal(random, rows * cols, 3f);
+            x[2 * cols + cols - 9_000] = 50f;              // a clear winner late in the row
+            x[3 * cols + 5] = 60f;                         // a tie: the lower column wins
+            x[3 * cols + cols - 4_001] = 60f;
+            Arrays.fill(x, 4 * cols, 5 * cols, Float.NEGATIVE_INFINITY);  // all -inf: column 0
+            x[5 * cols + 1234] = Float.NaN;                // NaN: -1
+            x[6 * cols + cols - 1] = 70f;                  // a tie between the last column and a middle one
+            x[6 * cols + cols / 2 + 1] = 70f;
+            x[0] = 80f;                                    // row 0: the last column wins alone
+            x[cols - 1] = 90f;
+            int[] want = new int[rows];
+            for (int r = 0; r < rows; r++) {
+                int best = 0;
+                for (int c = 1; c < cols; c++) if (x[r * cols + c] > x[r * cols + best]) best = c;
+                want[r] = best;
+            }
+            want[5] = -1;
+            assertThat(want[6]).isEqualTo(cols / 2 + 1);
+            try (Tensor t = gpu.upload(x, rows, cols)) {
+                assertThat(gpu.argmaxRows(t)).as("argmax rows of %d columns, seed %d", cols, seed).containsExactly(want);
+            }
         }
         try (Tensor t = gpu.upload(new float[]{1f, 7f, 7f}, 1, 3)) {
             assertThat(gpu.argmaxRows(t)).containsExactly(1);
@@ -722,6 +733,121 @@ class CudaOpsTest {
                 before = gpu.cacheBytes(untouched);
             }
             assertThat(Arrays.equals(a, before)).as("the step wrote something").isFalse();
+        }
+    }
+
+    /**
+     * CudaBackend.ROPE_IN_ATTENTION_PROPERTY: where a flash kernel takes every row of the step, ropeAttention rotates the
+     * queries inside it, leaves q unwritten, and gives the bits of ropeWriteKv then attention (output and cache). A step
+     * with short rows beside the prefill, or a float32 qkv, takes the two ops and writes q.
+     */
+    @ParameterizedTest
+    @EnumSource(value = DType.class, names = {"BF16", "F16"})
+    void ropeAttentionRotatesTheQueriesInsideTheFlashKernels(DType cacheType) {
+        // the default kernel (the overlapped wgmma one on an sm_90); partial items and a chunk after cached tokens
+        ropeAttentionCase(cacheType, cacheType, 32, 8, 128, 16,
+                List.of(new Seq(300, 300), new Seq(1000, 700), new Seq(131, 131)), true);
+        // the plain kernel at head size 64, 24-slot blocks
+        withGroupedFlash(false, () -> ropeAttentionCase(cacheType, cacheType, 8, 2, 64, 24,
+                List.of(new Seq(400, 200), new Seq(90, 90)), true));
+        // the mma.sync grouped kernel (wgmma off), groups of 8
+        boolean oldWgmma = gpu.flashGqaWgmma(false);
+        try {
+            ropeAttentionCase(cacheType, cacheType, 16, 2, 128, 32, List.of(new Seq(150, 131), new Seq(200, 65)), true);
+        } finally {
+            gpu.flashGqaWgmma(oldWgmma);
+        }
+        if (gpu.wgmmaCapable()) {
+            boolean oldWs = gpu.flashGqaWarpSpecialized(true);
+            try {
+                ropeAttentionCase(cacheType, cacheType, 32, 8, 128, 16, List.of(new Seq(250, 250), new Seq(90, 65)), true);
+                assertThat(gpu.lastFlashKernel()).startsWith("flash_attention_gqa_ws_");
+            } finally {
+                gpu.flashGqaWarpSpecialized(oldWs);
+            }
+        }
+        // decode rows beside the prefill go to the split kernel, which reads q: the two ops
+        ropeAttentionCase(cacheType, cacheType, 32, 8, 128, 16, List.of(new Seq(70, 70), new Seq(50, 1)), false);
+        // a float32 qkv: the two ops
+        ropeAttentionCase(cacheType, DType.F32, 32, 8, 128, 16, List.of(new Seq(100, 100)), false);
+    }
+
+    /**
+     * One step of {@code seqs} (context, queries: the last {@code queries} positions are this step's, the others cached
+     * already) through ropeAttention with the switch on and with it off, from the same qkv (in {@code qkvType}) and the
+     * same cache; {@code inKernel}: whether the switch's path leaves q unwritten.
+     */
+    private void ropeAttentionCase(DType cacheType, DType qkvType, int heads, int kvHeads, int headDim, int blockSize, List<Seq> seqs,
+                                   boolean inKernel) {
+        int numSeqs = seqs.size(), half = headDim / 2, kvWidth = kvHeads * headDim, qWidth = heads * headDim;
+        int maxBlocks = 0, numBlocks = 0, numTokens = 0, cached = 0;
+        for (Seq s : seqs) {
+            int b = (s.context + blockSize - 1) / blockSize;
+            maxBlocks = Math.max(maxBlocks, b);
+            numBlocks += b;
+            numTokens += s.queries;
+            cached += s.context - s.queries;
+        }
+        int[] tables = new int[numSeqs * maxBlocks], starts = new int[numSeqs + 1], lens = new int[numSeqs];
+        int[] stepSlots = new int[numTokens], pastSlots = new int[cached];
+        Arrays.fill(tables, -1);
+        for (int s = 0, next = 0, t = 0, p = 0; s < numSeqs; s++) {
+            Seq sq = seqs.get(s);
+            for (int b = 0; b < (sq.context + blockSize - 1) / blockSize; b++) tables[s * maxBlocks + b] = numBlocks - 1 - next++;
+            for (int pos = 0; pos < sq.context; pos++) {
+                int slot = tables[s * maxBlocks + pos / blockSize] * blockSize + pos % blockSize;
+                if (pos < sq.context - sq.queries) pastSlots[p++] = slot;
+                else stepSlots[t++] = slot;
+            }
+            starts[s + 1] = starts[s] + sq.queries;
+            lens[s] = sq.context;
+        }
+        float[] qkv = normal(random, numTokens * (qWidth + 2 * kvWidth), 1f);
+        float[] cos = new float[numTokens * half], sin = new float[numTokens * half];
+        for (int i = 0; i < cos.length; i++) {
+            double angle = random.nextDouble() * 20 - 10;
+            cos[i] = (float) Math.cos(angle);
+            sin[i] = (float) Math.sin(angle);
+        }
+        float scale = (float) (1 / Math.sqrt(headDim));
+        String where = String.format("%s cache, %s qkv, %d/%d heads of %d, seqs %s, seed %d", cacheType, qkvType, heads, kvHeads,
+                headDim, seqs, seed);
+        float[][] outs = new float[2][];
+        byte[][] caches = new byte[2][];
+        boolean old = gpu.ropeInAttention(true);
+        try (Tensor qkv32 = gpu.upload(qkv, numTokens, qWidth + 2 * kvWidth);
+             Tensor qkvT = qkvType == DType.F32 ? null : gpu.rounded(qkv32, qkvType);
+             Tensor ct = gpu.upload(cos, numTokens, half); Tensor st = gpu.upload(sin, numTokens, half);
+             Tensor past = gpu.upload(normal(random, Math.max(1, cached) * kvWidth, 1f), Math.max(1, cached), kvWidth);
+             Tensor pastSlotT = gpu.upload(cached == 0 ? new int[]{-1} : pastSlots, 1, Math.max(1, cached));
+             AttentionMetadata meta = new AttentionMetadata(numSeqs, numTokens, Arrays.stream(lens).max().orElse(0),
+                     gpu.upload(starts, 1, numSeqs + 1), gpu.upload(lens, 1, numSeqs), gpu.upload(tables, numSeqs, maxBlocks),
+                     gpu.upload(stepSlots, 1, numTokens), starts, lens, 0)) {
+            for (int run = 0; run < 2; run++) {
+                gpu.ropeInAttention(run == 0);
+                try (KvCache cache = gpu.allocateKvCache(2, numBlocks, blockSize, kvHeads, headDim, cacheType);
+                     Tensor q = poisoned(numTokens, qWidth); Tensor out = poisoned(numTokens, qWidth)) {
+                    gpu.writeKv(cache, 1, past, past, pastSlotT);
+                    gpu.ropeAttention(qkvT == null ? qkv32 : qkvT, q, ct, st, cache, 1, meta, scale, out);
+                    outs[run] = gpu.download(out);
+                    caches[run] = gpu.cacheBytes(cache);
+                    float[] qs = gpu.download(q);
+                    boolean written = !Float.isNaN(qs[0]) && !Float.isNaN(qs[qs.length - 1]);
+                    assertThat(written).as("q written, switch %s, %s", run == 0 ? "on" : "off", where).isEqualTo(run == 1 || !inKernel);
+                }
+            }
+        } finally {
+            gpu.ropeInAttention(old);
+        }
+        assertThat(Arrays.equals(caches[0], caches[1])).as("cache bytes, %s", where).isTrue();
+        for (int i = 0; i < outs[0].length; i++) {
+            if (Float.floatToRawIntBits(outs[0][i]) != Float.floatToRawIntBits(outs[1][i])) {
+                throw new AssertionError("output " + i + " (row " + i / qWidth + "): " + outs[0][i] + " with the rotation in the kernel, "
+                        + outs[1][i] + " from ropeWriteKv then attention; " + where);
+            }
+        }
+        for (int i = 0; i < outs[0].length; i++) {
+            if (Float.isNaN(outs[0][i])) throw new AssertionError("output " + i + " is NaN (not written); " + where);
         }
     }
 

@@ -194,6 +194,18 @@ public interface Backend extends AutoCloseable {
      */
     void attention(Tensor q, KvCache cache, int layer, AttentionMetadata meta, float scale, Tensor out);
 
+    /**
+     * {@link #ropeWriteKv} then {@link #attention} of the rotated queries, for a layer whose queries and keys have no
+     * norms of their own: the same arguments, {@code meta.slotMapping()} the slots. Equal to those two ops, which this
+     * default runs; a backend may leave {@code q} unwritten (then its content after the call is unspecified) and
+     * rotate the queries inside attention as it reads them from {@code qkv}.
+     */
+    default void ropeAttention(Tensor qkv, Tensor q, Tensor cos, Tensor sin, KvCache cache, int layer, AttentionMetadata meta,
+                               float scale, Tensor out) {
+        ropeWriteKv(qkv, q, cos, sin, cache, layer, meta.slotMapping());
+        attention(q, cache, layer, meta, scale, out);
+    }
+
     /** {@code out[i, j] = silu(x[i, j]) * x[i, j + I]}: x {@code [n, 2I]}, out {@code [n, I]}. */
     void siluMul(Tensor x, Tensor out);
 

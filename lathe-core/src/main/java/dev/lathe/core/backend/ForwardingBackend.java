@@ -54,6 +54,10 @@ public abstract class ForwardingBackend implements Backend {
     @Override public void attention(Tensor q, KvCache cache, int layer, AttentionMetadata meta, float scale, Tensor out) {
         inner.attention(q, cache, layer, meta, scale, out);
     }
+    @Override public void ropeAttention(Tensor qkv, Tensor q, Tensor cos, Tensor sin, KvCache cache, int layer,
+                                        AttentionMetadata meta, float scale, Tensor out) {
+        inner.ropeAttention(qkv, q, cos, sin, cache, layer, meta, scale, out);
+    }
     @Override public void siluMul(Tensor x, Tensor out) { inner.siluMul(x, out); }
     @Override public void mlp(Tensor h, Weight gateUp, Weight gateUpBias, Weight down, Weight downBias, Tensor out) {
         inner.mlp(h, gateUp, gateUpBias, down, downBias, out);

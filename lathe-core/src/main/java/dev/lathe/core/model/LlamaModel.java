@@ -129,7 +129,7 @@ public final class LlamaModel implements AutoCloseable {
                     LayerWeights w = layers.get(l);
                     backend.linear(x, w.qkv(), w.qkvBias(), qkv);
                     if (w.qNorm() == null) {
-                        backend.ropeWriteKv(qkv, q, in.cos(), in.sin(), cache, l, attn.slotMapping());
+                        backend.ropeAttention(qkv, q, in.cos(), in.sin(), cache, l, attn, attentionScale, attnOut);
                     } else {
                         backend.splitColumns(qkv, q, k, v);
                         backend.rmsNorm(q, w.qNorm(), eps, q);
@@ -137,8 +137,8 @@ public final class LlamaModel implements AutoCloseable {
                         backend.rope(q, in.cos(), in.sin());
                         backend.rope(k, in.cos(), in.sin());
                         backend.writeKv(cache, l, k, v, attn.slotMapping());
+                        backend.attention(q, cache, l, attn, attentionScale, attnOut);
                     }
-                    backend.attention(q, cache, l, attn, attentionScale, attnOut);
                     boolean last = l + 1 == layers.size();
                     Weight nextNorm = last ? finalNorm : layers.get(l + 1).inputNorm();
                     if (addInGemm) {
