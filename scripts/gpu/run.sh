@@ -122,9 +122,13 @@ setup() {
     case "$j" in *junit-platform-console-standalone*) ;; *) TEST_CP="$TEST_CP:$j" ;; esac
   done
   # warm-up prefills before a timed TTFT: the JIT compiles the host side of a step (metadata, uploads, the op calls)
-  # only after a few dozen steps, as a serving engine has long done; on the CPU backend a 2000-token step's set-up
-  # went from 0.33 ms to 0.07 ms between its 3rd and 40th run
-  TTFT_WARMUP=${LATHE_TTFT_WARMUP:-30}
+  # only after dozens of steps, as a serving engine has long done. A run of prefills alone enters ModelRunner.run and
+  # LlamaModel.forward once a step, so their loops are compiled by back-edge counts: C1 after about 30 prefills of
+  # 2048 tokens, C2 some 20-30 later (on the CPU backend, 1500 tokens: the step's token loop took 87 us for 60 steps,
+  # 5.4 us from the 70th). On an H100 (session 12, `profile`), the host time from the step's start to the first qkv
+  # GEMM queued was ~0.60 ms after 30 warm-ups and ~0.40 ms after 150, the device's gaps between ops 0.58-0.68 against
+  # 0.48 ms.
+  TTFT_WARMUP=${LATHE_TTFT_WARMUP:-150}
   LATHE_COMMIT=$(cat "$DEV/commit.txt" 2>/dev/null || echo unknown)
   export LATHE_COMMIT
   CARD=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1 || echo unknown)
@@ -255,7 +259,7 @@ latency_records() {
   # same clocks
   sleep "${LATHE_PEER_PAUSE:-30}"
   echo "== TTFT 2048" >> "$out/bench.log"
-  timeout 60 "${LATHE[@]}" "${lat[@]}" --input-len 2048 --output-len 1 --warmup "$TTFT_WARMUP" --iterations 10 \
+  timeout 90 "${LATHE[@]}" "${lat[@]}" --input-len 2048 --output-len 1 --warmup "$TTFT_WARMUP" --iterations 10 \
       --json "$out/latency-2048-1.json" >> "$out/bench.log" 2>&1
   echo "== batch-1 decode 128/128" >> "$out/bench.log"
   timeout 60 "${LATHE[@]}" "${lat[@]}" --input-len 128 --output-len 128 --warmup 1 --iterations 3 \
@@ -291,7 +295,7 @@ check() {
   bank
   lathe_with -Dlathe.graphs=false
   timeout 45 "${LATHE_WITH[@]}" "${lat[@]}" --input-len 128 --output-len 128 --warmup 1 --iterations 3 >> "$out/bench.log" 2>&1
-  timeout 30 "${LATHE[@]}" "${lat[@]}" --input-len 2048 --output-len 1 --warmup "$TTFT_WARMUP" --iterations 5 \
+  timeout 60 "${LATHE[@]}" "${lat[@]}" --input-len 2048 --output-len 1 --warmup "$TTFT_WARMUP" --iterations 5 \
       --json "$out/latency-2048-1.json" >> "$out/bench.log" 2>&1
   bank
   timeout 60 "${LATHE[@]}" bench latency --backend cuda \
@@ -345,7 +349,7 @@ ab() {
   for flag in "${sets[@]}"; do
     lathe_with "$flag"
     echo "== TTFT 2048 ${flag:-(defaults)}" >> "$log"
-    timeout 40 "${LATHE_WITH[@]}" "${base[@]}" --batch 1 --input-len 2048 --output-len 1 --warmup "$TTFT_WARMUP" --iterations 5 >> "$log" 2>&1
+    timeout 60 "${LATHE_WITH[@]}" "${base[@]}" --batch 1 --input-len 2048 --output-len 1 --warmup "$TTFT_WARMUP" --iterations 5 >> "$log" 2>&1
     if [ "${LATHE_AB_128:-1}" = 1 ]; then
       echo "== 128/128 x ${LATHE_AB_REQUESTS:-3000}, max-num-seqs ${LATHE_AB_SEQS:-1024} ${flag:-(defaults)}" >> "$log"
       local -a record=()

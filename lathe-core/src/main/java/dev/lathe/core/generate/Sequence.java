@@ -35,6 +35,14 @@ public final class Sequence {
 
     public int token(int i) { return tokens[i]; }
 
+    /** Copies tokens {@code [from, from + count)} into {@code dst} at {@code at}. */
+    public void copyTokens(int from, int count, int[] dst, int at) {
+        if (from < 0 || count < 0 || from + count > numTokens) {
+            throw new IndexOutOfBoundsException("tokens [" + from + ", " + (from + count) + ") of " + numTokens);
+        }
+        System.arraycopy(tokens, from, dst, at, count);
+    }
+
     public int lastToken() { return tokens[numTokens - 1]; }
 
     public int[] tokens() { return Arrays.copyOf(tokens, numTokens); }
