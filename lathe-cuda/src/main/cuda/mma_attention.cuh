@@ -230,6 +230,9 @@ __device__ __forceinline__ float exp2_ftz(float x) {
     return y;
 }
 
+// How far (log2 units) a row's max may grow past the running max before softmax_scores moves it: P stays below 2^8.
+#define SOFTMAX_LAZY_LOG2 8.f
+
 // One key tile's online softmax for this thread's rows a and b (S holds NB blocks of 8 keys from k0), all but O's
 // rescale: mask keys after the row's position or before its window where `mask` says the tile may hold some, update
 // the running max m (log2 units: the scores times c) and this thread's part of the row sums l, round P into A
@@ -267,11 +270,20 @@ __device__ __forceinline__ void softmax_scores(float (&s)[NB][4], uint32_t (&pf)
         mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, off));
         mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, off));
     }
-    const float new_a = fmaxf(m_a, mx_a * c), new_b = fmaxf(m_b, mx_b * c);
+    float new_a = fmaxf(m_a, mx_a * c), new_b = fmaxf(m_b, mx_b * c);
+    // Lazy rescaling: the running max m only moves when some row of the warp has grown past it by more than
+    // SOFTMAX_LAZY_LOG2 (then every row of the warp takes its new max, as before). Otherwise the rows keep their
+    // stale m, so that P may reach 2^SOFTMAX_LAZY_LOG2 (BF16/F16 and the float32 O and l hold that easily) and O's
+    // factors stay exactly 1: rescale_o skips its multiplications for the warp. softmax(x) = 2^(x - m) / sum for any
+    // m, so only the rounding of P changes. A row with no key yet has m = -inf (grown: inf; still none: NaN, no).
+    if (!__any_sync(0xffffffffu, new_a - m_a > SOFTMAX_LAZY_LOG2 || new_b - m_b > SOFTMAX_LAZY_LOG2)) {
+        new_a = m_a;
+        new_b = m_b;
+    }
     // a row with no key yet keeps m = -inf: subtract 0 instead, so exp2 gives 0, not NaN
     const float use_a = new_a == -INFINITY ? 0.f : new_a, use_b = new_b == -INFINITY ? 0.f : new_b;
-    corr_a = exp2_ftz(m_a - use_a);
-    corr_b = exp2_ftz(m_b - use_b);
+    corr_a = new_a == m_a ? 1.f : exp2_ftz(m_a - use_a);
+    corr_b = new_b == m_b ? 1.f : exp2_ftz(m_b - use_b);
     m_a = new_a;
     m_b = new_b;
     float sum_a = 0.f, sum_b = 0.f;
