@@ -27,12 +27,13 @@ extern "C" __global__ void embedding(const EmbeddingParams p) {
 }
 
 struct GatherRowsParams {
-    const float* x;   // [x_rows, cols]
+    const void* x;    // [x_rows, cols] in `x_dtype`
     const int* rows;  // [m]
-    float* out;       // [m, cols]
+    float* out;       // [m, cols]: x's values, widened to float32
     int m;
     int cols;
     int x_rows;
+    int x_dtype;      // F32 or a 16-bit format
 };
 
 // One block per output row; an index outside x yields a row of NaN.
@@ -43,7 +44,7 @@ extern "C" __global__ void gather_rows(const GatherRowsParams p) {
     bool ok = r >= 0 && r < p.x_rows;
     float* out = p.out + (long long)i * p.cols;
     for (int j = threadIdx.x; j < p.cols; j += blockDim.x) {
-        out[j] = ok ? p.x[(long long)r * p.cols + j] : nan_f();
+        out[j] = ok ? load_f(p.x, p.x_dtype, (long long)r * p.cols + j) : nan_f();
     }
 }
 

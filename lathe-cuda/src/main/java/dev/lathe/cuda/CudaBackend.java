@@ -1788,14 +1788,14 @@ public final class CudaBackend implements Backend {
     /** Indices outside x give rows of NaN. */
     @Override
     public void gatherRows(Tensor x, Tensor rows, Tensor out) {
-        CudaTensor xt = floats(x, "gatherRows", "x"), it = ints(rows, "gatherRows", "rows"), ot = floats(out, "gatherRows", "out");
+        CudaTensor xt = activations(x, "gatherRows", "x"), it = ints(rows, "gatherRows", "rows"), ot = floats(out, "gatherRows", "out");
         if (it.rows() != 1 || ot.rows() != it.cols() || ot.cols() != xt.cols()) {
             throw shapes("gatherRows", "x " + xt.shape() + ", rows " + it.shape() + ", out " + ot.shape(),
                     "need rows [1, m] and out [m, x.cols]");
         }
         if (ot.size() == 0) return;
         kernels.gatherRows.launch(stream, ot.rows(), 1, 256,
-                xt.address(), it.address(), ot.address(), ot.rows(), ot.cols(), xt.rows());
+                xt.address(), it.address(), ot.address(), ot.rows(), ot.cols(), xt.rows(), dtypeCode(xt.dtype()));
     }
 
     /** On the GPU: only {@code rows} ints cross to the host. */

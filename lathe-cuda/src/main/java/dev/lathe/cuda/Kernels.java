@@ -63,7 +63,7 @@ final class Kernels implements AutoCloseable {
             embedding = rows.kernel("embedding", struct("embedding",
                     ptr("ids"), ptr("table"), ptr("out"), i32("n"), i32("hidden"), i32("vocab"), i32("dtype"), i32("out_dtype")));
             gatherRows = rows.kernel("gather_rows", struct("gather_rows",
-                    ptr("x"), ptr("rows"), ptr("out"), i32("m"), i32("cols"), i32("x_rows")));
+                    ptr("x"), ptr("rows"), ptr("out"), i32("m"), i32("cols"), i32("x_rows"), i32("x_dtype")));
             forwardTokens = rows.kernel("forward_tokens", struct("forward_tokens",
                     ptr("tokens"), ptr("pairs"), ptr("ids"), i32("n")));
             splitColumns = rows.kernel("split_columns", struct("split_columns",

@@ -192,6 +192,10 @@ class CudaModelTest {
         // off here: they round q and k, and the residual
         boolean tuning = gpu.gemmTuning(false), old = gpu.fusedNorm(false), oldQkv16 = gpu.qkv16(false);
         boolean oldResidual16 = gpu.residual16(false);
+        // the whole last layer, as these counts and bits are of the whole computation (the logit rows' tail takes
+        // float32 attention outputs as they come, 16-bit or not: see lastLayerOnTheLogitRowsAgreesWithTheWholeLayer)
+        String pruneBefore = System.getProperty(LlamaModel.LAST_LAYER_LOGIT_ROWS_PROPERTY);
+        System.setProperty(LlamaModel.LAST_LAYER_LOGIT_ROWS_PROPERTY, "false");
         // counts the norms and attention calls that wrote a 16-bit output, so the test knows the fused path ran
         int[] sixteen = new int[1], attention16 = new int[1];
         var counting = new dev.lathe.core.backend.ForwardingBackend(gpu) {
@@ -235,6 +239,57 @@ class CudaModelTest {
             gpu.qkv16(oldQkv16);
             gpu.residual16(oldResidual16);
             gpu.gemmTuning(tuning);
+            if (pruneBefore == null) System.clearProperty(LlamaModel.LAST_LAYER_LOGIT_ROWS_PROPERTY);
+            else System.setProperty(LlamaModel.LAST_LAYER_LOGIT_ROWS_PROPERTY, pruneBefore);
+        }
+    }
+
+    /**
+     * LlamaModel.LAST_LAYER_LOGIT_ROWS_PROPERTY on the GPU: the prefill's logit rows, whose last layer then runs on the
+     * float32 decode path (gemv, the residual widened) instead of the 16-bit GEMM path, agree with the whole layer's to
+     * the rounding of one layer's 16-bit inputs and pick the same tokens; the decode steps after it read the same
+     * cache and give the same bits.
+     */
+    @Test
+    void lastLayerOnTheLogitRowsAgreesWithTheWholeLayer() {
+        var config = smallLlama();
+        var cache = ModelRunner.CacheConfig.forSequences(512, 2, 16, DType.BF16);
+        int[][] prompts = {new Random(7).ints(150, 0, 1000).toArray(), new Random(8).ints(70, 0, 1000).toArray()};
+        String before = System.getProperty(LlamaModel.LAST_LAYER_LOGIT_ROWS_PROPERTY);
+        boolean tuning = gpu.gemmTuning(false);
+        List<float[]> cut, whole;
+        try {
+            System.setProperty(LlamaModel.LAST_LAYER_LOGIT_ROWS_PROPERTY, "true");
+            cut = decodeLogits(gpu, config, cache, prompts);
+            System.setProperty(LlamaModel.LAST_LAYER_LOGIT_ROWS_PROPERTY, "false");
+            whole = decodeLogits(gpu, config, cache, prompts);
+        } finally {
+            gpu.gemmTuning(tuning);
+            if (before == null) System.clearProperty(LlamaModel.LAST_LAYER_LOGIT_ROWS_PROPERTY);
+            else System.setProperty(LlamaModel.LAST_LAYER_LOGIT_ROWS_PROPERTY, before);
+        }
+        for (int s = 0; s < 2; s++) {  // the prefill's rows: the first two entries
+            float[] a = cut.get(s), b = whole.get(s);
+            double dot = 0, na = 0, nb = 0, maxAbs = 0, maxErr = 0;
+            int argA = 0, argB = 0;
+            for (int i = 0; i < a.length; i++) {
+                dot += (double) a[i] * b[i];
+                na += (double) a[i] * a[i];
+                nb += (double) b[i] * b[i];
+                maxAbs = Math.max(maxAbs, Math.abs(b[i]));
+                maxErr = Math.max(maxErr, Math.abs(a[i] - b[i]));
+                if (a[i] > a[argA]) argA = i;
+                if (b[i] > b[argB]) argB = i;
+            }
+            double cosine = dot / Math.sqrt(na * nb);
+            System.out.printf(Locale.ROOT, "sequence %d prefill logits, logit rows only vs whole layer: cosine %.7f, max |error| %.3e"
+                    + " of max |logit| %.3e%n", s, cosine, maxErr, maxAbs);
+            assertThat(cosine).as("sequence %d, cosine", s).isGreaterThan(0.9999);
+            assertThat(maxErr).as("sequence %d, largest difference", s).isLessThan(0.02 * maxAbs);
+            assertThat(argA).as("sequence %d's next token", s).isEqualTo(argB);
+        }
+        for (int i = 2; i < cut.size(); i++) {
+            assertThat(Arrays.mismatch(cut.get(i), whole.get(i))).as("decode step %d logits, first difference", i / 2).isEqualTo(-1);
         }
     }
 

@@ -241,7 +241,10 @@ public interface Backend extends AutoCloseable {
         }
     }
 
-    /** {@code out[i, :] = x[rows[i], :]}: rows {@code [1, m]} I32, out {@code [m, cols]}. */
+    /**
+     * {@code out[i, :] = x[rows[i], :]}: rows {@code [1, m]} I32, out {@code [m, cols]} F32; x is F32, or a 16-bit
+     * format this backend's ops write (its values widened).
+     */
     void gatherRows(Tensor x, Tensor rows, Tensor out);
 
     /**
