@@ -270,23 +270,12 @@ class CudaModelTest {
         }
         for (int s = 0; s < 2; s++) {  // the prefill's rows: the first two entries
             float[] a = cut.get(s), b = whole.get(s);
-            double dot = 0, na = 0, nb = 0, maxAbs = 0, maxErr = 0;
-            int argA = 0, argB = 0;
-            for (int i = 0; i < a.length; i++) {
-                dot += (double) a[i] * b[i];
-                na += (double) a[i] * a[i];
-                nb += (double) b[i] * b[i];
-                maxAbs = Math.max(maxAbs, Math.abs(b[i]));
-                maxErr = Math.max(maxErr, Math.abs(a[i] - b[i]));
-                if (a[i] > a[argA]) argA = i;
-                if (b[i] > b[argB]) argB = i;
-            }
-            double cosine = dot / Math.sqrt(na * nb);
+            Agreement g = agreement(a, b);
             System.out.printf(Locale.ROOT, "sequence %d prefill logits, logit rows only vs whole layer: cosine %.7f, max |error| %.3e"
-                    + " of max |logit| %.3e%n", s, cosine, maxErr, maxAbs);
-            assertThat(cosine).as("sequence %d, cosine", s).isGreaterThan(0.9999);
-            assertThat(maxErr).as("sequence %d, largest difference", s).isLessThan(0.02 * maxAbs);
-            assertThat(argA).as("sequence %d's next token", s).isEqualTo(argB);
+                    + " of max |logit| %.3e%n", s, g.cosine(), g.maxErr(), g.maxAbs());
+            assertThat(g.cosine()).as("sequence %d, cosine", s).isGreaterThan(0.9999);
+            assertThat(g.maxErr()).as("sequence %d, largest difference", s).isLessThan(0.02 * g.maxAbs());
+            assertThat(Host.argmax(a)).as("sequence %d's next token", s).isEqualTo(Host.argmax(b));
         }
         for (int i = 2; i < cut.size(); i++) {
             assertThat(Arrays.mismatch(cut.get(i), whole.get(i))).as("decode step %d logits, first difference", i / 2).isEqualTo(-1);
@@ -331,19 +320,26 @@ class CudaModelTest {
         try (Backend cpu = new CpuBackend(0)) {
             onCpu = lastLogits(cpu, prompt);
         }
-        double dot = 0, ng = 0, nc = 0, maxAbs = 0, maxErr = 0;
-        for (int i = 0; i < onGpu.length; i++) {
-            dot += (double) onGpu[i] * onCpu[i];
-            ng += (double) onGpu[i] * onGpu[i];
-            nc += (double) onCpu[i] * onCpu[i];
-            maxAbs = Math.max(maxAbs, Math.abs(onCpu[i]));
-            maxErr = Math.max(maxErr, Math.abs(onGpu[i] - onCpu[i]));
-        }
-        double cosine = dot / Math.sqrt(ng * nc);
+        Agreement g = agreement(onGpu, onCpu);
         System.out.printf(Locale.ROOT, "llama-3-8b GPU vs CPU: cosine %.6f, max |error| %.3e of max |logit| %.3e%n",
-                cosine, maxErr, maxAbs);
-        assertThat(cosine).isGreaterThan(0.999);
-        assertThat(maxErr).isLessThan(0.05 * maxAbs);
+                g.cosine(), g.maxErr(), g.maxAbs());
+        assertThat(g.cosine()).isGreaterThan(0.999);
+        assertThat(g.maxErr()).isLessThan(0.05 * g.maxAbs());
+    }
+
+    /** How two logit rows agree: their cosine, the largest difference and the largest |want| value. */
+    private record Agreement(double cosine, double maxErr, double maxAbs) {}
+
+    private static Agreement agreement(float[] got, float[] want) {
+        double dot = 0, ng = 0, nw = 0, maxAbs = 0, maxErr = 0;
+        for (int i = 0; i < got.length; i++) {
+            dot += (double) got[i] * want[i];
+            ng += (double) got[i] * got[i];
+            nw += (double) want[i] * want[i];
+            maxAbs = Math.max(maxAbs, Math.abs(want[i]));
+            maxErr = Math.max(maxErr, Math.abs(got[i] - want[i]));
+        }
+        return new Agreement(dot / Math.sqrt(ng * nw), maxErr, maxAbs);
     }
 
     private static float[] lastLogits(Backend b, int[] prompt) {

@@ -665,12 +665,8 @@ class CudaOpsTest {
     void ropeRotatesHalvesOfEachHead() {
         int n = 11, heads = 5, half = 40;
         float[] x = normal(random, n * heads * 2 * half, 1f);
-        float[] cos = new float[n * half], sin = new float[n * half];
-        for (int i = 0; i < cos.length; i++) {
-            double angle = random.nextDouble() * 20 - 10;
-            cos[i] = (float) Math.cos(angle);
-            sin[i] = (float) Math.sin(angle);
-        }
+        float[][] rotary = Host.rotaryRows(random, n, half);
+        float[] cos = rotary[0], sin = rotary[1];
         try (Tensor xt = gpu.upload(x, n, heads * 2 * half); Tensor ct = gpu.upload(cos, n, half); Tensor st = gpu.upload(sin, n, half)) {
             gpu.rope(xt, ct, st);
             float[] want = x.clone();
@@ -701,12 +697,8 @@ class CudaOpsTest {
         int n = 7, heads = 6, kvHeads = 2, half = headDim / 2, blocks = 5, blockSize = 4;
         int qWidth = heads * headDim, kvWidth = kvHeads * headDim;
         float[] qkv = normal(random, n * (qWidth + 2 * kvWidth), 2f);
-        float[] cos = new float[n * half], sin = new float[n * half];
-        for (int i = 0; i < cos.length; i++) {
-            double angle = random.nextDouble() * 20 - 10;
-            cos[i] = (float) Math.cos(angle);
-            sin[i] = (float) Math.sin(angle);
-        }
+        float[][] rotary = Host.rotaryRows(random, n, half);
+        float[] cos = rotary[0], sin = rotary[1];
         int[] slots = {3, 17, -1, 0, 19, -1, 8};  // two padding rows
         try (KvCache fused = gpu.allocateKvCache(2, blocks, blockSize, kvHeads, headDim, cacheType);
              KvCache apart = gpu.allocateKvCache(2, blocks, blockSize, kvHeads, headDim, cacheType);
@@ -803,12 +795,8 @@ class CudaOpsTest {
             lens[s] = sq.context;
         }
         float[] qkv = normal(random, numTokens * (qWidth + 2 * kvWidth), 1f);
-        float[] cos = new float[numTokens * half], sin = new float[numTokens * half];
-        for (int i = 0; i < cos.length; i++) {
-            double angle = random.nextDouble() * 20 - 10;
-            cos[i] = (float) Math.cos(angle);
-            sin[i] = (float) Math.sin(angle);
-        }
+        float[][] rotary = Host.rotaryRows(random, numTokens, half);
+        float[] cos = rotary[0], sin = rotary[1];
         float scale = (float) (1 / Math.sqrt(headDim));
         String where = String.format("%s cache, %s qkv, %d/%d heads of %d, seqs %s, seed %d", cacheType, qkvType, heads, kvHeads,
                 headDim, seqs, seed);
@@ -862,12 +850,8 @@ class CudaOpsTest {
         int n = 100, in = 256, heads = 4, kvHeads = 2, headDim = 64, half = headDim / 2, blocks = 30, blockSize = 4;
         int width = (heads + 2 * kvHeads) * headDim;
         float[] x = normal(random, n * in, 1f), w = normal(random, width * in, 0.05f), b = normal(random, width, 1f);
-        float[] cos = new float[n * half], sin = new float[n * half];
-        for (int i = 0; i < cos.length; i++) {
-            double angle = random.nextDouble() * 20 - 10;
-            cos[i] = (float) Math.cos(angle);
-            sin[i] = (float) Math.sin(angle);
-        }
+        float[][] rotary = Host.rotaryRows(random, n, half);
+        float[] cos = rotary[0], sin = rotary[1];
         int[] slots = new int[n];
         for (int i = 0; i < n; i++) slots[i] = i % 7 == 3 ? -1 : (i * 37) % (blocks * blockSize);  // distinct slots, some padding
         boolean old = gpu.qkv16(false);

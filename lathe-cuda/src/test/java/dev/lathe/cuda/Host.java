@@ -62,6 +62,24 @@ final class Host {
         return v;
     }
 
+    /** The index of the largest value, the lowest on ties. */
+    static int argmax(float[] v) {
+        int best = 0;
+        for (int i = 1; i < v.length; i++) if (v[i] > v[best]) best = i;
+        return best;
+    }
+
+    /** {@code [cos, sin]} of n * half random angles in [-10, 10): rotary table rows for the rope tests. */
+    static float[][] rotaryRows(Random r, int n, int half) {
+        float[] cos = new float[n * half], sin = new float[n * half];
+        for (int i = 0; i < cos.length; i++) {
+            double angle = r.nextDouble() * 20 - 10;
+            cos[i] = (float) Math.cos(angle);
+            sin[i] = (float) Math.sin(angle);
+        }
+        return new float[][]{cos, sin};
+    }
+
     static float[] nans(int n) {
         float[] v = new float[n];
         Arrays.fill(v, Float.NaN);
