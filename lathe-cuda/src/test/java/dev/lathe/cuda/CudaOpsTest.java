@@ -115,6 +115,38 @@ class CudaOpsTest {
         }
     }
 
+    /**
+     * A long step's norm of the 16-bit residual into the 16-bit GEMM input, weight in the same format (rms_norm's
+     * 16-byte path): within one unit in the last place of the float32 path's result rounded, as the sum of squares is
+     * added in another order. Widths 4096 and 4104 take that path, 4100 (not a multiple of 8) the float4 one; 300 rows
+     * launch the narrow blocks, 20 the wide ones.
+     */
+    @ParameterizedTest
+    @ValueSource(ints = {4096, 4104, 4100})
+    void sixteenBitRowsNormIntoSixteenBits(int d) {
+        for (DType format : List.of(DType.BF16, DType.F16)) {
+            for (int n : new int[]{300, 20}) {
+                float[] x = normal(random, n * d, 2f), w = normal(random, d, 1f);
+                try (Weight wt = gpu.load(weight("norm", format, w, d)); Tensor xf = gpu.upload(x, n, d);
+                     Tensor x16 = gpu.rounded(xf, format); Tensor out16 = gpu.allocate(format, n, d); Tensor out32 = poisoned(n, d)) {
+                    gpu.rmsNorm(x16, wt, 1e-5f, out16);
+                    gpu.rmsNorm(x16, wt, 1e-5f, out32);
+                    float[] got = gpu.download16(out16), exact = gpu.download(out32);
+                    assertClose(format + " rows, float32 result, seed " + seed, exact, rmsNorm(round(format, x), round(format, w), 1e-5f), 1e-6);
+                    int fraction = format == DType.BF16 ? 7 : 10;
+                    for (int i = 0; i < got.length; i++) {
+                        float want = round(format, exact[i]);
+                        double ulp = Math.scalb(1.0, Math.getExponent(want) - fraction);
+                        if (Math.abs(got[i] - want) > ulp) {
+                            throw new AssertionError(format + ", width " + d + ", " + n + " rows: value " + i + " is " + got[i]
+                                    + ", the float32 result rounded " + want + "; seed " + seed);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /** Odd group widths take the kernel's two-pass loop, multiples of 4 its float4 path (4096: 2 float4s a thread). */
     @ParameterizedTest
     @ValueSource(ints = {97, 4096, 132})
