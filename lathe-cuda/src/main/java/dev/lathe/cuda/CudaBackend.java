@@ -1427,7 +1427,10 @@ public final class CudaBackend implements Backend {
         CudaKvCache c = cuda(cache);
         FlashChoice flash = null;
         CudaTensor[] m = null;
-        if (ropeInAttention && qkv.dtype() == c.dtype() && q.rows() > 0 && (out.dtype() == DType.F32 || out.dtype() == c.dtype())) {
+        // the kernels read a query pair as 4 bytes of qkv and a rotary pair as 8 bytes of cos and sin
+        if (ropeInAttention && qkv.dtype() == c.dtype() && q.rows() > 0 && (out.dtype() == DType.F32 || out.dtype() == c.dtype())
+                && ((cuda(qkv, "ropeAttention", "qkv").address() & 3) | ((cuda(cos, "ropeAttention", "cos").address()
+                    | cuda(sin, "ropeAttention", "sin").address()) & 7)) == 0) {
             m = attentionInputs("ropeAttention", floats(q, "ropeAttention", "q"), activations(out, "ropeAttention", "out"), c, meta);
             flash = flashChoice(c, meta, q.cols() / c.headDim());
             if (flash != null && planShortRows > 0) flash = null;  // the split kernel's rows read the rotated F32 q
