@@ -211,8 +211,12 @@ class CliTest {
             assertThat(prefill.get(op).get("ms").asDouble()).as(op).isGreaterThanOrEqualTo(0.0);
             if (op.equals("ropeAttention")) layers = prefill.get(op).get("calls").asInt();
         }
-        assertThat(layers).as("one ropeAttention a layer").isPositive();
-        assertThat(prefill.get("linear self_attn.qkv_proj").get("calls").asInt()).isEqualTo(layers);
+        // every layer but the last, which the prefill (one logit row) cuts to its logit row: ropeWriteKv for all rows,
+        // then attention of that row alone (LlamaModel.LAST_LAYER_LOGIT_ROWS_PROPERTY)
+        assertThat(layers).as("one ropeAttention a layer but the last").isPositive();
+        assertThat(prefill.get("linear self_attn.qkv_proj").get("calls").asInt()).isEqualTo(layers + 1);
+        assertThat(prefill.get("ropeWriteKv").get("calls").asInt()).isEqualTo(1);
+        assertThat(prefill.get("attention").get("calls").asInt()).isEqualTo(1);
         assertThat(prefill.get("embedding").get("calls").asInt()).isEqualTo(1);
         // the step's wall time holds the span from its first op to its last, which holds the ops one after another
         JsonNode step = new ObjectMapper().readTree(json.toFile()).get("op_profile_steps").get("prefill");

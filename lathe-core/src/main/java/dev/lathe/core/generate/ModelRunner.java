@@ -329,10 +329,24 @@ public final class ModelRunner implements AutoCloseable {
         queryStarts[numSeqs] = t;
 
         if (gatherRope) ropeTable(maxContext - 1);
+        // fewer logit rows than rows (one a sequence, its last): their attention alone, for a last layer cut to them
+        boolean logitMeta = !allLogits && numLogitRows < numTokens;
+        int[] logitStarts = logitMeta ? Arrays.copyOf(ramp(numSeqs + 1), numSeqs + 1) : null;
+        int[] logitSlots = null;
+        if (logitMeta) {
+            logitSlots = new int[numSeqs];
+            for (int s = 0; s < numSeqs; s++) logitSlots[s] = slots[logitRows[s]];
+        }
         // the step's int arrays in one upload where the backend packs them; the positions serve the rotary gathers only
-        Tensor[] up = backend.uploadInts(new int[][]{queryStarts, contextLens, blockTable, slots, ids, logitRows, positions},
-                new int[]{1, 1, numSeqs, 1, 1, 1, 1},
-                new int[]{numSeqs + 1, numSeqs, maxBlocksPerSeq, numTokens, numTokens, numLogitRows, numTokens});
+        Tensor[] up = logitMeta
+                ? backend.uploadInts(new int[][]{queryStarts, contextLens, blockTable, slots, ids, logitRows, positions, logitStarts,
+                                logitSlots},
+                        new int[]{1, 1, numSeqs, 1, 1, 1, 1, 1, 1},
+                        new int[]{numSeqs + 1, numSeqs, maxBlocksPerSeq, numTokens, numTokens, numLogitRows, numTokens, numSeqs + 1,
+                                numSeqs})
+                : backend.uploadInts(new int[][]{queryStarts, contextLens, blockTable, slots, ids, logitRows, positions},
+                        new int[]{1, 1, numSeqs, 1, 1, 1, 1},
+                        new int[]{numSeqs + 1, numSeqs, maxBlocksPerSeq, numTokens, numTokens, numLogitRows, numTokens});
         R result;
         Tensor cosTensor = null, sinTensor = null;
         try (Tensor pos = up[6]) {
@@ -346,15 +360,17 @@ public final class ModelRunner implements AutoCloseable {
                 sinTensor = backend.upload(sin, numTokens, half);
             }
         } catch (RuntimeException e) {
-            for (int i = 0; i < 6; i++) up[i].close();
+            for (int i = 0; i < up.length; i++) if (i != 6) up[i].close();
             if (cosTensor != null) cosTensor.close();
             if (sinTensor != null) sinTensor.close();
             throw e;
         }
         var meta = new AttentionMetadata(numSeqs, numTokens, maxContext, up[0], up[1], up[2], up[3], queryStarts, contextLens,
                 config.slidingWindow());
+        var logitAttention = logitMeta ? new AttentionMetadata(numSeqs, numSeqs, maxContext, up[7], up[1], up[2], up[8],
+                logitStarts, contextLens, config.slidingWindow()) : null;
         Tensor idsTensor = up[4];
-        try (var in = new StepInput(idsTensor, cosTensor, sinTensor, meta, up[5])) {
+        try (var in = new StepInput(idsTensor, cosTensor, sinTensor, meta, up[5], logitAttention)) {
             forwardInto(fwd, idsTensor, queryStarts);  // a forwarded sequence computes one token: its row is its start
             try (Tensor logits = model.forward(in, cache)) {
                 result = pick.from(logits, firstRowOfSeq);

@@ -40,9 +40,11 @@ public final class LlamaModel implements AutoCloseable {
      * System property, read when the model is built: {@code true} runs the last layer past its attention (the o
      * projection, the MLP, their norms and the final norm) on the rows the step wants logits for only, where that is
      * fewer than all of its rows: the other rows' outputs of the last layer feed nothing (their keys and values are
-     * in the cache already). Those rows then take the float32 path of a decode step (the step's residual and
-     * attention output widened), so their logits differ from the whole-layer computation by rounding. Default true:
-     * a 2048-token prefill skips ~1 ms of its last layer's work on an H100; {@code false} computes every row.
+     * in the cache already); where the step gives their attention metadata ({@link StepInput#logitAttention}), the
+     * attention too runs on those rows alone, after every row's keys and values are written. Those rows then take the
+     * float32 path of a decode step (the step's residual and attention output widened), so their logits differ from the
+     * whole-layer computation by rounding. Default true: a 2048-token prefill skips ~1 ms of its last layer's work on
+     * an H100; {@code false} computes every row.
      */
     public static final String LAST_LAYER_LOGIT_ROWS_PROPERTY = "lathe.model.lastLayerLogitRows";
 
@@ -146,8 +148,13 @@ public final class LlamaModel implements AutoCloseable {
                 for (int l = 0; l < layers.size(); l++) {
                     LayerWeights w = layers.get(l);
                     backend.linear(x, w.qkv(), w.qkvBias(), qkv);
+                    boolean last = l + 1 == layers.size();
+                    // the last layer cut to the logit rows attends with those rows alone where the step says which
+                    // (every row's keys and values still go into the cache)
+                    boolean logitAttention = last && logitRowsOnly && in.logitAttention() != null;
                     if (w.qNorm() == null) {
-                        backend.ropeAttention(qkv, q, in.cos(), in.sin(), cache, l, attn, attentionScale, attnOut);
+                        if (logitAttention) backend.ropeWriteKv(qkv, q, in.cos(), in.sin(), cache, l, attn.slotMapping());
+                        else backend.ropeAttention(qkv, q, in.cos(), in.sin(), cache, l, attn, attentionScale, attnOut);
                     } else {
                         backend.splitColumns(qkv, q, k, v);
                         backend.rmsNorm(q, w.qNorm(), eps, q);
@@ -155,11 +162,10 @@ public final class LlamaModel implements AutoCloseable {
                         backend.rope(q, in.cos(), in.sin());
                         backend.rope(k, in.cos(), in.sin());
                         backend.writeKv(cache, l, k, v, attn.slotMapping());
-                        backend.attention(q, cache, l, attn, attentionScale, attnOut);
+                        if (!logitAttention) backend.attention(q, cache, l, attn, attentionScale, attnOut);
                     }
-                    boolean last = l + 1 == layers.size();
                     if (last && logitRowsOnly) {
-                        logitRowsTail(w, attnOut, residual, in.logitRows(), hLogit);
+                        logitRowsTail(w, l, logitAttention ? q : attnOut, residual, in, cache, hLogit);
                         break;
                     }
                     Weight nextNorm = last ? finalNorm : layers.get(l + 1).inputNorm();
@@ -189,15 +195,25 @@ public final class LlamaModel implements AutoCloseable {
     }
 
     /**
-     * The last layer after its attention for the logit rows alone ({@link #LAST_LAYER_LOGIT_ROWS_PROPERTY}): those rows
-     * of the attention output and the residual, widened to float32, through the o projection, the MLP and their norms;
-     * the final norm's output into {@code out} ({@code [logit rows, hidden]} F32).
+     * The last layer ({@code layer}) for the logit rows alone ({@link #LAST_LAYER_LOGIT_ROWS_PROPERTY}): with the step's
+     * {@link StepInput#logitAttention}, {@code rows} is every row's rotated queries, and the logit rows' queries attend
+     * by themselves; without it, {@code rows} is every row's attention output. Then those rows of the attention output
+     * and of the residual, in float32, through the o projection, the MLP and their norms; the final norm's output into
+     * {@code out} ({@code [logit rows, hidden]} F32).
      */
-    private void logitRowsTail(LayerWeights w, Tensor attnOut, Tensor residual, Tensor logitRows, Tensor out) {
+    private void logitRowsTail(LayerWeights w, int layer, Tensor rows, Tensor residual, StepInput in, KvCache cache, Tensor out) {
+        Tensor logitRows = in.logitRows();
         int m = logitRows.cols(), hidden = config.hiddenSize();
-        try (Tensor a = backend.allocate(DType.F32, m, attnOut.cols()); Tensor r = backend.allocate(DType.F32, m, hidden);
+        try (Tensor a = backend.allocate(DType.F32, m, rows.cols()); Tensor r = backend.allocate(DType.F32, m, hidden);
              Tensor proj = backend.allocate(DType.F32, m, hidden); Tensor x = backend.allocate(DType.F32, m, hidden)) {
-            backend.gatherRows(attnOut, logitRows, a);
+            if (in.logitAttention() != null) {
+                try (Tensor qm = backend.allocate(DType.F32, m, rows.cols())) {
+                    backend.gatherRows(rows, logitRows, qm);
+                    backend.attention(qm, cache, layer, in.logitAttention(), attentionScale, a);
+                }
+            } else {
+                backend.gatherRows(rows, logitRows, a);
+            }
             backend.gatherRows(residual, logitRows, r);
             backend.linear(a, w.o(), w.oBias(), proj);
             backend.addRmsNorm(r, proj, w.postAttentionNorm(), eps, x);
