@@ -15,6 +15,13 @@ struct RmsNormParams {
     int x_dtype;           // DT_F32, or a 16-bit format (a residual stream held in the weights' format)
 };
 
+// The block's sum of its threads' sums of squares, as 1 / rms: the mean in float, the reciprocal square root in double
+// (the CPU backend's formula).
+__device__ __forceinline__ float inv_rms(float ss, int d, float eps) {
+    ss = block_sum(ss);
+    return (float)(1.0 / sqrt((double)(ss / d + eps)));
+}
+
 // The float4 path of rms_norm: d a multiple of 4 and at most NORM_VEC * 4 values a thread. Each thread keeps its
 // float4s in registers between the two passes, so x and the residual are read once.
 #define NORM_VEC 8
@@ -43,8 +50,7 @@ __device__ __forceinline__ void rms_norm_vec(const RmsNormParams& p) {
             ss += a.w * a.w;
         }
     }
-    ss = block_sum(ss);
-    const float inv = (float)(1.0 / sqrt((double)(ss / p.d + p.eps)));
+    const float inv = inv_rms(ss, p.d, p.eps);
 #pragma unroll
     for (int k = 0; k < NV; k++) {
         const int i = threadIdx.x + k * blockDim.x;
@@ -92,8 +98,7 @@ __device__ __forceinline__ void rms_norm_vec16(const RmsNormParams& p) {
             for (int e = 0; e < 8; e++) ss += v[e] * v[e];
         }
     }
-    ss = block_sum(ss);
-    const float inv = (float)(1.0 / sqrt((double)(ss / p.d + p.eps)));
+    const float inv = inv_rms(ss, p.d, p.eps);
 #pragma unroll
     for (int k = 0; k < NC; k++) {
         const int i = threadIdx.x + k * blockDim.x;
@@ -141,9 +146,7 @@ extern "C" __global__ void rms_norm(const RmsNormParams p) {
         }
         ss += v * v;
     }
-    ss = block_sum(ss);
-    // same formula as the CPU backend: mean in float, reciprocal square root in double
-    float inv = (float)(1.0 / sqrt((double)(ss / p.d + p.eps)));
+    const float inv = inv_rms(ss, p.d, p.eps);
     for (int j = threadIdx.x; j < p.d; j += blockDim.x) {
         float v = p.residual != nullptr ? p.residual[base + j] : load_f(p.x, p.x_dtype, base + j);
         store_f(p.out, p.out_dtype, base + j, __fmul_rn(__fmul_rn(v, inv), load_f(p.weight, p.dtype, j)));
