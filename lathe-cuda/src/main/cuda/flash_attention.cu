@@ -469,6 +469,16 @@ __device__ __forceinline__ void store_q_wg(uint32_t q_tile, const uint32_t (&qf)
     }
 }
 
+// Q rows `row` and row + 8 of one head (load_q) into this warp's 16-row slice of a 64-row Q tile at q_tile (store_q_wg),
+// where the wgmma kernels' tensor cores read them.
+template <typename T, int D>
+__device__ __forceinline__ void load_q_wg(uint32_t q_tile, const FlashAttentionParams& p, long long row, int head, bool va,
+                                          bool vb, int warp, int g, int t4) {
+    uint32_t qt[D / 16][4];
+    load_q<T, D>(qt, p, row, head, va, vb, t4);
+    store_q_wg<D>(q_tile, qt, warp * GQ_BM, g, t4);
+}
+
 // O += P V for one tile of BN keys and M tiles of 64 query rows: BN / 16 wgmma a row tile (16 keys each) over the V
 // tile at v_tile (wg_tile_offset layout, read MN-major: 8-key atoms 1 KB apart, the d halves BN * 128 bytes apart),
 // committed as one group and not waited for. sm_90a only.
@@ -738,10 +748,8 @@ __device__ __forceinline__ void flash_attention_gqa_overlap(const FlashAttention
     const uint32_t q_rows = smem + 2 * STAGES * TILE_BYTES;
 #pragma unroll
     for (int m = 0; m < M; m++) {
-        uint32_t qt[D / 16][4];
         const int r = m * GQ_BM + g;
-        load_q<T, D>(qt, p, (long long)(q_start + first + r), head, r < rows, r + 8 < rows, t4);
-        store_q_wg<D>(q_rows + m * (64 * D * 2), qt, warp * GQ_BM, g, t4);
+        load_q_wg<T, D>(q_rows + m * (64 * D * 2), p, (long long)(q_start + first + r), head, r < rows, r + 8 < rows, warp, g, t4);
     }
     // the tensor cores read all four warps' rows after the fence and the barrier at the top of the first tile
 
@@ -900,11 +908,7 @@ __device__ __forceinline__ void flash_attention_gqa_ws(const FlashAttentionParam
     const int window = p.sliding_window;
     const uint32_t q_tile = smem + 2 * STAGES * TILE_BYTES + c * (64 * D * 2);
     const int r = c * GQ_BM + g;  // this thread's rows r and r + 8 of the item
-    {
-        uint32_t qt[D / 16][4];
-        load_q<T, D>(qt, p, (long long)(q_start + first + r), head, r < rows, r + 8 < rows, t4);
-        store_q_wg<D>(q_tile, qt, warp * GQ_BM, g, t4);
-    }
+    load_q_wg<T, D>(q_tile, p, (long long)(q_start + first + r), head, r < rows, r + 8 < rows, warp, g, t4);
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
     named_sync(1 + c, 128);  // the warpgroup's Q rows are in place for the tensor cores
 
