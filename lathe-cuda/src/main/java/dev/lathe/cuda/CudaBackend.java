@@ -1312,9 +1312,13 @@ public final class CudaBackend implements Backend {
     public void attention(Tensor q, KvCache cache, int layer, AttentionMetadata meta, float scale, Tensor out) {
         CudaKvCache c = cuda(cache);
         CudaTensor qt = floats(q, "attention", "q"), ot = activations(out, "attention", "out");
+        attend(qt, ot, c, layer, meta, scale, attentionInputs("attention", qt, ot, c, meta));
+    }
+
+    /** {@link #attention} of inputs {@link #attentionInputs} has checked ({@code m}: its queryStarts, contextLens, blockTables). */
+    private void attend(CudaTensor qt, CudaTensor ot, CudaKvCache c, int layer, AttentionMetadata meta, float scale, CudaTensor[] m) {
         int headDim = c.headDim();
         lastDecodePieces = 0;
-        CudaTensor[] m = attentionInputs("attention", qt, ot, c, meta);
         CudaTensor starts = m[0], lens = m[1], tables = m[2];
         if (qt.rows() == 0) return;
         int heads = qt.cols() / headDim;
@@ -1325,7 +1329,7 @@ public final class CudaBackend implements Backend {
             // A third output format inside the kernels cost the default grouped-query kernel 8-20 bytes of spill.
             if (ot.dtype() != DType.F32 && ot.dtype() != c.dtype()) {
                 try (CudaTensor f32 = (CudaTensor) allocate(DType.F32, ot.rows(), ot.cols())) {
-                    attention(q, cache, layer, meta, scale, f32);
+                    attend(qt, f32, c, layer, meta, scale, m);
                     kernels.convertFromF32.launch(stream, Kernels.elementBlocks(f32.size()), 1, 256,
                             f32.address(), ot.address(), f32.size(), dtypeCode(ot.dtype()));
                 }
@@ -1425,26 +1429,29 @@ public final class CudaBackend implements Backend {
     public void ropeAttention(Tensor qkv, Tensor q, Tensor cos, Tensor sin, KvCache cache, int layer, AttentionMetadata meta,
                               float scale, Tensor out) {
         CudaKvCache c = cuda(cache);
-        FlashChoice flash = null;
-        CudaTensor[] m = null;
         // the kernels read a query pair as 4 bytes of qkv and a rotary pair as 8 bytes of cos and sin
-        if (ropeInAttention && qkv.dtype() == c.dtype() && q.rows() > 0 && (out.dtype() == DType.F32 || out.dtype() == c.dtype())
+        boolean eligible = ropeInAttention && qkv.dtype() == c.dtype() && q.rows() > 0
+                && (out.dtype() == DType.F32 || out.dtype() == c.dtype())
                 && ((cuda(qkv, "ropeAttention", "qkv").address() & 3) | ((cuda(cos, "ropeAttention", "cos").address()
-                    | cuda(sin, "ropeAttention", "sin").address()) & 7)) == 0) {
-            m = attentionInputs("ropeAttention", floats(q, "ropeAttention", "q"), activations(out, "ropeAttention", "out"), c, meta);
-            flash = flashChoice(c, meta, q.cols() / c.headDim());
-            if (flash != null && planShortRows > 0) flash = null;  // the split kernel's rows read the rotated F32 q
-        }
-        if (flash == null) {
+                    | cuda(sin, "ropeAttention", "sin").address()) & 7)) == 0;
+        if (!eligible) {
             ropeWriteKv(qkv, q, cos, sin, cache, layer, meta.slotMapping());
             attention(q, cache, layer, meta, scale, out);
             return;
         }
+        CudaTensor qt = floats(q, "ropeAttention", "q"), ot = activations(out, "ropeAttention", "out");
+        CudaTensor[] m = attentionInputs("ropeAttention", qt, ot, c, meta);
+        FlashChoice flash = flashChoice(c, meta, qt.cols() / c.headDim());
+        boolean inKernel = flash != null && planShortRows == 0;  // the split kernel's rows read the rotated F32 q
         // ropeWriteKv checks qkv, q, cos, sin and the slots against each other before it queues the keys and values
-        ropeWriteKv(qkv, q, cos, sin, cache, layer, meta.slotMapping(), false);
+        ropeWriteKv(qkv, q, cos, sin, cache, layer, meta.slotMapping(), !inKernel);
+        if (!inKernel) {
+            attend(qt, ot, c, layer, meta, scale, m);
+            return;
+        }
         lastDecodePieces = 0;
         launchFlash(flash, ((CudaTensor) qkv).address(), ((CudaTensor) cos).address(), ((CudaTensor) sin).address(), qkv.cols(),
-                c, layer, meta, scale, (CudaTensor) out, m[0], m[1], m[2], q.cols() / c.headDim());
+                c, layer, meta, scale, ot, m[0], m[1], m[2], qt.cols() / c.headDim());
     }
 
     /**
@@ -1530,7 +1537,6 @@ public final class CudaBackend implements Backend {
         return old;
     }
 
-    /** Turns the warp-specialised kernel (see {@link #FLASH_GQA_WARP_SPECIALIZED_PROPERTY}) on or off; returns the old setting. */
     /** Turns query rotation inside the flash kernels (see {@link #ROPE_IN_ATTENTION_PROPERTY}) on or off; returns the old setting. */
     boolean ropeInAttention(boolean on) {
         boolean old = ropeInAttention;
@@ -1538,6 +1544,7 @@ public final class CudaBackend implements Backend {
         return old;
     }
 
+    /** Turns the warp-specialised kernel (see {@link #FLASH_GQA_WARP_SPECIALIZED_PROPERTY}) on or off; returns the old setting. */
     boolean flashGqaWarpSpecialized(boolean on) {
         boolean old = flashGqaWarpSpecialized;
         flashGqaWarpSpecialized = on;

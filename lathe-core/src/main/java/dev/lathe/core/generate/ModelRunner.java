@@ -337,16 +337,15 @@ public final class ModelRunner implements AutoCloseable {
             logitSlots = new int[numSeqs];
             for (int s = 0; s < numSeqs; s++) logitSlots[s] = slots[logitRows[s]];
         }
-        // the step's int arrays in one upload where the backend packs them; the positions serve the rotary gathers only
-        Tensor[] up = logitMeta
-                ? backend.uploadInts(new int[][]{queryStarts, contextLens, blockTable, slots, ids, logitRows, positions, logitStarts,
-                                logitSlots},
-                        new int[]{1, 1, numSeqs, 1, 1, 1, 1, 1, 1},
-                        new int[]{numSeqs + 1, numSeqs, maxBlocksPerSeq, numTokens, numTokens, numLogitRows, numTokens, numSeqs + 1,
-                                numSeqs})
-                : backend.uploadInts(new int[][]{queryStarts, contextLens, blockTable, slots, ids, logitRows, positions},
-                        new int[]{1, 1, numSeqs, 1, 1, 1, 1},
-                        new int[]{numSeqs + 1, numSeqs, maxBlocksPerSeq, numTokens, numTokens, numLogitRows, numTokens});
+        // the step's int arrays in one upload where the backend packs them; the positions serve the rotary gathers only,
+        // the last two (logit-row attention) go up only where there is one
+        int arrays = logitMeta ? 9 : 7;
+        Tensor[] up = backend.uploadInts(
+                Arrays.copyOf(new int[][]{queryStarts, contextLens, blockTable, slots, ids, logitRows, positions, logitStarts, logitSlots},
+                        arrays),
+                Arrays.copyOf(new int[]{1, 1, numSeqs, 1, 1, 1, 1, 1, 1}, arrays),
+                Arrays.copyOf(new int[]{numSeqs + 1, numSeqs, maxBlocksPerSeq, numTokens, numTokens, numLogitRows, numTokens,
+                        numSeqs + 1, numSeqs}, arrays));
         R result;
         Tensor cosTensor = null, sinTensor = null;
         try (Tensor pos = up[6]) {

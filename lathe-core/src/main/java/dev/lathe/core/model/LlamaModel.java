@@ -37,14 +37,13 @@ public final class LlamaModel implements AutoCloseable {
      */
     public static final String RESIDUAL_ADD_PROPERTY = "lathe.model.residualAdd";
     /**
-     * System property, read when the model is built: {@code true} runs the last layer past its attention (the o
-     * projection, the MLP, their norms and the final norm) on the rows the step wants logits for only, where that is
-     * fewer than all of its rows: the other rows' outputs of the last layer feed nothing (their keys and values are
-     * in the cache already); where the step gives their attention metadata ({@link StepInput#logitAttention}), the
-     * attention too runs on those rows alone, after every row's keys and values are written. Those rows then take the
-     * float32 path of a decode step (the step's residual and attention output widened), so their logits differ from the
-     * whole-layer computation by rounding. Default true: a 2048-token prefill skips ~1 ms of its last layer's work on
-     * an H100; {@code false} computes every row.
+     * System property, read when the model is built: {@code true} runs the last layer on the rows the step wants
+     * logits for only, where the step gives their attention ({@link StepInput#logitAttention}: ModelRunner does when
+     * each sequence's one logit row is its last and there are fewer logit rows than rows). Every row's keys and values
+     * still go into the cache; the other rows' attention, o projection, MLP and norms fed nothing. The logit rows take
+     * the float32 path of a decode step (the step's residual widened), so their logits differ from the whole-layer
+     * computation by rounding. Default true: a 2048-token prefill skips ~1 ms of its last layer's work on an H100;
+     * {@code false} computes every row.
      */
     public static final String LAST_LAYER_LOGIT_ROWS_PROPERTY = "lathe.model.lastLayerLogitRows";
 
@@ -110,8 +109,8 @@ public final class LlamaModel implements AutoCloseable {
             throw new IllegalArgumentException("forward: logits tensor is [" + logitsOut.rows() + ", " + logitsOut.cols()
                     + "], the step needs [" + m + ", " + config.vocabSize() + "]");
         }
-        // fewer logit rows than rows: the last layer's other rows feed nothing past its attention (see logitRowsTail)
-        boolean logitRowsOnly = lastLayerLogitRows && m < n;
+        // the last layer on the logit rows alone (see logitRowsTail)
+        boolean logitRowsOnly = lastLayerLogitRows && in.logitAttention() != null;
         try (Tensor hLogit = backend.allocate(DType.F32, m, hidden);
              Tensor h = backend.allocate(DType.F32, n, hidden);
              Tensor qkv = backend.allocate(qkvFormat, n, config.qkvSize());
@@ -149,9 +148,9 @@ public final class LlamaModel implements AutoCloseable {
                     LayerWeights w = layers.get(l);
                     backend.linear(x, w.qkv(), w.qkvBias(), qkv);
                     boolean last = l + 1 == layers.size();
-                    // the last layer cut to the logit rows attends with those rows alone where the step says which
-                    // (every row's keys and values still go into the cache)
-                    boolean logitAttention = last && logitRowsOnly && in.logitAttention() != null;
+                    // the last layer cut to the logit rows writes every row's keys and values, and attends with those
+                    // rows alone (logitRowsTail)
+                    boolean logitAttention = last && logitRowsOnly;
                     if (w.qNorm() == null) {
                         if (logitAttention) backend.ropeWriteKv(qkv, q, in.cos(), in.sin(), cache, l, attn.slotMapping());
                         else backend.ropeAttention(qkv, q, in.cos(), in.sin(), cache, l, attn, attentionScale, attnOut);
@@ -164,8 +163,8 @@ public final class LlamaModel implements AutoCloseable {
                         backend.writeKv(cache, l, k, v, attn.slotMapping());
                         if (!logitAttention) backend.attention(q, cache, l, attn, attentionScale, attnOut);
                     }
-                    if (last && logitRowsOnly) {
-                        logitRowsTail(w, l, logitAttention ? q : attnOut, residual, in, cache, hLogit);
+                    if (logitAttention) {
+                        logitRowsTail(w, l, q, residual, in, cache, hLogit);
                         break;
                     }
                     Weight nextNorm = last ? finalNorm : layers.get(l + 1).inputNorm();
@@ -195,25 +194,19 @@ public final class LlamaModel implements AutoCloseable {
     }
 
     /**
-     * The last layer ({@code layer}) for the logit rows alone ({@link #LAST_LAYER_LOGIT_ROWS_PROPERTY}): with the step's
-     * {@link StepInput#logitAttention}, {@code rows} is every row's rotated queries, and the logit rows' queries attend
-     * by themselves; without it, {@code rows} is every row's attention output. Then those rows of the attention output
-     * and of the residual, in float32, through the o projection, the MLP and their norms; the final norm's output into
-     * {@code out} ({@code [logit rows, hidden]} F32).
+     * The last layer ({@code layer}) after its keys and values are written, for the logit rows alone
+     * ({@link #LAST_LAYER_LOGIT_ROWS_PROPERTY}): those rows of the rotated queries {@code q} attend by themselves
+     * ({@link StepInput#logitAttention}); their attention output and residual rows, in float32, go through the o
+     * projection, the MLP and their norms; the final norm's output into {@code out} ({@code [logit rows, hidden]} F32).
      */
-    private void logitRowsTail(LayerWeights w, int layer, Tensor rows, Tensor residual, StepInput in, KvCache cache, Tensor out) {
+    private void logitRowsTail(LayerWeights w, int layer, Tensor q, Tensor residual, StepInput in, KvCache cache, Tensor out) {
         Tensor logitRows = in.logitRows();
         int m = logitRows.cols(), hidden = config.hiddenSize();
-        try (Tensor a = backend.allocate(DType.F32, m, rows.cols()); Tensor r = backend.allocate(DType.F32, m, hidden);
-             Tensor proj = backend.allocate(DType.F32, m, hidden); Tensor x = backend.allocate(DType.F32, m, hidden)) {
-            if (in.logitAttention() != null) {
-                try (Tensor qm = backend.allocate(DType.F32, m, rows.cols())) {
-                    backend.gatherRows(rows, logitRows, qm);
-                    backend.attention(qm, cache, layer, in.logitAttention(), attentionScale, a);
-                }
-            } else {
-                backend.gatherRows(rows, logitRows, a);
-            }
+        try (Tensor qm = backend.allocate(DType.F32, m, q.cols()); Tensor a = backend.allocate(DType.F32, m, q.cols());
+             Tensor r = backend.allocate(DType.F32, m, hidden); Tensor proj = backend.allocate(DType.F32, m, hidden);
+             Tensor x = backend.allocate(DType.F32, m, hidden)) {
+            backend.gatherRows(q, logitRows, qm);
+            backend.attention(qm, cache, layer, in.logitAttention(), attentionScale, a);
             backend.gatherRows(residual, logitRows, r);
             backend.linear(a, w.o(), w.oBias(), proj);
             backend.addRmsNorm(r, proj, w.postAttentionNorm(), eps, x);
