@@ -123,11 +123,11 @@ setup() {
   done
   # warm-up prefills before a timed TTFT: the JIT compiles the host side of a step (metadata, uploads, the op calls)
   # only after dozens of steps, as a serving engine has long done. A run of prefills alone enters ModelRunner.run and
-  # LlamaModel.forward once a step, so their loops are compiled by back-edge counts: C1 after about 30 prefills of
-  # 2048 tokens, C2 some 20-30 later (on the CPU backend, 1500 tokens: the step's token loop took 87 us for 60 steps,
-  # 5.4 us from the 70th). On an H100 (session 12, `profile`), the host time from the step's start to the first qkv
-  # GEMM queued was ~0.60 ms after 30 warm-ups and ~0.40 ms after 150, the device's gaps between ops 0.58-0.68 against
-  # 0.48 ms.
+  # LlamaModel.forward once a step, so their loops are compiled only once their back-edge counts build up (on the CPU
+  # backend, 1500 tokens, one run sampled every 10th step: the step's token loop took 86-130 us at steps 1-31, 8.5 us at
+  # the 41st, about 5.5 us from the 71st). On an H100 (session 12, `profile`, one profiled step each), the host time from
+  # the step's start to the first qkv GEMM queued was 0.66 and 0.92 ms in two runs after 30 warm-ups and 0.45 ms after
+  # 150, the device's gaps between ops 0.58-0.68 against 0.48 ms.
   TTFT_WARMUP=${LATHE_TTFT_WARMUP:-150}
   LATHE_COMMIT=$(cat "$DEV/commit.txt" 2>/dev/null || echo unknown)
   export LATHE_COMMIT
